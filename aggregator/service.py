@@ -1,0 +1,132 @@
+"""The aggregator's side of a round, at the I/O edge.
+
+read the round's submissions from the chain → fetch each update by CID
+(re-hashed on read) → reject what cannot be used (missing blob, hash mismatch,
+commitment that does not bind the submitter, a copy of an earlier update) →
+:func:`aggregator.round.aggregate_round` (validate, robust rule, FedAvg,
+coalition utilities, Shapley values, basis points) → write the new model and
+the round receipt to the store → ``postResult``.
+
+Everything it posts is derived deterministically from the chain, the store,
+the spec and the validation set, so a crash before posting is recovered by
+running the round again; it posts only while the round is still open.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+
+from aggregator.receipt import build_receipt
+from aggregator.round import RoundOutcome, aggregate_round
+from market.contract import MarketContract, Submission
+from market.data import Dataset, dataset_commitment
+from market.errors import ConfigError, MarketError, StoreError
+from market.protocol import submission_commitment
+from market.roles import TaskView, fetch_global_model, load_task
+from market.store import ContentStore, put_json
+from market.tensors import encode_state
+
+
+@dataclass
+class PostedRound:
+    task_id: int
+    round: int
+    model_cid: str
+    receipt_cid: str
+    receipt: dict[str, Any]
+    outcome: RoundOutcome
+    bps: list[int]
+    gas: int
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def prefilter(
+    task_id: int, round_: int, subs: list[Submission], store: ContentStore
+) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+    """Fetch every submission; return the usable (address, blob) pairs and the reasons for the rest."""
+    usable: list[tuple[str, bytes]] = []
+    rejected: dict[str, str] = {}
+    seen: dict[str, str] = {}
+    for s in subs:
+        if s.commitment != submission_commitment(task_id, round_, s.trainer, s.cid):
+            rejected[s.trainer] = "commitment does not bind this submitter to this CID"
+            continue
+        if s.cid in seen:
+            rejected[s.trainer] = f"duplicate of the update {seen[s.cid]} submitted earlier"
+            continue
+        seen[s.cid] = s.trainer
+        try:
+            blob = store.get(s.cid)
+        except StoreError as exc:
+            rejected[s.trainer] = str(exc)
+            continue
+        usable.append((s.trainer, blob))
+    return usable, rejected
+
+
+class Aggregator:
+    def __init__(
+        self, contract: MarketContract, store: ContentStore, account: LocalAccount, validation: Dataset
+    ) -> None:
+        self.contract = contract
+        self.store = store
+        self.account = account
+        self.validation = validation
+
+    def check_task(self, view: TaskView) -> None:
+        if view.info.aggregator.lower() != self.account.address.lower():
+            raise ConfigError(f"this key ({self.account.address}) is not task {view.info.task_id}'s aggregator ({view.info.aggregator})")
+        if view.info.validation_commitment != "0x" + dataset_commitment(self.validation).hex():
+            raise ConfigError(f"the validation set does not match task {view.info.task_id}'s validation commitment")
+
+    def submissions_closed(self, task_id: int) -> bool:
+        info = self.contract.task(task_id)
+        if info.finished:
+            return True
+        submit_deadline, _ = self.contract.deadlines(task_id)
+        n = len(self.contract.submitters(task_id, info.current_round))
+        return self.contract.chain.now() >= submit_deadline or (n > 0 and n >= info.trainer_count)
+
+    def compute_round(self, view: TaskView) -> tuple[RoundOutcome, list[Submission], dict[str, str], str, dict[str, Any]]:
+        """Everything but the transaction: deterministic from chain, store, spec and validation set."""
+        task_id, r = view.info.task_id, view.info.current_round
+        subs = self.contract.submissions(task_id, r)
+        global_cid, global_state = fetch_global_model(self.contract, self.store, view)
+        usable, prerejected = prefilter(task_id, r, subs, self.store)
+        seed = view.spec.valuation.seed * 1_000_003 + r
+        outcome = aggregate_round(view.spec, global_state, usable, self.validation.x, self.validation.y, seed=seed)
+        model_cid = self.store.put(encode_state(outcome.new_state, {"kind": "model", "round": str(r)}))
+        receipt = build_receipt(
+            view=view, round_=r, submissions=subs, global_cid=global_cid, model_cid=model_cid,
+            prerejected=prerejected, outcome=outcome, seed=seed,
+        )
+        return outcome, subs, prerejected, model_cid, receipt
+
+    def run_round(self, task_id: int) -> PostedRound:
+        """Aggregate and post the current round of ``task_id`` (submissions must be closed)."""
+        view = load_task(self.contract, self.store, task_id)
+        self.check_task(view)
+        if view.info.finished:
+            raise MarketError(f"task {task_id} has finished")
+        r = view.info.current_round
+        t0 = time.perf_counter()
+        outcome, subs, _pre, model_cid, receipt = self.compute_round(view)
+        bps = receipt["bps_vector"]
+        receipt_cid = put_json(self.store, receipt)
+        compute_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        if self.contract.task(task_id).current_round != r:
+            raise MarketError(f"task {task_id} round {r} was settled meanwhile; nothing posted")
+        tx = self.contract.post_result(self.account, task_id, r, model_cid, receipt_cid, bps)
+        chain_s = time.perf_counter() - t1
+        seconds = {
+            "aggregate": float(outcome.timings.get("aggregate", 0.0)),
+            "valuation": float(outcome.timings.get("valuation", 0.0)),
+            "compute": compute_s,
+            "chain": chain_s,
+        }
+        return PostedRound(task_id, r, model_cid, receipt_cid, receipt, outcome, bps, int(tx["gasUsed"]), seconds)

@@ -1,0 +1,543 @@
+"""``market``: one console script with a sub-command per role.
+
+    market demo | simulate | devnet
+    market task create | status | results
+    market trainer join | run | withdraw
+    market aggregator run
+    market data split
+
+Errors a user can cause print one line (``error: …``) and exit non-zero;
+private keys are read from key files and never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from market.errors import ConfigError, ContractRevert, MarketError
+from market.settings import load_dotenv, require, resolve
+
+
+# --------------------------------------------------------------------- helpers
+def _store(args: argparse.Namespace) -> Any:
+    from market.store import open_store
+
+    kind = resolve(getattr(args, "store", None), "MARKET_STORE") or "local"
+    return open_store(
+        kind,
+        path=resolve(getattr(args, "store_dir", None), "MARKET_STORE_DIR", "store_dir"),
+        api_url=resolve(getattr(args, "ipfs_api", None), "MARKET_IPFS_API"),
+    )
+
+
+def _contract(args: argparse.Namespace) -> Any:
+    from market.chain import Chain
+    from market.contract import MarketContract
+
+    rpc = require(resolve(args.rpc, "MARKET_RPC", "rpc"), "RPC URL", "pass --rpc URL or start `market devnet`")
+    address = require(
+        resolve(args.contract, "MARKET_CONTRACT", "contract"), "contract address",
+        "pass --contract ADDRESS (printed by `market devnet`)",
+    )
+    _check_address(address, "--contract")
+    return MarketContract(Chain.connect(rpc), address)
+
+
+def _check_address(text: str, what: str) -> str:
+    from web3 import Web3
+
+    if not Web3.is_address(text):
+        raise ConfigError(f"{what} {text!r} is not an Ethereum address")
+    return Web3.to_checksum_address(text)
+
+
+def _account(args: argparse.Namespace) -> Any:
+    from market.devchain import read_key_file
+
+    path = require(resolve(args.key_file, "MARKET_KEY_FILE"), "key file", "pass --key-file PATH (or MARKET_KEY_FILE)")
+    return read_key_file(path)
+
+
+def _eth(wei: int | str) -> str:
+    from decimal import Decimal
+
+    d = Decimal(int(wei)) / Decimal(10**18)
+    return f"{d:.6f}"
+
+
+def _short(addr: str) -> str:
+    return addr[:6] + "…" + addr[-4:]
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _wait(pred: Callable[[], bool], timeout: float, what: str, poll: float = 0.5) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise MarketError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)
+
+
+# -------------------------------------------------------------------- simulate
+def _sim_config(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from simulator.simulate import SimulateConfig
+
+    fields = {k: getattr(args, k) for k in SimulateConfig.model_fields if getattr(args, k, None) is not None}
+    try:
+        return SimulateConfig(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+
+
+def _print_round(console: Any, report_trainers: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"round {entry['round']}  ·  test accuracy {entry['accuracy']:.3f}", title_justify="left")
+    for col in ("trainer", "attack", "status", "contribution", "bps", "credited ETH"):
+        table.add_column(col, justify="right" if col in ("contribution", "bps", "credited ETH") else "left")
+    for t in report_trainers:
+        a = t["address"]
+        status = "outlier" if a in entry["outliers"] else ("rejected: " + entry["rejected"][a] if a in entry["rejected"] else "kept")
+        table.add_row(
+            _short(a), t["attack"] or "-", status, f"{100 * entry['contributions'].get(a, 0.0):.1f}%",
+            str(entry["bps"].get(a, 0)), _eth(entry["credited_wei"].get(a, "0")),
+        )
+    console.print(table)
+
+
+def _print_final(console: Any, report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    fin = report["final"]
+    table = Table(title="final balances (read from the chain)", title_justify="left")
+    table.add_column("account")
+    table.add_column("attack")
+    table.add_column("withdrawn ETH", justify="right")
+    for t in report["trainers"]:
+        table.add_row(_short(t["address"]), t["attack"] or "-", _eth(fin["withdrawn_wei"][t["address"]]))
+    table.add_row("owner (refunds)", "-", _eth(fin["refunded_wei"]))
+    table.add_row("escrow left", "-", _eth(fin["escrow_left_wei"]))
+    console.print(table)
+    total = sum(int(v) for v in fin["withdrawn_wei"].values()) + int(fin["refunded_wei"]) + int(fin["escrow_left_wei"])
+    ok = "=" if total == int(report["reward_wei"]) else "≠"
+    console.print(
+        f"withdrawn + refunded + escrow left = {total} wei {ok} reward {report['reward_wei']} wei; "
+        f"final accuracy {fin['accuracy']:.3f}"
+    )
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from simulator.simulate import simulate
+
+    cfg = _sim_config(args)
+    console = _console()
+    trainers_view: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} rounds"),
+                        TimeElapsedColumn(), console=console, transient=True, disable=args.quiet)
+
+    with progress:
+        bar = progress.add_task(f"simulating on {cfg.chain}", total=cfg.rounds)
+
+        def on_round(entry: dict[str, Any]) -> None:
+            progress.advance(bar)
+            if not args.quiet:
+                if not trainers_view:
+                    trainers_view.extend({"address": a, "attack": None} for a in entry["bps"])
+                progress.console.print(
+                    f"round {entry['round']}: accuracy {entry['accuracy']:.3f}, "
+                    f"outliers {[_short(a) for a in entry['outliers']]}, rejected {len(entry['rejected'])}"
+                )
+
+        report = simulate(cfg, on_round=on_round)
+    if not args.quiet:
+        for entry in report["rounds"]:
+            _print_round(console, report["trainers"], entry)
+        _print_final(console, report)
+        console.print(f"done in {time.perf_counter() - t0:.1f} s (task {report['task_id']} on chain {report['chain_id']})")
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        if not args.quiet:
+            console.print(f"report written to {args.report}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    for k, v in dict(trainers=5, attackers=1, attack="sign_flip", rounds=3, partition="dirichlet:0.5", seed=0).items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    return cmd_simulate(args)
+
+
+# ---------------------------------------------------------------------- devnet
+def cmd_devnet(args: argparse.Namespace) -> int:
+    from market.chain import Chain
+    from market.contract import MarketContract
+    from market.devchain import AnvilProcess, dev_accounts, write_key_file
+    from market.settings import DEVNET_FILE
+
+    console = _console()
+    keys_dir = Path(args.keys_dir)
+    accounts = dev_accounts(args.accounts)
+    stop = {"flag": False}
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        stop["flag"] = True
+
+    with AnvilProcess(accounts=args.accounts, port=args.port) as anvil:
+        chain = Chain.connect(anvil.rpc_url)
+        market = MarketContract.deploy(chain, accounts[0])
+        roles = ["owner", "aggregator"] + [f"trainer-{i}" for i in range(1, len(accounts) - 1)]
+        entries = []
+        for role, acct in zip(roles, accounts):
+            path = keys_dir / f"{role}.key"
+            write_key_file(acct, path)
+            entries.append({"role": role, "address": acct.address, "key_file": str(path)})
+        info = {"rpc": anvil.rpc_url, "chain_id": chain.chain_id, "contract": market.address, "accounts": entries,
+                "store_dir": str(Path(args.store_dir).resolve())}
+        DEVNET_FILE.parent.mkdir(parents=True, exist_ok=True)
+        DEVNET_FILE.write_text(json.dumps(info, indent=2) + "\n")
+        console.print(f"RPC URL   {anvil.rpc_url}\nchain id  {info['chain_id']}\ncontract  {market.address}")
+        console.print(f"store     {info['store_dir']} (local)")
+        for e in entries:
+            console.print(f"  {e['role']:<12} {e['address']}  {_eth(chain.balance(e['address']))} ETH  key: {e['key_file']}")
+        console.print(f"settings written to {DEVNET_FILE}; other `market` commands here use them. Ctrl-C stops the chain.")
+        sys.stdout.flush()
+        signal.signal(signal.SIGINT, _on_signal)
+        signal.signal(signal.SIGTERM, _on_signal)
+        try:
+            while not stop["flag"] and anvil.proc is not None and anvil.proc.poll() is None:
+                time.sleep(0.2)
+        finally:
+            DEVNET_FILE.unlink(missing_ok=True)
+    console.print("devnet stopped")
+    return 0
+
+
+# ------------------------------------------------------------------------ data
+def cmd_data_split(args: argparse.Namespace) -> int:
+    from market.data import digits_splits, save_npz
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    splits = digits_splits(args.trainers, args.partition, args.seed)
+    for i, shard in enumerate(splits.trainers, 1):
+        save_npz(shard, out / f"trainer-{i}.npz")
+    save_npz(splits.validation, out / "validation.npz")
+    save_npz(splits.test, out / "test.npz")
+    print(f"wrote {len(splits.trainers)} trainer shards, validation.npz and test.npz to {out}")
+    return 0
+
+
+def _load_dataset(path: str) -> Any:
+    from market.data import load_shard
+    from market.spec import DataSchema
+
+    schema = DataSchema()
+    return load_shard(path, schema.n_features, schema.n_classes)
+
+
+# ------------------------------------------------------------------------ task
+def cmd_task_create(args: argparse.Namespace) -> int:
+    from market.data import dataset_commitment
+    from market.spec import TaskSpec, load_spec_file
+    from simulator.owner import publish_spec
+    from simulator.simulate import parse_eth
+
+    contract = _contract(args)
+    owner = _account(args)
+    aggregator = _check_address(args.aggregator, "--aggregator")
+    spec = load_spec_file(args.spec) if args.spec else TaskSpec()
+    validation = _load_dataset(args.validation)
+    reward = parse_eth(args.reward)
+    if args.rounds < 1:
+        raise ConfigError("--rounds must be at least 1")
+    from types import SimpleNamespace
+
+    spec, spec_cid = publish_spec(SimpleNamespace(store=_store(args)), spec)  # type: ignore[arg-type]
+    task_id, receipt = contract.create_task(
+        owner, spec_cid=spec_cid, validation_commitment=dataset_commitment(validation), aggregator=aggregator,
+        rounds=args.rounds, reward_wei=reward, submit_window=args.submit_window, result_window=args.result_window,
+        max_trainers=args.max_trainers,
+    )
+    print(f"task {task_id} created: {args.rounds} rounds, reward {_eth(reward)} ETH escrowed, spec {spec_cid}")
+    return 0
+
+
+def cmd_task_status(args: argparse.Namespace) -> int:
+    contract = _contract(args)
+    info = contract.task(args.task)
+    sub_dl, res_dl = contract.deadlines(args.task)
+    now = contract.chain.now()
+    state = "finished" if info.finished else f"round {info.current_round} of {info.rounds}"
+    print(f"task {info.task_id}: {state}; {info.trainer_count}/{info.max_trainers} trainers; owner {info.owner}; aggregator {info.aggregator}")
+    print(f"reward {_eth(info.reward)} ETH: escrow {_eth(info.escrow)}, credited {_eth(info.credited)}, refunded {_eth(info.refunded)}")
+    if not info.finished:
+        subs = contract.submitters(args.task, info.current_round)
+        print(f"round {info.current_round}: {len(subs)} submitted; submissions close in {max(0, sub_dl - now)} s, results in {max(0, res_dl - now)} s")
+    print(f"spec {info.spec_cid}")
+    return 0
+
+
+def cmd_task_results(args: argparse.Namespace) -> int:
+    from market.store import get_json
+
+    contract = _contract(args)
+    store = _store(args)
+    info = contract.task(args.task)
+    rows = []
+    for r in range(min(info.current_round, info.rounds)):
+        ri = contract.round_info(args.task, r)
+        receipt = get_json(store, ri.receipt_cid) if ri.receipt_cid else None
+        rows.append({
+            "round": r, "settlement": ri.settlement, "model_cid": ri.model_cid, "receipt_cid": ri.receipt_cid,
+            "outliers": receipt["outliers"] if receipt else [], "rejected": receipt["rejected"] if receipt else {},
+            "bps": receipt["bps"] if receipt else {},
+            "credited_wei": {a: str(v) for a, v in contract.credited(args.task, r).items()},
+        })
+    if args.json:
+        print(json.dumps({"task_id": args.task, "rounds": rows}, indent=2))
+        return 0
+    for row in rows:
+        print(f"round {row['round']} ({row['settlement']}): model {row['model_cid']} receipt {row['receipt_cid']}")
+        for a, wei in row["credited_wei"].items():
+            tag = " outlier" if a in row["outliers"] else ""
+            print(f"  {a}  {row['bps'].get(a, '-'):>5} bps  {_eth(wei)} ETH{tag}")
+        for a, why in row["rejected"].items():
+            print(f"  {a}  rejected: {why}")
+    if not rows:
+        print(f"task {args.task}: no round settled yet")
+    return 0
+
+
+# --------------------------------------------------------------------- trainer
+def cmd_trainer_join(args: argparse.Namespace) -> int:
+    from trainer_node.node import TrainerNode
+
+    contract = _contract(args)
+    node = TrainerNode(contract, _store(args), _account(args), data=None)  # type: ignore[arg-type]
+    sent = node.join(args.task)
+    print(f"{node.address} {'joined' if sent else 'had already joined'} task {args.task}")
+    return 0
+
+
+def cmd_trainer_run(args: argparse.Namespace) -> int:
+    from trainer_node.node import TrainerNode
+
+    contract = _contract(args)
+    data = _load_dataset(args.data)
+    node = TrainerNode(contract, _store(args), _account(args), data, attack=args.attack, seed=args.seed)
+    node.join(args.task)
+    done_rounds = 0
+    while True:
+        info = contract.task(args.task)
+        if info.finished:
+            print(f"task {args.task} finished")
+            return 0
+        r = info.current_round
+        if not node.already_submitted(args.task, r):
+            try:
+                res = node.run_round(args.task)
+            except ContractRevert as exc:
+                if args.once or exc.name != "MarketSubmissionClosed":
+                    raise
+                print(f"round {r}: {exc}; waiting for the next round", flush=True)
+                _wait(lambda: contract.task(args.task).current_round != r, args.timeout, f"round {r} to settle")
+                continue
+            if res.cid:
+                print(f"round {r}: submitted {res.cid} ({res.train_s:.1f} s training, {res.gas} gas)", flush=True)
+            else:
+                print(f"round {r}: skipped: {res.skipped}", flush=True)
+            done_rounds += 1
+            if args.once:
+                return 0
+        _wait(lambda: contract.task(args.task).current_round != r, args.timeout, f"round {r} of task {args.task} to settle")
+
+
+def cmd_trainer_withdraw(args: argparse.Namespace) -> int:
+    contract = _contract(args)
+    acct = _account(args)
+    amount = contract.withdraw(acct)
+    print(f"withdrew {_eth(amount)} ETH ({amount} wei) to {acct.address}")
+    return 0
+
+
+# ------------------------------------------------------------------ aggregator
+def cmd_aggregator_run(args: argparse.Namespace) -> int:
+    from aggregator.service import Aggregator
+    from market.roles import load_task
+
+    contract = _contract(args)
+    store = _store(args)
+    agg = Aggregator(contract, store, _account(args), _load_dataset(args.validation))
+    agg.check_task(load_task(contract, store, args.task))
+    while True:
+        info = contract.task(args.task)
+        if info.finished:
+            print(f"task {args.task} finished")
+            return 0
+        r = info.current_round
+        _wait(lambda: agg.submissions_closed(args.task), args.timeout, f"submissions to round {r} of task {args.task}")
+        if contract.task(args.task).finished:
+            continue
+        posted = agg.run_round(args.task)
+        rec = posted.receipt
+        print(
+            f"round {r}: posted model {posted.model_cid}; outliers {rec['outliers']}; "
+            f"rejected {len(rec['rejected'])}; bps {posted.bps}; {posted.gas} gas",
+            flush=True,
+        )
+        if args.once:
+            return 0
+
+
+# ---------------------------------------------------------------------- parser
+def _chain_opts(p: argparse.ArgumentParser, key: bool = True) -> None:
+    p.add_argument("--rpc", help="JSON-RPC URL (default: $MARKET_RPC or the running `market devnet`)")
+    p.add_argument("--contract", help="market contract address (default: $MARKET_CONTRACT or the devnet's)")
+    p.add_argument("--store", choices=["local", "kubo"], help="content store (default local)")
+    p.add_argument("--store-dir", help="folder of the local store (default .market/store)")
+    p.add_argument("--ipfs-api", help="Kubo RPC API URL for --store kubo")
+    if key:
+        p.add_argument("--key-file", help="file holding this role's private key (default $MARKET_KEY_FILE)")
+
+
+def _sim_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trainers", type=int)
+    p.add_argument("--attackers", type=int, help="how many of the trainers attack (the last ones)")
+    p.add_argument("--attack", help="sign_flip | gaussian | label_flip | free_rider")
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--robust", help="robust rule (default multikrum)")
+    p.add_argument("--f", type=int, help="suspected attackers for the robust rule (default: --attackers, at least 1)")
+    p.add_argument("--valuation", help="auto | exact | gtg | ... (default auto)")
+    p.add_argument("--model", help="logreg | mlp | cnn")
+    p.add_argument("--partition", help="iid | dirichlet:ALPHA")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--reward", help="reward in ETH (decimal, default 1)")
+    p.add_argument("--chain", choices=["anvil", "tester"], help="anvil (default) or the in-process tester EVM")
+    p.add_argument("--rpc", help="use this chain instead of a throwaway Anvil")
+    p.add_argument("--contract", help="with --rpc: use this deployed contract")
+    p.add_argument("--store", choices=["local", "kubo"])
+    p.add_argument("--store-dir")
+    p.add_argument("--ipfs-api")
+    p.add_argument("--report", help="write the JSON report here")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="market", description="Proof-of-Contribution market: collaborative training paid by contribution.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="the whole marketplace with sensible defaults and a per-round table")
+    _sim_opts(p)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("simulate", help="owner, N trainer nodes (some attackers) and an aggregator on one machine")
+    _sim_opts(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("devnet", help="start a local Anvil on 127.0.0.1, deploy, print addresses; runs until Ctrl-C")
+    p.add_argument("--port", type=int, default=8545)
+    p.add_argument("--accounts", type=int, default=20)
+    p.add_argument("--keys-dir", default=".market/devnet/keys")
+    p.add_argument("--store-dir", default=".market/store")
+    p.set_defaults(func=cmd_devnet)
+
+    p = sub.add_parser("data", help="data utilities")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    q = dsub.add_parser("split", help="write digits shards for N trainers plus validation/test sets (.npz)")
+    q.add_argument("--trainers", type=int, default=5)
+    q.add_argument("--partition", default="iid")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", default="data")
+    q.set_defaults(func=cmd_data_split)
+
+    p = sub.add_parser("task", help="the owner's commands")
+    tsub = p.add_subparsers(dest="task_command", required=True)
+    q = tsub.add_parser("create", help="publish a spec and escrow the reward")
+    _chain_opts(q)
+    q.add_argument("--spec", help="task spec file (.json or .toml); default: the built-in digits spec")
+    q.add_argument("--validation", required=True, help="validation set (.npz/.csv) you give the aggregator")
+    q.add_argument("--aggregator", required=True, help="aggregator address")
+    q.add_argument("--rounds", type=int, default=3)
+    q.add_argument("--reward", default="1", help="reward in ETH")
+    q.add_argument("--submit-window", type=int, default=3600, help="seconds each round accepts updates")
+    q.add_argument("--result-window", type=int, default=3600, help="seconds the aggregator then has to post")
+    q.add_argument("--max-trainers", type=int, default=64)
+    q.set_defaults(func=cmd_task_create)
+    for name, fn, helptext in (("status", cmd_task_status, "a task's state"), ("results", cmd_task_results, "settled rounds and payouts")):
+        q = tsub.add_parser(name, help=helptext)
+        q.add_argument("task", type=int)
+        _chain_opts(q, key=False)
+        if name == "results":
+            q.add_argument("--json", action="store_true")
+        q.set_defaults(func=fn)
+
+    p = sub.add_parser("trainer", help="a data owner's trainer node")
+    trsub = p.add_subparsers(dest="trainer_command", required=True)
+    q = trsub.add_parser("join", help="join a task")
+    q.add_argument("task", type=int)
+    _chain_opts(q)
+    q.set_defaults(func=cmd_trainer_join)
+    q = trsub.add_parser("run", help="train and submit every round until the task ends")
+    q.add_argument("task", type=int)
+    _chain_opts(q)
+    q.add_argument("--data", required=True, help="your private data (.npz with x, y or .csv, label last)")
+    q.add_argument("--attack", help="simulation only: behave as this attacker")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--once", action="store_true", help="submit for the current round only")
+    q.add_argument("--timeout", type=float, default=3600)
+    q.set_defaults(func=cmd_trainer_run)
+    q = trsub.add_parser("withdraw", help="withdraw what you are owed")
+    _chain_opts(q)
+    q.set_defaults(func=cmd_trainer_withdraw)
+
+    p = sub.add_parser("aggregator", help="the aggregator service")
+    asub = p.add_subparsers(dest="aggregator_command", required=True)
+    q = asub.add_parser("run", help="aggregate and post every round until the task ends")
+    q.add_argument("task", type=int)
+    _chain_opts(q)
+    q.add_argument("--validation", required=True, help="the validation set the owner committed to")
+    q.add_argument("--once", action="store_true")
+    q.add_argument("--timeout", type=float, default=7200)
+    q.set_defaults(func=cmd_aggregator_run)
+    return ap
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    # turn SIGTERM into SystemExit so every `finally` (e.g. stopping a throwaway Anvil) runs
+    raise SystemExit(128 + signum)
+
+
+def main(argv: list[str] | None = None) -> int:
+    load_dotenv()
+    signal.signal(signal.SIGTERM, _terminate)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except MarketError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

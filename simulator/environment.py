@@ -1,0 +1,61 @@
+"""Where a simulation runs: a chain (throwaway Anvil, the in-process EVM, or ``--rpc``) and a store.
+
+A throwaway Anvil is stopped on exit whatever happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterator
+
+from eth_account.signers.local import LocalAccount
+
+from market.chain import Chain
+from market.contract import MarketContract
+from market.devchain import AnvilProcess, dev_accounts
+from market.errors import ConfigError
+from market.store import ContentStore, open_store
+
+
+@dataclass
+class Environment:
+    chain: Chain
+    contract: MarketContract
+    store: ContentStore
+    accounts: list[LocalAccount]
+
+
+@contextlib.contextmanager
+def open_environment(
+    *,
+    chain: str = "anvil",
+    rpc: str | None = None,
+    contract: str | None = None,
+    n_accounts: int,
+    store: str = "local",
+    store_dir: str | None = None,
+    ipfs_api: str | None = None,
+) -> Iterator[Environment]:
+    """Start (or connect to) a chain, deploy (or attach to) the contract, open the store."""
+    accounts = dev_accounts(n_accounts)
+    content = open_store(store, path=store_dir, api_url=ipfs_api)
+    with contextlib.ExitStack() as stack:
+        if chain == "tester":
+            if rpc:
+                raise ConfigError("--chain tester runs in-process: drop --rpc")
+            ch = Chain.tester()
+            ch.fund(accounts, 1_000 * 10**18)
+        elif chain == "anvil":
+            if rpc:
+                ch = Chain.connect(rpc)
+            else:
+                anvil = stack.enter_context(AnvilProcess(accounts=n_accounts))
+                ch = Chain.connect(anvil.rpc_url)
+        else:
+            raise ConfigError(f"--chain {chain!r}: use 'anvil' or 'tester'")
+        if contract:
+            market = MarketContract(ch, contract)
+        else:
+            market = MarketContract.deploy(ch, accounts[0])
+        yield Environment(ch, market, content, accounts)

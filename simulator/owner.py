@@ -1,0 +1,51 @@
+"""The project owner's side: publish the initial model and the task spec, escrow the reward."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from eth_account.signers.local import LocalAccount
+
+from market.data import Dataset, dataset_commitment
+from market.roles import initial_model_blob
+from market.spec import ModelSpec, RobustSpec, TaskSpec, ValuationSpec
+from market.store import put_json
+
+if TYPE_CHECKING:
+    from simulator.environment import Environment
+    from simulator.simulate import SimulateConfig
+
+
+def spec_for(cfg: "SimulateConfig") -> TaskSpec:
+    base = TaskSpec()
+    return base.model_copy(
+        update={
+            "model": ModelSpec(arch=cfg.model),  # type: ignore[arg-type]
+            "robust": RobustSpec(rule=cfg.robust, f=cfg.suspected),
+            "valuation": ValuationSpec(rule=cfg.valuation, seed=cfg.seed),
+            "model_seed": cfg.seed,
+        }
+    )
+
+
+def publish_spec(env: "Environment", spec: TaskSpec) -> tuple[TaskSpec, str]:
+    """Store the initial model, then the spec naming it; return (spec, spec CID)."""
+    model_cid = env.store.put(initial_model_blob(spec))
+    spec = TaskSpec.model_validate({**spec.model_dump(mode="json"), "initial_model_cid": model_cid})
+    return spec, put_json(env.store, spec.model_dump(mode="json"))
+
+
+def post_task(
+    env: "Environment", owner: LocalAccount, aggregator: str, cfg: "SimulateConfig", validation: Dataset, reward: int
+) -> tuple[int, TaskSpec]:
+    spec, spec_cid = publish_spec(env, spec_for(cfg))
+    task_id, _ = env.contract.create_task(
+        owner,
+        spec_cid=spec_cid,
+        validation_commitment=dataset_commitment(validation),
+        aggregator=aggregator,
+        rounds=cfg.rounds,
+        reward_wei=reward,
+        max_trainers=max(cfg.trainers, 1),
+    )
+    return task_id, spec

@@ -1,0 +1,205 @@
+"""``market simulate``: one owner, N trainer nodes (the last F of them attackers), one aggregator.
+
+One round's whole path is :func:`run_round`: train → upload → commit (each
+trainer node) → fetch, verify, reject/robust-aggregate, value, receipt, post,
+credit (the aggregator and the contract). :func:`simulate` wraps the rounds
+between posting the task and everyone withdrawing, and writes the report
+described in DESIGN.md ("Interfaces"); every number in it is read back from
+the chain or measured.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any, Callable, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from aggregator.service import Aggregator
+from market.data import digits_splits, parse_partition
+from market.errors import ConfigError
+from market.models import accuracy, model_with_state
+from market.roles import decode_model
+from market.spec import TaskSpec
+from simulator.environment import Environment, open_environment
+from simulator.owner import post_task
+from trainer_node.attacks import ATTACK_NAMES
+from trainer_node.node import TrainerNode
+
+WEI_PER_ETH = 10**18
+
+
+def parse_eth(text: str) -> int:
+    """A decimal ETH amount as exact integer wei (``"1.5"`` → 1500000000000000000)."""
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        raise ConfigError(f"--reward {text!r}: not a number of ETH") from None
+    wei = value * WEI_PER_ETH
+    if value <= 0 or wei != wei.to_integral_value():
+        raise ConfigError(f"--reward {text!r}: must be a positive amount with at most 18 decimals")
+    return int(wei)
+
+
+class SimulateConfig(BaseModel):
+    """Every option of ``market simulate`` (recorded verbatim in the report)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    trainers: int = Field(6, ge=1, le=200)
+    attackers: int = Field(0, ge=0)
+    attack: str = "sign_flip"
+    rounds: int = Field(3, ge=1, le=1000)
+    robust: str = "multikrum"
+    f: int | None = Field(None, ge=0)
+    valuation: str = "auto"
+    model: Literal["logreg", "mlp", "cnn"] = "logreg"
+    partition: str = "iid"
+    seed: int = 0
+    reward: str = "1"
+    chain: str = "anvil"
+    rpc: str | None = None
+    contract: str | None = None
+    store: str = "local"
+    store_dir: str | None = None
+    ipfs_api: str | None = None
+
+    @field_validator("attack")
+    @classmethod
+    def _attack_known(cls, v: str) -> str:
+        if v not in ATTACK_NAMES:
+            raise ValueError(f"unknown attack {v!r}; choose from {', '.join(ATTACK_NAMES)}")
+        return v
+
+    @field_validator("partition")
+    @classmethod
+    def _partition_ok(cls, v: str) -> str:
+        parse_partition(v)
+        return v
+
+    def check(self) -> None:
+        from aggregator.robust import get_rule
+
+        get_rule(self.robust, 0)  # unknown rule names fail here, before anything starts
+        if self.attackers > self.trainers:
+            raise ConfigError(f"--attackers {self.attackers} is more than --trainers {self.trainers}")
+        parse_eth(self.reward)
+
+    @property
+    def suspected(self) -> int:
+        """``f`` for the robust rule: given, else the number of attackers (at least 1)."""
+        return self.f if self.f is not None else max(self.attackers, 1)
+
+
+@dataclass
+class Simulation:
+    cfg: SimulateConfig
+    env: Environment
+    task_id: int
+    trainers: list[TrainerNode]
+    aggregator: Aggregator
+    spec: TaskSpec
+    test_x: Any
+    test_y: Any
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+
+def run_round(sim: Simulation) -> dict[str, Any]:
+    """One round, end to end, returned as the report's round entry."""
+    contract = sim.env.contract
+    r = contract.task(sim.task_id).current_round
+    train_s = chain_s = 0.0
+    submit_gas: list[int] = []
+    for node in sim.trainers:  # each trainer: train → upload → commit
+        res = node.run_round(sim.task_id)
+        train_s += res.train_s
+        chain_s += res.chain_s
+        if res.cid:
+            submit_gas.append(res.gas)
+    posted = sim.aggregator.run_round(sim.task_id)  # fetch → reject/robust → value → receipt → post → credit
+    chain_s += posted.seconds["chain"]
+    credited = contract.credited(sim.task_id, r)  # read back from the chain's events
+    view_spec = posted.receipt
+    spec = sim.spec
+    state = decode_model(spec, sim.env.store.get(posted.model_cid), "new model")
+    acc = accuracy(model_with_state(spec.model, spec.data, state), sim.test_x, sim.test_y)
+    addresses = [n.address for n in sim.trainers]
+    entry = {
+        "round": r,
+        "model_cid": posted.model_cid,
+        "receipt_cid": posted.receipt_cid,
+        "accuracy": acc,
+        "outliers": list(view_spec["outliers"]),
+        "rejected": dict(view_spec["rejected"]),
+        "contributions": {a: float(view_spec["contributions"].get(a, 0.0)) for a in addresses},
+        "bps": {a: int(view_spec["bps"].get(a, 0)) for a in addresses},
+        "credited_wei": {a: str(credited.get(a, 0)) for a in addresses},
+        "gas": {"submit": max(submit_gas) if submit_gas else 0, "post_result": posted.gas},
+        "proof": None,
+        "seconds": {
+            "train": train_s,
+            "aggregate": posted.seconds["aggregate"],
+            "valuation": posted.seconds["valuation"],
+            "prove": 0.0,
+            "chain": chain_s,
+        },
+    }
+    sim.rounds.append(entry)
+    return entry
+
+
+def simulate(cfg: SimulateConfig, on_round: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run the marketplace end to end and return the report."""
+    cfg.check()
+    splits = digits_splits(cfg.trainers, cfg.partition, cfg.seed)
+    n_accounts = cfg.trainers + 2
+    with open_environment(
+        chain=cfg.chain, rpc=cfg.rpc, contract=cfg.contract, n_accounts=n_accounts,
+        store=cfg.store, store_dir=cfg.store_dir, ipfs_api=cfg.ipfs_api,
+    ) as env:
+        owner, agg_account, trainer_accounts = env.accounts[0], env.accounts[1], env.accounts[2:]
+        reward = parse_eth(cfg.reward)
+        start_block = env.chain.w3.eth.block_number
+        task_id, spec = post_task(
+            env, owner, agg_account.address, cfg, splits.validation, reward,
+        )
+        attack_of = [cfg.attack if i >= cfg.trainers - cfg.attackers else None for i in range(cfg.trainers)]
+        nodes = [
+            TrainerNode(env.contract, env.store, acct, shard, attack=attack_of[i], seed=cfg.seed)
+            for i, (acct, shard) in enumerate(zip(trainer_accounts, splits.trainers))
+        ]
+        for node in nodes:
+            node.join(task_id)
+        aggregator = Aggregator(env.contract, env.store, agg_account, splits.validation)
+        sim = Simulation(cfg, env, task_id, nodes, aggregator, spec, splits.test.x, splits.test.y)
+        for _ in range(cfg.rounds):
+            entry = run_round(sim)
+            if on_round:
+                on_round(entry)
+        withdrawn = {n.address: n.withdraw() for n in nodes}
+        owner_refund = env.contract.owed(owner.address)
+        if owner_refund:
+            env.contract.withdraw(owner)
+        info = env.contract.task(task_id)
+        withdrawn_chain = {a: str(env.contract.withdrawn(a, start_block)) for a in withdrawn}
+        return {
+            "task_id": task_id,
+            "chain_id": env.chain.chain_id,
+            "contract": env.contract.address,
+            "reward_wei": str(info.reward),
+            "config": cfg.model_dump(),
+            "trainers": [
+                {"address": n.address, "attack": attack_of[i], "samples": len(n.data)} for i, n in enumerate(nodes)
+            ],
+            "rounds": sim.rounds,
+            "final": {
+                "accuracy": sim.rounds[-1]["accuracy"] if sim.rounds else None,
+                "withdrawn_wei": withdrawn_chain,
+                "refunded_wei": str(info.refunded),
+                "escrow_left_wei": str(info.escrow),
+                "owner_withdrawn_wei": str(env.contract.withdrawn(owner.address, start_block)),
+                "contract_balance_wei": str(env.chain.balance(env.contract.address)),
+            },
+        }

@@ -1,0 +1,85 @@
+"""Simulated attacks: each does exactly its one thing, and only that."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import pytest
+import torch
+
+from market.data import Dataset
+from market.errors import ConfigError
+from trainer_node.attacks import ATTACK_NAMES, GAUSSIAN_SIGMA, SIGN_FLIP_SCALE, poison_data, poison_update
+
+
+def _delta() -> "OrderedDict[str, torch.Tensor]":
+    return OrderedDict([("b", torch.tensor([1.0, -2.0])), ("w", torch.tensor([[0.5, 0.0], [0.0, 4.0]]))])
+
+
+def test_attack_names_are_the_four_documented_ones() -> None:
+    assert ATTACK_NAMES == ("free_rider", "gaussian", "label_flip", "sign_flip")
+
+
+def test_sign_flip_submits_minus_scale_times_the_honest_delta() -> None:
+    out = poison_update("sign_flip", _delta(), seed=0)
+
+    assert torch.equal(out["b"], torch.tensor([-SIGN_FLIP_SCALE, 2 * SIGN_FLIP_SCALE]))
+
+
+def test_sign_flip_strength_overrides_the_scale() -> None:
+    out = poison_update("sign_flip", _delta(), seed=0, strength=1.0)
+
+    assert torch.equal(out["b"], torch.tensor([-1.0, 2.0]))
+
+
+def test_gaussian_ignores_the_honest_values_and_is_seeded() -> None:
+    a = poison_update("gaussian", _delta(), seed=5)
+    b = poison_update("gaussian", OrderedDict((k, v * 100) for k, v in _delta().items()), seed=5)
+
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_gaussian_noise_has_the_default_sigma() -> None:
+    big = OrderedDict([("w", torch.zeros(200_000))])
+
+    out = poison_update("gaussian", big, seed=1)
+
+    assert abs(float(out["w"].std()) - GAUSSIAN_SIGMA) < 0.02 * GAUSSIAN_SIGMA
+
+
+def test_free_rider_submits_zeros() -> None:
+    out = poison_update("free_rider", _delta(), seed=0)
+
+    assert all(torch.count_nonzero(v) == 0 and v.shape == _delta()[k].shape for k, v in out.items())
+
+
+def test_label_flip_maps_y_to_n_classes_minus_one_minus_y() -> None:
+    data = Dataset(torch.ones(3, 2), torch.tensor([0, 1, 9]))
+
+    out = poison_data("label_flip", data, n_classes=10)
+
+    assert out.y.tolist() == [9, 8, 0] and torch.equal(out.x, data.x)
+
+
+def test_label_flip_leaves_the_update_alone() -> None:
+    out = poison_update("label_flip", _delta(), seed=0)
+
+    assert all(torch.equal(out[k], v) for k, v in _delta().items())
+
+
+def test_update_attacks_leave_the_data_alone() -> None:
+    data = Dataset(torch.ones(2, 2), torch.tensor([0, 1]))
+
+    outs = [poison_data(name, data, n_classes=2) for name in ("sign_flip", "gaussian", "free_rider")]
+
+    assert all(o.y.tolist() == [0, 1] for o in outs)
+
+
+def test_unknown_attack_lists_the_valid_names() -> None:
+    with pytest.raises(ConfigError, match="sign_flip"):
+        poison_update("backdoor", _delta(), seed=0)
+
+
+def test_negative_strength_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        poison_update("gaussian", _delta(), seed=0, strength=-1.0)

@@ -1,0 +1,148 @@
+"""The `market` console script as users run it: separate processes, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from market.devchain import free_port
+
+MARKET = [sys.executable, "-m", "market.cli"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(args: list[str], cwd: Path, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(MARKET + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"market {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return lines[0]
+
+
+def test_simulate_on_anvil_writes_the_report(tmp_path: Path) -> None:
+    run(["simulate", "--trainers", "6", "--attackers", "1", "--attack", "sign_flip", "--rounds", "3", "--seed", "1",
+         "--report", "r.json", "--quiet"], tmp_path)
+
+    report = json.loads((tmp_path / "r.json").read_text())
+
+    attacker = next(t["address"] for t in report["trainers"] if t["attack"] == "sign_flip")
+    assert all(attacker in r["outliers"] and r["credited_wei"][attacker] == "0" for r in report["rounds"])
+    assert all(sum(r["bps"].values()) == 10_000 for r in report["rounds"])
+    assert report["final"]["accuracy"] >= 0.90
+    fin = report["final"]
+    assert sum(map(int, fin["withdrawn_wei"].values())) + int(fin["refunded_wei"]) + int(fin["escrow_left_wei"]) == int(report["reward_wei"])
+    assert report["config"]["chain"] == "anvil" and report["rounds"][0]["gas"]["post_result"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--attack", "nope"], "unknown attack"),
+        (["--partition", "dirichlet:-1"], "ALPHA must be a positive number"),
+        (["--trainers", "3", "--attackers", "4"], "more than --trainers"),
+        (["--reward", "abc"], "not a number of ETH"),
+        (["--robust", "nope"], "nope"),
+    ],
+)
+def test_bad_simulate_options_give_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    proc = run(["simulate", "--chain", "tester", "--rounds", "1", "--quiet", *args], tmp_path, check=False)
+
+    assert needle in one_line_error(proc)
+
+
+@pytest.fixture
+def devnet(tmp_path: Path) -> Iterator[tuple[Path, dict[str, object]]]:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(MARKET + ["devnet", "--port", str(port), "--accounts", "8"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    info_file = tmp_path / ".market" / "devnet.json"
+    deadline = time.monotonic() + 60
+    while not info_file.exists():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "devnet did not start"
+        time.sleep(0.2)
+    time.sleep(0.2)
+    try:
+        yield tmp_path, json.loads(info_file.read_text())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert "0x" + "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"[:10] not in out  # no key printed
+    assert not info_file.exists()
+
+
+def test_roles_as_separate_processes_against_a_devnet(devnet: tuple[Path, dict[str, object]]) -> None:
+    cwd, info = devnet
+    keys = cwd / ".market" / "devnet" / "keys"
+    accounts = {a["role"]: a["address"] for a in info["accounts"]}  # type: ignore[index, union-attr]
+    run(["data", "split", "--trainers", "3", "--out", "data"], cwd)
+    out = run(["task", "create", "--key-file", str(keys / "owner.key"), "--aggregator", accounts["aggregator"],
+               "--validation", "data/validation.npz", "--rounds", "2", "--reward", "0.3"], cwd).stdout
+    assert "task 1 created" in out
+    for i in (1, 2, 3):
+        run(["trainer", "join", "1", "--key-file", str(keys / f"trainer-{i}.key")], cwd)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    trainers = [
+        subprocess.Popen(MARKET + ["trainer", "run", "1", "--key-file", str(keys / f"trainer-{i}.key"),
+                                   "--data", f"data/trainer-{i}.npz", "--timeout", "120"],
+                         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in (1, 2, 3)
+    ]
+    agg = run(["aggregator", "run", "1", "--key-file", str(keys / "aggregator.key"),
+               "--validation", "data/validation.npz", "--timeout", "120"], cwd, timeout=240)
+    for p in trainers:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        assert out.count("submitted") == 2
+    assert agg.stdout.count("posted model") == 2
+
+    results = json.loads(run(["task", "results", "1", "--json"], cwd).stdout)
+    assert [r["settlement"] for r in results["rounds"]] == ["result", "result"]
+    assert all(sum(r["bps"].values()) == 10_000 for r in results["rounds"])
+    paid = run(["trainer", "withdraw", "--key-file", str(keys / "trainer-1.key")], cwd).stdout
+    assert "withdrew" in paid
+    again = run(["trainer", "withdraw", "--key-file", str(keys / "trainer-1.key")], cwd, check=False)
+    assert "nothing to withdraw" in one_line_error(again)
+
+
+def test_unknown_task_and_late_submission_are_one_line_errors(devnet: tuple[Path, dict[str, object]]) -> None:
+    cwd, info = devnet
+    keys = cwd / ".market" / "devnet" / "keys"
+    accounts = {a["role"]: a["address"] for a in info["accounts"]}  # type: ignore[index, union-attr]
+
+    assert "unknown task 7" in one_line_error(run(["task", "status", "7"], cwd, check=False))
+
+    run(["data", "split", "--trainers", "2", "--out", "data"], cwd)
+    run(["task", "create", "--key-file", str(keys / "owner.key"), "--aggregator", accounts["aggregator"],
+         "--validation", "data/validation.npz", "--rounds", "1", "--submit-window", "2"], cwd)
+    run(["trainer", "join", "1", "--key-file", str(keys / "trainer-1.key")], cwd)
+    time.sleep(3)
+    late = run(["trainer", "run", "1", "--once", "--key-file", str(keys / "trainer-1.key"),
+                "--data", "data/trainer-1.npz"], cwd, check=False)
+    assert "too late" in one_line_error(late) and "MarketSubmissionClosed" in late.stderr
+
+    bad_key = cwd / "bad.key"
+    bad_key.write_text("not a key\n")
+    err = one_line_error(run(["trainer", "withdraw", "--key-file", str(bad_key)], cwd, check=False))
+    assert "does not hold a 32-byte hex private key" in err and "not a key" not in err

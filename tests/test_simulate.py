@@ -1,0 +1,62 @@
+"""The whole marketplace end to end: on Anvil and the in-process EVM, with the local store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from simulator.simulate import SimulateConfig, simulate
+
+
+def _check_report(report: dict[str, Any], attackers: list[str]) -> None:
+    addresses = [t["address"] for t in report["trainers"]]
+    for entry in report["rounds"]:
+        assert sum(entry["bps"].values()) == 10_000
+        for a in attackers:
+            assert a in entry["outliers"], f"round {entry['round']}: attacker {a} not an outlier"
+            assert entry["bps"][a] == 0
+            assert entry["credited_wei"][a] == "0"
+        credited = sum(int(v) for v in entry["credited_wei"].values())
+        assert credited > 0
+        assert set(entry["bps"]) == set(addresses)
+    fin = report["final"]
+    total = sum(int(v) for v in fin["withdrawn_wei"].values()) + int(fin["refunded_wei"]) + int(fin["escrow_left_wei"])
+    assert total == int(report["reward_wei"])
+    assert fin["contract_balance_wei"] == "0"
+    for a in attackers:
+        assert fin["withdrawn_wei"][a] == "0"
+
+
+@pytest.mark.parametrize("chain", ["anvil", "tester"])
+def test_sign_flip_attacker_is_excluded_and_unpaid(chain: str, tmp_path: Path) -> None:
+    cfg = SimulateConfig(trainers=6, attackers=1, attack="sign_flip", rounds=3, seed=1, chain=chain,
+                         store_dir=str(tmp_path / "store"))
+
+    report = simulate(cfg)
+
+    attackers = [t["address"] for t in report["trainers"] if t["attack"]]
+    assert len(attackers) == 1
+    _check_report(report, attackers)
+    assert report["final"]["accuracy"] >= 0.90
+
+
+def test_demo_configuration_on_dirichlet_split(tmp_path: Path) -> None:
+    cfg = SimulateConfig(trainers=5, attackers=1, attack="sign_flip", rounds=3, partition="dirichlet:0.5", seed=0,
+                         chain="tester", store_dir=str(tmp_path / "store"))
+
+    report = simulate(cfg)
+
+    _check_report(report, [t["address"] for t in report["trainers"] if t["attack"]])
+
+
+def test_free_rider_earns_almost_nothing(tmp_path: Path) -> None:
+    cfg = SimulateConfig(trainers=5, attackers=1, attack="free_rider", rounds=2, seed=3, chain="tester",
+                         robust="mean", store_dir=str(tmp_path / "store"))
+
+    report = simulate(cfg)
+
+    rider = next(t["address"] for t in report["trainers"] if t["attack"])
+    for entry in report["rounds"]:
+        assert entry["bps"][rider] <= 100  # at most 1 %

@@ -1,0 +1,115 @@
+"""A trainer node: one data owner's side of every round.
+
+fetch the global model by CID → train locally on private data (which never
+leaves this process) → serialise the update with safetensors → upload it →
+commit its CID on-chain.  Restarting a node mid-round is safe: it first asks
+the chain whether it already submitted this round and, if so, does nothing.
+Attack modes exist only for simulation (``trainer_node.attacks``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+
+from eth_account.signers.local import LocalAccount
+
+from market.contract import MarketContract
+from market.data import Dataset
+from market.errors import MarketError
+from market.protocol import submission_commitment
+from market.roles import TaskView, fetch_global_model, load_task
+from market.store import ContentStore
+from market.tensors import encode_state
+from trainer_node.attacks import poison_data, poison_update
+from trainer_node.train import local_update
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    task_id: int
+    round: int
+    cid: str | None
+    gas: int
+    train_s: float
+    chain_s: float
+    skipped: str | None = None  # why nothing was submitted
+
+
+def round_seed(seed: int, task_id: int, round_: int, address: str) -> int:
+    h = hashlib.sha256(f"{seed}:{task_id}:{round_}:{address.lower()}".encode()).digest()
+    return int.from_bytes(h[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class TrainerNode:
+    def __init__(
+        self,
+        contract: MarketContract,
+        store: ContentStore,
+        account: LocalAccount,
+        data: Dataset,
+        *,
+        attack: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.contract = contract
+        self.store = store
+        self.account = account
+        self.data = data
+        self.attack = attack
+        self.seed = seed
+
+    @property
+    def address(self) -> str:
+        return str(self.account.address)
+
+    def join(self, task_id: int) -> bool:
+        """Join the task unless already joined; True if a transaction was sent."""
+        if self.contract.is_trainer(task_id, self.address):
+            return False
+        self.contract.join(self.account, task_id)
+        return True
+
+    def already_submitted(self, task_id: int, round_: int) -> bool:
+        return self.address in self.contract.submitters(task_id, round_)
+
+    def prepare_update(self, view: TaskView) -> tuple[bytes, int]:
+        """Train on the local data from the current global model; return (blob, samples)."""
+        spec = view.spec
+        _cid, global_state = fetch_global_model(self.contract, self.store, view)
+        data = self.data
+        if self.attack:
+            data = poison_data(self.attack, data, spec.data.n_classes)
+        seed = round_seed(self.seed, view.info.task_id, view.info.current_round, self.address)
+        delta = local_update(spec, global_state, data, seed)
+        if self.attack:
+            delta = poison_update(self.attack, delta, seed)
+        return encode_state(delta, {"kind": "delta", "samples": str(len(self.data))}), len(self.data)
+
+    def run_round(self, task_id: int) -> SubmitResult:
+        """Train and submit for the task's current round (once)."""
+        view = load_task(self.contract, self.store, task_id)
+        info = view.info
+        if info.finished:
+            raise MarketError(f"task {task_id} has finished")
+        r = info.current_round
+        if self.already_submitted(task_id, r):
+            return SubmitResult(task_id, r, None, 0, 0.0, 0.0, skipped="already submitted this round")
+        # ask the contract first (a call, no transaction): a late or unjoined node learns it before training
+        self.contract.preflight_submit(self.address, task_id, r)
+        t0 = time.perf_counter()
+        blob, _samples = self.prepare_update(view)
+        cid = self.store.put(blob)
+        train_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        receipt = self.contract.submit_update(
+            self.account, task_id, r, cid, submission_commitment(task_id, r, self.address, cid)
+        )
+        return SubmitResult(task_id, r, cid, int(receipt["gasUsed"]), train_s, time.perf_counter() - t1)
+
+    def withdraw(self) -> int:
+        """Withdraw everything this node is owed; 0 if nothing is owed."""
+        if self.contract.owed(self.address) == 0:
+            return 0
+        return self.contract.withdraw(self.account)
