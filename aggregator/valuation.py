@@ -86,7 +86,7 @@ def gtg_shapley(
     phi = np.zeros(n, dtype=np.float64)
     if abs(v_all - v_empty) <= eps:  # between-round truncation
         return phi.tolist()
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed % 2**64)  # any int seed, negative included
     t = 0
     previous = phi.copy()
     cycles = 0
@@ -133,16 +133,27 @@ def choose_valuation(spec: ValuationSpec, n: int) -> str:
     return spec.rule
 
 
+def _keyword_params(fn: Callable[..., list[float]]) -> set[str]:
+    return {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
+
+
 def run_valuation(name: str, n: int, utility: Utility, seed: int, params: dict[str, Any] | None = None) -> list[float]:
-    """Run the estimator ``name`` with its extra ``params`` (unknown ones are a :class:`ConfigError`)."""
+    """Run the estimator ``name`` with the ``params`` it accepts.
+
+    ``params`` come from the task spec, which may name GTG's settings under
+    rule ``auto`` even when the round is small enough for ``exact``; so each
+    estimator takes the parameters it knows, and a name no estimator knows is
+    a :class:`ConfigError` (a typo should not be silently ignored).
+    """
     if name not in VALUATIONS:
         raise ConfigError(f"unknown valuation rule {name!r}: use one of {', '.join(sorted(VALUATIONS))}")
-    fn = VALUATIONS[name]
-    accepted = {p.name for p in inspect.signature(fn).parameters.values() if p.kind is p.KEYWORD_ONLY}
-    unknown = sorted(set(params or {}) - accepted)
+    params = dict(params or {})
+    known = set().union(*(_keyword_params(f) for f in VALUATIONS.values()))
+    unknown = sorted(set(params) - known)
     if unknown:
-        ok = ", ".join(sorted(accepted)) or "none"
-        raise ConfigError(f"valuation {name}: unknown parameter(s) {', '.join(unknown)} (accepted: {ok})")
+        raise ConfigError(f"valuation: unknown parameter(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    fn = VALUATIONS[name]
+    mine = {k: v for k, v in params.items() if k in _keyword_params(fn)}
     if "seed" in inspect.signature(fn).parameters:
-        return fn(n, utility, seed, **(params or {}))
-    return fn(n, utility, **(params or {}))
+        return fn(n, utility, seed, **mine)
+    return fn(n, utility, **mine)

@@ -9,7 +9,7 @@ from market.data import Dataset
 from market.errors import ConfigError
 from market.models import accuracy, build_model, model_with_state, state_of
 from market.spec import DataSchema, TaskSpec, TrainingSpec
-from trainer_node.train import local_update
+from trainer_node.train import _cross_entropy, local_update
 
 SPEC = TaskSpec(data=DataSchema(n_features=2, n_classes=2, image_shape=None), training=TrainingSpec(epochs=3, lr=0.5, batch_size=4))
 
@@ -75,6 +75,13 @@ def test_global_state_is_not_modified() -> None:
     local_update(SPEC, g, _separable(), seed=1)
 
     assert all(torch.equal(g[k], copy[k]) for k in g)
+
+
+def test_the_loss_is_torchs_cross_entropy() -> None:
+    g = torch.Generator().manual_seed(0)
+    logits, y = torch.randn(32, 10, generator=g) * 5, torch.randint(0, 10, (32,), generator=g)
+
+    assert torch.allclose(_cross_entropy(logits, y), torch.nn.functional.cross_entropy(logits, y), atol=1e-6)
 
 
 def test_empty_data_is_a_config_error() -> None:

@@ -164,10 +164,21 @@ def test_unknown_valuation_is_a_config_error() -> None:
         choose_valuation(ValuationSpec(rule="banzhaf"), 3)
 
 
-def test_run_valuation_passes_parameters_and_rejects_unknown_ones() -> None:
-    assert run_valuation("gtg", 3, synergy, seed=0, params={"eps": 0.0}) == pytest.approx([1.25, 1.25, 0.0], abs=0.2)
+def test_run_valuation_passes_an_estimator_its_parameters() -> None:
+    u = Counting(lumpy)
+
+    run_valuation("gtg", 5, u, seed=0, params={"eps": 0.0, "max_perms": 3, "convergence": 1e-9})
+
+    assert len(u.calls) == 2 + 3 * 5
+
+
+def test_gtg_parameters_do_not_break_a_small_round_valued_exactly() -> None:
+    assert run_valuation("exact", 3, synergy, seed=0, params={"eps": 0.1}) == pytest.approx([1.25, 1.25, 0.0])
+
+
+def test_a_parameter_no_estimator_knows_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown parameter"):
-        run_valuation("exact", 3, synergy, seed=0, params={"eps": 0.1})
+        run_valuation("gtg", 3, synergy, seed=0, params={"epsilon": 0.1})
 
 
 # --- coalition utility ------------------------------------------------------------------------
