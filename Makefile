@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: install demo test test-fast artifacts check-artifacts clean
+.PHONY: install browser demo test test-fast lint artifacts check-artifacts clean
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -19,14 +19,27 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Debian's chromium for the dashboard's browser test (driven by playwright-core from npm; no browser download)
+browser:
+	@test -x /usr/bin/chromium || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 demo: install
 	$(VENV)/bin/market demo
 
-test: install
+test: install browser
 	$(PY) -m pytest -q
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
+
+# Slither lives in its own venv: it pins web3 < 8, the product uses web3 8.
+.venv-lint/.installed:
+	$(PYTHON) -m venv .venv-lint
+	.venv-lint/bin/python -m pip install --quiet --disable-pip-version-check slither-analyzer==0.11.6
+	touch $@
+
+lint: install .venv-lint/.installed
+	.venv-lint/bin/python tools/slither_check.py
 
 artifacts: install
 	$(PY) -m market.compile

@@ -14,13 +14,23 @@ the points equally (they submitted valid work, but the round's utility did
 not move, so the valuation cannot tell them apart); if nobody is eligible the
 result is all zeros, and the contract then refunds the round's pool to the
 owner.
+
+Across rounds (:func:`cumulative_values`, :func:`cumulative_shares`) a
+trainer's cumulative value is the plain sum of its per-round values, signed:
+a round in which it hurt the model (negative value) counts against the rounds
+in which it helped, and a round in which it was rejected or an outlier adds
+0 (it was not valued).  Clipping at 0 happens once, on the sum, when shares
+are taken -- clipping every round first would let a trainer whose values are
+pure noise around zero (a free rider) collect the positive half of the noise
+every round.  Its cumulative share is ``max(C_i, 0) / sum_j max(C_j, 0)``;
+if nobody's sum is positive, everyone listed gets an equal share.
 """
 
 from __future__ import annotations
 
 import math
 from fractions import Fraction
-from typing import Sequence
+from typing import Mapping, Sequence
 
 TOTAL_BPS = 10_000
 
@@ -55,3 +65,21 @@ def to_basis_points(values: Sequence[float], eligible: Sequence[bool]) -> list[i
     for i in by_remainder[:leftover]:
         bps[i] += 1
     return bps
+
+
+def cumulative_values(prior: Mapping[str, float], current: Mapping[str, float]) -> dict[str, float]:
+    """Each trainer's sum of per-round values: ``prior`` (earlier rounds) plus ``current`` (this round), signed.
+
+    Keys are the union of both, in order of first appearance (prior first).
+    """
+    out = {a: float(v) for a, v in prior.items()}
+    for a, v in current.items():
+        out[a] = out.get(a, 0.0) + float(v)
+    if any(not math.isfinite(v) for v in out.values()):
+        raise ValueError("contribution values must be finite")
+    return out
+
+
+def cumulative_shares(values: Mapping[str, float]) -> dict[str, float]:
+    """Shares of cumulative values: clipped at 0 and normalised (equal if none is positive)."""
+    return dict(zip(values, contribution_shares(list(values.values()), [True] * len(values))))

@@ -30,6 +30,7 @@ def build_receipt(
     by_address = outcome.bps_by_address
     bps = {s.trainer: int(by_address.get(s.trainer, 0)) for s in submissions}
     body = outcome.to_dict()
+    body.pop("timings", None)  # wall-clock seconds: the receipt must be byte-identical on a replay
     return {
         "version": RECEIPT_VERSION,
         "task_id": view.info.task_id,

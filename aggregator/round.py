@@ -2,16 +2,20 @@
 
 The aggregator's step 3 of DESIGN.md ("One round, end to end"): validate
 every update (rejections carry a reason), run the task's robust rule over the
-valid ones (Multi-Krum, Blanchard et al. 2017), FedAvg the survivors weighted
-by samples (McMahan et al. 2017), value each survivor by Shapley value of
-the validation-accuracy utility (exact, or GTG-Shapley of Liu et al. 2022),
-and turn the values into basis points summing to 10,000.  Everything that
+valid ones (:mod:`aggregator.robust`: Multi-Krum, Krum, coordinate-wise median
+or trimmed mean, geometric median, centered clipping, optionally after NNM or
+clipping), apply the rule's own aggregate or, for Multi-Krum and mean, FedAvg
+the survivors weighted by samples (McMahan et al. 2017), value each survivor by Shapley value of
+the validation-accuracy utility (:mod:`aggregator.contribution`: exact, GTG,
+TMC or leave-one-out, chosen by the spec), and turn the values (this round's,
+or with ``payout = "cumulative"`` each trainer's sum over the rounds so far)
+into basis points summing to 10,000.  Everything that
 goes into the round receipt comes back in :class:`RoundOutcome`; the only
 non-reproducible field is ``timings`` (seconds).
 
 Conventions for small rounds: the configured ``f`` is lowered to
-:func:`aggregator.robust.effective_f` (0 = no outlier removal, rule ``mean``)
-so a round with few valid updates still completes; with no valid update at
+:func:`aggregator.robust.effective_f` for the spec's rule (0 = no outlier
+removal, rule ``mean``) so a round with few valid updates still completes; with no valid update at
 all the global model is unchanged and every trainer gets 0 bps (the contract
 refunds the pool).
 """
@@ -21,17 +25,17 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from aggregator.aggregate import apply_delta, fedavg
-from aggregator.payout import contribution_shares, to_basis_points
-from aggregator.robust import Mean, RobustDecision, RobustRule, effective_f, get_rule
-from aggregator.utility import CoalitionUtility
+from aggregator.contribution import value_survivors
+from aggregator.payout import contribution_shares, cumulative_shares, cumulative_values, to_basis_points
+from aggregator.robust import Mean, RobustDecision, RobustRule, effective_f, get_rule, max_f
 from aggregator.validate import validate_update
-from aggregator.valuation import choose_valuation, run_valuation
+from aggregator.valuation import choose_valuation
 from market.spec import TaskSpec
 from market.tensors import flatten
 
@@ -57,6 +61,11 @@ class RoundOutcome:
     accuracy_before: float | None  # U({}) on the validation set (None if nothing was valued)
     accuracy_after: float | None  # U(survivors)
     timings: dict[str, float]  # seconds spent in 'aggregate' and 'valuation'
+    # the valuation run: method, seed, every parameter, permutations, stop reason, utilities digest
+    valuation_record: dict[str, Any] = field(default_factory=dict)
+    # sum of each trainer's per-round values so far (earlier rounds + this one), and its share of the total
+    cumulative_values: dict[str, float] = field(default_factory=dict)
+    cumulative_shares: dict[str, float] = field(default_factory=dict)
 
     @property
     def bps_by_address(self) -> dict[str, int]:
@@ -80,6 +89,9 @@ class RoundOutcome:
             "accuracy_before": self.accuracy_before,
             "accuracy_after": self.accuracy_after,
             "timings": dict(self.timings),
+            "valuation_record": dict(self.valuation_record),
+            "cumulative_values": dict(self.cumulative_values),
+            "cumulative_shares": dict(self.cumulative_shares),
         }
 
 
@@ -105,30 +117,53 @@ def _validate_all(spec: TaskSpec, global_state: dict[str, Tensor], submissions: 
 
 
 def _robust_rule(spec: TaskSpec, n: int) -> tuple[RobustRule, int]:
-    f_eff = effective_f(n, spec.robust.f) if spec.robust.rule != "mean" else 0
+    """The rule to run over ``n`` valid updates and the ``f`` it runs with.
+
+    ``f`` is lowered to what the rule supports with ``n`` inputs; if that leaves
+    0 while the spec asked for ``f > 0`` (or the rule cannot run at all) the
+    round runs plain ``mean``.  A spec with ``f = 0`` runs its rule with ``f = 0``.
+    """
+    name, f = spec.robust.rule, spec.robust.f
     params = dict(spec.robust.params)
-    if f_eff == 0:
-        get_rule(spec.robust.rule, spec.robust.f, **params)  # still reject an unknown rule or bad params
+    get_rule(name, f, **params)  # reject an unknown rule or bad params even when the round falls back to mean
+    if name == "mean":
+        return Mean(), 0
+    f_eff = effective_f(n, f, name)
+    if f_eff == 0 and (f > 0 or max_f(name, n) < 0):
         return Mean(), 0
     if isinstance(params.get("m"), int):
         params["m"] = min(params["m"], n - f_eff)  # a smaller round cannot keep more than n - f
-    return get_rule(spec.robust.rule, f_eff, **params), f_eff
+    return get_rule(name, f_eff, **params), f_eff
 
 
 def _select(spec: TaskSpec, valid: _Valid) -> tuple[RobustDecision, dict[str, Any]]:
     if valid.deltas:
         rule, f_eff = _robust_rule(spec, len(valid.deltas))
-        decision = rule(torch.stack(valid.deltas))
+        decision = rule(torch.stack(valid.deltas).to(torch.float64))
     else:
         f_eff, decision = 0, RobustDecision("mean", (), (), 0)
+    kept = set(decision.selected)
     record = {
         "rule": spec.robust.rule,
         "applied": decision.rule,
         "f": spec.robust.f,
         "f_effective": f_eff,
         "scores": dict(zip(valid.addresses, decision.scores)),
+        # which vector became the model update: the survivors' sample-weighted FedAvg, or the rule's own aggregate
+        "update": "fedavg" if decision.reweight else "rule",
+        "treatment": {
+            a: {"outlier": i not in kept, **{k: float(v[i]) for k, v in decision.details.items()}}
+            for i, a in enumerate(valid.addresses)
+        },
     }
     return decision, record
+
+
+def _robust_update(decision: RobustDecision, kept: list[Tensor], weights: list[float]) -> Tensor | None:
+    """The flat model update: the rule's aggregate, or FedAvg of the survivors when the rule allows it."""
+    if not decision.reweight and decision.aggregate is not None:
+        return decision.aggregate.to(torch.float64)
+    return fedavg(torch.stack(kept), weights) if kept else None
 
 
 def aggregate_round(
@@ -138,11 +173,15 @@ def aggregate_round(
     x_val: Tensor,
     y_val: Tensor,
     seed: int | None = None,
+    prior_values: Mapping[str, float] | None = None,
 ) -> RoundOutcome:
     """Validate, robust-aggregate, value and pay out one round's ``(address, blob)`` submissions.
 
     ``seed`` drives the valuation's sampling (default ``spec.valuation.seed``;
     a caller running many rounds typically passes ``spec.valuation.seed + round``).
+    ``prior_values`` are the trainers' cumulative values before this round (the
+    previous round's ``cumulative_values``; ``{}`` or None for the first round).
+    With ``spec.valuation.payout == "cumulative"`` they decide the basis points.
     """
     seed = spec.valuation.seed if seed is None else seed
     addresses = tuple(a for a, _ in submissions)
@@ -154,30 +193,31 @@ def aggregate_round(
     survivors = tuple(valid.addresses[i] for i in decision.selected)
     kept = [valid.deltas[i] for i in decision.selected]
     weights = [float(valid.samples[a]) for a in survivors]
-    if kept:
-        new_state = apply_delta(global_state, fedavg(torch.stack(kept), weights))
+    update = _robust_update(decision, kept, weights)
+    if update is not None:
+        new_state = apply_delta(global_state, update)
     else:
         new_state = OrderedDict((k, v.detach().clone().float()) for k, v in sorted(global_state.items()))
     t1 = time.perf_counter()
 
-    name = choose_valuation(spec.valuation, len(survivors))
+    name = choose_valuation(spec.valuation, len(survivors), arch=spec.model.arch, n_val=int(y_val.numel()), hidden=spec.model.hidden)
     values: list[float] = []
     utilities: dict[str, float] = {}
     evaluations = 0
     before: float | None = None
     after: float | None = None
+    record: dict[str, Any] = {}
     if survivors:
-        utility = CoalitionUtility(spec, global_state, kept, weights, x_val, y_val)
-        values = run_valuation(name, len(survivors), utility, seed, dict(spec.valuation.params))
-        before, after = utility(frozenset()), utility(frozenset(range(len(survivors))))
-        by_size = sorted(utility.evaluated.items(), key=lambda cu: (len(cu[0]), sorted(cu[0])))
-        utilities = {",".join(sorted(survivors[i] for i in c)): u for c, u in by_size}
-        evaluations = utility.evaluations
+        valued = value_survivors(spec, global_state, survivors, kept, weights, x_val, y_val, seed)
+        name, values, utilities, record = valued.method, valued.values, valued.utilities, valued.record
+        evaluations, before, after = valued.evaluations, valued.accuracy_before, valued.accuracy_after
     t2 = time.perf_counter()
 
     value_of = dict(zip(survivors, values))
     flat_values = [value_of.get(a, 0.0) for a in addresses]
     eligible = [a in value_of for a in addresses]
+    cumulative = cumulative_values(prior_values or {}, dict(zip(addresses, flat_values)))
+    paid_on = [cumulative[a] for a in addresses] if spec.valuation.payout == "cumulative" else flat_values
     return RoundOutcome(
         new_state=new_state,
         addresses=addresses,
@@ -190,10 +230,13 @@ def aggregate_round(
         seed=seed,
         contributions=dict(zip(addresses, flat_values)),
         shares=dict(zip(addresses, contribution_shares(flat_values, eligible))),
-        bps=tuple(to_basis_points(flat_values, eligible)),
+        bps=tuple(to_basis_points(paid_on, eligible)),
         utilities=utilities,
         evaluations=evaluations,
         accuracy_before=before,
         accuracy_after=after,
         timings={"aggregate": t1 - t0, "valuation": t2 - t1},
+        valuation_record=record,
+        cumulative_values=cumulative,
+        cumulative_shares=cumulative_shares(cumulative),
     )

@@ -25,6 +25,7 @@ from aggregator.round import RoundOutcome, aggregate_round
 from market.contract import MarketContract, Submission
 from market.data import Dataset, dataset_commitment
 from market.errors import ConfigError, MarketError, StoreError
+from market.failpoints import failpoint
 from market.protocol import submission_commitment
 from market.roles import TaskView, fetch_global_model, load_task
 from market.store import ContentStore, put_json
@@ -88,7 +89,7 @@ class Aggregator:
         if info.finished:
             return True
         submit_deadline, _ = self.contract.deadlines(task_id)
-        n = len(self.contract.submitters(task_id, info.current_round))
+        n = info.submitted_count
         return self.contract.chain.now() >= submit_deadline or (n > 0 and n >= info.trainer_count)
 
     def compute_round(self, view: TaskView) -> tuple[RoundOutcome, list[Submission], dict[str, str], str, dict[str, Any]]:
@@ -118,6 +119,7 @@ class Aggregator:
         bps = receipt["bps_vector"]
         receipt_cid = put_json(self.store, receipt)
         compute_s = time.perf_counter() - t0
+        failpoint("aggregator_before_post")
         t1 = time.perf_counter()
         if self.contract.task(task_id).current_round != r:
             raise MarketError(f"task {task_id} round {r} was settled meanwhile; nothing posted")

@@ -19,6 +19,11 @@ For logistic regression the logits are linear in the parameters, so each
 player's logit contribution ``x @ dW_i^T + db_i`` is computed once and a
 coalition costs a weighted sum of ``[V, C]`` matrices instead of a forward
 pass: the same numbers, much faster.
+
+:meth:`CoalitionUtility.table` evaluates all ``2^n`` coalitions at once with
+the batched methods of :mod:`aggregator.batched` (``linear`` for logreg,
+``mlp`` for the MLP, ``vmap`` for any other model; ``fast=False`` keeps the
+one-coalition-at-a-time path, the baseline they are measured against).
 """
 
 from __future__ import annotations
@@ -26,16 +31,22 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Iterable, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor
 
+from aggregator.batched import MLPTerms, linear_table, mlp_table, naive_table, vmap_table
 from market.errors import ConfigError
-from market.models import build_model
+from market.models import MLP, build_model
 from market.spec import TaskSpec
 from market.tensors import flatten, unflatten
 
 Coalition = Iterable[int]
 _CHUNK = 512
+#: ``fedavg``: U(S) = accuracy of the FedAvg of S's updates (the default; the issue's definition).
+#: ``partial``: U(S) = accuracy of theta_0 + sum_{i in S} w_i delta_i / W_N, S's part of the round's
+#: actual update -- a zero update is then exactly a null player (Shapley value 0).
+UTILITIES = ("fedavg", "partial")
 
 
 class CoalitionUtility:
@@ -50,7 +61,10 @@ class CoalitionUtility:
         x_val: Tensor,
         y_val: Tensor,
         fast: bool | None = None,
+        utility: str = "fedavg",
     ) -> None:
+        if utility not in UTILITIES:
+            raise ConfigError(f"unknown coalition utility {utility!r}: use one of {', '.join(UTILITIES)}")
         if len(deltas) != len(weights):
             raise ValueError(f"{len(deltas)} deltas but {len(weights)} weights")
         if any(not w > 0 for w in weights):
@@ -58,9 +72,12 @@ class CoalitionUtility:
         self.n = len(deltas)
         self.evaluations = 0
         self.fast = spec.model.arch == "logreg" if fast is None else fast
+        self.naive = fast is False  # one coalition model at a time, for tables too
+        self.utility = utility
         if self.fast and spec.model.arch != "logreg":
             raise ConfigError(f"the fast utility path needs a logreg model, not {spec.model.arch}")
         self._cache: dict[frozenset[int], float] = {}
+        self._table: np.ndarray | None = None
         self._w = torch.tensor([float(w) for w in weights], dtype=torch.float64)
         self._template = OrderedDict((k, v.to(torch.float64)) for k, v in sorted(global_state.items()))
         self._theta0 = flatten(global_state).to(torch.float64)
@@ -83,7 +100,7 @@ class CoalitionUtility:
         a = torch.zeros(self.n, dtype=torch.float64)
         if coalition:
             idx = torch.tensor(sorted(coalition))
-            a[idx] = self._w[idx] / self._w[idx].sum()
+            a[idx] = self._w[idx] / (self._w[idx].sum() if self.utility == "fedavg" else self._w.sum())
         return a
 
     def _accuracy(self, logits: Tensor) -> Tensor:
@@ -110,6 +127,60 @@ class CoalitionUtility:
                     out.append(float(self._accuracy(self._net(self._x))))
         return out
 
+    @torch.no_grad()
+    def _batched_table(self) -> np.ndarray:
+        fedavg = self.utility == "fedavg"
+        w = self._w if fedavg else self._w / self._w.sum()  # partial: the round's FedAvg coefficients
+        if self.fast:  # logreg: logits affine in the parameters
+            assert self._contrib is not None
+            if fedavg:  # sum of w_i * (logits of trainer i's own model), up to the factor 1 / W_S
+                return linear_table(w[:, None, None] * (self._logits0[None] + self._contrib), self._y, empty=self._logits0).numpy()
+            return linear_table(w[:, None, None] * self._contrib, self._y, offset=self._logits0).numpy()
+        if isinstance(self._net, MLP):
+            players, offset = self._mlp_terms(w, fedavg)
+            empty = self._forward(self._theta0) if fedavg else None
+            return mlp_table(players, self._y, offset, empty=empty, weights=self._w).numpy()
+        return vmap_table(self._net, self._template, self._theta0, self._deltas, w, self._x, self._y, normalize=fedavg).numpy()
+
+    def _forward(self, theta: Tensor) -> Tensor:
+        from torch.func import functional_call
+
+        return functional_call(self._net, dict(unflatten(theta, self._template)), (self._x,))
+
+    def _mlp_terms(self, w: Tensor, fedavg: bool) -> tuple[MLPTerms, MLPTerms | None]:
+        """fedavg: each trainer's own model scaled by w_i; partial: each delta scaled by w_i / W_N, plus the base."""
+        base = unflatten(self._theta0, self._template)
+        states = [unflatten((self._theta0 if fedavg else 0) + d, self._template) for d in self._deltas]
+        players = MLPTerms(
+            hidden=torch.stack([w[i] * (self._x @ m["fc1.weight"].T + m["fc1.bias"]) for i, m in enumerate(states)]),
+            out_weight=torch.stack([w[i] * m["fc2.weight"] for i, m in enumerate(states)]),
+            out_bias=torch.stack([w[i] * m["fc2.bias"] for i, m in enumerate(states)]),
+            scale=w if fedavg else torch.zeros_like(w),
+        )
+        if fedavg:
+            return players, None
+        offset = MLPTerms(
+            self._x @ base["fc1.weight"].T + base["fc1.bias"], base["fc2.weight"], base["fc2.bias"], torch.tensor(1.0, dtype=torch.float64)
+        )
+        return players, offset
+
+    def table(self) -> np.ndarray:
+        """``U`` of every one of the ``2^n`` coalitions (float64, entry ``m`` = the players of bitmask ``m``).
+
+        Computed once, in batches (see :mod:`aggregator.batched`); with
+        ``fast=False`` one coalition at a time.  Counts ``2^n`` evaluations.
+        """
+        if self._table is None:
+            if self.n > 24:
+                raise ConfigError(f"a table of all 2^{self.n} coalitions is too large")
+            if self.naive or self.n == 0:
+                table = naive_table(lambda c: self._evaluate([c])[0], self.n)
+            else:
+                table = self._batched_table()
+            self._table = table
+            self.evaluations = 1 << self.n
+        return self._table.copy()
+
     def _key(self, coalition: Coalition) -> frozenset[int]:
         key = frozenset(int(i) for i in coalition)
         if any(not 0 <= i < self.n for i in key):
@@ -122,6 +193,8 @@ class CoalitionUtility:
     def evaluate_many(self, coalitions: Iterable[Coalition]) -> list[float]:
         """``U`` of each coalition, computing the not-yet-cached ones in batches."""
         keys = [self._key(c) for c in coalitions]
+        if self._table is not None:
+            return [float(self._table[sum(1 << i for i in k)]) for k in keys]
         todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
         for k, u in zip(todo, self._evaluate(todo)):
             self._cache[k] = u
@@ -130,5 +203,9 @@ class CoalitionUtility:
 
     @property
     def evaluated(self) -> dict[frozenset[int], float]:
-        """Every coalition computed so far and its utility (a copy)."""
+        """Every coalition computed one at a time so far and its utility (a copy; see :meth:`table` for the rest)."""
         return dict(self._cache)
+
+    @property
+    def has_table(self) -> bool:
+        return self._table is not None

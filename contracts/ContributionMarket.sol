@@ -9,27 +9,36 @@ import {IRoundVerifier} from "./IRoundVerifier.sol";
 
 /// @title ContributionMarket
 /// @notice Escrow for collaborative training tasks (Proof-of-Contribution design).
-/// An owner escrows a reward split into equal per-round pools. Joined trainers commit
-/// the CID of each round's update; the task's aggregator posts the round result with
-/// basis points per submitter; the contract credits `pool * bps / 10_000` (rounded down,
-/// remainder to the owner) to pull-payment balances. If the aggregator misses its
-/// deadline anyone may settle the round by an equal split among its submitters; a round
-/// nobody submitted to is refunded to the owner. No path leaves funds locked.
-/// @dev CIDs are stored as the 32-byte sha2-256 digest of a CIDv1 raw CID.
-/// Update CIDs and commitments live in events; the contract keeps a running keccak
-/// digest over them, so readers can check the event data they use.
+/// An owner escrows a reward (ETH or an ERC-20) split into equal per-round pools. Joined
+/// trainers commit the CID of each round's update; the task's aggregator posts the round
+/// result with basis points per submitter; the contract credits `pool * bps / 10_000`
+/// (rounded down; the remainder is refunded to the owner) to pull-payment balances. If the
+/// aggregator misses its deadline anyone may settle the round by an equal split among its
+/// submitters; a round nobody submitted to is refunded to the owner. No path leaves funds
+/// locked: every pool ends credited to trainers or refunded to the owner, and both withdraw.
+/// @dev CIDs are stored as the 32-byte sha2-256 digest of a CIDv1 raw CID. Update CIDs and
+/// commitments live in events; the contract keeps a running keccak digest over them (seeded
+/// with the task id, chained across rounds, its value at each settlement emitted), which
+/// readers use to check the events they read. Submitters of a round are, in that order,
+/// the joined trainers in join order that submitted; `bps` follows that order.
 contract ContributionMarket is ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
     /// @notice Basis points in a whole round pool.
     uint256 public constant BPS = 10_000;
-    /// @notice Most trainers a task can admit (one bitmap word per round).
+    /// @notice Most trainers a task can admit.
     uint256 public constant MAX_TRAINERS = 256;
     /// @notice Most rounds a task can have.
     uint256 public constant MAX_ROUNDS = 10_000;
 
+    /// @notice How a round was settled.
+    uint8 public constant SETTLED_BY_RESULT = 1;
+    uint8 public constant SETTLED_BY_FALLBACK = 2;
+    uint8 public constant SETTLED_BY_REFUND = 3;
+
     struct TaskParams {
         bytes32 specCid;
+        bytes32 initialModelCid;
         bytes32 validationCommitment;
         address aggregator;
         address verifier;
@@ -39,40 +48,44 @@ contract ContributionMarket is ReentrancyGuardTransient {
         uint32 maxTrainers;
     }
 
+    /// @dev Packed so that a submission and a settlement touch as few slots as possible; a
+    /// settlement writes no slot that is zero (the submission count is tagged with its round
+    /// instead of being reset, the digest chains on across rounds). Block numbers and times fit
+    /// 32 bits until the year 2106.
     struct Task {
         address owner;
-        uint64 createdBlock;
+        uint32 createdBlock;
+        uint32 submittedCount; // submissions in round `countRound`
+        uint32 countRound;
         address aggregator;
         uint32 rounds;
-        uint32 currentRound;
-        address token;
+        uint32 currentRound; // == rounds once finished
+        uint32 roundOpenedAt;
+        address token; // address(0): ETH
         uint32 submitWindow;
         uint32 resultWindow;
         uint32 maxTrainers;
-        address verifier;
-        uint64 roundOpenedAt;
+        address verifier; // address(0): no proof required
         uint32 trainerCount;
+        // reward/refunded and escrow/credited share slots that are non-zero from creation on,
+        // so settling the first round rewrites warm slots instead of filling fresh ones.
         uint128 reward;
-        uint128 escrow;
-        uint128 credited;
-        uint128 refunded;
+        uint128 refunded; // to the owner, all rounds
+        uint128 escrow; // not yet settled
+        uint128 credited; // to trainers, all rounds
+        uint128 refundsWithdrawn;
+        bytes32 submissionsDigest; // running digest over every submission of the task
+        bytes32 latestModelCid; // the model the current round trains from
         bytes32 specCid;
         bytes32 validationCommitment;
-    }
-
-    struct RoundRecord {
-        bytes32 submissionsDigest;
-        uint256 submittedMask;
-        bytes32 modelCid;
-        bytes32 receiptCid;
-        uint8 settlement; // 0 open, 1 result, 2 fallback split, 3 refunded (no submitters)
     }
 
     uint256 private _taskCount;
     mapping(uint256 taskId => Task) private _tasks;
-    mapping(uint256 taskId => mapping(address trainer => uint256 indexPlusOne)) private _trainerIndex;
-    mapping(uint256 taskId => mapping(uint256 round => RoundRecord)) private _rounds;
-    mapping(uint256 taskId => mapping(uint256 round => address[])) private _submitters;
+    mapping(uint256 taskId => mapping(address trainer => uint256 index)) private _trainerIndex; // 1-based
+    mapping(uint256 taskId => mapping(uint256 index => address trainer)) private _trainerAt;
+    /// @dev last round each trainer submitted to, plus one: eight 32-bit tags per word, by join index
+    mapping(uint256 taskId => mapping(uint256 word => uint256 tags)) private _submittedTags;
     mapping(address token => mapping(address account => uint256)) private _owed;
 
     /// @notice A task was created and its reward escrowed.
@@ -85,24 +98,34 @@ contract ContributionMarket is ReentrancyGuardTransient {
         uint32 rounds,
         bytes32 specCid
     );
-    /// @notice A trainer joined a task.
-    event TrainerJoined(uint256 indexed taskId, address indexed trainer);
+    /// @notice A trainer joined a task; `index` is its 1-based join order.
+    event TrainerJoined(uint256 indexed taskId, address indexed trainer, uint256 index);
     /// @notice A trainer committed its update for a round.
     event UpdateSubmitted(
         uint256 indexed taskId, uint256 indexed round, address indexed trainer, bytes32 cid, bytes32 commitment
     );
-    /// @notice The aggregator posted a verified round result.
-    event ResultPosted(uint256 indexed taskId, uint256 indexed round, bytes32 modelCid, bytes32 receiptCid);
     /// @notice A trainer was credited for a round.
     event TrainerCredited(uint256 indexed taskId, uint256 indexed round, address indexed trainer, uint256 amount);
-    /// @notice A round was settled; `mode` 1 result, 2 fallback equal split, 3 refund (nobody submitted).
-    event RoundSettled(uint256 indexed taskId, uint256 indexed round, uint8 mode, uint256 credited, uint256 refunded);
+    /// @notice A round was settled (`mode` 1 result, 2 fallback split, 3 refund); `submissionsDigest`
+    /// is the final running digest of its submissions; the CIDs are zero unless `mode` is 1.
+    event RoundSettled(
+        uint256 indexed taskId,
+        uint256 indexed round,
+        uint8 mode,
+        uint256 credited,
+        uint256 refunded,
+        bytes32 submissionsDigest,
+        bytes32 modelCid,
+        bytes32 receiptCid
+    );
     /// @notice The owner reclaimed every pool nobody can earn any more.
     event TaskReclaimed(uint256 indexed taskId, uint256 amount);
     /// @notice Every round of the task is settled.
     event TaskFinished(uint256 indexed taskId);
-    /// @notice An account withdrew what it was owed.
+    /// @notice An account withdrew what it was owed in `token` (zero address: ETH).
     event Withdrawn(address indexed account, address indexed token, uint256 amount);
+    /// @notice The owner withdrew the refunds of a task.
+    event RefundWithdrawn(uint256 indexed taskId, address indexed owner, uint256 amount);
 
     error MarketUnknownTask(uint256 taskId);
     error MarketZeroAggregator();
@@ -111,7 +134,7 @@ contract ContributionMarket is ReentrancyGuardTransient {
     error MarketBadMaxTrainers(uint256 maxTrainers);
     error MarketRewardTooLarge(uint256 reward);
     error MarketWrongValue(uint256 expected, uint256 sent);
-    error MarketZeroReward();
+    error MarketRewardTooSmall(uint256 reward, uint256 rounds);
     error MarketTaskFinished(uint256 taskId);
     error MarketRoleConflict(address account);
     error MarketAlreadyJoined(address trainer);
@@ -148,6 +171,7 @@ contract ContributionMarket is ReentrancyGuardTransient {
         if (p.rounds == 0 || p.rounds > MAX_ROUNDS) revert MarketBadRounds(p.rounds);
         if (p.submitWindow == 0 || p.resultWindow == 0) revert MarketBadWindows();
         if (p.maxTrainers == 0 || p.maxTrainers > MAX_TRAINERS) revert MarketBadMaxTrainers(p.maxTrainers);
+        if (p.initialModelCid == bytes32(0)) revert MarketZeroCid();
 
         uint256 received;
         if (token == address(0)) {
@@ -159,13 +183,14 @@ contract ContributionMarket is ReentrancyGuardTransient {
             IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
             received = IERC20(token).balanceOf(address(this)) - before;
         }
-        if (received == 0) revert MarketZeroReward();
+        // every round's pool must hold at least one unit
+        if (received < p.rounds) revert MarketRewardTooSmall(received, p.rounds);
         if (received > type(uint128).max) revert MarketRewardTooLarge(received);
 
         taskId = ++_taskCount;
         Task storage t = _tasks[taskId];
         t.owner = msg.sender;
-        t.createdBlock = uint64(block.number);
+        t.createdBlock = uint32(block.number);
         t.aggregator = p.aggregator;
         t.rounds = p.rounds;
         t.token = token;
@@ -173,9 +198,11 @@ contract ContributionMarket is ReentrancyGuardTransient {
         t.resultWindow = p.resultWindow;
         t.maxTrainers = p.maxTrainers;
         t.verifier = p.verifier;
-        t.roundOpenedAt = uint64(block.timestamp);
+        t.roundOpenedAt = uint32(block.timestamp);
         t.reward = uint128(received);
         t.escrow = uint128(received);
+        t.submissionsDigest = keccak256(abi.encode(taskId));
+        t.latestModelCid = p.initialModelCid;
         t.specCid = p.specCid;
         t.validationCommitment = p.validationCommitment;
         emit TaskCreated(taskId, msg.sender, p.aggregator, token, received, p.rounds, p.specCid);
@@ -183,21 +210,30 @@ contract ContributionMarket is ReentrancyGuardTransient {
 
     /// @notice The owner takes back every remaining pool when the current round has no
     /// submission and its submission window has closed (nobody is training any more).
-    function reclaimUnused(uint256 taskId) external nonReentrant {
+    function reclaimUnused(uint256 taskId) external {
         Task storage t = _liveTask(taskId);
         if (msg.sender != t.owner) revert MarketNotOwner(msg.sender);
-        uint256 round = t.currentRound;
         uint256 deadline = _submitDeadline(t);
         if (block.timestamp < deadline) revert MarketSubmissionsOpen(deadline);
-        if (_submitters[taskId][round].length != 0) revert MarketRoundHasSubmissions(round);
+        if (_submittedCount(t) != 0) revert MarketRoundHasSubmissions(t.currentRound);
 
         uint256 amount = t.escrow;
         t.escrow = 0;
         t.refunded += uint128(amount);
         t.currentRound = t.rounds;
-        _owed[t.token][t.owner] += amount;
         emit TaskReclaimed(taskId, amount);
         emit TaskFinished(taskId);
+    }
+
+    /// @notice The owner withdraws every refund of `taskId` (remainders, unearned pools).
+    function withdrawRefund(uint256 taskId) external nonReentrant {
+        Task storage t = _existingTask(taskId);
+        if (msg.sender != t.owner) revert MarketNotOwner(msg.sender);
+        uint256 amount = t.refunded - t.refundsWithdrawn;
+        if (amount == 0) revert MarketNothingToWithdraw();
+        t.refundsWithdrawn = t.refunded;
+        emit RefundWithdrawn(taskId, msg.sender, amount);
+        _pay(t.token, payable(msg.sender), amount);
     }
 
     // ---------------------------------------------------------------- trainer
@@ -210,10 +246,11 @@ contract ContributionMarket is ReentrancyGuardTransient {
         if (t.trainerCount >= t.maxTrainers) revert MarketTaskFull(t.maxTrainers);
         uint32 index = ++t.trainerCount;
         _trainerIndex[taskId][msg.sender] = index;
-        emit TrainerJoined(taskId, msg.sender);
+        _trainerAt[taskId][index] = msg.sender;
+        emit TrainerJoined(taskId, msg.sender, index);
     }
 
-    /// @notice Commit this round's update: the CID's sha2-256 digest and a commitment to its sketch.
+    /// @notice Commit this round's update: the CID's sha2-256 digest and a commitment to it.
     function submitUpdate(uint256 taskId, uint256 round, bytes32 cid, bytes32 commitment) external {
         Task storage t = _liveTask(taskId);
         uint256 index = _trainerIndex[taskId][msg.sender];
@@ -222,13 +259,20 @@ contract ContributionMarket is ReentrancyGuardTransient {
         uint256 deadline = _submitDeadline(t);
         if (block.timestamp >= deadline) revert MarketSubmissionClosed(deadline);
         if (cid == bytes32(0)) revert MarketZeroCid();
-        RoundRecord storage r = _rounds[taskId][round];
-        uint256 bit = 1 << (index - 1);
-        if (r.submittedMask & bit != 0) revert MarketAlreadySubmitted(msg.sender);
+        // round < rounds <= MAX_ROUNDS, so the tag round + 1 fits in 32 bits.
+        uint256 tag = round + 1;
+        (uint256 word, uint256 shift) = _tagPosition(index);
+        uint256 tags = _submittedTags[taskId][word];
+        if ((tags >> shift) & 0xffffffff == tag) revert MarketAlreadySubmitted(msg.sender);
 
-        r.submittedMask |= bit;
-        r.submissionsDigest = keccak256(abi.encode(r.submissionsDigest, msg.sender, cid, commitment));
-        _submitters[taskId][round].push(msg.sender);
+        _submittedTags[taskId][word] = (tags & ~(uint256(0xffffffff) << shift)) | (tag << shift);
+        if (t.countRound == round) {
+            t.submittedCount += 1;
+        } else {
+            t.countRound = uint32(round);
+            t.submittedCount = 1;
+        }
+        t.submissionsDigest = keccak256(abi.encode(t.submissionsDigest, msg.sender, cid, commitment));
         emit UpdateSubmitted(taskId, round, msg.sender, cid, commitment);
     }
 
@@ -238,19 +282,15 @@ contract ContributionMarket is ReentrancyGuardTransient {
         if (amount == 0) revert MarketNothingToWithdraw();
         _owed[token][msg.sender] = 0;
         emit Withdrawn(msg.sender, token, amount);
-        if (token == address(0)) {
-            Address.sendValue(payable(msg.sender), amount);
-        } else {
-            IERC20(token).safeTransfer(msg.sender, amount);
-        }
+        _pay(token, payable(msg.sender), amount);
     }
 
     // ------------------------------------------------------------- aggregator
 
     /// @notice Post the result of the current round and credit every submitter.
     /// @dev Allowed once submissions are closed (deadline passed, or every joined trainer
-    /// submitted) and before the result deadline. `bps` follows submission order and sums
-    /// to 10,000, or to 0 when no update was acceptable (the pool is then refunded).
+    /// submitted) and before the result deadline. `bps` has one entry per submitter in join
+    /// order and sums to 10,000, or to 0 when no update was acceptable (the pool is refunded).
     function postResult(
         uint256 taskId,
         uint256 round,
@@ -262,21 +302,19 @@ contract ContributionMarket is ReentrancyGuardTransient {
         Task storage t = _liveTask(taskId);
         if (msg.sender != t.aggregator) revert MarketNotAggregator(msg.sender);
         if (round != t.currentRound) revert MarketWrongRound(t.currentRound, round);
-        _checkResultWindow(t, _submitters[taskId][round].length);
+        _checkResultWindow(t);
         if (modelCid == bytes32(0) || receiptCid == bytes32(0)) revert MarketZeroCid();
-
-        RoundRecord storage r = _rounds[taskId][round];
+        _checkBasisPoints(t, bps);
         if (t.verifier != address(0)) {
             bool ok = IRoundVerifier(t.verifier).verifyRound(
-                taskId, round, r.submissionsDigest, modelCid, receiptCid, bps, proof
+                taskId, round, t.submissionsDigest, modelCid, receiptCid, bps, proof
             );
             if (!ok) revert MarketInvalidProof();
         }
-        (uint256 pool, uint256 credited) = _creditByBps(t, taskId, round, bps);
-        r.modelCid = modelCid;
-        r.receiptCid = receiptCid;
-        emit ResultPosted(taskId, round, modelCid, receiptCid);
-        _settle(t, taskId, r, round, 1, pool, credited);
+
+        uint256 credited = _creditByBps(t, taskId, round, bps);
+        t.latestModelCid = modelCid;
+        _settle(t, taskId, round, SETTLED_BY_RESULT, credited, modelCid, receiptCid);
     }
 
     // --------------------------------------------------------------- liveness
@@ -289,22 +327,12 @@ contract ContributionMarket is ReentrancyGuardTransient {
         uint256 resultDeadline = _submitDeadline(t) + t.resultWindow;
         if (block.timestamp < resultDeadline) revert MarketResultWindowOpen(resultDeadline);
 
-        address[] storage subs = _submitters[taskId][round];
-        uint256 n = subs.length;
-        uint256 pool = _roundPool(t, round);
-        uint256 credited;
-        if (n != 0) {
-            uint256 share = pool / n;
-            if (share != 0) {
-                address token = t.token;
-                for (uint256 i = 0; i < n; ++i) {
-                    _owed[token][subs[i]] += share;
-                    emit TrainerCredited(taskId, round, subs[i], share);
-                }
-                credited = share * n;
-            }
+        if (_submittedCount(t) == 0) {
+            _settle(t, taskId, round, SETTLED_BY_REFUND, 0, bytes32(0), bytes32(0));
+        } else {
+            uint256 credited = _creditEqually(t, taskId, round);
+            _settle(t, taskId, round, SETTLED_BY_FALLBACK, credited, bytes32(0), bytes32(0));
         }
-        _settle(t, taskId, _rounds[taskId][round], round, n != 0 ? 2 : 3, pool, credited);
     }
 
     // ------------------------------------------------------------------ views
@@ -319,21 +347,20 @@ contract ContributionMarket is ReentrancyGuardTransient {
         return _existingTask(taskId);
     }
 
-    /// @notice Submitters of a round, in submission order.
-    function getSubmitters(uint256 taskId, uint256 round) external view returns (address[] memory) {
-        _existingTask(taskId);
-        return _submitters[taskId][round];
+    /// @notice Submitters of the current round in join order (the order `bps` follows).
+    function getSubmitters(uint256 taskId) external view returns (address[] memory out) {
+        Task storage t = _existingTask(taskId);
+        out = new address[](_submittedCount(t));
+        uint256 tag = uint256(t.currentRound) + 1;
+        uint256 j = 0;
+        for (uint256 i = 1; i <= t.trainerCount && j < out.length; ++i) {
+            if (_submittedIn(taskId, i, tag)) out[j++] = _trainerAt[taskId][i];
+        }
     }
 
-    /// @notice A round's record (digest of submissions, result CIDs, how it was settled).
-    function getRound(uint256 taskId, uint256 round) external view returns (RoundRecord memory) {
-        _existingTask(taskId);
-        return _rounds[taskId][round];
-    }
-
-    /// @notice Whether `trainer` has joined `taskId`.
-    function isTrainer(uint256 taskId, address trainer) external view returns (bool) {
-        return _trainerIndex[taskId][trainer] != 0;
+    /// @notice A trainer's 1-based join index (0 if it has not joined).
+    function trainerIndex(uint256 taskId, address trainer) external view returns (uint256) {
+        return _trainerIndex[taskId][trainer];
     }
 
     /// @notice Deadlines of the current round: submissions close, then the result window closes.
@@ -371,72 +398,123 @@ contract ContributionMarket is ReentrancyGuardTransient {
         return uint256(t.roundOpenedAt) + t.submitWindow;
     }
 
-    /// @dev Equal pools; the last round also takes the division remainder, so the pools add up to the reward.
+    function _submittedCount(Task storage t) private view returns (uint256) {
+        return t.countRound == t.currentRound ? t.submittedCount : 0;
+    }
+
+    /// @dev Pools as equal as integers allow: pool(r) = floor(reward*(r+1)/rounds) - floor(reward*r/rounds),
+    /// which add up to exactly the reward (the sum telescopes). reward < 2**128 and rounds <= 10_000,
+    /// so the products cannot overflow.
     function _roundPool(Task storage t, uint256 round) private view returns (uint256) {
-        uint256 base = uint256(t.reward) / t.rounds;
-        if (round + 1 == t.rounds) return uint256(t.reward) - base * (t.rounds - 1);
-        return base;
+        uint256 reward = t.reward;
+        uint256 rounds = t.rounds;
+        return (reward * (round + 1)) / rounds - (reward * round) / rounds;
     }
 
     /// @dev Submissions are closed (deadline passed, or every joined trainer submitted) and
     /// the result window is still open.
-    function _checkResultWindow(Task storage t, uint256 submitted) private view {
+    function _checkResultWindow(Task storage t) private view {
         uint256 submitDeadline = _submitDeadline(t);
-        if (block.timestamp < submitDeadline && (submitted == 0 || submitted < t.trainerCount)) {
+        uint256 n = _submittedCount(t);
+        if (block.timestamp < submitDeadline && (n == 0 || n < t.trainerCount)) {
             revert MarketSubmissionsOpen(submitDeadline);
         }
         uint256 resultDeadline = submitDeadline + t.resultWindow;
         if (block.timestamp >= resultDeadline) revert MarketResultWindowClosed(resultDeadline);
     }
 
-    /// @dev Credit `pool * bps[i] / BPS` (rounded down) to the i-th submitter; `bps` must have one
-    /// entry per submitter and sum to BPS, or to 0 when no update was acceptable.
-    function _creditByBps(Task storage t, uint256 taskId, uint256 round, uint16[] calldata bps)
-        private
-        returns (uint256 pool, uint256 credited)
-    {
-        address[] storage subs = _submitters[taskId][round];
-        uint256 n = subs.length;
+    /// @dev One entry per submitter of the round, summing to BPS, or to 0 (nothing acceptable).
+    function _checkBasisPoints(Task storage t, uint16[] calldata bps) private view {
+        uint256 n = _submittedCount(t);
         if (bps.length != n) revert MarketWrongLength(n, bps.length);
-        uint256 sum;
-        for (uint256 i = 0; i < n; ++i) {
+        uint256 sum = 0;
+        for (uint256 i = 0; i < bps.length; ++i) {
             sum += bps[i];
         }
         if (sum != BPS && sum != 0) revert MarketBadBasisPoints(sum);
-        pool = _roundPool(t, round);
+    }
+
+    function _tagPosition(uint256 index) private pure returns (uint256 word, uint256 shift) {
+        word = (index - 1) >> 3;
+        shift = ((index - 1) & 7) * 32;
+    }
+
+    function _submittedIn(uint256 taskId, uint256 index, uint256 tag) private view returns (bool) {
+        (uint256 word, uint256 shift) = _tagPosition(index);
+        return (_submittedTags[taskId][word] >> shift) & 0xffffffff == tag;
+    }
+
+    /// @dev Credit `pool * bps[j] / BPS` (rounded down) to the j-th submitter of the round,
+    /// submitters being the joined trainers, in join order, whose tag is this round's.
+    function _creditByBps(Task storage t, uint256 taskId, uint256 round, uint16[] calldata bps)
+        private
+        returns (uint256 credited)
+    {
+        uint256 pool = _roundPool(t, round);
+        uint256 n = bps.length;
+        uint256 tag = round + 1;
         address token = t.token;
-        for (uint256 i = 0; i < n; ++i) {
-            // pool < 2**128 and bps[i] <= 10_000, so the product cannot overflow.
-            uint256 amount = (pool * bps[i]) / BPS;
-            if (amount != 0) {
-                address trainer = subs[i];
-                _owed[token][trainer] += amount;
-                credited += amount;
-                emit TrainerCredited(taskId, round, trainer, amount);
-            }
+        uint256 count = t.trainerCount;
+        uint256 j = 0;
+        for (uint256 i = 1; i <= count && j < n; ++i) {
+            if (!_submittedIn(taskId, i, tag)) continue;
+            // pool < 2**128 and bps[j] <= 10_000, so the product cannot overflow.
+            uint256 amount = (pool * bps[j]) / BPS;
+            ++j;
+            if (amount == 0) continue;
+            address trainer = _trainerAt[taskId][i];
+            _owed[token][trainer] += amount;
+            credited += amount;
+            emit TrainerCredited(taskId, round, trainer, amount);
+        }
+    }
+
+    /// @dev Credit `pool / n` to each of the round's n submitters.
+    function _creditEqually(Task storage t, uint256 taskId, uint256 round) private returns (uint256 credited) {
+        uint256 n = _submittedCount(t);
+        uint256 share = _roundPool(t, round) / n;
+        if (share == 0) return 0;
+        uint256 tag = round + 1;
+        address token = t.token;
+        uint256 count = t.trainerCount;
+        uint256 j = 0;
+        for (uint256 i = 1; i <= count && j < n; ++i) {
+            if (!_submittedIn(taskId, i, tag)) continue;
+            ++j;
+            address trainer = _trainerAt[taskId][i];
+            _owed[token][trainer] += share;
+            credited += share;
+            emit TrainerCredited(taskId, round, trainer, share);
         }
     }
 
     function _settle(
         Task storage t,
         uint256 taskId,
-        RoundRecord storage r,
         uint256 round,
         uint8 mode,
-        uint256 pool,
-        uint256 credited
+        uint256 credited,
+        bytes32 modelCid,
+        bytes32 receiptCid
     ) private {
+        uint256 pool = _roundPool(t, round);
         // credited <= pool: every share is rounded down and the shares sum to at most the pool.
         uint256 refund = pool - credited;
-        r.settlement = mode;
         t.escrow -= uint128(pool);
         t.credited += uint128(credited);
         t.refunded += uint128(refund);
-        if (refund != 0) _owed[t.token][t.owner] += refund;
-        emit RoundSettled(taskId, round, mode, credited, refund);
+        emit RoundSettled(taskId, round, mode, credited, refund, t.submissionsDigest, modelCid, receiptCid);
         uint32 next = uint32(round + 1);
         t.currentRound = next;
-        t.roundOpenedAt = uint64(block.timestamp);
-        if (next == t.rounds) emit TaskFinished(taskId);
+        t.roundOpenedAt = uint32(block.timestamp);
+        if (next >= t.rounds) emit TaskFinished(taskId);
+    }
+
+    function _pay(address token, address payable to, uint256 amount) private {
+        if (token == address(0)) {
+            Address.sendValue(to, amount);
+        } else {
+            IERC20(token).safeTransfer(to, amount);
+        }
     }
 }

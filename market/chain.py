@@ -11,6 +11,7 @@ behave the same: Anvil over HTTP (``--rpc URL``) and the in-process EVM
 from __future__ import annotations
 
 import ast
+import logging
 import time
 from typing import Any, Callable
 
@@ -22,6 +23,8 @@ from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCErro
 
 from market.errors import ChainError, ContractRevert
 
+LOG = logging.getLogger("market.chain")
+
 #: how a custom error reads in one line; fields are the error's arguments
 MESSAGES: dict[str, str] = {
     "MarketUnknownTask": "unknown task {taskId}",
@@ -31,7 +34,7 @@ MESSAGES: dict[str, str] = {
     "MarketBadMaxTrainers": "max trainers must be between 1 and 256 (got {maxTrainers})",
     "MarketRewardTooLarge": "the reward {reward} does not fit in 128 bits",
     "MarketWrongValue": "sent {sent} wei but the reward is {expected} wei",
-    "MarketZeroReward": "the reward must be more than zero",
+    "MarketRewardTooSmall": "a reward of {reward} cannot fund {rounds} rounds (at least 1 wei per round)",
     "MarketTaskFinished": "task {taskId} has finished: every round is settled",
     "MarketRoleConflict": "{account} already has another role in this task",
     "MarketAlreadyJoined": "{trainer} has already joined this task",
@@ -167,6 +170,8 @@ class Chain:
             except (requests.ConnectionError, requests.Timeout, ConnectionError) as exc:
                 if i == attempts - 1:
                     raise ChainError(f"{what}: node unreachable after {attempts} tries ({type(exc).__name__})") from None
+                LOG.warning("%s: connection to the node failed (%s); retry %d of %d in %.2f s",
+                            what, type(exc).__name__, i + 1, attempts - 1, delay)
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")

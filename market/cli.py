@@ -4,7 +4,8 @@
     market task create | status | results
     market trainer join | run | withdraw
     market aggregator run
-    market data split
+    market data split | commitment
+    market serve                      (HTTP API + live dashboard)
 
 Errors a user can cause print one line (``error: …``) and exit non-zero;
 private keys are read from key files and never printed.
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from market.errors import ConfigError, ContractRevert, MarketError
-from market.settings import load_dotenv, require, resolve
+from market.settings import check_environment, load_dotenv, require, resolve
 
 
 # --------------------------------------------------------------------- helpers
@@ -140,33 +141,71 @@ def _print_final(console: Any, report: dict[str, Any]) -> None:
     )
 
 
+class _SimProgress:
+    """Rich progress bars of ``market simulate``: rounds, training (trainer updates) and valuation.
+
+    ``on_round`` (one call per settled round) drives all three; if ``simulate`` offers a finer
+    ``on_progress(stage, done, total)`` hook ("train" per trainer, "valuation" per coalition
+    evaluated), the training and valuation bars also move inside a round.
+    """
+
+    def __init__(self, console: Any, cfg: Any, quiet: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.cfg = cfg
+        self.done_rounds = 0
+        self.progress = Progress(
+            TextColumn("{task.description:<10}"), BarColumn(bar_width=32), MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=console, transient=True, disable=quiet,
+        )
+        chain = f"on {cfg.chain}" if not cfg.rpc else f"on {cfg.rpc}"
+        self.rounds = self.progress.add_task("rounds", total=cfg.rounds, note=chain)
+        self.train = self.progress.add_task("training", total=cfg.trainers * cfg.rounds, note="trainer updates")
+        self.value = self.progress.add_task("valuation", total=cfg.rounds, note="rounds valued")
+
+    def on_round(self, entry: dict[str, Any]) -> None:
+        self.done_rounds += 1
+        sec = entry.get("seconds", {})
+        p = self.progress
+        p.update(self.rounds, completed=self.done_rounds,
+                 note=f"round {entry['round']}: accuracy {entry['accuracy']:.3f}")
+        p.update(self.train, completed=self.done_rounds * self.cfg.trainers,
+                 note=f"{sec.get('train', 0.0):.1f} s this round")
+        kept = sum(1 for a in entry["bps"] if a not in entry["outliers"] and a not in entry["rejected"])
+        p.update(self.value, completed=self.done_rounds,
+                 note=f"{kept} kept, {len(entry['outliers'])} outliers, {len(entry['rejected'])} rejected, "
+                      f"{sec.get('valuation', 0.0):.2f} s")
+
+    def on_progress(self, stage: str, done: int, total: int) -> None:
+        if stage == "train":
+            self.progress.update(self.train, completed=self.done_rounds * self.cfg.trainers + done)
+        elif stage == "valuation" and total:
+            self.progress.update(self.value, completed=self.done_rounds + done / total)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
+    import inspect
+
     from simulator.simulate import simulate
 
     cfg = _sim_config(args)
     console = _console()
-    trainers_view: list[dict[str, Any]] = []
     t0 = time.perf_counter()
+    bars = _SimProgress(console, cfg, args.quiet)
 
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    def on_round(entry: dict[str, Any]) -> None:
+        bars.on_round(entry)
+        if not args.quiet:
+            bars.progress.console.print(
+                f"round {entry['round']}: accuracy {entry['accuracy']:.3f}, "
+                f"outliers {[_short(a) for a in entry['outliers']]}, rejected {len(entry['rejected'])}"
+            )
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} rounds"),
-                        TimeElapsedColumn(), console=console, transient=True, disable=args.quiet)
-
-    with progress:
-        bar = progress.add_task(f"simulating on {cfg.chain}", total=cfg.rounds)
-
-        def on_round(entry: dict[str, Any]) -> None:
-            progress.advance(bar)
-            if not args.quiet:
-                if not trainers_view:
-                    trainers_view.extend({"address": a, "attack": None} for a in entry["bps"])
-                progress.console.print(
-                    f"round {entry['round']}: accuracy {entry['accuracy']:.3f}, "
-                    f"outliers {[_short(a) for a in entry['outliers']]}, rejected {len(entry['rejected'])}"
-                )
-
-        report = simulate(cfg, on_round=on_round)
+    hooks: dict[str, Any] = {"on_round": on_round}
+    if "on_progress" in inspect.signature(simulate).parameters:  # finer hook, when the simulator offers it
+        hooks["on_progress"] = bars.on_progress
+    with bars.progress:
+        report = simulate(cfg, **hooks)
     if not args.quiet:
         for entry in report["rounds"]:
             _print_round(console, report["trainers"], entry)
@@ -246,6 +285,13 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_commitment(args: argparse.Namespace) -> int:
+    from market.data import dataset_commitment
+
+    print("0x" + dataset_commitment(_load_dataset(args.file)).hex())
+    return 0
+
+
 def _load_dataset(path: str) -> Any:
     from market.data import load_shard
     from market.spec import DataSchema
@@ -261,19 +307,20 @@ def cmd_task_create(args: argparse.Namespace) -> int:
     from simulator.owner import publish_spec
     from simulator.simulate import parse_eth
 
-    contract = _contract(args)
-    owner = _account(args)
-    aggregator = _check_address(args.aggregator, "--aggregator")
+    # local inputs first: a bad spec file or option is reported before anything is contacted
     spec = load_spec_file(args.spec) if args.spec else TaskSpec()
-    validation = _load_dataset(args.validation)
+    aggregator = _check_address(args.aggregator, "--aggregator")
     reward = parse_eth(args.reward)
     if args.rounds < 1:
         raise ConfigError("--rounds must be at least 1")
+    validation = _load_dataset(args.validation)
+    owner = _account(args)
+    contract = _contract(args)
     from types import SimpleNamespace
 
     spec, spec_cid = publish_spec(SimpleNamespace(store=_store(args)), spec)  # type: ignore[arg-type]
     task_id, receipt = contract.create_task(
-        owner, spec_cid=spec_cid, validation_commitment=dataset_commitment(validation), aggregator=aggregator,
+        owner, spec_cid=spec_cid, initial_model_cid=spec.initial_model_cid, validation_commitment=dataset_commitment(validation), aggregator=aggregator,
         rounds=args.rounds, reward_wei=reward, submit_window=args.submit_window, result_window=args.result_window,
         max_trainers=args.max_trainers,
     )
@@ -308,15 +355,24 @@ def cmd_task_results(args: argparse.Namespace) -> int:
         receipt = get_json(store, ri.receipt_cid) if ri.receipt_cid else None
         rows.append({
             "round": r, "settlement": ri.settlement, "model_cid": ri.model_cid, "receipt_cid": ri.receipt_cid,
+            "accuracy": (receipt.get("details") or {}).get("accuracy_after") if receipt else None,
             "outliers": receipt["outliers"] if receipt else [], "rejected": receipt["rejected"] if receipt else {},
             "bps": receipt["bps"] if receipt else {},
             "credited_wei": {a: str(v) for a, v in contract.credited(args.task, r).items()},
         })
+    if args.plot:
+        from market.api_plot import plot_task
+        from market.api_reads import MarketReader
+
+        reader = MarketReader(contract, store)
+        out = plot_task(reader.task_detail(args.task), reader.rounds(args.task), args.plot)
+        print(f"plot of task {args.task} written to {out}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps({"task_id": args.task, "rounds": rows}, indent=2))
         return 0
     for row in rows:
-        print(f"round {row['round']} ({row['settlement']}): model {row['model_cid']} receipt {row['receipt_cid']}")
+        acc = f", validation accuracy {row['accuracy']:.3f}" if isinstance(row["accuracy"], float) else ""
+        print(f"round {row['round']} ({row['settlement']}{acc}): model {row['model_cid']} receipt {row['receipt_cid']}")
         for a, wei in row["credited_wei"].items():
             tag = " outlier" if a in row["outliers"] else ""
             print(f"  {a}  {row['bps'].get(a, '-'):>5} bps  {_eth(wei)} ETH{tag}")
@@ -352,6 +408,9 @@ def cmd_trainer_run(args: argparse.Namespace) -> int:
             print(f"task {args.task} finished")
             return 0
         r = info.current_round
+        if node.already_submitted(args.task, r) and args.once:
+            print(f"round {r}: already submitted this round; nothing to do", flush=True)
+            return 0
         if not node.already_submitted(args.task, r):
             try:
                 res = node.run_round(args.task)
@@ -406,6 +465,36 @@ def cmd_aggregator_run(args: argparse.Namespace) -> int:
         )
         if args.once:
             return 0
+
+
+# ----------------------------------------------------------------------- serve
+def cmd_serve(args: argparse.Namespace) -> int:
+    import socket
+
+    from market.api import is_loopback, serve
+    from market.settings import serve_address
+
+    host, port = serve_address(args.host, args.port)
+    contract = _contract(args)
+    store = _store(args)
+    key_path = resolve(args.key_file, "MARKET_KEY_FILE")
+    creator = _account(args) if key_path else None
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} (pick another --port)") from None
+    shown = f"[{host}]" if ":" in host else host
+    print(f"market API and dashboard on http://{shown}:{port}/  (OpenAPI: /openapi.json)")
+    print(f"chain {contract.chain.chain_id}, contract {contract.address}, store {store!r}")
+    if creator is not None:
+        print(f"POST /api/tasks enabled: signs as {creator.address} (key file {key_path}; the key never leaves this process)")
+    if not is_loopback(host):
+        print(f"warning: listening on {host} makes the API reachable from other machines", file=sys.stderr)
+    sys.stdout.flush()
+    serve(contract, store, host=host, port=port, creator=creator, log_level=args.log_level)
+    return 0
 
 
 # ---------------------------------------------------------------------- parser
@@ -467,6 +556,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", default="data")
     q.set_defaults(func=cmd_data_split)
+    q = dsub.add_parser("commitment", help="print the commitment of a data file (the validation_commitment of a task)")
+    q.add_argument("file", help=".npz with x, y or .csv, label last")
+    q.set_defaults(func=cmd_data_commitment)
 
     p = sub.add_parser("task", help="the owner's commands")
     tsub = p.add_subparsers(dest="task_command", required=True)
@@ -487,6 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
         _chain_opts(q, key=False)
         if name == "results":
             q.add_argument("--json", action="store_true")
+            q.add_argument("--plot", metavar="OUT.png", help="also save the accuracy and contribution figure (.png/.svg/.pdf)")
         q.set_defaults(func=fn)
 
     p = sub.add_parser("trainer", help="a data owner's trainer node")
@@ -517,6 +610,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--once", action="store_true")
     q.add_argument("--timeout", type=float, default=7200)
     q.set_defaults(func=cmd_aggregator_run)
+
+    p = sub.add_parser("serve", help="HTTP API (OpenAPI at /openapi.json) and live dashboard at /")
+    _chain_opts(p)
+    p.add_argument("--host", help="address to listen on (default $MARKET_HOST or 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, help="port (default $MARKET_PORT or 8000)")
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=cmd_serve)
     return ap
 
 
@@ -526,10 +626,11 @@ def _terminate(signum: int, _frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    load_dotenv()
     signal.signal(signal.SIGTERM, _terminate)
     args = build_parser().parse_args(argv)
     try:
+        load_dotenv()
+        check_environment()
         return int(args.func(args))
     except MarketError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -90,6 +90,10 @@ def compile_all() -> dict[str, dict[str, Any]]:
     os.chdir(ROOT)
     try:
         out = solcx.compile_standard(std, base_path=".", solc_binary=solc_binary())
+    except solcx.exceptions.SolcError as exc:
+        from market.errors import ConfigError
+
+        raise ConfigError(f"solidity compilation failed: {str(exc).split('> command')[0].strip()}") from None
     finally:
         os.chdir(cwd)
     result: dict[str, dict[str, Any]] = {}
@@ -145,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--check", action="store_true", help="exit 1 if committed artifacts drift from the sources")
     args = ap.parse_args(argv)
-    arts = compile_all()
+    from market.errors import MarketError
+
+    try:
+        arts = compile_all()
+    except MarketError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if args.check:
         bad = drift(arts)
         if bad:

@@ -15,6 +15,7 @@ from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 from web3 import Web3
+from web3.logs import DISCARD
 
 from market.chain import Chain
 from market.cid import cid_digest, cid_from_digest
@@ -23,7 +24,7 @@ from market.errors import ChainError, ContractRevert, UnknownTaskError
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ZERO32 = b"\x00" * 32
-SETTLEMENT = {0: "open", 1: "result", 2: "fallback", 3: "refunded"}
+SETTLEMENT = {1: "result", 2: "fallback", 3: "refunded"}
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,18 @@ class TaskInfo:
     escrow: int
     credited: int
     refunded: int
+    refunds_withdrawn: int
+    submitted_count: int
+    submissions_digest: bytes
+    latest_model_cid: str | None
     spec_cid: str
     validation_commitment: str
     created_block: int
+
+    @property
+    def refundable(self) -> int:
+        """Refunds the owner can still withdraw."""
+        return self.refunded - self.refunds_withdrawn
 
     @property
     def finished(self) -> bool:
@@ -66,12 +76,17 @@ class RoundInfo:
     submissions_digest: bytes
     model_cid: str | None
     receipt_cid: str | None
-    settlement: str
+    settlement: str  # open | result | fallback | refunded
 
 
-def submissions_digest(subs: list[Submission]) -> bytes:
-    """The contract's running digest over (trainer, cid, commitment) in order."""
-    digest = ZERO32
+def digest_seed(task_id: int) -> bytes:
+    """The running submissions digest of a new task."""
+    return keccak(abi_encode(["uint256"], [task_id]))
+
+
+def submissions_digest(start: bytes, subs: list[Submission]) -> bytes:
+    """The contract's running digest from ``start`` over (trainer, cid, commitment) in submission order."""
+    digest = start
     for s in subs:
         digest = keccak(abi_encode(["bytes32", "address", "bytes32", "bytes32"], [digest, s.trainer, cid_digest(s.cid), s.commitment]))
     return digest
@@ -97,6 +112,7 @@ class MarketContract:
         owner: LocalAccount,
         *,
         spec_cid: str,
+        initial_model_cid: str,
         validation_commitment: bytes,
         aggregator: str,
         rounds: int,
@@ -105,13 +121,17 @@ class MarketContract:
         result_window: int = 3600,
         max_trainers: int = 64,
         verifier: str = ZERO_ADDRESS,
+        token: str = ZERO_ADDRESS,
     ) -> tuple[int, Any]:
+        """Create a task; for an ERC-20 ``token`` the owner must have approved ``reward_wei`` first."""
         params = (
-            cid_digest(spec_cid), validation_commitment, Web3.to_checksum_address(aggregator),
+            cid_digest(spec_cid), cid_digest(initial_model_cid), validation_commitment, Web3.to_checksum_address(aggregator),
             Web3.to_checksum_address(verifier), rounds, submit_window, result_window, max_trainers,
         )
-        receipt = self.chain.transact(owner, self.c.functions.createTask(params, ZERO_ADDRESS, reward_wei), value=reward_wei)
-        (ev,) = self.c.events.TaskCreated().process_receipt(receipt)
+        token = Web3.to_checksum_address(token)
+        value = reward_wei if token == ZERO_ADDRESS else 0
+        receipt = self.chain.transact(owner, self.c.functions.createTask(params, token, reward_wei), value=value)
+        (ev,) = self.c.events.TaskCreated().process_receipt(receipt, errors=DISCARD)
         return int(ev["args"]["taskId"]), receipt
 
     def join(self, trainer: LocalAccount, task_id: int) -> Any:
@@ -142,7 +162,12 @@ class MarketContract:
     def withdraw(self, account: LocalAccount, token: str = ZERO_ADDRESS) -> int:
         """Withdraw everything owed; return the amount (read from the Withdrawn event)."""
         receipt = self.chain.transact(account, self.c.functions.withdraw(token))
-        return sum(int(e["args"]["amount"]) for e in self.c.events.Withdrawn().process_receipt(receipt))
+        return sum(int(e["args"]["amount"]) for e in self.c.events.Withdrawn().process_receipt(receipt, errors=DISCARD))
+
+    def withdraw_refund(self, owner: LocalAccount, task_id: int) -> int:
+        """The owner withdraws a task's refunds; return the amount."""
+        receipt = self.chain.transact(owner, self.c.functions.withdrawRefund(task_id))
+        return sum(int(e["args"]["amount"]) for e in self.c.events.RefundWithdrawn().process_receipt(receipt, errors=DISCARD))
 
     # ------------------------------------------------------------------- reads
     def task_count(self) -> int:
@@ -155,12 +180,17 @@ class MarketContract:
             if exc.name == "MarketUnknownTask":
                 raise UnknownTaskError(f"unknown task {task_id} (this contract has {self.task_count()} tasks)") from None
             raise
-        (owner, created_block, aggregator, rounds, current, token, sw, rw, maxt, verifier, opened, count,
-         reward, escrow, credited, refunded, spec, valc) = t
+        (owner, created_block, submitted, count_round, aggregator, rounds, current, opened, token, sw, rw, maxt,
+         verifier, count, reward, refunded, escrow, credited, refunds_withdrawn, digest, latest, spec, valc) = t
+        if count_round != current:
+            submitted = 0
+        latest_b = bytes(latest)
         return TaskInfo(
             task_id=task_id, owner=owner, aggregator=aggregator, token=token, verifier=verifier, rounds=rounds,
             current_round=current, submit_window=sw, result_window=rw, max_trainers=maxt, trainer_count=count,
             round_opened_at=opened, reward=reward, escrow=escrow, credited=credited, refunded=refunded,
+            refunds_withdrawn=refunds_withdrawn, submitted_count=submitted, submissions_digest=bytes(digest),
+            latest_model_cid=cid_from_digest(latest_b) if latest_b != ZERO32 else None,
             spec_cid=cid_from_digest(bytes(spec)), validation_commitment="0x" + bytes(valc).hex(),
             created_block=created_block,
         )
@@ -172,21 +202,31 @@ class MarketContract:
     def round_pool(self, task_id: int, round_: int) -> int:
         return int(self.chain.call(self.c.functions.roundPool(task_id, round_)))
 
-    def submitters(self, task_id: int, round_: int) -> list[str]:
-        return list(self.chain.call(self.c.functions.getSubmitters(task_id, round_)))
+    def submitters(self, task_id: int, round_: int | None = None) -> list[str]:
+        """Submitters of a round in join order (the order ``bps`` follows)."""
+        task = self.task(task_id)
+        if round_ is None or round_ == task.current_round:
+            return list(self.chain.call(self.c.functions.getSubmitters(task_id)))
+        return [s.trainer for s in self.submissions(task_id, round_)]
+
+    def trainer_index(self, task_id: int, address: str) -> int:
+        return int(self.chain.call(self.c.functions.trainerIndex(task_id, Web3.to_checksum_address(address))))
 
     def round_info(self, task_id: int, round_: int) -> RoundInfo:
-        digest, _mask, model, receipt, settlement = self.chain.call(self.c.functions.getRound(task_id, round_))
-        model_b, receipt_b = bytes(model), bytes(receipt)
-        return RoundInfo(
-            submissions_digest=bytes(digest),
-            model_cid=cid_from_digest(model_b) if model_b != ZERO32 else None,
-            receipt_cid=cid_from_digest(receipt_b) if receipt_b != ZERO32 else None,
-            settlement=SETTLEMENT.get(int(settlement), str(settlement)),
-        )
+        """A round's settlement, result CIDs and final submissions digest (from events; open rounds from state)."""
+        task = self.task(task_id)
+        settled = self._logs("RoundSettled", task.created_block, taskId=task_id, round=round_)
+        if not settled:
+            return RoundInfo(task.submissions_digest, None, None, "open")
+        ev = settled[-1]["args"]
+        model = receipt = None
+        if bytes(ev["modelCid"]) != ZERO32:
+            model = cid_from_digest(bytes(ev["modelCid"]))
+            receipt = cid_from_digest(bytes(ev["receiptCid"]))
+        return RoundInfo(bytes(ev["submissionsDigest"]), model, receipt, SETTLEMENT.get(int(ev["mode"]), str(ev["mode"])))
 
     def is_trainer(self, task_id: int, address: str) -> bool:
-        return bool(self.chain.call(self.c.functions.isTrainer(task_id, Web3.to_checksum_address(address))))
+        return self.trainer_index(task_id, address) != 0
 
     def owed(self, address: str, token: str = ZERO_ADDRESS) -> int:
         return int(self.chain.call(self.c.functions.owed(token, Web3.to_checksum_address(address))))
@@ -208,9 +248,12 @@ class MarketContract:
             Submission(e["args"]["trainer"], cid_from_digest(bytes(e["args"]["cid"])), bytes(e["args"]["commitment"]), e["blockNumber"])
             for e in logs
         ]
-        if submissions_digest(subs) != self.round_info(task_id, round_).submissions_digest:
+        expected = task.submissions_digest if round_ == task.current_round else self.round_info(task_id, round_).submissions_digest
+        start = digest_seed(task_id) if round_ == 0 else self.round_info(task_id, round_ - 1).submissions_digest
+        if submissions_digest(start, subs) != expected:
             raise ChainError(f"task {task_id} round {round_}: submission events do not match the on-chain digest")
-        return subs
+        order = {e["args"]["trainer"]: int(e["args"]["index"]) for e in self._logs("TrainerJoined", task.created_block, taskId=task_id)}
+        return sorted(subs, key=lambda s: order[s.trainer])
 
     def credited(self, task_id: int, round_: int) -> dict[str, int]:
         task = self.task(task_id)
@@ -233,9 +276,4 @@ class MarketContract:
 
     def global_model_cid(self, task_id: int, initial_model_cid: str) -> str:
         """The model trainers start the current round from: the latest posted model, else the initial one."""
-        task = self.task(task_id)
-        for r in range(min(task.current_round, task.rounds) - 1, -1, -1):
-            info = self.round_info(task_id, r)
-            if info.model_cid:
-                return info.model_cid
-        return initial_model_cid
+        return self.task(task_id).latest_model_cid or initial_model_cid

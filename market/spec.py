@@ -49,7 +49,17 @@ class TrainingSpec(_Frozen):
 
 
 class RobustSpec(_Frozen):
-    """Outlier removal before aggregation (``multikrum`` with ``f`` suspected attackers, or ``mean``)."""
+    """The robust rule run over the valid updates, with ``f`` suspected attackers.
+
+    ``rule`` names a rule (``multikrum``, ``krum``, ``cwmed``, ``cwtm``, ``geomed``,
+    ``cc``, or ``mean`` for no defence), optionally preceded by pre-aggregation
+    steps joined with ``+`` (``nnm+cwtm``, ``arc+cc``).  ``params`` go to the rule
+    (e.g. ``{"m": 4}`` for multikrum, ``{"L": 5}`` for cc); a key named after a
+    pre-step holds that step's parameters (``{"clip": {"c": 5.0}}``).  Every rule
+    but ``mean`` flags ``f`` outliers, who are paid nothing.  Names, preconditions
+    and the outlier policy: :mod:`aggregator.robust`; ``bench/robustness.py``
+    measures each rule under the attack suite.
+    """
 
     rule: str = "multikrum"
     f: int = Field(1, ge=0)
@@ -57,10 +67,24 @@ class RobustSpec(_Frozen):
 
 
 class ValuationSpec(_Frozen):
-    """Contribution valuation: ``auto`` = exact Shapley for n <= ``exact_max_n``, GTG-Shapley above."""
+    """Contribution valuation (``aggregator.valuation``).
+
+    ``rule``: ``auto`` | ``exact`` | ``gtg`` | ``tmc`` | ``loo``.  ``auto`` is exact
+    Shapley up to ``exact_max_n`` trainers if that is set, otherwise wherever the
+    batched exact method's predicted cost fits ``time_budget_s`` (a fixed cost model,
+    so replays choose the same), GTG-Shapley beyond.  ``utility``: ``fedavg`` scores a
+    coalition by the validation accuracy of the FedAvg of its updates; ``partial`` by
+    that of its part of the round's update (a zero update is then worth exactly 0).
+    ``payout``: ``round`` splits each round's pool by that round's values;
+    ``cumulative`` by each trainer's sum of values over the rounds so far (negative
+    rounds count against it; shares clip at 0).
+    """
 
     rule: str = "auto"
-    exact_max_n: int = Field(10, ge=1, le=24)
+    exact_max_n: int | None = Field(None, ge=1, le=24)
+    time_budget_s: float = Field(10.0, gt=0)
+    utility: Literal["fedavg", "partial"] = "fedavg"
+    payout: Literal["round", "cumulative"] = "round"
     seed: int = 0
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -108,7 +132,34 @@ def parse_spec(obj: Any, source: str = "task spec") -> TaskSpec:
         raise ConfigError(f"{source}: field {loc}: {first['msg']}{more}") from None
 
 
+def _allowed_fields(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the (sub-)model that holds ``loc``'s last part, for an 'unknown field' error."""
+    model: Any = TaskSpec
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if isinstance(model, type) and issubclass(model, BaseModel) else None
+        model = field.annotation if field is not None else None
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def spec_field_errors(exc: ValidationError) -> list[str]:
+    """One clear line per bad field: ``where: what is wrong (got …)``."""
+    out = []
+    for e in exc.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(whole spec)"
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_fields(tuple(e["loc"]))
+            out.append(f"{where}: unknown field" + (f" (allowed: {', '.join(allowed)})" if allowed else ""))
+            continue
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        got = e.get("input")
+        if e["type"] != "missing" and e["loc"] and not isinstance(got, (dict, list)):
+            msg += f" (got {got!r})"[:120]
+        out.append(f"{where}: {msg}")
+    return out
+
+
 def load_spec_file(path: str | Path) -> TaskSpec:
+    """Read a spec from a ``.toml`` or ``.json`` file; a bad file is one ConfigError naming every bad field."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -126,4 +177,11 @@ def load_spec_file(path: str | Path) -> TaskSpec:
             obj = json.loads(text)
         except ValueError as exc:
             raise ConfigError(f"{p}: not valid JSON: {exc}") from None
-    return parse_spec(obj, str(p))
+        if not isinstance(obj, dict):
+            raise ConfigError(f"{p}: a task spec is a JSON object ({{...}}), not {type(obj).__name__}")
+    try:
+        return TaskSpec.model_validate(obj)
+    except ValidationError as exc:
+        errors = spec_field_errors(exc)
+        head = f"{p}: {len(errors)} bad fields: " if len(errors) > 1 else f"{p}: "
+        raise ConfigError(head + "; ".join(errors)) from None

@@ -49,9 +49,11 @@ def post_task(
     env: "Environment", owner: LocalAccount, aggregator: str, cfg: "SimulateConfig", validation: Dataset, reward: int
 ) -> tuple[int, TaskSpec]:
     spec, spec_cid = publish_spec(env, spec_for(cfg))
+    assert spec.initial_model_cid
     task_id, _ = env.contract.create_task(
         owner,
         spec_cid=spec_cid,
+        initial_model_cid=spec.initial_model_cid,
         validation_commitment=dataset_commitment(validation),
         aggregator=aggregator,
         rounds=cfg.rounds,

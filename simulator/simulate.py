@@ -22,10 +22,12 @@ from market.data import digits_splits, parse_partition
 from market.errors import ConfigError
 from market.models import accuracy, model_with_state
 from market.roles import decode_model
-from market.spec import TaskSpec
+from market.spec import RobustSpec, TaskSpec
+from market.store import ContentStore
+from market.tensors import decode_state
 from simulator.environment import Environment, open_environment
 from simulator.owner import post_task
-from trainer_node.attacks import ATTACK_NAMES
+from trainer_node.attacks import ATTACK_NAMES, Collusion, is_colluding
 from trainer_node.node import TrainerNode
 
 WEI_PER_ETH = 10**18
@@ -52,7 +54,7 @@ class SimulateConfig(BaseModel):
     attackers: int = Field(0, ge=0)
     attack: str = "sign_flip"
     rounds: int = Field(3, ge=1, le=1000)
-    robust: str = "multikrum"
+    robust: str = str(RobustSpec.model_fields["rule"].default)
     f: int | None = Field(None, ge=0)
     valuation: str = "auto"
     model: Literal["logreg", "mlp", "cnn"] = "logreg"
@@ -85,6 +87,8 @@ class SimulateConfig(BaseModel):
         get_rule(self.robust, 0)  # unknown rule names fail here, before anything starts
         if self.attackers > self.trainers:
             raise ConfigError(f"--attackers {self.attackers} is more than --trainers {self.trainers}")
+        if self.attackers and self.attackers == self.trainers and is_colluding(self.attack):
+            raise ConfigError(f"--attack {self.attack} colludes with honest updates: leave at least one honest trainer")
         parse_eth(self.reward)
 
     @property
@@ -104,6 +108,16 @@ class Simulation:
     test_x: Any
     test_y: Any
     rounds: list[dict[str, Any]] = field(default_factory=list)
+    honest_cids: list[str] = field(default_factory=list)  # this round's honest submissions, for colluding attackers
+
+
+def collusion_hook(store: ContentStore, honest_cids: list[str]) -> Callable[[int, int], Collusion]:
+    """What a colluding attacker node sees: the honest updates already submitted this round (read from the store)."""
+
+    def seen(task_id: int, round_: int) -> Collusion:
+        return Collusion(tuple(decode_state(store.get(cid))[0] for cid in honest_cids))
+
+    return seen
 
 
 def run_round(sim: Simulation) -> dict[str, Any]:
@@ -112,12 +126,16 @@ def run_round(sim: Simulation) -> dict[str, Any]:
     r = contract.task(sim.task_id).current_round
     train_s = chain_s = 0.0
     submit_gas: list[int] = []
-    for node in sim.trainers:  # each trainer: train → upload → commit
+    sim.honest_cids.clear()
+    # each trainer: train → upload → commit; honest ones first, so colluding attackers can see their updates
+    for node in sorted(sim.trainers, key=lambda t: t.attack is not None):
         res = node.run_round(sim.task_id)
         train_s += res.train_s
         chain_s += res.chain_s
         if res.cid:
             submit_gas.append(res.gas)
+            if node.attack is None:
+                sim.honest_cids.append(res.cid)
     posted = sim.aggregator.run_round(sim.task_id)  # fetch → reject/robust → value → receipt → post → credit
     chain_s += posted.seconds["chain"]
     credited = contract.credited(sim.task_id, r)  # read back from the chain's events
@@ -166,22 +184,25 @@ def simulate(cfg: SimulateConfig, on_round: Callable[[dict[str, Any]], None] | N
             env, owner, agg_account.address, cfg, splits.validation, reward,
         )
         attack_of = [cfg.attack if i >= cfg.trainers - cfg.attackers else None for i in range(cfg.trainers)]
+        honest_cids: list[str] = []
+        hook = collusion_hook(env.store, honest_cids)
         nodes = [
-            TrainerNode(env.contract, env.store, acct, shard, attack=attack_of[i], seed=cfg.seed)
+            TrainerNode(env.contract, env.store, acct, shard, attack=attack_of[i], seed=cfg.seed,
+                        collusion=hook if attack_of[i] else None)
             for i, (acct, shard) in enumerate(zip(trainer_accounts, splits.trainers))
         ]
         for node in nodes:
             node.join(task_id)
         aggregator = Aggregator(env.contract, env.store, agg_account, splits.validation)
-        sim = Simulation(cfg, env, task_id, nodes, aggregator, spec, splits.test.x, splits.test.y)
+        sim = Simulation(cfg, env, task_id, nodes, aggregator, spec, splits.test.x, splits.test.y,
+                         honest_cids=honest_cids)
         for _ in range(cfg.rounds):
             entry = run_round(sim)
             if on_round:
                 on_round(entry)
         withdrawn = {n.address: n.withdraw() for n in nodes}
-        owner_refund = env.contract.owed(owner.address)
-        if owner_refund:
-            env.contract.withdraw(owner)
+        if env.contract.task(task_id).refundable:
+            env.contract.withdraw_refund(owner, task_id)
         info = env.contract.task(task_id)
         withdrawn_chain = {a: str(env.contract.withdrawn(a, start_block)) for a in withdrawn}
         return {
@@ -199,7 +220,7 @@ def simulate(cfg: SimulateConfig, on_round: Callable[[dict[str, Any]], None] | N
                 "withdrawn_wei": withdrawn_chain,
                 "refunded_wei": str(info.refunded),
                 "escrow_left_wei": str(info.escrow),
-                "owner_withdrawn_wei": str(env.contract.withdrawn(owner.address, start_block)),
+                "owner_withdrawn_wei": str(info.refunds_withdrawn),
                 "contract_balance_wei": str(env.chain.balance(env.contract.address)),
             },
         }

@@ -6,7 +6,14 @@ Anvil (from node_modules) backs the end-to-end ones.
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -14,7 +21,10 @@ from eth_account.signers.local import LocalAccount
 
 from market.chain import Chain
 from market.contract import MarketContract
-from market.devchain import AnvilProcess, dev_accounts
+from market.devchain import AnvilProcess, dev_accounts, free_port
+
+MARKET = [sys.executable, "-m", "market.cli"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -49,3 +59,31 @@ def anvil() -> Iterator[AnvilProcess]:
 @pytest.fixture
 def anvil_market(anvil: AnvilProcess) -> Market:
     return _market(Chain.connect(anvil.rpc_url))
+
+
+@pytest.fixture
+def devnet(tmp_path: Path) -> Iterator[tuple[Path, dict[str, object]]]:
+    port = free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MARKET_")}, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(MARKET + ["devnet", "--port", str(port), "--accounts", "8"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    info_file = tmp_path / ".market" / "devnet.json"
+    deadline = time.monotonic() + 60
+    while not info_file.exists():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        assert time.monotonic() < deadline, "devnet did not start"
+        time.sleep(0.2)
+    time.sleep(0.2)
+    try:
+        yield tmp_path, json.loads(info_file.read_text())
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80" not in out  # no key printed
+    assert not info_file.exists()
+
+

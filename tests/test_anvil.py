@@ -14,7 +14,7 @@ from tests.conftest import Market
 
 def test_anvil_late_submission_reverts_with_custom_error(anvil_market: Market) -> None:
     m = anvil_market
-    task_id, _ = m.contract.create_task(m.owner, spec_cid=compute_cid(b"s"), validation_commitment=b"\x00" * 32,
+    task_id, _ = m.contract.create_task(m.owner, spec_cid=compute_cid(b"s"), initial_model_cid=compute_cid(b"s"), validation_commitment=b"\x00" * 32,
                                         aggregator=m.aggregator.address, rounds=1, reward_wei=10**15, submit_window=60)
     m.contract.join(m.trainers[0], task_id)
     m.chain.advance_time(61)
@@ -28,7 +28,7 @@ def test_anvil_late_submission_reverts_with_custom_error(anvil_market: Market) -
 
 def test_anvil_result_from_a_stranger_reverts(anvil_market: Market) -> None:
     m = anvil_market
-    task_id, _ = m.contract.create_task(m.owner, spec_cid=compute_cid(b"s"), validation_commitment=b"\x00" * 32,
+    task_id, _ = m.contract.create_task(m.owner, spec_cid=compute_cid(b"s"), initial_model_cid=compute_cid(b"s"), validation_commitment=b"\x00" * 32,
                                         aggregator=m.aggregator.address, rounds=1, reward_wei=10**15)
     m.contract.join(m.trainers[0], task_id)
     m.contract.submit_update(m.trainers[0], task_id, 0, compute_cid(b"u"), b"\x00" * 32)

@@ -9,15 +9,19 @@ import torch
 
 from market.data import Dataset
 from market.errors import ConfigError
-from trainer_node.attacks import ATTACK_NAMES, GAUSSIAN_SIGMA, SIGN_FLIP_SCALE, poison_data, poison_update
+from trainer_node.attacks import (
+    ALIE_Z, ATTACK_NAMES, COLLUDING_ATTACKS, GAUSSIAN_SIGMA, IPM_EPSILON, SIGN_FLIP_SCALE, Collusion, is_colluding,
+    poison_data, poison_update,
+)
 
 
 def _delta() -> "OrderedDict[str, torch.Tensor]":
     return OrderedDict([("b", torch.tensor([1.0, -2.0])), ("w", torch.tensor([[0.5, 0.0], [0.0, 4.0]]))])
 
 
-def test_attack_names_are_the_four_documented_ones() -> None:
-    assert ATTACK_NAMES == ("free_rider", "gaussian", "label_flip", "sign_flip")
+def test_attack_names_are_the_seven_documented_ones() -> None:
+    assert ATTACK_NAMES == ("alie", "free_rider", "gaussian", "ipm", "label_flip", "mimic", "sign_flip")
+    assert COLLUDING_ATTACKS == ("alie", "ipm", "mimic") and is_colluding("alie") and not is_colluding("gaussian")
 
 
 def test_sign_flip_submits_minus_scale_times_the_honest_delta() -> None:
@@ -83,3 +87,58 @@ def test_unknown_attack_lists_the_valid_names() -> None:
 def test_negative_strength_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         poison_update("gaussian", _delta(), seed=0, strength=-1.0)
+
+
+# --- colluding attacks: they see the round's honest updates --------------------------------------
+
+
+def _honest() -> Collusion:
+    return Collusion((
+        OrderedDict([("b", torch.tensor([1.0, 0.0])), ("w", torch.tensor([[2.0]]))]),
+        OrderedDict([("b", torch.tensor([3.0, 0.0])), ("w", torch.tensor([[2.0]]))]),
+    ))
+
+
+def _own() -> "OrderedDict[str, torch.Tensor]":
+    return OrderedDict([("b", torch.tensor([50.0, 50.0])), ("w", torch.tensor([[50.0]]))])
+
+
+def test_alie_is_the_honest_mean_plus_z_standard_deviations() -> None:
+    out = poison_update("alie", _own(), seed=0, collusion=_honest())
+
+    # b: mean (2, 0), std with ddof=1 (sqrt(2), 0); w: mean 2, std 0
+    assert torch.allclose(out["b"], torch.tensor([2.0 + ALIE_Z * 2**0.5, 0.0])) and out["w"].tolist() == [[2.0]]
+
+
+def test_ipm_is_minus_epsilon_times_the_honest_mean() -> None:
+    out = poison_update("ipm", _own(), seed=0, collusion=_honest(), strength=0.5)
+
+    assert out["b"].tolist() == [-1.0, 0.0] and out["w"].tolist() == [[-1.0]] and IPM_EPSILON == 2.0
+
+
+def test_mimic_copies_the_first_honest_update() -> None:
+    seen = _honest()
+
+    out = poison_update("mimic", _own(), seed=0, collusion=seen)
+
+    assert all(torch.equal(out[k], seen.honest[0][k]) for k in out)
+    assert out["b"] is not seen.honest[0]["b"]  # a copy, not the honest trainer's tensor
+
+
+def test_alie_with_one_honest_update_submits_that_update() -> None:
+    seen = Collusion(_honest().honest[:1])
+
+    out = poison_update("alie", _own(), seed=0, collusion=seen)
+
+    assert out["b"].tolist() == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("name", ["alie", "ipm", "mimic"])
+def test_colluding_attacks_need_the_honest_updates(name: str) -> None:
+    with pytest.raises(ConfigError, match="honest updates"):
+        poison_update(name, _own(), seed=0)
+
+
+def test_colluding_attack_with_mismatched_tensors_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="lack tensors"):
+        poison_update("ipm", OrderedDict([("other", torch.zeros(2))]), seed=0, collusion=_honest())

@@ -4,23 +4,19 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from market.devchain import free_port
-
-MARKET = [sys.executable, "-m", "market.cli"]
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import MARKET, ROOT
 
 
-def run(args: list[str], cwd: Path, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def run(args: list[str], cwd: Path, timeout: float = 300, check: bool = True,
+        extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MARKET_")}
+    env = {**clean, "PYTHONPATH": str(ROOT), **(extra_env or {})}
     proc = subprocess.run(MARKET + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"market {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -66,32 +62,6 @@ def test_bad_simulate_options_give_one_line(tmp_path: Path, args: list[str], nee
     assert needle in one_line_error(proc)
 
 
-@pytest.fixture
-def devnet(tmp_path: Path) -> Iterator[tuple[Path, dict[str, object]]]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(MARKET + ["devnet", "--port", str(port), "--accounts", "8"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    info_file = tmp_path / ".market" / "devnet.json"
-    deadline = time.monotonic() + 60
-    while not info_file.exists():
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-        assert time.monotonic() < deadline, "devnet did not start"
-        time.sleep(0.2)
-    time.sleep(0.2)
-    try:
-        yield tmp_path, json.loads(info_file.read_text())
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            out, _ = proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, _ = proc.communicate()
-    assert "0x" + "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"[:10] not in out  # no key printed
-    assert not info_file.exists()
-
-
 def test_roles_as_separate_processes_against_a_devnet(devnet: tuple[Path, dict[str, object]]) -> None:
     cwd, info = devnet
     keys = cwd / ".market" / "devnet" / "keys"
@@ -102,7 +72,7 @@ def test_roles_as_separate_processes_against_a_devnet(devnet: tuple[Path, dict[s
     assert "task 1 created" in out
     for i in (1, 2, 3):
         run(["trainer", "join", "1", "--key-file", str(keys / f"trainer-{i}.key")], cwd)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MARKET_")}, "PYTHONPATH": str(ROOT)}
     trainers = [
         subprocess.Popen(MARKET + ["trainer", "run", "1", "--key-file", str(keys / f"trainer-{i}.key"),
                                    "--data", f"data/trainer-{i}.npz", "--timeout", "120"],

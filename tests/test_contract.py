@@ -14,7 +14,7 @@ VALC = b"\x11" * 32
 
 def create(m: Market, rounds: int = 2, reward: int = 10**18, max_trainers: int = 3, **kw: int) -> int:
     task_id, _ = m.contract.create_task(
-        m.owner, spec_cid=SPEC, validation_commitment=VALC, aggregator=m.aggregator.address,
+        m.owner, spec_cid=SPEC, initial_model_cid=SPEC, validation_commitment=VALC, aggregator=m.aggregator.address,
         rounds=rounds, reward_wei=reward, max_trainers=max_trainers, **kw,
     )
     return task_id
@@ -58,7 +58,8 @@ def test_create_task_escrows_the_reward(market: Market) -> None:
     "kw, error",
     [
         ({"rounds": 0}, "MarketBadRounds"),
-        ({"reward": 0}, "MarketZeroReward"),
+        ({"reward": 0}, "MarketRewardTooSmall"),
+        ({"reward": 2, "rounds": 3}, "MarketRewardTooSmall"),
         ({"max_trainers": 0}, "MarketBadMaxTrainers"),
         ({"max_trainers": 257}, "MarketBadMaxTrainers"),
         ({"submit_window": 0}, "MarketBadWindows"),
@@ -72,7 +73,7 @@ def test_create_task_rejects_bad_parameters(market: Market, kw: dict[str, int], 
 
 def test_owner_cannot_be_its_own_aggregator(market: Market) -> None:
     with pytest.raises(ContractRevert) as exc:
-        market.contract.create_task(market.owner, spec_cid=SPEC, validation_commitment=VALC,
+        market.contract.create_task(market.owner, spec_cid=SPEC, initial_model_cid=SPEC, validation_commitment=VALC,
                                     aggregator=market.owner.address, rounds=1, reward_wei=1)
     assert revert_name(exc) == "MarketRoleConflict"
 
@@ -161,7 +162,7 @@ def test_result_credits_rounded_down_and_remainder_to_owner(market: Market) -> N
 
     owed = [market.contract.owed(t.address) for t in market.trainers[:3]]
     assert owed == [333_300, 333_300, 333_401]  # floor(1_000_003 * bps / 10_000)
-    assert market.contract.owed(market.owner.address) == 1_000_003 - sum(owed)
+    assert market.contract.task(task_id).refundable == 1_000_003 - sum(owed)
     assert_conserved(market, task_id)
     assert market.contract.task(task_id).finished
 
@@ -222,7 +223,7 @@ def test_all_zero_result_refunds_the_pool(market: Market) -> None:
 
     post(market, task_id, 0, [0, 0, 0])
 
-    assert market.contract.owed(market.owner.address) == 500
+    assert market.contract.task(task_id).refundable == 500
     assert market.contract.task(task_id).current_round == 1
     assert_conserved(market, task_id)
 
@@ -240,7 +241,7 @@ def test_fallback_splits_equally_when_the_aggregator_is_silent(market: Market) -
     market.contract.settle_without_result(market.trainers[0], task_id)
 
     assert [market.contract.owed(t.address) for t in market.trainers[:3]] == [333, 333, 333]
-    assert market.contract.owed(market.owner.address) == 1
+    assert market.contract.task(task_id).refundable == 1
     assert market.contract.round_info(task_id, 0).settlement == "fallback"
     assert_conserved(market, task_id)
 
@@ -251,7 +252,7 @@ def test_round_nobody_submitted_to_is_refunded(market: Market) -> None:
 
     market.contract.settle_without_result(market.outsider, task_id)
 
-    assert market.contract.owed(market.owner.address) == 500
+    assert market.contract.task(task_id).refundable == 500
     assert market.contract.round_info(task_id, 0).settlement == "refunded"
 
 
@@ -303,4 +304,4 @@ def test_withdrawing_twice_pays_once(market: Market) -> None:
 def test_pools_add_up_to_the_reward(market: Market) -> None:
     task_id = create(market, rounds=3, reward=10)
     pools = [market.contract.round_pool(task_id, r) for r in range(3)]
-    assert pools == [3, 3, 4]
+    assert pools == [3, 3, 4]  # floor(10*(r+1)/3) - floor(10*r/3)

@@ -84,3 +84,38 @@ def test_more_value_never_gets_fewer_points(values: list[float]) -> None:
 
     order = sorted(range(len(values)), key=lambda i: values[i])
     assert all(bps[a] <= bps[b] + (1 if values[a] == values[b] else 0) for a, b in zip(order, order[1:]))
+
+
+# --- cumulative values and shares across rounds -----------------------------------------------
+
+from aggregator.payout import cumulative_shares, cumulative_values  # noqa: E402
+
+
+def test_cumulative_values_sum_each_trainers_rounds() -> None:
+    assert cumulative_values({"a": 0.5, "b": 0.25}, {"b": 0.25, "c": 0.125}) == {"a": 0.5, "b": 0.5, "c": 0.125}
+
+
+def test_a_negative_round_counts_against_earlier_positive_ones() -> None:
+    """Signed sums: a free rider's lucky +0.02 is cancelled by the -0.03 it cost in another round."""
+    after = cumulative_values(cumulative_values({}, {"honest": 0.4, "rider": -0.03}), {"honest": 0.01, "rider": 0.02})
+
+    assert after["rider"] == pytest.approx(-0.01)
+    assert cumulative_shares(after) == {"honest": 1.0, "rider": 0.0}
+
+
+def test_cumulative_shares_clip_the_sum_not_each_round() -> None:
+    rounds = [{"a": 0.3, "b": -0.1}, {"a": 0.1, "b": 0.2}]  # clipping each round first would give b 0.2 of 0.6
+    total: dict[str, float] = {}
+    for r in rounds:
+        total = cumulative_values(total, r)
+
+    assert cumulative_shares(total) == pytest.approx({"a": 0.8, "b": 0.2})
+
+
+def test_if_no_cumulative_value_is_positive_everyone_shares_equally() -> None:
+    assert cumulative_shares({"a": -1.0, "b": 0.0}) == {"a": 0.5, "b": 0.5}
+
+
+def test_non_finite_cumulative_values_are_an_error() -> None:
+    with pytest.raises(ValueError):
+        cumulative_values({"a": 1.0}, {"a": float("inf")})

@@ -11,7 +11,17 @@ import pytest
 import torch
 
 from aggregator.utility import CoalitionUtility
-from aggregator.valuation import choose_valuation, exact_shapley, gtg_shapley, loo, run_valuation
+from aggregator.valuation import (
+    EXACT_LIMIT,
+    choose_valuation,
+    estimate,
+    exact_shapley,
+    gtg_shapley,
+    loo,
+    predicted_exact_seconds,
+    run_valuation,
+    tmc_shapley,
+)
 from market.data import digits_splits
 from market.errors import ConfigError
 from market.models import accuracy, build_model, model_with_state, state_of
@@ -147,6 +157,63 @@ def test_gtg_stops_at_max_perms() -> None:
     assert len(u.calls) == 2 + 3 * 5
 
 
+def test_gtg_stop_reason_and_permutations_are_recorded() -> None:
+    converged = estimate("gtg", 5, lumpy, seed=0)
+    capped = estimate("gtg", 5, lumpy, seed=0, params={"max_perms": 7, "convergence": 1e-9})
+
+    assert converged.stop == "converged" and converged.permutations % 5 == 0
+    assert (capped.stop, capped.permutations) == ("max_perms", 7)
+
+
+def test_gtg_different_seeds_sample_different_permutations() -> None:
+    assert gtg_shapley(5, lumpy, seed=1, max_perms=10) != gtg_shapley(5, lumpy, seed=2, max_perms=10)
+
+
+def test_gtg_between_round_threshold_can_differ_from_the_within_round_one() -> None:
+    u = Counting(lambda s: 0.01 * len(s))  # the round moved the utility by 0.04
+
+    phi = gtg_shapley(4, u, seed=0, eps=0.0, eps_round=0.05)
+
+    assert phi == [0.0] * 4 and len(u.calls) == 2
+
+
+# --- TMC-Shapley ------------------------------------------------------------------------------
+
+
+def test_tmc_is_close_to_exact_without_truncation() -> None:
+    exact = exact_shapley(5, lumpy)
+
+    est = tmc_shapley(5, lumpy, seed=0, tolerance=0.0, max_perms=3000, convergence=1e-6)
+
+    assert est == pytest.approx(exact, abs=0.01)
+
+
+def test_tmc_with_default_settings_is_within_a_few_percent_of_exact() -> None:
+    # uniform permutations are noisier than GTG's guided ones: errors up to 0.043 over seeds 0-7 (values 0.16-0.31)
+    assert tmc_shapley(5, lumpy, seed=0) == pytest.approx(exact_shapley(5, lumpy), abs=0.05)
+
+
+def test_tmc_is_deterministic_given_the_seed() -> None:
+    assert tmc_shapley(5, lumpy, seed=3) == tmc_shapley(5, lumpy, seed=3)
+
+
+def test_tmc_truncation_stops_a_permutation_once_it_reaches_the_full_utility() -> None:
+    truncated, full = Counting(lambda s: 1.0 if 0 in s else 0.0), Counting(lambda s: 1.0 if 0 in s else 0.0)
+
+    phi = tmc_shapley(4, truncated, seed=0, max_perms=8)
+    tmc_shapley(4, full, seed=0, tolerance=0.0, patience=10, max_perms=8)
+
+    assert phi == [1.0, 0.0, 0.0, 0.0] and len(truncated.calls) < len(full.calls)
+
+
+def test_tmc_stops_at_max_perms() -> None:
+    u = Counting(lumpy)
+
+    tmc_shapley(5, u, seed=0, tolerance=0.0, max_perms=3, convergence=1e-9)
+
+    assert len(u.calls) == 2 + 3 * 5
+
+
 # --- leave-one-out and the registry -----------------------------------------------------------
 
 
@@ -154,9 +221,26 @@ def test_loo_is_the_loss_from_removing_each_player() -> None:
     assert loo(3, synergy) == [1.5, 1.5, 0.0]
 
 
-@pytest.mark.parametrize(("rule", "n", "expected"), [("auto", 10, "exact"), ("auto", 11, "gtg"), ("gtg", 3, "gtg"), ("loo", 3, "loo")])
+@pytest.mark.parametrize(("rule", "n", "expected"), [("auto", 10, "exact"), ("auto", 11, "gtg"), ("gtg", 3, "gtg"), ("loo", 3, "loo"), ("tmc", 3, "tmc")])
 def test_choose_valuation(rule: str, n: int, expected: str) -> None:
     assert choose_valuation(ValuationSpec(rule=rule, exact_max_n=10), n) == expected
+
+
+@pytest.mark.parametrize(
+    ("arch", "n_val", "hidden", "largest_exact"),
+    [("logreg", 269, 64, 20), ("logreg", 1000, 64, 19), ("mlp", 269, 64, 17), ("mlp", 1000, 256, 14), ("cnn", 269, 64, 11)],
+)
+def test_auto_is_exact_up_to_the_time_budget(arch: str, n_val: int, hidden: int, largest_exact: int) -> None:
+    spec = ValuationSpec()  # rule auto, no exact_max_n: the default time budget decides
+
+    chosen = [choose_valuation(spec, n, arch=arch, n_val=n_val, hidden=hidden) for n in range(1, EXACT_LIMIT + 3)]
+
+    assert chosen == ["exact"] * largest_exact + ["gtg"] * (EXACT_LIMIT + 2 - largest_exact)
+    assert predicted_exact_seconds(arch, largest_exact, n_val, hidden) <= spec.time_budget_s
+
+
+def test_exact_max_n_overrides_the_time_budget() -> None:
+    assert choose_valuation(ValuationSpec(exact_max_n=4), 5) == "gtg"
 
 
 def test_unknown_valuation_is_a_config_error() -> None:
@@ -179,6 +263,21 @@ def test_gtg_parameters_do_not_break_a_small_round_valued_exactly() -> None:
 def test_a_parameter_no_estimator_knows_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown parameter"):
         run_valuation("gtg", 3, synergy, seed=0, params={"epsilon": 0.1})
+
+
+def test_the_record_holds_every_parameter_the_estimator_used() -> None:
+    record = estimate("tmc", 4, lumpy, seed=5, params={"tolerance": 0.0, "eps": 0.2}).to_dict()
+
+    assert record["method"] == "tmc" and record["seed"] == 5
+    assert record["params"] == {"tolerance": 0.0, "patience": 1, "max_perms": 500, "convergence": 0.05, "window": 50}
+
+
+def test_estimate_replays_to_the_same_values_from_its_record() -> None:
+    first = estimate("gtg", 5, lumpy, seed=11, params={"max_perms": 40})
+
+    again = estimate(first.method, 5, lumpy, first.seed, first.params)
+
+    assert again.values == first.values
 
 
 # --- coalition utility ------------------------------------------------------------------------

@@ -1,32 +1,45 @@
 """Attacks a trainer node can run in simulation, chosen by name.
 
 The standard Byzantine behaviours of the robust-aggregation literature, as
-collected by EPFL's ByzFL library (https://byzfl.epfl.ch) and
-Blanchard et al. 2017 ("Machine Learning with Adversaries: Byzantine Tolerant
-Gradient Descent"):
+collected by EPFL's ByzFL library (https://byzfl.epfl.ch):
 
-- ``sign_flip``: submit ``-scale *`` the honest delta (ByzFL ``SignFlipping``
-  uses scale 1).  Scale 1 is not enough on non-IID data: an attacker whose
-  own data is skewed has a small, odd delta, and its mirror image can sit
-  closer to the honest cluster than an honest outlier does (measured: Multi-
-  Krum missed it in 9 of 24 rounds of 6 trainers on dirichlet:0.5).  The default scale 3
-  puts it on the far side of the global model at three times an honest
-  length; Multi-Krum then caught it in every round of every seed we ran, while
-  its norm (at most ~65 for the default logreg task, where honest first-round
-  deltas are 12-21 long) stays under the default ``max_update_norm`` of 100,
-  so it is the robust rule, not the norm check, that has to catch it.
+- ``sign_flip``: submit ``-scale *`` the attacker's own honest delta (ByzFL's
+  ``SignFlipping`` is ``-1 *`` the honest mean).  Scale 1 is not enough on
+  non-IID data: an attacker whose own data is skewed has a small, odd delta,
+  and its mirror image can sit closer to the honest cluster than an honest
+  outlier does (measured: Multi-Krum missed it in 9 of 24 rounds of 6 trainers
+  on dirichlet:0.5).  The default scale 3 puts it on the far side of the global
+  model at three times an honest length; its norm (at most ~65 for the default
+  logreg task, where honest first-round deltas are 12-21 long) stays under the
+  default ``max_update_norm`` of 100, so it is the robust rule, not the norm
+  check, that has to catch it.
 - ``gaussian``: replace the delta with N(0, sigma^2) noise per coordinate
-  (Blanchard et al. 2017, Sec. 5).  Honest logreg deltas are ~0.1-0.8 per
-  coordinate (RMS), so sigma 1 hardly hurts plain averaging; the default
-  sigma 3 (norm ~3 * sqrt(650) ~ 76 for logreg, under the norm check) cuts
-  plain FedAvg's test accuracy on the digits demo to 0.46-0.92 (0.91-0.97
-  when the attacker is removed).
-  For bigger models the same sigma exceeds the norm check and is rejected.
+  (Blanchard et al. 2017, Sec. 5; ByzFL ``Gaussian``).  Honest logreg deltas are
+  ~0.1-0.8 per coordinate (RMS), so sigma 1 hardly hurts plain averaging; the
+  default sigma 3 (norm ~3 * sqrt(650) ~ 76 for logreg, under the norm check of
+  100) costs plain FedAvg 9 (IID) and 13 (Dirichlet 0.5) points of test accuracy
+  with 2 of 10 trainers attacking for 10 rounds (``bench/robustness.py``); sigma 10
+  would cost 28-35 points but is rejected by the norm check.  For bigger models
+  the same sigma exceeds the norm check and is rejected.
 - ``label_flip``: train honestly on labels ``y -> n_classes - 1 - y``
-  (Tolpegin et al. 2020, "Data Poisoning Attacks Against Federated
-  Learning Systems"; ByzFL ``LabelFlipping``).
+  (Tolpegin et al. 2020, "Data Poisoning Attacks Against Federated Learning
+  Systems"; ByzFL ``LabelFlipping``).
 - ``free_rider``: submit a zero delta, i.e. the global model unchanged
   (Lin et al. 2019, "Free-riders in Federated Learning").
+
+Colluding attacks see the honest updates of the same round (the standard
+omniscient threat model: in a public marketplace they could read them from the
+store) and all attackers submit the same vector:
+
+- ``alie``: "A Little Is Enough" (Baruch, Baruch & Goldberg 2019, NeurIPS):
+  ``mean + z * std`` of the honest updates, coordinate-wise (std with ``ddof=1``);
+  ``z`` = strength, default 1.5 (ByzFL ``ALittleIsEnough(tau=1.5)``).
+- ``ipm``: inner-product manipulation (Xie, Koyejo & Gupta 2020, "Fall of
+  Empires", UAI): ``-eps * mean``; eps = strength, default 2.0 (ByzFL
+  ``InnerProductManipulation(tau=2.0)``).
+- ``mimic``: copy one honest update, over-representing that trainer's data
+  (Karimireddy, He & Jaggi 2022, "Byzantine-Robust Learning on Heterogeneous
+  Datasets via Bucketing", ICLR); the first honest one (ByzFL ``Mimic(epsilon=0)``).
 
 Data attacks act before training (:func:`poison_data`), update attacks after
 (:func:`poison_update`); each is the identity where it does not apply.
@@ -46,10 +59,24 @@ from market.errors import ConfigError
 
 SIGN_FLIP_SCALE = 3.0
 GAUSSIAN_SIGMA = 3.0
+ALIE_Z = 1.5
+IPM_EPSILON = 2.0
 
 Delta = Mapping[str, Tensor]
 _DataFn = Callable[[Dataset, int], Dataset]
-_UpdateFn = Callable[[Delta, int, float], "OrderedDict[str, Tensor]"]
+
+
+@dataclass(frozen=True)
+class Collusion:
+    """What colluding attackers see: this round's honest updates (at least one)."""
+
+    honest: tuple[Delta, ...]
+
+    def stacked(self, key: str) -> Tensor:
+        return torch.stack([h[key].to(torch.float32) for h in self.honest])
+
+
+_UpdateFn = Callable[[Delta, int, float, "Collusion | None"], "OrderedDict[str, Tensor]"]
 
 
 def _same_data(data: Dataset, n_classes: int) -> Dataset:
@@ -60,23 +87,43 @@ def _flip_labels(data: Dataset, n_classes: int) -> Dataset:
     return Dataset(data.x, (n_classes - 1) - data.y)
 
 
-def _same_update(delta: Delta, seed: int, strength: float) -> "OrderedDict[str, Tensor]":
+def _same_update(delta: Delta, seed: int, strength: float, seen: Collusion | None) -> "OrderedDict[str, Tensor]":
     return OrderedDict((k, v.clone()) for k, v in delta.items())
 
 
-def _sign_flip(delta: Delta, seed: int, scale: float) -> "OrderedDict[str, Tensor]":
+def _sign_flip(delta: Delta, seed: int, scale: float, seen: Collusion | None) -> "OrderedDict[str, Tensor]":
     return OrderedDict((k, -scale * v) for k, v in delta.items())
 
 
-def _gaussian(delta: Delta, seed: int, sigma: float) -> "OrderedDict[str, Tensor]":
+def _gaussian(delta: Delta, seed: int, sigma: float, seen: Collusion | None) -> "OrderedDict[str, Tensor]":
     gen = torch.Generator().manual_seed(seed)
     return OrderedDict(
         (k, sigma * torch.randn(v.shape, generator=gen, dtype=torch.float32)) for k, v in sorted(delta.items())
     )
 
 
-def _zero(delta: Delta, seed: int, strength: float) -> "OrderedDict[str, Tensor]":
+def _zero(delta: Delta, seed: int, strength: float, seen: Collusion | None) -> "OrderedDict[str, Tensor]":
     return OrderedDict((k, torch.zeros_like(v)) for k, v in delta.items())
+
+
+def _alie(delta: Delta, seed: int, z: float, seen: Collusion | None) -> "OrderedDict[str, Tensor]":
+    assert seen is not None
+    out: OrderedDict[str, Tensor] = OrderedDict()
+    for k in sorted(delta):
+        h = seen.stacked(k)
+        std = h.std(dim=0, correction=1) if h.shape[0] > 1 else torch.zeros_like(h[0])
+        out[k] = h.mean(dim=0) + z * std
+    return out
+
+
+def _ipm(delta: Delta, seed: int, eps: float, seen: Collusion | None) -> "OrderedDict[str, Tensor]":
+    assert seen is not None
+    return OrderedDict((k, -eps * seen.stacked(k).mean(dim=0)) for k in sorted(delta))
+
+
+def _mimic(delta: Delta, seed: int, strength: float, seen: Collusion | None) -> "OrderedDict[str, Tensor]":
+    assert seen is not None
+    return OrderedDict((k, seen.honest[0][k].to(torch.float32).clone()) for k in sorted(delta))
 
 
 @dataclass(frozen=True)
@@ -86,7 +133,8 @@ class Attack:
     name: str
     poison_data: _DataFn
     poison_update: _UpdateFn
-    strength: float = 0.0  # scale (sign_flip) or sigma (gaussian); unused otherwise
+    strength: float = 0.0  # scale (sign_flip), sigma (gaussian), z (alie), eps (ipm); unused otherwise
+    colluding: bool = False  # needs the honest updates of the round
 
 
 ATTACKS: dict[str, Attack] = {
@@ -94,8 +142,12 @@ ATTACKS: dict[str, Attack] = {
     "gaussian": Attack("gaussian", _same_data, _gaussian, GAUSSIAN_SIGMA),
     "label_flip": Attack("label_flip", _flip_labels, _same_update),
     "free_rider": Attack("free_rider", _same_data, _zero),
+    "alie": Attack("alie", _same_data, _alie, ALIE_Z, colluding=True),
+    "ipm": Attack("ipm", _same_data, _ipm, IPM_EPSILON, colluding=True),
+    "mimic": Attack("mimic", _same_data, _mimic, colluding=True),
 }
 ATTACK_NAMES: tuple[str, ...] = tuple(sorted(ATTACKS))
+COLLUDING_ATTACKS: tuple[str, ...] = tuple(sorted(n for n, a in ATTACKS.items() if a.colluding))
 
 
 def get_attack(name: str) -> Attack:
@@ -106,19 +158,33 @@ def get_attack(name: str) -> Attack:
         raise ConfigError(f"unknown attack {name!r}: use one of {', '.join(ATTACK_NAMES)}") from None
 
 
+def is_colluding(name: str) -> bool:
+    """Whether the attack needs the honest updates of the round (:class:`Collusion`)."""
+    return get_attack(name).colluding
+
+
 def poison_data(name: str, data: Dataset, n_classes: int) -> Dataset:
     """The data the attacker trains on (unchanged unless the attack poisons data)."""
     return get_attack(name).poison_data(data, n_classes)
 
 
-def poison_update(name: str, delta: Delta, seed: int, strength: float | None = None) -> "OrderedDict[str, Tensor]":
+def poison_update(
+    name: str, delta: Delta, seed: int, strength: float | None = None, collusion: Collusion | None = None
+) -> "OrderedDict[str, Tensor]":
     """The delta the attacker submits instead of its honest ``delta``.
 
-    ``strength`` overrides the attack's default (scale for ``sign_flip``,
-    sigma for ``gaussian``); ``seed`` drives the noise of ``gaussian``.
+    ``strength`` overrides the attack's default (see the module docstring);
+    ``seed`` drives the noise of ``gaussian``; colluding attacks need
+    ``collusion`` (the round's honest updates, same tensor names as ``delta``).
     """
     attack = get_attack(name)
     s = attack.strength if strength is None else strength
     if not s >= 0:
         raise ConfigError(f"attack {name}: strength must be a non-negative number, got {strength}")
-    return attack.poison_update(delta, seed, s)
+    if attack.colluding:
+        if collusion is None or not collusion.honest:
+            raise ConfigError(f"attack {name} colludes: it needs the round's honest updates (simulation only)")
+        missing = [k for k in delta if any(k not in h for h in collusion.honest)]
+        if missing:
+            raise ConfigError(f"attack {name}: honest updates lack tensors {missing}")
+    return attack.poison_update(delta, seed, s, collusion)

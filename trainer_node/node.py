@@ -4,7 +4,8 @@ fetch the global model by CID → train locally on private data (which never
 leaves this process) → serialise the update with safetensors → upload it →
 commit its CID on-chain.  Restarting a node mid-round is safe: it first asks
 the chain whether it already submitted this round and, if so, does nothing.
-Attack modes exist only for simulation (``trainer_node.attacks``).
+Attack modes exist only for simulation (``trainer_node.attacks``); a colluding
+attack gets the round's honest updates from the optional ``collusion`` hook.
 """
 
 from __future__ import annotations
@@ -12,17 +13,19 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 from eth_account.signers.local import LocalAccount
 
 from market.contract import MarketContract
 from market.data import Dataset
 from market.errors import MarketError
+from market.failpoints import failpoint
 from market.protocol import submission_commitment
 from market.roles import TaskView, fetch_global_model, load_task
 from market.store import ContentStore
 from market.tensors import encode_state
-from trainer_node.attacks import poison_data, poison_update
+from trainer_node.attacks import Collusion, is_colluding, poison_data, poison_update
 from trainer_node.train import local_update
 
 
@@ -52,6 +55,7 @@ class TrainerNode:
         *,
         attack: str | None = None,
         seed: int = 0,
+        collusion: Callable[[int, int], Collusion] | None = None,
     ) -> None:
         self.contract = contract
         self.store = store
@@ -59,6 +63,7 @@ class TrainerNode:
         self.data = data
         self.attack = attack
         self.seed = seed
+        self.collusion = collusion  # simulation only: (task, round) -> the round's honest updates
 
     @property
     def address(self) -> str:
@@ -84,7 +89,10 @@ class TrainerNode:
         seed = round_seed(self.seed, view.info.task_id, view.info.current_round, self.address)
         delta = local_update(spec, global_state, data, seed)
         if self.attack:
-            delta = poison_update(self.attack, delta, seed)
+            seen = None
+            if self.collusion is not None and is_colluding(self.attack):
+                seen = self.collusion(view.info.task_id, view.info.current_round)
+            delta = poison_update(self.attack, delta, seed, collusion=seen)
         return encode_state(delta, {"kind": "delta", "samples": str(len(self.data))}), len(self.data)
 
     def run_round(self, task_id: int) -> SubmitResult:
@@ -101,11 +109,13 @@ class TrainerNode:
         t0 = time.perf_counter()
         blob, _samples = self.prepare_update(view)
         cid = self.store.put(blob)
+        failpoint("trainer_after_upload")
         train_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         receipt = self.contract.submit_update(
             self.account, task_id, r, cid, submission_commitment(task_id, r, self.address, cid)
         )
+        failpoint("trainer_after_submit")
         return SubmitResult(task_id, r, cid, int(receipt["gasUsed"]), train_s, time.perf_counter() - t1)
 
     def withdraw(self) -> int:

@@ -1,0 +1,141 @@
+"""What every robust rule shares: the decision it returns, parameter checks, distances.
+
+The pairwise distances follow the "one matrix product" identity
+``|x_i - x_j|^2 = |x_i|^2 + |x_j|^2 - 2 <x_i, x_j>``: a single ``[n, d] @ [d, n]``
+Gram matrix gives all of them, instead of ``n^2`` passes over ``d``-long
+differences.  The product runs in the input's precision (the aggregator passes
+float64; ByzFL, the reference, works in float32) and is combined in float64.
+Rules whose aggregate is a weighted combination of the inputs (Weiszfeld's
+geometric median, centered clipping) keep the iterate as a weight vector
+``w`` (``z = w @ X``) so every iteration costs ``O(n^2)`` on the Gram matrix
+and only the final ``w @ X`` touches all ``d`` coordinates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Protocol, Sequence
+
+import torch
+from torch import Tensor
+
+from market.errors import ConfigError
+
+Details = Mapping[str, tuple[float, ...]]
+
+
+@dataclass(frozen=True)
+class RobustDecision:
+    """What a rule decided about ``n`` inputs.
+
+    ``selected``: indices (ascending) that survive: valued and paid; the rest are
+    outliers (paid 0).  ``scores``: one per input, lower = more central (Krum
+    score, or distance to the aggregate).  ``aggregate``: the rule's own output
+    vector ``[d]`` (what ByzFL's counterpart returns).  ``reweight``: True when
+    the aggregate is the plain mean of the selected inputs, so the round may use
+    the sample-weighted FedAvg of the selected instead; False when the round must
+    use ``aggregate`` itself.  ``details``: named per-input columns recorded in
+    the receipt (e.g. ``weight``, ``kept_fraction``, ``clip``).
+    """
+
+    rule: str
+    selected: tuple[int, ...]
+    scores: tuple[float, ...]
+    f: int = 0
+    aggregate: Tensor | None = field(default=None, repr=False, compare=False)
+    reweight: bool = True
+    details: Details = field(default_factory=dict)
+
+    @property
+    def excluded(self) -> tuple[int, ...]:
+        keep = set(self.selected)
+        return tuple(i for i in range(len(self.scores)) if i not in keep)
+
+
+class RobustRule(Protocol):
+    name: str
+    f: int
+
+    def __call__(self, vectors: Tensor) -> RobustDecision: ...
+
+
+class PreAggregator(Protocol):
+    """A step that maps ``[n, d]`` to ``[n, d]`` (row ``i`` still stands for input ``i``).
+
+    ``inplace=True`` allows it to overwrite ``vectors`` (only for matrices the caller owns).
+    """
+
+    name: str
+
+    def __call__(self, vectors: Tensor, inplace: bool = False) -> tuple[Tensor, Details]: ...
+
+
+def check_f(rule: str, f: object) -> int:
+    if not isinstance(f, int) or isinstance(f, bool) or f < 0:
+        raise ConfigError(f"{rule}: f must be a non-negative integer, got {f!r}")
+    return f
+
+
+def check_int(rule: str, param: str, value: object, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{rule}: {param} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def check_float(rule: str, param: str, value: object, *, positive: bool = False) -> float:
+    x = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+    if not (0.0 < x < float("inf") if positive else 0.0 <= x < float("inf")):
+        kind = "a positive" if positive else "a non-negative"
+        raise ConfigError(f"{rule}: {param} must be {kind} finite number, got {value!r}")
+    return x
+
+
+def check_matrix(vectors: Tensor) -> tuple[int, int]:
+    if vectors.dim() != 2:
+        raise ValueError(f"robust rules take a [n, d] matrix, got shape {list(vectors.shape)}")
+    if vectors.shape[0] == 0:
+        raise ValueError("robust rules need at least one vector")
+    if not vectors.is_floating_point():
+        raise ValueError(f"robust rules take floating-point vectors, got {vectors.dtype}")
+    return int(vectors.shape[0]), int(vectors.shape[1])
+
+
+def need(rule: str, n: int, f: int, ok: bool, condition: str) -> None:
+    """Raise the rule's precondition error (``condition`` like ``n > 2f + 2``) unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{rule} needs {condition} (got n={n}, f={f}); lower robust.f or add trainers")
+
+
+def gram(vectors: Tensor) -> Tensor:
+    """``X @ X.T`` as float64 ``[n, n]``; the product itself runs in the input's dtype."""
+    return (vectors @ vectors.T).to(torch.float64)
+
+
+def pairwise_sq_distances(vectors: Tensor, g: Tensor | None = None) -> Tensor:
+    """``[n, n]`` squared Euclidean distances via one matrix product (float64, clamped at 0)."""
+    g = gram(vectors) if g is None else g
+    sq = torch.diagonal(g)
+    d2 = (sq[:, None] + sq[None, :] - 2.0 * g).clamp_min(0.0)
+    d2.fill_diagonal_(0.0)
+    return d2
+
+
+def span_sq_distances(g: Tensor, w: Tensor) -> Tensor:
+    """``|x_i - z|^2`` for ``z = w @ X`` from the Gram matrix alone (float64, clamped at 0)."""
+    gw = g @ w
+    return (torch.diagonal(g) - 2.0 * gw + w @ gw).clamp_min(0.0)
+
+
+def combine(w: Tensor, vectors: Tensor) -> Tensor:
+    """``w @ X`` in the input's dtype (one matrix-vector product)."""
+    return w.to(vectors.dtype) @ vectors
+
+
+def most_central(scores: Sequence[float], keep: int) -> tuple[int, ...]:
+    """The ``keep`` indices with the lowest scores, ties to the lower index, ascending."""
+    order = sorted(range(len(scores)), key=lambda i: (scores[i], i))
+    return tuple(sorted(order[:keep]))
+
+
+def floats(t: Tensor) -> tuple[float, ...]:
+    return tuple(float(x) for x in t.tolist())

@@ -1,0 +1,220 @@
+"""Valuation benchmark: estimator quality against exact Shapley, and exact Shapley's cost as n grows.
+
+    .venv/bin/python bench/valuation.py --json bench-valuation.json
+
+Scenario (digits, no download): 1,000 samples are the validation set (the
+utility is accuracy on it), the other 797 are dealt to ``n`` trainers whose
+shard sizes grow geometrically over a 10x range; ``n // 5`` trainers (at
+least one) have half their labels replaced by random ones, and the last
+trainer is a free rider (zero update; it claims its shard size).  Every
+trainer runs the task's local training from the initial model (round 0).
+
+- ``quality``: at n = 10 and 16 (logreg), exact Shapley from the batched table
+  is the ground truth; every estimator runs ``--seeds`` times on a fresh
+  utility (one coalition at a time, as it would in a round).  ``spearman``
+  is the rank correlation of its values with the exact ones, ``mae_share``
+  the mean absolute error of the payout shares (values clipped at 0 and
+  normalised, :func:`aggregator.payout.contribution_shares`), ``evaluations``
+  the distinct coalitions it evaluated, ``seconds`` its wall time -- each the
+  mean over seeds (``*_worst`` the worst seed).
+- ``scaling``: exact Shapley (all ``2^n`` utilities, then the vectorized
+  Shapley pass) with the batched method, and ``naive_seconds`` with one
+  coalition model at a time (the project's ``CoalitionUtility(fast=False)``),
+  measured in the same run while the previous n's naive time predicts it
+  finishes within ``--naive-budget`` seconds; ``tables_equal`` says whether the
+  two computed bit-identical utilities.  logreg n = 4..20, MLP (hidden 256)
+  n = 4..14.
+
+Threads: ``--threads`` (default 1).  The machine is shared; with 2 OpenMP
+threads and a busy second core every parallel region waits for the
+descheduled thread (measured up to 14x slower), so one thread gives steadier
+numbers.  The load average before and after is recorded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from aggregator.batched import shapley_from_table
+from aggregator.payout import contribution_shares
+from aggregator.utility import CoalitionUtility
+from aggregator.valuation import estimate
+from market.data import Dataset, load_digits_arrays
+from market.models import build_model, state_of
+from market.spec import ModelSpec, TaskSpec, TrainingSpec
+from market.tensors import flatten
+from trainer_node.train import local_update
+
+VALIDATION = 1000
+METHODS = ("exact", "gtg", "tmc", "loo")
+
+
+@dataclass
+class Scenario:
+    spec: TaskSpec
+    global_state: dict[str, torch.Tensor]
+    deltas: list[torch.Tensor]
+    weights: list[float]
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    noisy: list[int]
+    free_rider: int
+
+    def utility(self, fast: bool | None = None) -> CoalitionUtility:
+        return CoalitionUtility(self.spec, self.global_state, self.deltas, self.weights, self.x_val, self.y_val, fast=fast)
+
+
+def make_scenario(n: int, arch: str = "logreg", seed: int = 0) -> Scenario:
+    x, y = load_digits_arrays()
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(y))
+    val, pool = perm[:VALIDATION], perm[VALIDATION:]
+    sizes = np.geomspace(1.0, 10.0, n)
+    sizes = rng.permutation(np.floor(sizes * len(pool) / sizes.sum()).astype(int))
+    free_rider = n - 1
+    noisy = sorted(rng.choice(n - 1, size=max(1, n // 5), replace=False).tolist()) if n > 1 else []
+    training = TrainingSpec() if arch == "logreg" else TrainingSpec(lr=0.1)
+    spec = TaskSpec(model=ModelSpec(arch=arch, hidden=256 if arch == "mlp" else 64), training=training)  # type: ignore[arg-type]
+    g = state_of(build_model(spec.model, spec.data, spec.model_seed))
+    deltas, start = [], 0
+    for i, size in enumerate(sizes):
+        idx = pool[start : start + size]
+        start += size
+        xi, yi = torch.from_numpy(x[idx]), torch.from_numpy(y[idx]).clone()
+        if i in noisy:
+            flip = torch.from_numpy(rng.random(len(yi)) < 0.5)
+            yi[flip] = torch.from_numpy(rng.integers(0, 10, int(flip.sum())))
+        delta = flatten(local_update(spec, g, Dataset(xi, yi), seed=i))
+        deltas.append(torch.zeros_like(delta) if i == free_rider else delta)
+    return Scenario(spec, g, deltas, [float(s) for s in sizes], torch.from_numpy(x[val]), torch.from_numpy(y[val]), noisy, free_rider)
+
+
+def quality(n: int, seeds: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    sc = make_scenario(n)
+    t0 = time.perf_counter()
+    truth = shapley_from_table(sc.utility().table(), n)
+    exact_s = time.perf_counter() - t0
+    true_shares = np.array(contribution_shares(truth, [True] * n))
+    rows: list[dict[str, Any]] = [
+        {"n": n, "method": "exact", "spearman": 1.0, "mae_share": 0.0, "evaluations": 1 << n, "exact_evaluations": 1 << n, "seconds": exact_s, "seeds": 1}
+    ]
+    for method in METHODS[1:]:
+        runs = []
+        for seed in range(seeds if method != "loo" else 1):
+            u = sc.utility()
+            t0 = time.perf_counter()
+            values = estimate(method, n, u, seed).values
+            secs = time.perf_counter() - t0
+            shares = np.array(contribution_shares(values, [True] * n))
+            rho = float(spearmanr(truth, values).statistic)
+            runs.append((rho, float(np.abs(shares - true_shares).mean()), u.evaluations, secs))
+        a = np.array(runs, dtype=np.float64)
+        rows.append({
+            "n": n, "method": method,
+            "spearman": float(a[:, 0].mean()), "mae_share": float(a[:, 1].mean()),
+            "evaluations": int(round(a[:, 2].mean())), "exact_evaluations": 1 << n, "seconds": float(a[:, 3].mean()),
+            "seeds": len(runs), "spearman_worst": float(a[:, 0].min()), "mae_share_worst": float(a[:, 1].max()),
+            "evaluations_worst": int(a[:, 2].max()),
+        })
+    info = {
+        "n": n, "shard_sizes": [int(w) for w in sc.weights], "noisy": sc.noisy, "free_rider": sc.free_rider,
+        "exact_values": truth, "exact_shares": true_shares.tolist(),
+    }
+    return rows, info
+
+
+def scaling(arch: str, ns: range, naive_budget: float) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    naive_prev: float | None = None
+    for n in ns:
+        sc = make_scenario(n, arch)
+        t0 = time.perf_counter()
+        table = sc.utility().table()
+        shapley_from_table(table, n)
+        secs = time.perf_counter() - t0
+        naive_s: float | None = None
+        equal: bool | None = None
+        if naive_prev is None or naive_prev * 2.2 <= naive_budget:
+            t0 = time.perf_counter()
+            naive = sc.utility(fast=False).table()
+            shapley_from_table(naive, n)
+            naive_s = time.perf_counter() - t0
+            naive_prev = naive_s
+            equal = bool(np.array_equal(naive, table))
+        else:
+            naive_prev = float("inf")
+        rows.append({
+            "n": n, "model": arch, "seconds": secs, "naive_seconds": naive_s,
+            "speedup": (naive_s / secs) if naive_s else None, "tables_equal": equal,
+            "coalitions": 1 << n, "validation_samples": VALIDATION, "loadavg_1m": os.getloadavg()[0],
+        })
+        print(f"  {arch:6s} n={n:2d}  batched {secs:8.3f} s   naive {'-' if naive_s is None else f'{naive_s:8.3f} s'}", flush=True)
+    return rows
+
+
+def print_tables(result: dict[str, Any]) -> None:
+    print("\nquality against exact Shapley (logreg, digits; mean over seeds, worst in brackets)")
+    print(f"{'n':>3} {'method':6} {'spearman':>16} {'MAE share':>16} {'evaluations':>20} {'% of exact':>10} {'seconds':>8}")
+    for r in result["quality"]:
+        pct = 100 * r["evaluations"] / r["exact_evaluations"]
+        rho = f"{r['spearman']:.3f}" + (f" [{r['spearman_worst']:.3f}]" if "spearman_worst" in r else "")
+        mae = f"{r['mae_share']:.4f}" + (f" [{r['mae_share_worst']:.4f}]" if "mae_share_worst" in r else "")
+        ev = f"{r['evaluations']}" + (f" [{r['evaluations_worst']}]" if "evaluations_worst" in r else "")
+        print(f"{r['n']:>3} {r['method']:6} {rho:>16} {mae:>16} {ev:>20} {pct:>9.1f}% {r['seconds']:>8.3f}")
+    print(f"\nexact Shapley, all 2^n coalitions (validation {VALIDATION} samples)")
+    print(f"{'model':6} {'n':>3} {'coalitions':>10} {'batched s':>10} {'naive s':>10} {'speedup':>8} {'equal':>6}")
+    for r in result["scaling"]:
+        naive = "-" if r["naive_seconds"] is None else f"{r['naive_seconds']:.3f}"
+        speed = "-" if r["speedup"] is None else f"{r['speedup']:.1f}x"
+        print(f"{r['model']:6} {r['n']:>3} {r['coalitions']:>10} {r['seconds']:>10.3f} {naive:>10} {speed:>8} {str(r['tables_equal']):>6}")
+    print(f"\nload average before {result['machine']['loadavg_before']}, after {result['machine']['loadavg_after']}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--json", required=True, help="write the results here")
+    ap.add_argument("--seeds", type=int, default=5, help="estimator seeds per quality row (default 5)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--naive-budget", type=float, default=180.0, help="skip a naive run predicted to take longer (s)")
+    ap.add_argument("--logreg-max", type=int, default=20)
+    ap.add_argument("--mlp-max", type=int, default=14)
+    ap.add_argument("--skip-quality", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    machine = {
+        "loadavg_before": list(os.getloadavg()), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__, "python": platform.python_version(), "processor": platform.processor() or platform.machine(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    result: dict[str, Any] = {"quality": [], "scaling": [], "scenarios": [], "machine": machine}
+    t_start = time.perf_counter()
+    if not args.skip_quality:
+        for n in (10, 16):
+            print(f"quality n={n} ...", flush=True)
+            rows, info = quality(n, args.seeds)
+            result["quality"] += rows
+            result["scenarios"].append(info)
+    print("scaling ...", flush=True)
+    result["scaling"] += scaling("logreg", range(4, args.logreg_max + 1), args.naive_budget)
+    result["scaling"] += scaling("mlp", range(4, args.mlp_max + 1), args.naive_budget)
+    machine["loadavg_after"] = list(os.getloadavg())
+    machine["total_seconds"] = time.perf_counter() - t_start
+    Path(args.json).write_text(json.dumps(result, indent=1))
+    print_tables(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
