@@ -13,6 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check torch==2.13.0
 	$(PIP) install --quiet --disable-pip-version-check -e '.[dev]'
+	# byzfl: reference for tests/test_byzfl_parity.py and bench/robust.py; --no-deps because its declared
+	# requirements pull a CUDA torch + torchvision, while the parts used need only torch, numpy, scipy.
+	$(PIP) install --quiet --disable-pip-version-check --no-deps byzfl==0.0.11
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -46,6 +49,16 @@ artifacts: install
 
 check-artifacts: install
 	$(PY) -m market.compile --check
+
+.PHONY: bench-gas bench-robust bench-robustness bench-robustness-quick
+bench-gas: install
+	$(PY) bench/gas.py --json bench/gas.json
+bench-robust: install
+	$(PY) bench/robust.py --json bench/results/robust.json
+bench-robustness: install
+	$(PY) bench/robustness.py --json bench/results/robustness.json
+bench-robustness-quick: install
+	$(PY) bench/robustness.py --json bench/results/robustness-quick.json --quick
 
 clean:
 	rm -rf .market tests/artifacts .pytest_cache

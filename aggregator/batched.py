@@ -51,8 +51,9 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -60,6 +61,25 @@ from torch import Tensor, nn
 
 _DT = torch.float64
 _OP_ELEMENTS = 1 << 17  # elements per elementwise op in the linear path: large enough to amortise dispatch
+
+
+@contextmanager
+def torch_threads(k: int | None) -> Iterator[None]:
+    """Run the block with ``k`` torch threads (None: leave the process setting), then restore it.
+
+    On a 2-core machine whose other core is busy, OpenMP's parallel regions
+    wait for the descheduled thread: the linear table for n = 18 took 2.6 s on
+    one thread and 154-285 s on two (measured side by side, load ~3).
+    """
+    before = torch.get_num_threads()
+    if k is None or k == before:
+        yield
+        return
+    torch.set_num_threads(k)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def subset_sums(a: Tensor) -> Tensor:
@@ -254,7 +274,7 @@ def mlp_table(
 
     The bulk runs in float32 and is *certified*: a sample's verdict is kept
     only when its float32 margin ``z_y - max_{c != y} z_c`` exceeds a bound
-    on the float32 rounding error, ``2 (H + n + 3) u`` (u = 2^-24) times a
+    on the float32 rounding error, ``2 (H + n + 6) u`` (u = 2^-24) times a
     bound on the sum of absolute products (recursive summation and dot-product
     error bounds, Higham 2002, ch. 3-4; the bound is built from ``weights``,
     the players' positive FedAvg weights, see :func:`_mlp_error_scale`); every
@@ -282,9 +302,11 @@ def mlp_table(
     sigma = subset_sums(s[:low])[None] + (hi_m @ s[low:])[:, None]  # [2^hi, 2^lo]: weight sum of each coalition
     poly, bias, _, _ = _mlp_error_scale(players, offset, s)
     f, unit = _certify_dtype()
-    # |float32 margin - exact margin| <= 2 (H + n + 3) u * B to first order (B: sum of absolute products);
-    # the factor 1.001 covers the second-order terms (k u < 1e-4 here)
-    kappa = 2.0 * (hdim + n + 3) * unit * 1.001
+    # first-order float32 error of one logit, in units of u * B (B bounds sum_h |hidden_h| |out_w_h| + |bias|):
+    # n + 1 rounded and summed hidden terms, 1 for rounding out_w, H for the dot product, 2 for the bias
+    # (rounded, then added); a margin is a difference of two logits, and comparing it costs one more u.
+    # The factor 1.001 covers the second-order terms and tau's own rounding (k u < 1e-4 here).
+    kappa = 2.0 * (hdim + n + 6) * unit * 1.001
     bias_bound = bias[0] + sigma * bias[1] + sigma**2 * bias[2]  # [2^hi, 2^lo]
     qt = q.transpose(1, 2).to(f)  # [n, H, V]: hidden-major, so the second layer is [C, H] @ [H, Vb]
     rs_all = (lo_r[None] + r_hi[:, None]).to(f).contiguous()  # [2^hi, 2^lo, C, H]

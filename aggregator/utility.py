@@ -9,7 +9,16 @@ reconstructed without retraining:
     U(S) = accuracy(theta_0 + sum_{i in S} w_i delta_i / sum_{i in S} w_i),
     U({}) = accuracy(theta_0),
 
-with ``w_i`` the sample counts (FedAvg weights).  Parameters and logits are
+with ``w_i`` the sample counts (FedAvg weights) -- the ``fedavg`` utility,
+the default.  The ``partial`` utility (a named option, ``ValuationSpec.utility``)
+scores ``S`` by its part of the round's actual update instead,
+
+    U(S) = accuracy(theta_0 + sum_{i in S} w_i delta_i / sum_{all j} w_j),
+
+which has the same ``U({})`` and ``U(N)`` but makes a zero update an exact
+null player: under ``fedavg`` a zero update shrinks the coalition's step,
+which after convergence can raise accuracy and so earn a free rider a large
+share of a round.  Parameters and logits are
 float64 and sums run over players in index order, so a coalition's value
 does not depend on which batch it was evaluated in.  (The published model is
 float32, so ``U(N)`` may differ from its accuracy by a validation sample
@@ -35,7 +44,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aggregator.batched import MLPTerms, linear_table, mlp_table, naive_table, vmap_table
+from aggregator.batched import MLPTerms, linear_table, mlp_table, naive_table, torch_threads, vmap_table
 from market.errors import ConfigError
 from market.models import MLP, build_model
 from market.spec import TaskSpec
@@ -62,7 +71,11 @@ class CoalitionUtility:
         y_val: Tensor,
         fast: bool | None = None,
         utility: str = "fedavg",
+        threads: int | None = 1,
     ) -> None:
+        """``threads``: torch threads for the evaluations (None = the process setting); one by default because
+        on a shared 2-core machine two OpenMP threads were measured up to 100x slower (see
+        :func:`aggregator.batched.torch_threads`)."""
         if utility not in UTILITIES:
             raise ConfigError(f"unknown coalition utility {utility!r}: use one of {', '.join(UTILITIES)}")
         if len(deltas) != len(weights):
@@ -74,6 +87,7 @@ class CoalitionUtility:
         self.fast = spec.model.arch == "logreg" if fast is None else fast
         self.naive = fast is False  # one coalition model at a time, for tables too
         self.utility = utility
+        self.threads = threads
         if self.fast and spec.model.arch != "logreg":
             raise ConfigError(f"the fast utility path needs a logreg model, not {spec.model.arch}")
         self._cache: dict[frozenset[int], float] = {}
@@ -173,10 +187,11 @@ class CoalitionUtility:
         if self._table is None:
             if self.n > 24:
                 raise ConfigError(f"a table of all 2^{self.n} coalitions is too large")
-            if self.naive or self.n == 0:
-                table = naive_table(lambda c: self._evaluate([c])[0], self.n)
-            else:
-                table = self._batched_table()
+            with torch_threads(self.threads):
+                if self.naive or self.n == 0:
+                    table = naive_table(lambda c: self._evaluate([c])[0], self.n)
+                else:
+                    table = self._batched_table()
             self._table = table
             self.evaluations = 1 << self.n
         return self._table.copy()
@@ -196,7 +211,9 @@ class CoalitionUtility:
         if self._table is not None:
             return [float(self._table[sum(1 << i for i in k)]) for k in keys]
         todo = list(dict.fromkeys(k for k in keys if k not in self._cache))
-        for k, u in zip(todo, self._evaluate(todo)):
+        with torch_threads(self.threads):
+            computed = self._evaluate(todo) if todo else []
+        for k, u in zip(todo, computed):
             self._cache[k] = u
         self.evaluations += len(todo)
         return [self._cache[k] for k in keys]

@@ -73,7 +73,9 @@ class Scenario:
     free_rider: int
 
     def utility(self, fast: bool | None = None) -> CoalitionUtility:
-        return CoalitionUtility(self.spec, self.global_state, self.deltas, self.weights, self.x_val, self.y_val, fast=fast)
+        return CoalitionUtility(
+            self.spec, self.global_state, self.deltas, self.weights, self.x_val, self.y_val, fast=fast, threads=None
+        )  # threads: the process setting, --threads
 
 
 def make_scenario(n: int, arch: str = "logreg", seed: int = 0) -> Scenario:
