@@ -50,9 +50,11 @@ artifacts: install
 check-artifacts: install
 	$(PY) -m market.compile --check
 
-.PHONY: bench-gas bench-robust bench-robustness bench-robustness-quick
+.PHONY: bench-gas bench-robust bench-robustness bench-robustness-quick bench-valuation
 bench-gas: install
 	$(PY) bench/gas.py --json bench/gas.json
+bench-valuation: install
+	$(PY) bench/valuation.py --json bench/results/valuation.json
 bench-robust: install
 	$(PY) bench/robust.py --json bench/results/robust.json
 bench-robustness: install

@@ -1,6 +1,6 @@
 """Valuation benchmark: estimator quality against exact Shapley, and exact Shapley's cost as n grows.
 
-    .venv/bin/python bench/valuation.py --json bench-valuation.json
+    .venv/bin/python bench/valuation.py --json bench/results/valuation.json
 
 Scenario (digits, no download): 1,000 samples are the validation set (the
 utility is accuracy on it), the other 797 are dealt to ``n`` trainers whose

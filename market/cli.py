@@ -511,11 +511,11 @@ def _chain_opts(p: argparse.ArgumentParser, key: bool = True) -> None:
 def _sim_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trainers", type=int)
     p.add_argument("--attackers", type=int, help="how many of the trainers attack (the last ones)")
-    p.add_argument("--attack", help="sign_flip | gaussian | label_flip | free_rider")
+    p.add_argument("--attack", help="sign_flip | gaussian | label_flip | free_rider | alie | ipm | mimic")
     p.add_argument("--rounds", type=int)
     p.add_argument("--robust", help="robust rule (default multikrum)")
     p.add_argument("--f", type=int, help="suspected attackers for the robust rule (default: --attackers, at least 1)")
-    p.add_argument("--valuation", help="auto | exact | gtg | ... (default auto)")
+    p.add_argument("--valuation", help="auto | exact | gtg | tmc | loo (default auto)")
     p.add_argument("--model", help="logreg | mlp | cnn")
     p.add_argument("--partition", help="iid | dirichlet:ALPHA")
     p.add_argument("--seed", type=int)

@@ -72,7 +72,8 @@ class ValuationSpec(_Frozen):
     ``rule``: ``auto`` | ``exact`` | ``gtg`` | ``tmc`` | ``loo``.  ``auto`` is exact
     Shapley up to ``exact_max_n`` trainers if that is set, otherwise wherever the
     batched exact method's predicted cost fits ``time_budget_s`` (a fixed cost model,
-    so replays choose the same), GTG-Shapley beyond.  ``utility``: ``fedavg`` scores a
+    so replays choose the same; with 10 s: logreg up to the cap of 20 trainers on 269
+    validation samples, MLP-256 up to 14 on 1,000), GTG-Shapley beyond.  ``utility``: ``fedavg`` scores a
     coalition by the validation accuracy of the FedAvg of its updates; ``partial`` by
     that of its part of the round's update (a zero update is then worth exactly 0).
     ``payout``: ``round`` splits each round's pool by that round's values;

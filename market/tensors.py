@@ -8,6 +8,7 @@ for a full global model).  See https://huggingface.co/docs/safetensors.
 
 from __future__ import annotations
 
+import json
 from collections import OrderedDict
 
 import torch
@@ -20,10 +21,16 @@ from market.errors import MalformedUpdateError
 State = "OrderedDict[str, torch.Tensor]"
 
 
+#: all metadata travels as one canonical JSON string under this key: safetensors keeps metadata in a
+#: hash map whose order changes from process to process, and CIDs need byte-identical files
+META_KEY = "poc"
+
+
 def encode_state(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
-    """Serialise named tensors (contiguous CPU copies) to safetensors bytes."""
+    """Serialise named tensors (contiguous CPU copies) to safetensors bytes, deterministically."""
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    return _st_save(clean, metadata=metadata)
+    meta = {META_KEY: json.dumps(metadata or {}, sort_keys=True, separators=(",", ":"))}
+    return _st_save(clean, metadata=meta)
 
 
 def decode_state(data: bytes) -> tuple["OrderedDict[str, torch.Tensor]", dict[str, str]]:
@@ -33,10 +40,13 @@ def decode_state(data: bytes) -> tuple["OrderedDict[str, torch.Tensor]", dict[st
     try:
         tensors = _st_load(data)
         header_len = int.from_bytes(data[:8], "little")
-        import json
-
         header = json.loads(data[8 : 8 + header_len])
         metadata = dict(header.get("__metadata__") or {})
+        if META_KEY in metadata:
+            packed = json.loads(metadata.pop(META_KEY))
+            if not isinstance(packed, dict) or not all(isinstance(v, str) for v in packed.values()):
+                raise ValueError("metadata must be a JSON object of strings")
+            metadata.update(packed)
     except (SafetensorError, ValueError, UnicodeDecodeError) as exc:
         raise MalformedUpdateError(f"not a safetensors file: {exc}") from None
     except Exception as exc:  # safetensors may raise other Rust-mapped errors

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from aggregator.batched import linear_table, popcounts, shapley_from_table, shapley_weights, subset_sums
+from aggregator.batched import MLPTerms, linear_table, mlp_table, popcounts, shapley_from_table, shapley_weights, subset_sums
 from aggregator.utility import CoalitionUtility
 from aggregator.valuation import exact_shapley
 from market.data import digits_splits
@@ -162,3 +162,26 @@ def test_with_the_partial_utility_a_zero_update_is_a_null_player() -> None:
     without, with_ = table[: 1 << 5], table[1 << 5 :]  # player 5 (the zero update) absent / present
 
     assert np.array_equal(without, with_) and shapley_from_table(table, 6)[5] == 0.0
+
+
+def test_mlp_table_recomputes_near_ties_in_float64() -> None:
+    """Two classes whose logits differ by ~1e-9: float32 cannot order them, the certified pass must defer."""
+    gen = torch.Generator().manual_seed(0)
+    n, v, h = 5, 40, 8
+    base_w = torch.randn(n, 1, h, generator=gen, dtype=torch.float64)
+    players = MLPTerms(
+        hidden=torch.randn(n, v, h, generator=gen, dtype=torch.float64),
+        out_weight=torch.cat([base_w, base_w + 1e-9 * torch.randn(n, 1, h, generator=gen, dtype=torch.float64)], 1),
+        out_bias=torch.zeros(n, 2, dtype=torch.float64),
+        scale=torch.ones(n, dtype=torch.float64),
+    )
+    y = torch.randint(0, 2, (v,), generator=gen)
+    expected = []
+    for m in range(1 << n):
+        members = [i for i in range(n) if m >> i & 1]
+        logits = players.hidden[members].sum(0).relu() @ players.out_weight[members].sum(0).T
+        expected.append(float((logits.argmax(-1) == y).double().mean()))
+
+    table = mlp_table(players, y, weights=torch.ones(n, dtype=torch.float64), low_bits=2)
+
+    assert table.tolist()[1:] == expected[1:]
