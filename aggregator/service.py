@@ -28,7 +28,7 @@ from market.errors import ConfigError, MarketError, StoreError
 from market.failpoints import failpoint
 from market.protocol import submission_commitment
 from market.roles import TaskView, fetch_global_model, load_task
-from market.store import ContentStore, put_json
+from market.store import ContentStore, get_json, put_json
 from market.tensors import encode_state
 
 
@@ -92,6 +92,15 @@ class Aggregator:
         n = info.submitted_count
         return self.contract.chain.now() >= submit_deadline or (n > 0 and n >= info.trainer_count)
 
+    def prior_values(self, task_id: int, round_: int) -> dict[str, float]:
+        """Cumulative contribution values before ``round_``: from the latest earlier receipt (read by CID)."""
+        for r in range(round_ - 1, -1, -1):
+            cid = self.contract.round_info(task_id, r).receipt_cid
+            if cid:
+                details = get_json(self.store, cid).get("details", {})
+                return {str(k): float(v) for k, v in (details.get("cumulative_values") or {}).items()}
+        return {}
+
     def compute_round(self, view: TaskView) -> tuple[RoundOutcome, list[Submission], dict[str, str], str, dict[str, Any]]:
         """Everything but the transaction: deterministic from chain, store, spec and validation set."""
         task_id, r = view.info.task_id, view.info.current_round
@@ -99,7 +108,8 @@ class Aggregator:
         global_cid, global_state = fetch_global_model(self.contract, self.store, view)
         usable, prerejected = prefilter(task_id, r, subs, self.store)
         seed = view.spec.valuation.seed * 1_000_003 + r
-        outcome = aggregate_round(view.spec, global_state, usable, self.validation.x, self.validation.y, seed=seed)
+        outcome = aggregate_round(view.spec, global_state, usable, self.validation.x, self.validation.y, seed=seed,
+                                  prior_values=self.prior_values(task_id, r))
         model_cid = self.store.put(encode_state(outcome.new_state, {"kind": "model", "round": str(r)}))
         receipt = build_receipt(
             view=view, round_=r, submissions=subs, global_cid=global_cid, model_cid=model_cid,

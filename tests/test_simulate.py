@@ -60,3 +60,17 @@ def test_free_rider_earns_almost_nothing(tmp_path: Path) -> None:
     rider = next(t["address"] for t in report["trainers"] if t["attack"])
     for entry in report["rounds"]:
         assert entry["bps"][rider] <= 100  # at most 1 %
+
+
+def test_cumulative_values_carry_over_between_rounds(tmp_path: Path) -> None:
+    from market.store import LocalStore, get_json
+
+    cfg = SimulateConfig(trainers=4, rounds=3, seed=2, chain="tester", store_dir=str(tmp_path / "store"))
+
+    report = simulate(cfg)
+
+    store = LocalStore(tmp_path / "store")
+    details = [get_json(store, r["receipt_cid"])["details"] for r in report["rounds"]]
+    for a in details[-1]["cumulative_values"]:
+        per_round = sum(d["contributions"].get(a, 0.0) for d in details)
+        assert abs(details[-1]["cumulative_values"][a] - per_round) < 1e-9
