@@ -101,7 +101,7 @@ class Aggregator:
                 return {str(k): float(v) for k, v in (details.get("cumulative_values") or {}).items()}
         return {}
 
-    def compute_round(self, view: TaskView) -> tuple[RoundOutcome, list[Submission], dict[str, str], str, dict[str, Any]]:
+    def compute_round(self, view: TaskView) -> tuple[RoundOutcome, str, dict[str, Any]]:
         """Everything but the transaction: deterministic from chain, store, spec and validation set."""
         task_id, r = view.info.task_id, view.info.current_round
         subs = self.contract.submissions(task_id, r)
@@ -115,7 +115,7 @@ class Aggregator:
             view=view, round_=r, submissions=subs, global_cid=global_cid, model_cid=model_cid,
             prerejected=prerejected, outcome=outcome, seed=seed,
         )
-        return outcome, subs, prerejected, model_cid, receipt
+        return outcome, model_cid, receipt
 
     def run_round(self, task_id: int) -> PostedRound:
         """Aggregate and post the current round of ``task_id`` (submissions must be closed)."""
@@ -125,7 +125,7 @@ class Aggregator:
             raise MarketError(f"task {task_id} has finished")
         r = view.info.current_round
         t0 = time.perf_counter()
-        outcome, subs, _pre, model_cid, receipt = self.compute_round(view)
+        outcome, model_cid, receipt = self.compute_round(view)
         bps = receipt["bps_vector"]
         receipt_cid = put_json(self.store, receipt)
         compute_s = time.perf_counter() - t0

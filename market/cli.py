@@ -401,7 +401,6 @@ def cmd_trainer_run(args: argparse.Namespace) -> int:
     data = _load_dataset(args.data)
     node = TrainerNode(contract, _store(args), _account(args), data, attack=args.attack, seed=args.seed)
     node.join(args.task)
-    done_rounds = 0
     while True:
         info = contract.task(args.task)
         if info.finished:
@@ -424,7 +423,6 @@ def cmd_trainer_run(args: argparse.Namespace) -> int:
                 print(f"round {r}: submitted {res.cid} ({res.train_s:.1f} s training, {res.gas} gas)", flush=True)
             else:
                 print(f"round {r}: skipped: {res.skipped}", flush=True)
-            done_rounds += 1
             if args.once:
                 return 0
         _wait(lambda: contract.task(args.task).current_round != r, args.timeout, f"round {r} of task {args.task} to settle")

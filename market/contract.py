@@ -248,8 +248,10 @@ class MarketContract:
             Submission(e["args"]["trainer"], cid_from_digest(bytes(e["args"]["cid"])), bytes(e["args"]["commitment"]), e["blockNumber"])
             for e in logs
         ]
-        expected = task.submissions_digest if round_ == task.current_round else self.round_info(task_id, round_).submissions_digest
-        start = digest_seed(task_id) if round_ == 0 else self.round_info(task_id, round_ - 1).submissions_digest
+        settled = {int(e["args"]["round"]): bytes(e["args"]["submissionsDigest"])
+                   for e in self._logs("RoundSettled", task.created_block, taskId=task_id)}
+        expected = task.submissions_digest if round_ == task.current_round else settled.get(round_, task.submissions_digest)
+        start = digest_seed(task_id) if round_ == 0 else settled[round_ - 1]
         if submissions_digest(start, subs) != expected:
             raise ChainError(f"task {task_id} round {round_}: submission events do not match the on-chain digest")
         order = {e["args"]["trainer"]: int(e["args"]["index"]) for e in self._logs("TrainerJoined", task.created_block, taskId=task_id)}

@@ -10,7 +10,6 @@ the chain or measured.
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any, Callable, Literal
@@ -139,7 +138,7 @@ def run_round(sim: Simulation) -> dict[str, Any]:
     posted = sim.aggregator.run_round(sim.task_id)  # fetch → reject/robust → value → receipt → post → credit
     chain_s += posted.seconds["chain"]
     credited = contract.credited(sim.task_id, r)  # read back from the chain's events
-    view_spec = posted.receipt
+    receipt = posted.receipt
     spec = sim.spec
     state = decode_model(spec, sim.env.store.get(posted.model_cid), "new model")
     acc = accuracy(model_with_state(spec.model, spec.data, state), sim.test_x, sim.test_y)
@@ -149,10 +148,10 @@ def run_round(sim: Simulation) -> dict[str, Any]:
         "model_cid": posted.model_cid,
         "receipt_cid": posted.receipt_cid,
         "accuracy": acc,
-        "outliers": list(view_spec["outliers"]),
-        "rejected": dict(view_spec["rejected"]),
-        "contributions": {a: float(view_spec["contributions"].get(a, 0.0)) for a in addresses},
-        "bps": {a: int(view_spec["bps"].get(a, 0)) for a in addresses},
+        "outliers": list(receipt["outliers"]),
+        "rejected": dict(receipt["rejected"]),
+        "contributions": {a: float(receipt["contributions"].get(a, 0.0)) for a in addresses},
+        "bps": {a: int(receipt["bps"].get(a, 0)) for a in addresses},
         "credited_wei": {a: str(credited.get(a, 0)) for a in addresses},
         "gas": {"submit": max(submit_gas) if submit_gas else 0, "post_result": posted.gas},
         "proof": None,
