@@ -17,8 +17,9 @@ import {IRoundVerifier} from "./IRoundVerifier.sol";
 /// submitters; a round nobody submitted to is refunded to the owner. No path leaves funds
 /// locked: every pool ends credited to trainers or refunded to the owner, and both withdraw.
 /// @dev CIDs are stored as the 32-byte sha2-256 digest of a CIDv1 raw CID. Update CIDs and
-/// commitments live in events; the contract keeps a running keccak digest over them (seeded
-/// with the task id, chained across rounds, its value at each settlement emitted), which
+/// commitments live in events; the contract keeps a running keccak digest over
+/// (join index, cid, commitment) of every submission (seeded with the task id, chained across
+/// rounds, its value at each settlement emitted; a verifier gets it too), which
 /// readers use to check the events they read. Submitters of a round are, in that order,
 /// the joined trainers in join order that submitted; `bps` follows that order.
 contract ContributionMarket is ReentrancyGuardTransient {
@@ -272,7 +273,7 @@ contract ContributionMarket is ReentrancyGuardTransient {
             t.countRound = uint32(round);
             t.submittedCount = 1;
         }
-        t.submissionsDigest = keccak256(abi.encode(t.submissionsDigest, msg.sender, cid, commitment));
+        t.submissionsDigest = keccak256(abi.encode(t.submissionsDigest, index, cid, commitment));
         emit UpdateSubmitted(taskId, round, msg.sender, cid, commitment);
     }
 

@@ -9,7 +9,8 @@ interface IRoundVerifier {
     /// @notice Check `proof` for the result of round `round` of task `taskId`.
     /// @param taskId the task
     /// @param round the round being settled
-    /// @param submissionsDigest keccak256 over the round's (trainer, cid, commitment) in submission order
+    /// @param submissionsDigest running keccak256 digest, after this round's last submission, chained over
+    ///        (join index, cid, commitment) of every submission in submission order
     /// @param modelCid sha2-256 digest of the new global model's CID
     /// @param receiptCid sha2-256 digest of the round receipt's CID
     /// @param bps basis points per submitter, in submission order

@@ -69,6 +69,8 @@ class Submission:
     cid: str
     commitment: bytes
     block: int
+    index: int = 0  # the trainer's 1-based join index
+    seq: int = 0  # position in the round's submission order
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,10 @@ def digest_seed(task_id: int) -> bytes:
 
 
 def submissions_digest(start: bytes, subs: list[Submission]) -> bytes:
-    """The contract's running digest from ``start`` over (trainer, cid, commitment) in submission order."""
+    """The contract's running digest from ``start`` over (join index, cid, commitment) in submission order."""
     digest = start
-    for s in subs:
-        digest = keccak(abi_encode(["bytes32", "address", "bytes32", "bytes32"], [digest, s.trainer, cid_digest(s.cid), s.commitment]))
+    for s in sorted(subs, key=lambda s: s.seq):
+        digest = keccak(abi_encode(["bytes32", "uint256", "bytes32", "bytes32"], [digest, s.index, cid_digest(s.cid), s.commitment]))
     return digest
 
 
@@ -244,9 +246,11 @@ class MarketContract:
         task = self.task(task_id)
         logs = self._logs("UpdateSubmitted", task.created_block, taskId=task_id, round=round_)
         logs.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
+        order = {e["args"]["trainer"]: int(e["args"]["index"]) for e in self._logs("TrainerJoined", task.created_block, taskId=task_id)}
         subs = [
-            Submission(e["args"]["trainer"], cid_from_digest(bytes(e["args"]["cid"])), bytes(e["args"]["commitment"]), e["blockNumber"])
-            for e in logs
+            Submission(e["args"]["trainer"], cid_from_digest(bytes(e["args"]["cid"])), bytes(e["args"]["commitment"]),
+                       e["blockNumber"], order[e["args"]["trainer"]], seq)
+            for seq, e in enumerate(logs)
         ]
         settled = {int(e["args"]["round"]): bytes(e["args"]["submissionsDigest"])
                    for e in self._logs("RoundSettled", task.created_block, taskId=task_id)}
@@ -254,8 +258,7 @@ class MarketContract:
         start = digest_seed(task_id) if round_ == 0 else settled[round_ - 1]
         if submissions_digest(start, subs) != expected:
             raise ChainError(f"task {task_id} round {round_}: submission events do not match the on-chain digest")
-        order = {e["args"]["trainer"]: int(e["args"]["index"]) for e in self._logs("TrainerJoined", task.created_block, taskId=task_id)}
-        return sorted(subs, key=lambda s: order[s.trainer])
+        return sorted(subs, key=lambda s: s.index)
 
     def credited(self, task_id: int, round_: int) -> dict[str, int]:
         task = self.task(task_id)
