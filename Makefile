@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: install browser demo test test-fast lint artifacts check-artifacts clean
+.PHONY: install browser demo test test-fast lint artifacts check-artifacts clean zk-setup
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -29,7 +29,12 @@ browser:
 demo: install
 	$(VENV)/bin/market demo
 
-test: install browser
+# Development Groth16 setup (NOT for production) for the shapes the tests prove; built once, cached in
+# $$MARKET_ZK_DIR (default ~/.cache/poc-market/zk); ~2 min on a fresh machine.
+zk-setup: install
+	$(PY) -m market.zk.setup
+
+test: install browser zk-setup
 	$(PY) -m pytest -q
 
 test-fast: install
@@ -50,9 +55,11 @@ artifacts: install
 check-artifacts: install
 	$(PY) -m market.compile --check
 
-.PHONY: bench-gas bench-robust bench-robustness bench-robustness-quick bench-valuation
+.PHONY: bench-gas bench-robust bench-robustness bench-robustness-quick bench-valuation bench-proof
 bench-gas: install
 	$(PY) bench/gas.py --json bench/gas.json
+bench-proof: install
+	$(PY) bench/proof.py --json bench/results/proof.json
 bench-valuation: install
 	$(PY) bench/valuation.py --json bench/results/valuation.json
 bench-robust: install

@@ -33,6 +33,7 @@ from torch import Tensor
 from aggregator.aggregate import apply_delta, fedavg
 from aggregator.contribution import value_survivors
 from aggregator.payout import contribution_shares, cumulative_shares, cumulative_values, to_basis_points
+from aggregator.utility import CoalitionUtility
 from aggregator.robust import Mean, RobustDecision, RobustRule, effective_f, get_rule, max_f
 from aggregator.validate import validate_update
 from aggregator.valuation import choose_valuation
@@ -66,6 +67,9 @@ class RoundOutcome:
     # sum of each trainer's per-round values so far (earlier rounds + this one), and its share of the total
     cumulative_values: dict[str, float] = field(default_factory=dict)
     cumulative_shares: dict[str, float] = field(default_factory=dict)
+    # proof tasks: the circuit's inputs (valid addresses in slot order, f, sketches, binders, base
+    # permutation, outlier slots, integer utilities) -- see market.zk.statement
+    proof: dict[str, Any] = field(default_factory=dict)
 
     @property
     def bps_by_address(self) -> dict[str, int]:
@@ -92,6 +96,7 @@ class RoundOutcome:
             "valuation_record": dict(self.valuation_record),
             "cumulative_values": dict(self.cumulative_values),
             "cumulative_shares": dict(self.cumulative_shares),
+            "proof": dict(self.proof),
         }
 
 
@@ -174,8 +179,15 @@ def aggregate_round(
     y_val: Tensor,
     seed: int | None = None,
     prior_values: Mapping[str, float] | None = None,
+    proof_seed: bytes | None = None,
+    binders: Mapping[str, int] | None = None,
+    sketches: Mapping[str, Sequence[int]] | None = None,
 ) -> RoundOutcome:
     """Validate, robust-aggregate, value and pay out one round's ``(address, blob)`` submissions.
+
+    A task with ``proof.system != "none"`` runs the provable round instead
+    (:func:`_provable_round`): ``proof_seed`` is the round's final submissions digest,
+    ``binders`` and ``sketches`` each submitter's commitment binder and update sketch.
 
     ``seed`` drives the valuation's sampling (default ``spec.valuation.seed``;
     a caller running many rounds typically passes ``spec.valuation.seed + round``).
@@ -187,6 +199,10 @@ def aggregate_round(
     addresses = tuple(a for a, _ in submissions)
     if len(set(addresses)) != len(addresses):
         raise ValueError("submissions must come from distinct addresses (the contract takes one per trainer)")
+    if spec.proof.system != "none":
+        if proof_seed is None or binders is None or sketches is None:
+            raise ValueError("a proof task's round needs the submissions digest and each submitter's binder and sketch")
+        return _provable_round(spec, global_state, submissions, x_val, y_val, seed, proof_seed, binders, sketches)
     t0 = time.perf_counter()
     valid = _validate_all(spec, global_state, submissions)
     decision, robust = _select(spec, valid)
@@ -239,4 +255,116 @@ def aggregate_round(
         valuation_record=record,
         cumulative_values=cumulative,
         cumulative_shares=cumulative_shares(cumulative),
+    )
+
+
+def _provable_round(
+    spec: TaskSpec,
+    global_state: dict[str, Tensor],
+    submissions: Sequence[tuple[str, bytes]],
+    x_val: Tensor,
+    y_val: Tensor,
+    seed: int,
+    digest: bytes,
+    binders: Mapping[str, int],
+    sketch_of: Mapping[str, Sequence[int]],
+) -> RoundOutcome:
+    """The round ``zk/round.circom`` proves: Multi-Krum over the sketches of the valid updates
+    (slots in the given order, join order), FedAvg of the survivors, cyclic-permutation Shapley
+    over integer utilities (1/4096 accuracy), largest-remainder basis points."""
+    from market.zk import statement as zs
+
+    addresses = tuple(a for a, _ in submissions)
+    t0 = time.perf_counter()
+    valid = _validate_all(spec, global_state, submissions)
+    n = len(valid.addresses)
+    f_eff = effective_f(n, spec.robust.f, "multikrum") if n else 0
+    sketches = [list(sketch_of[a]) for a in valid.addresses]
+    perm = zs.permutation(digest, n) if n else []
+    survivors: tuple[str, ...] = ()
+    decision = None
+    if n:
+        decision = zs.decide(sketches, [binders[a] for a in valid.addresses], f_eff, perm)
+        survivors = tuple(valid.addresses[i] for i in decision.survivors)
+    slot = {a: i for i, a in enumerate(valid.addresses)}
+    kept = [valid.deltas[slot[a]] for a in survivors]
+    weights = [float(valid.samples[a]) for a in survivors]
+    if kept:
+        new_state = apply_delta(global_state, fedavg(torch.stack(kept), weights))
+    else:
+        new_state = OrderedDict((k, v.detach().clone().float()) for k, v in sorted(global_state.items()))
+    t1 = time.perf_counter()
+
+    util: list[int] = []
+    values: list[int] = [0] * n
+    utilities: dict[str, float] = {}
+    before = after = None
+    evaluations = 0
+    if decision is not None and survivors:
+        oracle = CoalitionUtility(spec, global_state, kept, weights, x_val, y_val, utility=spec.valuation.utility)
+        surv_index = {slot[a]: j for j, a in enumerate(survivors)}
+        keys = [frozenset(surv_index[i] for i in c if i in surv_index) for c in decision.coalitions]
+        acc = oracle.evaluate_many(keys)
+        util = [zs.quantize_utility(a) for a in acc]
+        evaluations = oracle.evaluations
+        values = zs.slot_values(n, perm, util)
+        before, after = util[0] / zs.UTIL_SCALE, util[1] / zs.UTIL_SCALE
+        for key, a in zip(keys, acc):
+            utilities[",".join(sorted(survivors[j] for j in key))] = a
+    elif decision is not None:
+        util = [0] * len(decision.coalitions)
+    t2 = time.perf_counter()
+
+    value_of = {a: values[slot[a]] for a in valid.addresses}
+    eligible_valid = [a in survivors for a in valid.addresses]
+    bps_valid = to_basis_points([value_of[a] for a in valid.addresses], eligible_valid) if n else []
+    bps_of = dict(zip(valid.addresses, bps_valid))
+    flat_values = [value_of.get(a, 0) / zs.UTIL_SCALE for a in addresses]
+    eligible = [a in survivors for a in addresses]
+    outliers = tuple(a for a in valid.addresses if a not in survivors)
+    cumulative = cumulative_values({}, dict(zip(addresses, flat_values)))
+    robust = {
+        "rule": "multikrum",
+        "applied": "multikrum-sketch" if f_eff else "mean",
+        "f": spec.robust.f,
+        "f_effective": f_eff,
+        "scores": {a: float(decision.scores[i]) for i, a in enumerate(valid.addresses)} if decision else {},
+        "update": "fedavg",
+        "treatment": {a: {"outlier": a in outliers} for a in valid.addresses},
+    }
+    proof = {
+        "system": spec.proof.system,
+        "slots": list(valid.addresses),
+        "n": n,
+        "k": spec.proof.sketch_k,
+        "f": f_eff,
+        "sketches": [list(s) for s in sketches],
+        "binders": [str(binders[a]) for a in valid.addresses],
+        "perm": list(perm),
+        "outlier_slots": list(decision.outliers) if decision else [],
+        "utilities": util,
+        "values": list(values),
+    }
+    return RoundOutcome(
+        new_state=new_state,
+        addresses=addresses,
+        samples=valid.samples,
+        rejected=valid.rejected,
+        outliers=outliers,
+        survivors=survivors,
+        robust=robust,
+        valuation="cyclic-shapley",
+        seed=seed,
+        contributions=dict(zip(addresses, flat_values)),
+        shares=dict(zip(addresses, contribution_shares(flat_values, eligible))),
+        bps=tuple(int(bps_of.get(a, 0)) for a in addresses),
+        utilities=utilities,
+        evaluations=evaluations,
+        accuracy_before=before,
+        accuracy_after=after,
+        timings={"aggregate": t1 - t0, "valuation": t2 - t1},
+        valuation_record={"method": "cyclic-shapley", "permutation": list(perm), "utility_scale": zs.UTIL_SCALE},
+        cumulative_values=cumulative,
+        cumulative_shares=cumulative_shares(cumulative),
+        proof=proof,
     )

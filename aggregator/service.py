@@ -24,9 +24,11 @@ from aggregator.receipt import build_receipt
 from aggregator.round import RoundOutcome, aggregate_round
 from market.contract import MarketContract, Submission
 from market.data import Dataset, dataset_commitment
-from market.errors import ConfigError, MarketError, StoreError
+from market.errors import ConfigError, MalformedUpdateError, MarketError, StoreError
 from market.failpoints import failpoint
-from market.protocol import submission_commitment
+from market.protocol import update_sketch
+from market.spec import TaskSpec
+from market.zk.sketch import binder, commitment_bytes
 from market.roles import TaskView, fetch_global_model, load_task
 from market.store import ContentStore, get_json, put_json
 from market.tensors import encode_state
@@ -43,19 +45,25 @@ class PostedRound:
     bps: list[int]
     gas: int
     seconds: dict[str, float] = field(default_factory=dict)
+    proof: dict[str, Any] | None = None  # proof tasks: system, shape, prove_s, verified_on_chain
 
 
 def prefilter(
-    task_id: int, round_: int, subs: list[Submission], store: ContentStore
-) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
-    """Fetch every submission; return the usable (address, blob) pairs and the reasons for the rest."""
+    spec: TaskSpec, task_id: int, round_: int, subs: list[Submission], store: ContentStore
+) -> tuple[list[tuple[str, bytes]], dict[str, str], dict[str, list[int]]]:
+    """Fetch every submission; return the usable (address, blob) pairs (join order), the reasons for
+    the rest, and the sketch of each usable update.
+
+    An update whose sketch does not match its on-chain commitment (or whose commitment binds
+    another submitter, CID, task or round) is refused; of two submissions of the same CID the
+    later one (submission order) is refused.  Bytes that are not an update at all pass through
+    so that validation rejects them with its reason.
+    """
     usable: list[tuple[str, bytes]] = []
     rejected: dict[str, str] = {}
+    sketches: dict[str, list[int]] = {}
     seen: dict[str, str] = {}
-    for s in subs:
-        if s.commitment != submission_commitment(task_id, round_, s.trainer, s.cid):
-            rejected[s.trainer] = "commitment does not bind this submitter to this CID"
-            continue
+    for s in sorted(subs, key=lambda s: s.seq):
         if s.cid in seen:
             rejected[s.trainer] = f"duplicate of the update {seen[s.cid]} submitted earlier"
             continue
@@ -65,8 +73,19 @@ def prefilter(
         except StoreError as exc:
             rejected[s.trainer] = str(exc)
             continue
+        try:
+            sketch = update_sketch(spec, task_id, blob)
+        except MalformedUpdateError:
+            usable.append((s.trainer, blob))
+            continue
+        if s.commitment != commitment_bytes(sketch, binder(task_id, round_, s.trainer, s.cid)):
+            rejected[s.trainer] = "commitment does not match this update's sketch and submitter"
+            continue
+        sketches[s.trainer] = sketch
         usable.append((s.trainer, blob))
-    return usable, rejected
+    order = {s.trainer: s.index for s in subs}
+    usable.sort(key=lambda p: order[p[0]])
+    return usable, rejected, sketches
 
 
 class Aggregator:
@@ -77,6 +96,7 @@ class Aggregator:
         self.store = store
         self.account = account
         self.validation = validation
+        self.progress: Any = None  # optional callable(str) for long steps (zk setup, proving)
 
     def check_task(self, view: TaskView) -> None:
         if view.info.aggregator.lower() != self.account.address.lower():
@@ -106,10 +126,17 @@ class Aggregator:
         task_id, r = view.info.task_id, view.info.current_round
         subs = self.contract.submissions(task_id, r)
         global_cid, global_state = fetch_global_model(self.contract, self.store, view)
-        usable, prerejected = prefilter(task_id, r, subs, self.store)
+        usable, prerejected, sketches = prefilter(view.spec, task_id, r, subs, self.store)
         seed = view.spec.valuation.seed * 1_000_003 + r
+        proof_args: dict[str, Any] = {}
+        if view.spec.proof.system != "none":
+            proof_args = {
+                "proof_seed": self.contract.round_info(task_id, r).submissions_digest,
+                "binders": {s.trainer: binder(task_id, r, s.trainer, s.cid) for s in subs},
+                "sketches": sketches,
+            }
         outcome = aggregate_round(view.spec, global_state, usable, self.validation.x, self.validation.y, seed=seed,
-                                  prior_values=self.prior_values(task_id, r))
+                                  prior_values=self.prior_values(task_id, r), **proof_args)
         model_cid = self.store.put(encode_state(outcome.new_state, {"kind": "model", "round": str(r)}))
         receipt = build_receipt(
             view=view, round_=r, submissions=subs, global_cid=global_cid, model_cid=model_cid,
@@ -133,7 +160,15 @@ class Aggregator:
         t1 = time.perf_counter()
         if self.contract.task(task_id).current_round != r:
             raise MarketError(f"task {task_id} round {r} was settled meanwhile; nothing posted")
-        tx = self.contract.post_result(self.account, task_id, r, model_cid, receipt_cid, bps)
+        proof = b""
+        proved = None
+        if view.spec.proof.system != "none":
+            from aggregator.proof import prove_round
+
+            proved = prove_round(self.contract, task_id, r, view.info.verifier, outcome,
+                                 self.contract.submissions(task_id, r), model_cid, receipt_cid, self.progress)
+            proof = proved.calldata if proved else b""
+        tx = self.contract.post_result(self.account, task_id, r, model_cid, receipt_cid, bps, proof)
         chain_s = time.perf_counter() - t1
         seconds = {
             "aggregate": float(outcome.timings.get("aggregate", 0.0)),
@@ -141,4 +176,7 @@ class Aggregator:
             "compute": compute_s,
             "chain": chain_s,
         }
-        return PostedRound(task_id, r, model_cid, receipt_cid, receipt, outcome, bps, int(tx["gasUsed"]), seconds)
+        posted = PostedRound(task_id, r, model_cid, receipt_cid, receipt, outcome, bps, int(tx["gasUsed"]), seconds)
+        if proved is not None:
+            posted.proof = {**proved.report(), "verified_on_chain": True}
+        return posted

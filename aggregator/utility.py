@@ -37,6 +37,7 @@ one-coalition-at-a-time path, the baseline they are measured against).
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from typing import Iterable, Sequence
 
@@ -217,6 +218,21 @@ class CoalitionUtility:
             self._cache[k] = u
         self.evaluations += len(todo)
         return [self._cache[k] for k in keys]
+
+    def symmetric_players(self) -> list[list[int]]:
+        """Groups (two or more players, ascending) whose deltas are bit-identical and whose weights are equal.
+
+        Such players are interchangeable in every coalition under either
+        utility (``U(S + i) = U(S + j)`` for ``S`` holding neither), so their
+        Shapley values are equal (the symmetry axiom); the sampling estimators
+        only get there on average, which :func:`aggregator.valuation.estimate`
+        corrects by averaging within each group.
+        """
+        groups: dict[tuple[float, bytes], list[int]] = {}
+        for i in range(self.n):
+            digest = hashlib.sha256(self._deltas[i].numpy().tobytes()).digest()
+            groups.setdefault((float(self._w[i]), digest), []).append(i)
+        return [g for g in groups.values() if len(g) > 1 and all(torch.equal(self._deltas[g[0]], self._deltas[j]) for j in g)]
 
     @property
     def evaluated(self) -> dict[frozenset[int], float]:

@@ -44,11 +44,13 @@ from market.data import Splits, digits_splits  # noqa: E402
 from market.models import accuracy, build_model, model_with_state, state_of  # noqa: E402
 from market.spec import RobustSpec, TaskSpec  # noqa: E402
 from market.tensors import encode_state  # noqa: E402
-from trainer_node.attacks import ATTACK_NAMES, Collusion, get_attack, poison_data, poison_update  # noqa: E402
+from trainer_node.attacks import (  # noqa: E402
+    ATTACK_NAMES, Collusion, attack_seed, get_attack, poison_data, poison_update,
+)
 from trainer_node.train import local_update  # noqa: E402
 
 PARTITIONS = ("iid", "dirichlet:0.5")
-RULES = ("krum", "multikrum", "cwmed", "cwtm", "geomed", "cc", "nnm+cwtm", "nnm+multikrum")
+RULES = ("krum", "multikrum", "cwmed", "cwtm", "geomed", "cc", "ccdrop", "nnm+cwtm", "nnm+multikrum")
 ATTACK_ORDER = ("sign_flip", "gaussian", "label_flip", "free_rider", "alie", "ipm", "mimic")
 #: attacks whose submitted update does not depend on the attacker's own training (skip the training)
 _NO_OWN_TRAINING = {"gaussian", "free_rider", "alie", "ipm", "mimic"}
@@ -96,7 +98,9 @@ def run_cell(partition: str, attack: str | None, rule: str, seed: int, rounds: i
                 else:
                     own = local_update(spec, g, poison_data(attack, data, spec.data.n_classes), seed=step_seed)
                 seen = Collusion(tuple(honest[j] for j in sorted(honest))) if get_attack(attack).colluding else None
-                delta = poison_update(attack, own, seed=step_seed, collusion=seen)
+                # gaussian: one noise vector per attacker for the whole run, as long as the norm bound allows
+                delta = poison_update(attack, own, seed=attack_seed(seed, 0, i), collusion=seen,
+                                      max_norm=spec.validation.max_update_norm)
             else:
                 delta = honest[i]
             subs.append((_address(i), encode_state(delta, {"kind": "delta", "samples": str(len(data))})))

@@ -4,7 +4,7 @@ pragma solidity ^0.8.28;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
-import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {IRoundVerifier} from "./IRoundVerifier.sol";
 
 /// @title ContributionMarket
@@ -22,7 +22,10 @@ import {IRoundVerifier} from "./IRoundVerifier.sol";
 /// rounds, its value at each settlement emitted; a verifier gets it too), which
 /// readers use to check the events they read. Submitters of a round are, in that order,
 /// the joined trainers in join order that submitted; `bps` follows that order.
-contract ContributionMarket is ReentrancyGuardTransient {
+/// The guard is OpenZeppelin's storage `ReentrancyGuard`, not the transient one: the contract
+/// is built for `evmVersion` shanghai so one artifact runs on every node (Anvil, the in-process
+/// EVM, Ganache 7, pre-Cancun chains); it costs ~2,000 gas per guarded call (bench/gas.py).
+contract ContributionMarket is ReentrancyGuard {
     using SafeERC20 for IERC20;
 
     /// @notice Basis points in a whole round pool.

@@ -104,8 +104,11 @@ def revert_data(exc: BaseException) -> bytes | None:
     data = getattr(exc, "data", None)
     if isinstance(data, str) and data.startswith("0x"):
         return bytes.fromhex(data[2:])
-    if isinstance(data, dict) and isinstance(data.get("data"), str):
-        return bytes.fromhex(data["data"][2:])
+    if isinstance(data, dict):
+        # Anvil/geth: {"data": "0x…"}; Ganache 7: {"result": "0x…", "programCounter": …}
+        for key in ("data", "result"):
+            if isinstance(data.get(key), str) and data[key].startswith("0x") and len(data[key]) > 2:
+                return bytes.fromhex(data[key][2:])
     msg = str(exc.args[0]) if exc.args else ""
     marker = "execution reverted: "
     if marker in msg:  # eth-tester: "execution reverted: b'...'"

@@ -229,7 +229,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_devnet(args: argparse.Namespace) -> int:
     from market.chain import Chain
     from market.contract import MarketContract
-    from market.devchain import AnvilProcess, dev_accounts, write_key_file
+    from market.devchain import DEV_CHAINS, dev_accounts, write_key_file
     from market.settings import DEVNET_FILE
 
     console = _console()
@@ -240,7 +240,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     def _on_signal(signum: int, _frame: Any) -> None:
         stop["flag"] = True
 
-    with AnvilProcess(accounts=args.accounts, port=args.port) as anvil:
+    with DEV_CHAINS[args.chain](accounts=args.accounts, port=args.port) as anvil:
         chain = Chain.connect(anvil.rpc_url)
         market = MarketContract.deploy(chain, accounts[0])
         roles = ["owner", "aggregator"] + [f"trainer-{i}" for i in range(1, len(accounts) - 1)]
@@ -341,6 +341,25 @@ def cmd_task_status(args: argparse.Namespace) -> int:
         print(f"round {info.current_round}: {len(subs)} submitted; submissions close in {max(0, sub_dl - now)} s, results in {max(0, res_dl - now)} s")
     print(f"spec {info.spec_cid}")
     return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from market.data import load_shard
+    from market.roles import load_task
+    from market.verify import verify_round
+
+    contract = _contract(args)
+    store = _store(args)
+    validation = None
+    if args.validation:
+        spec = load_task(contract, store, args.task).spec
+        validation = load_shard(args.validation, spec.data.n_features, spec.data.n_classes)
+    rep = verify_round(contract, store, args.task, args.round, validation,
+                       emit=lambda name, ok, detail: print(f"{'ok  ' if ok else 'FAIL'} {name:12} {detail}", flush=True))
+    if not args.validation:
+        print("note: no --validation given, so utilities and the model were not recomputed")
+    print("round verified" if rep.ok else "round FAILED verification")
+    return 0 if rep.ok else 1
 
 
 def cmd_task_results(args: argparse.Namespace) -> int:
@@ -511,19 +530,24 @@ def _sim_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attackers", type=int, help="how many of the trainers attack (the last ones)")
     p.add_argument("--attack", help="sign_flip | gaussian | label_flip | free_rider | alie | ipm | mimic")
     p.add_argument("--rounds", type=int)
-    p.add_argument("--robust", help="robust rule (default multikrum)")
+    p.add_argument("--robust", help="robust rule (default ccdrop)")
     p.add_argument("--f", type=int, help="suspected attackers for the robust rule (default: --attackers, at least 1)")
     p.add_argument("--valuation", help="auto | exact | gtg | tmc | loo (default auto)")
     p.add_argument("--model", help="logreg | mlp | cnn")
     p.add_argument("--partition", help="iid | dirichlet:ALPHA")
     p.add_argument("--seed", type=int)
     p.add_argument("--reward", help="reward in ETH (decimal, default 1)")
-    p.add_argument("--chain", choices=["anvil", "tester"], help="anvil (default) or the in-process tester EVM")
+    p.add_argument("--chain", choices=["anvil", "ganache", "tester"],
+                   help="anvil (default), ganache (a throwaway Ganache 7) or the in-process tester EVM")
     p.add_argument("--rpc", help="use this chain instead of a throwaway Anvil")
     p.add_argument("--contract", help="with --rpc: use this deployed contract")
     p.add_argument("--store", choices=["local", "kubo"])
     p.add_argument("--store-dir")
     p.add_argument("--ipfs-api")
+    p.add_argument("--proof", choices=["none", "groth16"],
+                   help="groth16: prove every round (Multi-Krum over sketches + cyclic Shapley) and verify it on chain "
+                        "before crediting; needs --robust multikrum; the first run builds a development setup (~1-2 min)")
+    p.add_argument("--sketch-k", type=int, help="sketch length trainers commit to (16..64, default 16)")
     p.add_argument("--report", help="write the JSON report here")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
@@ -540,6 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("devnet", help="start a local Anvil on 127.0.0.1, deploy, print addresses; runs until Ctrl-C")
+    p.add_argument("--chain", choices=["anvil", "ganache"], default="anvil", help="which local node to start (default anvil)")
     p.add_argument("--port", type=int, default=8545)
     p.add_argument("--accounts", type=int, default=20)
     p.add_argument("--keys-dir", default=".market/devnet/keys")
@@ -579,6 +604,13 @@ def build_parser() -> argparse.ArgumentParser:
             q.add_argument("--json", action="store_true")
             q.add_argument("--plot", metavar="OUT.png", help="also save the accuracy and contribution figure (.png/.svg/.pdf)")
         q.set_defaults(func=fn)
+
+    p = sub.add_parser("verify", help="re-derive a settled round from chain and store (and the proof); exit 1 on any mismatch")
+    p.add_argument("--task", type=int, required=True)
+    p.add_argument("--round", type=int, required=True)
+    p.add_argument("--validation", help="the task's validation set (.npz/.csv): also recompute utilities and the model")
+    _chain_opts(p, key=False)
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("trainer", help="a data owner's trainer node")
     trsub = p.add_subparsers(dest="trainer_command", required=True)

@@ -26,11 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS = ROOT / "contracts"
 ARTIFACTS = CONTRACTS / "artifacts"
 SOLC_VERSION = "0.8.28"
-EVM_VERSION = "cancun"
+#: shanghai, not cancun: Ganache 7 (and other pre-Cancun nodes) cannot run TLOAD/TSTORE/MCOPY.
+EVM_VERSION = "shanghai"
 
 #: contracts whose artifacts are kept (source path relative to ROOT, contract name)
 TARGETS: list[tuple[str, str]] = [
     ("contracts/ContributionMarket.sol", "ContributionMarket"),
+    ("contracts/RoundVerifier.sol", "RoundVerifier"),
 ]
 #: extra sources compiled for the tests (attackers, tokens); artifacts go to artifacts/test/
 TEST_TARGETS: list[tuple[str, str]] = []

@@ -260,6 +260,15 @@ class MarketContract:
             raise ChainError(f"task {task_id} round {round_}: submission events do not match the on-chain digest")
         return sorted(subs, key=lambda s: s.index)
 
+    def digest_before(self, task_id: int, round_: int) -> bytes:
+        """The running submissions digest before ``round_``'s first submission."""
+        if round_ == 0:
+            return digest_seed(task_id)
+        task = self.task(task_id)
+        for e in self._logs("RoundSettled", task.created_block, taskId=task_id, round=round_ - 1):
+            return bytes(e["args"]["submissionsDigest"])
+        raise ChainError(f"task {task_id} round {round_ - 1} is not settled")
+
     def credited(self, task_id: int, round_: int) -> dict[str, int]:
         task = self.task(task_id)
         out: dict[str, int] = {}

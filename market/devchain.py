@@ -1,4 +1,4 @@
-"""Local chains for development: a throwaway Anvil process, or the in-process EVM.
+"""Local chains for development: a throwaway Anvil (or Ganache) process, or the in-process EVM.
 
 Anvil comes from the project's ``node_modules`` (npm ``@foundry-rs/anvil``) and
 is started from its binary, never through ``npx`` (a killed ``npx`` leaves its
@@ -8,6 +8,10 @@ whatever happens (context manager, ``atexit`` and signal handlers).
 Dev accounts are derived from Anvil's well-known test mnemonic; they hold
 play money only. Their keys are kept in memory and written only to key files
 with mode 0600 (never printed).
+
+Ganache 7 (npm ``ganache``, deprecated upstream but still in use) is started the
+same way, from its node entry point (``node …/ganache/dist/node/cli.js``), never
+through ``npx``; its stdout (which lists the dev private keys) is discarded.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import atexit
 import glob
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,8 +59,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def ganache_command() -> list[str]:
+    """``node …/ganache/dist/node/cli.js`` from the project's ``node_modules`` (``MARKET_GANACHE`` overrides the path)."""
+    cli = os.environ.get("MARKET_GANACHE") or str(ROOT / "node_modules" / "ganache" / "dist" / "node" / "cli.js")
+    if not Path(cli).is_file():
+        raise ConfigError("ganache is not installed in node_modules: run `make install` (npm ci) first")
+    node = shutil.which("node")
+    if not node:
+        raise ConfigError("ganache needs Node.js: `node` is not on PATH")
+    return [node, cli]
+
+
 class AnvilProcess:
     """A throwaway Anvil on 127.0.0.1; use as a context manager."""
+
+    name = "anvil"
 
     def __init__(self, accounts: int = 10, port: int | None = None, block_time: int | None = None) -> None:
         self.accounts = max(accounts, 2)
@@ -67,7 +85,7 @@ class AnvilProcess:
     def rpc_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 20.0) -> "AnvilProcess":
+    def command(self) -> list[str]:
         cmd = [
             anvil_binary(),
             "--host", "127.0.0.1",
@@ -79,6 +97,10 @@ class AnvilProcess:
         ]
         if self.block_time:
             cmd += ["--block-time", str(self.block_time)]
+        return cmd
+
+    def start(self, timeout: float = 20.0) -> "AnvilProcess":
+        cmd = self.command()
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
         )
@@ -87,14 +109,14 @@ class AnvilProcess:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 err = (self.proc.stderr.read() if self.proc.stderr else b"").decode(errors="replace").strip()
-                raise ChainError(f"anvil exited at start: {err.splitlines()[-1] if err else 'no message'}")
+                raise ChainError(f"{self.name} exited at start: {err.splitlines()[-1] if err else 'no message'}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
                     return self
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise ChainError(f"anvil did not open 127.0.0.1:{self.port} within {timeout:.0f} s")
+        raise ChainError(f"{self.name} did not open 127.0.0.1:{self.port} within {timeout:.0f} s")
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
@@ -118,6 +140,33 @@ class AnvilProcess:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+class GanacheProcess(AnvilProcess):
+    """A throwaway Ganache 7 on 127.0.0.1 with the same accounts as Anvil; use as a context manager.
+
+    Shanghai rules (the contract is built for shanghai), instant mining, chain id 1337.
+    """
+
+    name = "ganache"
+
+    def command(self) -> list[str]:
+        cmd = ganache_command() + [
+            "--server.host", "127.0.0.1",
+            "--server.port", str(self.port),
+            "--wallet.mnemonic", DEV_MNEMONIC,
+            "--wallet.totalAccounts", str(self.accounts),
+            "--wallet.defaultBalance", str(DEV_BALANCE_ETH),
+            "--chain.hardfork", "shanghai",
+            "--logging.quiet",
+        ]
+        if self.block_time:
+            cmd += ["--miner.blockTime", str(self.block_time)]
+        return cmd
+
+
+#: the local chains `market simulate --chain NAME` / `market devnet --chain NAME` can start
+DEV_CHAINS: dict[str, type[AnvilProcess]] = {"anvil": AnvilProcess, "ganache": GanacheProcess}
 
 
 def write_key_file(account: LocalAccount, path: Path) -> None:

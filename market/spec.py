@@ -51,8 +51,9 @@ class TrainingSpec(_Frozen):
 class RobustSpec(_Frozen):
     """The robust rule run over the valid updates, with ``f`` suspected attackers.
 
-    ``rule`` names a rule (``multikrum``, ``krum``, ``cwmed``, ``cwtm``, ``geomed``,
-    ``cc``, or ``mean`` for no defence), optionally preceded by pre-aggregation
+    ``rule`` names a rule (``ccdrop``, the default, chosen by ``bench/robustness.py``
+    (README, "Robust aggregation"); ``multikrum``, ``krum``, ``cwmed``, ``cwtm``,
+    ``geomed``, ``cc``, or ``mean`` for no defence), optionally preceded by pre-aggregation
     steps joined with ``+`` (``nnm+cwtm``, ``arc+cc``).  ``params`` go to the rule
     (e.g. ``{"m": 4}`` for multikrum, ``{"L": 5}`` for cc); a key named after a
     pre-step holds that step's parameters (``{"clip": {"c": 5.0}}``).  Every rule
@@ -61,7 +62,7 @@ class RobustSpec(_Frozen):
     measures each rule under the attack suite.
     """
 
-    rule: str = "multikrum"
+    rule: str = "ccdrop"
     f: int = Field(1, ge=0)
     params: dict[str, Any] = Field(default_factory=dict)
 
@@ -96,6 +97,24 @@ class ValidationSpec(_Frozen):
     max_update_norm: float = Field(100.0, gt=0)
 
 
+class ProofSpec(_Frozen):
+    """Verifiable rounds (:mod:`market.zk`, ``zk/round.circom``).
+
+    Every trainer commits to a ``sketch_k``-entry fixed-point sketch of its update
+    (a public random projection, ``sketch_scale`` integer units per unit of
+    projected update, 12-bit signed entries).  With ``system = "groth16"`` the
+    aggregator also proves, and the task's RoundVerifier checks on chain before
+    anything is credited, that the outliers are Multi-Krum over the committed
+    sketches (``robust.f``) and the basis points the cyclic-permutation Shapley
+    split of the published utilities; such a task needs ``robust.rule = "multikrum"``
+    and ``valuation.payout = "round"``.
+    """
+
+    system: Literal["none", "groth16"] = "none"
+    sketch_k: int = Field(16, ge=16, le=64)
+    sketch_scale: int = Field(8, ge=1, le=1 << 16)
+
+
 class TaskSpec(_Frozen):
     version: Literal[1] = 1
     name: str = "digits"
@@ -105,8 +124,18 @@ class TaskSpec(_Frozen):
     robust: RobustSpec = RobustSpec()
     valuation: ValuationSpec = ValuationSpec()
     validation: ValidationSpec = ValidationSpec()
+    proof: ProofSpec = ProofSpec()
     model_seed: int = 0
     initial_model_cid: str | None = None
+
+    @model_validator(mode="after")
+    def _provable(self) -> "TaskSpec":
+        if self.proof.system != "none":
+            if self.robust.rule != "multikrum":
+                raise ValueError(f"proof.system {self.proof.system!r} proves Multi-Krum over sketches: set robust.rule to 'multikrum'")
+            if self.valuation.payout != "round":
+                raise ValueError(f"proof.system {self.proof.system!r} pays per round: set valuation.payout to 'round'")
+        return self
 
     @model_validator(mode="after")
     def _cnn_needs_image(self) -> "TaskSpec":

@@ -1,6 +1,6 @@
-"""Where a simulation runs: a chain (throwaway Anvil, the in-process EVM, or ``--rpc``) and a store.
+"""Where a simulation runs: a chain (throwaway Anvil or Ganache, the in-process EVM, or ``--rpc``) and a store.
 
-A throwaway Anvil is stopped on exit whatever happens.
+A throwaway chain process is stopped on exit whatever happens.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from eth_account.signers.local import LocalAccount
 
 from market.chain import Chain
 from market.contract import MarketContract
-from market.devchain import AnvilProcess, dev_accounts
+from market.devchain import DEV_CHAINS, dev_accounts
 from market.errors import ConfigError
 from market.store import ContentStore, open_store
 
@@ -46,14 +46,14 @@ def open_environment(
                 raise ConfigError("--chain tester runs in-process: drop --rpc")
             ch = Chain.tester()
             ch.fund(accounts, 1_000 * 10**18)
-        elif chain == "anvil":
+        elif chain in DEV_CHAINS:
             if rpc:
                 ch = Chain.connect(rpc)
             else:
-                anvil = stack.enter_context(AnvilProcess(accounts=n_accounts))
-                ch = Chain.connect(anvil.rpc_url)
+                node = stack.enter_context(DEV_CHAINS[chain](accounts=n_accounts))
+                ch = Chain.connect(node.rpc_url)
         else:
-            raise ConfigError(f"--chain {chain!r}: use 'anvil' or 'tester'")
+            raise ConfigError(f"--chain {chain!r}: use 'anvil', 'ganache' or 'tester'")
         if contract:
             market = MarketContract(ch, contract)
         else:

@@ -8,7 +8,7 @@ from eth_account.signers.local import LocalAccount
 
 from market.data import Dataset, dataset_commitment
 from market.roles import initial_model_blob
-from market.spec import ModelSpec, RobustSpec, TaskSpec, TrainingSpec, ValuationSpec
+from market.spec import ModelSpec, ProofSpec, RobustSpec, TaskSpec, TrainingSpec, ValuationSpec
 from market.store import put_json
 
 if TYPE_CHECKING:
@@ -33,6 +33,7 @@ def spec_for(cfg: "SimulateConfig") -> TaskSpec:
             "training": TRAINING_FOR[cfg.model],
             "robust": RobustSpec(rule=cfg.robust, f=cfg.suspected),
             "valuation": ValuationSpec(rule=cfg.valuation, seed=cfg.seed),
+            "proof": ProofSpec(system=cfg.proof, sketch_k=cfg.sketch_k),
             "model_seed": cfg.seed,
         }
     )
@@ -50,6 +51,13 @@ def post_task(
 ) -> tuple[int, TaskSpec]:
     spec, spec_cid = publish_spec(env, spec_for(cfg))
     assert spec.initial_model_cid
+    verifier: dict[str, str] = {}
+    if spec.proof.system != "none":
+        from market.zk.deploy import deploy_round_verifier
+
+        # rounds where every trainer's update is valid, or all but one
+        sizes = {cfg.trainers, cfg.trainers - 1}
+        verifier["verifier"] = deploy_round_verifier(env.chain, owner, spec, sizes, progress=None)
     task_id, _ = env.contract.create_task(
         owner,
         spec_cid=spec_cid,
@@ -59,5 +67,6 @@ def post_task(
         rounds=cfg.rounds,
         reward_wei=reward,
         max_trainers=max(cfg.trainers, 1),
+        **verifier,
     )
     return task_id, spec

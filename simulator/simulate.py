@@ -66,6 +66,8 @@ class SimulateConfig(BaseModel):
     store: str = "local"
     store_dir: str | None = None
     ipfs_api: str | None = None
+    proof: Literal["none", "groth16"] = "none"
+    sketch_k: int = Field(16, ge=16, le=64)
 
     @field_validator("attack")
     @classmethod
@@ -89,6 +91,8 @@ class SimulateConfig(BaseModel):
         if self.attackers and self.attackers == self.trainers and is_colluding(self.attack):
             raise ConfigError(f"--attack {self.attack} colludes with honest updates: leave at least one honest trainer")
         parse_eth(self.reward)
+        if self.proof != "none" and self.robust != "multikrum":
+            raise ConfigError(f"--proof {self.proof} proves Multi-Krum over sketches: add --robust multikrum")
 
     @property
     def suspected(self) -> int:
@@ -154,12 +158,12 @@ def run_round(sim: Simulation) -> dict[str, Any]:
         "bps": {a: int(receipt["bps"].get(a, 0)) for a in addresses},
         "credited_wei": {a: str(credited.get(a, 0)) for a in addresses},
         "gas": {"submit": max(submit_gas) if submit_gas else 0, "post_result": posted.gas},
-        "proof": None,
+        "proof": posted.proof,
         "seconds": {
             "train": train_s,
             "aggregate": posted.seconds["aggregate"],
             "valuation": posted.seconds["valuation"],
-            "prove": 0.0,
+            "prove": float(posted.proof["prove_s"]) if posted.proof else 0.0,
             "chain": chain_s,
         },
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
-from market.protocol import submission_commitment
+from eth_utils import keccak
 from market.spec import TaskSpec
 from market.store import LocalStore, put_json
 from tests.conftest import Market
@@ -48,7 +48,7 @@ def build_scenario(market: Market, store_dir: Path) -> Scenario:
     cids = []
     for i, t in enumerate(trainers):
         cid = store.put(f"update of trainer {i}, round 0".encode())
-        c.submit_update(t, task_id, 0, cid, submission_commitment(task_id, 0, t.address, cid))
+        c.submit_update(t, task_id, 0, cid, keccak(text=f"{task_id}:0:{t.address}:{cid}"))
         cids.append(cid)
     t0, t1, t2 = (t.address for t in trainers)
     model_cid = store.put(b"aggregated model of round 0")
@@ -63,5 +63,5 @@ def build_scenario(market: Market, store_dir: Path) -> Scenario:
     receipt_cid = put_json(store, receipt)
     c.post_result(market.aggregator, task_id, 0, model_cid, receipt_cid, [10_000, 0, 0])
     cid = store.put(b"update of trainer 0, round 1")
-    c.submit_update(trainers[0], task_id, 1, cid, submission_commitment(task_id, 1, t0, cid))
+    c.submit_update(trainers[0], task_id, 1, cid, keccak(text=f"{task_id}:1:{t0}:{cid}"))
     return Scenario(market, store, task_id, trainers, cids, model_cid, receipt_cid, spec_cid)

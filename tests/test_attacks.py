@@ -9,8 +9,10 @@ import torch
 
 from market.data import Dataset
 from market.errors import ConfigError
+from aggregator.validate import validate_update
+from market.tensors import encode_state
 from trainer_node.attacks import (
-    ALIE_Z, ATTACK_NAMES, COLLUDING_ATTACKS, GAUSSIAN_SIGMA, IPM_EPSILON, SIGN_FLIP_SCALE, Collusion, is_colluding,
+    ALIE_Z, ATTACK_NAMES, COLLUDING_ATTACKS, GAUSSIAN_NORM_FRACTION, IPM_EPSILON, SIGN_FLIP_SCALE, Collusion, attack_seed, is_colluding,
     poison_data, poison_update,
 )
 
@@ -43,12 +45,45 @@ def test_gaussian_ignores_the_honest_values_and_is_seeded() -> None:
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_gaussian_noise_has_the_default_sigma() -> None:
+def _norm(delta: "OrderedDict[str, torch.Tensor]") -> float:
+    return float(torch.cat([v.flatten().double() for v in delta.values()]).norm())
+
+
+@pytest.mark.parametrize("max_norm", [None, 100.0, 7.5])
+def test_gaussian_noise_fills_the_published_norm_bound(max_norm: float | None) -> None:
+    big = OrderedDict([("w", torch.zeros(200_000)), ("b", torch.zeros(10))])
+
+    out = poison_update("gaussian", big, seed=1, max_norm=max_norm)
+
+    bound = 100.0 if max_norm is None else max_norm  # the spec's default max_update_norm
+    assert abs(_norm(out) - GAUSSIAN_NORM_FRACTION * bound) < 1e-4 * bound
+    sigma = GAUSSIAN_NORM_FRACTION * bound / 200_010**0.5
+    assert abs(float(out["w"].std()) - sigma) < 0.02 * sigma and abs(float(out["w"].mean())) < 0.02 * sigma
+
+
+def test_gaussian_strength_sets_sigma_directly() -> None:
     big = OrderedDict([("w", torch.zeros(200_000))])
 
-    out = poison_update("gaussian", big, seed=1)
+    out = poison_update("gaussian", big, seed=1, strength=3.0, max_norm=1.0)
 
-    assert abs(float(out["w"].std()) - GAUSSIAN_SIGMA) < 0.02 * GAUSSIAN_SIGMA
+    assert abs(float(out["w"].std()) - 3.0) < 0.06
+
+
+def test_gaussian_repeats_its_noise_for_one_seed_and_attack_seed_is_per_task_and_trainer() -> None:
+    a, b = attack_seed(0, 1, "0xAA"), attack_seed(0, 1, "0xaa")
+
+    assert a == b and len({a, attack_seed(0, 2, "0xaa"), attack_seed(0, 1, "0xbb"), attack_seed(1, 1, "0xaa")}) == 4
+    first, again = poison_update("gaussian", _delta(), seed=a), poison_update("gaussian", _delta(), seed=a)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+
+
+def test_gaussian_noise_passes_the_aggregators_norm_check() -> None:
+    template = OrderedDict([("linear.weight", torch.zeros(10, 64)), ("linear.bias", torch.zeros(10))])
+    noise = poison_update("gaussian", template, seed=4, max_norm=100.0)
+
+    delta, samples, reason = validate_update(encode_state(noise, {"kind": "delta", "samples": "9"}), template, 100.0)
+
+    assert reason is None and samples == 9
 
 
 def test_free_rider_submits_zeros() -> None:

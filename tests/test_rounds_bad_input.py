@@ -8,7 +8,9 @@ import torch
 
 from aggregator.service import Aggregator
 from market.data import digits_splits
+from market.errors import MalformedUpdateError
 from market.protocol import submission_commitment
+from market.roles import load_task
 from market.store import LocalStore
 from market.tensors import encode_state
 from simulator.environment import open_environment
@@ -32,7 +34,12 @@ def _setup(tmp_path: Path, n: int = 4):  # type: ignore[no-untyped-def]
 
 def _submit_blob(env, task_id: int, node: TrainerNode, blob: bytes) -> str:  # type: ignore[no-untyped-def]
     cid = env.store.put(blob)
-    env.contract.submit_update(node.account, task_id, 0, cid, submission_commitment(task_id, 0, node.address, cid))
+    spec = load_task(env.contract, env.store, task_id).spec
+    try:
+        commitment = submission_commitment(spec, task_id, 0, node.address, cid, blob)
+    except MalformedUpdateError:
+        commitment = b"\x00" * 32  # not an update at all: nothing to sketch
+    env.contract.submit_update(node.account, task_id, 0, cid, commitment)
     return cid
 
 
@@ -77,7 +84,8 @@ def test_copied_cid_earns_nothing(tmp_path: Path) -> None:
     original = env.contract.submissions(task_id, 0)[0]
     copier = nodes[-1]
     env.contract.submit_update(copier.account, task_id, 0, original.cid,
-                               submission_commitment(task_id, 0, copier.address, original.cid))
+                               submission_commitment(spec, task_id, 0, copier.address, original.cid,
+                                                     env.store.get(original.cid)))
 
     posted = agg.run_round(task_id)
 

@@ -1,4 +1,4 @@
-"""The whole marketplace end to end: on Anvil and the in-process EVM, with the local store."""
+"""The whole marketplace end to end: on Anvil, Ganache 7 and the in-process EVM, with the local store."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _check_report(report: dict[str, Any], attackers: list[str]) -> None:
         assert fin["withdrawn_wei"][a] == "0"
 
 
-@pytest.mark.parametrize("chain", ["anvil", "tester"])
+@pytest.mark.parametrize("chain", ["anvil", "ganache", "tester"])
 def test_sign_flip_attacker_is_excluded_and_unpaid(chain: str, tmp_path: Path) -> None:
     cfg = SimulateConfig(trainers=6, attackers=1, attack="sign_flip", rounds=3, seed=1, chain=chain,
                          store_dir=str(tmp_path / "store"))
@@ -51,15 +51,21 @@ def test_demo_configuration_on_dirichlet_split(tmp_path: Path) -> None:
     _check_report(report, [t["address"] for t in report["trainers"] if t["attack"]])
 
 
-def test_free_rider_earns_almost_nothing(tmp_path: Path) -> None:
-    cfg = SimulateConfig(trainers=5, attackers=1, attack="free_rider", rounds=2, seed=3, chain="tester",
-                         robust="mean", store_dir=str(tmp_path / "store"))
+@pytest.mark.parametrize(("partition", "seed"), [("iid", 3), ("dirichlet:0.5", 0)])
+def test_free_rider_is_rejected_and_earns_nothing(partition: str, seed: int, tmp_path: Path) -> None:
+    """Its zero update is refused by validation; before that it earned 3-14% of the reward over 3 rounds of
+    plain FedAvg (seeds 0-3, iid and Dirichlet 0.5), up to 43% of one round."""
+    cfg = SimulateConfig(trainers=5, attackers=1, attack="free_rider", rounds=2, seed=seed, chain="tester",
+                         partition=partition, robust="mean", store_dir=str(tmp_path / "store"))
 
     report = simulate(cfg)
 
     rider = next(t["address"] for t in report["trainers"] if t["attack"])
     for entry in report["rounds"]:
-        assert entry["bps"][rider] <= 100  # at most 1 %
+        assert entry["rejected"] == {rider: "no change from the global model (the delta is zero everywhere)"}
+        assert entry["bps"][rider] == 0 and entry["credited_wei"][rider] == "0"
+        assert sum(entry["bps"].values()) == 10_000
+    assert report["final"]["withdrawn_wei"][rider] == "0"
 
 
 def test_cumulative_values_carry_over_between_rounds(tmp_path: Path) -> None:

@@ -84,6 +84,25 @@ def test_norm_above_the_limit_is_rejected() -> None:
     assert reason == "update norm 5 exceeds max_update_norm 4.99"
 
 
+@pytest.mark.parametrize("zero", [0.0, -0.0])
+def test_a_zero_delta_the_global_model_unchanged_is_rejected(zero: float) -> None:
+    blob = _blob({"a": torch.full((2, 2), zero), "b": torch.full((2,), zero)})
+
+    delta, samples, reason = validate_update(blob, TEMPLATE, max_norm=100.0)
+
+    assert delta is None and samples is None
+    assert reason == "no change from the global model (the delta is zero everywhere)"
+
+
+@pytest.mark.parametrize("tiny", [1e-3, 1e-45])  # 1e-45: the smallest float32 subnormal
+def test_one_non_zero_value_is_enough_to_pass(tiny: float) -> None:
+    blob = _blob({"a": torch.zeros(2, 2), "b": torch.tensor([0.0, tiny])})
+
+    _, samples, reason = validate_update(blob, TEMPLATE, max_norm=100.0)
+
+    assert reason is None and samples == 10
+
+
 def test_missing_samples_is_rejected() -> None:
     _, _, reason = validate_update(_blob(samples="<absent>"), TEMPLATE, max_norm=100.0)
 

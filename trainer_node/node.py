@@ -25,7 +25,7 @@ from market.protocol import submission_commitment
 from market.roles import TaskView, fetch_global_model, load_task
 from market.store import ContentStore
 from market.tensors import encode_state
-from trainer_node.attacks import Collusion, is_colluding, poison_data, poison_update
+from trainer_node.attacks import Collusion, attack_seed, is_colluding, poison_data, poison_update
 from trainer_node.train import local_update
 
 
@@ -92,7 +92,9 @@ class TrainerNode:
             seen = None
             if self.collusion is not None and is_colluding(self.attack):
                 seen = self.collusion(view.info.task_id, view.info.current_round)
-            delta = poison_update(self.attack, delta, seed, collusion=seen)
+            # one noise seed per task (gaussian repeats its noise), sized to the spec's published norm bound
+            delta = poison_update(self.attack, delta, attack_seed(self.seed, view.info.task_id, self.address),
+                                  collusion=seen, max_norm=spec.validation.max_update_norm)
         return encode_state(delta, {"kind": "delta", "samples": str(len(self.data))}), len(self.data)
 
     def run_round(self, task_id: int) -> SubmitResult:
@@ -113,7 +115,7 @@ class TrainerNode:
         train_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         receipt = self.contract.submit_update(
-            self.account, task_id, r, cid, submission_commitment(task_id, r, self.address, cid)
+            self.account, task_id, r, cid, submission_commitment(view.spec, task_id, r, self.address, cid, blob)
         )
         failpoint("trainer_after_submit")
         return SubmitResult(task_id, r, cid, int(receipt["gasUsed"]), train_s, time.perf_counter() - t1)

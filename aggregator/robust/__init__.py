@@ -16,6 +16,7 @@ name                    rule                                                   p
 ``cwtm``                coordinate-wise trimmed mean (Yin et al. 2018)         n > 2f
 ``geomed``              geometric median, smoothed Weiszfeld                   n > 2f
 ``cc``                  centered clipping (Karimireddy et al. 2021)            n > 2f
+``ccdrop``              cc, gross outliers dropped, re-centred (the default)   n > 2f
 ``nnm+<rule>``          nearest-neighbour mixing first (Allouah et al. 2023)   n > 2f
 ``clip+``, ``arc+``     static / adaptive clipping first                       --, n > 2f
 ======================  =====================================================  ==============
@@ -28,7 +29,7 @@ rule does not change how many trainers a round refuses to pay:
   not select (``n - m``); Krum's are the ``f`` with the highest Krum scores (the
   ``n - f`` most central are paid, although the aggregate is the one best update);
 - rules that keep everyone but down-weight (``cwmed``, ``cwtm``, ``geomed``,
-  ``cc``) flag the ``f`` updates farthest (Euclidean) from the rule's own
+  ``cc``, ``ccdrop``; the latter gives its dropped inputs weight 0) flag the ``f`` updates farthest (Euclidean) from the rule's own
   aggregate: a distance-based flag that works the same way for every such rule,
   while their per-trainer treatment (fraction of coordinates used, Weiszfeld
   weight, clipping factor) is recorded in ``details`` for the receipt;
@@ -53,14 +54,14 @@ records it.
 from aggregator.robust.base import (
     PreAggregator, RobustDecision, RobustRule, combine, gram, pairwise_sq_distances, span_sq_distances,
 )
-from aggregator.robust.centre import CenteredClipping, GeometricMedian
+from aggregator.robust.centre import CenteredClipping, CenteredClippingDrop, GeometricMedian
 from aggregator.robust.coordinate import CoordinateMedian, TrimmedMean
 from aggregator.robust.pre import AdaptiveClip, Clip, NearestNeighborMixing
 from aggregator.robust.registry import PRE_AGGREGATORS, ROBUST_RULES, Pipeline, effective_f, get_rule, max_f
 from aggregator.robust.selection import Krum, Mean, MultiKrum
 
 __all__ = [
-    "AdaptiveClip", "CenteredClipping", "Clip", "CoordinateMedian", "GeometricMedian", "Krum", "Mean", "MultiKrum",
+    "AdaptiveClip", "CenteredClipping", "CenteredClippingDrop", "Clip", "CoordinateMedian", "GeometricMedian", "Krum", "Mean", "MultiKrum",
     "NearestNeighborMixing", "PRE_AGGREGATORS", "Pipeline", "PreAggregator", "ROBUST_RULES", "RobustDecision",
     "RobustRule", "TrimmedMean", "combine", "effective_f", "get_rule", "gram", "max_f", "pairwise_sq_distances",
     "span_sq_distances",

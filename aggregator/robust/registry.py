@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 from torch import Tensor
 
 from aggregator.robust.base import Details, PreAggregator, RobustDecision, RobustRule
-from aggregator.robust.centre import CenteredClipping, GeometricMedian
+from aggregator.robust.centre import CenteredClipping, CenteredClippingDrop, GeometricMedian
 from aggregator.robust.coordinate import CoordinateMedian, TrimmedMean
 from aggregator.robust.pre import AdaptiveClip, Clip, NearestNeighborMixing
 from aggregator.robust.selection import Krum, Mean, MultiKrum
@@ -29,6 +29,7 @@ ROBUST_RULES: dict[str, Callable[..., RobustRule]] = {
     "cwtm": TrimmedMean,
     "geomed": GeometricMedian,
     "cc": CenteredClipping,
+    "ccdrop": CenteredClippingDrop,
 }
 PRE_AGGREGATORS: dict[str, Callable[..., PreAggregator]] = {
     "nnm": NearestNeighborMixing,

@@ -1,0 +1,98 @@
+"""Proving a round for a task whose spec asks for proofs (``proof.system = "groth16"``).
+
+After the round's model and receipt are stored (their CIDs enter the proof's
+binding), :func:`prove_round` rebuilds the circuit's statement from the
+receipt's ``details.proof`` inputs, proves it with snarkjs (building the
+development setup for the round's shape first if this machine has none yet)
+and returns the bytes ``postResult`` carries to the task's RoundVerifier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from web3 import Web3
+
+from aggregator.round import RoundOutcome
+from market.cid import cid_digest
+from market.contract import MarketContract, Submission
+from market.errors import ConfigError
+from market.zk import statement as zs
+from market.zk.prover import Proof, encode_round_proof, prove
+from market.zk.setup import Shape, build
+
+
+@dataclass(frozen=True)
+class RoundProof:
+    calldata: bytes
+    proof: Proof
+    shape: Shape
+    constraints: int
+    public: tuple[int, ...]
+
+    def report(self) -> dict[str, Any]:
+        return {"system": "groth16", "n": self.shape.n, "k": self.shape.k, "f": self.shape.f,
+                "constraints": self.constraints, "prove_s": round(self.proof.prove_s, 3),
+                "proof_bytes": 256, "calldata_bytes": len(self.calldata)}
+
+
+def verifier_abi() -> list[dict[str, Any]]:
+    from market.compile import load_artifact
+
+    return load_artifact("RoundVerifier")["abi"]
+
+
+def rejected_mask(submissions: list[Submission], slots: list[str]) -> int:
+    """Bit j set: the j-th submitter (join order) is not a valid slot of the proof."""
+    valid = set(slots)
+    return sum(1 << j for j, s in enumerate(sorted(submissions, key=lambda s: s.index)) if s.trainer not in valid)
+
+
+def statement_for(proof_inputs: dict[str, Any]) -> zs.Decision | None:
+    n = int(proof_inputs["n"])
+    if n == 0:
+        return None
+    return zs.decide([list(map(int, s)) for s in proof_inputs["sketches"]],
+                     [int(b) for b in proof_inputs["binders"]], int(proof_inputs["f"]), [int(p) for p in proof_inputs["perm"]])
+
+
+def prove_round(
+    contract: MarketContract,
+    task_id: int,
+    round_: int,
+    verifier: str,
+    outcome: RoundOutcome,
+    submissions: list[Submission],
+    model_cid: str,
+    receipt_cid: str,
+    progress: Callable[[str], None] | None = None,
+) -> RoundProof | None:
+    """The proof bytes for ``postResult`` (None when no update was valid: nothing to prove)."""
+    inputs = outcome.proof
+    decision = statement_for(inputs)
+    prev = contract.digest_before(task_id, round_)
+    subs = [(s.index, cid_digest(s.cid), s.commitment) for s in sorted(submissions, key=lambda s: s.seq)]
+    mask = rejected_mask(submissions, inputs["slots"])
+    if decision is None:
+        return RoundProof(encode_round_proof(Proof((0, 0), ((0, 0), (0, 0)), (0, 0), (), 0.0), prev, subs, mask, 0),
+                          Proof((0, 0), ((0, 0), (0, 0)), (0, 0), (), 0.0), Shape(2, inputs["k"], 0), 0, ())
+    n = decision.n
+    rv = contract.chain.w3.eth.contract(address=Web3.to_checksum_address(verifier), abi=verifier_abi())
+    if int(contract.chain.call(rv.functions.sketchK())) != int(inputs["k"]):
+        raise ConfigError(f"task {task_id}'s verifier checks sketches of another length than the spec's proof.sketch_k")
+    if int(str(contract.chain.call(rv.functions.verifierFor(n))), 16) == 0:
+        raise ConfigError(f"task {task_id}'s verifier has no circuit for {n} valid updates; the round can only be settled by the fallback")
+    binding = zs.binding(contract.chain.chain_id, contract.address, Web3.to_checksum_address(verifier), task_id, round_,
+                         cid_digest(model_cid), cid_digest(receipt_cid))
+    settlement = zs.settle(decision, [int(u) for u in inputs["utilities"]], binding)
+    shape = Shape(n, int(inputs["k"]), decision.f)
+    built = build(shape, progress)
+    if progress:
+        progress(f"proving round {round_} ({shape.name}, {built.meta['constraints']} constraints)")
+    proof = prove(built, settlement.witness)
+    if proof.public != settlement.public:
+        raise AssertionError("snarkjs's public signals differ from the statement's")
+    util_hash = settlement.public[-1]
+    return RoundProof(encode_round_proof(proof, prev, subs, mask, util_hash), proof, shape, int(built.meta["constraints"]),
+                      settlement.public)

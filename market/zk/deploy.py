@@ -1,0 +1,40 @@
+"""Deploy a task's RoundVerifier: one Groth16 verifier per round size it must cover."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+
+from market.chain import Chain
+from market.spec import TaskSpec
+from market.zk.setup import Shape, build
+from market.zk.statement import public_input_count
+
+
+def shapes_for(spec: TaskSpec, sizes: Iterable[int]) -> list[Shape]:
+    """The circuit shape of each round size (valid submitters), ``f`` lowered as the round lowers it."""
+    from aggregator.robust import effective_f
+
+    return [Shape(n, spec.proof.sketch_k, effective_f(n, spec.robust.f, "multikrum")) for n in sorted(set(sizes)) if n >= 2]
+
+
+def selector(n: int) -> bytes:
+    return keccak(text=f"verifyProof(uint256[2],uint256[2][2],uint256[2],uint256[{public_input_count(n)}])")[:4]
+
+
+def deploy_round_verifier(
+    chain: Chain, account: LocalAccount, spec: TaskSpec, sizes: Iterable[int],
+    progress: Callable[[str], None] | None = None,
+) -> str:
+    """Build (or reuse) each shape's setup, deploy its Groth16 verifier and a RoundVerifier over them."""
+    from market.compile import load_artifact
+
+    shapes = shapes_for(spec, sizes)
+    verifiers = []
+    for shape in shapes:
+        built = build(shape, progress)
+        verifiers.append(chain.deploy(account, built.verifier))
+    return chain.deploy(account, load_artifact("RoundVerifier"), spec.proof.sketch_k,
+                        [s.n for s in shapes], verifiers, [selector(s.n) for s in shapes])

@@ -1,0 +1,234 @@
+"""The round circuit's statement in plain integers (``zk/round.circom`` checks exactly this).
+
+Given the valid submitters' sketches (join order), the task's ``f`` and the
+round's public seed, :func:`decide` computes the outliers (Multi-Krum over
+sketches), asks for the prefix utilities of the cyclic-permutation Shapley
+estimator, and :func:`settle` turns them into values and basis points.  It
+also returns the circuit's witness, so the prover and this module can never
+disagree about what is being proven.
+
+The estimator: one base permutation ``perm`` of the n valid slots (drawn on
+chain from the submissions digest, fixed only after submissions close, so the
+aggregator cannot choose it) and its n rotations; in rotation ``r`` the slot at
+position ``t`` is ``perm[(r + t) % n]`` and its marginal is
+``U(prefix t+1) - U(prefix t)``.  Each slot is thus valued once at every
+position (a stratified Monte Carlo Shapley with n permutations, n·(n-1)+2
+distinct prefix utilities), unbiased over the random base permutation.
+Utilities are validation accuracy in units of 1/4096 (13-bit integers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+from aggregator.payout import to_basis_points
+from market.zk.poseidon import P, pack, poseidon_chain
+from market.zk.sketch import SKETCH_BITS, commitment, offset
+
+UTIL_BITS = 13
+UTIL_SCALE = 4096
+BPS_BITS = 14
+BPS_PER_ELEMENT = 18
+
+
+def bits_for(n: int) -> int:
+    """Smallest b >= 1 with 2^b >= n (``bitsFor`` in the circuit)."""
+    b = 1
+    while (1 << b) < n:
+        b += 1
+    return b
+
+
+def quantize_utility(accuracy: float) -> int:
+    """Validation accuracy in [0, 1] as a 13-bit integer (units of 1/4096)."""
+    if not 0.0 <= accuracy <= 1.0:
+        raise ValueError(f"utility {accuracy!r} is not an accuracy in [0, 1]")
+    return int(round(accuracy * UTIL_SCALE))
+
+
+def permutation(digest: bytes, n: int) -> list[int]:
+    """Fisher-Yates from the submissions digest: ``j = keccak(digest, i) mod (i + 1)`` (as on chain)."""
+    perm = list(range(n))
+    for i in range(n - 1, 0, -1):
+        j = int.from_bytes(keccak(abi_encode(["bytes32", "uint256"], [digest, i])), "big") % (i + 1)
+        perm[i], perm[j] = perm[j], perm[i]
+    return perm
+
+
+def pack_permutation(perm: Sequence[int]) -> int:
+    pb = bits_for(len(perm))
+    return sum(v << (pb * p) for p, v in enumerate(perm))
+
+
+def pack_bps(bps: Sequence[int]) -> list[int]:
+    out = []
+    for start in range(0, len(bps), BPS_PER_ELEMENT):
+        out.append(sum(int(b) << (BPS_BITS * j) for j, b in enumerate(bps[start:start + BPS_PER_ELEMENT])))
+    return out
+
+
+def binding(chain_id: int, market: str, verifier: str, task_id: int, round_: int, model_digest: bytes, receipt_digest: bytes) -> int:
+    """keccak256(abi.encode(chainid, market, verifier, taskId, round, modelCid, receiptCid)) mod p."""
+    h = keccak(abi_encode(
+        ["uint256", "address", "address", "uint256", "uint256", "bytes32", "bytes32"],
+        [chain_id, market, verifier, task_id, round_, model_digest, receipt_digest],
+    ))
+    return int.from_bytes(h, "big") % P
+
+
+def utility_hash(utilities: Sequence[int]) -> int:
+    return poseidon_chain(pack(list(utilities), UTIL_BITS))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Outliers and what the valuation must evaluate; ``coalitions`` lists slot sets in circuit order."""
+
+    n: int
+    f: int
+    sketches: tuple[tuple[int, ...], ...]
+    binders: tuple[int, ...]
+    perm: tuple[int, ...]
+    outliers: tuple[int, ...]  # slots
+    scores: tuple[int, ...]
+    dist: tuple[tuple[int, ...], ...]
+    coalitions: tuple[frozenset[int], ...]  # utility i is U(coalitions[i] minus outliers)
+
+    @property
+    def survivors(self) -> tuple[int, ...]:
+        return tuple(i for i in range(self.n) if i not in self.outliers)
+
+
+def krum_neighbours(n: int, f: int) -> int:
+    return n - f - 1
+
+
+def decide(sketches: Sequence[Sequence[int]], binders: Sequence[int], f: int, perm: Sequence[int]) -> Decision:
+    n = len(sketches)
+    if len(binders) != n:
+        raise ValueError("one binder per sketch")
+    if n < 1 or sorted(perm) != list(range(n)):
+        raise ValueError("perm must be a permutation of the slots")
+    kn = krum_neighbours(n, f)
+    if f < 0 or kn < 0 or f >= n:
+        raise ValueError(f"Multi-Krum over sketches needs 0 <= f < n - 1 (n={n}, f={f})")
+    dist = [[sum((a - b) ** 2 for a, b in zip(sketches[i], sketches[j])) for j in range(n)] for i in range(n)]
+    scores = []
+    for i in range(n):
+        others = sorted((dist[i][j], j) for j in range(n) if j != i)
+        scores.append(sum(d for d, _ in others[:kn]))
+    ranked = sorted(range(n), key=lambda i: (-scores[i], i))
+    outliers = tuple(sorted(ranked[:f]))
+    coalitions = [frozenset(), frozenset(range(n))]
+    for r in range(n):
+        order = [perm[(r + t) % n] for t in range(n)]
+        for t in range(1, n):
+            coalitions.append(frozenset(order[:t]))
+    return Decision(n, f, tuple(tuple(s) for s in sketches), tuple(binders), tuple(perm), outliers, tuple(scores),
+                    tuple(tuple(row) for row in dist), tuple(coalitions))
+
+
+def slot_values(n: int, perm: Sequence[int], util: Sequence[int]) -> list[int]:
+    """Each slot's sum of marginals over the n rotations (integer units of 1/4096)."""
+    def u(r: int, t: int) -> int:
+        if t == 0:
+            return util[0]
+        if t == n:
+            return util[1]
+        return util[2 + r * (n - 1) + t - 1]
+
+    phi = [sum(u(r, (p - r) % n + 1) - u(r, (p - r) % n) for r in range(n)) for p in range(n)]
+    values = [0] * n
+    for p, slot in enumerate(perm):
+        values[slot] = phi[p]
+    return values
+
+
+@dataclass(frozen=True)
+class Settlement:
+    values: tuple[int, ...]
+    bps: tuple[int, ...]
+    public: tuple[int, ...]  # the circuit's public inputs, in order
+    witness: dict[str, Any]  # snarkjs input.json
+
+
+def settle(decision: Decision, util: Sequence[int], binding_value: int) -> Settlement:
+    """Values, basis points, public inputs and the full witness for ``util`` (circuit order)."""
+    n, f = decision.n, decision.f
+    if len(util) != len(decision.coalitions):
+        raise ValueError(f"expected {len(decision.coalitions)} utilities, got {len(util)}")
+    if any(not 0 <= x <= UTIL_SCALE for x in util):
+        raise ValueError("utilities must be integers in [0, 4096]")
+    values = slot_values(n, decision.perm, util)
+    out = [1 if i in decision.outliers else 0 for i in range(n)]
+    bps = to_basis_points(values, [not o for o in out])
+    # the circuit's helpers
+    w = [max(v, 0) if not o else 0 for v, o in zip(values, out)]
+    total = sum(w)
+    zero_inv = pow(total, -1, P) if total else 0
+    weights = w if total else [0 if o else 1 for o in out]
+    W = sum(weights)
+    q = [10_000 * x // W for x in weights]
+    r = [10_000 * x % W for x in weights]
+    pb = bits_for(n)
+    keys = [r[i] * (1 << pb) + (n - 1 - i) for i in range(n)]
+    leftover = 10_000 - sum(q)
+    ranked = sorted(range(n), key=lambda i: -keys[i])
+    bonus = [0] * n
+    for i in ranked[:leftover]:
+        bonus[i] = 1
+    rest = [keys[i] for i in range(n) if not bonus[i]]
+    bonus_t = max(rest) if rest else min(keys) - 1
+    mine = [qi + bi for qi, bi in zip(q, bonus)]
+    if mine != list(bps):
+        raise AssertionError(f"circuit payout {mine} differs from aggregator/payout.py {bps}")
+    kn = krum_neighbours(n, f)
+    sel = [[0] * n for _ in range(n)]
+    tau = []
+    for i in range(n):
+        others = sorted((decision.dist[i][j], j) for j in range(n) if j != i)
+        for _, j in others[:kn]:
+            sel[i][j] = 1
+        tau.append(others[kn - 1][0] if kn > 0 else (others[0][0] if others else 0))
+    out_t = min(decision.scores[i] for i in decision.outliers) if decision.outliers else max(decision.scores)
+    perm_hot = [[1 if decision.perm[p] == i else 0 for i in range(n)] for p in range(n)]
+    commits = [commitment(list(s), b) for s, b in zip(decision.sketches, decision.binders)]
+    u_hash = utility_hash(util)
+    public = (binding_value, pack_permutation(decision.perm), *commits, *pack_bps(bps), u_hash)
+    fe = lambda x: str(x % P)  # noqa: E731 - negative helpers are field elements
+    witness = {
+        "binding": fe(binding_value),
+        "perm": fe(pack_permutation(decision.perm)),
+        "commit": [fe(c) for c in commits],
+        "bpsPacked": [fe(x) for x in pack_bps(bps)],
+        "utilHash": fe(u_hash),
+        "sketch": [[fe(v) for v in offset(list(s))] for s in decision.sketches],
+        "binder": [fe(b) for b in decision.binders],
+        "util": [fe(x) for x in util],
+        "sel": [[fe(x) for x in row] for row in sel],
+        "tau": [fe(x) for x in tau],
+        "out": [fe(x) for x in out],
+        "outT": fe(out_t),
+        "permHot": [[fe(x) for x in row] for row in perm_hot],
+        "zeroInv": fe(zero_inv),
+        "q": [fe(x) for x in q],
+        "r": [fe(x) for x in r],
+        "bonus": [fe(x) for x in bonus],
+        "bonusT": fe(bonus_t),
+    }
+    return Settlement(tuple(values), tuple(bps), public, witness)
+
+
+def public_input_count(n: int) -> int:
+    return 3 + n + len(pack_bps([0] * n))
+
+
+__all__ = [
+    "Decision", "Settlement", "SKETCH_BITS", "UTIL_BITS", "binding", "bits_for", "decide", "pack_bps",
+    "pack_permutation", "permutation", "public_input_count", "quantize_utility", "settle", "slot_values",
+    "utility_hash",
+]
