@@ -247,6 +247,8 @@ class Chain:
         if data:
             return self.decoder.decode(data)
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "insufficient funds" in text.lower():
+            return ChainError("the sender's balance cannot pay for this transaction (value plus gas)")
         return ChainError(f"transaction failed: {text[:200]}")
 
     def deploy(self, account: LocalAccount, artifact: dict[str, Any], *args: Any) -> str:

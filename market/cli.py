@@ -19,7 +19,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NoReturn
 
 from market.errors import ConfigError, ContractRevert, MarketError
 from market.settings import check_environment, load_dotenv, require, resolve
@@ -48,6 +48,33 @@ def _contract(args: argparse.Namespace) -> Any:
     )
     _check_address(address, "--contract")
     return MarketContract(Chain.connect(rpc), address)
+
+
+def _in_range(value: int, what: str, low: int, high: int) -> int:
+    """``value`` if ``low <= value <= high``, else a one-line ConfigError naming the option."""
+    if not low <= value <= high:
+        raise ConfigError(f"{what} {value}: must be between {low} and {high}")
+    return value
+
+
+def _task_id(text: str) -> int:
+    """argparse type of a task id: a whole number that fits the contract's uint256."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"task id {text!r} is not a whole number") from None
+    if not 0 <= value < 2**256:
+        raise argparse.ArgumentTypeError(f"task id {text} is out of range (task ids count from 1)")
+    return value
+
+
+def _writable_file(path: str, what: str) -> None:
+    """Fail before any work when ``path`` cannot be written (its folder is missing, or it is a folder)."""
+    p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{what} {path}: is a folder, not a file")
+    if not p.parent.is_dir():
+        raise ConfigError(f"{what} {path}: folder {p.parent} does not exist")
 
 
 def _check_address(text: str, what: str) -> str:
@@ -189,6 +216,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from simulator.simulate import simulate
 
     cfg = _sim_config(args)
+    cfg.check()  # every option before anything starts (simulate checks again)
+    if cfg.contract:
+        _check_address(cfg.contract, "--contract")
+    if args.report:
+        _writable_file(args.report, "--report")
     console = _console()
     t0 = time.perf_counter()
     bars = _SimProgress(console, cfg, args.quiet)
@@ -233,7 +265,13 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     from market.settings import DEVNET_FILE
 
     console = _console()
+    _in_range(args.port, "--port", 0, 65535)
+    _in_range(args.accounts, "--accounts", 3, 1000)  # owner, aggregator and at least one trainer
     keys_dir = Path(args.keys_dir)
+    try:
+        keys_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--keys-dir {keys_dir}: {exc.strerror}") from None
     accounts = dev_accounts(args.accounts)
     stop = {"flag": False}
 
@@ -274,8 +312,12 @@ def cmd_devnet(args: argparse.Namespace) -> int:
 def cmd_data_split(args: argparse.Namespace) -> int:
     from market.data import digits_splits, save_npz
 
+    _in_range(args.trainers, "--trainers", 1, 1000)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: {exc.strerror}") from None
     splits = digits_splits(args.trainers, args.partition, args.seed)
     for i, shard in enumerate(splits.trainers, 1):
         save_npz(shard, out / f"trainer-{i}.npz")
@@ -311,11 +353,19 @@ def cmd_task_create(args: argparse.Namespace) -> int:
     spec = load_spec_file(args.spec) if args.spec else TaskSpec()
     aggregator = _check_address(args.aggregator, "--aggregator")
     reward = parse_eth(args.reward)
-    if args.rounds < 1:
-        raise ConfigError("--rounds must be at least 1")
+    # the contract's own limits, checked here so that nothing is sent (and the option is named)
+    _in_range(args.rounds, "--rounds", 1, 10_000)
+    _in_range(args.submit_window, "--submit-window", 1, 2**32 - 1)
+    _in_range(args.result_window, "--result-window", 1, 2**32 - 1)
+    _in_range(args.max_trainers, "--max-trainers", 1, 256)
+    if int(aggregator, 16) == 0:
+        raise ConfigError("--aggregator: the zero address cannot aggregate")
     validation = _load_dataset(args.validation)
     owner = _account(args)
     contract = _contract(args)
+    balance = contract.chain.balance(owner.address)
+    if reward > balance:
+        raise ConfigError(f"--reward {args.reward} ETH is more than the owner's balance ({_eth(balance)} ETH)")
     from types import SimpleNamespace
 
     spec, spec_cid = publish_spec(SimpleNamespace(store=_store(args)), spec)  # type: ignore[arg-type]
@@ -414,8 +464,13 @@ def cmd_trainer_join(args: argparse.Namespace) -> int:
 
 
 def cmd_trainer_run(args: argparse.Namespace) -> int:
+    from trainer_node.attacks import get_attack
     from trainer_node.node import TrainerNode
 
+    if args.attack:
+        get_attack(args.attack)
+    if args.timeout <= 0:
+        raise ConfigError(f"--timeout {args.timeout}: must be a positive number of seconds")
     contract = _contract(args)
     data = _load_dataset(args.data)
     node = TrainerNode(contract, _store(args), _account(args), data, attack=args.attack, seed=args.seed)
@@ -460,6 +515,8 @@ def cmd_aggregator_run(args: argparse.Namespace) -> int:
     from aggregator.service import Aggregator
     from market.roles import load_task
 
+    if args.timeout <= 0:
+        raise ConfigError(f"--timeout {args.timeout}: must be a positive number of seconds")
     contract = _contract(args)
     store = _store(args)
     agg = Aggregator(contract, store, _account(args), _load_dataset(args.validation))
@@ -552,8 +609,15 @@ def _sim_opts(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (sub-parsers inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="market", description="Proof-of-Contribution market: collaborative training paid by contribution.")
+    ap = _OneLineParser(prog="market", description="Proof-of-Contribution market: collaborative training paid by contribution.")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("demo", help="the whole marketplace with sensible defaults and a per-round table")
@@ -598,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_task_create)
     for name, fn, helptext in (("status", cmd_task_status, "a task's state"), ("results", cmd_task_results, "settled rounds and payouts")):
         q = tsub.add_parser(name, help=helptext)
-        q.add_argument("task", type=int)
+        q.add_argument("task", type=_task_id)
         _chain_opts(q, key=False)
         if name == "results":
             q.add_argument("--json", action="store_true")
@@ -615,11 +679,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trainer", help="a data owner's trainer node")
     trsub = p.add_subparsers(dest="trainer_command", required=True)
     q = trsub.add_parser("join", help="join a task")
-    q.add_argument("task", type=int)
+    q.add_argument("task", type=_task_id)
     _chain_opts(q)
     q.set_defaults(func=cmd_trainer_join)
     q = trsub.add_parser("run", help="train and submit every round until the task ends")
-    q.add_argument("task", type=int)
+    q.add_argument("task", type=_task_id)
     _chain_opts(q)
     q.add_argument("--data", required=True, help="your private data (.npz with x, y or .csv, label last)")
     q.add_argument("--attack", help="simulation only: behave as this attacker")
@@ -634,7 +698,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("aggregator", help="the aggregator service")
     asub = p.add_subparsers(dest="aggregator_command", required=True)
     q = asub.add_parser("run", help="aggregate and post every round until the task ends")
-    q.add_argument("task", type=int)
+    q.add_argument("task", type=_task_id)
     _chain_opts(q)
     q.add_argument("--validation", required=True, help="the validation set the owner committed to")
     q.add_argument("--once", action="store_true")

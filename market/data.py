@@ -10,6 +10,7 @@ load their own shard from an ``.npz`` (arrays ``x``, ``y``) or ``.csv`` file
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,8 +115,8 @@ def load_shard(path: str | Path, n_features: int, n_classes: int) -> Dataset:
         else:
             raise ConfigError(f"{p}: data files must be .npz or .csv")
     except OSError as exc:
-        raise ConfigError(f"cannot read data file {p}: {exc}") from None
-    except ValueError as exc:
+        raise ConfigError(f"cannot read data file {p}: {exc.strerror or exc}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise ConfigError(f"{p}: malformed data: {exc}") from None
     if x.ndim != 2 or x.shape[1] != n_features:
         raise ConfigError(f"{p}: expected {n_features} features per row, got shape {x.shape}")

@@ -97,7 +97,13 @@ class LocalStore:
 def open_store(kind: str = "local", *, path: str | None = None, api_url: str | None = None) -> ContentStore:
     """Build a store from CLI/env settings (``local`` or ``kubo``)."""
     if kind == "local":
-        return LocalStore(path or os.environ.get("MARKET_STORE_DIR", ".market/store"))
+        folder = path or os.environ.get("MARKET_STORE_DIR", ".market/store")
+        try:
+            return LocalStore(folder)
+        except (FileExistsError, NotADirectoryError):
+            raise ConfigError(f"store folder {folder}: a file is in the way, not a folder") from None
+        except OSError as exc:
+            raise ConfigError(f"store folder {folder}: {exc.strerror or exc}") from None
     if kind == "kubo":
         from market.kubo import KuboStore
 

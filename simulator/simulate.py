@@ -38,6 +38,8 @@ def parse_eth(text: str) -> int:
         value = Decimal(text)
     except InvalidOperation:
         raise ConfigError(f"--reward {text!r}: not a number of ETH") from None
+    if not value.is_finite():
+        raise ConfigError(f"--reward {text!r}: not a finite number of ETH")
     wei = value * WEI_PER_ETH
     if value <= 0 or wei != wei.to_integral_value():
         raise ConfigError(f"--reward {text!r}: must be a positive amount with at most 18 decimals")

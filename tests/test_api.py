@@ -199,6 +199,9 @@ def test_create_task_signs_with_the_server_key_and_never_echoes_it(fresh: Scenar
     ({"validation_commitment": "0xzz"}, "validation_commitment"),
     ({"spec": {"model": {"arch": "resnet"}}}, "spec.model.arch"),
     ({"colour": "blue"}, "colour"),
+    ({"rounds": 0}, "rounds"),
+    ({"submit_window": -1}, "submit_window"),
+    ({"max_trainers": 300}, "max_trainers"),
 ])
 def test_create_task_rejects_bad_fields_with_422(shared: Scenario, patch: dict[str, object], field: str) -> None:
     m = shared.market
@@ -218,6 +221,18 @@ def test_create_task_the_contract_refuses_is_409(shared: Scenario) -> None:
 
     assert res.status_code == 409 and res.json()["error"] == "contract_refused"
     assert "MarketRoleConflict" in res.json()["message"]
+
+
+def test_create_task_with_more_than_the_owner_holds_is_refused_and_sends_nothing(shared: Scenario) -> None:
+    m = shared.market
+    client = _client(shared, creator=m.owner)
+    nonce = m.chain.w3.eth.get_transaction_count(m.owner.address)
+
+    res = client.post("/api/tasks", json={**_create_body(m.aggregator.address), "reward_eth": "9" * 20})
+
+    assert res.status_code in (409, 502) and "\n" not in res.json()["message"], res.text
+    assert "less than the reward" in res.json()["message"]
+    assert m.chain.w3.eth.get_transaction_count(m.owner.address) == nonce and m.contract.task_count() == 1
 
 
 def test_requests_for_another_host_name_are_refused(shared: Scenario) -> None:

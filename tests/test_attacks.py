@@ -7,13 +7,13 @@ from collections import OrderedDict
 import pytest
 import torch
 
+from aggregator.validate import validate_update
 from market.data import Dataset
 from market.errors import ConfigError
-from aggregator.validate import validate_update
 from market.tensors import encode_state
 from trainer_node.attacks import (
-    ALIE_Z, ATTACK_NAMES, COLLUDING_ATTACKS, GAUSSIAN_NORM_FRACTION, IPM_EPSILON, SIGN_FLIP_SCALE, Collusion, attack_seed, is_colluding,
-    poison_data, poison_update,
+    ALIE_Z, ATTACK_NAMES, COLLUDING_ATTACKS, GAUSSIAN_NORM_FRACTION, IPM_EPSILON, SIGN_FLIP_SCALE, Collusion,
+    attack_seed, is_colluding, poison_data, poison_update,
 )
 
 

@@ -13,16 +13,19 @@ import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Iterator
 
 import pytest
 
 from market import cli
 from market.chain import Chain
-from market.cid import compute_cid
 from market.contract import MarketContract
-from market.data import digits_splits, save_npz
+from market.data import dataset_commitment, digits_splits, save_npz
 from market.devchain import AnvilProcess, dev_accounts, write_key_file
+from market.spec import TaskSpec
+from market.store import LocalStore
+from simulator.owner import publish_spec
 
 ACCOUNTS = dev_accounts(6)
 KEY_TEXTS = [a.key.hex().removeprefix("0x").lower() for a in ACCOUNTS]
@@ -53,12 +56,14 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     (d / "garbage.key").write_text("0x" + "zz" * 32 + "\n")
     (d / "short.key").write_text(KEY_TEXTS[4][:40] + "\n")
     (d / "a_dir").mkdir()
+    store = LocalStore(d / "store")
+    spec, spec_cid = publish_spec(SimpleNamespace(store=store), TaskSpec())  # type: ignore[arg-type]
     with AnvilProcess(accounts=6) as node:
         chain = Chain.connect(node.rpc_url)
         contract = MarketContract.deploy(chain, owner)
-        task_id, _ = contract.create_task(owner, spec_cid=compute_cid(b"s"), initial_model_cid=compute_cid(b"m"),
-                                          validation_commitment=b"\x00" * 32, aggregator=aggregator.address,
-                                          rounds=2, reward_wei=10**15)
+        task_id, _ = contract.create_task(owner, spec_cid=spec_cid, initial_model_cid=str(spec.initial_model_cid),
+                                          validation_commitment=dataset_commitment(splits.validation),
+                                          aggregator=aggregator.address, rounds=2, reward_wei=10**15)
         contract.join(trainer, task_id)
         values = {
             "rpc": node.rpc_url, "contract": contract.address, "dir": str(d), "agg": aggregator.address,
@@ -80,7 +85,7 @@ CASES: list[tuple[str, str, str]] = [
     # ------------------------------------------------------------ the parser itself
     ("no-command", "", "required"),
     ("unknown-command", "frobnicate", "invalid choice"),
-    ("not-an-int", "task status seven " + chain_args(), "invalid int value"),
+    ("not-an-int", "task status seven " + chain_args(), "not a whole number"),
     ("unknown-option", "task status 1 --colour red " + chain_args(), "unrecognized arguments"),
     # ------------------------------------------------------------ simulate / demo (checked before anything starts)
     ("sim-trainers-0", "simulate --chain tester --quiet --trainers 0", "--trainers"),
@@ -112,6 +117,7 @@ CASES: list[tuple[str, str, str]] = [
     # ------------------------------------------------------------ devnet
     ("devnet-port", "devnet --port 70000", "--port"),
     ("devnet-accounts", "devnet --accounts 1", "--accounts"),
+    ("devnet-keys-dir", "devnet --port 0 --keys-dir {dir}/notes.txt/keys", "--keys-dir"),
     # ------------------------------------------------------------ data
     ("split-trainers", "data split --trainers 0 --out {dir}/split", "--trainers"),
     ("split-partition", "data split --partition zipf --out {dir}/split", "zipf"),
@@ -128,12 +134,12 @@ CASES: list[tuple[str, str, str]] = [
     ("create-validation-missing", CREATE.replace("{val}", "{dir}/nope.npz"), "nope.npz"),
     ("create-validation-bad", CREATE.replace("{val}", "{dir}/wide.csv"), "features"),
     ("create-aggregator-bad", CREATE.replace("--aggregator {agg}", "--aggregator 0xabc"), "--aggregator"),
-    ("create-aggregator-zero", CREATE.replace("--aggregator {agg}", "--aggregator 0x" + "00" * 20), "--aggregator"),
+    ("create-aggregator-zero", CREATE.replace("--aggregator {agg}", "--aggregator 0x" + "00" * 20), "zero address"),
     ("create-aggregator-is-owner", CREATE.replace("--aggregator {agg}", "--aggregator " + ACCOUNTS[0].address), "role"),
     ("create-reward-text", CREATE + " --reward ten", "not a number of ETH"),
     ("create-reward-zero", CREATE + " --reward 0", "positive"),
-    ("create-reward-huge", CREATE + " --reward 1000000000", "reward"),
-    ("create-reward-2e128", CREATE + " --reward 1e30", "reward"),
+    ("create-reward-huge", CREATE + " --reward 1000000000", "more than the owner's balance"),
+    ("create-reward-2e128", CREATE + " --reward 1e30", "more than the owner's balance"),
     ("create-rounds-0", CREATE + " --rounds 0", "--rounds"),
     ("create-rounds-huge", CREATE + " --rounds 20000", "--rounds"),
     ("create-rounds-u32", CREATE + " --rounds 5000000000", "--rounds"),
@@ -155,9 +161,9 @@ CASES: list[tuple[str, str, str]] = [
     ("create-kubo-down", CREATE + " --store kubo --ipfs-api http://127.0.0.1:9", "127.0.0.1:9"),
     # ------------------------------------------------------------ task status / results
     ("status-unknown", "task status 99 " + chain_args(), "unknown task 99"),
-    ("status-zero", "task status 0 " + chain_args(), "task"),
-    ("status-negative", "task status -- -1 " + chain_args(), "task"),
-    ("status-huge", "task status 999999999999999999999999999999999999999999999999999999999999999999999999999999 " + chain_args(), "task"),
+    ("status-zero", "task status 0 " + chain_args(), "unknown task 0"),
+    ("status-negative", "task status -- -1 " + chain_args(), "out of range"),
+    ("status-huge", "task status 999999999999999999999999999999999999999999999999999999999999999999999999999999 " + chain_args(), "out of range"),
     ("status-no-rpc", "task status 1 --contract {contract}", "RPC"),
     ("results-plot-suffix", "task results {task} --plot {dir}/plot.gif " + chain_args(), ".gif"),
     ("results-plot-dir", "task results {task} --plot {dir}/missing/plot.png " + chain_args(), "plot"),
@@ -169,12 +175,13 @@ CASES: list[tuple[str, str, str]] = [
     ("run-data-shape", "trainer run {task} --once " + chain_args("--key-file {trainer_key} --data {dir}/wide.csv"), "features"),
     ("run-attack", "trainer run {task} --once " + chain_args("--key-file {trainer_key} --data {data} --attack nope"), "nope"),
     ("run-timeout", "trainer run {task} " + chain_args("--key-file {trainer_key} --data {data} --timeout -1"), "--timeout"),
-    ("run-not-joined", "trainer run {task} --once " + chain_args("--key-file {stranger_key} --data {data}"), "join"),
+    ("run-as-aggregator", "trainer run {task} --once " + chain_args("--key-file {agg_key} --data {data}"), "role"),
     ("withdraw-nothing", "trainer withdraw " + chain_args("--key-file {stranger_key}"), "nothing to withdraw"),
     ("withdraw-no-key", "trainer withdraw " + chain_args(), "key file"),
     # ------------------------------------------------------------ aggregator
     ("agg-validation", "aggregator run {task} --once " + chain_args("--key-file {agg_key} --validation {dir}/nope.npz"), "nope.npz"),
-    ("agg-not-aggregator", "aggregator run {task} --once " + chain_args("--key-file {stranger_key} --validation {val}"), "aggregator"),
+    ("agg-not-aggregator", "aggregator run {task} --once " + chain_args("--key-file {stranger_key} --validation {val}"), "is not task"),
+    ("agg-wrong-validation", "aggregator run {task} --once " + chain_args("--key-file {agg_key} --validation {data}"), "commitment"),
     ("agg-timeout", "aggregator run {task} " + chain_args("--key-file {agg_key} --validation {val} --timeout 0"), "--timeout"),
     # ------------------------------------------------------------ serve
     ("serve-port", "serve --port 70000 " + chain_args(), "--port"),

@@ -21,8 +21,12 @@ from tests.conftest import Market, _market
 
 @pytest.fixture(scope="module")
 def ganache() -> Iterator[GanacheProcess]:
-    with GanacheProcess(accounts=10) as proc:
+    proc = GanacheProcess(accounts=10)
+    proc.start()
+    try:
         yield proc
+    finally:
+        proc.stop()
 
 
 @pytest.fixture

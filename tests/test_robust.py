@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aggregator.robust import (
-    AdaptiveClip, CenteredClipping, Clip, CoordinateMedian, GeometricMedian, Krum, Mean, MultiKrum,
+    AdaptiveClip, CenteredClipping, CenteredClippingDrop, Clip, CoordinateMedian, GeometricMedian, Krum, Mean, MultiKrum,
     NearestNeighborMixing, TrimmedMean, effective_f, get_rule, max_f, pairwise_sq_distances,
 )
 from market.errors import ConfigError
@@ -204,8 +204,40 @@ def test_centered_clipping_default_radius_is_the_median_distance() -> None:
     assert decision.excluded == (4,)
 
 
+def test_ccdrop_drops_a_gross_outlier_and_recentres_on_the_rest() -> None:
+    # cc from 0 (tau 3) gives 2.4; distances to it 1.4 .4 .6 7.6 37.6, median 1.4: 40 is > 2.5 * 1.4 away, so it
+    # is dropped and cc restarts over 1, 2, 3, 10: tau = median(1, 2, 3, 10) = 2 -> (1 + 2 + 2 + 2) / 4 = 1.75
+    decision = get_rule("ccdrop", 1, L=1)(_col(1, 2, 3, 10, 40))
+
+    assert decision.aggregate is not None and decision.aggregate.tolist() == pytest.approx([1.75])
+    assert decision.excluded == (4,) and decision.details["dropped"] == (0.0, 0.0, 0.0, 0.0, 1.0)
+    assert decision.details["weight"][4] == 0.0 and decision.rule == "ccdrop" and not decision.reweight
+
+
+def test_ccdrop_keeps_a_moderately_far_input_clipped_like_cc() -> None:
+    # the farthest (5, at 2.6 from cc's 2.4) is within 2.5 * median = 3.5: nothing dropped, the aggregate is cc's
+    points = _col(1, 2, 3, 4, 5)
+    decision = CenteredClippingDrop(f=1, L=1)(points)
+    plain = CenteredClipping(f=1, L=1)(points)
+
+    assert decision.aggregate is not None and plain.aggregate is not None
+    assert decision.aggregate.tolist() == pytest.approx(plain.aggregate.tolist())
+    assert decision.aggregate.tolist() == pytest.approx([2.4])
+    assert decision.excluded == plain.excluded == (4,) and decision.details["dropped"] == (0.0,) * 5
+    assert decision.details["weight"][4] > 0
+
+
+def test_ccdrop_drops_at_most_f_and_only_past_the_threshold() -> None:
+    points = _col(1, 2, 3, 60, 80)
+
+    assert CenteredClippingDrop(f=1, L=1)(points).details["dropped"] == (0.0, 0.0, 0.0, 0.0, 1.0)
+    assert CenteredClippingDrop(f=2, L=1)(points).details["dropped"] == (0.0, 0.0, 0.0, 1.0, 1.0)
+    assert CenteredClippingDrop(f=2, L=1, drop=1000.0)(points).details["dropped"] == (0.0,) * 5
+
+
 @pytest.mark.parametrize(("rule", "params"), [(GeometricMedian, {"nu": 0.0}), (GeometricMedian, {"T": 0}),
-                                              (CenteredClipping, {"tau": -1.0}), (CenteredClipping, {"L": 0})])
+                                              (CenteredClipping, {"tau": -1.0}), (CenteredClipping, {"L": 0}),
+                                              (CenteredClippingDrop, {"drop": 0.0})])
 def test_iterative_rules_validate_their_parameters(rule: type, params: dict[str, float]) -> None:
     with pytest.raises(ConfigError, match=next(iter(params))):
         rule(1, **params)

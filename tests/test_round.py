@@ -24,6 +24,8 @@ from trainer_node.attacks import poison_data, poison_update
 from trainer_node.train import local_update
 
 SPEC = TaskSpec()
+#: for the tests about Multi-Krum's own behaviour (FedAvg of the survivors, n > 2f + 2), whatever the default rule is
+MULTIKRUM = SPEC.model_copy(update={"robust": SPEC.robust.model_copy(update={"rule": "multikrum"})})
 
 
 def address(i: int) -> str:
@@ -158,9 +160,11 @@ def test_nan_update_is_rejected_and_the_round_completes(round_inputs) -> None:  
 def test_too_few_updates_for_f_means_no_outlier_removal(round_inputs) -> None:  # type: ignore[no-untyped-def]
     splits, g, subs = round_inputs
 
-    out = aggregate_round(SPEC, g, subs[:4], splits.validation.x, splits.validation.y)  # 4 <= 2f + 2
+    out = aggregate_round(MULTIKRUM, g, subs[:4], splits.validation.x, splits.validation.y)  # 4 <= 2f + 2
+    default = aggregate_round(SPEC, g, subs[:2], splits.validation.x, splits.validation.y)  # ccdrop: 2 <= 2f
 
     assert out.robust["f_effective"] == 0 and out.robust["applied"] == "mean" and out.outliers == ()
+    assert default.robust["f_effective"] == 0 and default.robust["applied"] == "mean" and default.outliers == ()
 
 
 def test_with_no_valid_update_the_model_is_unchanged_and_nobody_is_paid(round_inputs) -> None:  # type: ignore[no-untyped-def]
@@ -184,7 +188,7 @@ def test_bps_follow_the_submission_order(round_inputs) -> None:  # type: ignore[
 
 def test_the_new_model_is_the_sample_weighted_average_of_the_survivors(round_inputs) -> None:  # type: ignore[no-untyped-def]
     splits, g, subs = round_inputs
-    out = aggregate_round(SPEC, g, subs, splits.validation.x, splits.validation.y)
+    out = aggregate_round(MULTIKRUM, g, subs, splits.validation.x, splits.validation.y)
     kept = [i for i, (a, _) in enumerate(subs) if a in out.survivors]
     sizes = [len(splits.trainers[i]) for i in kept]
     deltas = [local_update(SPEC, g, splits.trainers[i], seed=i) for i in kept]  # as ``submissions`` trained them
@@ -197,7 +201,7 @@ def test_the_new_model_is_the_sample_weighted_average_of_the_survivors(round_inp
 def test_the_grand_coalition_utility_is_the_new_models_validation_accuracy(round_inputs) -> None:  # type: ignore[no-untyped-def]
     splits, g, subs = round_inputs
 
-    out = aggregate_round(SPEC, g, subs, splits.validation.x, splits.validation.y)
+    out = aggregate_round(MULTIKRUM, g, subs, splits.validation.x, splits.validation.y)  # the new model is a FedAvg
 
     assert out.accuracy_after == out.utilities[",".join(sorted(out.survivors))]
     assert out.accuracy_after == pytest.approx(accuracy(model_with_state(SPEC.model, SPEC.data, out.new_state), splits.validation.x, splits.validation.y), abs=1 / 269 + 1e-9)
