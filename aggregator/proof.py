@@ -67,16 +67,16 @@ def prove_round(
     model_cid: str,
     receipt_cid: str,
     progress: Callable[[str], None] | None = None,
-) -> RoundProof | None:
-    """The proof bytes for ``postResult`` (None when no update was valid: nothing to prove)."""
+) -> RoundProof:
+    """The proof bytes for ``postResult`` (an empty proof when no update was valid: nothing to prove)."""
     inputs = outcome.proof
     decision = statement_for(inputs)
     prev = contract.digest_before(task_id, round_)
     subs = [(s.index, cid_digest(s.cid), s.commitment) for s in sorted(submissions, key=lambda s: s.seq)]
     mask = rejected_mask(submissions, inputs["slots"])
-    if decision is None:
-        return RoundProof(encode_round_proof(Proof((0, 0), ((0, 0), (0, 0)), (0, 0), (), 0.0), prev, subs, mask, 0),
-                          Proof((0, 0), ((0, 0), (0, 0)), (0, 0), (), 0.0), Shape(2, inputs["k"], 0), 0, ())
+    if decision is None:  # no valid update: the verifier accepts all-zero bps without a proof
+        empty = Proof((0, 0), ((0, 0), (0, 0)), (0, 0), (), 0.0)
+        return RoundProof(encode_round_proof(empty, prev, subs, mask, 0), empty, Shape(2, inputs["k"], 0), 0, ())
     n = decision.n
     rv = contract.chain.w3.eth.contract(address=Web3.to_checksum_address(verifier), abi=verifier_abi())
     if int(contract.chain.call(rv.functions.sketchK())) != int(inputs["k"]):

@@ -171,6 +171,13 @@ def _robust_update(decision: RobustDecision, kept: list[Tensor], weights: list[f
     return fedavg(torch.stack(kept), weights) if kept else None
 
 
+def _next_state(global_state: dict[str, Tensor], update: Tensor | None) -> "OrderedDict[str, Tensor]":
+    """The global model plus the flat ``update``; unchanged (a float32 copy) when there is none."""
+    if update is not None:
+        return apply_delta(global_state, update)
+    return OrderedDict((k, v.detach().clone().float()) for k, v in sorted(global_state.items()))
+
+
 def aggregate_round(
     spec: TaskSpec,
     global_state: dict[str, Tensor],
@@ -209,11 +216,7 @@ def aggregate_round(
     survivors = tuple(valid.addresses[i] for i in decision.selected)
     kept = [valid.deltas[i] for i in decision.selected]
     weights = [float(valid.samples[a]) for a in survivors]
-    update = _robust_update(decision, kept, weights)
-    if update is not None:
-        new_state = apply_delta(global_state, update)
-    else:
-        new_state = OrderedDict((k, v.detach().clone().float()) for k, v in sorted(global_state.items()))
+    new_state = _next_state(global_state, _robust_update(decision, kept, weights))
     t1 = time.perf_counter()
 
     name = choose_valuation(spec.valuation, len(survivors), arch=spec.model.arch, n_val=int(y_val.numel()), hidden=spec.model.hidden)
@@ -289,10 +292,7 @@ def _provable_round(
     slot = {a: i for i, a in enumerate(valid.addresses)}
     kept = [valid.deltas[slot[a]] for a in survivors]
     weights = [float(valid.samples[a]) for a in survivors]
-    if kept:
-        new_state = apply_delta(global_state, fedavg(torch.stack(kept), weights))
-    else:
-        new_state = OrderedDict((k, v.detach().clone().float()) for k, v in sorted(global_state.items()))
+    new_state = _next_state(global_state, fedavg(torch.stack(kept), weights) if kept else None)
     t1 = time.perf_counter()
 
     util: list[int] = []
@@ -316,11 +316,11 @@ def _provable_round(
     t2 = time.perf_counter()
 
     value_of = {a: values[slot[a]] for a in valid.addresses}
-    eligible_valid = [a in survivors for a in valid.addresses]
-    bps_valid = to_basis_points([value_of[a] for a in valid.addresses], eligible_valid) if n else []
-    bps_of = dict(zip(valid.addresses, bps_valid))
-    flat_values = [value_of.get(a, 0) / zs.UTIL_SCALE for a in addresses]
     eligible = [a in survivors for a in addresses]
+    # rejected submitters are ineligible and the eligible keep their order, so this equals the circuit's
+    # split over the valid slots (market.zk.statement.settle asserts that when proving)
+    bps = to_basis_points([value_of.get(a, 0) for a in addresses], eligible)
+    flat_values = [value_of.get(a, 0) / zs.UTIL_SCALE for a in addresses]
     outliers = tuple(a for a in valid.addresses if a not in survivors)
     cumulative = cumulative_values({}, dict(zip(addresses, flat_values)))
     robust = {
@@ -357,7 +357,7 @@ def _provable_round(
         seed=seed,
         contributions=dict(zip(addresses, flat_values)),
         shares=dict(zip(addresses, contribution_shares(flat_values, eligible))),
-        bps=tuple(int(bps_of.get(a, 0)) for a in addresses),
+        bps=tuple(bps),
         utilities=utilities,
         evaluations=evaluations,
         accuracy_before=before,

@@ -155,19 +155,18 @@ class Aggregator:
         outcome, model_cid, receipt = self.compute_round(view)
         bps = receipt["bps_vector"]
         receipt_cid = put_json(self.store, receipt)
-        compute_s = time.perf_counter() - t0
-        failpoint("aggregator_before_post")
-        t1 = time.perf_counter()
-        if self.contract.task(task_id).current_round != r:
-            raise MarketError(f"task {task_id} round {r} was settled meanwhile; nothing posted")
-        proof = b""
         proved = None
         if view.spec.proof.system != "none":
             from aggregator.proof import prove_round
 
             proved = prove_round(self.contract, task_id, r, view.info.verifier, outcome,
                                  self.contract.submissions(task_id, r), model_cid, receipt_cid, self.progress)
-            proof = proved.calldata if proved else b""
+        compute_s = time.perf_counter() - t0
+        failpoint("aggregator_before_post")
+        t1 = time.perf_counter()
+        if self.contract.task(task_id).current_round != r:
+            raise MarketError(f"task {task_id} round {r} was settled meanwhile; nothing posted")
+        proof = proved.calldata if proved is not None else b""
         tx = self.contract.post_result(self.account, task_id, r, model_cid, receipt_cid, bps, proof)
         chain_s = time.perf_counter() - t1
         seconds = {

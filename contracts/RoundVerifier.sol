@@ -66,9 +66,7 @@ contract RoundVerifier is IRoundVerifier {
         view
         returns (bool)
     {
-        Decoded memory d;
-        (d.g, d.prevDigest, d.subs, d.rejected, d.utilHash) =
-            abi.decode(proof, (uint256[8], bytes32, uint256[3][], uint256, uint256));
+        Decoded memory d = _decode(proof);
         if (d.subs.length != bps.length || d.subs.length > 256) return false;
         if (_chain(d.prevDigest, d.subs) != submissionsDigest) return false;
         _sortByJoinIndex(d.subs);
@@ -82,6 +80,11 @@ contract RoundVerifier is IRoundVerifier {
         uint256[] memory pub = _publicInputs(d, bps, n, submissionsDigest);
         pub[0] = binding;
         return _call(verifierFor[n], selectorFor[n], d.g, pub);
+    }
+
+    function _decode(bytes calldata proof) private pure returns (Decoded memory d) {
+        (d.g, d.prevDigest, d.subs, d.rejected, d.utilHash) =
+            abi.decode(proof, (uint256[8], bytes32, uint256[3][], uint256, uint256));
     }
 
     function _chain(bytes32 digest, uint256[3][] memory subs) private pure returns (bytes32) {

@@ -260,6 +260,17 @@ class MarketContract:
             raise ChainError(f"task {task_id} round {round_}: submission events do not match the on-chain digest")
         return sorted(subs, key=lambda s: s.index)
 
+    def result_call(self, task_id: int, round_: int) -> dict[str, Any]:
+        """The arguments of the ``postResult`` transaction that settled ``round_`` (read back from the chain)."""
+        task = self.task(task_id)
+        logs = self._logs("RoundSettled", task.created_block, taskId=task_id, round=round_)
+        if not logs or int(logs[-1]["args"]["mode"]) != 1:
+            raise ChainError(f"task {task_id} round {round_} was not settled by a posted result")
+        tx = self.chain.with_retry(lambda: self.chain.w3.eth.get_transaction(logs[-1]["transactionHash"]),
+                                   what="read the result transaction")
+        _, args = self.c.decode_function_input(tx["input"])
+        return dict(args)
+
     def digest_before(self, task_id: int, round_: int) -> bytes:
         """The running submissions digest before ``round_``'s first submission."""
         if round_ == 0:

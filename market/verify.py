@@ -133,18 +133,17 @@ def _check_proof(contract: MarketContract, task_id: int, round_: int, view: Any,
     except (ValueError, AssertionError) as exc:
         add("statement", False, str(exc))
         return
-    posted = [receipt["bps"].get(a, 0) for a in slots]
+    call = contract.result_call(task_id, round_)  # what was posted on chain, not what the receipt says
+    on_chain = dict(zip([s.trainer for s in subs], (int(b) for b in call["bps"])))
+    posted = [on_chain.get(a, 0) for a in slots]
     outl = [slots[i] for i in decision.outliers]
     ok = list(st.bps) == posted and sorted(outl) == sorted(receipt["outliers"])
     add("statement", ok, f"outliers {len(outl)}, bps {list(st.bps)}" if ok else _diff(posted, list(st.bps)))
     # the proof, from the postResult transaction
-    logs = contract._logs("RoundSettled", view.info.created_block, taskId=task_id, round=round_)
-    tx = contract.chain.w3.eth.get_transaction(logs[-1]["transactionHash"])
-    _, args = contract.c.decode_function_input(tx["input"])
-    words, _prev, _subs, _mask, util_hash = decode_round_proof(bytes(args["proof"]))
-    built = build(Shape(decision.n, int(inputs["k"]), decision.f))
-    good = util_hash == st.public[-1] and verify_py(built.vkey, words, st.public)
-    add("proof", good, f"Groth16 proof verifies for {Shape(decision.n, int(inputs['k']), decision.f).name}" if good
+    words, _prev, _subs, _mask, util_hash = decode_round_proof(bytes(call["proof"]))
+    shape = Shape(decision.n, int(inputs["k"]), decision.f)
+    good = util_hash == st.public[-1] and verify_py(build(shape).vkey, words, st.public)
+    add("proof", good, f"Groth16 proof verifies for {shape.name}" if good
         else "the posted proof does not verify against the receipt and the chain")
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import random
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -63,8 +62,7 @@ def proof_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
         for node in nodes:
             node.join(task_id)
         agg = Aggregator(env.contract, env.store, env.accounts[1], splits.validation)
-        yield {"env": env, "task_id": task_id, "spec": spec, "nodes": nodes, "agg": agg, "validation": splits.validation,
-               "tmp": tmp}
+        yield {"env": env, "task_id": task_id, "spec": spec, "nodes": nodes, "agg": agg, "validation": splits.validation}
 
 
 def _prepared(ctx: dict[str, Any]) -> dict[str, Any]:

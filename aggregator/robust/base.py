@@ -106,6 +106,23 @@ def need(rule: str, n: int, f: int, ok: bool, condition: str) -> None:
         raise ConfigError(f"{rule} needs {condition} (got n={n}, f={f}); lower robust.f or add trainers")
 
 
+class HonestMajority:
+    """Base of the rules that need a strict honest majority, ``n > 2f`` (ByzFL's ``f < n/2``)."""
+
+    name = ""
+    f = 0
+
+    @staticmethod
+    def max_f(n: int) -> int:
+        return (n - 1) // 2
+
+    def _rows(self, vectors: Tensor) -> int:
+        """Check the ``[n, d]`` input and the precondition; return ``n``."""
+        n, _ = check_matrix(vectors)
+        need(self.name, n, self.f, n > 2 * self.f, "n > 2f")
+        return n
+
+
 def gram(vectors: Tensor) -> Tensor:
     """``X @ X.T`` as float64 ``[n, n]``; the product itself runs in the input's dtype."""
     return (vectors @ vectors.T).to(torch.float64)

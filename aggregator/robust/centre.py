@@ -42,12 +42,12 @@ import torch
 from torch import Tensor
 
 from aggregator.robust.base import (
-    RobustDecision, check_f, check_float, check_int, check_matrix, combine, floats, gram, most_central, need,
+    HonestMajority, RobustDecision, check_f, check_float, check_int, combine, floats, gram, most_central,
     span_sq_distances,
 )
 
 
-class GeometricMedian:
+class GeometricMedian(HonestMajority):
     """Smoothed Weiszfeld iterations from 0; the ``f`` inputs farthest from the result are the outliers."""
 
     name = "geomed"
@@ -57,13 +57,8 @@ class GeometricMedian:
         self.nu = check_float(self.name, "nu", nu, positive=True)
         self.T = check_int(self.name, "T", T, 1)
 
-    @staticmethod
-    def max_f(n: int) -> int:
-        return (n - 1) // 2
-
     def __call__(self, vectors: Tensor) -> RobustDecision:
-        n, _ = check_matrix(vectors)
-        need(self.name, n, self.f, n > 2 * self.f, "n > 2f")
+        n = self._rows(vectors)
         g = gram(vectors)
         w = torch.zeros(n, dtype=torch.float64)
         for _ in range(self.T):
@@ -76,7 +71,7 @@ class GeometricMedian:
         )
 
 
-class CenteredClipping:
+class CenteredClipping(HonestMajority):
     """``L`` centered-clipping steps from 0 with radius ``tau`` (None: median distance to the centre).
 
     ``drop`` (None: never): see ``ccdrop`` in the module docstring.
@@ -89,10 +84,6 @@ class CenteredClipping:
         self.tau = None if tau is None else check_float(self.name, "tau", tau, positive=True)
         self.L = check_int(self.name, "L", L, 1)
         self.drop = None if drop is None else check_float(self.name, "drop", drop, positive=True)
-
-    @staticmethod
-    def max_f(n: int) -> int:
-        return (n - 1) // 2
 
     def _clip_steps(self, g: Tensor, members: list[int]) -> tuple[Tensor, Tensor]:
         """cc over the inputs ``members`` only: final weights ``[n]`` (0 outside) and last clipping factors."""
@@ -109,8 +100,7 @@ class CenteredClipping:
         return w, clip
 
     def __call__(self, vectors: Tensor) -> RobustDecision:
-        n, _ = check_matrix(vectors)
-        need(self.name, n, self.f, n > 2 * self.f, "n > 2f")
+        n = self._rows(vectors)
         g = gram(vectors)
         if self.drop is None:
             w = torch.zeros(n, dtype=torch.float64)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from aggregator.robust.base import RobustDecision, check_f, check_matrix, floats, most_central, need
+from aggregator.robust.base import HonestMajority, RobustDecision, check_f, floats, most_central
 from aggregator.robust.sortnet import rank_band
 
 
@@ -36,7 +36,7 @@ def _decision(name: str, f: int, vectors: Tensor, lo: int, hi: int) -> RobustDec
     )
 
 
-class CoordinateMedian:
+class CoordinateMedian(HonestMajority):
     """Coordinate-wise median; the ``f`` inputs farthest from it are the outliers."""
 
     name = "cwmed"
@@ -44,17 +44,12 @@ class CoordinateMedian:
     def __init__(self, f: int) -> None:
         self.f = check_f(self.name, f)
 
-    @staticmethod
-    def max_f(n: int) -> int:
-        return (n - 1) // 2
-
     def __call__(self, vectors: Tensor) -> RobustDecision:
-        n, _ = check_matrix(vectors)
-        need(self.name, n, self.f, n > 2 * self.f, "n > 2f")
+        n = self._rows(vectors)
         return _decision(self.name, self.f, vectors, (n - 1) // 2, n // 2 + 1)
 
 
-class TrimmedMean:
+class TrimmedMean(HonestMajority):
     """Coordinate-wise ``f``-trimmed mean; the ``f`` inputs farthest from it are the outliers."""
 
     name = "cwtm"
@@ -62,11 +57,6 @@ class TrimmedMean:
     def __init__(self, f: int) -> None:
         self.f = check_f(self.name, f)
 
-    @staticmethod
-    def max_f(n: int) -> int:
-        return (n - 1) // 2
-
     def __call__(self, vectors: Tensor) -> RobustDecision:
-        n, _ = check_matrix(vectors)
-        need(self.name, n, self.f, n > 2 * self.f, "n > 2f")
+        n = self._rows(vectors)
         return _decision(self.name, self.f, vectors, self.f, n - self.f)

@@ -31,22 +31,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from aggregator.robust.base import Details, check_f, check_float, check_matrix, floats, need, pairwise_sq_distances
+from aggregator.robust.base import HonestMajority, Details, check_f, check_float, check_matrix, floats, pairwise_sq_distances
 
 
-class NearestNeighborMixing:
+class NearestNeighborMixing(HonestMajority):
     name = "nnm"
 
     def __init__(self, f: int) -> None:
         self.f = check_f(self.name, f)
 
-    @staticmethod
-    def max_f(n: int) -> int:
-        return (n - 1) // 2
-
     def __call__(self, vectors: Tensor, inplace: bool = False) -> tuple[Tensor, Details]:
-        n, _ = check_matrix(vectors)
-        need(self.name, n, self.f, n > 2 * self.f, "n > 2f")
+        n = self._rows(vectors)
         k = n - self.f
         d2 = pairwise_sq_distances(vectors)
         nearest = torch.sort(d2, dim=1, stable=True).indices[:, :k]  # ties: lower index first
@@ -82,19 +77,14 @@ class Clip:
         return _scale_rows(vectors, factor, inplace), {"factor": floats(factor)}
 
 
-class AdaptiveClip:
+class AdaptiveClip(HonestMajority):
     name = "arc"
 
     def __init__(self, f: int) -> None:
         self.f = check_f(self.name, f)
 
-    @staticmethod
-    def max_f(n: int) -> int:
-        return (n - 1) // 2
-
     def __call__(self, vectors: Tensor, inplace: bool = False) -> tuple[Tensor, Details]:
-        n, _ = check_matrix(vectors)
-        need(self.name, n, self.f, n > 2 * self.f, "n > 2f")
+        n = self._rows(vectors)
         norms = torch.linalg.vector_norm(vectors, dim=1).to(torch.float64)
         clipped = int((2 * self.f / n) * (n - self.f))
         factor = torch.ones(n, dtype=torch.float64)
