@@ -171,3 +171,38 @@ def test_verify_catches_a_forged_utility(proof_env: dict[str, Any]) -> None:
     rep = verify_round(ctx["env"].contract, ctx["env"].store, ctx["task_id"], p["round"], ctx["validation"])
     failed = {name for name, ok, _ in rep.checks if not ok}
     assert failed == {"replay"}, rep.checks
+
+
+def test_simulate_report_fills_the_proof_field(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from simulator.simulate import simulate
+
+    store = tmp_path_factory.mktemp("zk-sim") / "store"
+    cfg = SimulateConfig(trainers=5, attackers=1, attack="sign_flip", rounds=1, robust="multikrum", f=1,
+                         proof="groth16", chain="anvil", store_dir=str(store), seed=2)
+    report = simulate(cfg)
+
+    (entry,) = report["rounds"]
+    attacker = report["trainers"][-1]["address"]
+    assert entry["proof"]["system"] == "groth16" and entry["proof"]["verified_on_chain"] is True
+    assert entry["proof"]["prove_s"] > 0 and entry["seconds"]["prove"] == entry["proof"]["prove_s"]
+    assert entry["outliers"] == [attacker] and entry["credited_wei"][attacker] == "0"
+
+
+def test_proof_from_another_task_is_rejected(proof_env: dict[str, Any]) -> None:
+    ctx = proof_env
+    env = ctx["env"]
+    cfg = SimulateConfig(trainers=5, attackers=1, attack="sign_flip", rounds=1, robust="multikrum", f=1,
+                         proof="groth16", chain="anvil", seed=1)
+    tasks = [post_task(env, env.accounts[0], env.accounts[1].address, cfg, ctx["validation"], 10**18)[0] for _ in range(2)]
+    for task in tasks:
+        for node in ctx["nodes"]:
+            node.join(task)
+    first = {**ctx, "task_id": tasks[0]}
+    p = _prepared(first)  # a valid proof for the first new task's round 0
+    for node in ctx["nodes"]:
+        node.run_round(tasks[1])
+    with pytest.raises(ChainError, match="MarketInvalidProof"):
+        env.contract.post_result(ctx["agg"].account, tasks[1], 0, p["model"], p["receipt_cid"], p["bps"], p["proof"])
+    assert env.contract.credited(tasks[1], 0) == {} and env.contract.task(tasks[1]).current_round == 0
+    _post(first, p)  # and it still settles its own round
+    assert env.contract.task(tasks[0]).finished
