@@ -50,10 +50,10 @@ lint: install .venv-lint/.installed
 	.venv-lint/bin/python tools/slither_check.py
 
 artifacts: install
-	$(PY) -m market.compile
+	$(PY) -m market.chain.compile
 
 check-artifacts: install
-	$(PY) -m market.compile --check
+	$(PY) -m market.chain.compile --check
 
 .PHONY: bench-gas bench-robust bench-robustness bench-robustness-quick bench-valuation bench-proof
 bench-gas: install
@@ -70,4 +70,4 @@ bench-robustness-quick: install
 	$(PY) bench/robustness.py --json bench/results/robustness-quick.json --quick
 
 clean:
-	rm -rf .market tests/artifacts .pytest_cache
+	rm -rf .market tests/app/artifacts .pytest_cache

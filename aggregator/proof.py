@@ -2,21 +2,22 @@
 
 After the round's model and receipt are stored (their CIDs enter the proof's
 binding), :func:`prove_round` rebuilds the circuit's statement from the
-receipt's ``details.proof`` inputs, proves it with snarkjs (building the
+round's :class:`market.receipt.ProofInputs` (and the statement the round computed once), proves it with snarkjs (building the
 development setup for the round's shape first if this machine has none yet)
 and returns the bytes ``postResult`` carries to the task's RoundVerifier.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from web3 import Web3
 
 from aggregator.round import RoundOutcome
+from market.chain.contract import MarketContract, Submission
 from market.cid import cid_digest
-from market.contract import MarketContract, Submission
 from market.errors import ConfigError
 from market.zk import statement as zs
 from market.zk.prover import Proof, encode_round_proof, prove
@@ -38,23 +39,9 @@ class RoundProof:
 
 
 def verifier_abi() -> list[dict[str, Any]]:
-    from market.compile import load_artifact
+    from market.chain.compile import load_artifact
 
     return load_artifact("RoundVerifier")["abi"]
-
-
-def rejected_mask(submissions: list[Submission], slots: list[str]) -> int:
-    """Bit j set: the j-th submitter (join order) is not a valid slot of the proof."""
-    valid = set(slots)
-    return sum(1 << j for j, s in enumerate(sorted(submissions, key=lambda s: s.index)) if s.trainer not in valid)
-
-
-def statement_for(proof_inputs: dict[str, Any]) -> zs.Decision | None:
-    n = int(proof_inputs["n"])
-    if n == 0:
-        return None
-    return zs.decide([list(map(int, s)) for s in proof_inputs["sketches"]],
-                     [int(b) for b in proof_inputs["binders"]], int(proof_inputs["f"]), [int(p) for p in proof_inputs["perm"]])
 
 
 def prove_round(
@@ -70,23 +57,25 @@ def prove_round(
 ) -> RoundProof:
     """The proof bytes for ``postResult`` (an empty proof when no update was valid: nothing to prove)."""
     inputs = outcome.proof
-    decision = statement_for(inputs)
+    if inputs is None:
+        raise ValueError("the round was not computed as a provable round (its spec names no proof system)")
+    decision = outcome.decision
     prev = contract.digest_before(task_id, round_)
     subs = [(s.index, cid_digest(s.cid), s.commitment) for s in sorted(submissions, key=lambda s: s.seq)]
-    mask = rejected_mask(submissions, inputs["slots"])
+    mask = inputs.rejected_mask([s.trainer for s in sorted(submissions, key=lambda s: s.index)])
     if decision is None:  # no valid update: the verifier accepts all-zero bps without a proof
         empty = Proof((0, 0), ((0, 0), (0, 0)), (0, 0), (), 0.0)
-        return RoundProof(encode_round_proof(empty, prev, subs, mask, 0), empty, Shape(2, inputs["k"], 0), 0, ())
+        return RoundProof(encode_round_proof(empty, prev, subs, mask, 0), empty, Shape(2, inputs.k, 0), 0, ())
     n = decision.n
     rv = contract.chain.w3.eth.contract(address=Web3.to_checksum_address(verifier), abi=verifier_abi())
-    if int(contract.chain.call(rv.functions.sketchK())) != int(inputs["k"]):
+    if int(contract.chain.call(rv.functions.sketchK())) != inputs.k:
         raise ConfigError(f"task {task_id}'s verifier checks sketches of another length than the spec's proof.sketch_k")
     if int(str(contract.chain.call(rv.functions.verifierFor(n))), 16) == 0:
         raise ConfigError(f"task {task_id}'s verifier has no circuit for {n} valid updates; the round can only be settled by the fallback")
     binding = zs.binding(contract.chain.chain_id, contract.address, Web3.to_checksum_address(verifier), task_id, round_,
                          cid_digest(model_cid), cid_digest(receipt_cid))
-    settlement = zs.settle(decision, [int(u) for u in inputs["utilities"]], binding)
-    shape = Shape(n, int(inputs["k"]), decision.f)
+    settlement = zs.settle(decision, inputs.utilities, binding)
+    shape = Shape(n, inputs.k, decision.f)
     built = build(shape, progress)
     if progress:
         progress(f"proving round {round_} ({shape.name}, {built.meta['constraints']} constraints)")

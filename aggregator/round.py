@@ -6,7 +6,7 @@ valid ones (:mod:`aggregator.robust`: Multi-Krum, Krum, coordinate-wise median
 or trimmed mean, geometric median, centered clipping, optionally after NNM or
 clipping), apply the rule's own aggregate or, for Multi-Krum and mean, FedAvg
 the survivors weighted by samples (McMahan et al. 2017), value each survivor by Shapley value of
-the validation-accuracy utility (:mod:`aggregator.contribution`: exact, GTG,
+the validation-accuracy utility (:mod:`aggregator.valuation`: exact, GTG,
 TMC or leave-one-out, chosen by the spec), and turn the values (this round's,
 or with ``payout = "cumulative"`` each trainer's sum over the rounds so far)
 into basis points summing to 10,000.  Everything that
@@ -24,21 +24,24 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from aggregator.aggregate import apply_delta, fedavg
-from aggregator.contribution import value_survivors
-from aggregator.payout import contribution_shares, cumulative_shares, cumulative_values, to_basis_points
-from aggregator.utility import CoalitionUtility
+from aggregator.fedavg import apply_delta, fedavg
 from aggregator.robust import Mean, RobustDecision, RobustRule, effective_f, get_rule, max_f
 from aggregator.validate import validate_update
-from aggregator.valuation import choose_valuation
+from aggregator.valuation import value_survivors
+from aggregator.valuation.estimators import choose_valuation
+from aggregator.valuation.utility import CoalitionUtility
+from market.payout import contribution_shares, cumulative_shares, cumulative_values, to_basis_points
+from market.receipt import ProofInputs
 from market.spec import TaskSpec
 from market.tensors import flatten
+from market.zk import statement as zs
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,9 @@ class RoundOutcome:
     cumulative_shares: dict[str, float] = field(default_factory=dict)
     # proof tasks: the circuit's inputs (valid addresses in slot order, f, sketches, binders, base
     # permutation, outlier slots, integer utilities) -- see market.zk.statement
-    proof: dict[str, Any] = field(default_factory=dict)
+    proof: ProofInputs | None = None
+    # proof tasks: the circuit's statement, computed once here and proven by aggregator.proof
+    decision: zs.Decision | None = field(default=None, repr=False, compare=False)
 
     @property
     def bps_by_address(self) -> dict[str, int]:
@@ -96,7 +101,7 @@ class RoundOutcome:
             "valuation_record": dict(self.valuation_record),
             "cumulative_values": dict(self.cumulative_values),
             "cumulative_shares": dict(self.cumulative_shares),
-            "proof": dict(self.proof),
+            "proof": self.proof.model_dump() if self.proof is not None else None,
         }
 
 
@@ -275,7 +280,6 @@ def _provable_round(
     """The round ``zk/round.circom`` proves: Multi-Krum over the sketches of the valid updates
     (slots in the given order, join order), FedAvg of the survivors, cyclic-permutation Shapley
     over integer utilities (1/4096 accuracy), largest-remainder basis points."""
-    from market.zk import statement as zs
 
     addresses = tuple(a for a, _ in submissions)
     t0 = time.perf_counter()
@@ -332,19 +336,19 @@ def _provable_round(
         "update": "fedavg",
         "treatment": {a: {"outlier": a in outliers} for a in valid.addresses},
     }
-    proof = {
-        "system": spec.proof.system,
-        "slots": list(valid.addresses),
-        "n": n,
-        "k": spec.proof.sketch_k,
-        "f": f_eff,
-        "sketches": [list(s) for s in sketches],
-        "binders": [str(binders[a]) for a in valid.addresses],
-        "perm": list(perm),
-        "outlier_slots": list(decision.outliers) if decision else [],
-        "utilities": util,
-        "values": list(values),
-    }
+    proof = ProofInputs(
+        system=spec.proof.system,
+        slots=list(valid.addresses),
+        n=n,
+        k=spec.proof.sketch_k,
+        f=f_eff,
+        sketches=[list(s) for s in sketches],
+        binders=[str(binders[a]) for a in valid.addresses],
+        perm=list(perm),
+        outlier_slots=list(decision.outliers) if decision else [],
+        utilities=util,
+        values=list(values),
+    )
     return RoundOutcome(
         new_state=new_state,
         addresses=addresses,
@@ -367,4 +371,5 @@ def _provable_round(
         cumulative_values=cumulative,
         cumulative_shares=cumulative_shares(cumulative),
         proof=proof,
+        decision=decision,
     )

@@ -22,16 +22,17 @@ from eth_account.signers.local import LocalAccount
 
 from aggregator.receipt import build_receipt
 from aggregator.round import RoundOutcome, aggregate_round
-from market.contract import MarketContract, Submission
+from market.chain.contract import MarketContract, Submission
+from market.commitment import update_sketch
 from market.data import Dataset, dataset_commitment
 from market.errors import ConfigError, MalformedUpdateError, MarketError, StoreError
 from market.failpoints import failpoint
-from market.protocol import update_sketch
+from market.receipt import Receipt
 from market.spec import TaskSpec
-from market.zk.sketch import binder, commitment_bytes
-from market.roles import TaskView, fetch_global_model, load_task
-from market.store import ContentStore, get_json, put_json
+from market.store import ContentStore, put_json
+from market.task import TaskView, fetch_global_model, load_task, read_receipt
 from market.tensors import encode_state
+from market.zk.sketch import binder, commitment_bytes
 
 
 @dataclass
@@ -40,7 +41,7 @@ class PostedRound:
     round: int
     model_cid: str
     receipt_cid: str
-    receipt: dict[str, Any]
+    receipt: Receipt
     outcome: RoundOutcome
     bps: list[int]
     gas: int
@@ -88,6 +89,15 @@ def prefilter(
     return usable, rejected, sketches
 
 
+def prior_values(contract: MarketContract, store: ContentStore, task_id: int, round_: int) -> dict[str, float]:
+    """Cumulative contribution values before ``round_``: from the latest earlier receipt (read by CID)."""
+    for r in range(round_ - 1, -1, -1):
+        cid = contract.round_info(task_id, r).receipt_cid
+        if cid:
+            return dict(read_receipt(store, cid).details.cumulative_values)
+    return {}
+
+
 class Aggregator:
     def __init__(
         self, contract: MarketContract, store: ContentStore, account: LocalAccount, validation: Dataset
@@ -113,15 +123,9 @@ class Aggregator:
         return self.contract.chain.now() >= submit_deadline or (n > 0 and n >= info.trainer_count)
 
     def prior_values(self, task_id: int, round_: int) -> dict[str, float]:
-        """Cumulative contribution values before ``round_``: from the latest earlier receipt (read by CID)."""
-        for r in range(round_ - 1, -1, -1):
-            cid = self.contract.round_info(task_id, r).receipt_cid
-            if cid:
-                details = get_json(self.store, cid).get("details", {})
-                return {str(k): float(v) for k, v in (details.get("cumulative_values") or {}).items()}
-        return {}
+        return prior_values(self.contract, self.store, task_id, round_)
 
-    def compute_round(self, view: TaskView) -> tuple[RoundOutcome, str, dict[str, Any]]:
+    def compute_round(self, view: TaskView) -> tuple[RoundOutcome, str, Receipt]:
         """Everything but the transaction: deterministic from chain, store, spec and validation set."""
         task_id, r = view.info.task_id, view.info.current_round
         subs = self.contract.submissions(task_id, r)
@@ -153,8 +157,8 @@ class Aggregator:
         r = view.info.current_round
         t0 = time.perf_counter()
         outcome, model_cid, receipt = self.compute_round(view)
-        bps = receipt["bps_vector"]
-        receipt_cid = put_json(self.store, receipt)
+        bps = receipt.bps_vector
+        receipt_cid = put_json(self.store, receipt.to_json())
         proved = None
         if view.spec.proof.system != "none":
             from aggregator.proof import prove_round

@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from market.chain import Chain  # noqa: E402
+from market.chain.client import Chain  # noqa: E402
 from market.cid import compute_cid  # noqa: E402
-from market.contract import MarketContract  # noqa: E402
-from market.devchain import AnvilProcess, dev_accounts  # noqa: E402
+from market.chain.contract import MarketContract  # noqa: E402
+from market.chain.devchain import AnvilProcess, dev_accounts  # noqa: E402
 
 BUDGETS = {"submitUpdate": 80_000, "withdraw": 40_000}
 BLOCK_GAS_LIMIT = 30_000_000

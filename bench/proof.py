@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from market.chain import Chain  # noqa: E402
-from market.devchain import AnvilProcess, dev_accounts  # noqa: E402
+from market.chain.client import Chain  # noqa: E402
+from market.chain.devchain import AnvilProcess, dev_accounts  # noqa: E402
 from market.zk import statement as zs  # noqa: E402
 from market.zk.deploy import selector  # noqa: E402
 from market.zk.prover import encode_round_proof, prove  # noqa: E402

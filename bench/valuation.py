@@ -14,7 +14,7 @@ trainer runs the task's local training from the initial model (round 0).
   utility (one coalition at a time, as it would in a round).  ``spearman``
   is the rank correlation of its values with the exact ones, ``mae_share``
   the mean absolute error of the payout shares (values clipped at 0 and
-  normalised, :func:`aggregator.payout.contribution_shares`), ``evaluations``
+  normalised, :func:`market.payout.contribution_shares`), ``evaluations``
   the distinct coalitions it evaluated, ``seconds`` its wall time -- each the
   mean over seeds (``*_worst`` the worst seed).
 - ``scaling``: exact Shapley (all ``2^n`` utilities, then the vectorized
@@ -47,10 +47,10 @@ import numpy as np
 import torch
 from scipy.stats import spearmanr
 
-from aggregator.batched import shapley_from_table
-from aggregator.payout import contribution_shares
-from aggregator.utility import CoalitionUtility
-from aggregator.valuation import estimate
+from aggregator.valuation.batched import shapley_from_table
+from market.payout import contribution_shares
+from aggregator.valuation.utility import CoalitionUtility
+from aggregator.valuation.estimators import estimate
 from market.data import Dataset, load_digits_arrays
 from market.models import build_model, state_of
 from market.spec import ModelSpec, TaskSpec, TrainingSpec

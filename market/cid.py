@@ -12,7 +12,7 @@ import hashlib
 
 from multiformats import CID, multihash
 
-from market.errors import ConfigError
+from market.errors import CidMismatchError, ConfigError
 
 
 def compute_cid(data: bytes) -> str:
@@ -53,3 +53,11 @@ def cid_from_digest(digest: bytes) -> str:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def verify_blob(cid: str, data: bytes) -> bytes:
+    """Raise :class:`CidMismatchError` unless ``data`` hashes to ``cid``."""
+    actual = compute_cid(data)
+    if actual != normalize_cid(cid):
+        raise CidMismatchError(f"blob {cid} failed its hash check: its bytes hash to {actual}")
+    return data

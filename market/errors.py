@@ -1,4 +1,12 @@
-"""Typed errors a user can hit. The CLI prints ``str(err)`` on one line and exits non-zero."""
+"""Typed errors a user can hit, by kind. The CLI prints ``str(err)`` on one line and exits non-zero;
+the HTTP API maps each kind to a status code by its type (never by its text).
+
+* :class:`ConfigError` — a bad option, spec file, key file or setting: the user's to fix.
+* :class:`DataError` — bytes that are not what they claim (a corrupt document, a malformed update).
+* :class:`StoreError` — the content store could not produce or accept a blob.
+* :class:`ChainError` — the chain refused (:class:`ContractRevert`), could not be reached
+  (:class:`NodeUnreachable`), or its events are inconsistent.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +35,11 @@ class BlobNotFoundError(StoreError):
     """No blob with that CID is in the store."""
 
 
-class MalformedUpdateError(MarketError):
+class DataError(MarketError):
+    """Bytes that are not what they claim to be: a corrupt document, a blob of the wrong kind."""
+
+
+class MalformedUpdateError(DataError):
     """An update blob is not a well-formed safetensors file of the expected shape."""
 
 
@@ -43,5 +55,17 @@ class ContractRevert(ChainError):
         self.name = name
 
 
+class NodeUnreachable(ChainError):
+    """The chain's node cannot be reached (after retries)."""
+
+
 class UnknownTaskError(ChainError):
     """No task with that id exists on this contract."""
+
+
+class InsufficientFunds(MarketError):
+    """An account cannot pay for what it asked (a task's reward, a transaction's gas)."""
+
+
+class NotFoundError(MarketError):
+    """A round, receipt or other record that was asked for does not exist (yet)."""

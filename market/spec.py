@@ -68,7 +68,7 @@ class RobustSpec(_Frozen):
 
 
 class ValuationSpec(_Frozen):
-    """Contribution valuation (``aggregator.valuation``).
+    """Contribution valuation (``aggregator.valuation.estimators``).
 
     ``rule``: ``auto`` | ``exact`` | ``gtg`` | ``tmc`` | ``loo``.  ``auto`` is exact
     Shapley up to ``exact_max_n`` trainers if that is set, otherwise wherever the

@@ -6,14 +6,14 @@ A throwaway chain process is stopped on exit whatever happens.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 from eth_account.signers.local import LocalAccount
 
-from market.chain import Chain
-from market.contract import MarketContract
-from market.devchain import DEV_CHAINS, dev_accounts
+from market.chain.client import Chain
+from market.chain.contract import MarketContract
+from market.chain.devchain import DEV_CHAINS, dev_accounts
 from market.errors import ConfigError
 from market.store import ContentStore, open_store
 

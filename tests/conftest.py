@@ -19,11 +19,11 @@ from typing import Iterator
 import pytest
 from eth_account.signers.local import LocalAccount
 
-from market.chain import Chain
-from market.contract import MarketContract
-from market.devchain import AnvilProcess, dev_accounts, free_port
+from market.chain.client import Chain
+from market.chain.contract import MarketContract
+from market.chain.devchain import AnvilProcess, dev_accounts, free_port
 
-MARKET = [sys.executable, "-m", "market.cli"]
+MARKET = [sys.executable, "-m", "market_app.cli"]
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from eth_account.signers.local import LocalAccount
 
-from market.contract import MarketContract
+from market.chain.contract import MarketContract
+from market.commitment import submission_commitment
 from market.data import Dataset
 from market.errors import MarketError
 from market.failpoints import failpoint
-from market.protocol import submission_commitment
-from market.roles import TaskView, fetch_global_model, load_task
 from market.store import ContentStore
+from market.task import TaskView, fetch_global_model, load_task
 from market.tensors import encode_state
 from trainer_node.attacks import Collusion, attack_seed, is_colluding, poison_data, poison_update
 from trainer_node.train import local_update

@@ -52,7 +52,13 @@ records it.
 """
 
 from aggregator.robust.base import (
-    PreAggregator, RobustDecision, RobustRule, combine, gram, pairwise_sq_distances, span_sq_distances,
+    PreAggregator,
+    RobustDecision,
+    RobustRule,
+    combine,
+    gram,
+    pairwise_sq_distances,
+    span_sq_distances,
 )
 from aggregator.robust.centre import CenteredClipping, CenteredClippingDrop, GeometricMedian
 from aggregator.robust.coordinate import CoordinateMedian, TrimmedMean

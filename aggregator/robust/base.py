@@ -13,8 +13,9 @@ and only the final ``w @ X`` touches all ``d`` coordinates.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 import torch
 from torch import Tensor

@@ -42,7 +42,15 @@ import torch
 from torch import Tensor
 
 from aggregator.robust.base import (
-    HonestMajority, RobustDecision, check_f, check_float, check_int, combine, floats, gram, most_central,
+    HonestMajority,
+    RobustDecision,
+    check_f,
+    check_float,
+    check_int,
+    combine,
+    floats,
+    gram,
+    most_central,
     span_sq_distances,
 )
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from aggregator.robust.base import HonestMajority, Details, check_f, check_float, check_matrix, floats, pairwise_sq_distances
+from aggregator.robust.base import Details, HonestMajority, check_f, check_float, check_matrix, floats, pairwise_sq_distances
 
 
 class NearestNeighborMixing(HonestMajority):

@@ -9,8 +9,9 @@ Every step receives the same ``f``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from torch import Tensor
 
@@ -106,7 +107,7 @@ def max_f(name: str, n: int) -> int:
     """The largest ``f`` every step of ``name`` supports with ``n`` inputs (-1: not even ``f = 0``)."""
     pre_names, rule_name = _parse(name)
     steps = [PRE_AGGREGATORS[p] for p in pre_names] + [ROBUST_RULES[rule_name]]
-    return min(int(getattr(s, "max_f")(n)) for s in steps)
+    return min(int(s.max_f(n)) for s in steps)  # type: ignore[union-attr]  # every registered step defines max_f
 
 
 def effective_f(n: int, f: int, rule: str = "multikrum") -> int:

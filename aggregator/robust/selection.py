@@ -24,7 +24,16 @@ import torch
 from torch import Tensor
 
 from aggregator.robust.base import (
-    RobustDecision, check_f, check_int, check_matrix, combine, floats, gram, most_central, need, pairwise_sq_distances,
+    RobustDecision,
+    check_f,
+    check_int,
+    check_matrix,
+    combine,
+    floats,
+    gram,
+    most_central,
+    need,
+    pairwise_sq_distances,
 )
 from market.errors import ConfigError
 

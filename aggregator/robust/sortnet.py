@@ -14,7 +14,7 @@ permutes values, so every rank holds exactly the value a full sort puts there.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 import torch
@@ -23,7 +23,7 @@ from torch import Tensor
 _BLOCK = 16384  # columns per block: n rows of 64 KiB (float32) stay in cache
 
 
-@lru_cache(maxsize=None)
+@cache
 def merge_exchange(n: int) -> tuple[tuple[int, int], ...]:
     """Batcher's merge-exchange network for ``n`` inputs: after it, row ``i`` holds rank ``i``."""
     if n < 2:
@@ -42,7 +42,7 @@ def merge_exchange(n: int) -> tuple[tuple[int, int], ...]:
     return tuple(comps)
 
 
-@lru_cache(maxsize=None)
+@cache
 def pruned(n: int, outputs: frozenset[int]) -> tuple[tuple[int, int], ...]:
     """The comparators of :func:`merge_exchange` that can affect the rows ``outputs``."""
     needed = set(outputs)

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from market.chain import Chain
+from market.chain.client import Chain
 from market.spec import TaskSpec
 from market.zk.setup import Shape, build
-from market.zk.statement import public_input_count
+from market.zk.statement import provable_f, public_input_count
 
 
 def shapes_for(spec: TaskSpec, sizes: Iterable[int]) -> list[Shape]:
     """The circuit shape of each round size (valid submitters), ``f`` lowered as the round lowers it."""
-    from aggregator.robust import effective_f
-
-    return [Shape(n, spec.proof.sketch_k, effective_f(n, spec.robust.f, "multikrum")) for n in sorted(set(sizes)) if n >= 2]
+    return [Shape(n, spec.proof.sketch_k, provable_f(n, spec.robust.f)) for n in sorted(set(sizes)) if n >= 2]
 
 
 def selector(n: int) -> bytes:
@@ -29,7 +27,7 @@ def deploy_round_verifier(
     progress: Callable[[str], None] | None = None,
 ) -> str:
     """Build (or reuse) each shape's setup, deploy its Groth16 verifier and a RoundVerifier over them."""
-    from market.compile import load_artifact
+    from market.chain.compile import load_artifact
 
     shapes = shapes_for(spec, sizes)
     verifiers = []

@@ -1,24 +1,26 @@
 """Poseidon over the BN254 scalar field, as circomlib's ``Poseidon(n)`` template computes it.
 
 Round constants and MDS matrices come from circomlibjs (npm, pinned in
-package-lock.json), the same numbers circomlib's circuits are generated from;
+package-lock.json), the same numbers circomlib's circuits are generated from. A copy
+ships as package data (``poseidon_constants.json.gz``, so an installed wheel needs no
+``node_modules``); a test holds it equal to circomlibjs's file, and
 ``tests/test_zk_sketch.py`` checks the output against circomlibjs itself.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 from market.errors import ConfigError
 
 #: the BN254 (alt_bn128) scalar field: every circuit signal lives here
 P = 21888242871839275222246405745257275088548364400416034343698204186575808495617
 
-_ROOT = Path(__file__).resolve().parents[2]
-_CONSTANTS = _ROOT / "node_modules" / "circomlibjs" / "src" / "poseidon_constants.json"
+CONSTANTS = Path(__file__).resolve().parent / "poseidon_constants.json.gz"
 _ROUNDS_F = 8
 _ROUNDS_P = [56, 57, 56, 60, 60, 63, 64, 63, 60, 66, 60, 65, 70, 60, 64, 68]
 
@@ -26,9 +28,9 @@ _ROUNDS_P = [56, 57, 56, 60, 60, 63, 64, 63, 60, 66, 60, 65, 70, 60, 64, 68]
 @lru_cache(maxsize=1)
 def _constants() -> tuple[list[list[int]], list[list[list[int]]]]:
     try:
-        raw = json.loads(_CONSTANTS.read_text())
+        raw = json.loads(gzip.decompress(CONSTANTS.read_bytes()))
     except OSError:
-        raise ConfigError(f"Poseidon constants not found at {_CONSTANTS}: run `make install` (npm ci) first") from None
+        raise ConfigError(f"Poseidon constants not found at {CONSTANTS}: reinstall the package") from None
     c = [[int(x, 16) for x in row] for row in raw["C"]]
     m = [[[int(x, 16) for x in row] for row in mat] for mat in raw["M"]]
     return c, m

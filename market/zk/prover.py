@@ -13,9 +13,10 @@ import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from eth_abi import encode as abi_encode
 
@@ -42,8 +43,10 @@ class Proof:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Proof":
-        return cls(tuple(int(x) for x in obj["a"]), tuple(tuple(int(x) for x in p) for p in obj["b"]),  # type: ignore[arg-type]
-                   tuple(int(x) for x in obj["c"]), tuple(int(x) for x in obj["public"]), 0.0)
+        a0, a1 = (int(x) for x in obj["a"])
+        (b00, b01), (b10, b11) = ((int(x) for x in p) for p in obj["b"])
+        c0, c1 = (int(x) for x in obj["c"])
+        return cls((a0, a1), ((b00, b01), (b10, b11)), (c0, c1), tuple(int(x) for x in obj["public"]), 0.0)
 
 
 def prove(built: Built, witness: dict[str, Any]) -> Proof:
@@ -104,7 +107,7 @@ def verify_py(vkey: dict[str, Any], words: Sequence[int], public: Sequence[int])
     b = (FQ2([words[3], words[2]]), FQ2([words[5], words[4]]))
     c = (FQ(words[6]), FQ(words[7]))
     ic = vkey["IC"]
-    acc = g1(ic[0])
+    acc: Any = g1(ic[0])  # py_ecc types a sum as Optional (the point at infinity)
     for x, point in zip(public, ic[1:]):
         if x:
             acc = add(acc, multiply(g1(point), x))

@@ -31,10 +31,10 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from market.errors import ConfigError
 from market.zk.sketch import SKETCH_BITS
@@ -174,7 +174,7 @@ def _main_source(shape: Shape) -> str:
 def _compile_verifier(sol: Path) -> dict:
     import solcx
 
-    from market.compile import SOLC_VERSION, solc_binary
+    from market.chain.compile import SOLC_VERSION, solc_binary
 
     std = {
         "language": "Solidity",

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from eth_abi import encode as abi_encode
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 from market.tensors import decode_state, flatten
 from market.zk.poseidon import P, pack, poseidon
@@ -82,12 +82,10 @@ def offset(sketch: list[int]) -> list[int]:
 
 def binder(task_id: int, round_: int, trainer: str, cid: str) -> int:
     """keccak256(abi.encode(taskId, round, trainer, cidDigest)) mod p."""
-    from web3 import Web3
-
     from market.cid import cid_digest
 
     h = keccak(abi_encode(["uint256", "uint256", "address", "bytes32"],
-                          [task_id, round_, Web3.to_checksum_address(trainer), cid_digest(cid)]))
+                          [task_id, round_, to_checksum_address(trainer), cid_digest(cid)]))
     return int.from_bytes(h, "big") % P
 
 

@@ -19,13 +19,14 @@ Utilities are validation accuracy in units of 1/4096 (13-bit integers).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from eth_abi import encode as abi_encode
 from eth_utils import keccak
 
-from aggregator.payout import to_basis_points
+from market.payout import to_basis_points
 from market.zk.poseidon import P, pack, poseidon_chain
 from market.zk.sketch import SKETCH_BITS, commitment, offset
 
@@ -232,3 +233,12 @@ __all__ = [
     "pack_permutation", "permutation", "public_input_count", "quantize_utility", "settle", "slot_values",
     "utility_hash",
 ]
+
+
+def provable_f(n: int, f: int) -> int:
+    """The ``f`` a proven round of ``n`` valid updates uses: Multi-Krum needs ``n > 2f + 2``, so the
+    largest ``f' <= f`` with ``n >= 2f' + 3`` (0 when none).  The aggregator's robust registry applies
+    the same precondition (``effective_f(n, f, "multikrum")``); a test holds the two together."""
+    if n < 0 or f < 0:
+        raise ValueError(f"provable_f needs n, f >= 0 (got n={n}, f={f})")
+    return max(0, min(f, (n - 3) // 2))

@@ -1,0 +1,306 @@
+"""Typed client of the ``ContributionMarket`` contract: the one place that knows its ABI.
+
+Reads return frozen dataclasses with Python ints for wei (never floats) and
+CID strings (the contract stores sha2-256 digests).  Submissions are read from
+``UpdateSubmitted`` events and checked against the running digest the contract
+keeps, so a reader cannot be fed a forged event list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import encode as abi_encode
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from web3 import Web3
+from web3.logs import DISCARD
+
+from market.chain.client import Chain
+from market.chain.compile import load_artifact
+from market.cid import cid_digest, cid_from_digest
+from market.errors import ChainError, ContractRevert, UnknownTaskError
+
+ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+ZERO32 = b"\x00" * 32
+SETTLEMENT = {1: "result", 2: "fallback", 3: "refunded"}
+MAX_ROUNDS = 10_000  # the contract's MAX_ROUNDS
+MAX_TRAINERS = 256  # the contract's MAX_TRAINERS
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    task_id: int
+    owner: str
+    aggregator: str
+    token: str
+    verifier: str
+    rounds: int
+    current_round: int
+    submit_window: int
+    result_window: int
+    max_trainers: int
+    trainer_count: int
+    round_opened_at: int
+    reward: int
+    escrow: int
+    credited: int
+    refunded: int
+    refunds_withdrawn: int
+    submitted_count: int
+    submissions_digest: bytes
+    latest_model_cid: str | None
+    spec_cid: str
+    validation_commitment: str
+    created_block: int
+
+    @property
+    def refundable(self) -> int:
+        """Refunds the owner can still withdraw."""
+        return self.refunded - self.refunds_withdrawn
+
+    @property
+    def finished(self) -> bool:
+        return self.current_round >= self.rounds
+
+
+@dataclass(frozen=True)
+class Submission:
+    trainer: str
+    cid: str
+    commitment: bytes
+    block: int
+    index: int = 0  # the trainer's 1-based join index
+    seq: int = 0  # position in the round's submission order
+
+
+@dataclass(frozen=True)
+class RoundInfo:
+    submissions_digest: bytes
+    model_cid: str | None
+    receipt_cid: str | None
+    settlement: str  # open | result | fallback | refunded
+
+
+def digest_seed(task_id: int) -> bytes:
+    """The running submissions digest of a new task."""
+    return keccak(abi_encode(["uint256"], [task_id]))
+
+
+def submissions_digest(start: bytes, subs: list[Submission]) -> bytes:
+    """The contract's running digest from ``start`` over (join index, cid, commitment) in submission order."""
+    digest = start
+    for s in sorted(subs, key=lambda s: s.seq):
+        digest = keccak(abi_encode(["bytes32", "uint256", "bytes32", "bytes32"], [digest, s.index, cid_digest(s.cid), s.commitment]))
+    return digest
+
+
+class MarketContract:
+    def __init__(self, chain: Chain, address: str) -> None:
+        art = load_artifact("ContributionMarket")
+        self.chain = chain
+        self.address = Web3.to_checksum_address(address)
+        self.c = chain.w3.eth.contract(address=self.address, abi=art["abi"])
+        chain.decoder.add(art["abi"])
+        if chain.kind != "tester" and not chain.w3.eth.get_code(self.address):
+            raise ChainError(f"no contract at {self.address} on this chain (wrong --contract or chain restarted?)")
+
+    @classmethod
+    def deploy(cls, chain: Chain, account: LocalAccount) -> "MarketContract":
+        return cls(chain, chain.deploy(account, load_artifact("ContributionMarket")))
+
+    # ------------------------------------------------------------------ writes
+    def create_task(
+        self,
+        owner: LocalAccount,
+        *,
+        spec_cid: str,
+        initial_model_cid: str,
+        validation_commitment: bytes,
+        aggregator: str,
+        rounds: int,
+        reward_wei: int,
+        submit_window: int = 3600,
+        result_window: int = 3600,
+        max_trainers: int = 64,
+        verifier: str = ZERO_ADDRESS,
+        token: str = ZERO_ADDRESS,
+    ) -> tuple[int, Any]:
+        """Create a task; for an ERC-20 ``token`` the owner must have approved ``reward_wei`` first."""
+        params = (
+            cid_digest(spec_cid), cid_digest(initial_model_cid), validation_commitment, Web3.to_checksum_address(aggregator),
+            Web3.to_checksum_address(verifier), rounds, submit_window, result_window, max_trainers,
+        )
+        token = Web3.to_checksum_address(token)
+        value = reward_wei if token == ZERO_ADDRESS else 0
+        receipt = self.chain.transact(owner, self.c.functions.createTask(params, token, reward_wei), value=value)
+        (ev,) = self.c.events.TaskCreated().process_receipt(receipt, errors=DISCARD)
+        return int(ev["args"]["taskId"]), receipt
+
+    def join(self, trainer: LocalAccount, task_id: int) -> Any:
+        return self.chain.transact(trainer, self.c.functions.join(task_id))
+
+    def submit_update(self, trainer: LocalAccount, task_id: int, round_: int, cid: str, commitment: bytes) -> Any:
+        return self.chain.transact(trainer, self.c.functions.submitUpdate(task_id, round_, cid_digest(cid), commitment))
+
+    def preflight_submit(self, trainer: str, task_id: int, round_: int) -> None:
+        """Simulate ``submitUpdate`` (no transaction): raises the contract's error if it would revert."""
+        placeholder = b"\x01" * 32
+        call = self.c.functions.submitUpdate(task_id, round_, placeholder, ZERO32)
+        self.chain.call(call, {"from": Web3.to_checksum_address(trainer)})
+
+    def post_result(
+        self, aggregator: LocalAccount, task_id: int, round_: int, model_cid: str, receipt_cid: str,
+        bps: list[int], proof: bytes = b"",
+    ) -> Any:
+        call = self.c.functions.postResult(task_id, round_, cid_digest(model_cid), cid_digest(receipt_cid), bps, proof)
+        return self.chain.transact(aggregator, call)
+
+    def settle_without_result(self, caller: LocalAccount, task_id: int) -> Any:
+        return self.chain.transact(caller, self.c.functions.settleWithoutResult(task_id))
+
+    def reclaim_unused(self, owner: LocalAccount, task_id: int) -> Any:
+        return self.chain.transact(owner, self.c.functions.reclaimUnused(task_id))
+
+    def withdraw(self, account: LocalAccount, token: str = ZERO_ADDRESS) -> int:
+        """Withdraw everything owed; return the amount (read from the Withdrawn event)."""
+        receipt = self.chain.transact(account, self.c.functions.withdraw(token))
+        return sum(int(e["args"]["amount"]) for e in self.c.events.Withdrawn().process_receipt(receipt, errors=DISCARD))
+
+    def withdraw_refund(self, owner: LocalAccount, task_id: int) -> int:
+        """The owner withdraws a task's refunds; return the amount."""
+        receipt = self.chain.transact(owner, self.c.functions.withdrawRefund(task_id))
+        return sum(int(e["args"]["amount"]) for e in self.c.events.RefundWithdrawn().process_receipt(receipt, errors=DISCARD))
+
+    # ------------------------------------------------------------------- reads
+    def task_count(self) -> int:
+        return int(self.chain.call(self.c.functions.taskCount()))
+
+    def task(self, task_id: int) -> TaskInfo:
+        try:
+            t = self.chain.call(self.c.functions.getTask(task_id))
+        except ContractRevert as exc:
+            if exc.name == "MarketUnknownTask":
+                raise UnknownTaskError(f"unknown task {task_id} (this contract has {self.task_count()} tasks)") from None
+            raise
+        (owner, created_block, submitted, count_round, aggregator, rounds, current, opened, token, sw, rw, maxt,
+         verifier, count, reward, refunded, escrow, credited, refunds_withdrawn, digest, latest, spec, valc) = t
+        if count_round != current:
+            submitted = 0
+        latest_b = bytes(latest)
+        return TaskInfo(
+            task_id=task_id, owner=owner, aggregator=aggregator, token=token, verifier=verifier, rounds=rounds,
+            current_round=current, submit_window=sw, result_window=rw, max_trainers=maxt, trainer_count=count,
+            round_opened_at=opened, reward=reward, escrow=escrow, credited=credited, refunded=refunded,
+            refunds_withdrawn=refunds_withdrawn, submitted_count=submitted, submissions_digest=bytes(digest),
+            latest_model_cid=cid_from_digest(latest_b) if latest_b != ZERO32 else None,
+            spec_cid=cid_from_digest(bytes(spec)), validation_commitment="0x" + bytes(valc).hex(),
+            created_block=created_block,
+        )
+
+    def deadlines(self, task_id: int) -> tuple[int, int]:
+        s, r = self.chain.call(self.c.functions.deadlines(task_id))
+        return int(s), int(r)
+
+    def round_pool(self, task_id: int, round_: int) -> int:
+        return int(self.chain.call(self.c.functions.roundPool(task_id, round_)))
+
+    def submitters(self, task_id: int, round_: int | None = None) -> list[str]:
+        """Submitters of a round in join order (the order ``bps`` follows)."""
+        task = self.task(task_id)
+        if round_ is None or round_ == task.current_round:
+            return list(self.chain.call(self.c.functions.getSubmitters(task_id)))
+        return [s.trainer for s in self.submissions(task_id, round_)]
+
+    def trainer_index(self, task_id: int, address: str) -> int:
+        return int(self.chain.call(self.c.functions.trainerIndex(task_id, Web3.to_checksum_address(address))))
+
+    def round_info(self, task_id: int, round_: int) -> RoundInfo:
+        """A round's settlement, result CIDs and final submissions digest (from events; open rounds from state)."""
+        task = self.task(task_id)
+        settled = self._logs("RoundSettled", task.created_block, taskId=task_id, round=round_)
+        if not settled:
+            return RoundInfo(task.submissions_digest, None, None, "open")
+        ev = settled[-1]["args"]
+        model = receipt = None
+        if bytes(ev["modelCid"]) != ZERO32:
+            model = cid_from_digest(bytes(ev["modelCid"]))
+            receipt = cid_from_digest(bytes(ev["receiptCid"]))
+        return RoundInfo(bytes(ev["submissionsDigest"]), model, receipt, SETTLEMENT.get(int(ev["mode"]), str(ev["mode"])))
+
+    def is_trainer(self, task_id: int, address: str) -> bool:
+        return self.trainer_index(task_id, address) != 0
+
+    def owed(self, address: str, token: str = ZERO_ADDRESS) -> int:
+        return int(self.chain.call(self.c.functions.owed(token, Web3.to_checksum_address(address))))
+
+    def _logs(self, event: str, from_block: int, **filters: Any) -> list[Any]:
+        ev = getattr(self.c.events, event)
+        return list(
+            self.chain.with_retry(
+                lambda: ev.get_logs(from_block=from_block, argument_filters=filters or None), what=f"read {event} logs"
+            )
+        )
+
+    def submissions(self, task_id: int, round_: int) -> list[Submission]:
+        """This round's submissions from events, checked against the on-chain digest."""
+        task = self.task(task_id)
+        logs = self._logs("UpdateSubmitted", task.created_block, taskId=task_id, round=round_)
+        logs.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
+        order = {e["args"]["trainer"]: int(e["args"]["index"]) for e in self._logs("TrainerJoined", task.created_block, taskId=task_id)}
+        subs = [
+            Submission(e["args"]["trainer"], cid_from_digest(bytes(e["args"]["cid"])), bytes(e["args"]["commitment"]),
+                       e["blockNumber"], order[e["args"]["trainer"]], seq)
+            for seq, e in enumerate(logs)
+        ]
+        settled = {int(e["args"]["round"]): bytes(e["args"]["submissionsDigest"])
+                   for e in self._logs("RoundSettled", task.created_block, taskId=task_id)}
+        expected = task.submissions_digest if round_ == task.current_round else settled.get(round_, task.submissions_digest)
+        start = digest_seed(task_id) if round_ == 0 else settled[round_ - 1]
+        if submissions_digest(start, subs) != expected:
+            raise ChainError(f"task {task_id} round {round_}: submission events do not match the on-chain digest")
+        return sorted(subs, key=lambda s: s.index)
+
+    def result_call(self, task_id: int, round_: int) -> dict[str, Any]:
+        """The arguments of the ``postResult`` transaction that settled ``round_`` (read back from the chain)."""
+        task = self.task(task_id)
+        logs = self._logs("RoundSettled", task.created_block, taskId=task_id, round=round_)
+        if not logs or int(logs[-1]["args"]["mode"]) != 1:
+            raise ChainError(f"task {task_id} round {round_} was not settled by a posted result")
+        tx = self.chain.with_retry(lambda: self.chain.w3.eth.get_transaction(logs[-1]["transactionHash"]),
+                                   what="read the result transaction")
+        _, args = self.c.decode_function_input(tx["input"])
+        return dict(args)
+
+    def digest_before(self, task_id: int, round_: int) -> bytes:
+        """The running submissions digest before ``round_``'s first submission."""
+        if round_ == 0:
+            return digest_seed(task_id)
+        task = self.task(task_id)
+        for e in self._logs("RoundSettled", task.created_block, taskId=task_id, round=round_ - 1):
+            return bytes(e["args"]["submissionsDigest"])
+        raise ChainError(f"task {task_id} round {round_ - 1} is not settled")
+
+    def credited(self, task_id: int, round_: int) -> dict[str, int]:
+        task = self.task(task_id)
+        out: dict[str, int] = {}
+        for e in self._logs("TrainerCredited", task.created_block, taskId=task_id, round=round_):
+            out[e["args"]["trainer"]] = out.get(e["args"]["trainer"], 0) + int(e["args"]["amount"])
+        return out
+
+    def withdrawn(self, address: str, from_block: int = 0, token: str = ZERO_ADDRESS) -> int:
+        logs = self._logs("Withdrawn", from_block, account=Web3.to_checksum_address(address), token=token)
+        return sum(int(e["args"]["amount"]) for e in logs)
+
+    def settlements(self, task_id: int) -> list[dict[str, int]]:
+        task = self.task(task_id)
+        return [
+            {"round": int(e["args"]["round"]), "mode": int(e["args"]["mode"]), "credited": int(e["args"]["credited"]),
+             "refunded": int(e["args"]["refunded"])}
+            for e in self._logs("RoundSettled", task.created_block, taskId=task_id)
+        ]
+
+    def global_model_cid(self, task_id: int, initial_model_cid: str) -> str:
+        """The model trainers start the current round from: the latest posted model, else the initial one."""
+        return self.task(task_id).latest_model_cid or initial_model_cid

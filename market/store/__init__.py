@@ -1,0 +1,66 @@
+"""Content-addressed blob store: every read is re-hashed against its CID.
+
+Two backends share one interface:
+
+* :class:`LocalStore` (:mod:`market.store.local`) — an embedded folder of blobs named by CID (the default).
+  Writes go to a temporary file and are renamed into place, so a crash never
+  leaves a half-written blob under a valid name.
+* :class:`KuboStore` (``market.store.kubo``) — a node speaking Kubo's HTTP RPC API.
+
+CIDs are CIDv1 / raw / sha2-256 (see :mod:`market.cid`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Protocol, runtime_checkable
+
+from market.errors import ConfigError
+from market.store.local import LocalStore
+
+
+@runtime_checkable
+class ContentStore(Protocol):
+    """What trainers, the aggregator and the API need from storage."""
+
+    def put(self, data: bytes) -> str:
+        """Store ``data``; return its CID."""
+        ...
+
+    def get(self, cid: str) -> bytes:
+        """Return the bytes of ``cid``, re-hashed; raise on mismatch or absence."""
+        ...
+
+
+def put_json(store: ContentStore, obj: Any) -> str:
+    """Store a JSON document in canonical form (sorted keys, no spaces)."""
+    return store.put(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode())
+
+
+def get_json(store: ContentStore, cid: str) -> Any:
+    data = store.get(cid)
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ConfigError(f"blob {cid} is not JSON") from None
+
+
+def open_store(kind: str = "local", *, path: str | None = None, api_url: str | None = None) -> ContentStore:
+    """Build a store from CLI/env settings (``local`` or ``kubo``)."""
+    if kind == "local":
+        folder = path or os.environ.get("MARKET_STORE_DIR", ".market/store")
+        try:
+            return LocalStore(folder)
+        except (FileExistsError, NotADirectoryError):
+            raise ConfigError(f"store folder {folder}: a file is in the way, not a folder") from None
+        except OSError as exc:
+            raise ConfigError(f"store folder {folder}: {exc.strerror or exc}") from None
+    if kind == "kubo":
+        from market.store.kubo import KuboStore
+
+        url = api_url or os.environ.get("MARKET_IPFS_API")
+        if not url:
+            raise ConfigError("--store kubo needs --ipfs-api URL (or MARKET_IPFS_API)")
+        return KuboStore(url)
+    raise ConfigError(f"unknown store {kind!r}: use 'local' or 'kubo'")

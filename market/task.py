@@ -1,0 +1,64 @@
+"""What every role does first: read a task and its spec, fetch a model by CID.
+
+Shared by trainer nodes, the aggregator, the API and ``market verify``; all
+reads go through the chain client and the content store (re-hashed on read).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from market.chain.contract import MarketContract, TaskInfo
+from market.errors import MalformedUpdateError, MarketError
+from market.models import build_model, state_of
+from market.receipt import Receipt
+from market.spec import TaskSpec, parse_spec
+from market.store import ContentStore, get_json
+from market.tensors import decode_state, encode_state
+
+
+@dataclass(frozen=True)
+class TaskView:
+    info: TaskInfo
+    spec: TaskSpec
+
+
+def load_task(contract: MarketContract, store: ContentStore, task_id: int) -> TaskView:
+    info = contract.task(task_id)
+    spec = parse_spec(get_json(store, info.spec_cid), f"task {task_id} spec {info.spec_cid}")
+    if not spec.initial_model_cid:
+        raise MarketError(f"task {task_id}: its spec names no initial_model_cid")
+    return TaskView(info, spec)
+
+
+def initial_model_blob(spec: TaskSpec) -> bytes:
+    """The round-0 model every party can rebuild from the spec's seed."""
+    net = build_model(spec.model, spec.data, seed=spec.model_seed)
+    return encode_state(state_of(net), {"kind": "model"})
+
+
+def decode_model(spec: TaskSpec, blob: bytes, what: str) -> "OrderedDict[str, torch.Tensor]":
+    """Decode a model blob and check it has exactly the spec's parameter names and shapes."""
+    state, _meta = decode_state(blob)
+    template = state_of(build_model(spec.model, spec.data))
+    if set(state) != set(template):
+        raise MalformedUpdateError(f"{what}: parameters {sorted(state)} do not match the spec's model")
+    for k, v in template.items():
+        if state[k].shape != v.shape or not torch.isfinite(state[k]).all():
+            raise MalformedUpdateError(f"{what}: parameter {k} has the wrong shape or non-finite values")
+    return state
+
+
+def fetch_global_model(contract: MarketContract, store: ContentStore, view: TaskView) -> tuple[str, "OrderedDict[str, torch.Tensor]"]:
+    """CID and weights of the model the current round starts from."""
+    assert view.spec.initial_model_cid
+    cid = contract.global_model_cid(view.info.task_id, view.spec.initial_model_cid)
+    return cid, decode_model(view.spec, store.get(cid), f"global model {cid}")
+
+
+def read_receipt(store: ContentStore, cid: str) -> Receipt:
+    """The round receipt stored under ``cid`` (re-hashed on read; DataError if it is not a receipt)."""
+    return Receipt.from_json(store.get(cid), f"receipt {cid}")

@@ -1,0 +1,249 @@
+"""Typed bodies of the HTTP API (``market serve``): what goes out and what comes in.
+
+Every amount of wei is a decimal string (wei overflow JSON numbers); addresses
+are EIP-55 checksummed; CIDs are CIDv1 strings.  These models are the OpenAPI
+schema at ``/openapi.json``, so their descriptions are the API's reference.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from market.chain.contract import MAX_ROUNDS, MAX_TRAINERS
+from market.spec import TaskSpec
+from owner.task import MAX_REWARD_WEI, parse_eth
+
+MAX_TASK_ID = 2**63 - 1  # ids are uint256 on chain; anything above this cannot exist in practice
+
+Wei = str  # decimal string of an integer amount of wei
+_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+_BYTES32 = re.compile(r"^0x[0-9a-fA-F]{64}$")
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ErrorBody(_Out):
+    """Every error the API returns: a stable code and a sentence saying what to do."""
+
+    error: str = Field(description="machine-readable code, e.g. unknown_task, invalid_request, creation_disabled")
+    message: str = Field(description="what went wrong and what to do about it")
+    detail: list[dict[str, Any]] | None = Field(None, description="per-field problems of an invalid request")
+
+
+class ChainStatus(_Out):
+    """What the server is connected to; cheap to poll (the dashboard does, once a second)."""
+
+    chain_id: int
+    contract: str
+    block: int = Field(description="latest block number; anything shown may change only when this does")
+    chain_time: int = Field(description="timestamp of the latest block (unix seconds)")
+    task_count: int
+    can_create_tasks: bool = Field(description="true when the server was started with an owner key file")
+    creator: str | None = Field(None, description="address that signs POST /api/tasks (never its key)")
+    events_since: int | None = Field(
+        None, description="with ?since=N: how many events the contract emitted in blocks N+1..block "
+        "(0 = nothing shown anywhere has changed)",
+    )
+
+
+class TaskSummary(_Out):
+    task_id: int
+    status: Literal["open", "finished"]
+    owner: str
+    aggregator: str
+    token: str = Field(description="ERC-20 of the reward; the zero address means ETH")
+    rounds: int
+    current_round: int = Field(description="the round accepting updates (== rounds once finished)")
+    rounds_settled: int
+    trainer_count: int
+    max_trainers: int
+    reward_wei: Wei
+    escrow_wei: Wei = Field(description="still held by the contract for this task")
+    credited_wei: Wei = Field(description="credited to trainers so far")
+    refunded_wei: Wei = Field(description="returned (or returnable) to the owner so far")
+    spec_cid: str
+    created_block: int
+
+
+class TaskList(_Out):
+    total: int = Field(description="tasks on this contract (ids 1..total)")
+    tasks: list[TaskSummary]
+
+
+class TaskDetail(TaskSummary):
+    verifier: str = Field(description="IRoundVerifier contract checking proofs; zero address = none")
+    submit_window: int = Field(description="seconds each round accepts updates")
+    result_window: int = Field(description="seconds the aggregator then has to post")
+    validation_commitment: str
+    submission_deadline: int | None = Field(None, description="unix time submissions to the current round close")
+    result_deadline: int | None = Field(None, description="unix time the current round's result window closes")
+    chain_time: int
+    trainers: list[str] = Field(description="joined trainers, in joining order")
+    spec: dict[str, Any] | None = Field(None, description="the task spec, fetched from the store by spec_cid")
+    spec_error: str | None = Field(None, description="why the spec could not be shown")
+
+
+class SubmissionView(_Out):
+    trainer: str
+    cid: str = Field(description="CID of the update (safetensors)")
+    commitment: str
+    block: int
+
+
+class TrainerRound(_Out):
+    """One trainer's line in one round."""
+
+    address: str
+    status: Literal["kept", "outlier", "rejected", "submitted", "fallback", "not_submitted"] = Field(
+        description="kept: aggregated and valued; outlier: removed by the robust rule; rejected: unusable update "
+        "(see reason); submitted: waiting for the result; fallback: paid by the equal split of a round without result"
+    )
+    reason: str | None = Field(None, description="why the update was rejected")
+    update_cid: str | None = None
+    contribution: float | None = Field(None, description="normalised share of the round's contribution (0..1)")
+    bps: int | None = Field(None, description="basis points posted on chain (sum 10,000 over the round)")
+    credited_wei: Wei = "0"
+
+
+class RoundView(_Out):
+    round: int
+    status: Literal["open", "result", "fallback", "refunded"] = Field(
+        description="open: accepting updates or waiting for the result; result: the aggregator's result was "
+        "credited; fallback: settled by an equal split; refunded: nobody submitted, pool back to the owner"
+    )
+    settled: bool
+    pool_wei: Wei
+    credited_wei: Wei = Field(description="credited to trainers in this round (TrainerCredited events)")
+    refunded_wei: Wei = Field(description="returned to the owner from this round's pool (RoundSettled)")
+    model_cid: str | None = Field(None, description="the round's aggregated model")
+    receipt_cid: str | None = Field(None, description="the round receipt (every input, decision and score)")
+    accuracy: float | None = Field(
+        None, description="validation accuracy of the aggregated model, from the receipt's details.accuracy_after"
+    )
+    accuracy_before: float | None = Field(None, description="validation accuracy of the round's input model")
+    accuracy_metric: str = "validation accuracy (receipt details.accuracy_after)"
+    robust_rule: str | None = None
+    valuation: str | None = None
+    outliers: list[str] = Field(default_factory=list)
+    rejected: dict[str, str] = Field(default_factory=dict, description="address -> reason")
+    contributions: dict[str, float] = Field(default_factory=dict, description="address -> normalised share")
+    bps: dict[str, int] = Field(default_factory=dict, description="address -> basis points")
+    credited_by_trainer: dict[str, Wei] = Field(default_factory=dict)
+    submissions: list[SubmissionView] = Field(default_factory=list)
+    trainers: list[TrainerRound] = Field(default_factory=list, description="one line per joined trainer")
+    receipt_error: str | None = Field(None, description="why the receipt could not be read from the store")
+
+
+class RoundList(_Out):
+    task_id: int
+    rounds: list[RoundView] = Field(description="rounds that opened so far, oldest first")
+
+
+class SubmissionList(_Out):
+    task_id: int
+    round: int
+    submissions: list[SubmissionView]
+
+
+class ContributionMatrix(_Out):
+    """Basis points per trainer per round: the stacked contribution bars."""
+
+    task_id: int
+    trainers: list[str]
+    rounds: list[int] = Field(description="settled rounds")
+    bps: list[list[int]] = Field(description="bps[i][j]: round rounds[i], trainer trainers[j]")
+    shares: list[list[float]] = Field(description="normalised contribution shares, same layout")
+    status: list[list[str]] = Field(description="TrainerRound.status, same layout")
+
+
+class TrainerPayout(_Out):
+    address: str
+    credited_wei: Wei = Field(description="credited by this task, all rounds")
+    credited_by_round: list[Wei] = Field(description="index = round")
+    owed_wei: Wei = Field(description="what the account can withdraw now (all tasks, same token)")
+    withdrawn_wei: Wei = Field(description="what the account withdrew since this task was created (all tasks: "
+                               "payments are pulled per account, not per task)")
+    rounds_kept: int
+    rounds_outlier: int
+    rounds_rejected: int
+
+
+class Payouts(_Out):
+    task_id: int
+    token: str
+    reward_wei: Wei
+    credited_wei: Wei
+    refunded_wei: Wei
+    escrow_wei: Wei
+    owner_owed_wei: Wei
+    trainers: list[TrainerPayout]
+
+
+class TaskOverview(_Out):
+    """A task's detail, rounds and payouts read from one chain state: everything the dashboard draws."""
+
+    task: TaskDetail
+    rounds: list[RoundView]
+    payouts: Payouts
+
+
+class CreateTaskRequest(BaseModel):
+    """``POST /api/tasks``: the same fields as ``market task create``; signed with the server's key file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    aggregator: str = Field(description="aggregator address (0x + 40 hex digits)", pattern=_ADDRESS.pattern,
+                            examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"])
+    validation_commitment: str = Field(
+        description="0x + 64 hex digits: commitment to the validation set you give the aggregator "
+        "(print it with `market data commitment FILE`)", pattern=_BYTES32.pattern,
+    )
+    rounds: int = Field(3, ge=1, le=MAX_ROUNDS)
+    reward_eth: str = Field("1", description="reward in ETH, a decimal with at most 18 decimals", examples=["0.5"],
+                            pattern=r"^[0-9]{1,20}(\.[0-9]{1,18})?$")
+    submit_window: int = Field(3600, ge=1, le=10**9, description="seconds each round accepts updates")
+    result_window: int = Field(3600, ge=1, le=10**9, description="seconds the aggregator then has to post")
+    max_trainers: int = Field(64, ge=1, le=MAX_TRAINERS)
+    spec: TaskSpec | None = Field(None, description="task spec; default: the built-in digits spec")
+
+    @field_validator("aggregator")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if not _ADDRESS.match(v):
+            raise ValueError("must be an Ethereum address: 0x followed by 40 hex digits")
+        return v
+
+    @field_validator("validation_commitment")
+    @classmethod
+    def _bytes32(cls, v: str) -> str:
+        if not _BYTES32.match(v):
+            raise ValueError("must be 0x followed by 64 hex digits (`market data commitment FILE` prints it)")
+        return v
+
+    @field_validator("reward_eth")
+    @classmethod
+    def _eth(cls, v: str) -> str:
+        reward_wei(v)
+        return v
+
+
+def reward_wei(text: str) -> int:
+    """``reward_eth`` as exact integer wei (:func:`owner.task.parse_eth`, capped at the contract's 128 bits)."""
+    wei = parse_eth(text)
+    if wei >= MAX_REWARD_WEI:
+        raise ValueError("too large: the contract takes rewards below 2**128 wei")
+    return wei
+
+
+class CreatedTask(_Out):
+    task_id: int
+    owner: str
+    spec_cid: str
+    reward_wei: Wei
+    tx_hash: str
+    gas_used: int

@@ -1,0 +1,161 @@
+"""The project owner's side of a task: publish the initial model and the spec, escrow the reward.
+
+One typed request (:class:`TaskRequest`) serves every way a task is created: ``market task create``,
+``POST /api/tasks`` and ``market simulate``.  :func:`create_task` checks what it can before anything
+is sent (the owner's balance), stores the initial model and then the spec naming it (both by CID),
+deploys the round verifier for proof tasks, and sends ``createTask`` with the reward.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from eth_account.signers.local import LocalAccount
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from web3 import Web3
+
+from market.chain.contract import MAX_ROUNDS, MAX_TRAINERS, MarketContract
+from market.errors import ConfigError, InsufficientFunds
+from market.spec import TaskSpec
+from market.store import ContentStore, put_json
+from market.task import initial_model_blob
+
+WEI_PER_ETH = 10**18
+MAX_REWARD_WEI = 2**128  # the contract keeps rewards in 128 bits
+
+
+def parse_eth(text: str) -> int:
+    """A decimal ETH amount as exact integer wei (``"1.5"`` → 1500000000000000000).
+
+    Raises ValueError with a sentence saying what is wrong (callers name the option or field).
+    """
+    try:
+        value = Decimal(str(text).strip())
+    except InvalidOperation:
+        raise ValueError(f"{text!r}: not a number of ETH") from None
+    if not value.is_finite():
+        raise ValueError(f"{text!r}: not a finite number of ETH")
+    wei = value * WEI_PER_ETH
+    if value <= 0 or wei != wei.to_integral_value():
+        raise ValueError(f"{text!r}: must be a positive amount with at most 18 decimals (1 wei = 1e-18 ETH)")
+    return int(wei)
+
+
+def eth_text(wei: int | str) -> str:
+    """Wei as ETH with six decimals, for messages (exact amounts stay in wei)."""
+    return f"{Decimal(int(wei)) / Decimal(WEI_PER_ETH):.6f}"
+
+
+class TaskRequest(BaseModel):
+    """Everything ``createTask`` needs from the owner; the spec is published by :func:`create_task`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    spec: TaskSpec = Field(default_factory=TaskSpec)
+    validation_commitment: bytes = Field(description="32-byte commitment to the validation set the aggregator gets")
+    aggregator: str
+    rounds: int = Field(3, ge=1, le=MAX_ROUNDS)
+    reward_wei: int = Field(gt=0)
+    submit_window: int = Field(3600, ge=1, le=2**32 - 1, description="seconds each round accepts updates")
+    result_window: int = Field(3600, ge=1, le=2**32 - 1, description="seconds the aggregator then has to post")
+    max_trainers: int = Field(64, ge=1, le=MAX_TRAINERS)
+    #: proof tasks: the round sizes (valid updates) the verifier covers; default: max_trainers and one fewer
+    proof_sizes: tuple[int, ...] = ()
+
+    @field_validator("validation_commitment")
+    @classmethod
+    def _bytes32(cls, v: bytes) -> bytes:
+        if len(v) != 32:
+            raise ValueError(f"must be 32 bytes (got {len(v)})")
+        return v
+
+    @field_validator("aggregator")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        if not Web3.is_address(v):
+            raise ValueError(f"{v!r} is not an Ethereum address")
+        if int(v, 16) == 0:
+            raise ValueError("the zero address cannot aggregate")
+        return Web3.to_checksum_address(v)
+
+
+def task_request(**fields: Any) -> TaskRequest:
+    """A :class:`TaskRequest`, or a one-line ConfigError naming the first field that is wrong."""
+    try:
+        return TaskRequest(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "request"
+        raise ConfigError(f"{where}: {str(first.get('msg', 'invalid')).removeprefix('Value error, ')}") from None
+
+
+@dataclass(frozen=True)
+class CreatedTask:
+    task_id: int
+    spec: TaskSpec
+    spec_cid: str
+    tx: Any  # the createTask transaction receipt
+
+    @property
+    def tx_hash(self) -> str:
+        return "0x" + bytes(self.tx["transactionHash"]).hex().removeprefix("0x")
+
+    @property
+    def gas_used(self) -> int:
+        return int(self.tx["gasUsed"])
+
+
+def publish_spec(store: ContentStore, spec: TaskSpec) -> tuple[TaskSpec, str]:
+    """Store the initial model, then the spec naming it; return (spec, spec CID)."""
+    model_cid = store.put(initial_model_blob(spec))
+    spec = TaskSpec.model_validate({**spec.model_dump(mode="json"), "initial_model_cid": model_cid})
+    return spec, put_json(store, spec.model_dump(mode="json"))
+
+
+def check_funds(contract: MarketContract, owner: str, reward_wei: int) -> None:
+    """Raise :class:`InsufficientFunds` unless ``owner`` can pay ``reward_wei`` (checked before anything is sent)."""
+    balance = contract.chain.balance(owner)
+    if reward_wei > balance:
+        raise InsufficientFunds(
+            f"the owner {owner} holds {eth_text(balance)} ETH, less than the reward of {eth_text(reward_wei)} ETH "
+            "(a reward more than the owner's balance): fund the account or ask for a smaller reward"
+        )
+    if reward_wei >= MAX_REWARD_WEI:
+        raise ConfigError(f"a reward of {reward_wei} wei does not fit the contract's 128 bits")
+
+
+def create_task(
+    contract: MarketContract,
+    store: ContentStore,
+    owner: LocalAccount,
+    request: TaskRequest,
+    progress: Callable[[str], None] | None = None,
+) -> CreatedTask:
+    """Publish the spec and escrow the reward; return the new task."""
+    check_funds(contract, owner.address, request.reward_wei)
+    spec, spec_cid = publish_spec(store, request.spec)
+    assert spec.initial_model_cid
+    verifier: dict[str, str] = {}
+    if spec.proof.system != "none":
+        from market.zk.deploy import deploy_round_verifier
+
+        # by default: rounds where every trainer's update is valid, or all but one
+        sizes = set(request.proof_sizes) or {request.max_trainers, request.max_trainers - 1}
+        verifier["verifier"] = deploy_round_verifier(contract.chain, owner, spec, sizes, progress=progress)
+    task_id, tx = contract.create_task(
+        owner,
+        spec_cid=spec_cid,
+        initial_model_cid=spec.initial_model_cid,
+        validation_commitment=request.validation_commitment,
+        aggregator=request.aggregator,
+        rounds=request.rounds,
+        reward_wei=request.reward_wei,
+        submit_window=request.submit_window,
+        result_window=request.result_window,
+        max_trainers=request.max_trainers,
+        **verifier,
+    )
+    return CreatedTask(task_id, spec, spec_cid, tx)
