@@ -46,7 +46,11 @@ test-fast: install
 	.venv-lint/bin/python -m pip install --quiet --disable-pip-version-check slither-analyzer==0.11.6
 	touch $@
 
+# the house (contracts in pyproject.toml: import layers, ruff, mypy), then Slither on the contracts
 lint: install .venv-lint/.installed
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/ruff check market owner trainer_node aggregator simulator market_app
+	$(VENV)/bin/mypy
 	.venv-lint/bin/python tools/slither_check.py
 
 artifacts: install

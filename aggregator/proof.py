@@ -16,7 +16,7 @@ from typing import Any
 from web3 import Web3
 
 from aggregator.round import RoundOutcome
-from market.chain.contract import MarketContract, Submission
+from market.chain.contract import MarketContract, RoundSnapshot
 from market.cid import cid_digest
 from market.errors import ConfigError
 from market.zk import statement as zs
@@ -46,21 +46,19 @@ def verifier_abi() -> list[dict[str, Any]]:
 
 def prove_round(
     contract: MarketContract,
-    task_id: int,
-    round_: int,
-    verifier: str,
+    snap: RoundSnapshot,
     outcome: RoundOutcome,
-    submissions: list[Submission],
     model_cid: str,
     receipt_cid: str,
     progress: Callable[[str], None] | None = None,
 ) -> RoundProof:
     """The proof bytes for ``postResult`` (an empty proof when no update was valid: nothing to prove)."""
+    task_id, round_, verifier, submissions = snap.task_id, snap.round, snap.info.verifier, list(snap.submissions)
     inputs = outcome.proof
     if inputs is None:
         raise ValueError("the round was not computed as a provable round (its spec names no proof system)")
     decision = outcome.decision
-    prev = contract.digest_before(task_id, round_)
+    prev = snap.digest_before
     subs = [(s.index, cid_digest(s.cid), s.commitment) for s in sorted(submissions, key=lambda s: s.seq)]
     mask = inputs.rejected_mask([s.trainer for s in sorted(submissions, key=lambda s: s.index)])
     if decision is None:  # no valid update: the verifier accepts all-zero bps without a proof

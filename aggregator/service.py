@@ -15,6 +15,7 @@ running the round again; it posts only while the round is still open.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from eth_account.signers.local import LocalAccount
 
 from aggregator.receipt import build_receipt
 from aggregator.round import RoundOutcome, aggregate_round
-from market.chain.contract import MarketContract, Submission
+from market.chain.contract import MarketContract, RoundSnapshot, Submission
 from market.commitment import update_sketch
 from market.data import Dataset, dataset_commitment
 from market.errors import ConfigError, MalformedUpdateError, MarketError, StoreError
@@ -30,7 +31,7 @@ from market.failpoints import failpoint
 from market.receipt import Receipt
 from market.spec import TaskSpec
 from market.store import ContentStore, put_json
-from market.task import TaskView, fetch_global_model, load_task, read_receipt
+from market.task import TaskView, fetch_global_model, load_task, read_receipt, wait_until
 from market.tensors import encode_state
 from market.zk.sketch import binder, commitment_bytes
 
@@ -89,13 +90,10 @@ def prefilter(
     return usable, rejected, sketches
 
 
-def prior_values(contract: MarketContract, store: ContentStore, task_id: int, round_: int) -> dict[str, float]:
-    """Cumulative contribution values before ``round_``: from the latest earlier receipt (read by CID)."""
-    for r in range(round_ - 1, -1, -1):
-        cid = contract.round_info(task_id, r).receipt_cid
-        if cid:
-            return dict(read_receipt(store, cid).details.cumulative_values)
-    return {}
+def prior_values(store: ContentStore, snap: RoundSnapshot) -> dict[str, float]:
+    """Cumulative contribution values before the snapshot's round: from the latest earlier receipt (read by CID)."""
+    cid = snap.prior_receipt_cid()
+    return dict(read_receipt(store, cid).details.cumulative_values) if cid else {}
 
 
 class Aggregator:
@@ -122,25 +120,24 @@ class Aggregator:
         n = info.submitted_count
         return self.contract.chain.now() >= submit_deadline or (n > 0 and n >= info.trainer_count)
 
-    def prior_values(self, task_id: int, round_: int) -> dict[str, float]:
-        return prior_values(self.contract, self.store, task_id, round_)
-
-    def compute_round(self, view: TaskView) -> tuple[RoundOutcome, str, Receipt]:
+    def compute_round(self, view: TaskView, snap: RoundSnapshot | None = None) -> tuple[RoundOutcome, str, Receipt]:
         """Everything but the transaction: deterministic from chain, store, spec and validation set."""
         task_id, r = view.info.task_id, view.info.current_round
-        subs = self.contract.submissions(task_id, r)
-        global_cid, global_state = fetch_global_model(self.contract, self.store, view)
+        if snap is None or snap.round != r:
+            snap = self.contract.round_snapshot(task_id, r, view.info)
+        subs = list(snap.submissions)
+        global_cid, global_state = fetch_global_model(self.store, view)
         usable, prerejected, sketches = prefilter(view.spec, task_id, r, subs, self.store)
         seed = view.spec.valuation.seed * 1_000_003 + r
         proof_args: dict[str, Any] = {}
         if view.spec.proof.system != "none":
             proof_args = {
-                "proof_seed": self.contract.round_info(task_id, r).submissions_digest,
+                "proof_seed": snap.result.submissions_digest,
                 "binders": {s.trainer: binder(task_id, r, s.trainer, s.cid) for s in subs},
                 "sketches": sketches,
             }
         outcome = aggregate_round(view.spec, global_state, usable, self.validation.x, self.validation.y, seed=seed,
-                                  prior_values=self.prior_values(task_id, r), **proof_args)
+                                  prior_values=prior_values(self.store, snap), **proof_args)
         model_cid = self.store.put(encode_state(outcome.new_state, {"kind": "model", "round": str(r)}))
         receipt = build_receipt(
             view=view, round_=r, submissions=subs, global_cid=global_cid, model_cid=model_cid,
@@ -150,25 +147,25 @@ class Aggregator:
 
     def run_round(self, task_id: int) -> PostedRound:
         """Aggregate and post the current round of ``task_id`` (submissions must be closed)."""
-        view = load_task(self.contract, self.store, task_id)
+        snap = self.contract.round_snapshot(task_id)  # the round's one read of the task
+        view = load_task(self.contract, self.store, task_id, snap.info)
         self.check_task(view)
         if view.info.finished:
             raise MarketError(f"task {task_id} has finished")
         r = view.info.current_round
         t0 = time.perf_counter()
-        outcome, model_cid, receipt = self.compute_round(view)
+        outcome, model_cid, receipt = self.compute_round(view, snap)
         bps = receipt.bps_vector
         receipt_cid = put_json(self.store, receipt.to_json())
         proved = None
         if view.spec.proof.system != "none":
             from aggregator.proof import prove_round
 
-            proved = prove_round(self.contract, task_id, r, view.info.verifier, outcome,
-                                 self.contract.submissions(task_id, r), model_cid, receipt_cid, self.progress)
+            proved = prove_round(self.contract, snap, outcome, model_cid, receipt_cid, self.progress)
         compute_s = time.perf_counter() - t0
         failpoint("aggregator_before_post")
         t1 = time.perf_counter()
-        if self.contract.task(task_id).current_round != r:
+        if self.contract.task(task_id).current_round != r:  # the second read: posting into a settled round reverts
             raise MarketError(f"task {task_id} round {r} was settled meanwhile; nothing posted")
         proof = proved.calldata if proved is not None else b""
         tx = self.contract.post_result(self.account, task_id, r, model_cid, receipt_cid, bps, proof)
@@ -183,3 +180,24 @@ class Aggregator:
         if proved is not None:
             posted.proof = {**proved.report(), "verified_on_chain": True}
         return posted
+
+    def serve(self, task_id: int, *, once: bool = False, timeout: float = 7200.0, poll: float = 0.5,
+              say: Callable[[str], None] = print) -> None:
+        """Aggregate and post every round of ``task_id`` as its submissions close, until the task ends
+        (``once``: one round).  ``say`` gets one line per posted round."""
+        self.check_task(load_task(self.contract, self.store, task_id))
+        while True:
+            info = self.contract.task(task_id)
+            if info.finished:
+                say(f"task {task_id} finished")
+                return
+            r = info.current_round
+            wait_until(lambda: self.submissions_closed(task_id), timeout, f"submissions to round {r} of task {task_id}", poll)
+            if self.contract.task(task_id).finished:
+                continue
+            posted = self.run_round(task_id)
+            rec = posted.receipt
+            say(f"round {r}: posted model {posted.model_cid}; outliers {rec.outliers}; "
+                f"rejected {len(rec.rejected)}; bps {posted.bps}; {posted.gas} gas")
+            if once:
+                return

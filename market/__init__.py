@@ -1,7 +1,9 @@
-"""Proof-of-Contribution market: shared types, content store, chain client and CLI.
+"""Proof-of-Contribution market, the ground floor: protocol types and rules (spec, CIDs, tensors,
+models, data, commitments, payout split, round receipt), the chain client (:mod:`market.chain`),
+the content store (:mod:`market.store`) and the zero-knowledge helpers (:mod:`market.zk`).
 
-Both ``trainer_node`` and ``aggregator`` import from here; they never import
-each other (they meet only through the chain and the store).
+It imports nothing of the project above it: the roles (``owner``, ``trainer_node``,
+``aggregator``) import from here and never each other; the apps live in ``market_app``.
 """
 
 __version__ = "0.1.0"

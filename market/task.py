@@ -6,7 +6,9 @@ reads go through the chain client and the content store (re-hashed on read).
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,8 +28,9 @@ class TaskView:
     spec: TaskSpec
 
 
-def load_task(contract: MarketContract, store: ContentStore, task_id: int) -> TaskView:
-    info = contract.task(task_id)
+def load_task(contract: MarketContract, store: ContentStore, task_id: int, info: TaskInfo | None = None) -> TaskView:
+    """The task (one ``getTask``, or the ``info`` the caller already read) and its spec (by CID)."""
+    info = info if info is not None else contract.task(task_id)
     spec = parse_spec(get_json(store, info.spec_cid), f"task {task_id} spec {info.spec_cid}")
     if not spec.initial_model_cid:
         raise MarketError(f"task {task_id}: its spec names no initial_model_cid")
@@ -52,13 +55,22 @@ def decode_model(spec: TaskSpec, blob: bytes, what: str) -> "OrderedDict[str, to
     return state
 
 
-def fetch_global_model(contract: MarketContract, store: ContentStore, view: TaskView) -> tuple[str, "OrderedDict[str, torch.Tensor]"]:
-    """CID and weights of the model the current round starts from."""
+def fetch_global_model(store: ContentStore, view: TaskView) -> tuple[str, "OrderedDict[str, torch.Tensor]"]:
+    """CID and weights of the model the current round starts from: the latest posted model, else the initial one."""
     assert view.spec.initial_model_cid
-    cid = contract.global_model_cid(view.info.task_id, view.spec.initial_model_cid)
+    cid = view.info.latest_model_cid or view.spec.initial_model_cid
     return cid, decode_model(view.spec, store.get(cid), f"global model {cid}")
 
 
 def read_receipt(store: ContentStore, cid: str) -> Receipt:
     """The round receipt stored under ``cid`` (re-hashed on read; DataError if it is not a receipt)."""
     return Receipt.from_json(store.get(cid), f"receipt {cid}")
+
+
+def wait_until(pred: Callable[[], bool], timeout: float, what: str, poll: float = 0.5) -> None:
+    """Poll ``pred`` until it holds; a one-line MarketError after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > deadline:
+            raise MarketError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(poll)

@@ -21,7 +21,7 @@ from typing import Any
 
 from web3 import Web3
 
-from market.chain.contract import MarketContract
+from market.chain.contract import MarketContract, RoundInfo, RoundSnapshot
 from market.cid import cid_digest, compute_cid
 from market.data import Dataset, dataset_commitment
 from market.errors import DataError, StoreError
@@ -57,7 +57,8 @@ def verify_round(contract: MarketContract, store: ContentStore, task_id: int, ro
         return rep.add(name, ok, detail)
 
     view = load_task(contract, store, task_id)
-    info = contract.round_info(task_id, round_)
+    settled = contract.settled_rounds(task_id, view.info)
+    info = settled.get(round_) or RoundInfo(view.info.submissions_digest, None, None, "open")
     if info.settlement != "result" or not info.receipt_cid:
         add("receipt", False, f"round {round_} is {info.settlement}: there is no posted result to verify")
         return rep
@@ -69,7 +70,8 @@ def verify_round(contract: MarketContract, store: ContentStore, task_id: int, ro
     add("receipt", receipt.model_cid == info.model_cid and receipt.task_id == task_id
         and receipt.round == round_, f"{info.receipt_cid} (model {info.model_cid})")
 
-    subs = contract.submissions(task_id, round_)
+    snap = RoundSnapshot(view.info, round_, tuple(contract.submissions(task_id, round_, view.info, settled)), settled)
+    subs = list(snap.submissions)
     listed = [(s.trainer, s.cid, s.commitment) for s in receipt.submissions]
     chain_subs = [(s.trainer, s.cid, "0x" + s.commitment.hex()) for s in subs]
     add("submissions", listed == chain_subs, f"{len(chain_subs)} on chain" if listed == chain_subs else _diff(listed, chain_subs))
@@ -95,7 +97,7 @@ def verify_round(contract: MarketContract, store: ContentStore, task_id: int, ro
             if view.spec.proof.system != "none":
                 proof_args = {"proof_seed": info.submissions_digest, "sketches": sketches,
                               "binders": {s.trainer: binder(task_id, round_, s.trainer, s.cid) for s in subs}}
-            prior = prior_values(contract, store, task_id, round_)
+            prior = prior_values(store, snap)
             out = aggregate_round(view.spec, state, usable, validation.x, validation.y, seed=receipt.valuation_seed,
                                   prior_values=prior, **proof_args)
             model_cid = compute_cid(encode_state(out.new_state, {"kind": "model", "round": str(round_)}))

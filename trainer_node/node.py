@@ -17,13 +17,13 @@ from dataclasses import dataclass
 
 from eth_account.signers.local import LocalAccount
 
-from market.chain.contract import MarketContract
+from market.chain.contract import MarketContract, TaskInfo
 from market.commitment import submission_commitment
 from market.data import Dataset
-from market.errors import MarketError
+from market.errors import ContractRevert, MarketError
 from market.failpoints import failpoint
 from market.store import ContentStore
-from market.task import TaskView, fetch_global_model, load_task
+from market.task import TaskView, fetch_global_model, load_task, wait_until
 from market.tensors import encode_state
 from trainer_node.attacks import Collusion, attack_seed, is_colluding, poison_data, poison_update
 from trainer_node.train import local_update
@@ -76,13 +76,14 @@ class TrainerNode:
         self.contract.join(self.account, task_id)
         return True
 
-    def already_submitted(self, task_id: int, round_: int) -> bool:
+    def already_submitted(self, task_id: int, round_: int | None = None) -> bool:
+        """Whether this node submitted to ``round_`` (the current round when None: no task read needed)."""
         return self.address in self.contract.submitters(task_id, round_)
 
     def prepare_update(self, view: TaskView) -> tuple[bytes, int]:
         """Train on the local data from the current global model; return (blob, samples)."""
         spec = view.spec
-        _cid, global_state = fetch_global_model(self.contract, self.store, view)
+        _cid, global_state = fetch_global_model(self.store, view)
         data = self.data
         if self.attack:
             data = poison_data(self.attack, data, spec.data.n_classes)
@@ -97,14 +98,14 @@ class TrainerNode:
                                   collusion=seen, max_norm=spec.validation.max_update_norm)
         return encode_state(delta, {"kind": "delta", "samples": str(len(self.data))}), len(self.data)
 
-    def run_round(self, task_id: int) -> SubmitResult:
-        """Train and submit for the task's current round (once)."""
-        view = load_task(self.contract, self.store, task_id)
+    def run_round(self, task_id: int, info: TaskInfo | None = None) -> SubmitResult:
+        """Train and submit for the task's current round (once); ``info``: the task as just read, if the caller has it."""
+        view = load_task(self.contract, self.store, task_id, info)  # the round's one read of the task
         info = view.info
         if info.finished:
             raise MarketError(f"task {task_id} has finished")
         r = info.current_round
-        if self.already_submitted(task_id, r):
+        if self.already_submitted(task_id):  # the current round's submitters, without re-reading the task
             return SubmitResult(task_id, r, None, 0, 0.0, 0.0, skipped="already submitted this round")
         # ask the contract first (a call, no transaction): a late or unjoined node learns it before training
         self.contract.preflight_submit(self.address, task_id, r)
@@ -119,6 +120,42 @@ class TrainerNode:
         )
         failpoint("trainer_after_submit")
         return SubmitResult(task_id, r, cid, int(receipt["gasUsed"]), train_s, time.perf_counter() - t1)
+
+    def run(self, task_id: int, *, once: bool = False, timeout: float = 3600.0, poll: float = 0.5,
+            say: Callable[[str], None] = print) -> None:
+        """Join, then train and submit every round until the task ends (``once``: the current round only).
+
+        Waits for each round to settle before the next; a round whose submissions closed before this
+        node got to it is skipped with a line saying so.  ``say`` gets one line per event.
+        """
+        self.join(task_id)
+        while True:
+            info = self.contract.task(task_id)
+            if info.finished:
+                say(f"task {task_id} finished")
+                return
+            r = info.current_round
+            submitted = self.already_submitted(task_id)
+            if submitted and once:
+                say(f"round {r}: already submitted this round; nothing to do")
+                return
+            if not submitted:
+                try:
+                    res = self.run_round(task_id, info)
+                except ContractRevert as exc:
+                    if once or exc.name != "MarketSubmissionClosed":
+                        raise
+                    say(f"round {r}: {exc}; waiting for the next round")
+                    wait_until(lambda: self.contract.task(task_id).current_round != r, timeout, f"round {r} to settle", poll)
+                    continue
+                if res.cid:
+                    say(f"round {r}: submitted {res.cid} ({res.train_s:.1f} s training, {res.gas} gas)")
+                else:
+                    say(f"round {r}: skipped: {res.skipped}")
+                if once:
+                    return
+            wait_until(lambda: self.contract.task(task_id).current_round != r, timeout,
+                       f"round {r} of task {task_id} to settle", poll)
 
     def withdraw(self) -> int:
         """Withdraw everything this node is owed; 0 if nothing is owed."""

@@ -64,6 +64,13 @@ class TaskInfo:
     def finished(self) -> bool:
         return self.current_round >= self.rounds
 
+    def round_pool(self, round_: int) -> int:
+        """Round ``round_``'s share of the reward, as the contract's ``roundPool`` computes it (telescoping,
+        so the pools sum to the reward exactly)."""
+        if not 0 <= round_ < self.rounds:
+            raise ValueError(f"task {self.task_id} has rounds 0..{self.rounds - 1}, not {round_}")
+        return (self.reward * (round_ + 1)) // self.rounds - (self.reward * round_) // self.rounds
+
 
 @dataclass(frozen=True)
 class Submission:
@@ -81,6 +88,9 @@ class RoundInfo:
     model_cid: str | None
     receipt_cid: str | None
     settlement: str  # open | result | fallback | refunded
+    tx_hash: Any = None  # the transaction that settled the round
+    credited: int = 0  # wei credited to trainers by the settlement
+    refunded: int = 0  # wei refunded to the owner by the settlement
 
 
 def digest_seed(task_id: int) -> bytes:
@@ -102,7 +112,7 @@ class MarketContract:
         self.chain = chain
         self.address = Web3.to_checksum_address(address)
         self.c = chain.w3.eth.contract(address=self.address, abi=art["abi"])
-        chain.decoder.add(art["abi"])
+        chain.decoder.add(art["abi"], art.get("userdoc"))
         if chain.kind != "tester" and not chain.w3.eth.get_code(self.address):
             raise ChainError(f"no contract at {self.address} on this chain (wrong --contract or chain restarted?)")
 
@@ -206,34 +216,28 @@ class MarketContract:
     def round_pool(self, task_id: int, round_: int) -> int:
         return int(self.chain.call(self.c.functions.roundPool(task_id, round_)))
 
-    def submitters(self, task_id: int, round_: int | None = None) -> list[str]:
-        """Submitters of a round in join order (the order ``bps`` follows)."""
-        task = self.task(task_id)
-        if round_ is None or round_ == task.current_round:
-            return list(self.chain.call(self.c.functions.getSubmitters(task_id)))
-        return [s.trainer for s in self.submissions(task_id, round_)]
+    def submitters(self, task_id: int, round_: int | None = None, info: TaskInfo | None = None) -> list[str]:
+        """Submitters of a round in join order (the order ``bps`` follows); the current round by default."""
+        if round_ is not None:
+            task = self._info(task_id, info)
+            if round_ != task.current_round:
+                return [s.trainer for s in self.submissions(task_id, round_, task)]
+        return list(self.chain.call(self.c.functions.getSubmitters(task_id)))
 
     def trainer_index(self, task_id: int, address: str) -> int:
         return int(self.chain.call(self.c.functions.trainerIndex(task_id, Web3.to_checksum_address(address))))
-
-    def round_info(self, task_id: int, round_: int) -> RoundInfo:
-        """A round's settlement, result CIDs and final submissions digest (from events; open rounds from state)."""
-        task = self.task(task_id)
-        settled = self._logs("RoundSettled", task.created_block, taskId=task_id, round=round_)
-        if not settled:
-            return RoundInfo(task.submissions_digest, None, None, "open")
-        ev = settled[-1]["args"]
-        model = receipt = None
-        if bytes(ev["modelCid"]) != ZERO32:
-            model = cid_from_digest(bytes(ev["modelCid"]))
-            receipt = cid_from_digest(bytes(ev["receiptCid"]))
-        return RoundInfo(bytes(ev["submissionsDigest"]), model, receipt, SETTLEMENT.get(int(ev["mode"]), str(ev["mode"])))
 
     def is_trainer(self, task_id: int, address: str) -> bool:
         return self.trainer_index(task_id, address) != 0
 
     def owed(self, address: str, token: str = ZERO_ADDRESS) -> int:
         return int(self.chain.call(self.c.functions.owed(token, Web3.to_checksum_address(address))))
+
+    # ------------------------------------------------------------------ events
+    # Every read below takes the task's ``TaskInfo`` when the caller already has it (one ``getTask``
+    # per round, not one per read); without it, it reads the task once.
+    def _info(self, task_id: int, info: TaskInfo | None) -> TaskInfo:
+        return info if info is not None and info.task_id == task_id else self.task(task_id)
 
     def _logs(self, event: str, from_block: int, **filters: Any) -> list[Any]:
         ev = getattr(self.c.events, event)
@@ -243,64 +247,170 @@ class MarketContract:
             )
         )
 
-    def submissions(self, task_id: int, round_: int) -> list[Submission]:
-        """This round's submissions from events, checked against the on-chain digest."""
-        task = self.task(task_id)
+    def settled_rounds(self, task_id: int, info: TaskInfo | None = None) -> dict[int, RoundInfo]:
+        """Every settled round of the task (one log query): round -> settlement, result CIDs, final digest."""
+        task = self._info(task_id, info)
+        out: dict[int, RoundInfo] = {}
+        for e in self._logs("RoundSettled", task.created_block, taskId=task_id):
+            ev = e["args"]
+            model = receipt = None
+            if bytes(ev["modelCid"]) != ZERO32:
+                model = cid_from_digest(bytes(ev["modelCid"]))
+                receipt = cid_from_digest(bytes(ev["receiptCid"]))
+            out[int(ev["round"])] = RoundInfo(bytes(ev["submissionsDigest"]), model, receipt,
+                                              SETTLEMENT.get(int(ev["mode"]), str(ev["mode"])), e["transactionHash"],
+                                              int(ev["credited"]), int(ev["refunded"]))
+        return out
+
+    def round_info(self, task_id: int, round_: int, info: TaskInfo | None = None) -> RoundInfo:
+        """A round's settlement, result CIDs and final submissions digest (from events; open rounds from state)."""
+        task = self._info(task_id, info)
+        return self.settled_rounds(task_id, task).get(round_) or RoundInfo(task.submissions_digest, None, None, "open")
+
+    def join_order(self, task_id: int, info: TaskInfo | None = None) -> dict[str, int]:
+        """Each trainer's 1-based join index (one log query)."""
+        task = self._info(task_id, info)
+        return {e["args"]["trainer"]: int(e["args"]["index"])
+                for e in self._logs("TrainerJoined", task.created_block, taskId=task_id)}
+
+    def submissions(self, task_id: int, round_: int, info: TaskInfo | None = None,
+                    settled: dict[int, RoundInfo] | None = None) -> list[Submission]:
+        """A round's submissions from events, checked against the on-chain digest; join order."""
+        task = self._info(task_id, info)
         logs = self._logs("UpdateSubmitted", task.created_block, taskId=task_id, round=round_)
         logs.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
-        order = {e["args"]["trainer"]: int(e["args"]["index"]) for e in self._logs("TrainerJoined", task.created_block, taskId=task_id)}
+        order = self.join_order(task_id, task)
         subs = [
             Submission(e["args"]["trainer"], cid_from_digest(bytes(e["args"]["cid"])), bytes(e["args"]["commitment"]),
                        e["blockNumber"], order[e["args"]["trainer"]], seq)
             for seq, e in enumerate(logs)
         ]
-        settled = {int(e["args"]["round"]): bytes(e["args"]["submissionsDigest"])
-                   for e in self._logs("RoundSettled", task.created_block, taskId=task_id)}
-        expected = task.submissions_digest if round_ == task.current_round else settled.get(round_, task.submissions_digest)
-        start = digest_seed(task_id) if round_ == 0 else settled[round_ - 1]
-        if submissions_digest(start, subs) != expected:
+        if settled is None:
+            settled = self.settled_rounds(task_id, task)
+        done = settled.get(round_)
+        expected = task.submissions_digest if round_ == task.current_round or done is None else done.submissions_digest
+        if submissions_digest(_digest_before(task_id, round_, settled), subs) != expected:
             raise ChainError(f"task {task_id} round {round_}: submission events do not match the on-chain digest")
         return sorted(subs, key=lambda s: s.index)
 
-    def result_call(self, task_id: int, round_: int) -> dict[str, Any]:
+    def all_submissions(self, task_id: int, info: TaskInfo | None = None, settled: dict[int, RoundInfo] | None = None,
+                        order: dict[str, int] | None = None) -> dict[int, list[Submission]]:
+        """Every round's submissions from one log query (plus the join order), each round checked
+        against its on-chain digest; join order within a round."""
+        task = self._info(task_id, info)
+        if settled is None:
+            settled = self.settled_rounds(task_id, task)
+        if order is None:
+            order = self.join_order(task_id, task)
+        logs = self._logs("UpdateSubmitted", task.created_block, taskId=task_id)
+        logs.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
+        by_round: dict[int, list[Submission]] = {r: [] for r in range(min(task.current_round + 1, task.rounds))}
+        for e in logs:
+            subs = by_round.setdefault(int(e["args"]["round"]), [])
+            subs.append(Submission(e["args"]["trainer"], cid_from_digest(bytes(e["args"]["cid"])), bytes(e["args"]["commitment"]),
+                                   e["blockNumber"], order[e["args"]["trainer"]], len(subs)))
+        for r, subs in by_round.items():
+            done = settled.get(r)
+            expected = task.submissions_digest if r == task.current_round or done is None else done.submissions_digest
+            if submissions_digest(_digest_before(task_id, r, settled), subs) != expected:
+                raise ChainError(f"task {task_id} round {r}: submission events do not match the on-chain digest")
+            subs.sort(key=lambda s: s.index)
+        return by_round
+
+    def round_snapshot(self, task_id: int, round_: int | None = None, info: TaskInfo | None = None) -> "RoundSnapshot":
+        """Everything a round's readers need, read once: the task (one ``getTask``), its settled rounds,
+        and the round's digest-checked submissions (three log queries in all)."""
+        task = self._info(task_id, info)
+        r = task.current_round if round_ is None else round_
+        settled = self.settled_rounds(task_id, task)
+        subs = self.submissions(task_id, r, task, settled) if r < task.rounds else []
+        return RoundSnapshot(task, r, tuple(subs), settled)
+
+    def result_call(self, task_id: int, round_: int, info: TaskInfo | None = None) -> dict[str, Any]:
         """The arguments of the ``postResult`` transaction that settled ``round_`` (read back from the chain)."""
-        task = self.task(task_id)
-        logs = self._logs("RoundSettled", task.created_block, taskId=task_id, round=round_)
-        if not logs or int(logs[-1]["args"]["mode"]) != 1:
+        done = self.settled_rounds(task_id, info).get(round_)
+        if done is None or done.settlement != "result" or done.tx_hash is None:
             raise ChainError(f"task {task_id} round {round_} was not settled by a posted result")
-        tx = self.chain.with_retry(lambda: self.chain.w3.eth.get_transaction(logs[-1]["transactionHash"]),
-                                   what="read the result transaction")
+        tx_hash = done.tx_hash
+        tx = self.chain.with_retry(lambda: self.chain.w3.eth.get_transaction(tx_hash), what="read the result transaction")
         _, args = self.c.decode_function_input(tx["input"])
         return dict(args)
 
-    def digest_before(self, task_id: int, round_: int) -> bytes:
+    def digest_before(self, task_id: int, round_: int, info: TaskInfo | None = None) -> bytes:
         """The running submissions digest before ``round_``'s first submission."""
         if round_ == 0:
             return digest_seed(task_id)
-        task = self.task(task_id)
-        for e in self._logs("RoundSettled", task.created_block, taskId=task_id, round=round_ - 1):
-            return bytes(e["args"]["submissionsDigest"])
-        raise ChainError(f"task {task_id} round {round_ - 1} is not settled")
+        return _digest_before(task_id, round_, self.settled_rounds(task_id, info))
 
-    def credited(self, task_id: int, round_: int) -> dict[str, int]:
-        task = self.task(task_id)
-        out: dict[str, int] = {}
-        for e in self._logs("TrainerCredited", task.created_block, taskId=task_id, round=round_):
-            out[e["args"]["trainer"]] = out.get(e["args"]["trainer"], 0) + int(e["args"]["amount"])
+    def credited(self, task_id: int, round_: int | None = None, info: TaskInfo | None = None) -> dict[str, int]:
+        """Wei credited per trainer in ``round_`` (every round if None), from ``TrainerCredited`` events."""
+        return {a: sum(v.values()) for a, v in self.credited_by_round(task_id, round_, info).items()}
+
+    def credited_by_round(self, task_id: int, round_: int | None = None,
+                          info: TaskInfo | None = None) -> dict[str, dict[int, int]]:
+        """trainer -> round -> wei credited (one log query; one round or all of them)."""
+        task = self._info(task_id, info)
+        filters: dict[str, Any] = {"taskId": task_id} if round_ is None else {"taskId": task_id, "round": round_}
+        out: dict[str, dict[int, int]] = {}
+        for e in self._logs("TrainerCredited", task.created_block, **filters):
+            per = out.setdefault(e["args"]["trainer"], {})
+            r = int(e["args"]["round"])
+            per[r] = per.get(r, 0) + int(e["args"]["amount"])
         return out
 
     def withdrawn(self, address: str, from_block: int = 0, token: str = ZERO_ADDRESS) -> int:
         logs = self._logs("Withdrawn", from_block, account=Web3.to_checksum_address(address), token=token)
         return sum(int(e["args"]["amount"]) for e in logs)
 
-    def settlements(self, task_id: int) -> list[dict[str, int]]:
-        task = self.task(task_id)
+    def settlements(self, task_id: int, info: TaskInfo | None = None) -> list[dict[str, int]]:
+        task = self._info(task_id, info)
         return [
             {"round": int(e["args"]["round"]), "mode": int(e["args"]["mode"]), "credited": int(e["args"]["credited"]),
              "refunded": int(e["args"]["refunded"])}
             for e in self._logs("RoundSettled", task.created_block, taskId=task_id)
         ]
 
-    def global_model_cid(self, task_id: int, initial_model_cid: str) -> str:
+    def global_model_cid(self, task_id: int, initial_model_cid: str, info: TaskInfo | None = None) -> str:
         """The model trainers start the current round from: the latest posted model, else the initial one."""
-        return self.task(task_id).latest_model_cid or initial_model_cid
+        return self._info(task_id, info).latest_model_cid or initial_model_cid
+
+
+def _digest_before(task_id: int, round_: int, settled: dict[int, RoundInfo]) -> bytes:
+    if round_ == 0:
+        return digest_seed(task_id)
+    prev = settled.get(round_ - 1)
+    if prev is None:
+        raise ChainError(f"task {task_id} round {round_ - 1} is not settled")
+    return prev.submissions_digest
+
+
+@dataclass(frozen=True)
+class RoundSnapshot:
+    """One read of a round (:meth:`MarketContract.round_snapshot`), passed along instead of re-read."""
+
+    info: TaskInfo
+    round: int
+    submissions: tuple[Submission, ...]  # digest-checked, join order
+    settled: dict[int, RoundInfo]  # every settled round of the task
+
+    @property
+    def task_id(self) -> int:
+        return self.info.task_id
+
+    @property
+    def result(self) -> RoundInfo:
+        """This round's settlement (``open`` with the running digest while it is not settled)."""
+        return self.settled.get(self.round) or RoundInfo(self.info.submissions_digest, None, None, "open")
+
+    @property
+    def digest_before(self) -> bytes:
+        """The running submissions digest before this round's first submission."""
+        return _digest_before(self.info.task_id, self.round, self.settled)
+
+    def prior_receipt_cid(self) -> str | None:
+        """The receipt of the latest earlier round settled by a result (cumulative values chain through it)."""
+        for r in range(self.round - 1, -1, -1):
+            done = self.settled.get(r)
+            if done is not None and done.receipt_cid:
+                return done.receipt_cid
+        return None

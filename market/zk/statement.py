@@ -186,7 +186,7 @@ def settle(decision: Decision, util: Sequence[int], binding_value: int) -> Settl
     bonus_t = max(rest) if rest else min(keys) - 1
     mine = [qi + bi for qi, bi in zip(q, bonus)]
     if mine != list(bps):
-        raise AssertionError(f"circuit payout {mine} differs from aggregator/payout.py {bps}")
+        raise AssertionError(f"circuit payout {mine} differs from market/payout.py {bps}")
     kn = krum_neighbours(n, f)
     sel = [[0] * n for _ in range(n)]
     tau = []

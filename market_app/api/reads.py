@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from market.chain.contract import MarketContract, TaskInfo
+from market.chain.contract import MarketContract, RoundInfo, Submission, TaskInfo
 from market.cid import normalize_cid
 from market.errors import ChainError, DataError, MarketError, NotFoundError, StoreError, UnknownTaskError
 from market.receipt import Receipt
@@ -45,6 +45,7 @@ from market_app.api.models import (
 
 T = TypeVar("T")
 SETTLED = ("result", "fallback", "refunded")
+MODES = {"result": 1, "fallback": 2, "refunded": 3}
 STORE_HINT = "serve with the same --store/--store-dir as the aggregator"
 
 
@@ -61,10 +62,13 @@ def json_safe(obj: Any) -> Any:
 
 @dataclass
 class _TaskEvents:
-    """Task-wide facts read once per request."""
+    """Task-wide facts read once per request: a fixed number of log queries, whatever the rounds."""
 
     joined: list[str]  # trainers in joining order
     settled: dict[int, dict[str, int]]  # round -> RoundSettled fields
+    results: dict[int, RoundInfo]  # round -> settlement and result CIDs
+    submissions: dict[int, list[Submission]]  # round -> digest-checked submissions (join order)
+    credited: dict[str, dict[int, int]]  # trainer -> round -> wei
 
 
 class MarketReader:
@@ -181,9 +185,15 @@ class MarketReader:
         return self.consistent(read)
 
     def _events(self, info: TaskInfo) -> _TaskEvents:
-        joined = [str(e["args"]["trainer"]) for e in self._logs("TrainerJoined", info.created_block, taskId=info.task_id)]
-        settled = {int(e["round"]): e for e in self.contract.settlements(info.task_id)}
-        return _TaskEvents(list(dict.fromkeys(joined)), settled)
+        order = self.contract.join_order(info.task_id, info)
+        results = self.contract.settled_rounds(info.task_id, info)
+        settled = {r: {"round": r, "mode": MODES.get(ri.settlement, 0), "credited": ri.credited, "refunded": ri.refunded}
+                   for r, ri in results.items()}
+        return _TaskEvents(
+            sorted(order, key=order.__getitem__), settled, results,
+            self.contract.all_submissions(info.task_id, info, results, order),
+            self.contract.credited_by_round(info.task_id, None, info),
+        )
 
     # --------------------------------------------------------------- tasks
     def _detail(self, info: TaskInfo, events: _TaskEvents) -> TaskDetail:
@@ -245,9 +255,9 @@ class MarketReader:
 
     def _round_view(self, info: TaskInfo, events: _TaskEvents, r: int) -> RoundView:
         tid = info.task_id
-        ri = self.contract.round_info(tid, r)
-        subs = self.contract.submissions(tid, r)  # checked against the on-chain digest
-        credited = {str(a): int(v) for a, v in self.contract.credited(tid, r).items()}
+        ri = events.results.get(r) or RoundInfo(info.submissions_digest, None, None, "open")
+        subs = events.submissions.get(r, [])  # checked against the on-chain digest
+        credited = {str(a): per[r] for a, per in events.credited.items() if r in per}
         settled = events.settled.get(r)
         receipt, receipt_error = (None, None)
         if ri.receipt_cid:
@@ -276,7 +286,7 @@ class MarketReader:
         status = ri.settlement if ri.settlement in ("open", *SETTLED) else "open"
         return RoundView(
             round=r, status=status, settled=status in SETTLED,  # type: ignore[arg-type]
-            pool_wei=str(self.contract.round_pool(tid, r)), credited_wei=str(sum(credited.values())),
+            pool_wei=str(info.round_pool(r)), credited_wei=str(sum(credited.values())),
             refunded_wei=str(settled.get("refunded", 0) if settled else 0),
             model_cid=ri.model_cid, receipt_cid=ri.receipt_cid,
             accuracy=receipt.details.accuracy_after if receipt else None,

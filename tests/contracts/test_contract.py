@@ -305,3 +305,15 @@ def test_pools_add_up_to_the_reward(market: Market) -> None:
     task_id = create(market, rounds=3, reward=10)
     pools = [market.contract.round_pool(task_id, r) for r in range(3)]
     assert pools == [3, 3, 4]  # floor(10*(r+1)/3) - floor(10*r/3)
+
+
+def test_round_pools_computed_off_chain_equal_the_contracts(market: Market) -> None:
+    for reward, rounds in ((10**18, 3), (7, 5), (4, 4), (10**18 + 1, 7)):
+        task_id, _ = market.contract.create_task(market.owner, spec_cid=SPEC, initial_model_cid=SPEC, validation_commitment=VALC,
+                                                  aggregator=market.aggregator.address, rounds=rounds, reward_wei=reward)
+        info = market.contract.task(task_id)
+
+        pools = [info.round_pool(r) for r in range(rounds)]
+
+        assert pools == [market.contract.round_pool(task_id, r) for r in range(rounds)]
+        assert sum(pools) == reward

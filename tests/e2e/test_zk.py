@@ -39,7 +39,7 @@ def test_statement_matches_payout_rules_on_random_inputs() -> None:
         sk = [[rng.randint(-50, 50) for _ in range(16)] for _ in range(n)]
         d = zs.decide(sk, [rng.randrange(2**200) for _ in range(n)], f, zs.permutation(rng.randbytes(32), n))
         util = [rng.randint(0, 4096) for _ in d.coalitions]
-        st = zs.settle(d, util, 1)  # raises if the circuit's payout and aggregator/payout.py disagree
+        st = zs.settle(d, util, 1)  # raises if the circuit's payout and market/payout.py disagree
         assert sum(st.bps) == 10_000 and all(st.bps[i] == 0 for i in d.outliers)
 
 
@@ -74,8 +74,7 @@ def _prepared(ctx: dict[str, Any]) -> dict[str, Any]:
     outcome, model_cid, receipt = agg.compute_round(view)
     receipt_cid = put_json(env.store, receipt.to_json())
     r = view.info.current_round
-    proved = prove_round(env.contract, task_id, r, view.info.verifier, outcome, env.contract.submissions(task_id, r),
-                         model_cid, receipt_cid)
+    proved = prove_round(env.contract, env.contract.round_snapshot(task_id, r, view.info), outcome, model_cid, receipt_cid)
     assert proved is not None
     return {"round": r, "outcome": outcome, "model": model_cid, "receipt": receipt, "receipt_cid": receipt_cid,
             "bps": list(receipt.bps_vector), "proof": proved.calldata, "proved": proved}

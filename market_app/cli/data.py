@@ -1,0 +1,48 @@
+"""``market data split | commitment``: digits shards for trainers, and the commitment of a data file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from market.errors import ConfigError
+from market_app.cli.common import _in_range, _load_dataset
+
+
+def cmd_data_split(args: argparse.Namespace) -> int:
+    from market.data import digits_splits, save_npz
+
+    _in_range(args.trainers, "--trainers", 1, 1000)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: {exc.strerror}") from None
+    splits = digits_splits(args.trainers, args.partition, args.seed)
+    for i, shard in enumerate(splits.trainers, 1):
+        save_npz(shard, out / f"trainer-{i}.npz")
+    save_npz(splits.validation, out / "validation.npz")
+    save_npz(splits.test, out / "test.npz")
+    print(f"wrote {len(splits.trainers)} trainer shards, validation.npz and test.npz to {out}")
+    return 0
+
+
+def cmd_data_commitment(args: argparse.Namespace) -> int:
+    from market.data import dataset_commitment
+
+    print("0x" + dataset_commitment(_load_dataset(args.file)).hex())
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("data", help="data utilities")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    q = dsub.add_parser("split", help="write digits shards for N trainers plus validation/test sets (.npz)")
+    q.add_argument("--trainers", type=int, default=5)
+    q.add_argument("--partition", default="iid")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--out", default="data")
+    q.set_defaults(func=cmd_data_split)
+    q = dsub.add_parser("commitment", help="print the commitment of a data file (the validation_commitment of a task)")
+    q.add_argument("file", help=".npz with x, y or .csv, label last")
+    q.set_defaults(func=cmd_data_commitment)

@@ -1,0 +1,90 @@
+"""The long-running roles: ``market trainer join | run | withdraw`` and ``market aggregator run``."""
+
+from __future__ import annotations
+
+import argparse
+
+from market.errors import ConfigError
+from market_app.cli.common import _account, _chain_opts, _contract, _eth, _load_dataset, _store, _task_id
+
+
+# --------------------------------------------------------------------- trainer
+def cmd_trainer_join(args: argparse.Namespace) -> int:
+    from trainer_node.node import TrainerNode
+
+    contract = _contract(args)
+    node = TrainerNode(contract, _store(args), _account(args), data=None)  # type: ignore[arg-type]
+    sent = node.join(args.task)
+    print(f"{node.address} {'joined' if sent else 'had already joined'} task {args.task}")
+    return 0
+
+
+def cmd_trainer_run(args: argparse.Namespace) -> int:
+    from trainer_node.attacks import get_attack
+    from trainer_node.node import TrainerNode
+
+    if args.attack:
+        get_attack(args.attack)
+    if args.timeout <= 0:
+        raise ConfigError(f"--timeout {args.timeout}: must be a positive number of seconds")
+    contract = _contract(args)
+    data = _load_dataset(args.data)
+    node = TrainerNode(contract, _store(args), _account(args), data, attack=args.attack, seed=args.seed)
+    node.run(args.task, once=args.once, timeout=args.timeout, say=_say)
+    return 0
+
+
+def cmd_trainer_withdraw(args: argparse.Namespace) -> int:
+    contract = _contract(args)
+    acct = _account(args)
+    amount = contract.withdraw(acct)
+    print(f"withdrew {_eth(amount)} ETH ({amount} wei) to {acct.address}")
+    return 0
+
+
+# ------------------------------------------------------------------ aggregator
+def cmd_aggregator_run(args: argparse.Namespace) -> int:
+    from aggregator.service import Aggregator
+
+    if args.timeout <= 0:
+        raise ConfigError(f"--timeout {args.timeout}: must be a positive number of seconds")
+    contract = _contract(args)
+    store = _store(args)
+    agg = Aggregator(contract, store, _account(args), _load_dataset(args.validation))
+    agg.serve(args.task, once=args.once, timeout=args.timeout, say=_say)
+    return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("trainer", help="a data owner's trainer node")
+    trsub = p.add_subparsers(dest="trainer_command", required=True)
+    q = trsub.add_parser("join", help="join a task")
+    q.add_argument("task", type=_task_id)
+    _chain_opts(q)
+    q.set_defaults(func=cmd_trainer_join)
+    q = trsub.add_parser("run", help="train and submit every round until the task ends")
+    q.add_argument("task", type=_task_id)
+    _chain_opts(q)
+    q.add_argument("--data", required=True, help="your private data (.npz with x, y or .csv, label last)")
+    q.add_argument("--attack", help="simulation only: behave as this attacker")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--once", action="store_true", help="submit for the current round only")
+    q.add_argument("--timeout", type=float, default=3600)
+    q.set_defaults(func=cmd_trainer_run)
+    q = trsub.add_parser("withdraw", help="withdraw what you are owed")
+    _chain_opts(q)
+    q.set_defaults(func=cmd_trainer_withdraw)
+
+    p = sub.add_parser("aggregator", help="the aggregator service")
+    asub = p.add_subparsers(dest="aggregator_command", required=True)
+    q = asub.add_parser("run", help="aggregate and post every round until the task ends")
+    q.add_argument("task", type=_task_id)
+    _chain_opts(q)
+    q.add_argument("--validation", required=True, help="the validation set the owner committed to")
+    q.add_argument("--once", action="store_true")
+    q.add_argument("--timeout", type=float, default=7200)
+    q.set_defaults(func=cmd_aggregator_run)

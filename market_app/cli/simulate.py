@@ -1,0 +1,189 @@
+"""``market simulate`` and ``market demo``: the whole marketplace on one machine, with progress bars and
+per-round and final tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from market.errors import ConfigError
+from market_app.cli.common import _check_address, _console, _eth, _short, _writable_file
+
+
+def _sim_config(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from simulator.simulate import SimulateConfig
+
+    fields = {k: getattr(args, k) for k in SimulateConfig.model_fields if getattr(args, k, None) is not None}
+    try:
+        return SimulateConfig(**fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
+
+
+def _print_round(console: Any, report_trainers: list[dict[str, Any]], entry: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"round {entry['round']}  ·  test accuracy {entry['accuracy']:.3f}", title_justify="left")
+    for col in ("trainer", "attack", "status", "contribution", "bps", "credited ETH"):
+        table.add_column(col, justify="right" if col in ("contribution", "bps", "credited ETH") else "left")
+    for t in report_trainers:
+        a = t["address"]
+        status = "outlier" if a in entry["outliers"] else ("rejected: " + entry["rejected"][a] if a in entry["rejected"] else "kept")
+        table.add_row(
+            _short(a), t["attack"] or "-", status, f"{100 * entry['contributions'].get(a, 0.0):.1f}%",
+            str(entry["bps"].get(a, 0)), _eth(entry["credited_wei"].get(a, "0")),
+        )
+    console.print(table)
+
+
+def _print_final(console: Any, report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    fin = report["final"]
+    table = Table(title="final balances (read from the chain)", title_justify="left")
+    table.add_column("account")
+    table.add_column("attack")
+    table.add_column("withdrawn ETH", justify="right")
+    for t in report["trainers"]:
+        table.add_row(_short(t["address"]), t["attack"] or "-", _eth(fin["withdrawn_wei"][t["address"]]))
+    table.add_row("owner (refunds)", "-", _eth(fin["refunded_wei"]))
+    table.add_row("escrow left", "-", _eth(fin["escrow_left_wei"]))
+    console.print(table)
+    total = sum(int(v) for v in fin["withdrawn_wei"].values()) + int(fin["refunded_wei"]) + int(fin["escrow_left_wei"])
+    ok = "=" if total == int(report["reward_wei"]) else "≠"
+    console.print(
+        f"withdrawn + refunded + escrow left = {total} wei {ok} reward {report['reward_wei']} wei; "
+        f"final accuracy {fin['accuracy']:.3f}"
+    )
+
+
+class _SimProgress:
+    """Rich progress bars of ``market simulate``: rounds, training (trainer updates) and valuation.
+
+    ``on_round`` (one call per settled round) drives all three; if ``simulate`` offers a finer
+    ``on_progress(stage, done, total)`` hook ("train" per trainer, "valuation" per coalition
+    evaluated), the training and valuation bars also move inside a round.
+    """
+
+    def __init__(self, console: Any, cfg: Any, quiet: bool) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.cfg = cfg
+        self.done_rounds = 0
+        self.progress = Progress(
+            TextColumn("{task.description:<10}"), BarColumn(bar_width=32), MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"), TimeElapsedColumn(), console=console, transient=True, disable=quiet,
+        )
+        chain = f"on {cfg.chain}" if not cfg.rpc else f"on {cfg.rpc}"
+        self.rounds = self.progress.add_task("rounds", total=cfg.rounds, note=chain)
+        self.train = self.progress.add_task("training", total=cfg.trainers * cfg.rounds, note="trainer updates")
+        self.value = self.progress.add_task("valuation", total=cfg.rounds, note="rounds valued")
+
+    def on_round(self, entry: dict[str, Any]) -> None:
+        self.done_rounds += 1
+        sec = entry.get("seconds", {})
+        p = self.progress
+        p.update(self.rounds, completed=self.done_rounds,
+                 note=f"round {entry['round']}: accuracy {entry['accuracy']:.3f}")
+        p.update(self.train, completed=self.done_rounds * self.cfg.trainers,
+                 note=f"{sec.get('train', 0.0):.1f} s this round")
+        kept = sum(1 for a in entry["bps"] if a not in entry["outliers"] and a not in entry["rejected"])
+        p.update(self.value, completed=self.done_rounds,
+                 note=f"{kept} kept, {len(entry['outliers'])} outliers, {len(entry['rejected'])} rejected, "
+                      f"{sec.get('valuation', 0.0):.2f} s")
+
+    def on_progress(self, stage: str, done: int, total: int) -> None:
+        if stage == "train":
+            self.progress.update(self.train, completed=self.done_rounds * self.cfg.trainers + done)
+        elif stage == "valuation" and total:
+            self.progress.update(self.value, completed=self.done_rounds + done / total)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import inspect
+
+    from simulator.simulate import simulate
+
+    cfg = _sim_config(args)
+    cfg.check()  # every option before anything starts (simulate checks again)
+    if cfg.contract:
+        _check_address(cfg.contract, "--contract")
+    if args.report:
+        _writable_file(args.report, "--report")
+    console = _console()
+    t0 = time.perf_counter()
+    bars = _SimProgress(console, cfg, args.quiet)
+
+    def on_round(entry: dict[str, Any]) -> None:
+        bars.on_round(entry)
+        if not args.quiet:
+            bars.progress.console.print(
+                f"round {entry['round']}: accuracy {entry['accuracy']:.3f}, "
+                f"outliers {[_short(a) for a in entry['outliers']]}, rejected {len(entry['rejected'])}"
+            )
+
+    hooks: dict[str, Any] = {"on_round": on_round}
+    if "on_progress" in inspect.signature(simulate).parameters:  # finer hook, when the simulator offers it
+        hooks["on_progress"] = bars.on_progress
+    with bars.progress:
+        report = simulate(cfg, **hooks)
+    if not args.quiet:
+        for entry in report["rounds"]:
+            _print_round(console, report["trainers"], entry)
+        _print_final(console, report)
+        console.print(f"done in {time.perf_counter() - t0:.1f} s (task {report['task_id']} on chain {report['chain_id']})")
+    if args.report:
+        Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+        if not args.quiet:
+            console.print(f"report written to {args.report}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    for k, v in dict(trainers=5, attackers=1, attack="sign_flip", rounds=3, partition="dirichlet:0.5", seed=0).items():
+        if getattr(args, k, None) is None:
+            setattr(args, k, v)
+    return cmd_simulate(args)
+
+
+def _sim_opts(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trainers", type=int)
+    p.add_argument("--attackers", type=int, help="how many of the trainers attack (the last ones)")
+    p.add_argument("--attack", help="sign_flip | gaussian | label_flip | free_rider | alie | ipm | mimic")
+    p.add_argument("--rounds", type=int)
+    p.add_argument("--robust", help="robust rule (default ccdrop)")
+    p.add_argument("--f", type=int, help="suspected attackers for the robust rule (default: --attackers, at least 1)")
+    p.add_argument("--valuation", help="auto | exact | gtg | tmc | loo (default auto)")
+    p.add_argument("--model", help="logreg | mlp | cnn")
+    p.add_argument("--partition", help="iid | dirichlet:ALPHA")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--reward", help="reward in ETH (decimal, default 1)")
+    p.add_argument("--chain", choices=["anvil", "ganache", "tester"],
+                   help="anvil (default), ganache (a throwaway Ganache 7) or the in-process tester EVM")
+    p.add_argument("--rpc", help="use this chain instead of a throwaway Anvil")
+    p.add_argument("--contract", help="with --rpc: use this deployed contract")
+    p.add_argument("--store", choices=["local", "kubo"])
+    p.add_argument("--store-dir")
+    p.add_argument("--ipfs-api")
+    p.add_argument("--proof", choices=["none", "groth16"],
+                   help="groth16: prove every round (Multi-Krum over sketches + cyclic Shapley) and verify it on chain "
+                        "before crediting; needs --robust multikrum; the first run builds a development setup (~1-2 min)")
+    p.add_argument("--sketch-k", type=int, help="sketch length trainers commit to (16..64, default 16)")
+    p.add_argument("--report", help="write the JSON report here")
+    p.add_argument("--quiet", action="store_true", help="print nothing but errors")
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("demo", help="the whole marketplace with sensible defaults and a per-round table")
+    _sim_opts(p)
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser("simulate", help="owner, N trainer nodes (some attackers) and an aggregator on one machine")
+    _sim_opts(p)
+    p.set_defaults(func=cmd_simulate)
