@@ -34,3 +34,10 @@ def apply_delta(state: dict[str, Tensor], delta: Tensor) -> "OrderedDict[str, Te
     """``state + delta`` (delta flat, names sorted as in :func:`market.tensors.flatten`), float32."""
     new = flatten(state).to(torch.float64) + delta.to(torch.float64)
     return unflatten(new.to(torch.float32), state)
+
+
+def next_state(global_state: dict[str, Tensor], update: Tensor | None) -> "OrderedDict[str, Tensor]":
+    """The global model plus the flat ``update``; unchanged (a float32 copy) when there is none."""
+    if update is not None:
+        return apply_delta(global_state, update)
+    return OrderedDict((k, v.detach().clone().float()) for k, v in sorted(global_state.items()))

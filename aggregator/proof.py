@@ -15,7 +15,7 @@ from typing import Any
 
 from web3 import Web3
 
-from aggregator.round import RoundOutcome
+from aggregator.outcome import RoundOutcome
 from market.chain.contract import MarketContract, RoundSnapshot
 from market.cid import cid_digest
 from market.errors import ConfigError

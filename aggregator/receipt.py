@@ -6,7 +6,7 @@ The receipt records every input, parameter, seed, decision and number of one rou
 
 from __future__ import annotations
 
-from aggregator.round import RoundOutcome
+from aggregator.outcome import RoundOutcome
 from market.chain.contract import Submission
 from market.receipt import Receipt, ReceiptDetails, ReceiptSubmission
 from market.task import TaskView

@@ -21,8 +21,9 @@ from typing import Any
 
 from eth_account.signers.local import LocalAccount
 
+from aggregator.outcome import RoundOutcome
 from aggregator.receipt import build_receipt
-from aggregator.round import RoundOutcome, aggregate_round
+from aggregator.round import aggregate_round
 from market.chain.contract import MarketContract, RoundSnapshot, Submission
 from market.commitment import update_sketch
 from market.data import Dataset, dataset_commitment

@@ -22,12 +22,15 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from market.errors import MalformedUpdateError
-from market.tensors import decode_state
+from market.spec import TaskSpec
+from market.tensors import decode_state, flatten
 
 _SAMPLES = re.compile(r"[1-9][0-9]{0,17}")  # a positive int that fits in int64
 _MAX_REASON = 160
@@ -88,3 +91,27 @@ def validate_update(blob: bytes, template: dict[str, Tensor], max_norm: float) -
     if norm == 0.0:  # every value +0.0 or -0.0
         return _reject("no change from the global model (the delta is zero everywhere)")
     return tensors, int(raw), None
+
+
+@dataclass(frozen=True)
+class ValidUpdates:
+    """The updates that passed validation (flat deltas in submission order) and why the rest did not."""
+
+    addresses: list[str]
+    deltas: list[Tensor]  # flat float32, names sorted
+    samples: dict[str, int]
+    rejected: dict[str, str]
+
+
+def validate_all(spec: TaskSpec, global_state: dict[str, Tensor], submissions: Sequence[tuple[str, bytes]]) -> ValidUpdates:
+    """Run :func:`validate_update` over every submission; a reason for each rejection."""
+    out = ValidUpdates([], [], {}, {})
+    for address, blob in submissions:
+        delta, count, reason = validate_update(blob, global_state, spec.validation.max_update_norm)
+        if delta is None or count is None:
+            out.rejected[address] = reason or "invalid update"
+            continue
+        out.addresses.append(address)
+        out.deltas.append(flatten(delta))
+        out.samples[address] = count
+    return out

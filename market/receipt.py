@@ -55,7 +55,7 @@ class ProofInputs(_Doc):
 
 
 class ReceiptDetails(BaseModel):
-    """What the round computed (``aggregator.round.RoundOutcome``), minus wall-clock timings."""
+    """What the round computed (``aggregator.outcome.RoundOutcome``), minus wall-clock timings."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -25,8 +25,17 @@ import pytest
 import torch
 
 from aggregator.robust import (
-    AdaptiveClip, CenteredClipping, Clip, CoordinateMedian, GeometricMedian, Krum, Mean, MultiKrum,
-    NearestNeighborMixing, TrimmedMean, get_rule,
+    AdaptiveClip,
+    CenteredClipping,
+    Clip,
+    CoordinateMedian,
+    GeometricMedian,
+    Krum,
+    Mean,
+    MultiKrum,
+    NearestNeighborMixing,
+    TrimmedMean,
+    get_rule,
 )
 from trainer_node.attacks import Collusion, poison_update
 

@@ -42,12 +42,12 @@ from collections import OrderedDict
 import pytest
 import torch
 
-from market.payout import contribution_shares
 from aggregator.round import aggregate_round
-from aggregator.valuation.utility import CoalitionUtility
 from aggregator.valuation.estimators import estimate
+from aggregator.valuation.utility import CoalitionUtility
 from market.data import Dataset, Splits, digits_splits
 from market.models import build_model, state_of
+from market.payout import contribution_shares
 from market.spec import RobustSpec, TaskSpec, ValuationSpec
 from market.tensors import decode_state, encode_state, flatten
 from trainer_node.train import local_update

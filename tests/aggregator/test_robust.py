@@ -8,8 +8,21 @@ import pytest
 import torch
 
 from aggregator.robust import (
-    AdaptiveClip, CenteredClipping, CenteredClippingDrop, Clip, CoordinateMedian, GeometricMedian, Krum, Mean, MultiKrum,
-    NearestNeighborMixing, TrimmedMean, effective_f, get_rule, max_f, pairwise_sq_distances,
+    AdaptiveClip,
+    CenteredClipping,
+    CenteredClippingDrop,
+    Clip,
+    CoordinateMedian,
+    GeometricMedian,
+    Krum,
+    Mean,
+    MultiKrum,
+    NearestNeighborMixing,
+    TrimmedMean,
+    effective_f,
+    get_rule,
+    max_f,
+    pairwise_sq_distances,
 )
 from market.errors import ConfigError
 

@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
+from aggregator.outcome import RoundOutcome
 from aggregator.robust import ROBUST_RULES
-from aggregator.round import RoundOutcome, aggregate_round
+from aggregator.round import aggregate_round
 from market.data import Splits, digits_splits
 from market.errors import ConfigError
 from market.models import build_model, state_of

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from aggregator.fedavg import apply_delta, fedavg
-from aggregator.round import RoundOutcome, aggregate_round
+from aggregator.outcome import RoundOutcome
+from aggregator.round import aggregate_round
 from market.data import Splits, digits_splits
 from market.models import accuracy, build_model, model_with_state, state_of
 from market.spec import TaskSpec

@@ -5,12 +5,11 @@ from __future__ import annotations
 import itertools
 import math
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 import torch
 
-from aggregator.valuation.utility import CoalitionUtility
 from aggregator.valuation.estimators import (
     EXACT_LIMIT,
     choose_valuation,
@@ -22,6 +21,7 @@ from aggregator.valuation.estimators import (
     run_valuation,
     tmc_shapley,
 )
+from aggregator.valuation.utility import CoalitionUtility
 from market.data import digits_splits
 from market.errors import ConfigError
 from market.models import accuracy, build_model, model_with_state, state_of

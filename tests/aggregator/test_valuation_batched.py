@@ -9,9 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from aggregator.valuation.batched import MLPTerms, linear_table, mlp_table, popcounts, shapley_from_table, shapley_weights, subset_sums
-from aggregator.valuation.utility import CoalitionUtility
+from aggregator.valuation.batched import (
+    MLPTerms,
+    linear_table,
+    mlp_table,
+    popcounts,
+    shapley_from_table,
+    shapley_weights,
+    subset_sums,
+)
 from aggregator.valuation.estimators import exact_shapley
+from aggregator.valuation.utility import CoalitionUtility
 from market.data import digits_splits
 from market.errors import ConfigError
 from market.models import build_model, state_of

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import torch
 
+from aggregator.outcome import RoundOutcome
+from aggregator.round import aggregate_round
 from aggregator.valuation import RECORD_LIMIT, table_digest
-from aggregator.round import RoundOutcome, aggregate_round
-from aggregator.valuation.utility import CoalitionUtility
 from aggregator.valuation.estimators import estimate
+from aggregator.valuation.utility import CoalitionUtility
 from market.data import Splits, digits_splits
 from market.models import build_model, state_of
 from market.spec import RobustSpec, TaskSpec, ValuationSpec

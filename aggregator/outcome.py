@@ -1,0 +1,74 @@
+"""What one round decided (:class:`RoundOutcome`): the new model, rejections, outliers, values,
+basis points and everything else the round receipt records (see :mod:`aggregator.receipt`)."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+
+from market.receipt import ProofInputs
+from market.zk import statement as zs
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """Everything a round decided; ``to_dict()`` is the JSON-ready part (all but ``new_state``)."""
+
+    new_state: "OrderedDict[str, Tensor]" = field(repr=False)
+    addresses: tuple[str, ...]  # submission order; ``bps`` is aligned with it
+    samples: dict[str, int]  # valid submissions only
+    rejected: dict[str, str]  # address -> reason
+    outliers: tuple[str, ...]
+    survivors: tuple[str, ...]
+    robust: dict[str, Any]  # rule, applied rule, f, f_effective, scores per valid address
+    valuation: str
+    seed: int
+    contributions: dict[str, float]  # Shapley value (accuracy points); 0 if not a survivor
+    shares: dict[str, float]
+    bps: tuple[int, ...]
+    utilities: dict[str, float]  # ",".join(sorted(addresses)) -> U; "" is the empty coalition
+    evaluations: int
+    accuracy_before: float | None  # U({}) on the validation set (None if nothing was valued)
+    accuracy_after: float | None  # U(survivors)
+    timings: dict[str, float]  # seconds spent in 'aggregate' and 'valuation'
+    # the valuation run: method, seed, every parameter, permutations, stop reason, utilities digest
+    valuation_record: dict[str, Any] = field(default_factory=dict)
+    # sum of each trainer's per-round values so far (earlier rounds + this one), and its share of the total
+    cumulative_values: dict[str, float] = field(default_factory=dict)
+    cumulative_shares: dict[str, float] = field(default_factory=dict)
+    # proof tasks: the circuit's inputs (valid addresses in slot order, f, sketches, binders, base
+    # permutation, outlier slots, integer utilities) -- see market.zk.statement
+    proof: ProofInputs | None = None
+    # proof tasks: the circuit's statement, computed once here and proven by aggregator.proof
+    decision: zs.Decision | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def bps_by_address(self) -> dict[str, int]:
+        return dict(zip(self.addresses, self.bps))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "addresses": list(self.addresses),
+            "samples": dict(self.samples),
+            "rejected": dict(self.rejected),
+            "outliers": list(self.outliers),
+            "survivors": list(self.survivors),
+            "robust": dict(self.robust),
+            "valuation": self.valuation,
+            "seed": self.seed,
+            "contributions": dict(self.contributions),
+            "shares": dict(self.shares),
+            "bps": list(self.bps),
+            "utilities": dict(self.utilities),
+            "evaluations": self.evaluations,
+            "accuracy_before": self.accuracy_before,
+            "accuracy_after": self.accuracy_after,
+            "timings": dict(self.timings),
+            "valuation_record": dict(self.valuation_record),
+            "cumulative_values": dict(self.cumulative_values),
+            "cumulative_shares": dict(self.cumulative_shares),
+            "proof": self.proof.model_dump() if self.proof is not None else None,
+        }

@@ -1,0 +1,133 @@
+"""The round a proof task runs, as ``zk/round.circom`` proves it (pure: no chain, no store).
+
+Multi-Krum over the committed sketches of the valid updates, FedAvg of the survivors, cyclic-
+permutation Shapley over integer utilities, largest-remainder basis points; the circuit's inputs
+come back as :class:`market.receipt.ProofInputs` and the statement as ``RoundOutcome.decision``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from aggregator.fedavg import fedavg, next_state
+from aggregator.outcome import RoundOutcome
+from aggregator.robust import effective_f
+from aggregator.validate import validate_all
+from aggregator.valuation.utility import CoalitionUtility
+from market.payout import contribution_shares, cumulative_shares, cumulative_values, to_basis_points
+from market.receipt import ProofInputs
+from market.spec import TaskSpec
+from market.zk import statement as zs
+
+
+def provable_round(
+    spec: TaskSpec,
+    global_state: dict[str, Tensor],
+    submissions: Sequence[tuple[str, bytes]],
+    x_val: Tensor,
+    y_val: Tensor,
+    seed: int,
+    digest: bytes,
+    binders: Mapping[str, int],
+    sketch_of: Mapping[str, Sequence[int]],
+) -> RoundOutcome:
+    """The round ``zk/round.circom`` proves: Multi-Krum over the sketches of the valid updates
+    (slots in the given order, join order), FedAvg of the survivors, cyclic-permutation Shapley
+    over integer utilities (1/4096 accuracy), largest-remainder basis points."""
+
+    addresses = tuple(a for a, _ in submissions)
+    t0 = time.perf_counter()
+    valid = validate_all(spec, global_state, submissions)
+    n = len(valid.addresses)
+    f_eff = effective_f(n, spec.robust.f, "multikrum") if n else 0
+    sketches = [list(sketch_of[a]) for a in valid.addresses]
+    perm = zs.permutation(digest, n) if n else []
+    survivors: tuple[str, ...] = ()
+    decision = None
+    if n:
+        decision = zs.decide(sketches, [binders[a] for a in valid.addresses], f_eff, perm)
+        survivors = tuple(valid.addresses[i] for i in decision.survivors)
+    slot = {a: i for i, a in enumerate(valid.addresses)}
+    kept = [valid.deltas[slot[a]] for a in survivors]
+    weights = [float(valid.samples[a]) for a in survivors]
+    new_state = next_state(global_state, fedavg(torch.stack(kept), weights) if kept else None)
+    t1 = time.perf_counter()
+
+    util: list[int] = []
+    values: list[int] = [0] * n
+    utilities: dict[str, float] = {}
+    before = after = None
+    evaluations = 0
+    if decision is not None and survivors:
+        oracle = CoalitionUtility(spec, global_state, kept, weights, x_val, y_val, utility=spec.valuation.utility)
+        surv_index = {slot[a]: j for j, a in enumerate(survivors)}
+        keys = [frozenset(surv_index[i] for i in c if i in surv_index) for c in decision.coalitions]
+        acc = oracle.evaluate_many(keys)
+        util = [zs.quantize_utility(a) for a in acc]
+        evaluations = oracle.evaluations
+        values = zs.slot_values(n, perm, util)
+        before, after = util[0] / zs.UTIL_SCALE, util[1] / zs.UTIL_SCALE
+        for key, a in zip(keys, acc):
+            utilities[",".join(sorted(survivors[j] for j in key))] = a
+    elif decision is not None:
+        util = [0] * len(decision.coalitions)
+    t2 = time.perf_counter()
+
+    value_of = {a: values[slot[a]] for a in valid.addresses}
+    eligible = [a in survivors for a in addresses]
+    # rejected submitters are ineligible and the eligible keep their order, so this equals the circuit's
+    # split over the valid slots (market.zk.statement.settle asserts that when proving)
+    bps = to_basis_points([value_of.get(a, 0) for a in addresses], eligible)
+    flat_values = [value_of.get(a, 0) / zs.UTIL_SCALE for a in addresses]
+    outliers = tuple(a for a in valid.addresses if a not in survivors)
+    cumulative = cumulative_values({}, dict(zip(addresses, flat_values)))
+    robust = {
+        "rule": "multikrum",
+        "applied": "multikrum-sketch" if f_eff else "mean",
+        "f": spec.robust.f,
+        "f_effective": f_eff,
+        "scores": {a: float(decision.scores[i]) for i, a in enumerate(valid.addresses)} if decision else {},
+        "update": "fedavg",
+        "treatment": {a: {"outlier": a in outliers} for a in valid.addresses},
+    }
+    proof = ProofInputs(
+        system=spec.proof.system,
+        slots=list(valid.addresses),
+        n=n,
+        k=spec.proof.sketch_k,
+        f=f_eff,
+        sketches=[list(s) for s in sketches],
+        binders=[str(binders[a]) for a in valid.addresses],
+        perm=list(perm),
+        outlier_slots=list(decision.outliers) if decision else [],
+        utilities=util,
+        values=list(values),
+    )
+    return RoundOutcome(
+        new_state=new_state,
+        addresses=addresses,
+        samples=valid.samples,
+        rejected=valid.rejected,
+        outliers=outliers,
+        survivors=survivors,
+        robust=robust,
+        valuation="cyclic-shapley",
+        seed=seed,
+        contributions=dict(zip(addresses, flat_values)),
+        shares=dict(zip(addresses, contribution_shares(flat_values, eligible))),
+        bps=tuple(bps),
+        utilities=utilities,
+        evaluations=evaluations,
+        accuracy_before=before,
+        accuracy_after=after,
+        timings={"aggregate": t1 - t0, "valuation": t2 - t1},
+        valuation_record={"method": "cyclic-shapley", "permutation": list(perm), "utility_scale": zs.UTIL_SCALE},
+        cumulative_values=cumulative,
+        cumulative_shares=cumulative_shares(cumulative),
+        proof=proof,
+        decision=decision,
+    )
