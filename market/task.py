@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from market.chain.contract import MarketContract, TaskInfo
-from market.errors import MalformedUpdateError, MarketError
+from market.errors import ConfigError, DataError, MalformedUpdateError, MarketError
 from market.models import build_model, state_of
 from market.receipt import Receipt
 from market.spec import TaskSpec, parse_spec
@@ -31,9 +31,12 @@ class TaskView:
 def load_task(contract: MarketContract, store: ContentStore, task_id: int, info: TaskInfo | None = None) -> TaskView:
     """The task (one ``getTask``, or the ``info`` the caller already read) and its spec (by CID)."""
     info = info if info is not None else contract.task(task_id)
-    spec = parse_spec(get_json(store, info.spec_cid), f"task {task_id} spec {info.spec_cid}")
+    try:
+        spec = parse_spec(get_json(store, info.spec_cid), f"task {task_id} spec {info.spec_cid}")
+    except ConfigError as exc:  # the spec came from the store, not from the user: corrupt data
+        raise DataError(str(exc)) from None
     if not spec.initial_model_cid:
-        raise MarketError(f"task {task_id}: its spec names no initial_model_cid")
+        raise DataError(f"task {task_id}: its spec names no initial_model_cid")
     return TaskView(info, spec)
 
 

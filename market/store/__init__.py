@@ -16,7 +16,7 @@ import json
 import os
 from typing import Any, Protocol, runtime_checkable
 
-from market.errors import ConfigError
+from market.errors import ConfigError, DataError
 from market.store.local import LocalStore
 
 
@@ -43,7 +43,7 @@ def get_json(store: ContentStore, cid: str) -> Any:
     try:
         return json.loads(data)
     except ValueError:
-        raise ConfigError(f"blob {cid} is not JSON") from None
+        raise DataError(f"blob {cid} is not JSON") from None
 
 
 def open_store(kind: str = "local", *, path: str | None = None, api_url: str | None = None) -> ContentStore:

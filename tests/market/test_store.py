@@ -11,7 +11,7 @@ from multiformats import CID, multihash
 
 from market import store as store_module
 from market.cid import compute_cid
-from market.errors import BlobNotFoundError, CidMismatchError, ConfigError
+from market.errors import BlobNotFoundError, CidMismatchError, ConfigError, DataError
 from market.store.kubo import KuboStore
 from market.cid import verify_blob
 from market.store import ContentStore, LocalStore, get_json, open_store, put_json
@@ -162,7 +162,7 @@ def test_json_round_trip_is_canonical(local: LocalStore) -> None:
 def test_get_json_of_non_json_blob_is_a_config_error(local: LocalStore) -> None:
     cid = local.put(b"\x00\x01 not json")
 
-    with pytest.raises(ConfigError, match="not JSON"):
+    with pytest.raises(DataError, match="not JSON"):
         get_json(local, cid)
 
 
