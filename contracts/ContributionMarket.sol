@@ -131,32 +131,61 @@ contract ContributionMarket is ReentrancyGuard {
     /// @notice The owner withdrew the refunds of a task.
     event RefundWithdrawn(uint256 indexed taskId, address indexed owner, uint256 amount);
 
+    // Each error's @notice is the one-line message the client shows for it (market/chain/client.py
+    // reads it from the artifact's userdoc and fills the {placeholders} with the error's arguments).
+    /// @notice unknown task {taskId}
     error MarketUnknownTask(uint256 taskId);
+    /// @notice the aggregator cannot be the zero address
     error MarketZeroAggregator();
+    /// @notice rounds must be between 1 and 10000 (got {rounds})
     error MarketBadRounds(uint256 rounds);
+    /// @notice the submission and result windows must be at least 1 second
     error MarketBadWindows();
+    /// @notice max trainers must be between 1 and 256 (got {maxTrainers})
     error MarketBadMaxTrainers(uint256 maxTrainers);
+    /// @notice the reward {reward} does not fit in 128 bits
     error MarketRewardTooLarge(uint256 reward);
+    /// @notice sent {sent} wei but the reward is {expected} wei
     error MarketWrongValue(uint256 expected, uint256 sent);
+    /// @notice a reward of {reward} cannot fund {rounds} rounds (at least 1 wei per round)
     error MarketRewardTooSmall(uint256 reward, uint256 rounds);
+    /// @notice task {taskId} has finished: every round is settled
     error MarketTaskFinished(uint256 taskId);
+    /// @notice {account} already has another role in this task
     error MarketRoleConflict(address account);
+    /// @notice {trainer} has already joined this task
     error MarketAlreadyJoined(address trainer);
+    /// @notice the task is full ({maxTrainers} trainers)
     error MarketTaskFull(uint256 maxTrainers);
+    /// @notice {trainer} has not joined this task (run `market trainer join` first)
     error MarketNotJoined(address trainer);
+    /// @notice wrong round: the task is in round {expected}, not {given}
     error MarketWrongRound(uint256 expected, uint256 given);
+    /// @notice too late: submissions for this round closed at unix time {deadline}
     error MarketSubmissionClosed(uint256 deadline);
+    /// @notice {trainer} has already submitted an update for this round
     error MarketAlreadySubmitted(address trainer);
+    /// @notice a CID of all zeros is not allowed
     error MarketZeroCid();
+    /// @notice only the task's aggregator may post results ({caller} is not)
     error MarketNotAggregator(address caller);
+    /// @notice only the task's owner may do this ({caller} is not)
     error MarketNotOwner(address caller);
+    /// @notice submissions are still open until unix time {deadline}
     error MarketSubmissionsOpen(uint256 deadline);
+    /// @notice too late: the result window closed at unix time {deadline}
     error MarketResultWindowClosed(uint256 deadline);
+    /// @notice the aggregator may still post until unix time {deadline}
     error MarketResultWindowOpen(uint256 deadline);
+    /// @notice expected {expected} basis-point entries (one per submitter), got {given}
     error MarketWrongLength(uint256 expected, uint256 given);
+    /// @notice basis points sum to {sum}, not 10000
     error MarketBadBasisPoints(uint256 sum);
+    /// @notice the result's proof does not verify
     error MarketInvalidProof();
+    /// @notice round {round} has submissions: settle it instead of reclaiming
     error MarketRoundHasSubmissions(uint256 round);
+    /// @notice nothing to withdraw
     error MarketNothingToWithdraw();
 
     // ------------------------------------------------------------------ owner

@@ -3,59 +3,46 @@
 Every transaction is signed locally by a ``LocalAccount`` (keys never leave the
 process) and sent raw, the web3.py standard path.  A revert surfaces as the
 contract's custom error, decoded from the ABI and raised as
-:class:`market.errors.ContractRevert` with a one-line message.  Both backends
-behave the same: Anvil over HTTP (``--rpc URL``) and the in-process EVM
-(``eth-tester`` / ``py-evm``, ``--chain tester``).
+:class:`market.errors.ContractRevert` with a one-line message: the error's
+NatSpec ``@notice`` in the contract source, read from the artifact's userdoc.
+Both backends behave the same: Anvil over HTTP (``--rpc URL``) and the
+in-process EVM (``eth-tester`` / ``py-evm``, ``--chain tester``).
+
+Dropped connections and timeouts are retried by web3's ``HTTPProvider``
+(``ExceptionRetryConfiguration``, read methods only); :meth:`Chain.with_retry`
+is the edge that turns a node that stays down into
+:class:`market.errors.NodeUnreachable`.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import logging
-import time
+import threading
 from collections.abc import Callable
 from typing import Any
 
+import requests
 from eth_abi import decode as abi_decode
+from eth_account.datastructures import SignedTransaction
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
+from requests.adapters import HTTPAdapter
 from web3 import Web3
-from web3.exceptions import ContractCustomError, ContractLogicError, Web3RPCError
-from web3.types import Wei
+from web3.exceptions import ContractCustomError, ContractLogicError, TransactionNotFound, Web3RPCError
+from web3.providers.rpc.utils import REQUEST_RETRY_ALLOWLIST, ExceptionRetryConfiguration, check_if_retry_on_failure
+from web3.types import RPCEndpoint, Wei
 
 from market.errors import ChainError, ContractRevert, NodeUnreachable
 
 LOG = logging.getLogger("market.chain.client")
 
-#: how a custom error reads in one line; fields are the error's arguments
+#: How the custom errors of OpenZeppelin library code read in one line (fields are the error's
+#: arguments). Only errors we cannot annotate live here: the contract's own errors carry their
+#: message as a NatSpec ``@notice`` in contracts/*.sol, which ``ErrorDecoder.add`` reads from the
+#: artifact's userdoc.
 MESSAGES: dict[str, str] = {
-    "MarketUnknownTask": "unknown task {taskId}",
-    "MarketZeroAggregator": "the aggregator cannot be the zero address",
-    "MarketBadRounds": "rounds must be between 1 and 10000 (got {rounds})",
-    "MarketBadWindows": "the submission and result windows must be at least 1 second",
-    "MarketBadMaxTrainers": "max trainers must be between 1 and 256 (got {maxTrainers})",
-    "MarketRewardTooLarge": "the reward {reward} does not fit in 128 bits",
-    "MarketWrongValue": "sent {sent} wei but the reward is {expected} wei",
-    "MarketRewardTooSmall": "a reward of {reward} cannot fund {rounds} rounds (at least 1 wei per round)",
-    "MarketTaskFinished": "task {taskId} has finished: every round is settled",
-    "MarketRoleConflict": "{account} already has another role in this task",
-    "MarketAlreadyJoined": "{trainer} has already joined this task",
-    "MarketTaskFull": "the task is full ({maxTrainers} trainers)",
-    "MarketNotJoined": "{trainer} has not joined this task (run `market trainer join` first)",
-    "MarketWrongRound": "wrong round: the task is in round {expected}, not {given}",
-    "MarketSubmissionClosed": "too late: submissions for this round closed at unix time {deadline}",
-    "MarketAlreadySubmitted": "{trainer} has already submitted an update for this round",
-    "MarketZeroCid": "a CID of all zeros is not allowed",
-    "MarketNotAggregator": "only the task's aggregator may post results ({caller} is not)",
-    "MarketNotOwner": "only the task's owner may do this ({caller} is not)",
-    "MarketSubmissionsOpen": "submissions are still open until unix time {deadline}",
-    "MarketResultWindowClosed": "too late: the result window closed at unix time {deadline}",
-    "MarketResultWindowOpen": "the aggregator may still post until unix time {deadline}",
-    "MarketWrongLength": "expected {expected} basis-point entries (one per submitter), got {given}",
-    "MarketBadBasisPoints": "basis points sum to {sum}, not 10000",
-    "MarketInvalidProof": "the result's proof does not verify",
-    "MarketRoundHasSubmissions": "round {round} has submissions: settle it instead of reclaiming",
-    "MarketNothingToWithdraw": "nothing to withdraw",
     "ReentrancyGuardReentrantCall": "re-entrant call refused",
     "SafeERC20FailedOperation": "the token {token} refused the transfer",
     "FailedCall": "the transfer failed",
@@ -67,18 +54,25 @@ class ErrorDecoder:
     """Decodes revert data into (name, args) using the custom errors of one or more ABIs."""
 
     def __init__(self, *abis: list[dict[str, Any]]) -> None:
-        self._by_selector: dict[bytes, tuple[str, list[str], list[str]]] = {}
+        #: selector -> (name, argument names, argument types, message template from the userdoc)
+        self._by_selector: dict[bytes, tuple[str, list[str], list[str], str | None]] = {}
         for abi in abis:
             self.add(abi)
 
-    def add(self, abi: list[dict[str, Any]]) -> None:
-        """Learn the custom errors of another ABI."""
+    def add(self, abi: list[dict[str, Any]], userdoc: dict[str, Any] | None = None) -> None:
+        """Learn the custom errors of another ABI, and their messages from the artifact's ``userdoc``
+        (each error's NatSpec ``@notice``: ``userdoc["errors"]["Name(types)"][0]["notice"]``)."""
+        notices = (userdoc or {}).get("errors", {})
         for item in abi:
             if item.get("type") != "error":
                 continue
             types = [i["type"] for i in item["inputs"]]
             sig = f"{item['name']}({','.join(types)})"
-            self._by_selector[keccak(text=sig)[:4]] = (item["name"], [i["name"] for i in item["inputs"]], types)
+            selector = keccak(text=sig)[:4]
+            template = next((d["notice"] for d in notices.get(sig, []) if "notice" in d), None)
+            if template is None and selector in self._by_selector:
+                template = self._by_selector[selector][3]  # an ABI added without its userdoc keeps what was learnt
+            self._by_selector[selector] = (item["name"], [i["name"] for i in item["inputs"]], types, template)
 
     def decode(self, data: bytes) -> ContractRevert:
         sel = data[:4]
@@ -87,13 +81,13 @@ class ErrorDecoder:
             return ContractRevert("Error", f"reverted: {reason}")
         if sel not in self._by_selector:
             return ContractRevert("Unknown", f"reverted with unknown data 0x{data.hex()[:80]}")
-        name, names, types = self._by_selector[sel]
+        name, names, types, notice = self._by_selector[sel]
         try:
             values = abi_decode(types, data[4:])
         except Exception:
             values = ()
         fields = {k: (Web3.to_checksum_address(v) if t == "address" else v) for k, v, t in zip(names, values, types)}
-        template = MESSAGES.get(name)
+        template = notice or MESSAGES.get(name)
         try:
             text = template.format(**fields) if template else f"{name}({', '.join(map(str, values))})"
         except (KeyError, IndexError):
@@ -129,6 +123,75 @@ def revert_data(exc: BaseException) -> bytes | None:
     return None
 
 
+#: what a dropped or refused connection, or a timeout, raises (requests' ConnectionError is not the builtin one)
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (requests.ConnectionError, requests.Timeout, ConnectionError)
+#: tries per JSON-RPC request before the node counts as down
+RPC_ATTEMPTS = 4
+#: JSON-RPC methods (or namespaces) the provider retries: web3's own list of retry-safe methods minus
+#: those that sign, send or change the node's state. A raw transaction is never re-sent blindly (web3
+#: would): ``Chain._send`` first asks the node whether the first try arrived.
+NOT_RETRIED = frozenset({"eth_sendRawTransaction", "eth_sign", "eth_signTypedData", "admin", "evm", "testing"})
+RETRIED_METHODS = tuple(m for m in REQUEST_RETRY_ALLOWLIST if m not in NOT_RETRIED) + ("eth_feeHistory",)
+
+
+def retry_configuration() -> ExceptionRetryConfiguration:
+    """web3's HTTPProvider retries: RPC_ATTEMPTS tries of a read, sleeping 0.25, 0.5, 1 s in between
+    (``backoff_factor * 2**i``). HTTP error statuses (a 502 from a proxy, a 429) stay retried, as by
+    web3's default configuration."""
+    return ExceptionRetryConfiguration(
+        errors=(*CONNECTION_ERRORS, requests.HTTPError),
+        retries=RPC_ATTEMPTS,
+        backoff_factor=0.25,
+        method_allowlist=RETRIED_METHODS,
+    )
+
+
+class RetryLoggingSession(requests.Session):
+    """The HTTP session under the provider: logs a warning for each failed try that web3 will retry.
+
+    web3 retries silently. It posts the same request body on every try of one request (the JSON-RPC
+    id is fixed before its retry loop), so consecutive failures of one body in one thread number
+    the tries. One session serves every thread (web3 would keep one per thread), so its connection
+    pool is sized for the API server's worker threads.
+    """
+
+    def __init__(self, config: ExceptionRetryConfiguration) -> None:
+        super().__init__()
+        self.config = config
+        for prefix in ("http://", "https://"):
+            self.mount(prefix, HTTPAdapter(pool_maxsize=64))
+        self._failing = threading.local()  # .last = (request body, failed tries so far)
+
+    def post(self, url: Any, data: Any = None, json: Any = None, **kwargs: Any) -> requests.Response:
+        try:
+            response = super().post(url, data=data, json=json, **kwargs)
+        except tuple(self.config.errors) as exc:
+            self._failed(data, type(exc).__name__)
+            raise
+        if response.ok:
+            self._failing.last = None
+        else:
+            self._failed(data, f"HTTP {response.status_code}")
+        return response
+
+    def _failed(self, body: Any, reason: str) -> None:
+        try:
+            method = str(json.loads(body)["method"])
+        except (TypeError, ValueError, KeyError):
+            return  # a batch or a body that is not JSON-RPC: web3 does not retry it
+        if not check_if_retry_on_failure(RPCEndpoint(method), self.config.method_allowlist):
+            return
+        last = getattr(self._failing, "last", None)
+        n = last[1] + 1 if last is not None and last[0] == body else 1
+        retries = self.config.retries - 1
+        if n > retries:  # the last try: web3 raises, Chain.with_retry reports it
+            self._failing.last = None
+            return
+        self._failing.last = (body, n)
+        LOG.warning("%s: connection to the node failed (%s); retry %d of %d in %.2f s",
+                    method, reason, n, retries, self.config.backoff_factor * 2 ** (n - 1))
+
+
 class Chain:
     """A connection to one chain plus local signing."""
 
@@ -146,7 +209,9 @@ class Chain:
             from market.errors import ConfigError
 
             raise ConfigError(f"--rpc {rpc_url!r}: expected an http:// or https:// URL")
-        w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}))
+        retry = retry_configuration()
+        w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": timeout},
+                               session=RetryLoggingSession(retry), exception_retry_configuration=retry))
         chain = cls(w3, "rpc")
         try:
             chain.with_retry(lambda: w3.eth.chain_id, what=f"connect to {rpc_url}")
@@ -164,22 +229,28 @@ class Chain:
     def chain_id(self) -> int:
         return int(self.w3.eth.chain_id)
 
-    def with_retry(self, fn: Callable[[], Any], what: str, attempts: int = 4) -> Any:
-        """Call ``fn``; retry dropped connections with exponential backoff."""
-        import requests
+    def with_retry(self, fn: Callable[[], Any], what: str) -> Any:
+        """Call ``fn`` (reads: the provider has retried each request RPC_ATTEMPTS times, with backoff and
+        a logged warning per retry); a node that stays down is one :class:`NodeUnreachable` line."""
+        try:
+            return fn()
+        except CONNECTION_ERRORS as exc:
+            raise NodeUnreachable(f"{what}: node unreachable after {RPC_ATTEMPTS} tries ({type(exc).__name__})") from None
 
-        delay = 0.25
-        for i in range(attempts):
-            try:
-                return fn()
-            except (requests.ConnectionError, requests.Timeout, ConnectionError) as exc:
-                if i == attempts - 1:
-                    raise NodeUnreachable(f"{what}: node unreachable after {attempts} tries ({type(exc).__name__})") from None
-                LOG.warning("%s: connection to the node failed (%s); retry %d of %d in %.2f s",
-                            what, type(exc).__name__, i + 1, attempts - 1, delay)
-                time.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")
+    def _send(self, signed: SignedTransaction) -> Any:
+        """Send a signed transaction. After a failed try it is sent again only if the node does not
+        have it (the first try may have arrived before the connection dropped); the lookup is a read,
+        which the provider retries while the node is down."""
+        try:
+            return self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        except CONNECTION_ERRORS as exc:
+            LOG.warning("send: connection to the node failed (%s); looking the transaction up before a retry",
+                        type(exc).__name__)
+        try:
+            self.w3.eth.get_transaction(signed.hash)
+        except TransactionNotFound:
+            return self.w3.eth.send_raw_transaction(signed.raw_transaction)
+        return signed.hash
 
     # ------------------------------------------------------------------- time
     def now(self) -> int:
@@ -221,7 +292,7 @@ class Chain:
             params["nonce"] = self.w3.eth.get_transaction_count(account.address, "pending")
             tx = call.build_transaction(params)
             signed = account.sign_transaction(tx)
-            tx_hash = self.with_retry(lambda: self.w3.eth.send_raw_transaction(signed.raw_transaction), what="send")
+            tx_hash = self.with_retry(lambda: self._send(signed), what="send")
             receipt = self.w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         except (ContractCustomError, ContractLogicError, Web3RPCError, ValueError) as exc:
             raise self._map_revert(exc) from None
@@ -255,6 +326,6 @@ class Chain:
 
     def deploy(self, account: LocalAccount, artifact: dict[str, Any], *args: Any) -> str:
         contract = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        self.decoder.add(artifact["abi"])
+        self.decoder.add(artifact["abi"], artifact.get("userdoc"))
         receipt = self.transact(account, contract.constructor(*args), gas=8_000_000)
         return str(receipt["contractAddress"])

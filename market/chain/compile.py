@@ -76,7 +76,7 @@ def standard_input(sources: list[str]) -> dict[str, Any]:
             "remappings": ["@openzeppelin/=node_modules/@openzeppelin/"],
             "optimizer": {"enabled": True, "runs": 200},
             "evmVersion": EVM_VERSION,
-            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
+            "outputSelection": {"*": {"*": ["abi", "userdoc", "evm.bytecode.object", "evm.deployedBytecode.object"]}},
         },
     }
 
@@ -109,6 +109,8 @@ def compile_all() -> dict[str, dict[str, Any]]:
             "evmVersion": EVM_VERSION,
             "sourceSha256": hashlib.sha256((ROOT / src).read_bytes()).hexdigest(),
             "abi": c["abi"],
+            # NatSpec @notice texts; userdoc["errors"] holds the revert message templates (client.ErrorDecoder)
+            "userdoc": c["userdoc"],
             "bytecode": "0x" + c["evm"]["bytecode"]["object"],
             "deployedBytecode": "0x" + c["evm"]["deployedBytecode"]["object"],
         }
