@@ -7,10 +7,25 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import Tensor
 
+from market.models import model_with_state
 from market.receipt import ProofInputs
+from market.spec import TaskSpec
 from market.zk import statement as zs
+
+
+@torch.no_grad()
+def published_accuracy(spec: TaskSpec, state: dict[str, Tensor], x_val: Tensor, y_val: Tensor) -> float | None:
+    """Validation accuracy of the model a round publishes (``state``, float32 as stored and as the next round
+    loads it): correct predictions / samples, an exact ratio like the coalition utilities; None without data."""
+    n = int(y_val.numel())
+    if n == 0:
+        return None
+    net = model_with_state(spec.model, spec.data, state)
+    correct = int((net(x_val).argmax(dim=-1) == y_val).sum())
+    return correct / n
 
 
 @dataclass(frozen=True)
@@ -39,6 +54,10 @@ class RoundOutcome:
     # sum of each trainer's per-round values so far (earlier rounds + this one), and its share of the total
     cumulative_values: dict[str, float] = field(default_factory=dict)
     cumulative_shares: dict[str, float] = field(default_factory=dict)
+    # validation accuracy of ``new_state``, the model the round publishes and the next round starts from
+    # (float32, as published); ``accuracy_after`` is U(survivors), which differs when the robust rule's
+    # own aggregate (not the survivors' FedAvg) became the update
+    accuracy_model: float | None = None
     # proof tasks: the circuit's inputs (valid addresses in slot order, f, sketches, binders, base
     # permutation, outlier slots, integer utilities) -- see market.zk.statement
     proof: ProofInputs | None = None
@@ -66,6 +85,7 @@ class RoundOutcome:
             "evaluations": self.evaluations,
             "accuracy_before": self.accuracy_before,
             "accuracy_after": self.accuracy_after,
+            "accuracy_model": self.accuracy_model,
             "timings": dict(self.timings),
             "valuation_record": dict(self.valuation_record),
             "cumulative_values": dict(self.cumulative_values),

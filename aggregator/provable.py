@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from aggregator.fedavg import fedavg, next_state
-from aggregator.outcome import RoundOutcome
+from aggregator.outcome import RoundOutcome, published_accuracy
 from aggregator.robust import effective_f
 from aggregator.validate import validate_all
 from aggregator.valuation.utility import CoalitionUtility
@@ -75,6 +75,7 @@ def provable_round(
             utilities[",".join(sorted(survivors[j] for j in key))] = a
     elif decision is not None:
         util = [0] * len(decision.coalitions)
+    published = published_accuracy(spec, new_state, x_val, y_val)
     t2 = time.perf_counter()
 
     value_of = {a: values[slot[a]] for a in valid.addresses}
@@ -124,6 +125,7 @@ def provable_round(
         evaluations=evaluations,
         accuracy_before=before,
         accuracy_after=after,
+        accuracy_model=published,
         timings={"aggregate": t1 - t0, "valuation": t2 - t1},
         valuation_record={"method": "cyclic-shapley", "permutation": list(perm), "utility_scale": zs.UTIL_SCALE},
         cumulative_values=cumulative,

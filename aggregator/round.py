@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from aggregator.fedavg import fedavg, next_state
-from aggregator.outcome import RoundOutcome
+from aggregator.outcome import RoundOutcome, published_accuracy
 from aggregator.provable import provable_round
 from aggregator.robust import Mean, RobustDecision, RobustRule, effective_f, get_rule, max_f
 from aggregator.validate import ValidUpdates, validate_all
@@ -142,6 +142,7 @@ def aggregate_round(
         valued = value_survivors(spec, global_state, survivors, kept, weights, x_val, y_val, seed)
         name, values, utilities, record = valued.method, valued.values, valued.utilities, valued.record
         evaluations, before, after = valued.evaluations, valued.accuracy_before, valued.accuracy_after
+    published = published_accuracy(spec, new_state, x_val, y_val)
     t2 = time.perf_counter()
 
     value_of = dict(zip(survivors, values))
@@ -166,6 +167,7 @@ def aggregate_round(
         evaluations=evaluations,
         accuracy_before=before,
         accuracy_after=after,
+        accuracy_model=published,
         timings={"aggregate": t1 - t0, "valuation": t2 - t1},
         valuation_record=record,
         cumulative_values=cumulative,

@@ -24,7 +24,7 @@ from eth_account.signers.local import LocalAccount
 from aggregator.outcome import RoundOutcome
 from aggregator.receipt import build_receipt
 from aggregator.round import aggregate_round
-from market.chain.contract import MarketContract, RoundSnapshot, Submission
+from market.chain.contract import MarketContract, RoundSnapshot, Submission, eth_text, round_state
 from market.commitment import update_sketch
 from market.data import Dataset, dataset_commitment
 from market.errors import ConfigError, MalformedUpdateError, MarketError, StoreError
@@ -49,6 +49,8 @@ class PostedRound:
     gas: int
     seconds: dict[str, float] = field(default_factory=dict)
     proof: dict[str, Any] | None = None  # proof tasks: system, shape, prove_s, verified_on_chain
+    credited_wei: int = 0  # credited to trainers by the posted result (its TrainerCredited events)
+    credited_trainers: int = 0  # how many trainers were credited
 
 
 def prefilter(
@@ -114,12 +116,10 @@ class Aggregator:
             raise ConfigError(f"the validation set does not match task {view.info.task_id}'s validation commitment")
 
     def submissions_closed(self, task_id: int) -> bool:
-        info = self.contract.task(task_id)
-        if info.finished:
-            return True
-        submit_deadline, _ = self.contract.deadlines(task_id)
-        n = info.submitted_count
-        return self.contract.chain.now() >= submit_deadline or (n > 0 and n >= info.trainer_count)
+        """Whether the current round takes no more updates (or the task finished): its submission deadline
+        passed by :meth:`Chain.clock`, or the task's full trainer count (``max_trainers``) submitted. Never
+        merely because every trainer that has joined so far submitted: the contract refuses a result then."""
+        return round_state(self.contract.task(task_id), self.contract.chain.clock()).phase != "open"
 
     def compute_round(self, view: TaskView, snap: RoundSnapshot | None = None) -> tuple[RoundOutcome, str, Receipt]:
         """Everything but the transaction: deterministic from chain, store, spec and validation set."""
@@ -178,6 +178,8 @@ class Aggregator:
             "chain": chain_s,
         }
         posted = PostedRound(task_id, r, model_cid, receipt_cid, receipt, outcome, bps, int(tx["gasUsed"]), seconds)
+        paid = self.contract.settlement(tx)  # read from the receipt's events: no chain read
+        posted.credited_wei, posted.credited_trainers = paid["credited"], paid["trainers"]
         if proved is not None:
             posted.proof = {**proved.report(), "verified_on_chain": True}
         return posted
@@ -185,20 +187,29 @@ class Aggregator:
     def serve(self, task_id: int, *, once: bool = False, timeout: float = 7200.0, poll: float = 0.5,
               say: Callable[[str], None] = print) -> None:
         """Aggregate and post every round of ``task_id`` as its submissions close, until the task ends
-        (``once``: one round).  ``say`` gets one line per posted round."""
+        (``once``: one round).  ``say`` gets one line per phase: waiting for submissions, aggregating,
+        posted (what was credited), finished."""
         self.check_task(load_task(self.contract, self.store, task_id))
         while True:
             info = self.contract.task(task_id)
             if info.finished:
-                say(f"task {task_id} finished")
+                say(f"task {task_id} finished: every round is settled")
                 return
             r = info.current_round
-            wait_until(lambda: self.submissions_closed(task_id), timeout, f"submissions to round {r} of task {task_id}", poll)
-            if self.contract.task(task_id).finished:
-                continue
+            state = round_state(info, self.contract.chain.clock())
+            if state.phase == "open":
+                say(f"round {r}: waiting for submissions ({state.submitted} of at most {info.max_trainers} so far; "
+                    f"closes in {state.seconds_left} s, or once {info.max_trainers} have submitted)")
+                wait_until(lambda: self.submissions_closed(task_id), timeout,
+                           f"submissions to round {r} of task {task_id}", poll)
+                info = self.contract.task(task_id)
+                if info.finished or info.current_round != r:
+                    continue
+            say(f"round {r}: submissions closed ({info.submitted_count} updates); aggregating")
             posted = self.run_round(task_id)
             rec = posted.receipt
-            say(f"round {r}: posted model {posted.model_cid}; outliers {rec.outliers}; "
-                f"rejected {len(rec.rejected)}; bps {posted.bps}; {posted.gas} gas")
+            say(f"round {r}: posted model {posted.model_cid}: credited {eth_text(posted.credited_wei)} ETH to "
+                f"{posted.credited_trainers} trainers; {len(rec.outliers)} outliers, {len(rec.rejected)} rejected; "
+                f"bps {posted.bps}; {posted.gas} gas")
             if once:
                 return

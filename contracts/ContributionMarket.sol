@@ -10,7 +10,8 @@ import {IRoundVerifier} from "./IRoundVerifier.sol";
 /// @title ContributionMarket
 /// @notice Escrow for collaborative training tasks (Proof-of-Contribution design).
 /// An owner escrows a reward (ETH or an ERC-20) split into equal per-round pools. Joined
-/// trainers commit the CID of each round's update; the task's aggregator posts the round
+/// trainers commit the CID of each round's update until the round's submission deadline (or
+/// until `maxTrainers` of them have submitted); the task's aggregator then posts the round
 /// result with basis points per submitter; the contract credits `pool * bps / 10_000`
 /// (rounded down; the remainder is refunded to the owner) to pull-payment balances. If the
 /// aggregator misses its deadline anyone may settle the round by an equal split among its
@@ -321,8 +322,9 @@ contract ContributionMarket is ReentrancyGuard {
     // ------------------------------------------------------------- aggregator
 
     /// @notice Post the result of the current round and credit every submitter.
-    /// @dev Allowed once submissions are closed (deadline passed, or every joined trainer
-    /// submitted) and before the result deadline. `bps` has one entry per submitter in join
+    /// @dev Allowed once submissions are closed (deadline passed, or the task's full trainer count,
+    /// `maxTrainers`, submitted: never merely every trainer joined so far, or the first trainers
+    /// to join could close every round alone) and before the result deadline. `bps` has one entry per submitter in join
     /// order and sums to 10,000, or to 0 when no update was acceptable (the pool is refunded).
     function postResult(
         uint256 taskId,
@@ -352,8 +354,9 @@ contract ContributionMarket is ReentrancyGuard {
 
     // --------------------------------------------------------------- liveness
 
-    /// @notice After the result deadline of the current round, anyone may settle it:
-    /// an equal split among its submitters, or a refund to the owner if nobody submitted.
+    /// @notice After the result deadline of the current round (its submission deadline plus the
+    /// result window, even when the round closed early), anyone may settle it: an equal split
+    /// among its submitters, or a refund to the owner if nobody submitted.
     function settleWithoutResult(uint256 taskId) external nonReentrant {
         Task storage t = _liveTask(taskId);
         uint256 round = t.currentRound;
@@ -444,12 +447,12 @@ contract ContributionMarket is ReentrancyGuard {
         return (reward * (round + 1)) / rounds - (reward * round) / rounds;
     }
 
-    /// @dev Submissions are closed (deadline passed, or every joined trainer submitted) and
-    /// the result window is still open.
+    /// @dev Submissions are closed (deadline passed, or `maxTrainers` trainers submitted: a round
+    /// closes early only when it cannot take another update, not because the few trainers who
+    /// joined so far have all submitted) and the result window is still open.
     function _checkResultWindow(Task storage t) private view {
         uint256 submitDeadline = _submitDeadline(t);
-        uint256 n = _submittedCount(t);
-        if (block.timestamp < submitDeadline && (n == 0 || n < t.trainerCount)) {
+        if (block.timestamp < submitDeadline && _submittedCount(t) < t.maxTrainers) {
             revert MarketSubmissionsOpen(submitDeadline);
         }
         uint256 resultDeadline = submitDeadline + t.resultWindow;

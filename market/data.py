@@ -5,7 +5,8 @@ evenly; ``dirichlet:ALPHA`` gives each trainer class proportions drawn from
 Dir(ALPHA) (Hsu et al. 2019, "Measuring the effects of non-identical data
 distribution"), the usual non-IID benchmark split.  Trainers in the real CLI
 load their own shard from an ``.npz`` (arrays ``x``, ``y``) or ``.csv`` file
-(label in the last column).
+(label in the last column, an optional header row), checked against the task's
+:class:`~market.spec.DataSchema` (:func:`load_shard`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from market.errors import ConfigError
+from market.spec import DataSchema
 
 
 @dataclass(frozen=True)
@@ -100,33 +103,247 @@ def save_npz(ds: Dataset, path: str | Path) -> None:
     np.savez(path, x=ds.x.numpy(), y=ds.y.numpy())
 
 
-def load_shard(path: str | Path, n_features: int, n_classes: int) -> Dataset:
-    """Load a trainer's private data file, checking it against the task's schema."""
-    p = Path(path)
+# ---------------------------------------------------------------- data files
+@dataclass(frozen=True)
+class Table:
+    """A data file as read, before it is checked against a schema: features, raw labels and where they came from."""
+
+    path: str
+    x: np.ndarray  # float64 [n, features]
+    y: np.ndarray  # float64 [n], labels as written
+    header: list[str] | None  # a CSV's header row (feature names, then the label's), if it had one
+    lines: np.ndarray | None  # a CSV's line number of every row (1 = the first line), None for .npz
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x.shape[1])
+
+    def label_at(self, i: int) -> str:
+        """Where label ``i`` is, as its user sees it: ``in row 17`` (a CSV's line) or ``at y[16]`` (an .npz)."""
+        return f"in row {int(self.lines[i])}" if self.lines is not None else f"at y[{i}]"
+
+    def cell(self, i: int, j: int) -> str:
+        """Where feature ``j`` of row ``i`` is: ``row 17, column 'mean area' (4)`` or ``x[16, 3]``."""
+        if self.lines is None:
+            return f"x[{i}, {j}]"
+        name = f"{self.header[j]!r} ({j + 1})" if self.header else f"{j + 1}"
+        return f"row {int(self.lines[i])}, column {name}"
+
+    def column(self, j: int) -> str:
+        """A feature column as its user sees it: ``'mean area' (column 4)`` or ``column 4`` (1-based)."""
+        return f"{self.header[j]!r} (column {j + 1})" if self.header else f"column {j + 1}"
+
+
+def _is_number(cell: str) -> bool:
     try:
-        if p.suffix == ".npz":
-            with np.load(p, allow_pickle=False) as z:
-                if "x" not in z or "y" not in z:
-                    raise ConfigError(f"{p}: an .npz shard needs arrays 'x' and 'y'")
-                x, y = np.asarray(z["x"], dtype=np.float32), np.asarray(z["y"])
-        elif p.suffix == ".csv":
-            arr = np.loadtxt(p, delimiter=",", dtype=np.float64, ndmin=2)
-            x, y = arr[:, :-1].astype(np.float32), arr[:, -1]
-        else:
-            raise ConfigError(f"{p}: data files must be .npz or .csv")
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _classes(n_classes: int | None) -> str:
+    return f"0..{n_classes - 1}" if n_classes else "0, 1, ..."
+
+
+def _label_hint(n_classes: int | None) -> str:
+    return f"labels are the class numbers {_classes(n_classes)}: map each class name to a number"
+
+
+def _expected(n_features: int) -> str:
+    return f"{n_features} feature columns and a label (spec data.n_features = {n_features})"
+
+
+def _read_csv(p: Path, n_features: int | None, n_classes: int | None) -> Table:
+    import csv
+
+    try:
+        with p.open(newline="", encoding="utf-8-sig") as fh:
+            rows = [(n, r) for n, r in _csv_rows(csv.reader(fh))]
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a text CSV file (it is not UTF-8)") from None
+    except csv.Error as exc:
+        raise ConfigError(f"{p}: not a readable CSV file: {exc}") from None
+    if not rows:
+        what = f"rows of {n_features} features and a label" if n_features else "rows of features and a label"
+        raise ConfigError(f"{p}: the file is empty (expected {what}, comma-separated)")
+    header: list[str] | None = None
+    first_line, first = rows[0]
+    if not all(_is_number(c) for c in first):
+        header = [c.strip() for c in first]
+        rows = rows[1:]
+    width = len(first)
+    if n_features is not None and width != n_features + 1:
+        where = " in the header row" if header else f" in row {first_line}"
+        hint = ""
+        if width == 1:
+            where, hint = f" in row {first_line}", " (columns must be separated by commas)"
+        elif header and header[0] == "" and width == n_features + 2:
+            hint = " (the first column has no name: is it an index column? write the file without it, e.g. pandas' index=False)"
+        raise ConfigError(f"{p}: expected {_expected(n_features)}, got {width} column{'s' * (width != 1)}{where}{hint}")
+    if width < 2:
+        raise ConfigError(f"{p}: expected feature columns and a label in the last column, got 1 column (columns must be separated by commas)")
+    if not rows:
+        raise ConfigError(f"{p}: has a header row but no data rows")
+    for line, r in rows:
+        if len(r) != width:
+            of = f"the header's {width}" if header else f"{width} as in row {first_line}"
+            raise ConfigError(f"{p}: row {line} has {len(r)} columns, expected {of} (features, then the label)")
+    cells = [r for _line, r in rows]
+    try:
+        arr = np.array(cells, dtype=np.float64)
+    except ValueError:  # find the first cell that is not a number, and say where it is
+        for line, r in rows:
+            for j, c in enumerate(r):
+                if not _is_number(c):
+                    name = f"{header[j]!r} ({j + 1})" if header else f"{j + 1}"
+                    what = "is empty" if not c.strip() else "is not a number"
+                    hint = f" ({_label_hint(n_classes)})" if j == width - 1 else ""
+                    raise ConfigError(f"{p}: row {line}, column {name}: {c!r} {what}{hint}") from None
+        arr = np.array([[float(c) for c in r] for r in cells], dtype=np.float64)  # numbers numpy does not parse
+    lines = np.array([line for line, _r in rows], dtype=np.int64)
+    return Table(str(p), arr[:, :-1], arr[:, -1], header, lines)
+
+
+def _csv_rows(reader: Any) -> Any:
+    """``(line number, cells)`` of every row that is not blank or a ``#`` comment."""
+    for r in reader:
+        if not r or all(not c.strip() for c in r) or r[0].lstrip().startswith("#"):
+            continue
+        yield reader.line_num, r
+
+
+def _read_npz(p: Path, n_features: int | None) -> Table:
+    with np.load(p, allow_pickle=False) as z:
+        if "x" not in z or "y" not in z:
+            has = ", ".join(repr(k) for k in z.files) or "no arrays"
+            raise ConfigError(f"{p}: an .npz data file needs arrays 'x' (features, one row per sample) and 'y' (labels); it has {has}")
+        x, y = z["x"], z["y"]
+    for name, a in (("x", x), ("y", y)):
+        if a.dtype.kind not in "biuf":
+            raise ConfigError(f"{p}: {name} holds {a.dtype}, not numbers")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if x.ndim != 2:
+        raise ConfigError(f"{p}: x must be a 2-D array (one row of features per sample), got shape {x.shape}")
+    if n_features is not None and x.shape[1] != n_features:
+        raise ConfigError(f"{p}: expected {n_features} features per row (spec data.n_features = {n_features}), x has shape {x.shape}")
+    if y.ndim != 1 or len(y) != len(x):
+        raise ConfigError(f"{p}: y must hold one label per row of x: x has shape {x.shape}, y {y.shape}")
+    if len(x) == 0:
+        raise ConfigError(f"{p}: x has no rows")
+    return Table(str(p), x.astype(np.float64), y.astype(np.float64), None, None)
+
+
+def read_table(path: str | Path, n_features: int | None = None, n_classes: int | None = None) -> Table:
+    """Read a data file, ``.npz`` (arrays ``x``, ``y``) or ``.csv`` (label last, an optional header row).
+
+    ``n_features``/``n_classes``, when known, make the messages say what the spec expects.
+    Anything malformed is one :class:`ConfigError` line saying what is wrong and where.
+    """
+    p = Path(path)
+    if p.suffix not in (".npz", ".csv"):
+        raise ConfigError(f"{p}: data files must be .npz or .csv (.npz: arrays x, y; .csv: the label in the last column)")
+    try:
+        t = _read_npz(p, n_features) if p.suffix == ".npz" else _read_csv(p, n_features, n_classes)
     except OSError as exc:
         raise ConfigError(f"cannot read data file {p}: {exc.strerror or exc}") from None
-    except (ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ConfigError(f"{p}: malformed data: {exc}") from None
-    if x.ndim != 2 or x.shape[1] != n_features:
-        raise ConfigError(f"{p}: expected {n_features} features per row, got shape {x.shape}")
-    if len(y) != len(x) or len(y) == 0:
-        raise ConfigError(f"{p}: needs as many labels as rows, and at least one row")
-    if not np.all(np.isfinite(x)):
-        raise ConfigError(f"{p}: features contain NaN or Inf")
-    if np.any(y != np.round(y)) or y.min() < 0 or y.max() >= n_classes:
-        raise ConfigError(f"{p}: labels must be integers in [0, {n_classes - 1}]")
-    return _ds(x, y.astype(np.int64))
+    except (ValueError, EOFError, zipfile.BadZipFile):
+        raise ConfigError(f"{p}: not a readable .npz file (numpy.savez(path, x=features, y=labels) writes one)") from None
+    bad = ~np.isfinite(t.x)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        more = f" ({int(bad.sum())} such values in all)" if bad.sum() > 1 else ""
+        raise ConfigError(f"{p}: {t.cell(i, j)}: {t.x[i, j]} is not allowed, features must be finite numbers{more}")
+    return t
+
+
+def out_of_range(t: Table, low: float, high: float) -> list[int]:
+    """Feature columns (0-based) with a value outside ``[low, high]`` (a rounding's slack allowed)."""
+    eps = 1e-6 * (high - low)
+    return [int(j) for j in np.flatnonzero((t.x.min(axis=0) < low - eps) | (t.x.max(axis=0) > high + eps))]
+
+
+def range_error(t: Table, cols: list[int], low: float, high: float, what: str,
+                fix: str = "scale it (min-max per column) before training") -> str:
+    """One line naming the first out-of-range column (its extreme values) and how many more there are."""
+    j = cols[0]
+    lo, hi = float(t.x[:, j].min()), float(t.x[:, j].max())
+    if lo < low and hi > high:
+        values = f"values from {lo:g} to {hi:g}"
+    elif hi > high:
+        values = f"values up to {hi:g}"
+    else:
+        values = f"values down to {lo:g}"
+    more = ""
+    if len(cols) > 1:
+        shown = ", ".join(str(c + 1) for c in cols[1:9]) + (", ..." if len(cols) > 9 else "")
+        more = f" (and {len(cols) - 1} more column{'s' * (len(cols) > 2)}: {shown})"
+    return f"{t.path}: feature {t.column(j)} has {values}, outside {what} [{low:g}, {high:g}]{more}: {fix}"
+
+
+def whole_labels(t: Table, n_classes: int | None = None) -> np.ndarray:
+    """The labels as int64, or a one-line error naming the first label that is not a whole number >= 0."""
+    y = t.y
+    bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)) | (y < 0))
+    if bad.size:
+        i = int(bad[0])
+        raise ConfigError(f"{t.path}: label {y[i]:g} {t.label_at(i)} is not a class number (labels are the whole numbers {_classes(n_classes)})")
+    return y.astype(np.int64)
+
+
+def check_table(t: Table, schema: DataSchema) -> Dataset:
+    """``t`` as a Dataset if it fits ``schema`` (features, their range, labels), else one ConfigError line."""
+    if t.n_features != schema.n_features:  # read_table checks this when told n_features; a Table from elsewhere
+        raise ConfigError(f"{t.path}: expected {_expected(schema.n_features)}, got {t.n_features} feature columns")
+    low, high = schema.feature_range
+    cols = out_of_range(t, low, high)
+    if cols:
+        raise ConfigError(range_error(t, cols, low, high, "the spec's data.feature_range"))
+    y = whole_labels(t, schema.n_classes)
+    bad = np.flatnonzero(y >= schema.n_classes)
+    if bad.size:
+        i = int(bad[0])
+        raise ConfigError(
+            f"{t.path}: label {int(y[i])} {t.label_at(i)} is not a class of this task "
+            f"(data.n_classes = {schema.n_classes}: labels 0..{schema.n_classes - 1})"
+        )
+    return _ds(t.x.astype(np.float32), y)
+
+
+def schema_from_file(path: str | Path, name: str = "") -> tuple[DataSchema, list[str]]:
+    """A starting :class:`DataSchema` read off a data file (``market task init``), and notes for its user.
+
+    ``n_features`` from the columns, ``n_classes`` = the largest label + 1, ``feature_range`` [0, 1];
+    refused (one ConfigError line) when a label is not a whole number >= 0, there is only one class,
+    or a feature lies outside [0, 1] (the message names the columns to scale).
+    """
+    t = read_table(path)
+    y = whole_labels(t)
+    n_classes = int(y.max()) + 1
+    if n_classes < 2:
+        raise ConfigError(f"{t.path}: every label is 0: a task needs at least 2 classes (labels 0, 1, ...)")
+    cols = out_of_range(t, 0.0, 1.0)
+    if cols:
+        raise ConfigError(range_error(t, cols, 0.0, 1.0, "the range", "scale every feature to [0, 1] (min-max per column) first"))
+    notes = []
+    missing = sorted(set(range(n_classes)) - set(np.unique(y).tolist()))
+    if missing:
+        shown = ", ".join(str(c) for c in missing[:10]) + (", ..." if len(missing) > 10 else "")
+        which = f"class {shown} has" if len(missing) == 1 else f"classes {shown} have"
+        notes.append(f"labels go up to {n_classes - 1} but {which} no example in {t.path}")
+    return DataSchema(name=name[:80], n_features=t.n_features, n_classes=n_classes), notes
+
+
+def load_shard(path: str | Path, schema: DataSchema) -> Dataset:
+    """Load a private data file (a trainer's shard, a validation set), checking it against the task's schema.
+
+    ``.npz`` with arrays ``x`` (rows of features) and ``y`` (labels), or ``.csv`` with the label in
+    the last column and an optional header row (recognised by a cell that is not a number).  The file
+    must have ``schema.n_features`` features per row, all finite and inside ``schema.feature_range``,
+    and whole-number labels ``0 .. n_classes - 1``; anything else is one ConfigError line.
+    """
+    return check_table(read_table(path, schema.n_features, schema.n_classes), schema)
 
 
 def dataset_commitment(ds: Dataset) -> bytes:

@@ -73,7 +73,10 @@ class ReceiptDetails(BaseModel):
     utilities: dict[str, float | None] = Field(default_factory=dict)  # coalition "a,b,…" -> U
     evaluations: int = 0
     accuracy_before: float | None = None
-    accuracy_after: float | None = None
+    accuracy_after: float | None = None  # U(survivors): the survivors' coalition utility
+    # validation accuracy of the model the round published (``model_cid``, the next round's input); None in
+    # receipts written before it was recorded (readers then fall back to ``accuracy_after``)
+    accuracy_model: float | None = None
     valuation_record: dict[str, Any] = Field(default_factory=dict)
     cumulative_values: dict[str, float] = Field(default_factory=dict)
     cumulative_shares: dict[str, float] = Field(default_factory=dict)
@@ -122,6 +125,13 @@ class Receipt(_Doc):
                 where = ".".join(str(p) for p in first.get("loc", ()))
                 raise DataError(f"{what} is not a valid round receipt: {where}: {first.get('msg')}") from None
             raise DataError(f"{what} is not a valid round receipt: {exc}") from None
+
+    @property
+    def accuracy(self) -> float | None:
+        """Validation accuracy of the published model: ``details.accuracy_model``, or for a receipt written
+        before that field existed, ``details.accuracy_after``."""
+        d = self.details
+        return d.accuracy_model if d.accuracy_model is not None else d.accuracy_after
 
     def status_of(self, trainer: str) -> str:
         """``paid`` | ``outlier`` | ``rejected: reason`` | ``unpaid`` for one submitter."""

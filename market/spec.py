@@ -8,6 +8,7 @@ the aggregator and anyone replaying a round all compute the same thing.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,13 +21,54 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
-class DataSchema(_Frozen):
-    """Shape of every trainer's data: ``n_features`` floats in [0, 1] and a class label."""
+#: bounds that keep a spec's model buildable on an ordinary machine (a spec is untrusted input: the API
+#: and every trainer build its model); a linear layer of MAX_FEATURES x MAX_CLASSES is 40 MB of float32
+MAX_FEATURES = 1_000_000
+MAX_CLASSES = 1_000
+MAX_PARAMETERS = 10_000_000
 
-    name: str = "digits"
-    n_features: int = Field(64, gt=0)
-    n_classes: int = Field(10, ge=2)
-    image_shape: tuple[int, int] | None = (8, 8)
+
+class DataSchema(_Frozen):
+    """Shape of every party's data: rows of ``n_features`` numbers in ``feature_range`` and a class label.
+
+    Labels are the whole numbers ``0 .. n_classes - 1``.  Every data file (a trainer's shard, the
+    aggregator's validation set) is checked against this schema before it is used
+    (:func:`market.data.load_shard`); nobody rescales data for you, so scale every feature
+    column into ``feature_range`` (min-max per column) before training.
+
+    ``image_shape`` (rows, columns) says the features are an image, flattened row by row; only
+    ``model.arch = "cnn"`` uses it, and when given it must multiply out to ``n_features``.  It is
+    ``None`` (not an image) unless a spec sets it: a spec that writes a ``data`` table without
+    ``image_shape`` has none.  The built-in task (a spec with no ``data`` table at all) is
+    scikit-learn's digits, :data:`DIGITS`, whose ``image_shape`` is ``(8, 8)``.
+    """
+
+    name: str = Field("", max_length=80)
+    n_features: int = Field(64, gt=0, le=MAX_FEATURES)
+    n_classes: int = Field(10, ge=2, le=MAX_CLASSES)
+    image_shape: tuple[int, int] | None = None
+    feature_range: tuple[float, float] = (0.0, 1.0)
+
+    @model_validator(mode="after")
+    def _shapes(self) -> "DataSchema":
+        lo, hi = self.feature_range
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+            raise ValueError(f"feature_range must be two finite numbers [low, high] with low < high (got [{lo:g}, {hi:g}])")
+        if self.n_features * self.n_classes > MAX_PARAMETERS:
+            raise ValueError(f"n_features x n_classes = {self.n_features * self.n_classes} is more than the "
+                             f"{MAX_PARAMETERS} parameters a task's model may have")
+        if self.image_shape is not None:
+            h, w = self.image_shape
+            if h <= 0 or w <= 0 or h * w != self.n_features:
+                raise ValueError(
+                    f"image_shape must multiply out to n_features (got [{h}, {w}] for {self.n_features} features); "
+                    "leave it out unless the features are an image for model.arch 'cnn'"
+                )
+        return self
+
+
+# The built-in task's data: scikit-learn's bundled digits, 8x8 images scaled to [0, 1], 10 classes.
+DIGITS = DataSchema(name="digits", n_features=64, n_classes=10, image_shape=(8, 8))
 
 
 class ModelSpec(_Frozen):
@@ -116,9 +158,11 @@ class ProofSpec(_Frozen):
 
 
 class TaskSpec(_Frozen):
+    """A task's rules; every field, its default and who uses it: ``docs/spec-reference.md``."""
+
     version: Literal[1] = 1
-    name: str = "digits"
-    data: DataSchema = DataSchema()
+    name: str = Field("digits", min_length=1, max_length=80)  # a short human name, shown by the API and CLI
+    data: DataSchema = DIGITS
     model: ModelSpec = ModelSpec()
     training: TrainingSpec = TrainingSpec()
     robust: RobustSpec = RobustSpec()
@@ -138,13 +182,22 @@ class TaskSpec(_Frozen):
         return self
 
     @model_validator(mode="after")
+    def _model_size(self) -> "TaskSpec":
+        params = 0
+        if self.model.arch == "mlp":
+            params = self.data.n_features * self.model.hidden + self.model.hidden * self.data.n_classes
+        elif self.model.arch == "cnn":  # 8 channels after a 2x2 pool, then hidden, then the classes
+            params = 2 * self.data.n_features * self.model.hidden + self.model.hidden * self.data.n_classes
+        if params:
+            if params > MAX_PARAMETERS:
+                raise ValueError(f"a {self.model.arch} of {self.data.n_features} features, hidden {self.model.hidden} and "
+                                 f"{self.data.n_classes} classes has {params} weights, more than {MAX_PARAMETERS}")
+        return self
+
+    @model_validator(mode="after")
     def _cnn_needs_image(self) -> "TaskSpec":
         if self.model.arch == "cnn" and self.data.image_shape is None:
             raise ValueError("model.arch 'cnn' needs data.image_shape")
-        if self.data.image_shape is not None:
-            h, w = self.data.image_shape
-            if h * w != self.data.n_features:
-                raise ValueError("data.image_shape must multiply out to data.n_features")
         return self
 
     def to_json_bytes(self) -> bytes:

@@ -1,14 +1,34 @@
-"""Settings shared by every sub-command: from options, else environment variables,
-else the ``.market/devnet.json`` that ``market devnet`` writes.
+"""Settings shared by every sub-command, and where ``market devnet`` leaves its settings.
 
-Environment variables (also read from a ``.env`` file in the working directory,
-or the file named by ``MARKET_ENV_FILE``; the real environment wins):
+Precedence, first match wins (nothing depends on the current folder except ``.env``):
+
+1. the command's option (``--rpc``, ``--contract``, ``--store-dir``, ``--key-file``, …);
+2. the environment variable (table below);
+3. the same variable from a ``.env`` file in the working directory, or the file named by
+   ``MARKET_ENV_FILE`` (the real environment wins over it);
+4. the devnet settings file ``devnet.json`` that a running ``market devnet`` writes in the
+   per-user config folder (:func:`devnet_file`): RPC URL, contract, store folder, accounts and
+   their key files, all as absolute paths, so every role on the machine finds them from any folder;
+5. the built-in default: the local store is ``store/`` in the per-user data folder
+   (:func:`data_dir`), never a path relative to the current folder.
+
+Per-user folders (absolute; created when first written):
+
+* config folder (:func:`config_dir`): ``$MARKET_HOME`` if set, else ``$XDG_CONFIG_HOME/poc-market``,
+  else ``~/.config/poc-market``; holds ``devnet.json``;
+* data folder (:func:`data_dir`): ``$MARKET_HOME`` if set, else ``$XDG_DATA_HOME/poc-market``,
+  else ``~/.local/share/poc-market``; holds the local store (``store/``) and the devnet's key files
+  (``devnet/keys/``).  ``market devnet --keys-dir/--store-dir`` put them elsewhere (the file names
+  where).
+
+Environment variables:
 
 ==================  ===============================================================
+``MARKET_HOME``      one folder for both of the above (tests point it at a temporary folder)
 ``MARKET_RPC``       JSON-RPC URL of the chain (``http://…`` or ``https://…``)
 ``MARKET_CONTRACT``  address of the deployed market contract
 ``MARKET_STORE``     content store: ``local`` (default) or ``kubo``
-``MARKET_STORE_DIR`` folder of the local store (default ``.market/store``)
+``MARKET_STORE_DIR`` folder of the local store (default: the devnet's, else ``<data folder>/store``)
 ``MARKET_IPFS_API``  Kubo RPC API URL, for ``MARKET_STORE=kubo``
 ``MARKET_KEY_FILE``  file holding this role's private key (never the key itself)
 ``MARKET_HOST``      address ``market serve`` listens on (default 127.0.0.1)
@@ -28,8 +48,10 @@ from pathlib import Path
 from typing import Any
 
 from market.errors import ConfigError
+from market.store import APP_DIR_NAME, data_dir, default_store_dir
 
-DEVNET_FILE = Path(".market") / "devnet.json"
+__all__ = ["APP_DIR_NAME", "config_dir", "data_dir", "default_keys_dir", "default_store_dir", "devnet_file"]
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
 
@@ -65,6 +87,7 @@ SETTINGS: dict[str, tuple[str, Callable[[str], str | None]]] = {
     "MARKET_RPC": ("JSON-RPC URL of the chain", _url),
     "MARKET_CONTRACT": ("market contract address", _address),
     "MARKET_STORE": ("content store kind", _store),
+    "MARKET_HOME": ("folder of the per-user settings, keys and store", _nonempty),
     "MARKET_STORE_DIR": ("folder of the local store", _nonempty),
     "MARKET_IPFS_API": ("Kubo RPC API URL", _url),
     "MARKET_KEY_FILE": ("key file path", _nonempty),
@@ -131,13 +154,60 @@ def check_environment(environ: Mapping[str, str] | None = None) -> None:
         raise ConfigError("bad setting" + ("s" if len(problems) > 1 else "") + ": " + "; ".join(problems))
 
 
+def config_dir() -> Path:
+    """The per-user config folder: ``$MARKET_HOME``, else ``$XDG_CONFIG_HOME/poc-market``, else
+    ``~/.config/poc-market`` (absolute)."""
+    home = os.environ.get("MARKET_HOME")
+    if home:
+        return Path(home).expanduser().resolve()
+    xdg = os.environ.get("XDG_CONFIG_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".config"  # XDG: relative = unset
+    return (base / APP_DIR_NAME).resolve()
+
+
+def devnet_file() -> Path:
+    """Where ``market devnet`` writes its settings and every command looks for them."""
+    return config_dir() / "devnet.json"
+
+
+def default_keys_dir() -> Path:
+    """Where ``market devnet`` writes the role key files unless ``--keys-dir`` says otherwise."""
+    return data_dir() / "devnet" / "keys"
+
+
 def devnet_info() -> dict[str, Any] | None:
-    if DEVNET_FILE.is_file():
+    """The running devnet's settings (see :func:`devnet_file`), or None."""
+    path = devnet_file()
+    if path.is_file():
         try:
-            return dict(json.loads(DEVNET_FILE.read_text()))
-        except ValueError:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
             return None
+        return dict(info) if isinstance(info, dict) else None
     return None
+
+
+def _rpc_key(url: str) -> tuple[str, str, int | None, str]:
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url.strip())
+    host = (u.hostname or "").lower()
+    if host == "localhost":
+        host = "127.0.0.1"
+    try:
+        port = u.port or (443 if u.scheme == "https" else 80)
+    except ValueError:
+        port = None
+    return u.scheme.lower(), host, port, u.path.rstrip("/")
+
+
+def devnet_for_rpc(rpc: str) -> dict[str, Any] | None:
+    """The running devnet's settings if they name the chain at ``rpc`` (``localhost`` = ``127.0.0.1``)
+    and a contract, else None."""
+    info = devnet_info()
+    if not info or not info.get("rpc") or not info.get("contract"):
+        return None
+    return info if _rpc_key(str(info["rpc"])) == _rpc_key(rpc) else None
 
 
 def resolve(option: str | None, env: str, devnet_key: str | None = None) -> str | None:

@@ -27,6 +27,26 @@ MARKET = [sys.executable, "-m", "market_app.cli"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a `market` subprocess: no MARKET_* setting but the test's MARKET_HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARKET_") or k == "MARKET_HOME"}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+@pytest.fixture(autouse=True)
+def market_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own per-user folders: never the real ~/.config/poc-market or ~/.local/share.
+
+    ``MARKET_HOME`` is the folder (settings, devnet keys, default store); the XDG variables point
+    into it too, so a subprocess started with every ``MARKET_*`` variable stripped stays inside it.
+    """
+    home = tmp_path_factory.mktemp("market-home")
+    monkeypatch.setenv("MARKET_HOME", str(home))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "xdg-config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "xdg-data"))
+    return home
+
+
 @dataclass
 class Market:
     chain: Chain
@@ -62,12 +82,12 @@ def anvil_market(anvil: AnvilProcess) -> Market:
 
 
 @pytest.fixture
-def devnet(tmp_path: Path) -> Iterator[tuple[Path, dict[str, object]]]:
+def devnet(tmp_path: Path, market_home: Path) -> Iterator[tuple[Path, dict[str, object]]]:
+    """`market devnet` as a process (its settings in the test's MARKET_HOME); yields (work folder, settings)."""
     port = free_port()
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MARKET_")}, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(MARKET + ["devnet", "--port", str(port), "--accounts", "8"], cwd=tmp_path, env=env,
+    proc = subprocess.Popen(MARKET + ["devnet", "--port", str(port), "--accounts", "8"], cwd=tmp_path, env=clean_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    info_file = tmp_path / ".market" / "devnet.json"
+    info_file = market_home / "devnet.json"
     deadline = time.monotonic() + 60
     while not info_file.exists():
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""

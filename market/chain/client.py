@@ -4,7 +4,10 @@ Every transaction is signed locally by a ``LocalAccount`` (keys never leave the
 process) and sent raw, the web3.py standard path.  A revert surfaces as the
 contract's custom error, decoded from the ABI and raised as
 :class:`market.errors.ContractRevert` with a one-line message: the error's
-NatSpec ``@notice`` in the contract source, read from the artifact's userdoc.
+NatSpec ``@notice`` in the contract source, read from the artifact's userdoc; a
+transaction that is mined and reverts is replayed at its block to learn which error.
+Transactions are simulated (gas estimate) at the ``pending`` block, whose timestamp is
+the next block's (:attr:`Chain.next_block`); :meth:`Chain.clock` is "now" for deadlines.
 Both backends behave the same: Anvil over HTTP (``--rpc URL``) and the
 in-process EVM (``eth-tester`` / ``py-evm``, ``--chain tester``).
 
@@ -20,6 +23,7 @@ import ast
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -226,6 +230,14 @@ class Chain:
         return cls(Web3(EthereumTesterProvider()), "tester")
 
     @property
+    def next_block(self) -> str | None:
+        """The block tag a transaction is simulated at (gas estimate, pre-flight call): ``pending``, whose
+        timestamp is the next block's. An idle Anvil's latest block keeps an old timestamp, and simulating
+        there refuses what the next block accepts (a settle after the result window) or accepts what it
+        refuses. The in-process EVM implements no ``pending`` estimate; its latest block serves (None)."""
+        return None if self.kind == "tester" else "pending"
+
+    @property
     def chain_id(self) -> int:
         return int(self.w3.eth.chain_id)
 
@@ -254,7 +266,25 @@ class Chain:
 
     # ------------------------------------------------------------------- time
     def now(self) -> int:
+        """The latest block's timestamp (what the contract saw last)."""
         return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def clock(self) -> int:
+        """"Now" for deciding whether a round is open (unix seconds): the later of the latest block's
+        timestamp and the wall clock.
+
+        Why not the latest block alone: a chain that mines only when a transaction arrives (Anvil,
+        ``market devnet``) keeps the latest block's timestamp frozen while nobody transacts, so a
+        countdown read from it stops and a passed deadline seems never to come; the next block is
+        stamped with at least the wall clock, and that is the ``block.timestamp`` the next
+        transaction will see. Why not the wall clock alone: a dev chain whose clock was moved
+        ahead (``advance_time``) runs ahead of it. The in-process EVM is the exception: it stamps
+        the next block when the previous one is mined, not when a transaction arrives, so its
+        pending block's timestamp is the next transaction's ``block.timestamp`` exactly.
+        """
+        if self.kind == "tester":
+            return int(self.w3.eth.get_block("pending")["timestamp"])
+        return max(self.now(), int(time.time()))
 
     def advance_time(self, seconds: int) -> None:
         """Move the dev chain's clock forward and mine a block (Anvil or tester only)."""
@@ -286,7 +316,8 @@ class Chain:
         params: dict[str, Any] = {"from": account.address, "value": value}
         try:
             if gas is None:
-                estimate = self.with_retry(lambda: call.estimate_gas(params), what="estimate gas")
+                estimate = self.with_retry(lambda: call.estimate_gas(params, block_identifier=self.next_block),
+                                           what="estimate gas")
                 gas = int(estimate * 1.2) + 10_000
             params["gas"] = gas
             params["nonce"] = self.w3.eth.get_transaction_count(account.address, "pending")
@@ -301,13 +332,35 @@ class Chain:
                 raise self._map_revert(exc) from None
             raise
         if receipt["status"] != 1:
-            raise ChainError(f"transaction {receipt['transactionHash'].hex()} reverted")
+            raise self._mined_revert(call, params, receipt)
         return receipt
 
-    def call(self, call: Any, params: dict[str, Any] | None = None) -> Any:
-        """Run a read-only call; a revert becomes the contract's error."""
+    def _mined_revert(self, call: Any, params: dict[str, Any], receipt: Any) -> ChainError:
+        """Why a mined transaction reverted (status 0): a receipt carries no revert data, so the call is
+        replayed at its block (that block's timestamp and state) and the revert it gives is decoded.
+        If the replay does not revert (the state moved on within the block), say so with the hash."""
+        tx_hash = receipt["transactionHash"]
+        tx = tx_hash.hex() if isinstance(tx_hash, bytes) else str(tx_hash)
+        tx = tx if tx.startswith("0x") else "0x" + tx
+        replay = {k: v for k, v in params.items() if k in ("from", "value", "gas")}
         try:
-            return self.with_retry(lambda: call.call(params) if params else call.call(), what="call")
+            self.with_retry(lambda: call.call(replay, block_identifier=receipt["blockNumber"]), what="replay")
+        except (ContractCustomError, ContractLogicError, Web3RPCError, ValueError) as exc:
+            return self._map_revert(exc)
+        except ChainError:
+            raise
+        except Exception as exc:
+            if type(exc).__name__ == "TransactionFailed":  # eth-tester
+                return self._map_revert(exc)
+            LOG.debug("replay of %s failed: %s", tx, exc)
+        return ChainError(f"transaction {tx} reverted in block {receipt['blockNumber']} "
+                          "(replaying it there did not reproduce the reason)")
+
+    def call(self, call: Any, params: dict[str, Any] | None = None, block: str | int | None = None) -> Any:
+        """Run a read-only call (at ``block``, default the latest); a revert becomes the contract's error.
+        ``block="pending"`` simulates a transaction as the next block would run it (its timestamp)."""
+        try:
+            return self.with_retry(lambda: call.call(params, block_identifier=block), what="call")
         except (ContractCustomError, ContractLogicError, Web3RPCError, ValueError) as exc:
             raise self._map_revert(exc) from None
         except Exception as exc:

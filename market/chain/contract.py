@@ -9,6 +9,7 @@ keeps, so a reader cannot be fed a forged event list.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from eth_abi import encode as abi_encode
@@ -72,6 +73,72 @@ class TaskInfo:
         return (self.reward * (round_ + 1)) // self.rounds - (self.reward * round_) // self.rounds
 
 
+#: a round's phases, in order (``RoundState.phase``)
+PHASES = ("open", "closed", "settleable", "settled")
+
+
+@dataclass(frozen=True)
+class RoundState:
+    """Where a task's current round stands, derived from the chain's state and a clock
+    (:meth:`Chain.clock`, never the frozen latest block of an idle dev chain alone).
+
+    ``open``: submissions accepted until ``submit_deadline``; ``closed``: submissions closed (the
+    deadline passed, or ``max_trainers`` submitted), waiting for the aggregator's result until
+    ``result_deadline``; ``settleable``: the result window is over, anyone may settle the round
+    (``settleWithoutResult``); ``settled``: the task has finished, every round is settled.
+    """
+
+    task_id: int
+    round: int
+    phase: str
+    now: int
+    submit_deadline: int
+    result_deadline: int
+    submitted: int
+    max_trainers: int
+
+    @property
+    def seconds_left(self) -> int | None:
+        """Seconds until the current phase ends (open: submissions close; closed: the result window ends)."""
+        if self.phase == "open":
+            return max(0, self.submit_deadline - self.now)
+        if self.phase == "closed":
+            return max(0, self.result_deadline - self.now)
+        return None
+
+    @property
+    def closed_early(self) -> bool:
+        """Submissions closed before the deadline because the task's full trainer count submitted."""
+        return self.phase != "settled" and self.submitted >= self.max_trainers and self.now < self.submit_deadline
+
+    def text(self) -> str:
+        """One line: what the round is doing and what comes next."""
+        if self.phase == "open":
+            return f"submissions open (closes in {self.seconds_left} s)"
+        if self.phase == "closed":
+            return f"submissions closed, waiting for the aggregator's result (window ends in {self.seconds_left} s)"
+        if self.phase == "settleable":
+            return f"result window over: anyone may settle with `market task settle {self.task_id} --round {self.round}`"
+        return "settled"
+
+
+def round_state(info: "TaskInfo", now: int) -> RoundState:
+    """The phase of ``info``'s current round at unix time ``now`` (the contract's own rules: submissions
+    close at the deadline or once ``max_trainers`` have submitted; the result window follows the deadline)."""
+    submit_dl = info.round_opened_at + info.submit_window
+    result_dl = submit_dl + info.result_window
+    if info.finished:
+        phase = "settled"
+    elif now < submit_dl and info.submitted_count < info.max_trainers:
+        phase = "open"
+    elif now < result_dl:
+        phase = "closed"
+    else:
+        phase = "settleable"
+    return RoundState(info.task_id, min(info.current_round, info.rounds - 1), phase, now, submit_dl, result_dl,
+                      info.submitted_count, info.max_trainers)
+
+
 @dataclass(frozen=True)
 class Submission:
     trainer: str
@@ -91,6 +158,11 @@ class RoundInfo:
     tx_hash: Any = None  # the transaction that settled the round
     credited: int = 0  # wei credited to trainers by the settlement
     refunded: int = 0  # wei refunded to the owner by the settlement
+
+
+def eth_text(wei: int | str) -> str:
+    """Wei as ETH with six decimals, for the lines roles print (exact amounts stay in wei)."""
+    return f"{Decimal(int(wei)) / Decimal(10**18):.6f}"
 
 
 def digest_seed(task_id: int) -> bytes:
@@ -155,10 +227,10 @@ class MarketContract:
         return self.chain.transact(trainer, self.c.functions.submitUpdate(task_id, round_, cid_digest(cid), commitment))
 
     def preflight_submit(self, trainer: str, task_id: int, round_: int) -> None:
-        """Simulate ``submitUpdate`` (no transaction): raises the contract's error if it would revert."""
+        """Simulate ``submitUpdate`` in the next block (no transaction): raises the contract's error if it would revert."""
         placeholder = b"\x01" * 32
         call = self.c.functions.submitUpdate(task_id, round_, placeholder, ZERO32)
-        self.chain.call(call, {"from": Web3.to_checksum_address(trainer)})
+        self.chain.call(call, {"from": Web3.to_checksum_address(trainer)}, block=self.chain.next_block)
 
     def post_result(
         self, aggregator: LocalAccount, task_id: int, round_: int, model_cid: str, receipt_cid: str,
@@ -172,6 +244,19 @@ class MarketContract:
 
     def reclaim_unused(self, owner: LocalAccount, task_id: int) -> Any:
         return self.chain.transact(owner, self.c.functions.reclaimUnused(task_id))
+
+    def reclaimed(self, receipt: Any) -> int:
+        """Wei a ``reclaimUnused`` receipt moved back to the owner's refunds (its ``TaskReclaimed`` event)."""
+        return sum(int(e["args"]["amount"]) for e in self.c.events.TaskReclaimed().process_receipt(receipt, errors=DISCARD))
+
+    def settlement(self, receipt: Any) -> dict[str, Any]:
+        """The ``RoundSettled`` event of a settling receipt: round, settlement (result | fallback | refunded),
+        credited and refunded wei, and how many trainers were credited (``TrainerCredited`` events)."""
+        (ev,) = self.c.events.RoundSettled().process_receipt(receipt, errors=DISCARD)
+        paid = self.c.events.TrainerCredited().process_receipt(receipt, errors=DISCARD)
+        a = ev["args"]
+        return {"round": int(a["round"]), "settlement": SETTLEMENT.get(int(a["mode"]), str(a["mode"])),
+                "credited": int(a["credited"]), "refunded": int(a["refunded"]), "trainers": len(paid)}
 
     def withdraw(self, account: LocalAccount, token: str = ZERO_ADDRESS) -> int:
         """Withdraw everything owed; return the amount (read from the Withdrawn event)."""

@@ -8,16 +8,40 @@ Two backends share one interface:
 * :class:`KuboStore` (``market.store.kubo``) — a node speaking Kubo's HTTP RPC API.
 
 CIDs are CIDv1 / raw / sha2-256 (see :mod:`market.cid`).
+
+The local store's default folder is per user, never relative to the current folder:
+``store/`` in :func:`data_dir` (``$MARKET_HOME``, else ``$XDG_DATA_HOME/poc-market``, else
+``~/.local/share/poc-market``); ``MARKET_STORE_DIR`` or an explicit path win over it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from market.errors import ConfigError, DataError
 from market.store.local import LocalStore
+
+#: the per-user folders' name (``~/.config/poc-market``, ``~/.local/share/poc-market``)
+APP_DIR_NAME = "poc-market"
+
+
+def data_dir() -> Path:
+    """The per-user data folder: ``$MARKET_HOME``, else ``$XDG_DATA_HOME/poc-market``, else
+    ``~/.local/share/poc-market`` (absolute)."""
+    home = os.environ.get("MARKET_HOME")
+    if home:
+        return Path(home).expanduser().resolve()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "share"  # XDG: relative = unset
+    return (base / APP_DIR_NAME).resolve()
+
+
+def default_store_dir() -> Path:
+    """The local store's folder when neither a path nor ``MARKET_STORE_DIR`` names one."""
+    return data_dir() / "store"
 
 
 @runtime_checkable
@@ -49,7 +73,7 @@ def get_json(store: ContentStore, cid: str) -> Any:
 def open_store(kind: str = "local", *, path: str | None = None, api_url: str | None = None) -> ContentStore:
     """Build a store from CLI/env settings (``local`` or ``kubo``)."""
     if kind == "local":
-        folder = path or os.environ.get("MARKET_STORE_DIR", ".market/store")
+        folder = path or os.environ.get("MARKET_STORE_DIR") or str(default_store_dir())
         try:
             return LocalStore(folder)
         except (FileExistsError, NotADirectoryError):

@@ -53,6 +53,8 @@ class ChainStatus(_Out):
 
 class TaskSummary(_Out):
     task_id: int
+    name: str | None = Field(None, description="the task's name: the spec's `name`, else its `data.name`; "
+                             "null when the spec cannot be read from the store")
     status: Literal["open", "finished"]
     owner: str
     aggregator: str
@@ -83,6 +85,13 @@ class TaskDetail(TaskSummary):
     submission_deadline: int | None = Field(None, description="unix time submissions to the current round close")
     result_deadline: int | None = Field(None, description="unix time the current round's result window closes")
     chain_time: int
+    round_state: Literal["open", "closed", "settleable", "settled"] = Field(
+        "settled", description="the current round's phase, from the chain's state and clock (the later of the latest "
+        "block's timestamp and the wall clock: an idle dev chain's latest block does not move): open: accepting "
+        "updates; closed: submissions closed (deadline passed, or max_trainers submitted), waiting for the "
+        "aggregator's result; settleable: the result window is over, anyone may settle the round; settled: the "
+        "task finished")
+    round_state_text: str = Field("settled", description="round_state in one line, with the seconds left")
     trainers: list[str] = Field(description="joined trainers, in joining order")
     spec: dict[str, Any] | None = Field(None, description="the task spec, fetched from the store by spec_cid")
     spec_error: str | None = Field(None, description="why the spec could not be shown")
@@ -117,16 +126,26 @@ class RoundView(_Out):
         "credited; fallback: settled by an equal split; refunded: nobody submitted, pool back to the owner"
     )
     settled: bool
+    phase: Literal["open", "closed", "settleable", "settled"] = Field(
+        "settled", description="as TaskDetail.round_state: a settled round is `settled`, the current one by the "
+        "chain's state and clock")
+    phase_text: str = Field("settled", description="phase in one line, with the seconds left")
     pool_wei: Wei
     credited_wei: Wei = Field(description="credited to trainers in this round (TrainerCredited events)")
     refunded_wei: Wei = Field(description="returned to the owner from this round's pool (RoundSettled)")
     model_cid: str | None = Field(None, description="the round's aggregated model")
     receipt_cid: str | None = Field(None, description="the round receipt (every input, decision and score)")
     accuracy: float | None = Field(
-        None, description="validation accuracy of the aggregated model, from the receipt's details.accuracy_after"
+        None, description="validation accuracy of the model this round published (model_cid, the model the next "
+        "round starts from): the receipt's details.accuracy_model, or details.accuracy_after in receipts written "
+        "before that field existed"
+    )
+    accuracy_survivors: float | None = Field(
+        None, description="the survivors' coalition utility U(kept trainers) used for valuation (receipt "
+        "details.accuracy_after); differs from `accuracy` when the robust rule's own aggregate became the update"
     )
     accuracy_before: float | None = Field(None, description="validation accuracy of the round's input model")
-    accuracy_metric: str = "validation accuracy (receipt details.accuracy_after)"
+    accuracy_metric: str = "validation accuracy of the published model (receipt details.accuracy_model)"
     robust_rule: str | None = None
     valuation: str | None = None
     outliers: list[str] = Field(default_factory=list)
@@ -162,12 +181,19 @@ class ContributionMatrix(_Out):
 
 
 class TrainerPayout(_Out):
+    """One trainer's pay from this task; the ``*_all_tasks_wei`` fields are the account's, over every task."""
+
     address: str
     credited_wei: Wei = Field(description="credited by this task, all rounds")
     credited_by_round: list[Wei] = Field(description="index = round")
-    owed_wei: Wei = Field(description="what the account can withdraw now (all tasks, same token)")
-    withdrawn_wei: Wei = Field(description="what the account withdrew since this task was created (all tasks: "
-                               "payments are pulled per account, not per task)")
+    owed_wei: Wei = Field(description="of this task's credits, what the account has not withdrawn yet (exact: "
+                          "`withdraw` takes the whole balance, so it is what this task credited after the "
+                          "account's last withdrawal)")
+    withdrawn_wei: Wei = Field(description="of this task's credits, what the account has withdrawn "
+                               "(credited_wei - owed_wei)")
+    owed_all_tasks_wei: Wei = Field(description="the account's whole withdrawable balance: every task, same token")
+    withdrawn_all_tasks_wei: Wei = Field(description="everything the account withdrew since this task was "
+                                         "created, over all tasks")
     rounds_kept: int
     rounds_outlier: int
     rounds_rejected: int
@@ -180,7 +206,9 @@ class Payouts(_Out):
     credited_wei: Wei
     refunded_wei: Wei
     escrow_wei: Wei
-    owner_owed_wei: Wei
+    refundable_wei: Wei = Field(description="this task's refunds the owner has not withdrawn yet")
+    owner_owed_all_tasks_wei: Wei = Field(description="the owner account's withdrawable trainer balance, every task "
+                                          "(refunds are separate: refundable_wei)")
     trainers: list[TrainerPayout]
 
 

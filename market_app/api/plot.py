@@ -1,7 +1,7 @@
 """``market task results T --plot out.png``: the dashboard's two charts as one figure.
 
-Left: validation accuracy of the aggregated model per round (receipt
-``details.accuracy_after``); right: basis points per trainer, stacked across
+Left: validation accuracy of the model each round published (``RoundView.accuracy``: receipt
+``details.accuracy_model``, ``details.accuracy_after`` for older receipts); right: basis points per trainer, stacked across
 rounds, with outliers and rejected updates flagged under their bar.  Drawn with
 matplotlib's Agg backend (no display needed) from :class:`market_app.api.reads.MarketReader`,
 so the figure shows exactly what the API serves.
@@ -51,7 +51,7 @@ def plot_task(task: TaskDetail, rounds: RoundList, out: str | Path) -> Path:
     ax_acc.set_yticks([0, 0.2, 0.4, 0.6, 0.8, 1.0])
     ax_acc.set_xlim(-1.4, max(task.rounds - 1, 0) + 0.4)
     ax_acc.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
-    ax_acc.set_title("Validation accuracy (from each round receipt)", fontsize=10)
+    ax_acc.set_title("Validation accuracy of the published model (round receipts)", fontsize=10)
     ax_acc.grid(axis="y", color="#eceef2")
     ax_acc.set_axisbelow(True)
 

@@ -10,7 +10,10 @@ A request's reads run between two looks at the block number; if a block landed
 meanwhile they are repeated, so an answer does not mix two chain states (a round
 shown settled with its credits missing).  Reads go through the public methods of
 ``MarketContract`` (which check submission events against the on-chain digest);
-only the trainers' ``TrainerJoined`` events are read here directly.
+only ``TrainerCredited`` and ``Withdrawn`` events are read here directly, with their positions
+in the chain, so that a trainer's payout can be split per task: ``withdraw`` takes the account's
+whole balance, so what is left of one task's credits is what that task credited after the
+account's last withdrawal.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from market.chain.contract import MarketContract, RoundInfo, Submission, TaskInfo
+from market.chain.contract import MarketContract, RoundInfo, RoundState, Submission, TaskInfo, round_state
 from market.cid import normalize_cid
 from market.errors import ChainError, DataError, MarketError, NotFoundError, StoreError, UnknownTaskError
 from market.receipt import Receipt
@@ -49,6 +52,28 @@ MODES = {"result": 1, "fallback": 2, "refunded": 3}
 STORE_HINT = "serve with the same --store/--store-dir as the aggregator"
 
 
+def spec_name(spec: Any) -> str | None:
+    """A task's name from its spec document: ``name``, else ``data.name``, else None."""
+    if not isinstance(spec, dict):
+        return None
+    name = spec.get("name")
+    if not (isinstance(name, str) and name.strip()):
+        data = spec.get("data")
+        name = data.get("name") if isinstance(data, dict) else None
+    return name.strip() if isinstance(name, str) and name.strip() else None
+
+
+def task_name(store: ContentStore, spec_cid: str) -> str | None:
+    """The name of the task whose spec is ``spec_cid`` (see :func:`spec_name`); None when the spec cannot be read.
+
+    For ``market task status`` and anything else that has a store and a spec CID but no :class:`MarketReader`.
+    """
+    try:
+        return spec_name(get_json(store, spec_cid))
+    except MarketError:
+        return None
+
+
 def json_safe(obj: Any) -> Any:
     """Replace non-finite floats (which JSON cannot carry) by None, recursively."""
     if isinstance(obj, float):
@@ -69,6 +94,8 @@ class _TaskEvents:
     results: dict[int, RoundInfo]  # round -> settlement and result CIDs
     submissions: dict[int, list[Submission]]  # round -> digest-checked submissions (join order)
     credited: dict[str, dict[int, int]]  # trainer -> round -> wei
+    # trainer -> every TrainerCredited of this task as ((block, log index), wei), in chain order
+    credit_log: dict[str, list[tuple[tuple[int, int], int]]]
 
 
 class MarketReader:
@@ -162,10 +189,16 @@ class MarketReader:
             raise UnknownTaskError(f"unknown task {task_id}: this contract has {count} tasks ({known}); GET /api/tasks lists them")
         return self.contract.task(task_id)
 
-    @staticmethod
-    def summary(info: TaskInfo) -> TaskSummary:
+    def name(self, spec_cid: str) -> str | None:
+        """The task's name from its spec (read by CID, cached); None when the spec cannot be read."""
+        try:
+            return spec_name(self.document(spec_cid))
+        except MarketError:
+            return None
+
+    def summary(self, info: TaskInfo) -> TaskSummary:
         return TaskSummary(
-            task_id=info.task_id, status="finished" if info.finished else "open", owner=info.owner,
+            task_id=info.task_id, name=self.name(info.spec_cid), status="finished" if info.finished else "open", owner=info.owner,
             aggregator=info.aggregator, token=info.token, rounds=info.rounds, current_round=info.current_round,
             rounds_settled=min(info.current_round, info.rounds), trainer_count=info.trainer_count,
             max_trainers=info.max_trainers, reward_wei=str(info.reward), escrow_wei=str(info.escrow),
@@ -189,17 +222,29 @@ class MarketReader:
         results = self.contract.settled_rounds(info.task_id, info)
         settled = {r: {"round": r, "mode": MODES.get(ri.settlement, 0), "credited": ri.credited, "refunded": ri.refunded}
                    for r, ri in results.items()}
+        credited: dict[str, dict[int, int]] = {}
+        credit_log: dict[str, list[tuple[tuple[int, int], int]]] = {}
+        for e in self._logs("TrainerCredited", info.created_block, taskId=info.task_id):  # one query, chain order
+            a, r, wei = str(e["args"]["trainer"]), int(e["args"]["round"]), int(e["args"]["amount"])
+            per = credited.setdefault(a, {})
+            per[r] = per.get(r, 0) + wei
+            credit_log.setdefault(a, []).append(((int(e["blockNumber"]), int(e["logIndex"])), wei))
         return _TaskEvents(
             sorted(order, key=order.__getitem__), settled, results,
-            self.contract.all_submissions(info.task_id, info, results, order),
-            self.contract.credited_by_round(info.task_id, None, info),
+            self.contract.all_submissions(info.task_id, info, results, order), credited, credit_log,
         )
 
     # --------------------------------------------------------------- tasks
-    def _detail(self, info: TaskInfo, events: _TaskEvents) -> TaskDetail:
+    def _state(self, info: TaskInfo) -> RoundState:
+        """The current round's phase by ``Chain.clock()`` (an idle dev chain's latest block does not move); a
+        finished task needs no clock read."""
+        return round_state(info, 0 if info.finished else self.contract.chain.clock())
+
+    def _detail(self, info: TaskInfo, events: _TaskEvents, state: RoundState | None = None) -> TaskDetail:
+        state = state or self._state(info)
         sub_dl = res_dl = None
-        if not info.finished:
-            sub_dl, res_dl = self.contract.deadlines(info.task_id)
+        if not info.finished:  # the contract's deadlines(), from the task already read
+            sub_dl, res_dl = state.submit_deadline, state.result_deadline
         spec: dict[str, Any] | None = None
         spec_error = None
         try:
@@ -214,6 +259,7 @@ class MarketReader:
             **self.summary(info).model_dump(), verifier=info.verifier, submit_window=info.submit_window,
             result_window=info.result_window, validation_commitment=info.validation_commitment,
             submission_deadline=sub_dl, result_deadline=res_dl, chain_time=self.contract.chain.now(),
+            round_state=state.phase, round_state_text=state.text(),  # type: ignore[arg-type]
             trainers=events.joined, spec=spec, spec_error=spec_error,
         )
 
@@ -230,8 +276,9 @@ class MarketReader:
         def read() -> TaskOverview:
             info = self.task_info(task_id)
             events = self._events(info)
-            views = self._all_rounds(info, events)
-            return TaskOverview(task=self._detail(info, events), rounds=views, payouts=self._payouts(info, events, views))
+            state = self._state(info)  # one clock read for the detail and the rounds
+            views = self._all_rounds(info, events, state)
+            return TaskOverview(task=self._detail(info, events, state), rounds=views, payouts=self._payouts(info, events, views))
 
         return self.consistent(read)
 
@@ -253,7 +300,7 @@ class MarketReader:
             return None, f"receipt {cid} is for task {receipt.task_id} round {receipt.round}, not task {task_id} round {round_}"
         return receipt, None
 
-    def _round_view(self, info: TaskInfo, events: _TaskEvents, r: int) -> RoundView:
+    def _round_view(self, info: TaskInfo, events: _TaskEvents, r: int, state: RoundState | None = None) -> RoundView:
         tid = info.task_id
         ri = events.results.get(r) or RoundInfo(info.submissions_digest, None, None, "open")
         subs = events.submissions.get(r, [])  # checked against the on-chain digest
@@ -284,12 +331,18 @@ class MarketReader:
             ))
         robust = receipt.details.robust if receipt else {}
         status = ri.settlement if ri.settlement in ("open", *SETTLED) else "open"
+        phase, phase_text = "settled", "settled"
+        if status not in SETTLED:  # the current round: its phase by the chain's state and clock
+            now = state or self._state(info)
+            phase, phase_text = now.phase, now.text()
         return RoundView(
             round=r, status=status, settled=status in SETTLED,  # type: ignore[arg-type]
+            phase=phase, phase_text=phase_text,  # type: ignore[arg-type]
             pool_wei=str(info.round_pool(r)), credited_wei=str(sum(credited.values())),
             refunded_wei=str(settled.get("refunded", 0) if settled else 0),
             model_cid=ri.model_cid, receipt_cid=ri.receipt_cid,
-            accuracy=receipt.details.accuracy_after if receipt else None,
+            accuracy=receipt.accuracy if receipt else None,
+            accuracy_survivors=receipt.details.accuracy_after if receipt else None,
             accuracy_before=receipt.details.accuracy_before if receipt else None,
             robust_rule=str(robust.get("applied") or robust.get("rule")) if robust else None,
             valuation=receipt.details.valuation if receipt else None,
@@ -311,8 +364,9 @@ class MarketReader:
                 raise NotFoundError(f"task {info.task_id} round {round_} has not opened yet (the task is in round {info.current_round})")
             raise NotFoundError(f"task {info.task_id} has {info.rounds} rounds (0..{info.rounds - 1}); round {round_} does not exist")
 
-    def _all_rounds(self, info: TaskInfo, events: _TaskEvents) -> list[RoundView]:
-        return [self._round_view(info, events, r) for r in range(self.opened_rounds(info))]
+    def _all_rounds(self, info: TaskInfo, events: _TaskEvents, state: RoundState | None = None) -> list[RoundView]:
+        state = state or self._state(info)
+        return [self._round_view(info, events, r, state) for r in range(self.opened_rounds(info))]
 
     def rounds(self, task_id: int) -> RoundList:
         def read() -> RoundList:
@@ -362,23 +416,37 @@ class MarketReader:
             status=[[m[a].status if a in m else "not_submitted" for a in trainers] for m in by_round],
         )
 
+    def _unwithdrawn(self, info: TaskInfo, events: _TaskEvents, trainer: str) -> tuple[int, int]:
+        """(this task's credits to ``trainer`` not yet withdrawn, everything it withdrew since the task was created).
+
+        Exact: ``withdraw`` always takes the account's whole balance, so what is left of this task's
+        credits is what it credited after the account's last ``Withdrawn`` event (one log query).
+        """
+        logs = self._logs("Withdrawn", info.created_block, account=trainer, token=info.token)
+        last = max(((int(e["blockNumber"]), int(e["logIndex"])) for e in logs), default=None)
+        left = sum(wei for pos, wei in events.credit_log.get(trainer, []) if last is None or pos > last)
+        return left, sum(int(e["args"]["amount"]) for e in logs)
+
     def _payouts(self, info: TaskInfo, events: _TaskEvents, views: list[RoundView]) -> Payouts:
         trainers = []
         for a in events.joined:
             lines = [next((t for t in v.trainers if t.address == a), None) for v in views]
             by_round = [t.credited_wei if t else "0" for t in lines]
+            credited = sum(int(x) for x in by_round)
+            left, withdrawn_all = self._unwithdrawn(info, events, a)
             trainers.append(TrainerPayout(
-                address=a, credited_wei=str(sum(int(x) for x in by_round)), credited_by_round=by_round,
-                owed_wei=str(self.contract.owed(a, info.token)),
-                withdrawn_wei=str(self.contract.withdrawn(a, info.created_block, info.token)),
+                address=a, credited_wei=str(credited), credited_by_round=by_round,
+                owed_wei=str(left), withdrawn_wei=str(credited - left),
+                owed_all_tasks_wei=str(self.contract.owed(a, info.token)),
+                withdrawn_all_tasks_wei=str(withdrawn_all),
                 rounds_kept=sum(1 for t in lines if t and t.status == "kept"),
                 rounds_outlier=sum(1 for t in lines if t and t.status == "outlier"),
                 rounds_rejected=sum(1 for t in lines if t and t.status == "rejected"),
             ))
         return Payouts(
             task_id=info.task_id, token=info.token, reward_wei=str(info.reward), credited_wei=str(info.credited),
-            refunded_wei=str(info.refunded), escrow_wei=str(info.escrow),
-            owner_owed_wei=str(self.contract.owed(info.owner, info.token)), trainers=trainers,
+            refunded_wei=str(info.refunded), escrow_wei=str(info.escrow), refundable_wei=str(info.refundable),
+            owner_owed_all_tasks_wei=str(self.contract.owed(info.owner, info.token)), trainers=trainers,
         )
 
     def payouts(self, task_id: int) -> Payouts:

@@ -5,6 +5,7 @@ formatting, polling, and the parser pieces (``_chain_opts``, ``_OneLineParser``)
 from __future__ import annotations
 
 import argparse
+import copy
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -104,27 +105,62 @@ def _console() -> Any:
 
 
 
-def _load_dataset(path: str) -> Any:
+def _load_dataset(path: str, schema: Any = None) -> Any:
+    """A data file checked against ``schema`` (a DataSchema; default: the built-in digits task's)."""
     from market.data import load_shard
-    from market.spec import DataSchema
+    from market.spec import TaskSpec
 
-    schema = DataSchema()
-    return load_shard(path, schema.n_features, schema.n_classes)
+    return load_shard(path, schema if schema is not None else TaskSpec().data)
+
+
+def _task_spec(args: argparse.Namespace, contract: Any = None, store: Any = None) -> Any:
+    """Task ``args.task``'s spec as published (chain + store): the schema its data files must fit."""
+    from market.task import load_task
+
+    return load_task(contract or _contract(args), store or _store(args), args.task).spec
 
 
 def _chain_opts(p: argparse.ArgumentParser, key: bool = True) -> None:
     p.add_argument("--rpc", help="JSON-RPC URL (default: $MARKET_RPC or the running `market devnet`)")
     p.add_argument("--contract", help="market contract address (default: $MARKET_CONTRACT or the devnet's)")
     p.add_argument("--store", choices=["local", "kubo"], help="content store (default local)")
-    p.add_argument("--store-dir", help="folder of the local store (default .market/store)")
+    p.add_argument("--store-dir", help="folder of the local store (default: $MARKET_STORE_DIR, else the devnet's "
+                   "store, else the per-user store)")
     p.add_argument("--ipfs-api", help="Kubo RPC API URL for --store kubo")
     if key:
         p.add_argument("--key-file", help="file holding this role's private key (default $MARKET_KEY_FILE)")
 
 
 
+class _DefaultsHelpFormatter(argparse.HelpFormatter):
+    """``--help`` shows each option's default after its help (or alone, if it has no help), unless the help
+    already says it. Options whose default is None or False (flags) show none."""
+
+    @staticmethod
+    def _has_default(action: argparse.Action) -> bool:
+        d = action.default
+        return bool(action.option_strings) and d is not None and d is not False and d is not argparse.SUPPRESS
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if action.help is None and self._has_default(action):
+            action = copy.copy(action)
+            action.help = "(default %(default)s)"
+        return super()._format_action(action)
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help
+        if not text or "default" in text or not self._has_default(action):
+            return text
+        return f"{text} (default %(default)s)"
+
+
 class _OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one line (sub-parsers inherit the class)."""
+    """argparse that reports a bad command line in one line and shows defaults in ``--help`` (sub-parsers
+    inherit the class)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"error: {self.prog}: {message} (see `{self.prog} --help`)\n")

@@ -1,4 +1,4 @@
-"""``market data split | commitment``: digits shards for trainers, and the commitment of a data file."""
+"""``market data split | commitment``: digits shards for trainers, and the commitment of a data file (checked against a spec)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from market.errors import ConfigError
-from market_app.cli.common import _in_range, _load_dataset
+from market_app.cli.common import _chain_opts, _in_range, _load_dataset, _task_id, _task_spec
 
 
 def cmd_data_split(args: argparse.Namespace) -> int:
@@ -29,8 +29,21 @@ def cmd_data_split(args: argparse.Namespace) -> int:
 
 def cmd_data_commitment(args: argparse.Namespace) -> int:
     from market.data import dataset_commitment
+    from market.spec import load_spec_file
 
-    print("0x" + dataset_commitment(_load_dataset(args.file)).hex())
+    if args.spec:
+        schema = load_spec_file(args.spec).data
+    elif args.task is not None:
+        schema = _task_spec(args).data
+    else:
+        schema = None  # the built-in digits task
+    try:
+        data = _load_dataset(args.file, schema)
+    except ConfigError as exc:
+        if schema is None:  # say which spec the file was held against, and how to name the right one
+            raise ConfigError(f"{exc} (checked against the built-in digits spec: pass --spec SPEC_FILE or --task T)") from None
+        raise
+    print("0x" + dataset_commitment(data).hex())
     return 0
 
 
@@ -43,6 +56,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q.add_argument("--seed", type=int, default=0)
     q.add_argument("--out", default="data")
     q.set_defaults(func=cmd_data_split)
-    q = dsub.add_parser("commitment", help="print the commitment of a data file (the validation_commitment of a task)")
-    q.add_argument("file", help=".npz with x, y or .csv, label last")
+    q = dsub.add_parser(
+        "commitment", help="print the commitment of a data file (the validation_commitment of a task)",
+        description="Check a data file against a task's spec and print its commitment (0x + 64 hex digits).",
+    )
+    q.add_argument("file", help=".npz with arrays x, y or .csv (label in the last column, optional header row)")
+    which = q.add_mutually_exclusive_group()
+    which.add_argument("--spec", metavar="SPEC_FILE", help="check the file against this spec (.json/.toml) "
+                       "(default: the built-in digits spec)")
+    which.add_argument("--task", type=_task_id, help="check the file against this task's published spec (reads chain and store)")
+    _chain_opts(q, key=False)
     q.set_defaults(func=cmd_data_commitment)

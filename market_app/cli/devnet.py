@@ -1,33 +1,44 @@
-"""``market devnet``: a local chain with the contract deployed and role key files, until Ctrl-C."""
+"""``market devnet``: a local chain with the contract deployed and role key files, until Ctrl-C.
+
+It writes its settings (RPC URL, contract, store folder, accounts and key files, absolute paths) to
+``devnet.json`` in the per-user config folder (:func:`market_app.settings.devnet_file`), where every
+``market`` command of the same user finds them whatever its working folder; the file is removed on exit.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import signal
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from market.errors import ConfigError
-from market_app.cli.common import _console, _eth, _in_range
+from market_app.cli.common import _eth, _in_range
+
+
+def _say(line: str) -> None:
+    """One plain line: never wrapped or styled, whatever stdout is (a terminal, a pipe, a log file)."""
+    print(line, flush=True)
 
 
 def cmd_devnet(args: argparse.Namespace) -> int:
     from market.chain.client import Chain
     from market.chain.contract import MarketContract
     from market.chain.devchain import DEV_CHAINS, dev_accounts, write_key_file
-    from market_app.settings import DEVNET_FILE
+    from market_app.settings import default_keys_dir, default_store_dir, devnet_file
 
-    console = _console()
     _in_range(args.port, "--port", 0, 65535)
     _in_range(args.accounts, "--accounts", 3, 1000)  # owner, aggregator and at least one trainer
-    keys_dir = Path(args.keys_dir)
-    try:
-        keys_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"--keys-dir {keys_dir}: {exc.strerror}") from None
+    keys_dir = (Path(args.keys_dir).expanduser() if args.keys_dir else default_keys_dir()).resolve()
+    store_dir = (Path(args.store_dir).expanduser() if args.store_dir else default_store_dir()).resolve()
+    settings = devnet_file()
+    for folder, what in ((keys_dir, "--keys-dir"), (store_dir, "--store-dir"), (settings.parent, "settings folder")):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"{what} {folder}: {exc.strerror or exc}") from None
     accounts = dev_accounts(args.accounts)
     stop = {"flag": False}
 
@@ -44,31 +55,48 @@ def cmd_devnet(args: argparse.Namespace) -> int:
             write_key_file(acct, path)
             entries.append({"role": role, "address": acct.address, "key_file": str(path)})
         info = {"rpc": anvil.rpc_url, "chain_id": chain.chain_id, "contract": market.address, "accounts": entries,
-                "store_dir": str(Path(args.store_dir).resolve())}
-        DEVNET_FILE.parent.mkdir(parents=True, exist_ok=True)
-        DEVNET_FILE.write_text(json.dumps(info, indent=2) + "\n")
-        console.print(f"RPC URL   {anvil.rpc_url}\nchain id  {info['chain_id']}\ncontract  {market.address}")
-        console.print(f"store     {info['store_dir']} (local)")
+                "store_dir": str(store_dir)}
+        _say(f"RPC URL   {anvil.rpc_url}\nchain id  {info['chain_id']}\ncontract  {market.address}")
+        _say(f"store     {store_dir} (local)")
         for e in entries:
-            console.print(f"  {e['role']:<12} {e['address']}  {_eth(chain.balance(e['address']))} ETH  key: {e['key_file']}")
-        console.print(f"settings written to {DEVNET_FILE}; other `market` commands here use them. Ctrl-C stops the chain.")
-        sys.stdout.flush()
+            _say(f"  {e['role']:<12} {e['address']}  {_eth(chain.balance(e['address']))} ETH  key: {e['key_file']}")
+        _say(f"settings  {settings}: every `market` command of this user uses them, from any folder. "
+             "Ctrl-C stops the chain.")
         signal.signal(signal.SIGINT, _on_signal)
         signal.signal(signal.SIGTERM, _on_signal)
+        # written last: once the file exists, the chain is ready and Ctrl-C stops it cleanly
+        text = json.dumps(info, indent=2) + "\n"
+        try:
+            tmp = settings.with_name(settings.name + ".tmp")
+            tmp.write_text(text)
+            tmp.replace(settings)  # readers never see half a file
+        except OSError as exc:
+            raise ConfigError(f"cannot write the devnet settings {settings}: {exc.strerror or exc}") from None
         try:
             while not stop["flag"] and anvil.proc is not None and anvil.proc.poll() is None:
                 time.sleep(0.2)
         finally:
-            DEVNET_FILE.unlink(missing_ok=True)
-    console.print("devnet stopped")
+            _remove_if_ours(settings, text)
+    _say("devnet stopped")
     return 0
+
+
+def _remove_if_ours(settings: Path, text: str) -> None:
+    """Remove the settings file unless another devnet has replaced it meanwhile."""
+    try:
+        if settings.read_text() == text:
+            settings.unlink()
+    except OSError:
+        pass
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("devnet", help="start a local Anvil on 127.0.0.1, deploy, print addresses; runs until Ctrl-C")
     p.add_argument("--chain", choices=["anvil", "ganache"], default="anvil", help="which local node to start (default anvil)")
-    p.add_argument("--port", type=int, default=8545)
-    p.add_argument("--accounts", type=int, default=20)
-    p.add_argument("--keys-dir", default=".market/devnet/keys")
-    p.add_argument("--store-dir", default=".market/store")
+    p.add_argument("--port", type=int, default=8545, help="port of the RPC URL (default 8545)")
+    p.add_argument("--accounts", type=int, default=20, help="funded accounts: owner, aggregator, trainers (default 20)")
+    p.add_argument("--keys-dir", help="folder for the role key files (default: devnet/keys in the per-user data "
+                                      "folder, $MARKET_HOME or ~/.local/share/poc-market)")
+    p.add_argument("--store-dir", help="folder of the local store every command then uses (default: store in the "
+                                       "per-user data folder)")
     p.set_defaults(func=cmd_devnet)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from market.errors import ConfigError
-from market_app.cli.common import _account, _chain_opts, _contract, _eth, _load_dataset, _store, _task_id
+from market_app.cli.common import _account, _chain_opts, _contract, _eth, _load_dataset, _store, _task_id, _task_spec
 
 
 # --------------------------------------------------------------------- trainer
@@ -28,7 +28,7 @@ def cmd_trainer_run(args: argparse.Namespace) -> int:
     if args.timeout <= 0:
         raise ConfigError(f"--timeout {args.timeout}: must be a positive number of seconds")
     contract = _contract(args)
-    data = _load_dataset(args.data)
+    data = _load_dataset(args.data, _task_spec(args, contract).data)  # the task's own schema, before joining or training
     node = TrainerNode(contract, _store(args), _account(args), data, attack=args.attack, seed=args.seed)
     node.run(args.task, once=args.once, timeout=args.timeout, say=_say)
     return 0
@@ -50,7 +50,8 @@ def cmd_aggregator_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--timeout {args.timeout}: must be a positive number of seconds")
     contract = _contract(args)
     store = _store(args)
-    agg = Aggregator(contract, store, _account(args), _load_dataset(args.validation))
+    validation = _load_dataset(args.validation, _task_spec(args, contract, store).data)  # the task's own schema
+    agg = Aggregator(contract, store, _account(args), validation)
     agg.serve(args.task, once=args.once, timeout=args.timeout, say=_say)
     return 0
 
@@ -60,20 +61,33 @@ def _say(line: str) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("trainer", help="a data owner's trainer node")
+    p = sub.add_parser(
+        "trainer", help="a data owner's trainer node",
+        description="A trainer joins a task, then trains on its private data and submits one update per round. "
+        "Join (`trainer join`, or `trainer run`, which joins first) before the round you want closes: a round "
+        "accepts updates until its submission window ends, and closes early only when the task's max-trainers "
+        "have submitted. `trainer run` prints one line per phase and what each round credited.",
+    )
     trsub = p.add_subparsers(dest="trainer_command", required=True)
     q = trsub.add_parser("join", help="join a task")
     q.add_argument("task", type=_task_id)
     _chain_opts(q)
     q.set_defaults(func=cmd_trainer_join)
-    q = trsub.add_parser("run", help="train and submit every round until the task ends")
+    q = trsub.add_parser(
+        "run", help="train and submit every round until the task ends",
+        description="Join the task (if not yet), then each round: check it is still open (a late node neither "
+        "trains nor pays gas), train, submit, wait for the round to settle and print what it credited. Exit 0 "
+        "when the task finishes, or when --timeout runs out waiting for a submitted round to settle; non-zero "
+        "with one line otherwise (e.g. every update was rejected).",
+    )
     q.add_argument("task", type=_task_id)
     _chain_opts(q)
     q.add_argument("--data", required=True, help="your private data (.npz with x, y or .csv, label last)")
     q.add_argument("--attack", help="simulation only: behave as this attacker")
-    q.add_argument("--seed", type=int, default=0)
-    q.add_argument("--once", action="store_true", help="submit for the current round only")
-    q.add_argument("--timeout", type=float, default=3600)
+    q.add_argument("--seed", type=int, default=0, metavar="N", help="seed of this node's local training (shuffles, init)")
+    q.add_argument("--once", action="store_true", help="submit for the current round only, then exit")
+    q.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
+                   help="give up waiting for a round to settle after this many seconds (after a submission: exit 0)")
     q.set_defaults(func=cmd_trainer_run)
     q = trsub.add_parser("withdraw", help="withdraw what you are owed")
     _chain_opts(q)
@@ -81,10 +95,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     p = sub.add_parser("aggregator", help="the aggregator service")
     asub = p.add_subparsers(dest="aggregator_command", required=True)
-    q = asub.add_parser("run", help="aggregate and post every round until the task ends")
+    q = asub.add_parser(
+        "run", help="aggregate and post every round until the task ends",
+        description="Wait for each round's submissions to close (its submission window ends, or the task's "
+        "max-trainers have submitted), aggregate, value every contribution and post the result; one line per phase.",
+    )
     q.add_argument("task", type=_task_id)
     _chain_opts(q)
     q.add_argument("--validation", required=True, help="the validation set the owner committed to")
-    q.add_argument("--once", action="store_true")
-    q.add_argument("--timeout", type=float, default=7200)
+    q.add_argument("--once", action="store_true", help="post the current round only, then exit")
+    q.add_argument("--timeout", type=float, default=7200, metavar="SECONDS",
+                   help="give up waiting for a round's submissions to close after this many seconds")
     q.set_defaults(func=cmd_aggregator_run)

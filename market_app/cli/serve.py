@@ -44,5 +44,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _chain_opts(p)
     p.add_argument("--host", help="address to listen on (default $MARKET_HOST or 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, help="port (default $MARKET_PORT or 8000)")
-    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
+                   help="how much the HTTP server logs")
     p.set_defaults(func=cmd_serve)

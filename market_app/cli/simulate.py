@@ -20,6 +20,22 @@ def _sim_config(args: argparse.Namespace) -> Any:
     from simulator.simulate import SimulateConfig
 
     fields = {k: getattr(args, k) for k in SimulateConfig.model_fields if getattr(args, k, None) is not None}
+    if fields.get("rpc") and not fields.get("contract"):
+        # the chain `market devnet` runs: use its contract (and store), the ones `market serve` and every role
+        # command default to, so the dashboard shows the simulated task
+        import os
+
+        from market_app.settings import devnet_file, devnet_for_rpc
+
+        devnet = devnet_for_rpc(fields["rpc"])
+        if devnet is not None:
+            fields["contract"] = devnet["contract"]
+            if devnet.get("store_dir") and fields.get("store", "local") == "local" and not fields.get("store_dir") \
+                    and not os.environ.get("MARKET_STORE_DIR"):
+                fields["store_dir"] = devnet["store_dir"]
+        if not getattr(args, "quiet", False):
+            print(f"contract {devnet['contract']}: the devnet's (settings {devnet_file()})" if devnet is not None
+                  else f"no --contract and no devnet settings for {fields['rpc']}: deploying a new contract", flush=True)
     try:
         return SimulateConfig(**fields)
     except ValidationError as exc:
@@ -146,43 +162,59 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+#: ``market demo``'s own defaults (the rest are ``market simulate``'s)
+DEMO_DEFAULTS: dict[str, object] = dict(trainers=5, attackers=1, attack="sign_flip", rounds=3, partition="dirichlet:0.5", seed=0)
+#: ``SimulateConfig``'s defaults, as ``--help`` shows them (parsing must not import torch; a test keeps them equal)
+SIMULATE_DEFAULTS: dict[str, object] = dict(trainers=6, attackers=0, attack="sign_flip", rounds=3, robust="ccdrop",
+                                            valuation="auto", model="logreg", partition="iid", seed=0, reward="1",
+                                            chain="anvil", store="local", proof="none", sketch_k=16)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    for k, v in dict(trainers=5, attackers=1, attack="sign_flip", rounds=3, partition="dirichlet:0.5", seed=0).items():
+    for k, v in DEMO_DEFAULTS.items():
         if getattr(args, k, None) is None:
             setattr(args, k, v)
     return cmd_simulate(args)
 
 
-def _sim_opts(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--trainers", type=int)
-    p.add_argument("--attackers", type=int, help="how many of the trainers attack (the last ones)")
-    p.add_argument("--attack", help="sign_flip | gaussian | label_flip | free_rider | alie | ipm | mimic")
-    p.add_argument("--rounds", type=int)
-    p.add_argument("--robust", help="robust rule (default ccdrop)")
+def _sim_opts(p: argparse.ArgumentParser, demo: bool = False) -> None:
+    d = {**SIMULATE_DEFAULTS, **(DEMO_DEFAULTS if demo else {})}
+
+    def dflt(key: str) -> str:
+        return f" (default {d[key]})"
+
+    # every option defaults to None (the config's default applies), so each help names its default itself
+    p.add_argument("--trainers", type=int, metavar="N", help="trainer nodes; the task's max-trainers is set to this, "
+                   "so each round closes as soon as all have submitted" + dflt("trainers"))
+    p.add_argument("--attackers", type=int, metavar="F", help="how many of the trainers attack (the last ones)" + dflt("attackers"))
+    p.add_argument("--attack", help="sign_flip | gaussian | label_flip | free_rider | alie | ipm | mimic" + dflt("attack"))
+    p.add_argument("--rounds", type=int, metavar="N", help="training rounds" + dflt("rounds"))
+    p.add_argument("--robust", help="robust rule, optionally nnm+/clip+/arc+ in front" + dflt("robust"))
     p.add_argument("--f", type=int, help="suspected attackers for the robust rule (default: --attackers, at least 1)")
-    p.add_argument("--valuation", help="auto | exact | gtg | tmc | loo (default auto)")
-    p.add_argument("--model", help="logreg | mlp | cnn")
-    p.add_argument("--partition", help="iid | dirichlet:ALPHA")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--reward", help="reward in ETH (decimal, default 1)")
+    p.add_argument("--valuation", help="auto | exact | gtg | tmc | loo" + dflt("valuation"))
+    p.add_argument("--model", help="logreg | mlp | cnn" + dflt("model"))
+    p.add_argument("--partition", help="iid | dirichlet:ALPHA" + dflt("partition"))
+    p.add_argument("--seed", type=int, metavar="N", help="seed of the data split, training and valuation" + dflt("seed"))
+    p.add_argument("--reward", metavar="ETH", help="reward in ETH (decimal)" + dflt("reward"))
     p.add_argument("--chain", choices=["anvil", "ganache", "tester"],
                    help="anvil (default), ganache (a throwaway Ganache 7) or the in-process tester EVM")
     p.add_argument("--rpc", help="use this chain instead of a throwaway Anvil")
     p.add_argument("--contract", help="with --rpc: use this deployed contract")
-    p.add_argument("--store", choices=["local", "kubo"])
-    p.add_argument("--store-dir")
-    p.add_argument("--ipfs-api")
+    p.add_argument("--store", choices=["local", "kubo"], help="content store" + dflt("store"))
+    p.add_argument("--store-dir", help="folder of the local store (default: $MARKET_STORE_DIR, the devnet's with --rpc, else the per-user store)")
+    p.add_argument("--ipfs-api", help="Kubo RPC API URL for --store kubo")
     p.add_argument("--proof", choices=["none", "groth16"],
                    help="groth16: prove every round (Multi-Krum over sketches + cyclic Shapley) and verify it on chain "
-                        "before crediting; needs --robust multikrum; the first run builds a development setup (~1-2 min)")
-    p.add_argument("--sketch-k", type=int, help="sketch length trainers commit to (16..64, default 16)")
-    p.add_argument("--report", help="write the JSON report here")
+                        "before crediting; needs --robust multikrum; the first run builds a development setup (~1-2 min)"
+                        + dflt("proof"))
+    p.add_argument("--sketch-k", type=int, metavar="K", help="sketch length trainers commit to (16..64)" + dflt("sketch_k"))
+    p.add_argument("--report", metavar="PATH", help="write the JSON report here")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("demo", help="the whole marketplace with sensible defaults and a per-round table")
-    _sim_opts(p)
+    _sim_opts(p, demo=True)
     p.set_defaults(func=cmd_demo)
     p = sub.add_parser("simulate", help="owner, N trainer nodes (some attackers) and an aggregator on one machine")
     _sim_opts(p)

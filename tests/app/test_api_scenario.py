@@ -36,15 +36,18 @@ class Scenario:
     spec_cid: str
 
 
-def build_scenario(market: Market, store_dir: Path) -> Scenario:
+def build_scenario(market: Market, store_dir: Path, *, accuracy_model: float | None = None, idle: int = 0) -> Scenario:
+    """``accuracy_model``: the receipt's published-model accuracy (None: a receipt written before the field);
+    ``idle``: that many more trainers join and never submit (round 0 then closes by its deadline)."""
     store = LocalStore(store_dir)
     c = market.contract
     trainers = market.trainers[:3]
+    idlers = market.trainers[3:3 + idle]
     initial_cid = store.put(b"initial model")
     spec_cid = put_json(store, {**TaskSpec().model_dump(mode="json"), "initial_model_cid": initial_cid})
     task_id, _ = c.create_task(market.owner, spec_cid=spec_cid, initial_model_cid=initial_cid, validation_commitment=b"\x07" * 32,
-                               aggregator=market.aggregator.address, rounds=2, reward_wei=REWARD, max_trainers=3)
-    for t in trainers:
+                               aggregator=market.aggregator.address, rounds=2, reward_wei=REWARD, max_trainers=3 + idle)
+    for t in [*trainers, *idlers]:
         c.join(t, task_id)
     cids = []
     for i, t in enumerate(trainers):
@@ -61,10 +64,12 @@ def build_scenario(market: Market, store_dir: Path) -> Scenario:
         outliers=[t1], rejected={t2: REASON},
         contributions={t0: 1.0, t1: 0.0, t2: 0.0}, bps={t0: 10_000, t1: 0, t2: 0}, bps_vector=[10_000, 0, 0],
         valuation_seed=0,
-        details=ReceiptDetails(accuracy_before=0.5, accuracy_after=0.9, valuation="exact",
+        details=ReceiptDetails(accuracy_before=0.5, accuracy_after=0.9, accuracy_model=accuracy_model, valuation="exact",
                                robust={"rule": "multikrum", "applied": "multikrum"}),
     )
     receipt_cid = put_json(store, receipt.to_json())
+    if idle:
+        market.chain.advance_time(c.task(task_id).submit_window + 1)  # submissions close by the deadline
     c.post_result(market.aggregator, task_id, 0, model_cid, receipt_cid, [10_000, 0, 0])
     cid = store.put(b"update of trainer 0, round 1")
     c.submit_update(trainers[0], task_id, 1, cid, keccak(text=f"{task_id}:1:{t0}:{cid}"))

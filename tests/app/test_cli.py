@@ -10,13 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import MARKET, ROOT
+from tests.conftest import MARKET, clean_env
 
 
 def run(args: list[str], cwd: Path, timeout: float = 300, check: bool = True,
         extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MARKET_")}
-    env = {**clean, "PYTHONPATH": str(ROOT), **(extra_env or {})}
+    env = clean_env(**(extra_env or {}))
     proc = subprocess.run(MARKET + args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     if check and proc.returncode != 0:
         raise AssertionError(f"market {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -64,15 +63,15 @@ def test_bad_simulate_options_give_one_line(tmp_path: Path, args: list[str], nee
 
 def test_roles_as_separate_processes_against_a_devnet(devnet: tuple[Path, dict[str, object]]) -> None:
     cwd, info = devnet
-    keys = cwd / ".market" / "devnet" / "keys"
+    keys = Path(info["accounts"][0]["key_file"]).parent  # type: ignore[index]
     accounts = {a["role"]: a["address"] for a in info["accounts"]}  # type: ignore[index, union-attr]
     run(["data", "split", "--trainers", "3", "--out", "data"], cwd)
     out = run(["task", "create", "--key-file", str(keys / "owner.key"), "--aggregator", accounts["aggregator"],
-               "--validation", "data/validation.npz", "--rounds", "2", "--reward", "0.3"], cwd).stdout
+               "--validation", "data/validation.npz", "--rounds", "2", "--reward", "0.3", "--max-trainers", "3"], cwd).stdout
     assert "task 1 created" in out
     for i in (1, 2, 3):
         run(["trainer", "join", "1", "--key-file", str(keys / f"trainer-{i}.key")], cwd)
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MARKET_")}, "PYTHONPATH": str(ROOT)}
+    env = clean_env()
     trainers = [
         subprocess.Popen(MARKET + ["trainer", "run", "1", "--key-file", str(keys / f"trainer-{i}.key"),
                                    "--data", f"data/trainer-{i}.npz", "--timeout", "120"],
@@ -98,7 +97,7 @@ def test_roles_as_separate_processes_against_a_devnet(devnet: tuple[Path, dict[s
 
 def test_unknown_task_and_late_submission_are_one_line_errors(devnet: tuple[Path, dict[str, object]]) -> None:
     cwd, info = devnet
-    keys = cwd / ".market" / "devnet" / "keys"
+    keys = Path(info["accounts"][0]["key_file"]).parent  # type: ignore[index]
     accounts = {a["role"]: a["address"] for a in info["accounts"]}  # type: ignore[index, union-attr]
 
     assert "unknown task 7" in one_line_error(run(["task", "status", "7"], cwd, check=False))

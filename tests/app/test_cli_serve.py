@@ -23,7 +23,7 @@ MARKET = [sys.executable, "-m", "market_app.cli"]
 
 
 def _env() -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MARKET_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MARKET_") or k == "MARKET_HOME"}
     return {**clean, "PYTHONPATH": str(ROOT)}
 
 

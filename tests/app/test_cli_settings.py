@@ -21,7 +21,7 @@ MARKET = [sys.executable, "-m", "market_app.cli"]
 
 
 def market(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MARKET_")}
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MARKET_") or k == "MARKET_HOME"}
     return subprocess.run(MARKET + args, cwd=cwd, capture_output=True, text=True, timeout=120,
                           env={**clean, "PYTHONPATH": str(ROOT), **(env or {})})
 

@@ -168,6 +168,7 @@ def test_dashboard_shows_rounds_as_they_settle(slow_chain: tuple[AnvilProcess, M
     assert final["bar_rounds"] == ROUNDS and final["bars"] >= 2 * ROUNDS  # contribution bars of every round
     assert final["outlier_badges"] >= ROUNDS  # the attacker, flagged in every round
     assert final["withdrawn"] != "0.0000" and final["credited"] != "0.0000"
+    assert final["name"] == "digits"  # the task's name, from its spec
     width, height = _png_size(shot)
     assert width >= 1400 and height >= 900 and shot.stat().st_size > 30_000
 
@@ -178,7 +179,7 @@ def _check_api(base: str, report: dict[str, Any]) -> None:
     spec = httpx.get(f"{base}/openapi.json").json()
     assert {"/api/tasks", "/api/tasks/{task_id}", "/api/tasks/{task_id}/rounds"} <= set(spec["paths"])
     task = httpx.get(f"{base}/api/tasks/{tid}").json()
-    assert task["status"] == "finished" and task["reward_wei"] == report["reward_wei"]
+    assert task["status"] == "finished" and task["reward_wei"] == report["reward_wei"] and task["name"] == "digits"
     assert task["trainers"] == [t["address"] for t in report["trainers"]]
     rounds = httpx.get(f"{base}/api/tasks/{tid}/rounds").json()["rounds"]
     assert [r["round"] for r in rounds] == list(range(ROUNDS))
@@ -187,7 +188,8 @@ def _check_api(base: str, report: dict[str, Any]) -> None:
         assert got["bps"] == want["bps"] and got["outliers"] == want["outliers"] and attacker in got["outliers"]
         assert got["credited_by_trainer"] == {a: w for a, w in want["credited_wei"].items() if w != "0"}
         receipt = httpx.get(f"{base}/api/tasks/{tid}/rounds/{got['round']}/receipt").json()["receipt"]
-        assert got["accuracy"] == receipt["details"]["accuracy_after"] and 0.5 < got["accuracy"] <= 1.0
+        # the accuracy shown is that of the model the round published (the next round's input)
+        assert got["accuracy"] == receipt["details"]["accuracy_model"] and 0.5 < got["accuracy"] <= 1.0
     payouts = httpx.get(f"{base}/api/tasks/{tid}/payouts").json()
     assert {p["address"]: p["withdrawn_wei"] for p in payouts["trainers"]} == report["final"]["withdrawn_wei"]
     assert httpx.get(f"{base}/api/tasks/{tid + 1}").status_code == 404

@@ -46,6 +46,7 @@ try {
     const text = (sel) => (document.querySelector(sel) || {}).textContent || null;
     return {
       task: (document.getElementById("task-title") || { dataset: {} }).dataset.task || null,
+      name: (text("#task-name") || "").trim() || null,
       rows: q("#rounds-table tbody tr[data-round]"),
       settled: q('#rounds-table tbody tr[data-settled="true"]'),
       points: q("#accuracy-chart circle.point"),

@@ -20,9 +20,10 @@ def deploy(m: Market, name: str, *args: Any) -> Any:
     return m.chain.w3.eth.contract(address=address, abi=art["abi"])
 
 
-def create(m: Market, rounds: int = 1, reward: int = 10**18) -> int:
+def create(m: Market, rounds: int = 1, reward: int = 10**18, max_trainers: int = 4) -> int:
     task_id, _ = m.contract.create_task(m.owner, spec_cid=SPEC, initial_model_cid=SPEC, validation_commitment=b"\x00" * 32,
-                                        aggregator=m.aggregator.address, rounds=rounds, reward_wei=reward, max_trainers=4)
+                                        aggregator=m.aggregator.address, rounds=rounds, reward_wei=reward,
+                                        max_trainers=max_trainers)
     return task_id
 
 
@@ -34,7 +35,7 @@ def contract_trainer(m: Market, name: str, task_id: int, cid: bytes) -> Any:
 
 
 def test_reentrant_withdraw_gains_nothing(market: Market) -> None:
-    task_id = create(market)
+    task_id = create(market, max_trainers=2)  # both submit: the round closes without waiting for its deadline
     attacker = contract_trainer(market, "ReentrantTrainer", task_id, b"a")
     market.contract.join(market.trainers[0], task_id)
     market.contract.submit_update(market.trainers[0], task_id, 0, compute_cid(b"b"), b"\x00" * 32)
@@ -52,7 +53,7 @@ def test_reentrant_withdraw_gains_nothing(market: Market) -> None:
 
 
 def test_trainer_refusing_eth_blocks_nobody_else(market: Market) -> None:
-    task_id = create(market)
+    task_id = create(market, max_trainers=2)  # both submit: the round closes without waiting for its deadline
     refuser = contract_trainer(market, "RevertingTrainer", task_id, b"a")
     market.contract.join(market.trainers[0], task_id)
     market.contract.submit_update(market.trainers[0], task_id, 0, compute_cid(b"b"), b"\x00" * 32)

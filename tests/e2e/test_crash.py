@@ -18,11 +18,11 @@ KILLED = -signal.SIGKILL
 
 
 def _setup(cwd: Path, info: dict, trainers: int = 2) -> tuple[Path, MarketContract]:  # type: ignore[type-arg]
-    keys = cwd / ".market" / "devnet" / "keys"
+    keys = Path(info["accounts"][0]["key_file"]).parent  # the devnet's key files (absolute paths)
     agg = next(a["address"] for a in info["accounts"] if a["role"] == "aggregator")
     run(["data", "split", "--trainers", str(trainers), "--out", "data"], cwd)
     run(["task", "create", "--key-file", str(keys / "owner.key"), "--aggregator", agg,
-         "--validation", "data/validation.npz", "--rounds", "1"], cwd)
+         "--validation", "data/validation.npz", "--rounds", "1", "--max-trainers", str(trainers)], cwd)
     for i in range(1, trainers + 1):
         run(["trainer", "join", "1", "--key-file", str(keys / f"trainer-{i}.key")], cwd)
     return keys, MarketContract(Chain.connect(info["rpc"]), info["contract"])
@@ -63,14 +63,15 @@ def test_aggregator_killed_before_posting_resumes_and_posts_once(devnet: tuple[P
     killed = run(agg, cwd, check=False, extra_env={"MARKET_FAILPOINT": "aggregator_before_post"})
     assert killed.returncode == KILLED
     assert market.task(1).current_round == 0  # nothing posted
-    stored_before = set((cwd / ".market" / "store").iterdir())
+    store = Path(info["store_dir"])  # the devnet's store, which every command uses by default
+    stored_before = set(store.iterdir())
     run(agg, cwd)  # restart: recomputes from chain + store and posts
     again = run(agg, cwd, check=False)  # a third start finds the task finished
 
     settled = market.settlements(1)
     assert [s["round"] for s in settled] == [0]  # posted exactly once
     receipt_cid = market.round_info(1, 0).receipt_cid
-    assert (cwd / ".market" / "store" / receipt_cid) in stored_before  # same receipt the killed run wrote
+    assert (store / receipt_cid) in stored_before  # same receipt the killed run wrote
     assert "finished" in again.stdout or "finished" in again.stderr
-    receipt = json.loads((cwd / ".market" / "store" / receipt_cid).read_bytes())
+    receipt = json.loads((store / receipt_cid).read_bytes())
     assert sum(receipt["bps_vector"]) == 10_000

@@ -173,10 +173,12 @@ function trainersTable(rounds, payouts) {
       h("td", {}, chips),
       h("td", { class: "num" }, eth(p.credited_wei)),
       h("td", { class: "num" }, eth(p.withdrawn_wei)),
-      h("td", { class: "num" }, eth(p.owed_wei)));
+      h("td", { class: "num owed" }, eth(p.owed_wei)),
+      h("td", { class: "num muted owed-all" }, eth(p.owed_all_tasks_wei)));
   });
   return h("table", { id: "trainers-table" },
-    h("thead", {}, h("tr", {}, ["trainer", "per round", "credited ETH", "withdrawn ETH*", "owed ETH"].map((c, i) =>
+    h("thead", {}, h("tr", {}, ["trainer", "per round", "credited ETH", "withdrawn ETH", "owed ETH",
+      "owed, all tasks ETH*"].map((c, i) =>
       h("th", { class: i >= 2 ? "num" : "" }, c)))),
     h("tbody", {}, rows));
 }
@@ -188,14 +190,14 @@ async function drawTaskList(status) {
   const sel = selectedTaskId() || (list.tasks[0] && list.tasks[0].task_id);
   ul.replaceChildren(...(list.tasks.length ? list.tasks.map((t) => h("li", {}, h("a", {
     href: "#task=" + t.task_id, class: t.task_id === sel ? "sel" : "", "data-task": t.task_id },
-    "Task " + t.task_id, " ", badge(t.status === "finished" ? "result" : "open", t.status),
+    "Task " + t.task_id, " ", t.name ? h("span", { class: "task-name" }, t.name + " ") : null, badge(t.status === "finished" ? "result" : "open", t.status),
     h("span", { class: "sub" }, `${t.rounds_settled}/${t.rounds} rounds · ${eth(t.reward_wei)} ETH`)))) : [h("li", { class: "muted" }, "no task on this contract yet")]));
   return sel;
 }
 
 async function drawTask(taskId) {
   const main = document.getElementById("task");
-  if (!taskId) { main.replaceChildren(h("p", { class: "muted" }, "No task yet: create one with `market task create` or run `market simulate --rpc … --contract …`.")); return; }
+  if (!taskId) { main.replaceChildren(h("p", { class: "muted" }, "No task yet: create one with `market task create` or run `market simulate --rpc <the devnet's RPC URL>`.")); return; }
   const { task, rounds, payouts } = await api(`/api/tasks/${taskId}/overview`);
   task.withdrawn_total = payouts.trainers.reduce((a, p) => a + BigInt(p.withdrawn_wei), 0n).toString();
   const trainers = task.trainers;
@@ -203,13 +205,14 @@ async function drawTask(taskId) {
   const spec = task.spec || {};
   const specLine = spec.model ? `${spec.model.arch} on ${spec.data ? spec.data.name : "?"} · robust ${spec.robust ? spec.robust.rule : "?"} · valuation ${spec.valuation ? spec.valuation.rule : "?"}` : (task.spec_error || "");
   main.replaceChildren(
-    h("h2", { class: "title", id: "task-title", "data-task": taskId }, `Task ${taskId} `, badge(task.status === "finished" ? "result" : "open", task.status)),
+    h("h2", { class: "title", id: "task-title", "data-task": taskId }, `Task ${taskId} `,
+      task.name ? h("span", { class: "task-name", id: "task-name" }, task.name + " ") : null, badge(task.status === "finished" ? "result" : "open", task.status)),
     h("div", { class: "muted" }, `${settled}/${task.rounds} rounds settled · ${trainers.length} trainers · owner `,
       h("code", { title: task.owner }, short(task.owner)), " · aggregator ", h("code", { title: task.aggregator }, short(task.aggregator)),
       " · ", specLine, " · spec ", h("code", { class: "cid", title: task.spec_cid }, shortCid(task.spec_cid))),
     cards(task),
     h("div", { class: "charts" },
-      h("div", { class: "panel" }, h("h3", {}, "Validation accuracy ", h("span", { class: "muted" }, "(aggregated model, from each round receipt)")),
+      h("div", { class: "panel" }, h("h3", {}, "Validation accuracy ", h("span", { class: "muted" }, "(the model each round published, from its receipt)")),
         accuracyChart(rounds, task.rounds)),
       h("div", { class: "panel" }, h("h3", {}, "Contribution per trainer ", h("span", { class: "muted" }, "(basis points, stacked across rounds)")),
         contributionChart(rounds, trainers),
@@ -217,7 +220,8 @@ async function drawTask(taskId) {
           h("span", {}, h("i", { style: `background:${ROUND_COLORS[r.round % ROUND_COLORS.length]}` }), "round " + r.round))))),
     h("div", { class: "panel" }, h("h3", {}, "Rounds"), roundsTable(taskId, rounds)),
     h("div", { class: "panel" }, h("h3", {}, "Trainers and payouts"), trainersTable(rounds, payouts),
-      h("div", { class: "muted" }, "* withdrawals are pulled per account: the amount withdrawn since this task was created, over all tasks.")));
+      h("div", { class: "muted" }, "credited, withdrawn and owed are this task's; * the account's whole balance over every task " +
+        "(a withdrawal takes all of it, so what is left of this task's credits is what it credited after the last one).")));
 }
 
 async function refresh() {
