@@ -24,7 +24,7 @@ from eth_account.signers.local import LocalAccount
 from aggregator.outcome import RoundOutcome
 from aggregator.receipt import build_receipt
 from aggregator.round import aggregate_round
-from market.chain.contract import MarketContract, RoundSnapshot, Submission, eth_text, round_state
+from market.chain.contract import MarketContract, RoundSnapshot, Submission, amount_text, round_state
 from market.commitment import update_sketch
 from market.data import Dataset, dataset_commitment
 from market.errors import ConfigError, MalformedUpdateError, MarketError, StoreError
@@ -208,7 +208,7 @@ class Aggregator:
             say(f"round {r}: submissions closed ({info.submitted_count} updates); aggregating")
             posted = self.run_round(task_id)
             rec = posted.receipt
-            say(f"round {r}: posted model {posted.model_cid}: credited {eth_text(posted.credited_wei)} ETH to "
+            say(f"round {r}: posted model {posted.model_cid}: credited {amount_text(posted.credited_wei, info.token)} to "
                 f"{posted.credited_trainers} trainers; {len(rec.outliers)} outliers, {len(rec.rejected)} rejected; "
                 f"bps {posted.bps}; {posted.gas} gas")
             if once:

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from web3 import Web3
 
-from market.chain.contract import MAX_ROUNDS, MAX_TRAINERS, MarketContract
+from market.chain.contract import MAX_ROUNDS, MAX_TRAINERS, MarketContract, eth_text
 from market.errors import ConfigError, InsufficientFunds
 from market.spec import TaskSpec
 from market.store import ContentStore, put_json
@@ -32,21 +32,17 @@ def parse_eth(text: str) -> int:
 
     Raises ValueError with a sentence saying what is wrong (callers name the option or field).
     """
-    try:
-        value = Decimal(str(text).strip())
-    except InvalidOperation:
-        raise ValueError(f"{text!r}: not a number of ETH") from None
-    if not value.is_finite():
-        raise ValueError(f"{text!r}: not a finite number of ETH")
-    wei = value * WEI_PER_ETH
+    with localcontext(prec=200):  # exact: the default 28 digits would round large or long amounts
+        try:
+            value = Decimal(str(text).strip())
+        except InvalidOperation:
+            raise ValueError(f"{text!r}: not a number of ETH") from None
+        if not value.is_finite():
+            raise ValueError(f"{text!r}: not a finite number of ETH")
+        wei = value * WEI_PER_ETH
     if value <= 0 or wei != wei.to_integral_value():
         raise ValueError(f"{text!r}: must be a positive amount with at most 18 decimals (1 wei = 1e-18 ETH)")
     return int(wei)
-
-
-def eth_text(wei: int | str) -> str:
-    """Wei as ETH with six decimals, for messages (exact amounts stay in wei)."""
-    return f"{Decimal(int(wei)) / Decimal(WEI_PER_ETH):.6f}"
 
 
 class TaskRequest(BaseModel):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from eth_account.signers.local import LocalAccount
 
-from market.chain.contract import MarketContract, TaskInfo, eth_text, round_state
+from market.chain.contract import ZERO_ADDRESS, MarketContract, TaskInfo, amount_text, round_state
 from market.commitment import submission_commitment
 from market.data import Dataset
 from market.errors import ContractRevert, MarketError
@@ -101,7 +101,8 @@ class TrainerNode:
         self.data = data
         self.attack = attack
         self.seed = seed
-        self.collusion = collusion  # simulation only: (task, round) -> the round's honest updates
+        self.collusion = collusion
+        self._token = ZERO_ADDRESS  # the reward's token of the task being run (ETH until run() reads it)  # simulation only: (task, round) -> the round's honest updates
 
     @property
     def address(self) -> str:
@@ -191,6 +192,7 @@ class TrainerNode:
         summary = RunSummary(task_id)
         while True:
             info = self.contract.task(task_id)
+            self._token = info.token  # amounts are ETH, or units of the task's ERC-20 token
             if info.finished:
                 return self._finish(summary, say)
             r = info.current_round
@@ -247,14 +249,14 @@ class TrainerNode:
         summary.credited_wei += paid
         if done.settlement == "fallback":
             summary.outcomes[r] = "fallback"
-            return f"round {r}: settled without the aggregator's result (equal split): credited {eth_text(paid)} ETH"
+            return f"round {r}: settled without the aggregator's result (equal split): credited {amount_text(paid, self._token)}"
         receipt = None
         if done.receipt_cid:
             try:
                 receipt = read_receipt(self.store, done.receipt_cid)
             except MarketError as exc:
                 summary.outcomes[r] = "paid" if paid else "unknown"
-                return f"round {r}: settled: credited {eth_text(paid)} ETH (receipt {done.receipt_cid} unreadable: {exc})"
+                return f"round {r}: settled: credited {amount_text(paid, self._token)} (receipt {done.receipt_cid} unreadable: {exc})"
         me = self.address.lower()
         if receipt is not None:
             rejected = {a.lower(): why for a, why in receipt.rejected.items()}
@@ -264,9 +266,9 @@ class TrainerNode:
                 return f"round {r}: rejected: {rejected[me]}"
             if me in {a.lower() for a in receipt.outliers}:
                 summary.outcomes[r] = "outlier"
-                return f"round {r}: flagged as an outlier: " + (f"credited {eth_text(paid)} ETH" if paid else "paid 0")
+                return f"round {r}: flagged as an outlier: " + (f"credited {amount_text(paid, self._token)}" if paid else "paid 0")
         summary.outcomes[r] = "paid" if paid else "unpaid"
-        return f"round {r}: settled: credited {eth_text(paid)} ETH"
+        return f"round {r}: settled: credited {amount_text(paid, self._token)}"
 
     def _finish(self, summary: "RunSummary", say: Callable[[str], None]) -> "RunSummary":
         task_id = summary.task_id
@@ -276,8 +278,8 @@ class TrainerNode:
             first = min(summary.rejected)
             raise UpdatesRejected(
                 f"task {task_id} finished: every update you submitted was rejected (round {first}: "
-                f"{summary.rejected[first]}); credited {eth_text(total)} ETH: check your data against the task's spec")
-        say(f"task {task_id} finished: credited {eth_text(total)} ETH in all; withdraw with `market trainer withdraw`")
+                f"{summary.rejected[first]}); credited {amount_text(total, self._token)}: check your data against the task's spec")
+        say(f"task {task_id} finished: credited {amount_text(total, self._token)} in all; withdraw with `market trainer withdraw`")
         return summary
 
     def withdraw(self) -> int:

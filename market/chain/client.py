@@ -258,10 +258,24 @@ class Chain:
         except CONNECTION_ERRORS as exc:
             LOG.warning("send: connection to the node failed (%s); looking the transaction up before a retry",
                         type(exc).__name__)
+        sent = "0x" + bytes(signed.hash).hex().removeprefix("0x")
         try:
             self.w3.eth.get_transaction(signed.hash)
         except TransactionNotFound:
-            return self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            try:
+                return self.w3.eth.send_raw_transaction(signed.raw_transaction)
+            except Exception as exc:  # each node words it its own way (RPC error, eth-tester ValidationError)
+                # the first try did arrive (a node behind a load balancer may not have shown it yet):
+                # the same signed bytes cannot run twice, so wait for them rather than report a failure
+                # the user would answer by sending (and paying) again
+                text = str(exc).lower()
+                if "nonce too low" in text or "already known" in text or "invalid transaction nonce" in text:
+                    LOG.warning("send: the node already has transaction %s; waiting for it", sent)
+                    return signed.hash
+                raise
+        except (NodeUnreachable, *CONNECTION_ERRORS) as exc:
+            raise NodeUnreachable(f"send: node unreachable ({type(exc).__name__}); transaction {sent} may have been sent: "
+                                  "check it before sending again") from None
         return signed.hash
 
     # ------------------------------------------------------------------- time

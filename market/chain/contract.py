@@ -165,6 +165,19 @@ def eth_text(wei: int | str) -> str:
     return f"{Decimal(int(wei)) / Decimal(10**18):.6f}"
 
 
+def amount_text(wei: int | str, token: str = ZERO_ADDRESS, exact: bool = False) -> str:
+    """An amount of a task's reward for people: ``X.XXXXXX ETH`` (``exact``: with `` (N wei)``) for an
+    ETH task, ``N units of token 0x…`` for an ERC-20 task -- never shown as ETH, whatever its decimals."""
+    if int(token, 16) == 0:
+        return f"{eth_text(wei)} ETH" + (f" ({int(wei)} wei)" if exact else "")
+    return f"{int(wei)} units of token {Web3.to_checksum_address(token)}"
+
+
+def amount_number(wei: int | str, token: str = ZERO_ADDRESS) -> str:
+    """The number of :func:`amount_text` without its unit (ETH with six decimals, or raw token units)."""
+    return eth_text(wei) if int(token, 16) == 0 else str(int(wei))
+
+
 def digest_seed(task_id: int) -> bytes:
     """The running submissions digest of a new task."""
     return keccak(abi_encode(["uint256"], [task_id]))

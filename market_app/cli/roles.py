@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from market.errors import ConfigError
-from market_app.cli.common import _account, _chain_opts, _contract, _eth, _load_dataset, _store, _task_id, _task_spec
+from market_app.cli.common import _account, _chain_opts, _check_address, _contract, _load_dataset, _store, _task_id, _task_spec
 
 
 # --------------------------------------------------------------------- trainer
@@ -35,10 +35,13 @@ def cmd_trainer_run(args: argparse.Namespace) -> int:
 
 
 def cmd_trainer_withdraw(args: argparse.Namespace) -> int:
+    from market.chain.contract import ZERO_ADDRESS, amount_text
+
+    token = _check_address(args.token, "--token") if args.token else ZERO_ADDRESS
     contract = _contract(args)
     acct = _account(args)
-    amount = contract.withdraw(acct)
-    print(f"withdrew {_eth(amount)} ETH ({amount} wei) to {acct.address}")
+    amount = contract.withdraw(acct, token)
+    print(f"withdrew {amount_text(amount, token, exact=True)} to {acct.address}")
     return 0
 
 
@@ -91,6 +94,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q.set_defaults(func=cmd_trainer_run)
     q = trsub.add_parser("withdraw", help="withdraw what you are owed")
     _chain_opts(q)
+    q.add_argument("--token", metavar="ADDRESS",
+                   help="withdraw what you are owed in this ERC-20 token (a task paying in a token says so in "
+                        "`market task status`); default: ETH")
     q.set_defaults(func=cmd_trainer_withdraw)
 
     p = sub.add_parser("aggregator", help="the aggregator service")

@@ -8,6 +8,8 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from market.chain.contract import amount_number as _num
+from market.chain.contract import amount_text as _money
 from market.errors import ConfigError
 from market_app.cli.common import (
     _account,
@@ -101,14 +103,15 @@ def cmd_task_status(args: argparse.Namespace) -> int:
     where = "finished" if info.finished else f"round {info.current_round} of {info.rounds} (rounds 0..{info.rounds - 1})"
     name = task_name(_store(args), info.spec_cid)
     print(f"task {info.task_id}{f' ({name})' if name else ''}: {where}; {info.trainer_count}/{info.max_trainers} trainers; owner {info.owner}; aggregator {info.aggregator}")
-    print(f"reward {_eth(info.reward)} ETH: escrow {_eth(info.escrow)}, credited {_eth(info.credited)}, refunded {_eth(info.refunded)}")
+    print(f"reward {_money(info.reward, info.token)}: escrow {_num(info.escrow, info.token)}, credited {_num(info.credited, info.token)}, "
+          f"refunded {_num(info.refunded, info.token)}")
     if info.finished:
         print(f"round {state.round}: settled (every round of the task is settled)")
     else:
         early = " (closed early: the task's full trainer count submitted)" if state.closed_early else ""
         print(f"round {info.current_round}: {info.submitted_count} of at most {info.max_trainers} submitted; {state.text()}{early}")
     if info.refundable:
-        print(f"refunds: {_eth(info.refundable)} ETH ({info.refundable} wei) the owner can withdraw with "
+        print(f"refunds: {_money(info.refundable, info.token, exact=True)} the owner can withdraw with "
               f"`market task refunds {info.task_id}`")
     print(f"spec {info.spec_cid}")
     return 0
@@ -145,11 +148,11 @@ def cmd_task_settle(args: argparse.Namespace) -> int:
     paid = contract.settlement(contract.settle_without_result(caller, args.task))  # the contract says why it refuses
     tid, r = args.task, paid["round"]
     if paid["settlement"] == "fallback":
-        rest = f"; {_eth(paid['refunded'])} ETH ({paid['refunded']} wei) remainder to the owner's refunds" if paid["refunded"] else ""
-        print(f"task {tid} round {r} settled without a result: {_eth(paid['credited'])} ETH ({paid['credited']} wei) "
-              f"split equally among {paid['trainers']} submitters{rest}")
+        rest = f"; {_money(paid['refunded'], info.token, exact=True)} remainder to the owner's refunds" if paid["refunded"] else ""
+        print(f"task {tid} round {r} settled without a result: {_money(paid['credited'], info.token, exact=True)} "
+              f"split equally among {info.submitted_count} submitters{rest}")
     else:
-        print(f"task {tid} round {r} settled: nobody submitted, {_eth(paid['refunded'])} ETH ({paid['refunded']} wei) "
+        print(f"task {tid} round {r} settled: nobody submitted, {_money(paid['refunded'], info.token, exact=True)} "
               f"refunded to the owner (withdraw with `market task refunds {tid}`)")
     return 0
 
@@ -157,8 +160,9 @@ def cmd_task_settle(args: argparse.Namespace) -> int:
 def cmd_task_reclaim(args: argparse.Namespace) -> int:
     contract = _contract(args)
     owner = _account(args)
+    token = contract.task(args.task).token
     amount = contract.reclaimed(contract.reclaim_unused(owner, args.task))  # the contract says why it refuses
-    print(f"task {args.task}: reclaimed {_eth(amount)} ETH ({amount} wei) of unused rounds; the task is finished; "
+    print(f"task {args.task}: reclaimed {_money(amount, token, exact=True)} of unused rounds; the task is finished; "
           f"withdraw it with `market task refunds {args.task}`")
     return 0
 
@@ -166,8 +170,9 @@ def cmd_task_reclaim(args: argparse.Namespace) -> int:
 def cmd_task_refunds(args: argparse.Namespace) -> int:
     contract = _contract(args)
     owner = _account(args)
+    token = contract.task(args.task).token
     amount = contract.withdraw_refund(owner, args.task)  # the contract says why it refuses
-    print(f"task {args.task}: withdrew {_eth(amount)} ETH ({amount} wei) of refunds to {owner.address}")
+    print(f"task {args.task}: withdrew {_money(amount, token, exact=True)} of refunds to {owner.address}")
     return 0
 
 
@@ -249,7 +254,7 @@ def cmd_task_results(args: argparse.Namespace) -> int:
         return 0
     name = f" ({view.task.name})" if view.task.name else ""
     print(f"task {args.task}{name}: {len(settled)} of {view.task.rounds} rounds settled, "
-          f"reward {_eth(view.task.reward_wei)} ETH, {len(view.task.trainers)} trainers joined")
+          f"reward {_money(view.task.reward_wei, view.task.token)}, {len(view.task.trainers)} trainers joined")
     for r in settled:
         acc = f", validation accuracy {r.accuracy:.3f} (published model)" if r.accuracy is not None else ""
         print(f"round {r.round} ({r.status}{acc}): model {r.model_cid} receipt {r.receipt_cid}")
@@ -257,14 +262,14 @@ def cmd_task_results(args: argparse.Namespace) -> int:
             print(f"  receipt unreadable: {r.receipt_error}")
         for t in r.trainers:
             bps = "-" if t.bps is None else str(t.bps)
-            print(f"  {t.address}  {bps:>5} bps  {_eth(t.credited_wei)} ETH  {_trainer_status(t)}")
+            print(f"  {t.address}  {bps:>5} bps  {_money(t.credited_wei, view.task.token)}  {_trainer_status(t)}")
     if not settled:
         print(f"task {args.task}: no round settled yet")
         return 0
     print(f"total per trainer (task {args.task}):")
     for p in view.payouts.trainers:
         c = counts[p.address]
-        print(f"  {p.address}  {_eth(p.credited_wei)} ETH credited ({_eth(p.owed_wei)} not withdrawn); "
+        print(f"  {p.address}  {_money(p.credited_wei, view.task.token)} credited ({_num(p.owed_wei, view.task.token)} not withdrawn); "
               f"paid {c['paid']}, outlier {c['outlier']}, rejected {c['rejected']}, did not submit {c['did_not_submit']}")
     return 0
 

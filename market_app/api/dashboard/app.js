@@ -28,10 +28,15 @@ function s(tag, attrs, text) {
 const short = (a) => (a && a.length > 14 ? a.slice(0, 6) + "…" + a.slice(-4) : a || "");
 const shortCid = (c) => (c && c.length > 20 ? c.slice(0, 10) + "…" + c.slice(-6) : c || "");
 const pct = (x) => (x === null || x === undefined ? "–" : (100 * x).toFixed(1) + "%");
-function eth(wei) {
-  const w = BigInt(wei || "0"), unit = 10n ** 18n;
-  const frac = (w % unit).toString().padStart(18, "0").slice(0, 4);
-  return (w / unit).toString() + "." + frac;
+const ZERO_ADDRESS = "0x0000000000000000000000000000000000000000";
+// the unit of the task on screen: ETH, or the raw units of its ERC-20 token (never shown as ETH)
+let UNIT = "ETH";
+const unitOf = (token) => (!token || token.toLowerCase() === ZERO_ADDRESS ? "ETH" : "units of token " + short(token));
+function eth(wei, unit = UNIT) {
+  if (unit !== "ETH") return BigInt(wei || "0").toString();
+  const w = BigInt(wei || "0"), one = 10n ** 18n;
+  const frac = (w % one).toString().padStart(18, "0").slice(0, 4);
+  return (w / one).toString() + "." + frac;
 }
 const badge = (status, text) => h("span", { class: "badge b-" + status }, text || status.replace("_", " "));
 async function api(path) {
@@ -126,11 +131,11 @@ function contributionChart(rounds, trainers) {
 function cards(task) {
   const card = (k, v, id) => h("div", { class: "card", id }, h("div", { class: "k" }, k), h("div", { class: "v" }, v));
   return h("div", { class: "cards" },
-    card("reward ETH", eth(task.reward_wei), "card-reward"),
-    card("credited ETH", eth(task.credited_wei), "card-credited"),
-    card("withdrawn ETH", eth(task.withdrawn_total || "0"), "card-withdrawn"),
-    card("refunded ETH", eth(task.refunded_wei), "card-refunded"),
-    card("escrow left ETH", eth(task.escrow_wei), "card-escrow"));
+    card(`reward ${UNIT}`, eth(task.reward_wei), "card-reward"),
+    card(`credited ${UNIT}`, eth(task.credited_wei), "card-credited"),
+    card(`withdrawn ${UNIT}`, eth(task.withdrawn_total || "0"), "card-withdrawn"),
+    card(`refunded ${UNIT}`, eth(task.refunded_wei), "card-refunded"),
+    card(`escrow left ${UNIT}`, eth(task.escrow_wei), "card-escrow"));
 }
 
 function roundsTable(taskId, rounds) {
@@ -156,7 +161,7 @@ function roundsTable(taskId, rounds) {
   });
   return h("table", { id: "rounds-table" },
     h("thead", {}, h("tr", {}, ["round", "status", "val. accuracy", "submitted / kept", "outliers & rejected (reason)",
-      "credited ETH", "model CID", "receipt CID"].map((c, i) => h("th", { class: [2, 3, 5].includes(i) ? "num" : "" }, c)))),
+      `credited ${UNIT}`, "model CID", "receipt CID"].map((c, i) => h("th", { class: [2, 3, 5].includes(i) ? "num" : "" }, c)))),
     h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "no round opened yet"))));
 }
 
@@ -177,8 +182,8 @@ function trainersTable(rounds, payouts) {
       h("td", { class: "num muted owed-all" }, eth(p.owed_all_tasks_wei)));
   });
   return h("table", { id: "trainers-table" },
-    h("thead", {}, h("tr", {}, ["trainer", "per round", "credited ETH", "withdrawn ETH", "owed ETH",
-      "owed, all tasks ETH*"].map((c, i) =>
+    h("thead", {}, h("tr", {}, ["trainer", "per round", `credited ${UNIT}`, `withdrawn ${UNIT}`, `owed ${UNIT}`,
+      `owed, all tasks ${UNIT}*`].map((c, i) =>
       h("th", { class: i >= 2 ? "num" : "" }, c)))),
     h("tbody", {}, rows));
 }
@@ -191,7 +196,7 @@ async function drawTaskList(status) {
   ul.replaceChildren(...(list.tasks.length ? list.tasks.map((t) => h("li", {}, h("a", {
     href: "#task=" + t.task_id, class: t.task_id === sel ? "sel" : "", "data-task": t.task_id },
     "Task " + t.task_id, " ", t.name ? h("span", { class: "task-name" }, t.name + " ") : null, badge(t.status === "finished" ? "result" : "open", t.status),
-    h("span", { class: "sub" }, `${t.rounds_settled}/${t.rounds} rounds · ${eth(t.reward_wei)} ETH`)))) : [h("li", { class: "muted" }, "no task on this contract yet")]));
+    h("span", { class: "sub" }, `${t.rounds_settled}/${t.rounds} rounds · ${eth(t.reward_wei, unitOf(t.token))} ${unitOf(t.token)}`)))) : [h("li", { class: "muted" }, "no task on this contract yet")]));
   return sel;
 }
 
@@ -199,6 +204,7 @@ async function drawTask(taskId) {
   const main = document.getElementById("task");
   if (!taskId) { main.replaceChildren(h("p", { class: "muted" }, "No task yet: create one with `market task create` or run `market simulate --rpc <the devnet's RPC URL>`.")); return; }
   const { task, rounds, payouts } = await api(`/api/tasks/${taskId}/overview`);
+  UNIT = unitOf(task.token);
   task.withdrawn_total = payouts.trainers.reduce((a, p) => a + BigInt(p.withdrawn_wei), 0n).toString();
   const trainers = task.trainers;
   const settled = rounds.filter((r) => r.settled).length;
