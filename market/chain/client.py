@@ -273,7 +273,7 @@ class Chain:
                     LOG.warning("send: the node already has transaction %s; waiting for it", sent)
                     return signed.hash
                 raise
-        except (NodeUnreachable, *CONNECTION_ERRORS) as exc:
+        except (NodeUnreachable, requests.ConnectionError, requests.Timeout, ConnectionError) as exc:
             raise NodeUnreachable(f"send: node unreachable ({type(exc).__name__}); transaction {sent} may have been sent: "
                                   "check it before sending again") from None
         return signed.hash
