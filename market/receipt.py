@@ -132,11 +132,3 @@ class Receipt(_Doc):
         before that field existed, ``details.accuracy_after``."""
         d = self.details
         return d.accuracy_model if d.accuracy_model is not None else d.accuracy_after
-
-    def status_of(self, trainer: str) -> str:
-        """``paid`` | ``outlier`` | ``rejected: reason`` | ``unpaid`` for one submitter."""
-        if trainer in self.rejected:
-            return f"rejected: {self.rejected[trainer]}"
-        if trainer in self.outliers:
-            return "outlier"
-        return "paid" if self.bps.get(trainer, 0) > 0 else "unpaid"

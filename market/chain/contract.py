@@ -468,10 +468,6 @@ class MarketContract:
             for e in self._logs("RoundSettled", task.created_block, taskId=task_id)
         ]
 
-    def global_model_cid(self, task_id: int, initial_model_cid: str, info: TaskInfo | None = None) -> str:
-        """The model trainers start the current round from: the latest posted model, else the initial one."""
-        return self._info(task_id, info).latest_model_cid or initial_model_cid
-
 
 def _digest_before(task_id: int, round_: int, settled: dict[int, RoundInfo]) -> bytes:
     if round_ == 0:
