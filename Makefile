@@ -59,7 +59,7 @@ artifacts: install
 check-artifacts: install
 	$(PY) -m market.chain.compile --check
 
-.PHONY: bench-gas bench-robust bench-robustness bench-robustness-quick bench-valuation bench-proof
+.PHONY: bench-gas bench-robust bench-robustness bench-robustness-quick bench-valuation bench-proof bench-fairness
 bench-gas: install
 	$(PY) bench/gas.py --json bench/gas.json
 bench-proof: install
@@ -72,6 +72,8 @@ bench-robustness: install
 	$(PY) bench/robustness.py --json bench/results/robustness.json
 bench-robustness-quick: install
 	$(PY) bench/robustness.py --json bench/results/robustness-quick.json --quick
+bench-fairness: install
+	$(PY) bench/fairness.py --json bench/results/fairness.json
 
 clean:
 	rm -rf .market tests/app/artifacts .pytest_cache

@@ -17,6 +17,12 @@ from market.zk import statement as zs
 
 
 @torch.no_grad()
+def payout_record(spec: TaskSpec, estimator: str) -> dict[str, str]:
+    """What decided a round's pay, for the receipt (``market verify`` replays it)."""
+    v = spec.valuation
+    return {"rule": v.payout, "metric": v.metric, "utility": v.utility, "estimator": estimator, "weights": "equal"}
+
+
 def published_accuracy(spec: TaskSpec, state: dict[str, Tensor], x_val: Tensor, y_val: Tensor) -> float | None:
     """Validation accuracy of the model a round publishes (``state``, float32 as stored and as the next round
     loads it): correct predictions / samples, an exact ratio like the coalition utilities; None without data."""
@@ -41,7 +47,7 @@ class RoundOutcome:
     robust: dict[str, Any]  # rule, applied rule, f, f_effective, scores per valid address
     valuation: str
     seed: int
-    contributions: dict[str, float]  # Shapley value (accuracy points); 0 if not a survivor
+    contributions: dict[str, float]  # Shapley value (in the metric's units); 0 if not a survivor
     shares: dict[str, float]
     bps: tuple[int, ...]
     utilities: dict[str, float]  # ",".join(sorted(addresses)) -> U; "" is the empty coalition
@@ -58,6 +64,8 @@ class RoundOutcome:
     # (float32, as published); ``accuracy_after`` is U(survivors), which differs when the robust rule's
     # own aggregate (not the survivors' FedAvg) became the update
     accuracy_model: float | None = None
+    # how pay was decided: payout rule, metric, coalition utility, estimator, FedAvg/coalition weights
+    payout: dict[str, str] = field(default_factory=dict)
     # proof tasks: the circuit's inputs (valid addresses in slot order, f, sketches, binders, base
     # permutation, outlier slots, integer utilities) -- see market.zk.statement
     proof: ProofInputs | None = None
@@ -90,5 +98,6 @@ class RoundOutcome:
             "valuation_record": dict(self.valuation_record),
             "cumulative_values": dict(self.cumulative_values),
             "cumulative_shares": dict(self.cumulative_shares),
+            "payout": dict(self.payout),
             "proof": self.proof.model_dump() if self.proof is not None else None,
         }

@@ -1,7 +1,7 @@
 """The round a proof task runs, as ``zk/round.circom`` proves it (pure: no chain, no store).
 
 Multi-Krum over the committed sketches of the valid updates, FedAvg of the survivors, cyclic-
-permutation Shapley over integer utilities, largest-remainder basis points; the circuit's inputs
+permutation Shapley over integer utilities (equal FedAvg weights), largest-remainder basis points; the circuit's inputs
 come back as :class:`market.receipt.ProofInputs` and the statement as ``RoundOutcome.decision``.
 """
 
@@ -14,9 +14,9 @@ import torch
 from torch import Tensor
 
 from aggregator.fedavg import fedavg, next_state
-from aggregator.outcome import RoundOutcome, published_accuracy
+from aggregator.outcome import RoundOutcome, payout_record, published_accuracy
 from aggregator.robust import effective_f
-from aggregator.validate import validate_all
+from aggregator.validate import Published, validate_all
 from aggregator.valuation.utility import CoalitionUtility
 from market.payout import contribution_shares, cumulative_shares, cumulative_values, to_basis_points
 from market.receipt import ProofInputs
@@ -34,6 +34,8 @@ def provable_round(
     digest: bytes,
     binders: Mapping[str, int],
     sketch_of: Mapping[str, Sequence[int]],
+    earlier: Sequence[Published] = (),
+    order: Mapping[str, int] | None = None,
 ) -> RoundOutcome:
     """The round ``zk/round.circom`` proves: Multi-Krum over the sketches of the valid updates
     (slots in the given order, join order), FedAvg of the survivors, cyclic-permutation Shapley
@@ -41,7 +43,7 @@ def provable_round(
 
     addresses = tuple(a for a, _ in submissions)
     t0 = time.perf_counter()
-    valid = validate_all(spec, global_state, submissions)
+    valid = validate_all(spec, global_state, submissions, earlier, order)
     n = len(valid.addresses)
     f_eff = effective_f(n, spec.robust.f, "multikrum") if n else 0
     sketches = [list(sketch_of[a]) for a in valid.addresses]
@@ -53,7 +55,7 @@ def provable_round(
         survivors = tuple(valid.addresses[i] for i in decision.survivors)
     slot = {a: i for i, a in enumerate(valid.addresses)}
     kept = [valid.deltas[slot[a]] for a in survivors]
-    weights = [float(valid.samples[a]) for a in survivors]
+    weights = [1.0] * len(survivors)  # equal weights: a claimed sample count decides nothing
     new_state = next_state(global_state, fedavg(torch.stack(kept), weights) if kept else None)
     t1 = time.perf_counter()
 
@@ -130,6 +132,7 @@ def provable_round(
         valuation_record={"method": "cyclic-shapley", "permutation": list(perm), "utility_scale": zs.UTIL_SCALE},
         cumulative_values=cumulative,
         cumulative_shares=cumulative_shares(cumulative),
+        payout=payout_record(spec, "cyclic-shapley"),
         proof=proof,
         decision=decision,
     )

@@ -5,10 +5,12 @@ every update (rejections carry a reason), run the task's robust rule over the
 valid ones (:mod:`aggregator.robust`: Multi-Krum, Krum, coordinate-wise median
 or trimmed mean, geometric median, centered clipping, optionally after NNM or
 clipping), apply the rule's own aggregate or, for Multi-Krum and mean, FedAvg
-the survivors weighted by samples (McMahan et al. 2017), value each survivor by Shapley value of
-the validation-accuracy utility (:mod:`aggregator.valuation`: exact, GTG,
-TMC or leave-one-out, chosen by the spec), and turn the values (this round's,
-or with ``payout = "cumulative"`` each trainer's sum over the rounds so far)
+the survivors (McMahan et al. 2017) with equal weights -- a sample count is
+the trainer's own claim, so it decides nothing -- value each survivor by Shapley value of
+the validation utility (minus cross-entropy by default, or accuracy;
+:mod:`aggregator.valuation`: exact, GTG, TMC or leave-one-out, chosen by the
+spec), and turn the values (with ``payout = "cumulative"``, the default, each
+trainer's running sum over the rounds so far; with ``"round"`` this round's)
 into basis points summing to 10,000.  Everything that
 goes into the round receipt comes back in :class:`aggregator.outcome.RoundOutcome`; the only
 non-reproducible field is ``timings`` (seconds).  Proof tasks run :func:`aggregator.provable.provable_round`.
@@ -30,13 +32,18 @@ import torch
 from torch import Tensor
 
 from aggregator.fedavg import fedavg, next_state
-from aggregator.outcome import RoundOutcome, published_accuracy
+from aggregator.outcome import RoundOutcome, payout_record, published_accuracy
 from aggregator.provable import provable_round
 from aggregator.robust import Mean, RobustDecision, RobustRule, effective_f, get_rule, max_f
-from aggregator.validate import ValidUpdates, validate_all
+from aggregator.validate import Published, ValidUpdates, validate_all
 from aggregator.valuation import value_survivors
 from aggregator.valuation.estimators import choose_valuation
-from market.payout import contribution_shares, cumulative_shares, cumulative_values, to_basis_points
+from market.payout import (
+    contribution_shares,
+    cumulative_shares,
+    cumulative_values,
+    to_basis_points,
+)
 from market.spec import TaskSpec
 
 
@@ -73,6 +80,7 @@ def _select(spec: TaskSpec, valid: ValidUpdates) -> tuple[RobustDecision, dict[s
         "f": spec.robust.f,
         "f_effective": f_eff,
         "scores": dict(zip(valid.addresses, decision.scores)),
+        "weights": "equal",  # FedAvg and coalition weights; claimed sample counts are recorded, not used
         # which vector became the model update: the survivors' sample-weighted FedAvg, or the rule's own aggregate
         "update": "fedavg" if decision.reweight else "rule",
         "treatment": {
@@ -101,6 +109,8 @@ def aggregate_round(
     proof_seed: bytes | None = None,
     binders: Mapping[str, int] | None = None,
     sketches: Mapping[str, Sequence[int]] | None = None,
+    earlier: Sequence[Published] = (),
+    order: Mapping[str, int] | None = None,
 ) -> RoundOutcome:
     """Validate, robust-aggregate, value and pay out one round's ``(address, blob)`` submissions.
 
@@ -112,7 +122,10 @@ def aggregate_round(
     a caller running many rounds typically passes ``spec.valuation.seed + round``).
     ``prior_values`` are the trainers' cumulative values before this round (the
     previous round's ``cumulative_values``; ``{}`` or None for the first round).
-    With ``spec.valuation.payout == "cumulative"`` they decide the basis points.
+    With ``spec.valuation.payout == "cumulative"`` each eligible trainer is paid by its cumulative value.
+    ``earlier``: the updates published in earlier rounds, ``order``: each submitter's on-chain
+    submission sequence; an update that copies one of them, or one submitted before it, is refused
+    (:func:`aggregator.validate.find_copies`).
     """
     seed = spec.valuation.seed if seed is None else seed
     addresses = tuple(a for a, _ in submissions)
@@ -121,13 +134,13 @@ def aggregate_round(
     if spec.proof.system != "none":
         if proof_seed is None or binders is None or sketches is None:
             raise ValueError("a proof task's round needs the submissions digest and each submitter's binder and sketch")
-        return provable_round(spec, global_state, submissions, x_val, y_val, seed, proof_seed, binders, sketches)
+        return provable_round(spec, global_state, submissions, x_val, y_val, seed, proof_seed, binders, sketches, earlier, order)
     t0 = time.perf_counter()
-    valid = validate_all(spec, global_state, submissions)
+    valid = validate_all(spec, global_state, submissions, earlier, order)
     decision, robust = _select(spec, valid)
     survivors = tuple(valid.addresses[i] for i in decision.selected)
     kept = [valid.deltas[i] for i in decision.selected]
-    weights = [float(valid.samples[a]) for a in survivors]
+    weights = [1.0] * len(survivors)  # equal: see the module docstring
     new_state = next_state(global_state, _robust_update(decision, kept, weights))
     t1 = time.perf_counter()
 
@@ -172,4 +185,5 @@ def aggregate_round(
         valuation_record=record,
         cumulative_values=cumulative,
         cumulative_shares=cumulative_shares(cumulative),
+        payout=payout_record(spec, name),
     )

@@ -2,7 +2,8 @@
 
 read the round's submissions from the chain → fetch each update by CID
 (re-hashed on read) → reject what cannot be used (missing blob, hash mismatch,
-commitment that does not bind the submitter, a copy of an earlier update) →
+commitment that does not bind the submitter, a second submission of a CID) → read the
+earlier rounds' receipts (cumulative values) and updates (to refuse copies of them) →
 :func:`aggregator.round.aggregate_round` (validate, robust rule, FedAvg,
 coalition utilities, Shapley values, basis points) → write the new model and
 the round receipt to the store → ``postResult``.
@@ -20,10 +21,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from torch import Tensor
 
 from aggregator.outcome import RoundOutcome
 from aggregator.receipt import build_receipt
 from aggregator.round import aggregate_round
+from aggregator.validate import Published
 from market.chain.contract import MarketContract, RoundSnapshot, Submission, amount_text, round_state
 from market.commitment import update_sketch
 from market.data import Dataset, dataset_commitment
@@ -33,7 +36,7 @@ from market.receipt import Receipt
 from market.spec import TaskSpec
 from market.store import ContentStore, put_json
 from market.task import TaskView, fetch_global_model, load_task, read_receipt, wait_until
-from market.tensors import encode_state
+from market.tensors import decode_state, encode_state, flatten
 from market.zk.sketch import binder, commitment_bytes
 
 
@@ -93,10 +96,40 @@ def prefilter(
     return usable, rejected, sketches
 
 
-def prior_values(store: ContentStore, snap: RoundSnapshot) -> dict[str, float]:
-    """Cumulative contribution values before the snapshot's round: from the latest earlier receipt (read by CID)."""
-    cid = snap.prior_receipt_cid()
-    return dict(read_receipt(store, cid).details.cumulative_values) if cid else {}
+@dataclass(frozen=True)
+class PriorRound:
+    """What a round takes from the earlier rounds settled by a result (their receipts, read by CID)."""
+
+    values: dict[str, float]  # each trainer's cumulative contribution value so far (the latest receipt's)
+    updates: list[Published]  # every update and global update published so far: copies of them are refused
+
+
+def _flat(store: ContentStore, cid: str) -> Tensor | None:
+    try:
+        return flatten(decode_state(store.get(cid))[0])
+    except MarketError:
+        return None  # unreadable now: nothing to compare a copy with (the round still completes)
+
+
+def prior_round(store: ContentStore, snap: RoundSnapshot) -> PriorRound:
+    """Cumulative values of the latest earlier settled round, and every update published before this round."""
+    updates: list[Published] = []
+    values: dict[str, float] = {}
+    for r in sorted(snap.settled):
+        done = snap.settled[r]
+        if r >= snap.round or not done.receipt_cid:
+            continue
+        receipt = read_receipt(store, done.receipt_cid)
+        values = dict(receipt.details.cumulative_values)
+        cid_of = {s.trainer: s.cid for s in receipt.submissions}
+        for trainer in [*receipt.details.survivors, *receipt.details.outliers]:
+            delta = _flat(store, cid_of[trainer]) if trainer in cid_of else None
+            if delta is not None:
+                updates.append(Published(trainer, f"the update of {trainer} in round {r}", delta))
+        new, old = _flat(store, receipt.model_cid), _flat(store, receipt.input_model_cid)
+        if new is not None and old is not None and new.shape == old.shape and bool((new != old).any()):
+            updates.append(Published("", f"round {r}'s global update", new.double() - old.double()))
+    return PriorRound(values, updates)
 
 
 class Aggregator:
@@ -137,8 +170,10 @@ class Aggregator:
                 "binders": {s.trainer: binder(task_id, r, s.trainer, s.cid) for s in subs},
                 "sketches": sketches,
             }
+        prior = prior_round(self.store, snap)
         outcome = aggregate_round(view.spec, global_state, usable, self.validation.x, self.validation.y, seed=seed,
-                                  prior_values=prior_values(self.store, snap), **proof_args)
+                                  prior_values=prior.values, earlier=prior.updates,
+                                  order={s.trainer: s.seq for s in subs}, **proof_args)
         model_cid = self.store.put(encode_state(outcome.new_state, {"kind": "model", "round": str(r)}))
         receipt = build_receipt(
             view=view, round_=r, submissions=subs, global_cid=global_cid, model_cid=model_cid,

@@ -11,8 +11,18 @@ Federated Learning"; it carries no work, yet under the default ``fedavg``
 coalition utility diluting the honest step can earn it a positive Shapley
 value -- measured up to 1.4% of a first round and 54% of a converged one --
 so it is refused outright) and for a ``samples`` count, the FedAvg weight
-(McMahan et al. 2017).  Each rejection carries a one-line reason that goes
-into the round receipt.  A free rider that adds noise to the global model is
+(McMahan et al. 2017), which is recorded but no longer decides anything: the
+round weighs every update equally, so nobody can buy weight by claiming more
+samples.  Each rejection carries a one-line reason that goes
+into the round receipt.
+
+Copies (:func:`find_copies`): an update whose cosine similarity with an update
+submitted before it in the round (on-chain order), or with another trainer's or a
+global update published in an earlier round,
+exceeds the spec's ``validation.copy_cosine`` is refused as a copy: it carries
+no work of its own, and paying it would let anyone who sees an update earn a
+second share of its value.  The earlier update keeps its value, so a copy never
+raises what the pair is paid.  A free rider that adds noise to the global model is
 not caught here; it is valued like anyone else (see the README's valuation
 section for what it earns).
 """
@@ -22,7 +32,7 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -103,8 +113,79 @@ class ValidUpdates:
     rejected: dict[str, str]
 
 
-def validate_all(spec: TaskSpec, global_state: dict[str, Tensor], submissions: Sequence[tuple[str, bytes]]) -> ValidUpdates:
-    """Run :func:`validate_update` over every submission; a reason for each rejection."""
+def _unit_rows(vectors: Sequence[Tensor]) -> Tensor:
+    m = torch.stack([v.to(torch.float64).reshape(-1) for v in vectors])
+    return m / m.norm(dim=1, keepdim=True).clamp_min(1e-300)
+
+
+#: an update this alike a trainer's *own* earlier update is a replay of it (honest updates of the same
+#: trainer in consecutive rounds measured at most 0.997 alike on digits: same data, next model)
+OWN_REPLAY_COSINE = 0.9999
+
+
+@dataclass(frozen=True)
+class Published:
+    """An update published in an earlier round, which a new one may not copy.
+
+    ``publisher``: the trainer who submitted it ("" for a round's global update, the new model minus the
+    old); ``label``: how a rejection names it; ``delta``: the flat update."""
+
+    publisher: str
+    label: str
+    delta: Tensor
+
+
+def find_copies(
+    addresses: Sequence[str],
+    deltas: Sequence[Tensor],
+    threshold: float,
+    earlier: Sequence[Published] = (),
+    order: Mapping[str, int] | None = None,
+) -> dict[str, str]:
+    """``address -> reason`` for every update that is a (near) copy of one before it.
+
+    An update is a copy when its cosine similarity with an update submitted before it this round
+    (``order``: each address's on-chain submission sequence; default: list order), or with one in
+    ``earlier`` published by another trainer or as a global update, is above ``threshold``; or with
+    its own earlier update above :data:`OWN_REPLAY_COSINE` (a replay: the same data trained from the
+    next model points the same way, measured up to 0.997, so a lower bar would refuse honest trainers;
+    other trainers' earlier updates stayed below 0.7).  The first of a group of copies is not a copy.
+    """
+    out: dict[str, str] = {}
+    if not deltas:
+        return out
+    unit = _unit_rows(deltas)
+    same = unit @ unit.T
+    old = unit @ _unit_rows([p.delta for p in earlier]).T if earlier else None
+    seq = order or {a: i for i, a in enumerate(addresses)}
+    for i in sorted(range(len(addresses)), key=lambda k: (seq.get(addresses[k], k), k)):
+        address = addresses[i]
+        before = [j for j in range(len(addresses)) if seq.get(addresses[j], j) < seq.get(address, i)
+                  and float(same[i, j]) > threshold]
+        if before:
+            j = min(before, key=lambda k: seq.get(addresses[k], k))
+            out[address] = f"a copy of the update of {addresses[j]} submitted earlier this round (cosine {float(same[i, j]):.6f})"
+            continue
+        if old is None:
+            continue
+        for k, p in enumerate(earlier):
+            own = p.publisher.lower() == address.lower()
+            if float(old[i, k]) > (OWN_REPLAY_COSINE if own else threshold):
+                what = "a replay of" if own else "a copy of"
+                out[address] = f"{what} {p.label} (cosine {float(old[i, k]):.6f})"
+                break
+    return out
+
+
+def validate_all(
+    spec: TaskSpec,
+    global_state: dict[str, Tensor],
+    submissions: Sequence[tuple[str, bytes]],
+    earlier: Sequence[Published] = (),
+    order: Mapping[str, int] | None = None,
+) -> ValidUpdates:
+    """Run :func:`validate_update` over every submission, then refuse copies (:func:`find_copies`, against each
+    other and ``earlier``); a reason for each rejection."""
     out = ValidUpdates([], [], {}, {})
     for address, blob in submissions:
         delta, count, reason = validate_update(blob, global_state, spec.validation.max_update_norm)
@@ -114,4 +195,11 @@ def validate_all(spec: TaskSpec, global_state: dict[str, Tensor], submissions: S
         out.addresses.append(address)
         out.deltas.append(flatten(delta))
         out.samples[address] = count
-    return out
+    copies = find_copies(out.addresses, out.deltas, spec.validation.copy_cosine, earlier, order)
+    if not copies:
+        return out
+    keep = [i for i, a in enumerate(out.addresses) if a not in copies]
+    return ValidUpdates(
+        [out.addresses[i] for i in keep], [out.deltas[i] for i in keep],
+        {a: c for a, c in out.samples.items() if a not in copies}, {**out.rejected, **copies},
+    )

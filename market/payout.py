@@ -24,6 +24,16 @@ are taken -- clipping every round first would let a trainer whose values are
 pure noise around zero (a free rider) collect the positive half of the noise
 every round.  Its cumulative share is ``max(C_i, 0) / sum_j max(C_j, 0)``;
 if nobody's sum is positive, everyone listed gets an equal share.
+
+The ``cumulative`` payout (the default) pays each round's pool by each eligible
+trainer's cumulative value (clipped at 0): per-round values are noisy, sums
+average the noise out (``bench/fairness.py``).  The price is that a trainer who
+joins late is paid little at first (the first rounds' gains are the largest);
+dividing by the rounds or the round scales a trainer took part in pays it
+faster, but was measured to pay a data-less newcomer submitting noise 0.4-0.7x
+an honest trainer (one replaying an old public update up to 4x), and to let a
+trainer shed a bad record under a fresh identity, so it waits for an identity
+cost (stakes).
 """
 
 from __future__ import annotations
@@ -83,3 +93,4 @@ def cumulative_values(prior: Mapping[str, float], current: Mapping[str, float]) 
 def cumulative_shares(values: Mapping[str, float]) -> dict[str, float]:
     """Shares of cumulative values: clipped at 0 and normalised (equal if none is positive)."""
     return dict(zip(values, contribution_shares(list(values.values()), [True] * len(values))))
+

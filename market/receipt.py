@@ -67,7 +67,7 @@ class ReceiptDetails(BaseModel):
     robust: dict[str, Any] = Field(default_factory=dict)  # rule, applied rule, f, scores and treatment per trainer
     valuation: str | None = None
     seed: int = 0
-    contributions: dict[str, float] = Field(default_factory=dict)  # raw values (accuracy points)
+    contributions: dict[str, float] = Field(default_factory=dict)  # raw values (metric units: nats or accuracy)
     shares: dict[str, float] = Field(default_factory=dict)
     bps: list[int] = Field(default_factory=list)
     utilities: dict[str, float | None] = Field(default_factory=dict)  # coalition "a,b,…" -> U
@@ -80,6 +80,8 @@ class ReceiptDetails(BaseModel):
     valuation_record: dict[str, Any] = Field(default_factory=dict)
     cumulative_values: dict[str, float] = Field(default_factory=dict)
     cumulative_shares: dict[str, float] = Field(default_factory=dict)
+    # payout rule ("cumulative" | "round"), metric, coalition utility, estimator, weights ("equal")
+    payout: dict[str, str] = Field(default_factory=dict)
     proof: ProofInputs | None = None
 
 

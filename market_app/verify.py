@@ -76,7 +76,7 @@ def verify_round(contract: MarketContract, store: ContentStore, task_id: int, ro
     chain_subs = [(s.trainer, s.cid, "0x" + s.commitment.hex()) for s in subs]
     add("submissions", listed == chain_subs, f"{len(chain_subs)} on chain" if listed == chain_subs else _diff(listed, chain_subs))
 
-    from aggregator.service import prefilter, prior_values
+    from aggregator.service import prefilter, prior_round
 
     usable, prerejected, sketches = prefilter(view.spec, task_id, round_, subs, store)
     bad = {a: r for a, r in prerejected.items() if "commitment" in r}
@@ -97,9 +97,10 @@ def verify_round(contract: MarketContract, store: ContentStore, task_id: int, ro
             if view.spec.proof.system != "none":
                 proof_args = {"proof_seed": info.submissions_digest, "sketches": sketches,
                               "binders": {s.trainer: binder(task_id, round_, s.trainer, s.cid) for s in subs}}
-            prior = prior_values(store, snap)
+            prior = prior_round(store, snap)
             out = aggregate_round(view.spec, state, usable, validation.x, validation.y, seed=receipt.valuation_seed,
-                                  prior_values=prior, **proof_args)
+                                  prior_values=prior.values, earlier=prior.updates,
+                                  order={s.trainer: s.seq for s in subs}, **proof_args)
             model_cid = compute_cid(encode_state(out.new_state, {"kind": "model", "round": str(round_)}))
             fields = {
                 "outliers": (receipt.outliers, list(out.outliers)),
@@ -107,9 +108,10 @@ def verify_round(contract: MarketContract, store: ContentStore, task_id: int, ro
                 "utilities": (details.proof.utilities if details.proof else details.utilities,
                               out.proof.utilities if out.proof else out.utilities),
                 "model": (info.model_cid, model_cid),
+                "payout rule": (details.payout, out.payout),
             }
             wrong = [k for k, (a, b) in fields.items() if a != b]
-            add("replay", not wrong, "outliers, utilities, bps and model CID recomputed" if not wrong
+            add("replay", not wrong, "outliers, utilities, bps, payout rule and model CID recomputed" if not wrong
                 else "; ".join(f"{k}: {_diff(*fields[k])}" for k in wrong))
 
     if view.spec.proof.system != "none":

@@ -110,7 +110,8 @@ def spec_for(cfg: SimulateConfig) -> TaskSpec:
             "model": ModelSpec(arch=cfg.model),
             "training": TRAINING_FOR[cfg.model],
             "robust": RobustSpec(rule=cfg.robust, f=cfg.suspected),
-            "valuation": ValuationSpec(rule=cfg.valuation, seed=cfg.seed),
+            "valuation": ValuationSpec(rule=cfg.valuation, seed=cfg.seed, **(
+                {"payout": "round", "metric": "accuracy"} if cfg.proof != "none" else {})),
             "proof": ProofSpec(system=cfg.proof, sketch_k=cfg.sketch_k),
             "model_seed": cfg.seed,
         }
@@ -185,6 +186,7 @@ def run_round(sim: Simulation) -> dict[str, Any]:
         "rejected": dict(receipt.rejected),
         "contributions": {a: float(receipt.contributions.get(a, 0.0)) for a in addresses},
         "bps": {a: int(receipt.bps.get(a, 0)) for a in addresses},
+        "payout": receipt.details.payout.get("rule", spec.valuation.payout),
         "credited_wei": {a: str(credited.get(a, 0)) for a in addresses},
         "gas": {"submit": max(submit_gas) if submit_gas else 0, "post_result": posted.gas},
         "proof": posted.proof,

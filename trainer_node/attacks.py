@@ -31,6 +31,11 @@ collected by EPFL's ByzFL library (https://byzfl.epfl.ch):
   Systems"; ByzFL ``LabelFlipping``).
 - ``free_rider``: submit a zero delta, i.e. the global model unchanged
   (Lin et al. 2019, "Free-riders in Federated Learning").
+- ``noisy_free_rider``: the global model plus tiny N(0, sigma^2) noise per
+  coordinate, sigma = strength, default ``NOISY_FREE_RIDER_SIGMA`` (1e-3); no
+  training (Lin et al. 2019's "disguised" free rider).  Unlike a zero delta it
+  passes validation, so it is the valuation that has to pay it nothing
+  (``bench/fairness.py``).
 
 Colluding attacks see the honest updates of the same round (the standard
 omniscient threat model: in a public marketplace they could read them from the
@@ -45,6 +50,11 @@ store) and all attackers submit the same vector:
 - ``mimic``: copy one honest update, over-representing that trainer's data
   (Karimireddy, He & Jaggi 2022, "Byzantine-Robust Learning on Heterogeneous
   Datasets via Bucketing", ICLR); the first honest one (ByzFL ``Mimic(epsilon=0)``).
+- ``copier``: re-upload the first honest update it sees under a new CID, as a
+  trainer who copies another's work to be paid for it would: the same tensors
+  plus N(0, sigma^2) noise, sigma = strength, default ``COPIER_SIGMA`` (1e-6),
+  just enough that the bytes (and so the CID) differ.  In a real market it
+  submits after the trainer it copies (it read that update from the store).
 
 Data attacks act before training (:func:`poison_data`), update attacks after
 (:func:`poison_update`); each is the identity where it does not apply.
@@ -70,6 +80,8 @@ GAUSSIAN_NORM_FRACTION = 0.99  # default gaussian noise: this fraction of the pu
 DEFAULT_MAX_NORM = float(ValidationSpec.model_fields["max_update_norm"].default)  # when the caller names no bound
 ALIE_Z = 1.5
 IPM_EPSILON = 2.0
+NOISY_FREE_RIDER_SIGMA = 1e-3
+COPIER_SIGMA = 1e-6
 
 Delta = Mapping[str, Tensor]
 _DataFn = Callable[[Dataset, int], Dataset]
@@ -148,6 +160,23 @@ def _mimic(delta: Delta, seed: int, strength: float, seen: Collusion | None) -> 
     return OrderedDict((k, seen.honest[0][k].to(torch.float32).clone()) for k in sorted(delta))
 
 
+def _noisy_zero(delta: Delta, seed: int, sigma: float, seen: Collusion | None) -> "OrderedDict[str, Tensor]":
+    gen = torch.Generator().manual_seed(seed)
+    return OrderedDict(
+        (k, sigma * torch.randn(v.shape, generator=gen, dtype=torch.float32)) for k, v in sorted(delta.items())
+    )
+
+
+def _copier(delta: Delta, seed: int, sigma: float, seen: Collusion | None) -> "OrderedDict[str, Tensor]":
+    assert seen is not None
+    gen = torch.Generator().manual_seed(seed)
+    out: OrderedDict[str, Tensor] = OrderedDict()
+    for k in sorted(delta):
+        v = seen.honest[0][k].to(torch.float32)
+        out[k] = v + sigma * torch.randn(v.shape, generator=gen, dtype=torch.float32)
+    return out
+
+
 @dataclass(frozen=True)
 class Attack:
     """One named attack: a data step, an update step and its default strength."""
@@ -155,7 +184,8 @@ class Attack:
     name: str
     poison_data: _DataFn
     poison_update: _UpdateFn
-    strength: float | None = 0.0  # scale (sign_flip), sigma (gaussian; None: sized to the norm bound), z (alie), eps (ipm)
+    strength: float | None = 0.0  # scale (sign_flip), sigma (gaussian; None: sized to the norm bound;
+    # noisy_free_rider; copier), z (alie), eps (ipm)
     colluding: bool = False  # needs the honest updates of the round
 
 
@@ -167,7 +197,11 @@ ATTACKS: dict[str, Attack] = {
     "alie": Attack("alie", _same_data, _alie, ALIE_Z, colluding=True),
     "ipm": Attack("ipm", _same_data, _ipm, IPM_EPSILON, colluding=True),
     "mimic": Attack("mimic", _same_data, _mimic, colluding=True),
+    "noisy_free_rider": Attack("noisy_free_rider", _same_data, _noisy_zero, NOISY_FREE_RIDER_SIGMA),
+    "copier": Attack("copier", _same_data, _copier, COPIER_SIGMA, colluding=True),
 }
+#: attacks whose submitted update does not depend on the attacker's own training (a caller may skip it)
+NO_OWN_TRAINING: frozenset[str] = frozenset({"gaussian", "free_rider", "alie", "ipm", "mimic", "noisy_free_rider", "copier"})
 ATTACK_NAMES: tuple[str, ...] = tuple(sorted(ATTACKS))
 COLLUDING_ATTACKS: tuple[str, ...] = tuple(sorted(n for n, a in ATTACKS.items() if a.colluding))
 

@@ -21,28 +21,33 @@ name                    rule                                                   p
 ``clip+``, ``arc+``     static / adaptive clipping first                       --, n > 2f
 ======================  =====================================================  ==============
 
-Who is an outlier (paid 0, not valued).  Every rule flags ``f`` (effective)
-trainers, the same number Multi-Krum has always excluded, so the choice of
-rule does not change how many trainers a round refuses to pay:
+Who is an outlier (paid 0, not valued).  Outliers are flagged by evidence, not
+by quota, wherever the rule has evidence to give:
 
-- selection rules exclude: Multi-Krum's outliers are exactly the updates it did
-  not select (``n - m``); Krum's are the ``f`` with the highest Krum scores (the
-  ``n - f`` most central are paid, although the aggregate is the one best update);
 - rules that keep everyone but down-weight (``cwmed``, ``cwtm``, ``geomed``,
-  ``cc``, ``ccdrop``; the latter gives its dropped inputs weight 0) flag the ``f`` updates farthest (Euclidean) from the rule's own
-  aggregate: a distance-based flag that works the same way for every such rule,
-  while their per-trainer treatment (fraction of coordinates used, Weiszfeld
-  weight, clipping factor) is recorded in ``details`` for the receipt;
+  ``cc``) flag only updates that lie more than 2.5 times the median distance
+  (Euclidean) from the rule's own aggregate *and* do not point its way (cosine
+  similarity with it below 0.3: an honest trainer with more data goes further
+  in the same direction), at most ``f`` (effective) of them, the farthest
+  (:func:`aggregator.robust.base.far_outliers`); ``ccdrop`` flags exactly the
+  updates it dropped by that same test.  A round in which nobody attacks
+  therefore usually flags nobody, and an honest trainer is not refused pay
+  because somebody had to be.  Their per-trainer treatment (fraction of
+  coordinates used, Weiszfeld weight, clipping factor) is recorded in
+  ``details`` for the receipt;
+- selection rules select by quota, because selecting is what they are:
+  Multi-Krum's outliers are the ``n - m`` updates it did not select; Krum's
+  the ``f`` with the highest Krum scores.  (Proof tasks prove Multi-Krum, so
+  they flag ``f`` every round.)
 - after a pre-aggregation step the rule's scores are computed on the
   transformed rows, which still stand for the same trainers.
 
 What the round applies.  ``RobustDecision.reweight`` says whether the
 aggregate is the plain mean of the selected updates (``mean``,
-``multikrum``): then the round uses the sample-weighted FedAvg of the
-survivors instead.  Otherwise (``krum``, coordinate-wise and iterative rules,
+``multikrum``): then the round uses the FedAvg of the survivors (equal
+weights: a self-reported sample count decides nothing) instead.  Otherwise (``krum``, coordinate-wise and iterative rules,
 anything after a pre-step) the round applies ``RobustDecision.aggregate``, which
-ignores sample counts (a robust estimator must not let a trainer buy weight by
-claiming more samples).  Valuation then runs over the survivors with the
+ignores sample counts too.  Valuation then runs over the survivors with the
 coalition utility as before (FedAvg of the coalition's updates).
 
 When a round has too few valid updates for the configured ``f``, the

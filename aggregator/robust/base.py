@@ -155,5 +155,75 @@ def most_central(scores: Sequence[float], keep: int) -> tuple[int, ...]:
     return tuple(sorted(order[:keep]))
 
 
+#: how many times the median distance from the rule's aggregate an input must lie to be flagged (the
+#: threshold ``ccdrop`` drops at; ``bench/robustness.py``, ``bench/fairness.py``)
+EVIDENCE_RATIO = 2.5
+#: ... and below which cosine similarity with the aggregate: an update that is far only because it goes
+#: further the aggregate's way (more data, so more local steps) is no evidence of an attack.  Measured on
+#: digits (``bench/fairness.py``, ``bench/robustness.py``): honest updates farther than 2.5x the median
+#: (shard sizes 1:8) had cosine 0.44-0.83 with the aggregate; sign_flip, gaussian, label_flip and ipm
+#: updates that far had at most 0.08.
+EVIDENCE_ALIGNMENT = 0.3
+#: an update this opposed to the others' centre is evidence whatever its distance (ipm sends minus the
+#: honest mean, cosine -1, from inside the honest spread); honest updates measured at least 0.08
+EVIDENCE_OPPOSITION = -0.5
+
+
+def cosines_to_centre(g: Tensor, w: Tensor, leave_out: bool = True) -> Tensor:
+    """Cosine similarity of each input ``x_i`` with the centre ``z = w @ X``, from the Gram matrix.
+
+    ``leave_out``: with the centre of the *other* inputs (``w_i`` set to 0, renormalised), so that a huge
+    input does not drag the centre its own way.  0 where either vector is zero.
+    """
+    n = int(g.shape[0])
+    diag = torch.diagonal(g).clamp_min(0.0)
+    out = torch.zeros(n, dtype=torch.float64)
+    for i in range(n):
+        wi = w.clone()
+        if leave_out:
+            wi[i] = 0.0
+        zz = float(wi @ g @ wi)
+        if zz <= 0 or float(diag[i]) <= 0:
+            continue
+        out[i] = float(g[i] @ wi) / (float(diag[i]) ** 0.5 * zz**0.5)
+    return out
+
+
+def far_outliers(
+    scores: Sequence[float], f: int, ratio: float = EVIDENCE_RATIO, cosines: Sequence[float] | None = None
+) -> tuple[int, ...]:
+    """Outliers by evidence, not by quota, ascending: the inputs whose score (distance from the rule's
+    aggregate) is more than ``ratio`` times the (lower) median score and, when ``cosines`` (each input's
+    cosine similarity with the aggregate) are given, that point less than :data:`EVIDENCE_ALIGNMENT` the
+    aggregate's way, or that point against it (cosine below :data:`EVIDENCE_OPPOSITION`) at any distance;
+    at most ``f`` of them, the farthest.
+
+    A round in which nobody is far from the aggregate flags nobody.
+    """
+    n = len(scores)
+    if n == 0 or f <= 0:
+        return ()
+    median = sorted(scores)[(n - 1) // 2]
+    evident = [i for i in range(n) if (scores[i] > ratio * median and (cosines is None or cosines[i] < EVIDENCE_ALIGNMENT))
+               or (cosines is not None and cosines[i] < EVIDENCE_OPPOSITION)]
+    return tuple(sorted(sorted(evident, key=lambda i: (-scores[i], i))[:f]))
+
+
+def kept_by_evidence(
+    scores: Sequence[float], f: int, ratio: float = EVIDENCE_RATIO, cosines: Sequence[float] | None = None
+) -> tuple[int, ...]:
+    """The inputs :func:`far_outliers` does not flag, ascending."""
+    out = set(far_outliers(scores, f, ratio, cosines))
+    return tuple(i for i in range(len(scores)) if i not in out)
+
+
+def evidence_of(vectors: Tensor, aggregate: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Each input's distance from ``aggregate`` and cosine similarity with it (float64)."""
+    g = gram(torch.cat([vectors, aggregate.to(vectors.dtype)[None]]).to(torch.float64))
+    w = torch.zeros(g.shape[0], dtype=torch.float64)
+    w[-1] = 1.0
+    return floats(span_sq_distances(g, w).sqrt()[:-1]), floats(cosines_to_centre(g, w)[:-1])
+
+
 def floats(t: Tensor) -> tuple[float, ...]:
     return tuple(float(x) for x in t.tolist())

@@ -17,9 +17,10 @@
   the trainers' optimisers, not in the aggregator.
 - ``ccdrop`` (the default rule, chosen by ``bench/robustness.py``; see the
   README): centered clipping that also drops gross outliers.  After the ``cc``
-  iterations, those of the ``f`` inputs farthest from the centre that lie more
-  than ``drop`` (default 2.5) times the median distance away are removed, and
-  ``cc`` runs again over the rest.  Plain ``cc`` keeps every input at weight
+  iterations, the inputs that lie more than ``drop`` (default 2.5) times the
+  median distance from the centre and do not point its way (cosine similarity
+  with it below 0.3: :data:`aggregator.robust.base.EVIDENCE_ALIGNMENT`), at
+  most ``f`` of them, are removed, and ``cc`` runs again over the rest.  Plain ``cc`` keeps every input at weight
   about ``tau / (n |x_i - v|)``: a clipped attacker still pulls the centre by up
   to ``tau / n`` per iteration, which with 6 trainers on non-IID data cost the
   3-round marketplace 4-10 points; dropping it restores that, while inputs that
@@ -29,11 +30,13 @@
 Both iterates are weighted combinations of the inputs, so they are kept as
 weights ``w`` with ``z = w @ X`` and every iteration runs on the Gram matrix
 (``O(n^2)``), not on ``d``-long vectors.  Both keep everyone in the aggregate,
-down-weighted; for payment, the ``f`` inputs farthest from the final centre
-are the outliers.  The receipt records each input's weight in the aggregate
+down-weighted.  Outliers (paid 0) are flagged by evidence, not by quota:
+``ccdrop``'s are exactly the inputs it dropped; ``geomed``'s and ``cc``'s those
+that lie more than 2.5 times the median distance from the final centre and do not
+point its way, at most ``f`` (:func:`aggregator.robust.base.far_outliers`), so a
+round without an attacker usually flags nobody.  The receipt records each input's weight in the aggregate
 (``weight``) and, for ``cc``, its last clipping factor (``clip``, 1 = not
-clipped; ``ccdrop`` also ``dropped``, 1 = removed, weight 0; the dropped inputs
-are always among the ``f`` outliers).  All need ``n > 2f``.
+clipped; ``ccdrop`` also ``dropped``, 1 = removed, weight 0).  All need ``n > 2f``.
 """
 
 from __future__ import annotations
@@ -48,9 +51,11 @@ from aggregator.robust.base import (
     check_float,
     check_int,
     combine,
+    cosines_to_centre,
+    far_outliers,
     floats,
     gram,
-    most_central,
+    kept_by_evidence,
     span_sq_distances,
 )
 
@@ -74,7 +79,7 @@ class GeometricMedian(HonestMajority):
             w = beta / beta.sum()
         scores = floats(span_sq_distances(g, w).sqrt())
         return RobustDecision(
-            self.name, most_central(scores, n - self.f), scores, self.f,
+            self.name, kept_by_evidence(scores, self.f, cosines=floats(cosines_to_centre(g, w))), scores, self.f,
             aggregate=combine(w, vectors), reweight=False, details={"weight": floats(w)},
         )
 
@@ -120,22 +125,19 @@ class CenteredClipping(HonestMajority):
                 w = w * (1.0 - float(clip.mean())) + clip / n
             scores = floats(span_sq_distances(g, w).sqrt())
             return RobustDecision(
-                self.name, most_central(scores, n - self.f), scores, self.f,
+                self.name, kept_by_evidence(scores, self.f, cosines=floats(cosines_to_centre(g, w))), scores, self.f,
                 aggregate=combine(w, vectors), reweight=False, details={"weight": floats(w), "clip": floats(clip)},
             )
         w, clip = self._clip_steps(g, list(range(n)))
         first = floats(span_sq_distances(g, w).sqrt())
-        median = sorted(first)[(n - 1) // 2]
-        farthest = set(range(n)) - set(most_central(first, n - self.f))
-        dropped = sorted(i for i in farthest if first[i] > self.drop * median)
+        dropped = list(far_outliers(first, self.f, self.drop, floats(cosines_to_centre(g, w))))
         kept = [i for i in range(n) if i not in dropped]
         if dropped:
             w, clip = self._clip_steps(g, kept)
         scores = floats(span_sq_distances(g, w).sqrt())
-        # the outliers: the dropped inputs, then the farthest of the rest from the final centre, f in all
-        rest = most_central([scores[i] if i in kept else float("inf") for i in range(n)], n - self.f)
+        # the outliers are the dropped inputs: the rule's own evidence, not a quota of f
         return RobustDecision(
-            self.name, rest, scores, self.f, aggregate=combine(w, vectors), reweight=False,
+            self.name, tuple(kept), scores, self.f, aggregate=combine(w, vectors), reweight=False,
             details={"weight": floats(w), "clip": floats(clip),
                      "dropped": tuple(1.0 if i in dropped else 0.0 for i in range(n))},
         )

@@ -20,18 +20,18 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from aggregator.robust.base import HonestMajority, RobustDecision, check_f, floats, most_central
+from aggregator.robust.base import HonestMajority, RobustDecision, check_f, evidence_of, floats, kept_by_evidence
 from aggregator.robust.sortnet import rank_band
 
 
 def _decision(name: str, f: int, vectors: Tensor, lo: int, hi: int) -> RobustDecision:
-    """Average of the column-wise ranks ``lo..hi-1``; outliers are the ``f`` farthest from it."""
+    """Average of the column-wise ranks ``lo..hi-1``; outliers: of the ``f`` farthest from it, those far by evidence."""
     band = rank_band(vectors, lo, hi)
     scores = floats(band.distance)
+    _, cosines = evidence_of(vectors, band.mean)
     kept = band.kept.double() / max(1, vectors.shape[1])
-    n = int(vectors.shape[0])
     return RobustDecision(
-        name, most_central(scores, n - f), scores, f, aggregate=band.mean, reweight=False,
+        name, kept_by_evidence(scores, f, cosines=cosines), scores, f, aggregate=band.mean, reweight=False,
         details={"kept_fraction": floats(kept)},
     )
 

@@ -15,7 +15,15 @@ from typing import Any
 
 from torch import Tensor
 
-from aggregator.robust.base import Details, PreAggregator, RobustDecision, RobustRule
+from aggregator.robust.base import (
+    Details,
+    HonestMajority,
+    PreAggregator,
+    RobustDecision,
+    RobustRule,
+    evidence_of,
+    kept_by_evidence,
+)
 from aggregator.robust.centre import CenteredClipping, CenteredClippingDrop, GeometricMedian
 from aggregator.robust.coordinate import CoordinateMedian, TrimmedMean
 from aggregator.robust.pre import AdaptiveClip, Clip, NearestNeighborMixing
@@ -56,7 +64,13 @@ class Pipeline:
             details.update({f"{step.name}.{k}": v for k, v in extra.items()})
         decision = self.rule(x)
         merged: Details = {**details, **decision.details}
-        return replace(decision, rule=self.name, reweight=decision.reweight and not self.pre, details=merged)
+        out = replace(decision, rule=self.name, reweight=decision.reweight and not self.pre, details=merged)
+        if self.pre and isinstance(self.rule, HonestMajority) and decision.aggregate is not None:
+            # evidence from the trainers' own updates: after NNM the mixed rows all sit close together, so a
+            # ratio to their median distance would flag an honest trainer; distances of the originals do not
+            scores, cosines = evidence_of(vectors, decision.aggregate)
+            out = replace(out, selected=kept_by_evidence(scores, self.f, cosines=cosines), scores=scores)
+        return out
 
 
 def _unknown(name: str) -> ConfigError:

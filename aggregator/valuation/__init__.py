@@ -1,10 +1,12 @@
 """The round's valuation step: coalition utility -> estimator -> the record that goes into the receipt.
 
-:func:`value_survivors` builds the validation-accuracy utility of
-:mod:`aggregator.valuation.utility` over the round's surviving updates, picks the
+:func:`value_survivors` builds the coalition utility of
+:mod:`aggregator.valuation.utility` over the round's surviving updates -- the
+validation accuracy or minus the mean validation cross-entropy of a
+coalition's model, as the task's ``valuation.metric`` says -- picks the
 estimator (:func:`aggregator.valuation.estimators.choose_valuation`), runs it with the
 round's seed and returns the values with everything a replay needs: method,
-seed, every parameter (defaults included), permutations sampled, why it
+seed, utility, metric, every parameter (defaults included), permutations sampled, why it
 stopped, how many coalitions were evaluated, and the utilities themselves --
 all of them when there are at most :data:`RECORD_LIMIT`, otherwise the
 smallest coalitions up to that many plus a SHA-256 digest of the complete
@@ -38,8 +40,10 @@ class RoundValuation:
     record: dict[str, Any]
     utilities: dict[str, float]  # ",".join(sorted(addresses)) -> U ("" = empty coalition), at most RECORD_LIMIT
     evaluations: int
-    accuracy_before: float
-    accuracy_after: float
+    accuracy_before: float  # validation accuracy of the empty coalition's model (the round's input), whatever the metric
+    accuracy_after: float  # ... and of all survivors' (their FedAvg)
+    utility_before: float | None = None  # U({}) and U(survivors) in the metric's units (= the accuracies for accuracy)
+    utility_after: float | None = None
 
 
 def table_digest(table: np.ndarray) -> str:
@@ -83,19 +87,27 @@ def value_survivors(
     """Value each survivor's update (at least one) by the task's valuation rule."""
     n = len(survivors)
     n_val = int(y_val.numel())
+    metric = spec.valuation.metric
     name = choose_valuation(spec.valuation, n, arch=spec.model.arch, n_val=n_val, hidden=spec.model.hidden)
-    utility = CoalitionUtility(spec, global_state, deltas, weights, x_val, y_val, utility=spec.valuation.utility)
+    utility = CoalitionUtility(spec, global_state, deltas, weights, x_val, y_val, utility=spec.valuation.utility, metric=metric)
     result = estimate(name, n, utility, seed, dict(spec.valuation.params))
     before, after = utility(frozenset()), utility(frozenset(range(n)))
+    acc_before, acc_after = utility.accuracy(frozenset()), utility.accuracy(frozenset(range(n)))
     utilities, total, digest = _recorded(survivors, utility)
     record = {
         **result.to_dict(),
         "evaluations": utility.evaluations,
-        "utility": spec.valuation.utility,  # U(S) = validation accuracy of the model S's updates give
+        # U(S) = the metric (validation accuracy, or minus the mean validation cross-entropy in nats)
+        # of the model S's updates give (utility fedavg: their FedAvg; partial: their part of the round's update)
+        "utility": spec.valuation.utility,
+        "metric": metric,
+        "utility_before": before,  # U({}) and U(survivors): the values sum to their difference (efficiency)
+        "utility_after": after,
         "rule": spec.valuation.rule,
-        "predicted_exact_s": predicted_exact_seconds(spec.model.arch, n, n_val, spec.model.hidden),
+        "predicted_exact_s": predicted_exact_seconds(spec.model.arch, n, n_val, spec.model.hidden, metric=metric,
+                                                  utility=spec.valuation.utility),
         "utilities_total": total,
         "utilities_recorded": len(utilities),
         "utilities_digest": digest,
     }
-    return RoundValuation(name, result.values, record, utilities, utility.evaluations, before, after)
+    return RoundValuation(name, result.values, record, utilities, utility.evaluations, acc_before, acc_after, before, after)

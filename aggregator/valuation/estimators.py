@@ -46,7 +46,18 @@ Defaults were set on ``bench/valuation.py``'s heterogeneous digits rounds
 and ``convergence = 0.03`` gave a rank correlation with exact Shapley of
 0.993 (worst of 5 seeds 0.976) at n = 10 and 0.975 (0.956) at n = 16, a
 share error of 0.0085 and 0.0045, with 32% and 1.7% of exact's evaluations
-(``bench/results/valuation.json``).  Estimates from different seeds differ (that is sampling
+(``bench/results/valuation.json``).  The thresholds are absolute, in the
+metric's units; the same numbers in nats serve the cross-entropy metric
+(``--metric cross_entropy``): a first round's gain ``U(N) - U({})`` is
+larger there (1.7-1.8 nats against 0.77 accuracy), so ``eps`` truncates a
+little later -- GTG 0.998 (0.988) at n = 10 and 0.994 (0.985) at n = 16 with
+36% and 2.7% of the evaluations, TMC 0.990 (0.988) and 0.983 (0.968) -- and
+in later rounds (``--start-round 2 5``) cross-entropy still moves where
+accuracy has stopped: ``|U(N) - U({})|`` of 0.007-0.05 nats, while
+accuracy's 0.002 in round 5 falls under ``eps_round`` and GTG returns
+zeros; GTG's mean rank correlation there is 0.973-0.979 (worst seed 0.952),
+as under accuracy in round 2.  So no metric-specific scaling: the recorded
+parameters are the same numbers for either metric.  Estimates from different seeds differ (that is sampling
 noise); the receipt records the seed so a replay reproduces them.
 
 ``auto`` (the task default) is ``exact`` when its predicted cost fits the
@@ -76,6 +87,15 @@ EXACT_LIMIT = 20  # 2^20 coalitions: the largest exact valuation measured (bench
 #: that scales with the width) plus a fixed 3e-8 (measured 0.53 s at width 64, n = 14, 269
 #: samples); the CNN (vmap, no shortcut) 3.2 s for n = 10 with 269 samples.
 EXACT_COST_PER_COALITION_SAMPLE = {"logreg": 1.6e-8, "mlp": 3.2e-7, "cnn": 1.2e-5}
+#: the same for the cross-entropy metric (:func:`aggregator.valuation.batched.linear_ce_table`,
+#: ``mlp_ce_table``; the CNN's vmap pass costs the same for either metric): the accuracy constants
+#: times the cross-entropy / accuracy time ratio measured side by side by ``bench/valuation.py
+#: --metric both`` (logreg, ``fedavg`` -- the slower utility, one exponential per coalition, sample
+#: and class: 3.1x at n = 20 on 269 and on 1,000 samples, 6.3 s and 22.9 s; MLP at width 256: 1.4-1.75x
+#: at n = 14, 8.3 s on 1,000 samples; the fixed part as for accuracy, measured 1.23x at width 64).
+EXACT_COST_PER_COALITION_SAMPLE_CE = {"logreg": 5.0e-8, "mlp": 5.5e-7, "cnn": 1.2e-5}
+#: ``gce`` on logreg: every coalition's ``[V, C]`` logits as a weighted sum of the players' (measured below)
+GCE_LOGREG_COST_PER_COALITION_SAMPLE_PLAYER = 2.0e-8  # n = 16: 5.0 s (1.8e-8), load ~2
 _MLP_COST_WIDTH = 256
 _MLP_COST_FIXED = 3e-8
 
@@ -250,9 +270,20 @@ def loo(n: int, utility: Utility) -> list[float]:
 VALUATIONS: dict[str, Callable[..., list[float]]] = {"exact": exact_shapley, "gtg": gtg_shapley, "tmc": tmc_shapley, "loo": loo}
 
 
-def predicted_exact_seconds(arch: str, n: int, n_val: int, hidden: int = _MLP_COST_WIDTH) -> float:
+def predicted_exact_seconds(
+    arch: str, n: int, n_val: int, hidden: int = _MLP_COST_WIDTH, *, metric: str = "accuracy", utility: str = "fedavg"
+) -> float:
     """The cost model behind ``auto``: seconds the batched exact method takes on the reference machine."""
-    per = EXACT_COST_PER_COALITION_SAMPLE.get(arch, EXACT_COST_PER_COALITION_SAMPLE["cnn"])
+    if metric not in ("accuracy", "cross_entropy", "gce"):
+        raise ConfigError(f"unknown utility metric {metric!r}: use accuracy, cross_entropy or gce")
+    if metric == "gce" and arch == "logreg" and utility == "fedavg":  # the cross-entropy table's own sums
+        return EXACT_COST_PER_COALITION_SAMPLE_CE["logreg"] * (1 << n) * n_val
+    if metric == "gce":  # every coalition's logits, no shortcut: the per-player sum (logreg) or a vmap pass
+        if arch == "logreg":
+            return GCE_LOGREG_COST_PER_COALITION_SAMPLE_PLAYER * (1 << n) * n_val * max(n, 1)
+        return EXACT_COST_PER_COALITION_SAMPLE["cnn"] * (1 << n) * n_val
+    costs = EXACT_COST_PER_COALITION_SAMPLE if metric == "accuracy" else EXACT_COST_PER_COALITION_SAMPLE_CE
+    per = costs.get(arch, costs["cnn"])
     if arch == "mlp":
         per = per * hidden / _MLP_COST_WIDTH + _MLP_COST_FIXED
     return per * (1 << n) * n_val
@@ -262,13 +293,14 @@ def choose_valuation(spec: ValuationSpec, n: int, *, arch: str = "logreg", n_val
     """The estimator to run for ``n`` players.
 
     ``auto``: ``exact`` up to ``spec.exact_max_n`` if it is set, otherwise
-    wherever :func:`predicted_exact_seconds` fits ``spec.time_budget_s`` (and
-    ``n <= EXACT_LIMIT``); ``gtg`` beyond.
+    wherever :func:`predicted_exact_seconds` for the spec's ``metric`` fits
+    ``spec.time_budget_s`` (and ``n <= EXACT_LIMIT``); ``gtg`` beyond.
     """
     if spec.rule == "auto":
         if spec.exact_max_n is not None:
             return "exact" if n <= min(spec.exact_max_n, EXACT_LIMIT) else "gtg"
-        fits = n <= EXACT_LIMIT and predicted_exact_seconds(arch, n, n_val, hidden) <= spec.time_budget_s
+        cost = predicted_exact_seconds(arch, n, n_val, hidden, metric=spec.metric, utility=spec.utility)
+        fits = n <= EXACT_LIMIT and cost <= spec.time_budget_s
         return "exact" if fits else "gtg"
     if spec.rule not in VALUATIONS:
         raise ConfigError(f"unknown valuation rule {spec.rule!r}: use auto or one of {', '.join(sorted(VALUATIONS))}")

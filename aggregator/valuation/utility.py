@@ -2,18 +2,22 @@
 
 Data-Shapley-style valuation in federated learning (Song et al. 2019,
 "Profit Allocation for Federated Learning", IEEE BigData; Liu et al. 2022,
-GTG-Shapley) scores a coalition ``S`` of trainers by the validation accuracy
-of the model the round would have produced from their updates alone,
+GTG-Shapley) scores a coalition ``S`` of trainers by a validation score of
+the model the round would have produced from their updates alone,
 reconstructed without retraining:
 
-    U(S) = accuracy(theta_0 + sum_{i in S} w_i delta_i / sum_{i in S} w_i),
-    U({}) = accuracy(theta_0),
+    U(S) = score(theta_0 + sum_{i in S} w_i delta_i / sum_{i in S} w_i),
+    U({}) = score(theta_0),
 
 with ``w_i`` the sample counts (FedAvg weights) -- the ``fedavg`` utility,
-the default.  The ``partial`` utility (a named option, ``ValuationSpec.utility``)
-scores ``S`` by its part of the round's actual update instead,
+the default.  The score (``metric``, ``ValuationSpec.metric``) is the
+validation ``accuracy`` or minus the mean ``cross_entropy``,
+``-(1/V) sum_v (logsumexp(z_v) - z_{v, y_v})`` in nats (higher is better;
+unlike accuracy it still moves when an update changes no prediction).  The
+``partial`` utility (a named option, ``ValuationSpec.utility``) scores ``S``
+by its part of the round's actual update instead,
 
-    U(S) = accuracy(theta_0 + sum_{i in S} w_i delta_i / sum_{all j} w_j),
+    U(S) = score(theta_0 + sum_{i in S} w_i delta_i / sum_{all j} w_j),
 
 which has the same ``U({})`` and ``U(N)`` but makes a zero update an exact
 null player: under ``fedavg`` a zero update shrinks the coalition's step,
@@ -22,7 +26,9 @@ share of a round.  Parameters and logits are
 float64 and sums run over players in index order, so a coalition's value
 does not depend on which batch it was evaluated in.  (The published model is
 float32, so ``U(N)`` may differ from its accuracy by a validation sample
-whose two top logits tie to within float32 rounding.)
+whose two top logits tie to within float32 rounding.)  A cross-entropy table
+computed in batches equals the one-at-a-time values to float64 rounding
+(~1e-15 relative), not bit for bit: its sums run in another order.
 
 For logistic regression the logits are linear in the parameters, so each
 player's logit contribution ``x @ dW_i^T + db_i`` is computed once and a
@@ -31,8 +37,9 @@ pass: the same numbers, much faster.
 
 :meth:`CoalitionUtility.table` evaluates all ``2^n`` coalitions at once with
 the batched methods of :mod:`aggregator.valuation.batched` (``linear`` for logreg,
-``mlp`` for the MLP, ``vmap`` for any other model; ``fast=False`` keeps the
-one-coalition-at-a-time path, the baseline they are measured against).
+``mlp`` for the MLP, ``vmap`` for any other model, each for either metric;
+``fast=False`` keeps the one-coalition-at-a-time path, the baseline they are
+measured against).
 """
 
 from __future__ import annotations
@@ -45,7 +52,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from aggregator.valuation.batched import MLPTerms, linear_table, mlp_table, naive_table, torch_threads, vmap_table
+from aggregator.valuation.batched import (
+    GCE_Q,
+    METRICS,
+    MLPTerms,
+    linear_ce_table,
+    linear_table,
+    mlp_ce_table,
+    mlp_table,
+    naive_table,
+    score,
+    torch_threads,
+    vmap_table,
+)
 from market.errors import ConfigError
 from market.models import MLP, build_model
 from market.spec import TaskSpec
@@ -53,8 +72,8 @@ from market.tensors import flatten, unflatten
 
 Coalition = Iterable[int]
 _CHUNK = 512
-#: ``fedavg``: U(S) = accuracy of the FedAvg of S's updates (the default; the issue's definition).
-#: ``partial``: U(S) = accuracy of theta_0 + sum_{i in S} w_i delta_i / W_N, S's part of the round's
+#: ``fedavg``: U(S) = the score of the FedAvg of S's updates (the default; the issue's definition).
+#: ``partial``: U(S) = the score of theta_0 + sum_{i in S} w_i delta_i / W_N, S's part of the round's
 #: actual update -- a zero update is then exactly a null player (Shapley value 0).
 UTILITIES = ("fedavg", "partial")
 
@@ -73,12 +92,16 @@ class CoalitionUtility:
         fast: bool | None = None,
         utility: str = "fedavg",
         threads: int | None = 1,
+        metric: str = "accuracy",
     ) -> None:
         """``threads``: torch threads for the evaluations (None = the process setting); one by default because
         on a shared 2-core machine two OpenMP threads were measured up to 100x slower (see
-        :func:`aggregator.valuation.batched.torch_threads`)."""
+        :func:`aggregator.valuation.batched.torch_threads`).  ``metric``: ``accuracy`` or ``cross_entropy``
+        (``U`` is then minus the mean cross-entropy); a round passes its spec's ``valuation.metric``."""
         if utility not in UTILITIES:
             raise ConfigError(f"unknown coalition utility {utility!r}: use one of {', '.join(UTILITIES)}")
+        if metric not in METRICS:
+            raise ConfigError(f"unknown utility metric {metric!r}: use one of {', '.join(METRICS)}")
         if len(deltas) != len(weights):
             raise ValueError(f"{len(deltas)} deltas but {len(weights)} weights")
         if any(not w > 0 for w in weights):
@@ -88,6 +111,7 @@ class CoalitionUtility:
         self.fast = spec.model.arch == "logreg" if fast is None else fast
         self.naive = fast is False  # one coalition model at a time, for tables too
         self.utility = utility
+        self.metric = metric
         self.threads = threads
         if self.fast and spec.model.arch != "logreg":
             raise ConfigError(f"the fast utility path needs a logreg model, not {spec.model.arch}")
@@ -118,12 +142,9 @@ class CoalitionUtility:
             a[idx] = self._w[idx] / (self._w[idx].sum() if self.utility == "fedavg" else self._w.sum())
         return a
 
-    def _accuracy(self, logits: Tensor) -> Tensor:
-        correct = (logits.argmax(dim=-1) == self._y).sum(dim=-1).to(torch.float64)
-        return correct / self._y.numel()
-
     @torch.no_grad()
-    def _evaluate(self, keys: list[frozenset[int]]) -> list[float]:
+    def _evaluate(self, keys: list[frozenset[int]], metric: str | None = None) -> list[float]:
+        metric = metric or self.metric
         out: list[float] = []
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start : start + _CHUNK]
@@ -132,30 +153,49 @@ class CoalitionUtility:
                 logits = self._logits0.expand(len(chunk), -1, -1).clone()
                 for j in range(self.n):  # index order: batch-invariant sums
                     logits += a[:, j, None, None] * self._contrib[j]  # type: ignore[index]
-                out.extend(float(u) for u in self._accuracy(logits))
+                out.extend(float(u) for u in score(logits, self._y, metric))
             else:
                 for row in a:
                     theta = self._theta0.clone()
                     for j in range(self.n):
                         theta += row[j] * self._deltas[j]
                     self._net.load_state_dict(unflatten(theta, self._template))
-                    out.append(float(self._accuracy(self._net(self._x))))
+                    out.append(float(score(self._net(self._x), self._y, metric)))
         return out
 
     @torch.no_grad()
     def _batched_table(self) -> np.ndarray:
+        if self.metric == "gce" and self.fast and self.utility == "fedavg":  # the cross-entropy table's sums, per sample
+            assert self._contrib is not None
+            own = self._w[:, None, None] * (self._logits0[None] + self._contrib)
+            return linear_ce_table(own, self._y, empty=self._logits0, weights=self._w, q=GCE_Q).numpy()
+        if self.metric == "gce":  # no subset-sum shortcut: every coalition's logits, in chunks of _CHUNK
+            if self.fast:
+                return np.array(self._evaluate([frozenset(i for i in range(self.n) if m >> i & 1) for m in range(1 << self.n)]))
+            w = self._w if self.utility == "fedavg" else self._w / self._w.sum()
+            return vmap_table(self._net, self._template, self._theta0, self._deltas, w, self._x, self._y,
+                              normalize=self.utility == "fedavg", metric="gce").numpy()
         fedavg = self.utility == "fedavg"
+        ce = self.metric == "cross_entropy"
         w = self._w if fedavg else self._w / self._w.sum()  # partial: the round's FedAvg coefficients
         if self.fast:  # logreg: logits affine in the parameters
             assert self._contrib is not None
             if fedavg:  # sum of w_i * (logits of trainer i's own model), up to the factor 1 / W_S
-                return linear_table(w[:, None, None] * (self._logits0[None] + self._contrib), self._y, empty=self._logits0).numpy()
-            return linear_table(w[:, None, None] * self._contrib, self._y, offset=self._logits0).numpy()
+                own = w[:, None, None] * (self._logits0[None] + self._contrib)
+                if ce:  # cross-entropy needs the logits themselves: the factor 1 / W_S too
+                    return linear_ce_table(own, self._y, empty=self._logits0, weights=self._w).numpy()
+                return linear_table(own, self._y, empty=self._logits0).numpy()
+            table = linear_ce_table if ce else linear_table
+            return table(w[:, None, None] * self._contrib, self._y, offset=self._logits0).numpy()
         if isinstance(self._net, MLP):
             players, offset = self._mlp_terms(w, fedavg)
             empty = self._forward(self._theta0) if fedavg else None
+            if ce:
+                return mlp_ce_table(players, self._y, offset, empty=empty).numpy()
             return mlp_table(players, self._y, offset, empty=empty, weights=self._w).numpy()
-        return vmap_table(self._net, self._template, self._theta0, self._deltas, w, self._x, self._y, normalize=fedavg).numpy()
+        return vmap_table(
+            self._net, self._template, self._theta0, self._deltas, w, self._x, self._y, normalize=fedavg, metric=self.metric
+        ).numpy()
 
     def _forward(self, theta: Tensor) -> Tensor:
         from torch.func import functional_call
@@ -218,6 +258,16 @@ class CoalitionUtility:
             self._cache[k] = u
         self.evaluations += len(todo)
         return [self._cache[k] for k in keys]
+
+    def accuracy(self, coalition: Coalition) -> float:
+        """Validation accuracy of the coalition's model, whatever the metric (``U`` itself under ``accuracy``).
+
+        For ``cross_entropy`` it is computed aside: not cached, not counted in :attr:`evaluations`.
+        """
+        if self.metric == "accuracy":
+            return self(coalition)
+        with torch_threads(self.threads):
+            return self._evaluate([self._key(coalition)], metric="accuracy")[0]
 
     def symmetric_players(self) -> list[list[int]]:
         """Groups (two or more players, ascending) whose deltas are bit-identical and whose weights are equal.

@@ -46,9 +46,12 @@ def _sim_config(args: argparse.Namespace) -> Any:
 def _print_round(console: Any, report_trainers: list[dict[str, Any]], entry: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"round {entry['round']}  ·  test accuracy {entry['accuracy']:.3f}", title_justify="left")
-    for col in ("trainer", "attack", "status", "contribution", "bps", "credited ETH"):
-        table.add_column(col, justify="right" if col in ("contribution", "bps", "credited ETH") else "left")
+    table = Table(title=f"round {entry['round']}  ·  test accuracy {entry['accuracy']:.3f}", title_justify="left",
+                  caption="round value: this round's Shapley share; bps: the pool's split"
+                          + (" by each trainer's running mean value" if entry.get("payout") == "cumulative" else ""),
+                  caption_justify="left")
+    for col in ("trainer", "attack", "status", "round value", "bps", "credited ETH"):
+        table.add_column(col, justify="right" if col in ("round value", "bps", "credited ETH") else "left")
     for t in report_trainers:
         a = t["address"]
         status = "outlier" if a in entry["outliers"] else ("rejected: " + entry["rejected"][a] if a in entry["rejected"] else "kept")
@@ -187,7 +190,7 @@ def _sim_opts(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--trainers", type=int, metavar="N", help="trainer nodes; the task's max-trainers is set to this, "
                    "so each round closes as soon as all have submitted" + dflt("trainers"))
     p.add_argument("--attackers", type=int, metavar="F", help="how many of the trainers attack (the last ones)" + dflt("attackers"))
-    p.add_argument("--attack", help="sign_flip | gaussian | label_flip | free_rider | alie | ipm | mimic" + dflt("attack"))
+    p.add_argument("--attack", help="sign_flip | gaussian | label_flip | free_rider | noisy_free_rider | alie | ipm | mimic | copier" + dflt("attack"))
     p.add_argument("--rounds", type=int, metavar="N", help="training rounds" + dflt("rounds"))
     p.add_argument("--robust", help="robust rule, optionally nnm+/clip+/arc+ in front" + dflt("robust"))
     p.add_argument("--f", type=int, help="suspected attackers for the robust rule (default: --attackers, at least 1)")

@@ -1,5 +1,6 @@
 """The accuracy a round reports is that of the model it published (the next round's input), recorded in
-the receipt as ``details.accuracy_model``; ``accuracy_after`` stays the survivors' coalition utility."""
+the receipt as ``details.accuracy_model``; ``accuracy_after`` stays the accuracy of the survivors' coalition
+(their FedAvg), the model whose utility is ``U(survivors)``."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def test_with_the_rules_own_aggregate_the_published_accuracy_is_not_the_survivor
     out = aggregate_round(spec, g, subs, splits.validation.x, splits.validation.y)
 
     assert out.robust["update"] == "rule"
-    assert out.accuracy_after == out.utilities[",".join(sorted(out.survivors))]  # U(survivors), a FedAvg
+    assert out.valuation_record["utility_after"] == out.utilities[",".join(sorted(out.survivors))]  # U(survivors), a FedAvg
     assert out.accuracy_model != out.accuracy_after  # 0.926 vs 0.914 here: the published model is another one
 
 

@@ -141,11 +141,24 @@ def test_median_of_an_even_count_averages_the_two_middle_values() -> None:
     assert decision.aggregate is not None and decision.aggregate.tolist() == [3.5]
 
 
-def test_median_flags_the_f_farthest_and_records_how_often_each_value_was_used() -> None:
-    decision = CoordinateMedian(f=1)(_col(1, 2, 3, 4, 100))  # median 3
+def test_median_flags_a_far_input_pointing_away_and_records_how_often_each_value_was_used() -> None:
+    decision = CoordinateMedian(f=1)(_col(1, 2, 3, 4, -100))  # median 2
 
-    assert decision.excluded == (4,) and decision.scores == (2.0, 1.0, 0.0, 1.0, 97.0)
-    assert decision.details["kept_fraction"] == (0.0, 0.0, 1.0, 0.0, 0.0)
+    assert decision.excluded == (4,) and decision.scores == (1.0, 0.0, 1.0, 2.0, 102.0)
+    assert decision.details["kept_fraction"] == (0.0, 1.0, 0.0, 0.0, 0.0)
+
+
+def test_an_input_pointing_against_the_others_is_flagged_at_any_distance() -> None:
+    # ipm-like: minus the others' mean, from inside their spread
+    decision = CenteredClippingDrop(f=1, L=1)(torch.tensor([[1.0, 0.2], [1.1, -0.1], [0.9, 0.0], [1.0, 0.1], [-1.0, 0.0]]))
+
+    assert decision.excluded == (4,) and decision.details["dropped"][4] == 1.0
+
+
+def test_a_far_input_pointing_the_aggregates_way_is_no_evidence() -> None:
+    # 100 is far from the median 3, but goes the same way (more data, more steps): not an outlier
+    assert CoordinateMedian(f=1)(_col(1, 2, 3, 4, 100)).excluded == ()
+    assert CenteredClippingDrop(f=1, L=1)(_col(1, 2, 3, 10, 40)).excluded == ()
 
 
 def test_median_with_ties_keeps_the_tied_value() -> None:
@@ -188,9 +201,9 @@ def test_geometric_median_of_a_symmetric_cross_is_its_centre() -> None:
 
 
 def test_geometric_median_resists_one_far_point_and_flags_it() -> None:
-    decision = GeometricMedian(f=1, T=100)(_col(0, 1, 2, 3, 1000))
+    decision = GeometricMedian(f=1, T=100)(_col(0, 1, 2, 3, -1000))
 
-    assert decision.aggregate is not None and 1.0 <= float(decision.aggregate[0]) <= 2.1
+    assert decision.aggregate is not None and 0.0 <= float(decision.aggregate[0]) <= 2.1
     assert decision.excluded == (4,) and decision.details["weight"][4] < 0.01
 
 
@@ -210,17 +223,18 @@ def test_centered_clipping_one_step_clips_long_differences_to_tau() -> None:
 
 
 def test_centered_clipping_default_radius_is_the_median_distance() -> None:
-    # from 0, distances 1, 2, 3, 10, 40; tau = 3: clip 10 -> 3 and 40 -> 3; v = (1+2+3+3+3)/5 = 2.4
-    decision = CenteredClipping(f=1, L=1)(_col(1, 2, 3, 10, 40))
+    # from 0, distances 1, 2, 3, 10, 40; tau = 3: clip 10 -> 3 and -40 -> -3; v = (1+2+3+3-3)/5 = 1.2
+    decision = CenteredClipping(f=1, L=1)(_col(1, 2, 3, 10, -40))
 
-    assert decision.aggregate is not None and decision.aggregate.tolist() == pytest.approx([2.4])
+    assert decision.aggregate is not None and decision.aggregate.tolist() == pytest.approx([1.2])
     assert decision.excluded == (4,)
 
 
 def test_ccdrop_drops_a_gross_outlier_and_recentres_on_the_rest() -> None:
-    # cc from 0 (tau 3) gives 2.4; distances to it 1.4 .4 .6 7.6 37.6, median 1.4: 40 is > 2.5 * 1.4 away, so it
-    # is dropped and cc restarts over 1, 2, 3, 10: tau = median(1, 2, 3, 10) = 2 -> (1 + 2 + 2 + 2) / 4 = 1.75
-    decision = get_rule("ccdrop", 1, L=1)(_col(1, 2, 3, 10, 40))
+    # cc from 0 (tau 3) gives 1.2; distances to it .2 .8 1.8 8.8 41.2, median 1.8: -40 is > 2.5 * 1.8 away and
+    # points against the others, so it is dropped (10 is far too, but goes their way) and cc restarts over
+    # 1, 2, 3, 10: tau = median(1, 2, 3, 10) = 2 -> (1 + 2 + 2 + 2) / 4 = 1.75
+    decision = get_rule("ccdrop", 1, L=1)(_col(1, 2, 3, 10, -40))
 
     assert decision.aggregate is not None and decision.aggregate.tolist() == pytest.approx([1.75])
     assert decision.excluded == (4,) and decision.details["dropped"] == (0.0, 0.0, 0.0, 0.0, 1.0)
@@ -236,12 +250,14 @@ def test_ccdrop_keeps_a_moderately_far_input_clipped_like_cc() -> None:
     assert decision.aggregate is not None and plain.aggregate is not None
     assert decision.aggregate.tolist() == pytest.approx(plain.aggregate.tolist())
     assert decision.aggregate.tolist() == pytest.approx([2.4])
-    assert decision.excluded == plain.excluded == (4,) and decision.details["dropped"] == (0.0,) * 5
+    # no input is far by evidence: nobody is an outlier (no quota of f)
+    assert decision.excluded == plain.excluded == () and decision.details["dropped"] == (0.0,) * 5
     assert decision.details["weight"][4] > 0
 
 
 def test_ccdrop_drops_at_most_f_and_only_past_the_threshold() -> None:
-    points = _col(1, 2, 3, 60, 80)
+    # the far inputs point away from the rest (orthogonal, cosine ~0): evidence only past the drop ratio
+    points = torch.tensor([[1.0, 0, 0], [2, 0, 0], [3, 0, 0], [0, 60, 0], [0, 0, 80]], dtype=torch.float64)
 
     assert CenteredClippingDrop(f=1, L=1)(points).details["dropped"] == (0.0, 0.0, 0.0, 0.0, 1.0)
     assert CenteredClippingDrop(f=2, L=1)(points).details["dropped"] == (0.0, 0.0, 0.0, 1.0, 1.0)

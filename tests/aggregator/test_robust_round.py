@@ -37,7 +37,7 @@ def _deltas(g: dict[str, torch.Tensor], n: int = 5) -> list[torch.Tensor]:
     """``n - 1`` honest updates around a common direction and one flipped at 3x (the last)."""
     gen = torch.Generator().manual_seed(0)
     base = 0.05 * torch.randn(flatten(g).numel(), generator=gen)
-    honest = [base + 0.005 * torch.randn(base.numel(), generator=gen) for _ in range(n - 1)]
+    honest = [base + 0.02 * torch.randn(base.numel(), generator=gen) for _ in range(n - 1)]  # cosine ~0.86: not copies
     return honest + [-3.0 * base]
 
 
@@ -75,15 +75,26 @@ def test_a_non_excluding_rule_applies_its_own_aggregate(g, splits) -> None:  # t
     assert out.robust["update"] == "rule" and set(out.robust["treatment"]["0x" + f"{1:040x}"]) == {"outlier", "kept_fraction"}
 
 
-def test_multikrum_still_applies_the_survivors_sample_weighted_fedavg(g, splits) -> None:  # type: ignore[no-untyped-def]
+def test_multikrum_applies_the_survivors_equal_weight_fedavg_whatever_samples_they_claim(g, splits) -> None:  # type: ignore[no-untyped-def]
     deltas = _deltas(g)
-    samples = [10, 20, 30, 40, 50]
+    samples = [10, 20, 30, 40, 999_999_999_999_999_999]  # the largest claim cannot buy weight
 
     out = _run(_spec("multikrum"), g, splits, deltas, samples=samples)
 
-    expected = sum(s * d for s, d in zip(samples[:4], deltas[:4])) / sum(samples[:4])
+    expected = sum(deltas[:4]) / 4
     assert torch.allclose(flatten(out.new_state), flatten(g) + expected, atol=1e-6)
     assert out.robust["update"] == "fedavg" and out.robust["treatment"]["0x" + f"{1:040x}"]["weight"] == 0.25
+    assert out.robust["weights"] == "equal" and out.payout["weights"] == "equal" and out.samples["0x" + f"{1:040x}"] == 10
+
+
+def test_a_claimed_sample_count_cannot_make_one_update_the_model(g, splits) -> None:  # type: ignore[no-untyped-def]
+    # issue 14 row 7: under mean / multikrum, 10^18 - 1 claimed samples used to make the global model that update
+    deltas = _deltas(g)[:4]
+    samples = [100, 100, 100, 999_999_999_999_999_999]
+
+    out = _run(_spec("mean", f=0), g, splits, deltas, samples=samples)
+
+    assert torch.allclose(flatten(out.new_state), flatten(g) + sum(deltas) / 4, atol=1e-6)
 
 
 def test_a_spec_with_f_zero_runs_its_rule_and_pays_everyone(g, splits) -> None:  # type: ignore[no-untyped-def]
@@ -102,7 +113,16 @@ def test_too_few_updates_for_any_f_fall_back_to_mean(g, splits) -> None:  # type
 def test_f_is_lowered_to_what_the_rule_supports(g, splits) -> None:  # type: ignore[no-untyped-def]
     out = _run(_spec("cwtm", f=3), g, splits, _deltas(g))  # n = 5 supports f = 2
 
-    assert out.robust["f_effective"] == 2 and len(out.outliers) == 2
+    # two may be flagged, but only the flipped update is far by evidence
+    assert out.robust["f_effective"] == 2 and out.outliers == ("0x" + f"{5:040x}",)
+
+
+def test_a_round_without_an_attacker_flags_nobody(g, splits) -> None:  # type: ignore[no-untyped-def]
+    honest = _deltas(g)[:4]
+
+    for rule in ("ccdrop", "cc", "cwtm", "cwmed", "geomed", "nnm+cwtm"):
+        out = _run(_spec(rule, f=1), g, splits, honest)
+        assert out.outliers == (), rule
 
 
 def test_an_unknown_rule_in_the_spec_is_a_config_error(g, splits) -> None:  # type: ignore[no-untyped-def]

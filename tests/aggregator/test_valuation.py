@@ -231,7 +231,8 @@ def test_choose_valuation(rule: str, n: int, expected: str) -> None:
     [("logreg", 269, 64, 20), ("logreg", 1000, 64, 19), ("mlp", 269, 64, 18), ("mlp", 1000, 256, 14), ("cnn", 269, 64, 11)],
 )
 def test_auto_is_exact_up_to_the_time_budget(arch: str, n_val: int, hidden: int, largest_exact: int) -> None:
-    spec = ValuationSpec()  # rule auto, no exact_max_n: the default time budget decides
+    spec = ValuationSpec(metric="accuracy")  # rule auto, no exact_max_n: the default time budget decides (cross-entropy:
+    # tests/aggregator/test_utility_metric.py)
 
     chosen = [choose_valuation(spec, n, arch=arch, n_val=n_val, hidden=hidden) for n in range(1, EXACT_LIMIT + 3)]
 

@@ -63,7 +63,7 @@ def test_a_replay_from_the_record_recomputes_the_same_values(five, rule: str) ->
     out = run(with_valuation(rule=rule), five, seed=7)
     rec = out.valuation_record
     deltas = [flatten(local_update(SPEC, g, d, seed=i)) for i, d in enumerate(splits.trainers)]
-    u = CoalitionUtility(SPEC, g, deltas, [float(len(d)) for d in splits.trainers], splits.validation.x, splits.validation.y, utility=rec["utility"])
+    u = CoalitionUtility(SPEC, g, deltas, [1.0] * 5, splits.validation.x, splits.validation.y, utility=rec["utility"], metric=rec["metric"])
 
     replay = estimate(rec["method"], 5, u, rec["seed"], rec["params"])
 
@@ -81,7 +81,9 @@ def test_exact_records_a_digest_of_the_whole_table(five) -> None:  # type: ignor
     splits, g, subs = five
     out = run(SPEC, five)
     deltas = [flatten(local_update(SPEC, g, d, seed=i)) for i, d in enumerate(splits.trainers)]
-    table = CoalitionUtility(SPEC, g, deltas, [float(len(d)) for d in splits.trainers], splits.validation.x, splits.validation.y).table()
+    table = CoalitionUtility(
+        SPEC, g, deltas, [1.0] * 5, splits.validation.x, splits.validation.y, metric=SPEC.valuation.metric
+    ).table()  # the round's weights are equal
 
     assert out.valuation_record["utilities_digest"] == {"format": "table-f64le", "sha256": table_digest(table)}
     assert out.valuation_record["utilities_recorded"] == 32 and out.utilities[""] == table[0]
@@ -110,17 +112,26 @@ def test_cumulative_values_add_this_round_to_the_prior_ones(five) -> None:  # ty
 
 
 def test_round_payout_ignores_the_prior_rounds(five) -> None:  # type: ignore[no-untyped-def]
-    plain = run(SPEC, five)
+    per_round = with_valuation(payout="round")
+    plain = run(per_round, five)
 
-    with_prior = run(SPEC, five, prior={address(0): 100.0})
+    with_prior = run(per_round, five, prior={address(0): 1e4})
 
     assert with_prior.bps == plain.bps
 
 
 def test_cumulative_payout_splits_the_pool_by_the_cumulative_values(five) -> None:  # type: ignore[no-untyped-def]
-    out = run(with_valuation(payout="cumulative"), five, prior={address(0): 100.0})
+    out = run(with_valuation(payout="cumulative"), five, prior={address(0): 1e4})
 
     assert out.bps[0] > 9_900 and sum(out.bps) == 10_000
+
+
+def test_the_default_pays_by_running_sums_of_gce_values_with_equal_weights(five) -> None:  # type: ignore[no-untyped-def]
+    out = run(SPEC, five, prior={address(0): 1e4})
+
+    assert out.payout == {"rule": "cumulative", "metric": "gce", "utility": "fedavg", "estimator": "exact",
+                          "weights": "equal"}
+    assert out.bps[0] > 9_900  # the running sum decides
 
 
 def test_the_partial_utility_is_recorded_and_used(five) -> None:  # type: ignore[no-untyped-def]

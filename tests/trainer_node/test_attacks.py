@@ -21,9 +21,10 @@ def _delta() -> "OrderedDict[str, torch.Tensor]":
     return OrderedDict([("b", torch.tensor([1.0, -2.0])), ("w", torch.tensor([[0.5, 0.0], [0.0, 4.0]]))])
 
 
-def test_attack_names_are_the_seven_documented_ones() -> None:
-    assert ATTACK_NAMES == ("alie", "free_rider", "gaussian", "ipm", "label_flip", "mimic", "sign_flip")
-    assert COLLUDING_ATTACKS == ("alie", "ipm", "mimic") and is_colluding("alie") and not is_colluding("gaussian")
+def test_attack_names_are_the_nine_documented_ones() -> None:
+    assert ATTACK_NAMES == ("alie", "copier", "free_rider", "gaussian", "ipm", "label_flip", "mimic", "noisy_free_rider",
+                            "sign_flip")
+    assert COLLUDING_ATTACKS == ("alie", "copier", "ipm", "mimic") and is_colluding("alie") and not is_colluding("gaussian")
 
 
 def test_sign_flip_submits_minus_scale_times_the_honest_delta() -> None:
