@@ -35,6 +35,7 @@ from aggregator.fedavg import fedavg, next_state
 from aggregator.outcome import RoundOutcome, payout_record, published_accuracy
 from aggregator.provable import provable_round
 from aggregator.robust import Mean, RobustDecision, RobustRule, effective_f, get_rule, max_f
+from aggregator.robust.base import EVIDENCE_ALIGNMENT, EVIDENCE_OPPOSITION, EVIDENCE_RATIO
 from aggregator.validate import Published, ValidUpdates, validate_all
 from aggregator.valuation import value_survivors
 from aggregator.valuation.estimators import choose_valuation
@@ -81,6 +82,10 @@ def _select(spec: TaskSpec, valid: ValidUpdates) -> tuple[RobustDecision, dict[s
         "f_effective": f_eff,
         "scores": dict(zip(valid.addresses, decision.scores)),
         "weights": "equal",  # FedAvg and coalition weights; claimed sample counts are recorded, not used
+        # what makes an outlier (aggregator.robust.base.far_outliers); ccdrop's treatment has each update's
+        # distance and cosine; krum and multikrum select n - f by quota
+        "evidence": {"distance_over_median": spec.robust.params.get("drop", EVIDENCE_RATIO), "cosine_below": EVIDENCE_ALIGNMENT,
+                     "or_cosine_below": EVIDENCE_OPPOSITION},
         # which vector became the model update: the survivors' sample-weighted FedAvg, or the rule's own aggregate
         "update": "fedavg" if decision.reweight else "rule",
         "treatment": {

@@ -36,7 +36,8 @@ that lie more than 2.5 times the median distance from the final centre and do no
 point its way, at most ``f`` (:func:`aggregator.robust.base.far_outliers`), so a
 round without an attacker usually flags nobody.  The receipt records each input's weight in the aggregate
 (``weight``) and, for ``cc``, its last clipping factor (``clip``, 1 = not
-clipped; ``ccdrop`` also ``dropped``, 1 = removed, weight 0).  All need ``n > 2f``.
+clipped; ``ccdrop`` also ``dropped``, 1 = removed, weight 0, and the evidence: ``distance``
+from the first centre and ``cosine`` with the others' centre).  All need ``n > 2f``.
 """
 
 from __future__ import annotations
@@ -130,7 +131,8 @@ class CenteredClipping(HonestMajority):
             )
         w, clip = self._clip_steps(g, list(range(n)))
         first = floats(span_sq_distances(g, w).sqrt())
-        dropped = list(far_outliers(first, self.f, self.drop, floats(cosines_to_centre(g, w))))
+        cosines = floats(cosines_to_centre(g, w))
+        dropped = list(far_outliers(first, self.f, self.drop, cosines))
         kept = [i for i in range(n) if i not in dropped]
         if dropped:
             w, clip = self._clip_steps(g, kept)
@@ -139,7 +141,9 @@ class CenteredClipping(HonestMajority):
         return RobustDecision(
             self.name, tuple(kept), scores, self.f, aggregate=combine(w, vectors), reweight=False,
             details={"weight": floats(w), "clip": floats(clip),
-                     "dropped": tuple(1.0 if i in dropped else 0.0 for i in range(n))},
+                     "dropped": tuple(1.0 if i in dropped else 0.0 for i in range(n)),
+                     # the evidence: distance from the first cc centre, cosine with the others' centre
+                     "distance": first, "cosine": cosines},
         )
 
 

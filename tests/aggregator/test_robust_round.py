@@ -125,6 +125,16 @@ def test_a_round_without_an_attacker_flags_nobody(g, splits) -> None:  # type: i
         assert out.outliers == (), rule
 
 
+def test_the_receipt_records_the_evidence_behind_each_flag(g, splits) -> None:  # type: ignore[no-untyped-def]
+    out = _run(_spec("ccdrop"), g, splits, _deltas(g))
+    attacker, honest = "0x" + f"{5:040x}", "0x" + f"{1:040x}"
+
+    assert out.robust["evidence"] == {"distance_over_median": 2.5, "cosine_below": 0.3, "or_cosine_below": -0.5}
+    flagged, kept = out.robust["treatment"][attacker], out.robust["treatment"][honest]
+    assert flagged["outlier"] and flagged["dropped"] == 1.0 and flagged["cosine"] < -0.5
+    assert not kept["outlier"] and kept["cosine"] > 0.3 and kept["distance"] < flagged["distance"]
+
+
 def test_an_unknown_rule_in_the_spec_is_a_config_error(g, splits) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ConfigError, match="unknown robust rule"):
         _run(_spec("median"), g, splits, _deltas(g))
