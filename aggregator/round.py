@@ -7,7 +7,7 @@ or trimmed mean, geometric median, centered clipping, optionally after NNM or
 clipping), apply the rule's own aggregate or, for Multi-Krum and mean, FedAvg
 the survivors (McMahan et al. 2017) with equal weights -- a sample count is
 the trainer's own claim, so it decides nothing -- value each survivor by Shapley value of
-the validation utility (minus cross-entropy by default, or accuracy;
+the validation utility (minus the generalized cross-entropy by default, cross-entropy or accuracy;
 :mod:`aggregator.valuation`: exact, GTG, TMC or leave-one-out, chosen by the
 spec), and turn the values (with ``payout = "cumulative"``, the default, each
 trainer's running sum over the rounds so far; with ``"round"`` this round's)
@@ -39,12 +39,7 @@ from aggregator.robust.base import EVIDENCE_ALIGNMENT, EVIDENCE_OPPOSITION, EVID
 from aggregator.validate import Published, ValidUpdates, validate_all
 from aggregator.valuation import value_survivors
 from aggregator.valuation.estimators import choose_valuation
-from market.payout import (
-    contribution_shares,
-    cumulative_shares,
-    cumulative_values,
-    to_basis_points,
-)
+from market.payout import contribution_shares, cumulative_shares, cumulative_values, to_basis_points
 from market.spec import TaskSpec
 
 
@@ -84,9 +79,9 @@ def _select(spec: TaskSpec, valid: ValidUpdates) -> tuple[RobustDecision, dict[s
         "weights": "equal",  # FedAvg and coalition weights; claimed sample counts are recorded, not used
         # what makes an outlier (aggregator.robust.base.far_outliers); ccdrop's treatment has each update's
         # distance and cosine; krum and multikrum select n - f by quota
-        "evidence": {"distance_over_median": spec.robust.params.get("drop", EVIDENCE_RATIO), "cosine_below": EVIDENCE_ALIGNMENT,
-                     "or_cosine_below": EVIDENCE_OPPOSITION},
-        # which vector became the model update: the survivors' sample-weighted FedAvg, or the rule's own aggregate
+        "evidence": {"distance_over_median": spec.robust.params.get("drop", EVIDENCE_RATIO),
+                     "cosine_below": EVIDENCE_ALIGNMENT, "or_cosine_below": EVIDENCE_OPPOSITION},
+        # which vector became the model update: the survivors' equal-weight FedAvg, or the rule's own aggregate
         "update": "fedavg" if decision.reweight else "rule",
         "treatment": {
             a: {"outlier": i not in kept, **{k: float(v[i]) for k, v in decision.details.items()}}
