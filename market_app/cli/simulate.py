@@ -48,7 +48,7 @@ def _print_round(console: Any, report_trainers: list[dict[str, Any]], entry: dic
 
     table = Table(title=f"round {entry['round']}  ·  test accuracy {entry['accuracy']:.3f}", title_justify="left",
                   caption="round value: this round's Shapley share; bps: the pool's split"
-                          + (" by each trainer's running mean value" if entry.get("payout") == "cumulative" else ""),
+                          + (" by each trainer's running sum of values" if entry.get("payout") == "cumulative" else ""),
                   caption_justify="left")
     for col in ("trainer", "attack", "status", "round value", "bps", "credited ETH"):
         table.add_column(col, justify="right" if col in ("round value", "bps", "credited ETH") else "left")
