@@ -104,15 +104,18 @@ class PriorRound:
     updates: list[Published]  # every update and global update published so far: copies of them are refused
 
 
-def _flat(store: ContentStore, cid: str) -> Tensor | None:
-    try:
-        return flatten(decode_state(store.get(cid))[0])
-    except MarketError:
-        return None  # unreadable now: nothing to compare a copy with (the round still completes)
-
-
 def prior_round(store: ContentStore, snap: RoundSnapshot) -> PriorRound:
     """Cumulative values of the latest earlier settled round, and every update published before this round."""
+    flat: dict[str, Tensor | None] = {}  # by CID: a round's model is the next round's input
+
+    def read(cid: str) -> Tensor | None:
+        if cid not in flat:
+            try:
+                flat[cid] = flatten(decode_state(store.get(cid))[0])
+            except MarketError:
+                flat[cid] = None  # unreadable now: nothing to compare a copy with (the round still completes)
+        return flat[cid]
+
     updates: list[Published] = []
     values: dict[str, float] = {}
     for r in sorted(snap.settled):
@@ -123,10 +126,10 @@ def prior_round(store: ContentStore, snap: RoundSnapshot) -> PriorRound:
         values = dict(receipt.details.cumulative_values)
         cid_of = {s.trainer: s.cid for s in receipt.submissions}
         for trainer in [*receipt.details.survivors, *receipt.details.outliers]:
-            delta = _flat(store, cid_of[trainer]) if trainer in cid_of else None
+            delta = read(cid_of[trainer]) if trainer in cid_of else None
             if delta is not None:
                 updates.append(Published(trainer, f"the update of {trainer} in round {r}", delta))
-        new, old = _flat(store, receipt.model_cid), _flat(store, receipt.input_model_cid)
+        new, old = read(receipt.model_cid), read(receipt.input_model_cid)
         if new is not None and old is not None and new.shape == old.shape and bool((new != old).any()):
             updates.append(Published("", f"round {r}'s global update", new.double() - old.double()))
     return PriorRound(values, updates)

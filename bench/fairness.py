@@ -48,7 +48,6 @@ Writes ``{"default", "scenarios", "candidates" (with --candidates), "goals",
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -224,28 +223,13 @@ def _cosines(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
     return m @ m.T
 
 
-def _round_supports(name: str) -> bool:
-    return name in inspect.signature(aggregate_round).parameters
-
-
-def _utility_supports_metric() -> bool:
-    from aggregator.valuation.utility import CoalitionUtility
-
-    return "metric" in inspect.signature(CoalitionUtility.__init__).parameters
-
-
 def exact_values(spec: TaskSpec, g: dict[str, torch.Tensor], deltas: Sequence[torch.Tensor], weights: Sequence[float],
-                 val: Dataset, metric: str) -> tuple[list[float], np.ndarray] | None:
-    """Exact Shapley values (and the utility table) of ``metric`` over these updates; None if unsupported."""
+                 val: Dataset, metric: str) -> tuple[list[float], np.ndarray]:
+    """Exact Shapley values (and the utility table) of ``metric`` over these updates."""
     from aggregator.valuation.batched import shapley_from_table
     from aggregator.valuation.utility import CoalitionUtility
 
-    kw: dict[str, Any] = {}
-    if _utility_supports_metric():
-        kw["metric"] = metric
-    elif metric != "accuracy":
-        return None
-    u = CoalitionUtility(spec, g, list(deltas), list(weights), val.x, val.y, utility=spec.valuation.utility, **kw)
+    u = CoalitionUtility(spec, g, list(deltas), list(weights), val.x, val.y, utility=spec.valuation.utility, metric=metric)
     table = u.table()
     return shapley_from_table(table, len(deltas)), table
 
@@ -282,7 +266,6 @@ def run_market(scenario: str, seed: int, rounds: int, n: int = N, candidate: str
     g0 = state_of(build_model(spec.model, spec.data, spec.model_seed))
     g = g0
     prior: dict[str, float] = {}
-    pass_earlier = earlier and _round_supports("earlier")
     previous: dict[str, torch.Tensor] = {}
     published: list[Published] = []
     rounds_out: list[dict[str, Any]] = []
@@ -314,7 +297,7 @@ def run_market(scenario: str, seed: int, rounds: int, n: int = N, candidate: str
             blob = encode_state(delta, {"kind": "delta", "samples": str(len(datas[i]))})
             subs.append((_address(i), blob))
             deltas[_address(i)] = flatten(decode_state(blob)[0])  # exactly what the round decodes
-        kw: dict[str, Any] = {"earlier": list(published)} if pass_earlier and published else {}
+        kw: dict[str, Any] = {"earlier": list(published)} if earlier else {}
         out = aggregate_round(spec, g, subs, val.x, val.y, seed=spec.valuation.seed + r, prior_values=prior, **kw)
         bps = list(out.bps)
         assert len(bps) == len(subs) and sum(bps) in (0, BPS), bps
@@ -357,7 +340,7 @@ def run_market(scenario: str, seed: int, rounds: int, n: int = N, candidate: str
         "scenario": scenario, "seed": seed, "candidate": candidate, "rounds": rounds, "n": n,
         "addresses": [_address(i) for i in range(n)], "behaviour": behaviour, "joins": joins,
         "extra": setup["extra"], "credits": credits, "totals": [sum(c) for c in credits],
-        "round_records": rounds_out, "earlier_passed": pass_earlier,
+        "round_records": rounds_out, "earlier_passed": earlier,
         "test_accuracy": accuracy(model_with_state(spec.model, spec.data, g), setup["test"].x, setup["test"].y),
     }
     if scenario == "dirichlet":
@@ -383,16 +366,11 @@ def _agreement(spec: TaskSpec, g: dict[str, torch.Tensor], out: Any, kept: list[
                val: Dataset) -> dict[str, Any]:
     """Spearman of this round's values (survivors) with exact Shapley of each metric over the same updates."""
     survivors = list(out.survivors)
-    equal = (getattr(out, "payout", None) or {}).get("weights") == "equal"
-    weights = [1.0] * len(survivors) if equal else [float(out.samples[a]) for a in survivors]
+    weights = [1.0] * len(survivors)  # the round weighs every update equally
     mine = [out.contributions[a] for a in survivors]
-    res: dict[str, Any] = {"weights": "equal" if equal else "samples"}
+    res: dict[str, Any] = {}
     for metric in METRICS:
-        ref = exact_values(spec, g, kept, weights, val, metric)
-        if ref is None:
-            res[metric] = None
-            continue
-        values, table = ref
+        values, table = exact_values(spec, g, kept, weights, val, metric)
         res[metric] = spearman(mine, values)
         if metric == spec.valuation.metric:
             res["table_matches_round"] = _table_matches(table, survivors, dict(out.utilities))

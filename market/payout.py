@@ -30,10 +30,10 @@ trainer's cumulative value (clipped at 0): per-round values are noisy, sums
 average the noise out (``bench/fairness.py``).  The price is that a trainer who
 joins late is paid little at first (the first rounds' gains are the largest);
 dividing by the rounds or the round scales a trainer took part in pays it
-faster, but was measured to pay a data-less newcomer submitting noise 0.4-0.7x
-an honest trainer (one replaying an old public update up to 4x), and to let a
-trainer shed a bad record under a fresh identity, so it waits for an identity
-cost (stakes).
+faster, but when tried (issue 13, ``tests/attacks/test_fair_pay.py`` against
+that variant) it paid a data-less newcomer submitting noise 0.4-0.7x an honest
+trainer and let a trainer shed a bad record under a fresh identity, so it waits
+for an identity cost (stakes).
 """
 
 from __future__ import annotations
@@ -93,4 +93,3 @@ def cumulative_values(prior: Mapping[str, float], current: Mapping[str, float]) 
 def cumulative_shares(values: Mapping[str, float]) -> dict[str, float]:
     """Shares of cumulative values: clipped at 0 and normalised (equal if none is positive)."""
     return dict(zip(values, contribution_shares(list(values.values()), [True] * len(values))))
-

@@ -105,16 +105,13 @@ class SimulateConfig(BaseModel):
 
 def spec_for(cfg: SimulateConfig) -> TaskSpec:
     """The task spec a simulation posts: the default digits task with the simulation's options."""
-    return TaskSpec().model_copy(
-        update={
-            "model": ModelSpec(arch=cfg.model),
-            "training": TRAINING_FOR[cfg.model],
-            "robust": RobustSpec(rule=cfg.robust, f=cfg.suspected),
-            "valuation": ValuationSpec(rule=cfg.valuation, seed=cfg.seed, **(
-                {"payout": "round", "metric": "accuracy"} if cfg.proof != "none" else {})),
-            "proof": ProofSpec(system=cfg.proof, sketch_k=cfg.sketch_k),
-            "model_seed": cfg.seed,
-        }
+    return TaskSpec(  # validated, so a proof task gets its per-round accuracy defaults (TaskSpec._proof_defaults)
+        model=ModelSpec(arch=cfg.model),
+        training=TRAINING_FOR[cfg.model],
+        robust=RobustSpec(rule=cfg.robust, f=cfg.suspected),
+        valuation=ValuationSpec(rule=cfg.valuation, seed=cfg.seed),
+        proof=ProofSpec(system=cfg.proof, sketch_k=cfg.sketch_k),
+        model_seed=cfg.seed,
     )
 
 

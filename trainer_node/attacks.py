@@ -200,8 +200,6 @@ ATTACKS: dict[str, Attack] = {
     "noisy_free_rider": Attack("noisy_free_rider", _same_data, _noisy_zero, NOISY_FREE_RIDER_SIGMA),
     "copier": Attack("copier", _same_data, _copier, COPIER_SIGMA, colluding=True),
 }
-#: attacks whose submitted update does not depend on the attacker's own training (a caller may skip it)
-NO_OWN_TRAINING: frozenset[str] = frozenset({"gaussian", "free_rider", "alie", "ipm", "mimic", "noisy_free_rider", "copier"})
 ATTACK_NAMES: tuple[str, ...] = tuple(sorted(ATTACKS))
 COLLUDING_ATTACKS: tuple[str, ...] = tuple(sorted(n for n, a in ATTACKS.items() if a.colluding))
 

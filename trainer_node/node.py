@@ -101,8 +101,8 @@ class TrainerNode:
         self.data = data
         self.attack = attack
         self.seed = seed
-        self.collusion = collusion
-        self._token = ZERO_ADDRESS  # the reward's token of the task being run (ETH until run() reads it)  # simulation only: (task, round) -> the round's honest updates
+        self.collusion = collusion  # simulation only: (task, round) -> the round's honest updates
+        self._token = ZERO_ADDRESS  # the reward's token of the task being run (ETH until run() reads it)
 
     @property
     def address(self) -> str:

@@ -169,19 +169,17 @@ EVIDENCE_ALIGNMENT = 0.3
 EVIDENCE_OPPOSITION = -0.5
 
 
-def cosines_to_centre(g: Tensor, w: Tensor, leave_out: bool = True) -> Tensor:
-    """Cosine similarity of each input ``x_i`` with the centre ``z = w @ X``, from the Gram matrix.
-
-    ``leave_out``: with the centre of the *other* inputs (``w_i`` set to 0, renormalised), so that a huge
-    input does not drag the centre its own way.  0 where either vector is zero.
+def cosines_to_centre(g: Tensor, w: Tensor) -> Tensor:
+    """Cosine similarity of each input ``x_i`` with the centre of the *other* inputs, ``z = w @ X`` with
+    ``w_i`` set to 0 (a cosine ignores the scale, so no renormalising), from the Gram matrix: a huge input
+    does not drag the centre its own way.  0 where either vector is zero.
     """
     n = int(g.shape[0])
     diag = torch.diagonal(g).clamp_min(0.0)
     out = torch.zeros(n, dtype=torch.float64)
     for i in range(n):
         wi = w.clone()
-        if leave_out:
-            wi[i] = 0.0
+        wi[i] = 0.0
         zz = float(wi @ g @ wi)
         if zz <= 0 or float(diag[i]) <= 0:
             continue

@@ -2,7 +2,7 @@
 
 :func:`value_survivors` builds the coalition utility of
 :mod:`aggregator.valuation.utility` over the round's surviving updates -- the
-validation accuracy or minus the mean validation cross-entropy of a
+validation accuracy, or minus the mean validation (generalized) cross-entropy, of a
 coalition's model, as the task's ``valuation.metric`` says -- picks the
 estimator (:func:`aggregator.valuation.estimators.choose_valuation`), runs it with the
 round's seed and returns the values with everything a replay needs: method,
@@ -97,7 +97,7 @@ def value_survivors(
     record = {
         **result.to_dict(),
         "evaluations": utility.evaluations,
-        # U(S) = the metric (validation accuracy, or minus the mean validation cross-entropy in nats)
+        # U(S) = the metric (validation accuracy, or minus the mean validation (generalized) cross-entropy)
         # of the model S's updates give (utility fedavg: their FedAvg; partial: their part of the round's update)
         "utility": spec.valuation.utility,
         "metric": metric,

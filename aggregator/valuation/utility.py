@@ -9,11 +9,12 @@ reconstructed without retraining:
     U(S) = score(theta_0 + sum_{i in S} w_i delta_i / sum_{i in S} w_i),
     U({}) = score(theta_0),
 
-with ``w_i`` the sample counts (FedAvg weights) -- the ``fedavg`` utility,
-the default.  The score (``metric``, ``ValuationSpec.metric``) is the
-validation ``accuracy`` or minus the mean ``cross_entropy``,
-``-(1/V) sum_v (logsumexp(z_v) - z_{v, y_v})`` in nats (higher is better;
-unlike accuracy it still moves when an update changes no prediction).  The
+with ``w_i`` the FedAvg weights (a round passes equal ones) -- the ``fedavg``
+utility, the default.  The score (``metric``, ``ValuationSpec.metric``) is the
+validation ``accuracy``, minus the mean ``cross_entropy``,
+``-(1/V) sum_v (logsumexp(z_v) - z_{v, y_v})`` in nats, or minus the mean
+generalized cross-entropy ``gce``, ``(1 - p_y^q) / q`` (higher is better;
+unlike accuracy both still move when an update changes no prediction).  The
 ``partial`` utility (a named option, ``ValuationSpec.utility``) scores ``S``
 by its part of the round's actual update instead,
 
@@ -96,8 +97,8 @@ class CoalitionUtility:
     ) -> None:
         """``threads``: torch threads for the evaluations (None = the process setting); one by default because
         on a shared 2-core machine two OpenMP threads were measured up to 100x slower (see
-        :func:`aggregator.valuation.batched.torch_threads`).  ``metric``: ``accuracy`` or ``cross_entropy``
-        (``U`` is then minus the mean cross-entropy); a round passes its spec's ``valuation.metric``."""
+        :func:`aggregator.valuation.batched.torch_threads`).  ``metric``: ``accuracy``, ``cross_entropy`` or ``gce``
+        (``U`` is then minus the mean (generalized) cross-entropy); a round passes its spec's ``valuation.metric``."""
         if utility not in UTILITIES:
             raise ConfigError(f"unknown coalition utility {utility!r}: use one of {', '.join(UTILITIES)}")
         if metric not in METRICS:
@@ -165,36 +166,29 @@ class CoalitionUtility:
 
     @torch.no_grad()
     def _batched_table(self) -> np.ndarray:
-        if self.metric == "gce" and self.fast and self.utility == "fedavg":  # the cross-entropy table's sums, per sample
-            assert self._contrib is not None
-            own = self._w[:, None, None] * (self._logits0[None] + self._contrib)
-            return linear_ce_table(own, self._y, empty=self._logits0, weights=self._w, q=GCE_Q).numpy()
-        if self.metric == "gce":  # no subset-sum shortcut: every coalition's logits, in chunks of _CHUNK
-            if self.fast:
-                return np.array(self._evaluate([frozenset(i for i in range(self.n) if m >> i & 1) for m in range(1 << self.n)]))
-            w = self._w if self.utility == "fedavg" else self._w / self._w.sum()
-            return vmap_table(self._net, self._template, self._theta0, self._deltas, w, self._x, self._y,
-                              normalize=self.utility == "fedavg", metric="gce").numpy()
-        fedavg = self.utility == "fedavg"
-        ce = self.metric == "cross_entropy"
+        fedavg, metric = self.utility == "fedavg", self.metric
         w = self._w if fedavg else self._w / self._w.sum()  # partial: the round's FedAvg coefficients
         if self.fast:  # logreg: logits affine in the parameters
             assert self._contrib is not None
             if fedavg:  # sum of w_i * (logits of trainer i's own model), up to the factor 1 / W_S
                 own = w[:, None, None] * (self._logits0[None] + self._contrib)
-                if ce:  # cross-entropy needs the logits themselves: the factor 1 / W_S too
-                    return linear_ce_table(own, self._y, empty=self._logits0, weights=self._w).numpy()
-                return linear_table(own, self._y, empty=self._logits0).numpy()
-            table = linear_ce_table if ce else linear_table
+                if metric == "accuracy":
+                    return linear_table(own, self._y, empty=self._logits0).numpy()
+                # cross-entropy and gce need the logits themselves: the factor 1 / W_S too
+                q = GCE_Q if metric == "gce" else None
+                return linear_ce_table(own, self._y, empty=self._logits0, weights=self._w, q=q).numpy()
+            if metric == "gce":  # no subset-sum shortcut: every coalition's logits, in chunks of _CHUNK
+                return np.array(self._evaluate([frozenset(i for i in range(self.n) if m >> i & 1) for m in range(1 << self.n)]))
+            table = linear_ce_table if metric == "cross_entropy" else linear_table
             return table(w[:, None, None] * self._contrib, self._y, offset=self._logits0).numpy()
-        if isinstance(self._net, MLP):
+        if isinstance(self._net, MLP) and metric != "gce":
             players, offset = self._mlp_terms(w, fedavg)
             empty = self._forward(self._theta0) if fedavg else None
-            if ce:
+            if metric == "cross_entropy":
                 return mlp_ce_table(players, self._y, offset, empty=empty).numpy()
             return mlp_table(players, self._y, offset, empty=empty, weights=self._w).numpy()
         return vmap_table(
-            self._net, self._template, self._theta0, self._deltas, w, self._x, self._y, normalize=fedavg, metric=self.metric
+            self._net, self._template, self._theta0, self._deltas, w, self._x, self._y, normalize=fedavg, metric=metric
         ).numpy()
 
     def _forward(self, theta: Tensor) -> Tensor:
@@ -262,7 +256,7 @@ class CoalitionUtility:
     def accuracy(self, coalition: Coalition) -> float:
         """Validation accuracy of the coalition's model, whatever the metric (``U`` itself under ``accuracy``).
 
-        For ``cross_entropy`` it is computed aside: not cached, not counted in :attr:`evaluations`.
+        For the other metrics it is computed aside: not cached, not counted in :attr:`evaluations`.
         """
         if self.metric == "accuracy":
             return self(coalition)

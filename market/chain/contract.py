@@ -73,10 +73,6 @@ class TaskInfo:
         return (self.reward * (round_ + 1)) // self.rounds - (self.reward * round_) // self.rounds
 
 
-#: a round's phases, in order (``RoundState.phase``)
-PHASES = ("open", "closed", "settleable", "settled")
-
-
 @dataclass(frozen=True)
 class RoundState:
     """Where a task's current round stands, derived from the chain's state and a clock

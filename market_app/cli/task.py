@@ -8,8 +8,6 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
-from market.chain.contract import amount_number as _num
-from market.chain.contract import amount_text as _money
 from market.errors import ConfigError
 from market_app.cli.common import (
     _account,
@@ -27,6 +25,18 @@ from market_app.cli.common import (
 
 if TYPE_CHECKING:
     from market.chain.contract import MarketContract, TaskInfo
+
+
+def _money(wei: int | str, token: str, exact: bool = False) -> str:
+    from market.chain.contract import amount_text  # web3 at call time: `market --help` stays fast
+
+    return amount_text(wei, token, exact=exact)
+
+
+def _num(wei: int | str, token: str) -> str:
+    from market.chain.contract import amount_number
+
+    return amount_number(wei, token)
 
 
 def cmd_task_create(args: argparse.Namespace) -> int:
