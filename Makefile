@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 
-.PHONY: install browser demo test test-fast lint artifacts check-artifacts clean zk-setup
+.PHONY: install browser demo test test-fast test-invariants lint artifacts check-artifacts clean zk-setup
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -40,6 +40,10 @@ test: install browser zk-setup
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+# The contract's state machine at full strength (200 examples x 30 steps; `make test` runs 50 x 30)
+test-invariants: install
+	INVARIANT_PROFILE=full $(PY) -m pytest -q tests/contracts/test_invariants.py
+
 # Slither lives in its own venv: it pins web3 < 8, the product uses web3 8.
 .venv-lint/.installed:
 	$(PYTHON) -m venv .venv-lint
@@ -59,7 +63,7 @@ artifacts: install
 check-artifacts: install
 	$(PY) -m market.chain.compile --check
 
-.PHONY: bench-gas bench-robust bench-robustness bench-robustness-quick bench-valuation bench-proof bench-fairness
+.PHONY: bench-gas bench-robust bench-robustness bench-robustness-quick bench-valuation bench-proof bench-fairness bench-attacks
 bench-gas: install
 	$(PY) bench/gas.py --json bench/gas.json
 bench-proof: install
@@ -77,3 +81,5 @@ bench-fairness: install
 
 clean:
 	rm -rf .market tests/app/artifacts .pytest_cache
+bench-attacks: install
+	$(PY) bench/attacks.py --json bench/results/attacks.json --markdown bench/results/attacks.md

@@ -66,6 +66,8 @@ class RoundOutcome:
     accuracy_model: float | None = None
     # how pay was decided: payout rule, metric, coalition utility, estimator, FedAvg/coalition weights
     payout: dict[str, str] = field(default_factory=dict)
+    # rejected updates refused as copies (the other rejections cost their trainers the stake)
+    copies: tuple[str, ...] = ()
     # proof tasks: the circuit's inputs (valid addresses in slot order, f, sketches, binders, base
     # permutation, outlier slots, integer utilities) -- see market.zk.statement
     proof: ProofInputs | None = None

@@ -115,6 +115,7 @@ def provable_round(
         addresses=addresses,
         samples=valid.samples,
         rejected=valid.rejected,
+        copies=tuple(sorted(valid.copies)),
         outliers=outliers,
         survivors=survivors,
         robust=robust,

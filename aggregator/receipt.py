@@ -22,9 +22,12 @@ def build_receipt(
     prerejected: dict[str, str],
     outcome: RoundOutcome,
     seed: int,
+    round_seed: bytes = b"",
 ) -> Receipt:
     rejected = dict(prerejected)
     rejected.update(outcome.rejected)
+    # every rejection but a copy is checkable without the validation set: its trainer loses its stake
+    lost = [s.trainer for s in submissions if s.trainer in rejected and s.trainer not in outcome.copies]
     by_address = outcome.bps_by_address
     bps = {s.trainer: int(by_address.get(s.trainer, 0)) for s in submissions}
     body = outcome.to_dict()
@@ -45,4 +48,6 @@ def build_receipt(
         bps_vector=[bps[s.trainer] for s in submissions],
         valuation_seed=seed,
         details=ReceiptDetails.model_validate(body),
+        round_seed="0x" + round_seed.hex() if round_seed else "",
+        lost=lost,
     )

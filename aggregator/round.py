@@ -115,7 +115,7 @@ def aggregate_round(
     """Validate, robust-aggregate, value and pay out one round's ``(address, blob)`` submissions.
 
     A task with ``proof.system != "none"`` runs the provable round instead
-    (:func:`provable_round`): ``proof_seed`` is the round's final submissions digest,
+    (:func:`provable_round`): ``proof_seed`` is the round's on-chain seed,
     ``binders`` and ``sketches`` each submitter's commitment binder and update sketch.
 
     ``seed`` drives the valuation's sampling (default ``spec.valuation.seed``;
@@ -133,7 +133,7 @@ def aggregate_round(
         raise ValueError("submissions must come from distinct addresses (the contract takes one per trainer)")
     if spec.proof.system != "none":
         if proof_seed is None or binders is None or sketches is None:
-            raise ValueError("a proof task's round needs the submissions digest and each submitter's binder and sketch")
+            raise ValueError("a proof task's round needs the round seed and each submitter's binder and sketch")
         return provable_round(spec, global_state, submissions, x_val, y_val, seed, proof_seed, binders, sketches, earlier, order)
     t0 = time.perf_counter()
     valid = validate_all(spec, global_state, submissions, earlier, order)
@@ -168,6 +168,7 @@ def aggregate_round(
         addresses=addresses,
         samples=valid.samples,
         rejected=valid.rejected,
+        copies=tuple(sorted(valid.copies)),
         outliers=tuple(a for a in valid.addresses if a not in survivors),
         survivors=survivors,
         robust=robust,

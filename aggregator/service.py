@@ -1,16 +1,17 @@
 """The aggregator's side of a round, at the I/O edge.
 
-read the round's submissions from the chain → fetch each update by CID
-(re-hashed on read) → reject what cannot be used (missing blob, hash mismatch,
-commitment that does not bind the submitter, a second submission of a CID) → read the
-earlier rounds' receipts (cumulative values) and updates (to refuse copies of them) →
-:func:`aggregator.round.aggregate_round` (validate, robust rule, FedAvg,
-coalition utilities, Shapley values, basis points) → write the new model and
-the round receipt to the store → ``postResult``.
+wait for the round's reveals to close → read the revealed submissions and the round's seed from the
+chain → fetch each update by CID (in parallel, under one time budget and a size cap, re-hashed on
+read) → reject what cannot be used (missing blob, hash mismatch, an update whose signed metadata names
+another trainer, task or round, a commitment that does not match) → read the earlier rounds'
+receipts (cumulative values) and updates (to refuse copies of them) →
+:func:`aggregator.round.aggregate_round` (validate, robust rule, FedAvg, coalition utilities,
+Shapley values, basis points) → write the new model and the round receipt to the store →
+``postResult`` with the seed and the lost-stake mask (every rejection but a copy).
 
-Everything it posts is derived deterministically from the chain, the store,
-the spec and the validation set, so a crash before posting is recovered by
-running the round again; it posts only while the round is still open.
+Everything it posts is derived deterministically from the chain, the store, the spec and the
+validation set, so a crash before posting is recovered by running the round again; it posts only
+while its result window is open.
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from typing import Any
 from eth_account.signers.local import LocalAccount
 from torch import Tensor
 
+from aggregator.fetch import fetch_updates, update_size_cap
 from aggregator.outcome import RoundOutcome
 from aggregator.receipt import build_receipt
 from aggregator.round import aggregate_round
 from aggregator.validate import Published
-from market.chain.contract import MarketContract, RoundSnapshot, Submission, amount_text, round_state
+from market.chain.contract import MarketContract, RoundSnapshot, SeedExpired, Submission, amount_text, round_state
 from market.commitment import update_sketch
 from market.data import Dataset, dataset_commitment
 from market.errors import ConfigError, MalformedUpdateError, MarketError, StoreError
@@ -38,6 +40,9 @@ from market.store import ContentStore, put_json
 from market.task import TaskView, fetch_global_model, load_task, read_receipt, wait_until
 from market.tensors import decode_state, encode_state, flatten
 from market.zk.sketch import binder, commitment_bytes
+
+#: seconds the aggregator gives the whole round's fetches (one budget, not one per update)
+FETCH_BUDGET_S = 120.0
 
 
 @dataclass
@@ -54,32 +59,58 @@ class PostedRound:
     proof: dict[str, Any] | None = None  # proof tasks: system, shape, prove_s, verified_on_chain
     credited_wei: int = 0  # credited to trainers by the posted result (its TrainerCredited events)
     credited_trainers: int = 0  # how many trainers were credited
+    stakes_lost_wei: int = 0  # stakes the result took from trainers (no reveal, or lost updates)
+
+
+def update_binding(task_id: int, round_: int, trainer: str) -> dict[str, str]:
+    """The metadata every update carries: who made it, for which task and round (a copy of another
+    trainer's blob names that trainer, so it can never be claimed by its revealer)."""
+    return {"trainer": trainer.lower(), "task": str(task_id), "round": str(round_)}
+
+
+def binding_mismatch(meta: dict[str, str], task_id: int, round_: int, trainer: str) -> str | None:
+    """Why an update's metadata does not bind it to ``trainer``'s submission to ``round_`` of ``task_id`` (None if it does)."""
+    want = update_binding(task_id, round_, trainer)
+    got = {k: str(meta.get(k, "")).lower() for k in want}
+    if got == want:
+        return None
+    if not any(got.values()):
+        return "the update does not name its trainer, task and round in its metadata"
+    return (f"the update names trainer {got['trainer'] or '?'}, task {got['task'] or '?'}, round {got['round'] or '?'}, "
+            f"not its revealer {want['trainer']} in task {task_id} round {round_}")
 
 
 def prefilter(
-    spec: TaskSpec, task_id: int, round_: int, subs: list[Submission], store: ContentStore
+    spec: TaskSpec, task_id: int, round_: int, subs: list[Submission], store: ContentStore,
+    fetched: dict[str, bytes | StoreError] | None = None,
 ) -> tuple[list[tuple[str, bytes]], dict[str, str], dict[str, list[int]]]:
-    """Fetch every submission; return the usable (address, blob) pairs (join order), the reasons for
-    the rest, and the sketch of each usable update.
+    """Fetch every revealed submission (or take it from ``fetched``); return the usable (address, blob)
+    pairs (join order), the reasons for the rest, and the sketch of each usable update.
 
-    An update whose sketch does not match its on-chain commitment (or whose commitment binds
-    another submitter, CID, task or round) is refused; of two submissions of the same CID the
-    later one (submission order) is refused.  Bytes that are not an update at all pass through
-    so that validation rejects them with its reason.
+    An update that cannot be fetched, whose metadata names another trainer, task or round, or whose
+    sketch does not match its revealed commitment is refused.  Bytes that are not an update at all
+    pass through so that validation rejects them with its reason.
     """
     usable: list[tuple[str, bytes]] = []
     rejected: dict[str, str] = {}
     sketches: dict[str, list[int]] = {}
-    seen: dict[str, str] = {}
     for s in sorted(subs, key=lambda s: s.seq):
-        if s.cid in seen:
-            rejected[s.trainer] = f"duplicate of the update {seen[s.cid]} submitted earlier"
-            continue
-        seen[s.cid] = s.trainer
         try:
-            blob = store.get(s.cid)
+            got = fetched[s.cid] if fetched is not None and s.cid in fetched else store.get(s.cid)
+            if isinstance(got, StoreError):
+                raise got
+            blob = got
         except StoreError as exc:
             rejected[s.trainer] = str(exc)
+            continue
+        try:
+            _tensors, meta = decode_state(blob)
+        except MalformedUpdateError:
+            usable.append((s.trainer, blob))
+            continue
+        why = binding_mismatch(meta, task_id, round_, s.trainer)
+        if why:
+            rejected[s.trainer] = why
             continue
         try:
             sketch = update_sketch(spec, task_id, blob)
@@ -94,6 +125,17 @@ def prefilter(
     order = {s.trainer: s.index for s in subs}
     usable.sort(key=lambda p: order[p[0]])
     return usable, rejected, sketches
+
+
+def lost_mask(receipt: Receipt) -> int:
+    """Bit j: the j-th revealed update (join order) lost its trainer's stake (``receipt.lost``)."""
+    lost = set(receipt.lost)
+    return sum(1 << j for j, s in enumerate(receipt.submissions) if s.trainer in lost)
+
+
+def valuation_seed(round_seed: bytes) -> int:
+    """The valuation's integer seed, drawn from the round's on-chain seed (63 bits)."""
+    return int.from_bytes(round_seed[:8], "big") >> 1
 
 
 @dataclass(frozen=True)
@@ -146,54 +188,94 @@ class Aggregator:
         self.progress: Any = None  # optional callable(str) for long steps (zk setup, proving)
 
     def check_task(self, view: TaskView) -> None:
-        if view.info.aggregator.lower() != self.account.address.lower():
-            raise ConfigError(f"this key ({self.account.address}) is not task {view.info.task_id}'s aggregator ({view.info.aggregator})")
+        me = self.account.address.lower()
+        if me not in (view.info.aggregator.lower(), view.info.backup.lower()):
+            raise ConfigError(f"this key ({self.account.address}) is neither task {view.info.task_id}'s aggregator "
+                              f"({view.info.aggregator}) nor its backup ({view.info.backup})")
         if view.info.validation_commitment != "0x" + dataset_commitment(self.validation).hex():
             raise ConfigError(f"the validation set does not match task {view.info.task_id}'s validation commitment")
 
-    def submissions_closed(self, task_id: int) -> bool:
-        """Whether the current round takes no more updates (or the task finished): its submission deadline
-        passed by :meth:`Chain.clock`, or the task's full trainer count (``max_trainers``) submitted. Never
-        merely because every trainer that has joined so far submitted: the contract refuses a result then."""
-        return round_state(self.contract.task(task_id), self.contract.chain.clock()).phase != "open"
+    def my_window(self, info: Any) -> str:
+        """The phase in which this key posts: ``closed`` (the task's aggregator) or ``backup`` (its backup)."""
+        return "closed" if info.aggregator.lower() == self.account.address.lower() else "backup"
 
-    def compute_round(self, view: TaskView, snap: RoundSnapshot | None = None) -> tuple[RoundOutcome, str, Receipt]:
-        """Everything but the transaction: deterministic from chain, store, spec and validation set."""
+    def reveals_closed(self, task_id: int) -> bool:
+        """Whether the current round's reveals are over (or the task finished): by :meth:`Chain.clock`,
+        the reveal deadline passed, or every committer revealed (the contract then sealed the round)."""
+        return round_state(self.contract.task(task_id), self.contract.chain.clock()).phase not in ("waiting", "open", "reveal")
+
+    def fetch_budget(self, snap: RoundSnapshot) -> float:
+        """Seconds for fetching the round's updates: :data:`FETCH_BUDGET_S`, at most half of what is left of
+        the result window (the rest is for validating, valuing, proving and posting); a settled round
+        (a replay) gets the full budget."""
+        if snap.result.settlement != "open":
+            return FETCH_BUDGET_S
+        state = round_state(snap.info, self.contract.chain.clock())
+        left = (state.result_deadline if state.phase != "backup" else state.final_deadline) - state.now
+        return max(5.0, min(FETCH_BUDGET_S, left / 2))
+
+    def round_seed(self, snap: RoundSnapshot) -> bytes:
+        """The round's seed: from its settlement once settled, else from the chain (sealing the round
+        first if its reveal deadline passed and nobody sealed it)."""
+        if snap.result.settlement == "result":
+            return snap.result.seed
+        info = snap.info
+        if info.seal_block == 0 and info.submitted_count:
+            self.contract.seal(self.account, info.task_id)
+            info = self.contract.task(info.task_id)
+        try:
+            return self.contract.round_seed(info.task_id, info)
+        except SeedExpired:  # nobody kept the seed and its block hash is gone: seal again, from a new block
+            self.contract.seal(self.account, info.task_id)
+            info = self.contract.task(info.task_id)
+            return self.contract.round_seed(info.task_id, info)
+
+    def compute_round(self, view: TaskView, snap: RoundSnapshot | None = None,
+                      round_seed: bytes | None = None) -> tuple[RoundOutcome, str, Receipt]:
+        """Everything but the transaction: deterministic from chain, store, spec and validation set
+        (and the round's seed, read from the chain when not given)."""
         task_id, r = view.info.task_id, view.info.current_round
         if snap is None or snap.round != r:
             snap = self.contract.round_snapshot(task_id, r, view.info)
+        if round_seed is None:
+            round_seed = self.round_seed(snap)
         subs = list(snap.submissions)
         global_cid, global_state = fetch_global_model(self.store, view)
-        usable, prerejected, sketches = prefilter(view.spec, task_id, r, subs, self.store)
-        seed = view.spec.valuation.seed * 1_000_003 + r
+        fetched = fetch_updates(self.store, [s.cid for s in subs], budget_s=self.fetch_budget(snap),
+                                max_bytes=update_size_cap(len(self.store.get(global_cid))))
+        usable, prerejected, sketches = prefilter(view.spec, task_id, r, subs, self.store, fetched)
+        seed = valuation_seed(round_seed)
         proof_args: dict[str, Any] = {}
         if view.spec.proof.system != "none":
             proof_args = {
-                "proof_seed": snap.result.submissions_digest,
+                "proof_seed": round_seed,
                 "binders": {s.trainer: binder(task_id, r, s.trainer, s.cid) for s in subs},
                 "sketches": sketches,
             }
         prior = prior_round(self.store, snap)
         outcome = aggregate_round(view.spec, global_state, usable, self.validation.x, self.validation.y, seed=seed,
                                   prior_values=prior.values, earlier=prior.updates,
-                                  order={s.trainer: s.seq for s in subs}, **proof_args)
+                                  order={s.trainer: s.commit_seq for s in subs}, **proof_args)
         model_cid = self.store.put(encode_state(outcome.new_state, {"kind": "model", "round": str(r)}))
         receipt = build_receipt(
             view=view, round_=r, submissions=subs, global_cid=global_cid, model_cid=model_cid,
-            prerejected=prerejected, outcome=outcome, seed=seed,
+            prerejected=prerejected, outcome=outcome, seed=seed, round_seed=round_seed,
         )
         return outcome, model_cid, receipt
 
     def run_round(self, task_id: int) -> PostedRound:
-        """Aggregate and post the current round of ``task_id`` (submissions must be closed)."""
+        """Aggregate and post the current round of ``task_id`` (its reveals must be closed)."""
         snap = self.contract.round_snapshot(task_id)  # the round's one read of the task
         view = load_task(self.contract, self.store, task_id, snap.info)
         self.check_task(view)
         if view.info.finished:
             raise MarketError(f"task {task_id} has finished")
         r = view.info.current_round
+        if not snap.submissions:
+            raise MarketError(f"task {task_id} round {r}: nothing was revealed; settle it with `market task settle {task_id}`")
         t0 = time.perf_counter()
-        outcome, model_cid, receipt = self.compute_round(view, snap)
+        round_seed = self.round_seed(snap)
+        outcome, model_cid, receipt = self.compute_round(view, snap, round_seed)
         bps = receipt.bps_vector
         receipt_cid = put_json(self.store, receipt.to_json())
         proved = None
@@ -207,7 +289,8 @@ class Aggregator:
         if self.contract.task(task_id).current_round != r:  # the second read: posting into a settled round reverts
             raise MarketError(f"task {task_id} round {r} was settled meanwhile; nothing posted")
         proof = proved.calldata if proved is not None else b""
-        tx = self.contract.post_result(self.account, task_id, r, model_cid, receipt_cid, bps, proof)
+        tx = self.contract.post_result(self.account, task_id, r, model_cid, receipt_cid, bps, proof,
+                                       seed=round_seed, lost_mask=lost_mask(receipt))
         chain_s = time.perf_counter() - t1
         seconds = {
             "aggregate": float(outcome.timings.get("aggregate", 0.0)),
@@ -218,15 +301,21 @@ class Aggregator:
         posted = PostedRound(task_id, r, model_cid, receipt_cid, receipt, outcome, bps, int(tx["gasUsed"]), seconds)
         paid = self.contract.settlement(tx)  # read from the receipt's events: no chain read
         posted.credited_wei, posted.credited_trainers = paid["credited"], paid["trainers"]
+        posted.stakes_lost_wei = paid["stakes_lost"]
         if proved is not None:
             posted.proof = {**proved.report(), "verified_on_chain": True}
         return posted
 
+    def _moved(self, task_id: int, r: int, phase: str) -> bool:
+        info = self.contract.task(task_id)
+        return info.current_round != r or round_state(info, self.contract.chain.clock()).phase != phase
+
     def serve(self, task_id: int, *, once: bool = False, timeout: float = 7200.0, poll: float = 0.5,
               say: Callable[[str], None] = print) -> None:
-        """Aggregate and post every round of ``task_id`` as its submissions close, until the task ends
-        (``once``: one round).  ``say`` gets one line per phase: waiting for submissions, aggregating,
-        posted (what was credited), finished."""
+        """Aggregate and post every round of ``task_id`` as its reveals close, until the task ends
+        (``once``: one round).  ``say`` gets one line per phase: waiting for commitments and reveals,
+        aggregating, posted (what was credited), finished.  A round nothing was revealed in is settled
+        (its pool refunded) so that the next one can start."""
         self.check_task(load_task(self.contract, self.store, task_id))
         while True:
             info = self.contract.task(task_id)
@@ -235,19 +324,30 @@ class Aggregator:
                 return
             r = info.current_round
             state = round_state(info, self.contract.chain.clock())
-            if state.phase == "open":
-                say(f"round {r}: waiting for submissions ({state.submitted} of at most {info.max_trainers} so far; "
-                    f"closes in {state.seconds_left} s, or once {info.max_trainers} have submitted)")
-                wait_until(lambda: self.submissions_closed(task_id), timeout,
-                           f"submissions to round {r} of task {task_id}", poll)
-                info = self.contract.task(task_id)
-                if info.finished or info.current_round != r:
-                    continue
-            say(f"round {r}: submissions closed ({info.submitted_count} updates); aggregating")
+            if state.phase in ("waiting", "open", "reveal"):
+                say(f"round {r}: {state.text()}; aggregating once reveals close "
+                    f"({state.committed} committed, {state.submitted} revealed so far, at most {info.max_trainers})")
+                wait_until(lambda: self.reveals_closed(task_id), timeout, f"reveals of round {r} of task {task_id}", poll)
+                continue
+            if state.phase == "settleable" and info.submitted_count == 0:
+                paid = self.contract.settlement(self.contract.settle_without_result(self.account, task_id))
+                say(f"round {r}: nothing was revealed: settled, its pool of {amount_text(paid['refunded'], info.token)} refunded")
+                if once:
+                    return
+                continue
+            mine = self.my_window(info)
+            if mine == "backup" and state.phase == "closed":
+                say(f"round {r}: backup aggregator: the aggregator may post until unix time {state.result_deadline}; waiting")
+                wait_until(lambda: self._moved(task_id, r, "closed"), timeout, f"round {r} of task {task_id}", poll)
+                continue
+            if state.phase != mine:
+                raise MarketError(f"task {task_id} round {r}: {state.text()} (this key's result window is over)")
+            say(f"round {r}: reveals closed ({info.submitted_count} updates of {info.committed_count} committed); aggregating")
             posted = self.run_round(task_id)
             rec = posted.receipt
+            lost = f"; {len(rec.lost)} lost their stake" if rec.lost else ""
             say(f"round {r}: posted model {posted.model_cid}: credited {amount_text(posted.credited_wei, info.token)} to "
-                f"{posted.credited_trainers} trainers; {len(rec.outliers)} outliers, {len(rec.rejected)} rejected; "
+                f"{posted.credited_trainers} trainers; {len(rec.outliers)} outliers, {len(rec.rejected)} rejected{lost}; "
                 f"bps {posted.bps}; {posted.gas} gas")
             if once:
                 return

@@ -111,6 +111,9 @@ class ValidUpdates:
     deltas: list[Tensor]  # flat float32, names sorted
     samples: dict[str, int]
     rejected: dict[str, str]
+    #: the rejected updates that are copies (a judgement by cosine); every other rejection is checkable
+    #: without the validation set, and its trainer loses its stake
+    copies: frozenset[str] = frozenset()
 
 
 def _unit_rows(vectors: Sequence[Tensor]) -> Tensor:
@@ -201,5 +204,5 @@ def validate_all(
     keep = [i for i, a in enumerate(out.addresses) if a not in copies]
     return ValidUpdates(
         [out.addresses[i] for i in keep], [out.deltas[i] for i in keep],
-        {a: c for a, c in out.samples.items() if a not in copies}, {**out.rejected, **copies},
+        {a: c for a, c in out.samples.items() if a not in copies}, {**out.rejected, **copies}, frozenset(copies),
     )

@@ -5,27 +5,37 @@ import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+import {ERC165Checker} from "@openzeppelin/contracts/utils/introspection/ERC165Checker.sol";
 import {IRoundVerifier} from "./IRoundVerifier.sol";
 
 /// @title ContributionMarket
 /// @notice Escrow for collaborative training tasks (Proof-of-Contribution design).
-/// An owner escrows a reward (ETH or an ERC-20) split into equal per-round pools. Joined
-/// trainers commit the CID of each round's update until the round's submission deadline (or
-/// until `maxTrainers` of them have submitted); the task's aggregator then posts the round
-/// result with basis points per submitter; the contract credits `pool * bps / 10_000`
-/// (rounded down; the remainder is refunded to the owner) to pull-payment balances. If the
-/// aggregator misses its deadline anyone may settle the round by an equal split among its
-/// submitters; a round nobody submitted to is refunded to the owner. No path leaves funds
-/// locked: every pool ends credited to trainers or refunded to the owner, and both withdraw.
+///
+/// An owner escrows a reward (ETH or an ERC-20) split into equal per-round pools and fixes, at
+/// creation, the whole schedule: round r opens at `startAt + r * period` and runs a commit window,
+/// a reveal window, the aggregator's result window and, if the task names one, the backup
+/// aggregator's result window. Trainers join with the task's stake. In the commit window a
+/// trainer posts only `keccak256(abi.encode(cid, commitment, salt, trainer, taskId, round))`;
+/// in the reveal window it reveals the update's CID, its (sketch) commitment and the salt, so
+/// nobody can copy an update it has not seen and a copy made after the reveal is too late.
+/// The reveal window closes at its deadline or as soon as every committer revealed; the hash
+/// of the block that closes it seeds every random choice of the round (`roundSeed`), so no
+/// party in the round picks it. The aggregator (then the backup) posts basis points for the
+/// revealed updates; the contract credits the round's pool, plus the stakes lost this round
+/// (committers that did not reveal, updates the result marks unavailable or invalid), to the
+/// paid trainers by cumulative rounding, so not a wei of it goes to the owner. When no result
+/// comes, anyone may settle the round by an equal split among the revealed updates. An empty
+/// round (nothing revealed) refunds that round's pool only; the owner reclaims the rest only
+/// after `emptyRoundsToReclaim` empty rounds in a row (never, if 0). Stakes come back when the
+/// task ends or when the trainer leaves between rounds. Every balance is a pull payment; no path
+/// leaves funds locked.
 /// @dev CIDs are stored as the 32-byte sha2-256 digest of a CIDv1 raw CID. Update CIDs and
-/// commitments live in events; the contract keeps a running keccak digest over
-/// (join index, cid, commitment) of every submission (seeded with the task id, chained across
-/// rounds, its value at each settlement emitted; a verifier gets it too), which
-/// readers use to check the events they read. Submitters of a round are, in that order,
-/// the joined trainers in join order that submitted; `bps` follows that order.
-/// The guard is OpenZeppelin's storage `ReentrancyGuard`, not the transient one: the contract
-/// is built for `evmVersion` shanghai so one artifact runs on every node (Anvil, the in-process
-/// EVM, Ganache 7, pre-Cancun chains); it costs ~2,000 gas per guarded call (bench/gas.py).
+/// commitments live in events; the contract keeps a running keccak digest over (join index,
+/// cid, commitment) of every reveal (seeded with the task id, chained across rounds, emitted at
+/// each settlement and given to the verifier), which readers use to check the events they read.
+/// `bps` follows the revealed trainers in join order. The guard is OpenZeppelin's storage
+/// `ReentrancyGuard` (`withdrawTo`, which transfers last, does without it): the contract is built
+/// for `evmVersion` shanghai so one artifact runs on every node (Anvil, the in-process EVM, Ganache 7).
 contract ContributionMarket is ReentrancyGuard {
     using SafeERC20 for IERC20;
 
@@ -35,6 +45,12 @@ contract ContributionMarket is ReentrancyGuard {
     uint256 public constant MAX_TRAINERS = 256;
     /// @notice Most rounds a task can have.
     uint256 public constant MAX_ROUNDS = 10_000;
+    /// @notice Shortest windows a task may set (seconds): trainers and aggregators get time to act.
+    uint256 public constant MIN_SUBMIT_WINDOW = 60;
+    uint256 public constant MIN_REVEAL_WINDOW = 30;
+    uint256 public constant MIN_RESULT_WINDOW = 60;
+    /// @notice Longest window (seconds): 30 days.
+    uint256 public constant MAX_WINDOW = 30 days;
 
     /// @notice How a round was settled.
     uint8 public constant SETTLED_BY_RESULT = 1;
@@ -46,52 +62,118 @@ contract ContributionMarket is ReentrancyGuard {
         bytes32 initialModelCid;
         bytes32 validationCommitment;
         address aggregator;
-        address verifier;
+        address backupAggregator; // address(0): none
+        address verifier; // address(0): no proof required
         uint32 rounds;
         uint32 submitWindow;
+        uint32 revealWindow;
         uint32 resultWindow;
         uint32 maxTrainers;
+        uint32 emptyRoundsToReclaim; // 0: the owner never reclaims early
+        uint128 stake; // per trainer, in the reward's token; 0 allowed (development)
     }
 
-    /// @dev Packed so that a submission and a settlement touch as few slots as possible; a
-    /// settlement writes no slot that is zero (the submission count is tagged with its round
-    /// instead of being reset, the digest chains on across rounds). Block numbers and times fit
-    /// 32 bits until the year 2106.
-    struct Task {
+    /// @notice Everything stored about a task, as `getTask` returns it.
+    struct TaskView {
         address owner;
         uint32 createdBlock;
-        uint32 submittedCount; // submissions in round `countRound`
-        uint32 countRound;
-        address aggregator;
-        uint32 rounds;
+        uint32 startAt; // round r opens at startAt + r * period
         uint32 currentRound; // == rounds once finished
-        uint32 roundOpenedAt;
+        address aggregator;
+        uint16 rounds;
+        uint24 submitWindow;
+        uint24 revealWindow;
+        uint32 period; // submit + reveal + result (+ result again with a backup)
+        address backup;
+        uint24 resultWindow;
+        uint16 trainerCount;
+        uint16 emptyRoundsToReclaim;
+        uint16 emptyStreak; // consecutive empty rounds just settled
         address token; // address(0): ETH
-        uint32 submitWindow;
-        uint32 resultWindow;
-        uint32 maxTrainers;
-        address verifier; // address(0): no proof required
-        uint32 trainerCount;
-        // reward/refunded and escrow/credited share slots that are non-zero from creation on,
-        // so settling the first round rewrites warm slots instead of filling fresh ones.
+        address verifier;
+        uint16 committedCount;
+        uint16 revealedCount;
+        uint16 countRound;
+        uint16 maxTrainers;
+        uint32 sealBlock; // the block that closed round `countRound`'s reveal window (0: not yet)
         uint128 reward;
         uint128 refunded; // to the owner, all rounds
-        uint128 escrow; // not yet settled
-        uint128 credited; // to trainers, all rounds
+        uint128 escrow; // pools not yet settled
+        uint128 credited; // to trainers from pools and lost stakes, all rounds
         uint128 refundsWithdrawn;
-        bytes32 submissionsDigest; // running digest over every submission of the task
+        uint128 stake;
+        uint128 stakesHeld; // stakes deposited and neither returned nor lost
+        uint128 carry; // lost stakes of a round that paid nobody: added to the next round's payout
+        bytes32 submissionsDigest; // running digest over every reveal of the task
         bytes32 latestModelCid; // the model the current round trains from
         bytes32 specCid;
         bytes32 validationCommitment;
     }
 
+    /// @dev Packed so that a commit, a reveal, a settlement and a withdrawal touch few slots. Round counters
+    /// are tagged with `countRound` instead of being reset. Times fit 32 bits until 2106. A task exists
+    /// iff `rounds` is not zero.
+    struct Task {
+        // slot 0: read by every call (a withdrawal reads no other slot of the task)
+        address token; // address(0): ETH
+        uint32 startAt; // round r opens at startAt + r * period
+        uint32 currentRound; // == rounds once finished
+        uint16 rounds;
+        // slot 1: the schedule
+        address aggregator;
+        uint24 submitWindow;
+        uint24 revealWindow;
+        uint32 period; // submit + reveal + result (+ result again with a backup)
+        // slot 2
+        address backup;
+        uint24 resultWindow;
+        uint16 trainerCount;
+        uint16 emptyRoundsToReclaim;
+        uint16 emptyStreak; // consecutive empty rounds just settled
+        uint16 freeCount; // seats given up (left, or stake lost) that the next joiners take
+        // slot 3
+        address owner;
+        uint32 createdBlock;
+        // slot 4: the current round's counters, tagged with `countRound` instead of being reset
+        address verifier;
+        uint16 committedCount;
+        uint16 revealedCount;
+        uint16 countRound;
+        uint16 maxTrainers;
+        uint32 sealBlock; // the block that closed round `countRound`'s reveal window (0: not yet)
+        uint128 reward;
+        uint128 refunded; // to the owner, all rounds
+        uint128 escrow; // pools not yet settled
+        uint128 credited; // to trainers from pools and lost stakes, all rounds
+        uint128 refundsWithdrawn;
+        uint128 stake;
+        uint128 stakesHeld; // stakes deposited and neither returned nor lost
+        uint128 carry; // lost stakes of a round that paid nobody: added to the next round's payout
+        bytes32 submissionsDigest; // running digest over every reveal of the task
+        bytes32 latestModelCid; // the model the current round trains from
+        bytes32 specCid;
+        bytes32 validationCommitment;
+    }
+
+    /// @dev A trainer's place in a task: one slot, read and written by every commit, reveal and credit.
+    struct Seat {
+        uint16 index; // 1-based join order (0: not joined)
+        uint32 committedTag; // last round committed to, plus one
+        uint32 revealedTag; // last round revealed in, plus one
+        bool staked; // holds the task's full stake
+        uint128 earned; // credited and not withdrawn (plus stakes returned on leaving)
+    }
+
     uint256 private _taskCount;
     mapping(uint256 taskId => Task) private _tasks;
-    mapping(uint256 taskId => mapping(address trainer => uint256 index)) private _trainerIndex; // 1-based
+    mapping(uint256 taskId => mapping(address trainer => Seat)) private _seats;
+    mapping(uint256 taskId => mapping(address trainer => uint256)) private _stakes;
+    mapping(uint256 taskId => mapping(address trainer => bytes32)) private _commitments;
     mapping(uint256 taskId => mapping(uint256 index => address trainer)) private _trainerAt;
-    /// @dev last round each trainer submitted to, plus one: eight 32-bit tags per word, by join index
-    mapping(uint256 taskId => mapping(uint256 word => uint256 tags)) private _submittedTags;
-    mapping(address token => mapping(address account => uint256)) private _owed;
+    /// @dev seats given up, taken again by the next joiners (a stack of `freeCount` indices)
+    mapping(uint256 taskId => mapping(uint256 position => uint256 index)) private _freeSeats;
+    /// @dev round seeds kept while their seal block's hash is readable (`seal` after the seal)
+    mapping(uint256 taskId => mapping(uint256 round => bytes32 seed)) private _seeds;
 
     /// @notice A task was created and its reward escrowed.
     event TaskCreated(
@@ -103,16 +185,34 @@ contract ContributionMarket is ReentrancyGuard {
         uint32 rounds,
         bytes32 specCid
     );
-    /// @notice A trainer joined a task; `index` is its 1-based join order.
-    event TrainerJoined(uint256 indexed taskId, address indexed trainer, uint256 index);
-    /// @notice A trainer committed its update for a round.
-    event UpdateSubmitted(
-        uint256 indexed taskId, uint256 indexed round, address indexed trainer, bytes32 cid, bytes32 commitment
+    /// @notice A trainer joined a task (or topped its stake up); `index` is its 1-based join order.
+    event TrainerJoined(uint256 indexed taskId, address indexed trainer, uint256 index, uint256 stake);
+    /// @notice A trainer committed to its update for a round (the CID stays hidden until the reveal).
+    event UpdateCommitted(uint256 indexed taskId, uint256 indexed round, address indexed trainer, bytes32 commitment);
+    /// @notice A trainer revealed its update: the CID and the (sketch) commitment its hash bound.
+    /// `index` is the trainer's seat when it revealed (the order `bps` follows).
+    event UpdateRevealed(
+        uint256 indexed taskId,
+        uint256 indexed round,
+        address indexed trainer,
+        uint256 index,
+        bytes32 cid,
+        bytes32 commitment
     );
+    /// @notice The reveal window of a round closed at block `sealBlock`; its hash seeds the round (a round
+    /// whose seal block's hash was never kept and became unreadable is sealed again).
+    event RoundSealed(uint256 indexed taskId, uint256 indexed round, uint256 sealBlock);
+    /// @notice A round's seed was kept in storage (it no longer depends on the seal block's hash being readable).
+    event SeedKept(uint256 indexed taskId, uint256 indexed round, bytes32 seed);
+    /// @notice A trainer lost its stake in a round (no reveal, or an update marked unavailable or invalid).
+    event StakeLost(uint256 indexed taskId, uint256 indexed round, address indexed trainer, uint256 amount);
+    /// @notice A trainer's stake was given back (the task ended, or it left between rounds).
+    event StakeReturned(uint256 indexed taskId, address indexed trainer, uint256 amount);
     /// @notice A trainer was credited for a round.
     event TrainerCredited(uint256 indexed taskId, uint256 indexed round, address indexed trainer, uint256 amount);
     /// @notice A round was settled (`mode` 1 result, 2 fallback split, 3 refund); `submissionsDigest`
-    /// is the final running digest of its submissions; the CIDs are zero unless `mode` is 1.
+    /// is the running digest after its reveals, `seed` the round's seed (zero unless `mode` is 1);
+    /// the CIDs are zero unless `mode` is 1. `credited` includes lost stakes paid out.
     event RoundSettled(
         uint256 indexed taskId,
         uint256 indexed round,
@@ -121,14 +221,15 @@ contract ContributionMarket is ReentrancyGuard {
         uint256 refunded,
         bytes32 submissionsDigest,
         bytes32 modelCid,
-        bytes32 receiptCid
+        bytes32 receiptCid,
+        bytes32 seed
     );
-    /// @notice The owner reclaimed every pool nobody can earn any more.
+    /// @notice The owner reclaimed every pool after `emptyRoundsToReclaim` empty rounds in a row.
     event TaskReclaimed(uint256 indexed taskId, uint256 amount);
     /// @notice Every round of the task is settled.
     event TaskFinished(uint256 indexed taskId);
-    /// @notice An account withdrew what it was owed in `token` (zero address: ETH).
-    event Withdrawn(address indexed account, address indexed token, uint256 amount);
+    /// @notice A trainer withdrew what it was owed by a task, paid to `recipient`.
+    event Withdrawn(uint256 indexed taskId, address indexed account, address recipient, uint256 amount);
     /// @notice The owner withdrew the refunds of a task.
     event RefundWithdrawn(uint256 indexed taskId, address indexed owner, uint256 amount);
 
@@ -140,59 +241,96 @@ contract ContributionMarket is ReentrancyGuard {
     error MarketZeroAggregator();
     /// @notice rounds must be between 1 and 10000 (got {rounds})
     error MarketBadRounds(uint256 rounds);
-    /// @notice the submission and result windows must be at least 1 second
+    /// @notice windows must be at least 60 s to submit, 30 s to reveal, 60 s for the result, and at most 30 days
     error MarketBadWindows();
     /// @notice max trainers must be between 1 and 256 (got {maxTrainers})
     error MarketBadMaxTrainers(uint256 maxTrainers);
     /// @notice the reward {reward} does not fit in 128 bits
     error MarketRewardTooLarge(uint256 reward);
-    /// @notice sent {sent} wei but the reward is {expected} wei
+    /// @notice sent {sent} wei but {expected} wei are due
     error MarketWrongValue(uint256 expected, uint256 sent);
     /// @notice a reward of {reward} cannot fund {rounds} rounds (at least 1 wei per round)
     error MarketRewardTooSmall(uint256 reward, uint256 rounds);
+    /// @notice the verifier {verifier} is not a contract implementing IRoundVerifier
+    error MarketBadVerifier(address verifier);
+    /// @notice the token {token} is not a contract
+    error MarketBadToken(address token);
     /// @notice task {taskId} has finished: every round is settled
     error MarketTaskFinished(uint256 taskId);
     /// @notice {account} already has another role in this task
     error MarketRoleConflict(address account);
-    /// @notice {trainer} has already joined this task
+    /// @notice {trainer} has already joined this task with its full stake
     error MarketAlreadyJoined(address trainer);
     /// @notice the task is full ({maxTrainers} trainers)
     error MarketTaskFull(uint256 maxTrainers);
     /// @notice {trainer} has not joined this task (run `market trainer join` first)
     error MarketNotJoined(address trainer);
+    /// @notice the stake is {held}, the task needs {required}: join again to top it up
+    error MarketStakeTooLow(uint256 required, uint256 held);
     /// @notice wrong round: the task is in round {expected}, not {given}
     error MarketWrongRound(uint256 expected, uint256 given);
+    /// @notice too early: this round opens at unix time {opensAt}
+    error MarketRoundNotOpen(uint256 opensAt);
     /// @notice too late: submissions for this round closed at unix time {deadline}
     error MarketSubmissionClosed(uint256 deadline);
-    /// @notice {trainer} has already submitted an update for this round
+    /// @notice {trainer} has already committed an update for this round
     error MarketAlreadySubmitted(address trainer);
-    /// @notice a CID of all zeros is not allowed
+    /// @notice a CID or commitment of all zeros is not allowed
     error MarketZeroCid();
-    /// @notice only the task's aggregator may post results ({caller} is not)
+    /// @notice reveals open once submissions close, at unix time {deadline}
+    error MarketRevealNotOpen(uint256 deadline);
+    /// @notice too late: reveals for this round closed at unix time {deadline}
+    error MarketRevealClosed(uint256 deadline);
+    /// @notice {trainer} committed nothing this round
+    error MarketNotCommitted(address trainer);
+    /// @notice {trainer} has already revealed its update for this round
+    error MarketAlreadyRevealed(address trainer);
+    /// @notice the revealed CID, commitment and salt do not hash to the committed value
+    error MarketBadReveal();
+    /// @notice the round's reveal window is still open until unix time {deadline}
+    error MarketRevealOpen(uint256 deadline);
+    /// @notice the round is sealed at block {sealBlock}; its seed is readable from the next block
+    error MarketNotSealed(uint256 sealBlock);
+    /// @notice the round's seed is already fixed
+    error MarketAlreadySealed();
+    /// @notice the hash of seal block {sealBlock} is no longer readable: call `seal` to seal the round again
+    error MarketSeedExpired(uint256 sealBlock);
+    /// @notice the round's seed is {expected}, not the one given
+    error MarketWrongSeed(bytes32 expected);
+    /// @notice nothing was revealed this round: settle it instead
+    error MarketNothingRevealed();
+    /// @notice {caller} may not post this round's result now (the aggregator, then the backup, each in its window)
     error MarketNotAggregator(address caller);
     /// @notice only the task's owner may do this ({caller} is not)
     error MarketNotOwner(address caller);
-    /// @notice submissions are still open until unix time {deadline}
-    error MarketSubmissionsOpen(uint256 deadline);
+    /// @notice the result window is open until unix time {deadline}
+    error MarketResultWindowOpen(uint256 deadline);
     /// @notice too late: the result window closed at unix time {deadline}
     error MarketResultWindowClosed(uint256 deadline);
-    /// @notice the aggregator may still post until unix time {deadline}
-    error MarketResultWindowOpen(uint256 deadline);
-    /// @notice expected {expected} basis-point entries (one per submitter), got {given}
+    /// @notice expected {expected} basis-point entries (one per revealed update), got {given}
     error MarketWrongLength(uint256 expected, uint256 given);
-    /// @notice basis points sum to {sum}, not 10000
+    /// @notice basis points sum to {sum}, not 10000 (0 only when every update is marked lost, or with a proof)
     error MarketBadBasisPoints(uint256 sum);
+    /// @notice update {position} is marked invalid but paid
+    error MarketPaidAndLost(uint256 position);
     /// @notice the result's proof does not verify
     error MarketInvalidProof();
-    /// @notice round {round} has submissions: settle it instead of reclaiming
+    /// @notice the owner may reclaim only after {needed} empty rounds in a row ({streak} so far)
+    error MarketNotAbandoned(uint256 needed, uint256 streak);
+    /// @notice round {round} has commitments: it must be settled first
     error MarketRoundHasSubmissions(uint256 round);
+    /// @notice {trainer} committed to the current round: leave after it settles
+    error MarketCannotLeave(address trainer);
     /// @notice nothing to withdraw
     error MarketNothingToWithdraw();
+    /// @notice the recipient cannot be the zero address
+    error MarketZeroRecipient();
 
     // ------------------------------------------------------------------ owner
 
     /// @notice Create a task and escrow its reward: ETH (`token` zero, `amount` == msg.value)
     /// or an ERC-20 (`amount` pulled with transferFrom; what actually arrived is escrowed).
+    /// Round 0 opens now; round r opens `r * period` later (see `schedule`).
     /// @return taskId the new task's id (starting at 1)
     function createTask(TaskParams calldata p, address token, uint256 amount)
         external
@@ -200,23 +338,9 @@ contract ContributionMarket is ReentrancyGuard {
         nonReentrant
         returns (uint256 taskId)
     {
-        if (p.aggregator == address(0)) revert MarketZeroAggregator();
-        if (p.aggregator == msg.sender) revert MarketRoleConflict(msg.sender);
-        if (p.rounds == 0 || p.rounds > MAX_ROUNDS) revert MarketBadRounds(p.rounds);
-        if (p.submitWindow == 0 || p.resultWindow == 0) revert MarketBadWindows();
-        if (p.maxTrainers == 0 || p.maxTrainers > MAX_TRAINERS) revert MarketBadMaxTrainers(p.maxTrainers);
-        if (p.initialModelCid == bytes32(0)) revert MarketZeroCid();
-
-        uint256 received;
-        if (token == address(0)) {
-            if (msg.value != amount) revert MarketWrongValue(amount, msg.value);
-            received = msg.value;
-        } else {
-            if (msg.value != 0) revert MarketWrongValue(0, msg.value);
-            uint256 before = IERC20(token).balanceOf(address(this));
-            IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
-            received = IERC20(token).balanceOf(address(this)) - before;
-        }
+        _checkParams(p);
+        if (token != address(0) && token.code.length == 0) revert MarketBadToken(token);
+        uint256 received = _receive(token, amount);
         // every round's pool must hold at least one unit
         if (received < p.rounds) revert MarketRewardTooSmall(received, p.rounds);
         if (received > type(uint128).max) revert MarketRewardTooLarge(received);
@@ -225,16 +349,25 @@ contract ContributionMarket is ReentrancyGuard {
         Task storage t = _tasks[taskId];
         t.owner = msg.sender;
         t.createdBlock = uint32(block.number);
+        t.startAt = uint32(block.timestamp);
         t.aggregator = p.aggregator;
-        t.rounds = p.rounds;
+        t.backup = p.backupAggregator;
+        // _checkParams bounds every value below to its field's width
+        t.rounds = uint16(p.rounds);
         t.token = token;
-        t.submitWindow = p.submitWindow;
-        t.resultWindow = p.resultWindow;
-        t.maxTrainers = p.maxTrainers;
+        t.submitWindow = uint24(p.submitWindow);
+        t.revealWindow = uint24(p.revealWindow);
+        t.resultWindow = uint24(p.resultWindow);
+        t.period = uint32(
+            uint256(p.submitWindow) + p.revealWindow + p.resultWindow * (p.backupAggregator == address(0) ? 1 : 2)
+        );
+        t.maxTrainers = uint16(p.maxTrainers);
+        t.emptyRoundsToReclaim = uint16(p.emptyRoundsToReclaim);
         t.verifier = p.verifier;
-        t.roundOpenedAt = uint32(block.timestamp);
+        t.countRound = type(uint16).max; // no round counted yet
         t.reward = uint128(received);
         t.escrow = uint128(received);
+        t.stake = p.stake;
         t.submissionsDigest = keccak256(abi.encode(taskId));
         t.latestModelCid = p.initialModelCid;
         t.specCid = p.specCid;
@@ -242,24 +375,26 @@ contract ContributionMarket is ReentrancyGuard {
         emit TaskCreated(taskId, msg.sender, p.aggregator, token, received, p.rounds, p.specCid);
     }
 
-    /// @notice The owner takes back every remaining pool when the current round has no
-    /// submission and its submission window has closed (nobody is training any more).
+    /// @notice After `emptyRoundsToReclaim` empty rounds in a row (nothing revealed), the owner takes
+    /// back every pool not yet settled and the task ends (stakes become withdrawable).
     function reclaimUnused(uint256 taskId) external {
         Task storage t = _liveTask(taskId);
         if (msg.sender != t.owner) revert MarketNotOwner(msg.sender);
-        uint256 deadline = _submitDeadline(t);
-        if (block.timestamp < deadline) revert MarketSubmissionsOpen(deadline);
-        if (_submittedCount(t) != 0) revert MarketRoundHasSubmissions(t.currentRound);
+        uint256 needed = t.emptyRoundsToReclaim;
+        if (needed == 0 || t.emptyStreak < needed) revert MarketNotAbandoned(needed, t.emptyStreak);
+        (uint256 committed,,) = _counts(t);
+        if (committed != 0) revert MarketRoundHasSubmissions(t.currentRound);
 
-        uint256 amount = t.escrow;
+        uint256 amount = uint256(t.escrow) + t.carry;
         t.escrow = 0;
+        t.carry = 0;
         t.refunded += uint128(amount);
         t.currentRound = t.rounds;
         emit TaskReclaimed(taskId, amount);
         emit TaskFinished(taskId);
     }
 
-    /// @notice The owner withdraws every refund of `taskId` (remainders, unearned pools).
+    /// @notice The owner withdraws every refund of `taskId` (unearned pools).
     function withdrawRefund(uint256 taskId) external nonReentrant {
         Task storage t = _existingTask(taskId);
         if (msg.sender != t.owner) revert MarketNotOwner(msg.sender);
@@ -272,103 +407,240 @@ contract ContributionMarket is ReentrancyGuard {
 
     // ---------------------------------------------------------------- trainer
 
-    /// @notice Join a task as a trainer (not as its owner or aggregator).
-    function join(uint256 taskId) external {
+    /// @notice Join a task as a trainer (not as its owner or an aggregator), depositing the task's
+    /// stake (ETH as msg.value, or an ERC-20 pulled with transferFrom). A joined trainer whose stake
+    /// was lost or given back calls this again to top it up.
+    function join(uint256 taskId) external payable nonReentrant {
         Task storage t = _liveTask(taskId);
-        if (msg.sender == t.owner || msg.sender == t.aggregator) revert MarketRoleConflict(msg.sender);
-        if (_trainerIndex[taskId][msg.sender] != 0) revert MarketAlreadyJoined(msg.sender);
-        if (t.trainerCount >= t.maxTrainers) revert MarketTaskFull(t.maxTrainers);
-        uint32 index = ++t.trainerCount;
-        _trainerIndex[taskId][msg.sender] = index;
-        _trainerAt[taskId][index] = msg.sender;
-        emit TrainerJoined(taskId, msg.sender, index);
-    }
-
-    /// @notice Commit this round's update: the CID's sha2-256 digest and a commitment to it.
-    function submitUpdate(uint256 taskId, uint256 round, bytes32 cid, bytes32 commitment) external {
-        Task storage t = _liveTask(taskId);
-        uint256 index = _trainerIndex[taskId][msg.sender];
-        if (index == 0) revert MarketNotJoined(msg.sender);
-        if (round != t.currentRound) revert MarketWrongRound(t.currentRound, round);
-        uint256 deadline = _submitDeadline(t);
-        if (block.timestamp >= deadline) revert MarketSubmissionClosed(deadline);
-        if (cid == bytes32(0)) revert MarketZeroCid();
-        // round < rounds <= MAX_ROUNDS, so the tag round + 1 fits in 32 bits.
-        uint256 tag = round + 1;
-        (uint256 word, uint256 shift) = _tagPosition(index);
-        uint256 tags = _submittedTags[taskId][word];
-        if ((tags >> shift) & 0xffffffff == tag) revert MarketAlreadySubmitted(msg.sender);
-
-        _submittedTags[taskId][word] = (tags & ~(uint256(0xffffffff) << shift)) | (tag << shift);
-        if (t.countRound == round) {
-            t.submittedCount += 1;
-        } else {
-            t.countRound = uint32(round);
-            t.submittedCount = 1;
+        if (msg.sender == t.owner || msg.sender == t.aggregator || msg.sender == t.backup) {
+            revert MarketRoleConflict(msg.sender);
         }
-        t.submissionsDigest = keccak256(abi.encode(t.submissionsDigest, index, cid, commitment));
-        emit UpdateSubmitted(taskId, round, msg.sender, cid, commitment);
+        Seat storage s = _seats[taskId][msg.sender];
+        uint256 held = _stakes[taskId][msg.sender];
+        uint256 due = t.stake > held ? t.stake - held : 0;
+        uint256 index = s.index;
+        if (index == 0) {
+            if (t.freeCount != 0) {
+                index = _freeSeats[taskId][--t.freeCount]; // a seat someone gave up
+            } else {
+                if (t.trainerCount >= t.maxTrainers) revert MarketTaskFull(t.maxTrainers);
+                index = ++t.trainerCount; // <= maxTrainers <= 256
+            }
+            s.index = uint16(index);
+            _trainerAt[taskId][index] = msg.sender;
+        } else if (due == 0) {
+            revert MarketAlreadyJoined(msg.sender);
+        }
+        if (_receive(t.token, due) != due) revert MarketWrongValue(due, 0);
+        if (due != 0) {
+            _stakes[taskId][msg.sender] = held + due;
+            t.stakesHeld += uint128(due);
+        }
+        s.staked = true;
+        emit TrainerJoined(taskId, msg.sender, index, held + due);
     }
 
-    /// @notice Withdraw everything owed to the caller in `token` (zero address for ETH).
-    function withdraw(address token) external nonReentrant {
-        uint256 amount = _owed[token][msg.sender];
+    /// @notice Commit to this round's update: `keccak256(abi.encode(cid, commitment, salt, trainer,
+    /// taskId, round))` with the CID's sha2-256 digest, the update's (sketch) commitment and a secret salt.
+    function commit(uint256 taskId, uint256 round, bytes32 hash) external {
+        Task storage t = _liveTask(taskId);
+        Seat storage s = _seats[taskId][msg.sender];
+        if (s.index == 0) revert MarketNotJoined(msg.sender);
+        if (round != t.currentRound) revert MarketWrongRound(t.currentRound, round);
+        uint256 opensAt = _openAt(t, round);
+        if (block.timestamp < opensAt) revert MarketRoundNotOpen(opensAt);
+        uint256 deadline = opensAt + t.submitWindow;
+        if (block.timestamp >= deadline) revert MarketSubmissionClosed(deadline);
+        if (t.countRound != round) {
+            t.countRound = uint16(round);
+            t.committedCount = 0;
+            t.revealedCount = 0;
+            t.sealBlock = 0;
+        }
+        if (t.committedCount >= t.maxTrainers) revert MarketSubmissionClosed(block.timestamp);
+        if (!s.staked) revert MarketStakeTooLow(t.stake, _stakes[taskId][msg.sender]);
+        if (hash == bytes32(0)) revert MarketZeroCid();
+        // round < rounds <= MAX_ROUNDS, so the tag round + 1 fits in 32 bits.
+        uint32 tag = uint32(round + 1);
+        if (s.committedTag == tag) revert MarketAlreadySubmitted(msg.sender);
+        s.committedTag = tag;
+        _commitments[taskId][msg.sender] = hash;
+        t.committedCount += 1;
+        emit UpdateCommitted(taskId, round, msg.sender, hash);
+    }
+
+    /// @notice Reveal this round's update once submissions are closed: the CID's digest, its
+    /// commitment and the salt that hash to what was committed. The last committer to reveal
+    /// closes the reveal window.
+    function reveal(uint256 taskId, uint256 round, bytes32 cid, bytes32 commitment, bytes32 salt) external {
+        Task storage t = _liveTask(taskId);
+        Seat storage s = _seats[taskId][msg.sender];
+        if (round != t.currentRound) revert MarketWrongRound(t.currentRound, round);
+        uint32 tag = uint32(round + 1);
+        if (s.committedTag != tag) revert MarketNotCommitted(msg.sender);
+        (uint256 commitDeadline, uint256 revealDeadline) = _revealWindow(t, round);
+        if (block.timestamp < commitDeadline && t.committedCount < t.maxTrainers) {
+            revert MarketRevealNotOpen(commitDeadline);
+        }
+        if (block.timestamp >= revealDeadline || t.sealBlock != 0) revert MarketRevealClosed(revealDeadline);
+        if (s.revealedTag == tag) revert MarketAlreadyRevealed(msg.sender);
+        if (cid == bytes32(0)) revert MarketZeroCid();
+        bytes32 expected = keccak256(abi.encode(cid, commitment, salt, msg.sender, taskId, round));
+        if (expected != _commitments[taskId][msg.sender]) revert MarketBadReveal();
+
+        s.revealedTag = tag;
+        uint16 revealed = t.revealedCount + 1;
+        t.revealedCount = revealed;
+        t.submissionsDigest = keccak256(abi.encode(t.submissionsDigest, s.index, cid, commitment));
+        emit UpdateRevealed(taskId, round, msg.sender, s.index, cid, commitment);
+        if (revealed == t.committedCount) {
+            t.sealBlock = uint32(block.number);
+            emit RoundSealed(taskId, round, block.number);
+        }
+    }
+
+    /// @notice Close the current round's reveal window once its deadline passed (anyone may; the hash of
+    /// this block then seeds the round). On a sealed round: keep its seed in storage while the seal
+    /// block's hash is readable, or, once it is not (256 blocks later) and nobody kept it, seal it again
+    /// here, so that a late result never gets a seed a revealer could have computed in advance.
+    function seal(uint256 taskId) external {
+        Task storage t = _liveTask(taskId);
+        uint256 round = t.currentRound;
+        (, uint256 revealDeadline) = _revealWindow(t, round);
+        (, uint256 revealed, uint256 sealBlock) = _counts(t);
+        if (revealed == 0) revert MarketNothingRevealed();
+        if (sealBlock == 0) {
+            if (block.timestamp < revealDeadline) revert MarketRevealOpen(revealDeadline);
+        } else {
+            if (_seeds[taskId][round] != bytes32(0)) revert MarketAlreadySealed();
+            if (block.number <= sealBlock) revert MarketNotSealed(sealBlock);
+            bytes32 h = blockhash(sealBlock);
+            if (h != bytes32(0)) {
+                bytes32 seed = keccak256(abi.encode(h, sealBlock, taskId, round));
+                _seeds[taskId][round] = seed;
+                emit SeedKept(taskId, round, seed);
+                return;
+            }
+        }
+        t.sealBlock = uint32(block.number);
+        emit RoundSealed(taskId, round, block.number);
+    }
+
+    /// @notice Leave a task between rounds (not while committed to the current round): the stake becomes
+    /// withdrawable and the seat goes to the next joiner. Join again to take part again.
+    function leave(uint256 taskId) external {
+        Task storage t = _liveTask(taskId);
+        Seat storage s = _seats[taskId][msg.sender];
+        if (s.index == 0) revert MarketNotJoined(msg.sender);
+        if (s.committedTag == t.currentRound + 1) revert MarketCannotLeave(msg.sender);
+        uint256 held = _stakes[taskId][msg.sender];
+        _stakes[taskId][msg.sender] = 0;
+        if (held != 0) {
+            t.stakesHeld -= uint128(held);
+            s.earned += uint128(held);
+            emit StakeReturned(taskId, msg.sender, held);
+        }
+        _freeSeat(t, taskId, s);
+    }
+
+    /// @dev Give a seat up: the next joiner takes it; its former holder joins again for another seat.
+    function _freeSeat(Task storage t, uint256 taskId, Seat storage s) private {
+        uint256 index = s.index;
+        _trainerAt[taskId][index] = address(0);
+        _freeSeats[taskId][t.freeCount++] = index;
+        s.index = 0;
+        s.staked = false;
+    }
+
+    /// @notice Withdraw everything `taskId` owes the caller (credits, and the stake once the task ended).
+    function withdraw(uint256 taskId) external {
+        withdrawTo(taskId, payable(msg.sender));
+    }
+
+    /// @notice Withdraw everything `taskId` owes the caller to `recipient` (for an address that cannot receive).
+    /// @dev Not `nonReentrant` (the guard's slot costs ~2,300 gas a call): every effect is written before the
+    /// transfer, which is the last thing it does, so a re-entrant call sees the settled state (and finds
+    /// nothing more to withdraw from this task).
+    function withdrawTo(uint256 taskId, address payable recipient) public {
+        if (recipient == address(0)) revert MarketZeroRecipient();
+        Task storage t = _existingTask(taskId);
+        Seat storage s = _seats[taskId][msg.sender];
+        uint256 amount = s.earned;
+        if (t.currentRound >= t.rounds) {
+            uint256 held = _stakes[taskId][msg.sender];
+            if (held != 0) {
+                _stakes[taskId][msg.sender] = 0;
+                t.stakesHeld -= uint128(held);
+                amount += held;
+                emit StakeReturned(taskId, msg.sender, held);
+            }
+        }
         if (amount == 0) revert MarketNothingToWithdraw();
-        _owed[token][msg.sender] = 0;
-        emit Withdrawn(msg.sender, token, amount);
-        _pay(token, payable(msg.sender), amount);
+        s.earned = 0;
+        emit Withdrawn(taskId, msg.sender, recipient, amount);
+        _pay(t.token, recipient, amount);
     }
 
     // ------------------------------------------------------------- aggregator
 
-    /// @notice Post the result of the current round and credit every submitter.
-    /// @dev Allowed once submissions are closed (deadline passed, or the task's full trainer count,
-    /// `maxTrainers`, submitted: never merely every trainer joined so far, or the first trainers
-    /// to join could close every round alone) and before the result deadline. `bps` has one entry per submitter in join
-    /// order and sums to 10,000, or to 0 when no update was acceptable (the pool is refunded).
-    function postResult(
-        uint256 taskId,
-        uint256 round,
-        bytes32 modelCid,
-        bytes32 receiptCid,
-        uint16[] calldata bps,
-        bytes calldata proof
-    ) external nonReentrant {
-        Task storage t = _liveTask(taskId);
-        if (msg.sender != t.aggregator) revert MarketNotAggregator(msg.sender);
-        if (round != t.currentRound) revert MarketWrongRound(t.currentRound, round);
-        _checkResultWindow(t);
-        if (modelCid == bytes32(0) || receiptCid == bytes32(0)) revert MarketZeroCid();
-        _checkBasisPoints(t, bps);
-        if (t.verifier != address(0)) {
-            bool ok = IRoundVerifier(t.verifier).verifyRound(
-                taskId, round, t.submissionsDigest, modelCid, receiptCid, bps, proof
-            );
-            if (!ok) revert MarketInvalidProof();
-        }
+    /// @notice What an aggregator posts for a round besides the basis points and the proof.
+    struct Result {
+        bytes32 modelCid; // the new global model
+        bytes32 receiptCid; // the round receipt
+        bytes32 seed; // the round's seed (`roundSeed`), which the result was computed with
+        uint256 lostMask; // bit j: the j-th revealed update was unavailable or invalid (0 bps, stake lost)
+    }
 
-        uint256 credited = _creditByBps(t, taskId, round, bps);
-        t.latestModelCid = modelCid;
-        _settle(t, taskId, round, SETTLED_BY_RESULT, credited, modelCid, receiptCid);
+    /// @notice Post the result of the current round: basis points per revealed update (join order)
+    /// summing to 10,000, and `res`. The trainers of updates marked in `res.lostMask` lose their stakes
+    /// to the paid trainers. Basis points may sum to 0 only when every revealed update is marked lost
+    /// (or, on a proof task, the proof says so): then the pool and the lost stakes carry over to the
+    /// next round's paid trainers, never back to the owner. The task's aggregator posts in the result
+    /// window, its backup in the backup window.
+    function postResult(uint256 taskId, uint256 round, Result calldata res, uint16[] calldata bps, bytes calldata proof)
+        external
+        nonReentrant
+    {
+        Task storage t = _liveTask(taskId);
+        if (round != t.currentRound) revert MarketWrongRound(t.currentRound, round);
+        _checkPoster(t, round);
+        if (res.modelCid == bytes32(0) || res.receiptCid == bytes32(0)) revert MarketZeroCid();
+        _checkSeed(t, taskId, round, res.seed);
+        bool paid = _checkBasisPoints(t, bps, res.lostMask) != 0;
+        if (t.verifier != address(0)) {
+            if (!_verified(t, taskId, round, res, bps, proof)) revert MarketInvalidProof();
+        } else if (!paid && res.lostMask != _allRevealed(bps.length)) {
+            revert MarketBadBasisPoints(0); // nothing paid: only when every revealed update is marked lost
+        }
+        _settleResult(t, taskId, round, res, bps, paid);
     }
 
     // --------------------------------------------------------------- liveness
 
-    /// @notice After the result deadline of the current round (its submission deadline plus the
-    /// result window, even when the round closed early), anyone may settle it: an equal split
-    /// among its submitters, or a refund to the owner if nobody submitted.
+    /// @notice Settle the current round without a result (anyone may). A round in which nothing was
+    /// revealed is refunded to the owner (that round's pool only) once its reveal window is over; any
+    /// other round, once every result window passed, is split equally among its revealed updates
+    /// (committers that did not reveal lose their stakes to them).
     function settleWithoutResult(uint256 taskId) external nonReentrant {
         Task storage t = _liveTask(taskId);
         uint256 round = t.currentRound;
-        uint256 resultDeadline = _submitDeadline(t) + t.resultWindow;
-        if (block.timestamp < resultDeadline) revert MarketResultWindowOpen(resultDeadline);
-
-        if (_submittedCount(t) == 0) {
-            _settle(t, taskId, round, SETTLED_BY_REFUND, 0, bytes32(0), bytes32(0));
-        } else {
-            uint256 credited = _creditEqually(t, taskId, round);
-            _settle(t, taskId, round, SETTLED_BY_FALLBACK, credited, bytes32(0), bytes32(0));
+        (uint256 committed, uint256 revealed,) = _counts(t);
+        (uint256 commitDeadline, uint256 revealDeadline) = _revealWindow(t, round);
+        if (revealed == 0) {
+            // nothing can be revealed any more once the reveal window is over (or nobody committed in time)
+            bool over = block.timestamp >= revealDeadline || (committed == 0 && block.timestamp >= commitDeadline);
+            if (!over) revert MarketRevealOpen(committed == 0 ? commitDeadline : revealDeadline);
+            uint256 lost = _loseUnrevealed(t, taskId, round, 0);
+            t.carry += uint128(lost);
+            t.emptyStreak += 1;
+            _settle(t, taskId, round, SETTLED_BY_REFUND, 0, _roundPool(t, round), _noResult());
+            return;
         }
+        uint256 finalDeadline = _finalDeadline(t, round);
+        if (block.timestamp < finalDeadline) revert MarketResultWindowOpen(finalDeadline);
+        uint256 credited = _splitEqually(t, taskId, round, revealed);
+        t.emptyStreak = 0;
+        _settle(t, taskId, round, SETTLED_BY_FALLBACK, credited, 0, _noResult());
     }
 
     // ------------------------------------------------------------------ views
@@ -379,31 +651,91 @@ contract ContributionMarket is ReentrancyGuard {
     }
 
     /// @notice Everything stored about a task.
-    function getTask(uint256 taskId) external view returns (Task memory) {
-        return _existingTask(taskId);
+    function getTask(uint256 taskId) external view returns (TaskView memory v) {
+        Task storage t = _existingTask(taskId);
+        v.owner = t.owner;
+        v.createdBlock = t.createdBlock;
+        v.startAt = t.startAt;
+        v.currentRound = t.currentRound;
+        v.aggregator = t.aggregator;
+        v.rounds = t.rounds;
+        v.submitWindow = t.submitWindow;
+        v.revealWindow = t.revealWindow;
+        v.period = t.period;
+        v.backup = t.backup;
+        v.resultWindow = t.resultWindow;
+        v.trainerCount = t.trainerCount;
+        v.emptyRoundsToReclaim = t.emptyRoundsToReclaim;
+        v.emptyStreak = t.emptyStreak;
+        v.token = t.token;
+        v.verifier = t.verifier;
+        v.committedCount = t.committedCount;
+        v.revealedCount = t.revealedCount;
+        v.countRound = t.countRound;
+        v.maxTrainers = t.maxTrainers;
+        v.sealBlock = t.sealBlock;
+        v.reward = t.reward;
+        v.refunded = t.refunded;
+        v.escrow = t.escrow;
+        v.credited = t.credited;
+        v.refundsWithdrawn = t.refundsWithdrawn;
+        v.stake = t.stake;
+        v.stakesHeld = t.stakesHeld;
+        v.carry = t.carry;
+        v.submissionsDigest = t.submissionsDigest;
+        v.latestModelCid = t.latestModelCid;
+        v.specCid = t.specCid;
+        v.validationCommitment = t.validationCommitment;
     }
 
-    /// @notice Submitters of the current round in join order (the order `bps` follows).
-    function getSubmitters(uint256 taskId) external view returns (address[] memory out) {
+    /// @notice Trainers that revealed in the current round, in join order (the order `bps` follows).
+    function getRevealed(uint256 taskId) external view returns (address[] memory out) {
         Task storage t = _existingTask(taskId);
-        out = new address[](_submittedCount(t));
-        uint256 tag = uint256(t.currentRound) + 1;
+        (, uint256 revealed,) = _counts(t);
+        out = new address[](revealed);
+        uint32 tag = t.currentRound + 1; // currentRound < rounds <= 10_000
         uint256 j = 0;
         for (uint256 i = 1; i <= t.trainerCount && j < out.length; ++i) {
-            if (_submittedIn(taskId, i, tag)) out[j++] = _trainerAt[taskId][i];
+            address trainer = _trainerAt[taskId][i];
+            if (_seats[taskId][trainer].revealedTag == tag) out[j++] = trainer;
         }
+    }
+
+    /// @notice A trainer's seat: join index (0: not joined), last rounds committed and revealed (plus
+    /// one), credits not withdrawn, stake held and last commitment.
+    function seat(uint256 taskId, address trainer)
+        external
+        view
+        returns (uint256 index, uint256 committedTag, uint256 revealedTag, uint256 earned, uint256 stake, bytes32 hash)
+    {
+        Seat storage s = _seats[taskId][trainer];
+        return (s.index, s.committedTag, s.revealedTag, s.earned, _stakes[taskId][trainer], _commitments[taskId][trainer]);
     }
 
     /// @notice A trainer's 1-based join index (0 if it has not joined).
     function trainerIndex(uint256 taskId, address trainer) external view returns (uint256) {
-        return _trainerIndex[taskId][trainer];
+        return _seats[taskId][trainer].index;
     }
 
-    /// @notice Deadlines of the current round: submissions close, then the result window closes.
-    function deadlines(uint256 taskId) external view returns (uint256 submitDeadline, uint256 resultDeadline) {
+    /// @notice The current round's times (unix seconds): it opens, submissions close, reveals close,
+    /// the aggregator's result window closes, the backup's closes (the next round opens then).
+    function schedule(uint256 taskId)
+        external
+        view
+        returns (uint256 opensAt, uint256 submitDeadline, uint256 revealDeadline, uint256 resultDeadline, uint256 finalDeadline)
+    {
         Task storage t = _existingTask(taskId);
-        submitDeadline = _submitDeadline(t);
-        resultDeadline = submitDeadline + t.resultWindow;
+        uint256 round = t.currentRound < t.rounds ? t.currentRound : t.rounds - 1;
+        opensAt = _openAt(t, round);
+        (submitDeadline, revealDeadline) = _revealWindow(t, round);
+        resultDeadline = revealDeadline + t.resultWindow;
+        finalDeadline = _finalDeadline(t, round);
+    }
+
+    /// @notice The current round's seed: readable from the block after the one that closed its reveal window.
+    function roundSeed(uint256 taskId) external view returns (bytes32) {
+        Task storage t = _liveTask(taskId);
+        return _seed(t, taskId, t.currentRound);
     }
 
     /// @notice The pool of `round` of `taskId`.
@@ -413,16 +745,53 @@ contract ContributionMarket is ReentrancyGuard {
         return _roundPool(t, round);
     }
 
-    /// @notice What `account` can withdraw in `token` (zero address for ETH).
-    function owed(address token, address account) external view returns (uint256) {
-        return _owed[token][account];
+    /// @notice What `trainer` can withdraw from `taskId` now.
+    function owed(uint256 taskId, address trainer) external view returns (uint256) {
+        Task storage t = _existingTask(taskId);
+        uint256 amount = _seats[taskId][trainer].earned;
+        if (t.currentRound >= t.rounds) amount += _stakes[taskId][trainer];
+        return amount;
     }
 
     // --------------------------------------------------------------- internal
 
+    function _checkParams(TaskParams calldata p) private view {
+        if (p.aggregator == address(0)) revert MarketZeroAggregator();
+        if (p.aggregator == msg.sender) revert MarketRoleConflict(msg.sender);
+        if (p.backupAggregator == msg.sender || p.backupAggregator == p.aggregator) {
+            revert MarketRoleConflict(p.backupAggregator);
+        }
+        if (p.rounds == 0 || p.rounds > MAX_ROUNDS) revert MarketBadRounds(p.rounds);
+        if (
+            p.submitWindow < MIN_SUBMIT_WINDOW || p.revealWindow < MIN_REVEAL_WINDOW
+                || p.resultWindow < MIN_RESULT_WINDOW || p.submitWindow > MAX_WINDOW || p.revealWindow > MAX_WINDOW
+                || p.resultWindow > MAX_WINDOW
+        ) revert MarketBadWindows();
+        if (p.maxTrainers == 0 || p.maxTrainers > MAX_TRAINERS) revert MarketBadMaxTrainers(p.maxTrainers);
+        if (p.emptyRoundsToReclaim > MAX_ROUNDS) revert MarketBadRounds(p.emptyRoundsToReclaim);
+        if (p.initialModelCid == bytes32(0)) revert MarketZeroCid();
+        if (
+            p.verifier != address(0)
+                && !ERC165Checker.supportsInterface(p.verifier, type(IRoundVerifier).interfaceId)
+        ) revert MarketBadVerifier(p.verifier);
+    }
+
+    /// @dev Take `amount` of `token` from the caller (ETH: exactly msg.value); what arrived.
+    function _receive(address token, uint256 amount) private returns (uint256 received) {
+        if (token == address(0)) {
+            if (msg.value != amount) revert MarketWrongValue(amount, msg.value);
+            return msg.value;
+        }
+        if (msg.value != 0) revert MarketWrongValue(0, msg.value);
+        if (amount == 0) return 0;
+        uint256 before = IERC20(token).balanceOf(address(this));
+        IERC20(token).safeTransferFrom(msg.sender, address(this), amount);
+        received = IERC20(token).balanceOf(address(this)) - before;
+    }
+
     function _existingTask(uint256 taskId) private view returns (Task storage t) {
         t = _tasks[taskId];
-        if (t.owner == address(0)) revert MarketUnknownTask(taskId);
+        if (t.rounds == 0) revert MarketUnknownTask(taskId);
     }
 
     function _liveTask(uint256 taskId) private view returns (Task storage t) {
@@ -430,98 +799,214 @@ contract ContributionMarket is ReentrancyGuard {
         if (t.currentRound >= t.rounds) revert MarketTaskFinished(taskId);
     }
 
-    function _submitDeadline(Task storage t) private view returns (uint256) {
-        return uint256(t.roundOpenedAt) + t.submitWindow;
+    function _openAt(Task storage t, uint256 round) private view returns (uint256) {
+        return uint256(t.startAt) + round * t.period;
     }
 
-    function _submittedCount(Task storage t) private view returns (uint256) {
-        return t.countRound == t.currentRound ? t.submittedCount : 0;
+    function _revealWindow(Task storage t, uint256 round)
+        private
+        view
+        returns (uint256 commitDeadline, uint256 revealDeadline)
+    {
+        commitDeadline = _openAt(t, round) + t.submitWindow;
+        revealDeadline = commitDeadline + t.revealWindow;
+    }
+
+    function _finalDeadline(Task storage t, uint256 round) private view returns (uint256) {
+        return _openAt(t, round + 1);
+    }
+
+    /// @dev (committed, revealed, sealBlock) of the current round.
+    function _counts(Task storage t) private view returns (uint256, uint256, uint256) {
+        if (t.countRound != t.currentRound) return (0, 0, 0);
+        return (t.committedCount, t.revealedCount, t.sealBlock);
+    }
+
+    /// @dev keccak256(abi.encode(blockhash(sealBlock), sealBlock, taskId, round)), or the seed `seal` kept;
+    /// never a value computable before the seal block exists (an expired hash is refused: seal again).
+    function _seed(Task storage t, uint256 taskId, uint256 round) private view returns (bytes32) {
+        bytes32 kept = _seeds[taskId][round];
+        if (kept != bytes32(0)) return kept;
+        (, uint256 revealed, uint256 sealBlock) = _counts(t);
+        if (revealed == 0) revert MarketNothingRevealed();
+        if (sealBlock == 0 || block.number <= sealBlock) revert MarketNotSealed(sealBlock);
+        bytes32 h = blockhash(sealBlock);
+        if (h == bytes32(0)) revert MarketSeedExpired(sealBlock);
+        return keccak256(abi.encode(h, sealBlock, taskId, round));
+    }
+
+    function _checkSeed(Task storage t, uint256 taskId, uint256 round, bytes32 seed) private view {
+        bytes32 expected = _seed(t, taskId, round);
+        if (seed != expected) revert MarketWrongSeed(expected);
+    }
+
+    function _settleResult(
+        Task storage t,
+        uint256 taskId,
+        uint256 round,
+        Result calldata res,
+        uint16[] calldata bps,
+        bool paid
+    ) private {
+        (uint256 credited, uint256 refund) = _payRound(t, taskId, round, bps, res.lostMask, paid);
+        t.latestModelCid = res.modelCid;
+        t.emptyStreak = 0;
+        _settle(t, taskId, round, SETTLED_BY_RESULT, credited, refund, res);
+    }
+
+    /// @dev The aggregator between the reveal's close and its result deadline; the backup after that
+    /// until the final deadline.
+    function _checkPoster(Task storage t, uint256 round) private view {
+        (, uint256 revealed, uint256 sealBlock) = _counts(t);
+        if (revealed == 0) revert MarketNothingRevealed();
+        (, uint256 revealDeadline) = _revealWindow(t, round);
+        if (sealBlock == 0) revert MarketRevealOpen(revealDeadline);
+        uint256 resultDeadline = revealDeadline + t.resultWindow;
+        if (block.timestamp < resultDeadline) {
+            if (msg.sender != t.aggregator) revert MarketNotAggregator(msg.sender);
+            return;
+        }
+        uint256 finalDeadline = _finalDeadline(t, round);
+        if (t.backup == address(0) || block.timestamp >= finalDeadline) revert MarketResultWindowClosed(finalDeadline);
+        if (msg.sender != t.backup) revert MarketNotAggregator(msg.sender);
+    }
+
+    function _verified(
+        Task storage t,
+        uint256 taskId,
+        uint256 round,
+        Result calldata res,
+        uint16[] calldata bps,
+        bytes calldata proof
+    ) private view returns (bool) {
+        return IRoundVerifier(t.verifier).verifyRound(
+            taskId, round, t.submissionsDigest, res.seed, res.modelCid, res.receiptCid, bps, res.lostMask, proof
+        );
+    }
+
+    /// @dev One entry per revealed update, summing to BPS (or to 0, checked by the caller); lost ones get 0.
+    function _checkBasisPoints(Task storage t, uint16[] calldata bps, uint256 lostMask)
+        private
+        view
+        returns (uint256 sum)
+    {
+        (, uint256 n,) = _counts(t);
+        if (bps.length != n) revert MarketWrongLength(n, bps.length);
+        for (uint256 j = 0; j < n; ++j) {
+            if (bps[j] != 0 && (lostMask >> j) & 1 == 1) revert MarketPaidAndLost(j);
+            sum += bps[j];
+        }
+        if (n < 256 && lostMask >> n != 0) revert MarketWrongLength(n, bps.length);
+        if (sum != BPS && sum != 0) revert MarketBadBasisPoints(sum);
+    }
+
+    /// @dev Take the stakes of this round's committers that did not reveal, and of the revealed updates
+    /// marked in `lostMask` (by revealed position); return their sum.
+    function _loseUnrevealed(Task storage t, uint256 taskId, uint256 round, uint256 lostMask)
+        private
+        returns (uint256 lost)
+    {
+        uint32 tag = uint32(round + 1);
+        uint256 count = t.trainerCount;
+        uint256 j = 0;
+        for (uint256 i = 1; i <= count; ++i) {
+            address trainer = _trainerAt[taskId][i];
+            Seat storage s = _seats[taskId][trainer];
+            if (s.committedTag != tag) continue;
+            bool revealed = s.revealedTag == tag;
+            bool marked = revealed && (lostMask >> j) & 1 == 1;
+            if (revealed) ++j;
+            if (revealed && !marked) continue;
+            uint256 held = _stakes[taskId][trainer];
+            if (held == 0) continue;
+            _stakes[taskId][trainer] = 0;
+            lost += held;
+            emit StakeLost(taskId, round, trainer, held);
+            // a committer that did not reveal gives its seat up now; a marked update's seat is freed after
+            // the credits (whose order follows the seats)
+            if (!revealed) _freeSeat(t, taskId, s);
+        }
+        if (lost != 0) t.stakesHeld -= uint128(lost);
+    }
+
+    /// @dev Pay the round: its pool, the stakes lost this round and any carried ones go to the paid
+    /// updates by `bps`. With `paid` false (every update invalid) all of it carries to the next round.
+    function _payRound(
+        Task storage t,
+        uint256 taskId,
+        uint256 round,
+        uint16[] calldata bps,
+        uint256 lostMask,
+        bool paid
+    ) private returns (uint256 credited, uint256 refund) {
+        uint256 lost = _loseUnrevealed(t, taskId, round, lostMask) + t.carry;
+        if (!paid) {
+            t.carry = uint128(lost + _roundPool(t, round));
+        } else {
+            if (t.carry != 0) t.carry = 0;
+            credited = _credit(t, taskId, round, _roundPool(t, round) + lost, bps, bps.length);
+        }
+        if (lostMask != 0) _freeMarked(t, taskId, round, lostMask);
+        refund = 0;
+    }
+
+    /// @dev Free the seats of the revealed updates marked lost (after crediting: `bps` follows the seats).
+    function _freeMarked(Task storage t, uint256 taskId, uint256 round, uint256 lostMask) private {
+        uint256 count = t.trainerCount;
+        uint256 j = 0;
+        for (uint256 i = 1; i <= count; ++i) {
+            Seat storage s = _seats[taskId][_trainerAt[taskId][i]];
+            if (s.revealedTag != round + 1 || s.index == 0) continue;
+            if ((lostMask >> j) & 1 == 1) _freeSeat(t, taskId, s);
+            ++j;
+        }
+    }
+
+    /// @dev The fallback: the pool and the stakes lost this round (and carried ones) split equally among
+    /// the n revealed updates.
+    function _splitEqually(Task storage t, uint256 taskId, uint256 round, uint256 n)
+        private
+        returns (uint256 credited)
+    {
+        uint256 total = _roundPool(t, round) + _loseUnrevealed(t, taskId, round, 0) + t.carry;
+        if (t.carry != 0) t.carry = 0;
+        credited = _credit(t, taskId, round, total, new uint16[](0), n);
+    }
+
+    /// @dev Credit `total` to the round's n revealed updates (join order) by cumulative rounding: the
+    /// j-th gets `floor(total * W_j / W) - floor(total * W_{j-1} / W)` where W_j is the sum of the first
+    /// j weights (`bps`, or 1 each when `bps` is empty) and W their sum (BPS, or n). The amounts sum to
+    /// `total` exactly, so no remainder is left over for anyone but the paid trainers.
+    function _credit(Task storage t, uint256 taskId, uint256 round, uint256 total, uint16[] memory bps, uint256 n)
+        private
+        returns (uint256 paidSoFar)
+    {
+        bool equal = bps.length == 0;
+        uint256 whole = equal ? n : BPS;
+        uint256 cum = 0;
+        uint256 j = 0;
+        for (uint256 i = 1; j < n; ++i) {
+            address trainer = _trainerAt[taskId][i];
+            Seat storage s = _seats[taskId][trainer];
+            if (s.revealedTag != round + 1) continue;
+            cum += equal ? 1 : bps[j];
+            ++j;
+            // total < 2**129 and cum <= 10_000 (or n <= 256): the product cannot overflow.
+            uint256 amount = (total * cum) / whole - paidSoFar;
+            if (amount == 0) continue;
+            paidSoFar += amount;
+            s.earned += uint128(amount);
+            emit TrainerCredited(taskId, round, trainer, amount);
+        }
+        t.credited += uint128(paidSoFar);
     }
 
     /// @dev Pools as equal as integers allow: pool(r) = floor(reward*(r+1)/rounds) - floor(reward*r/rounds),
-    /// which add up to exactly the reward (the sum telescopes). reward < 2**128 and rounds <= 10_000,
-    /// so the products cannot overflow.
+    /// which add up to exactly the reward (the sum telescopes).
     function _roundPool(Task storage t, uint256 round) private view returns (uint256) {
         uint256 reward = t.reward;
         uint256 rounds = t.rounds;
         return (reward * (round + 1)) / rounds - (reward * round) / rounds;
-    }
-
-    /// @dev Submissions are closed (deadline passed, or `maxTrainers` trainers submitted: a round
-    /// closes early only when it cannot take another update, not because the few trainers who
-    /// joined so far have all submitted) and the result window is still open.
-    function _checkResultWindow(Task storage t) private view {
-        uint256 submitDeadline = _submitDeadline(t);
-        if (block.timestamp < submitDeadline && _submittedCount(t) < t.maxTrainers) {
-            revert MarketSubmissionsOpen(submitDeadline);
-        }
-        uint256 resultDeadline = submitDeadline + t.resultWindow;
-        if (block.timestamp >= resultDeadline) revert MarketResultWindowClosed(resultDeadline);
-    }
-
-    /// @dev One entry per submitter of the round, summing to BPS, or to 0 (nothing acceptable).
-    function _checkBasisPoints(Task storage t, uint16[] calldata bps) private view {
-        uint256 n = _submittedCount(t);
-        if (bps.length != n) revert MarketWrongLength(n, bps.length);
-        uint256 sum = 0;
-        for (uint256 i = 0; i < bps.length; ++i) {
-            sum += bps[i];
-        }
-        if (sum != BPS && sum != 0) revert MarketBadBasisPoints(sum);
-    }
-
-    function _tagPosition(uint256 index) private pure returns (uint256 word, uint256 shift) {
-        word = (index - 1) >> 3;
-        shift = ((index - 1) & 7) * 32;
-    }
-
-    function _submittedIn(uint256 taskId, uint256 index, uint256 tag) private view returns (bool) {
-        (uint256 word, uint256 shift) = _tagPosition(index);
-        return (_submittedTags[taskId][word] >> shift) & 0xffffffff == tag;
-    }
-
-    /// @dev Credit `pool * bps[j] / BPS` (rounded down) to the j-th submitter of the round,
-    /// submitters being the joined trainers, in join order, whose tag is this round's.
-    function _creditByBps(Task storage t, uint256 taskId, uint256 round, uint16[] calldata bps)
-        private
-        returns (uint256 credited)
-    {
-        uint256 pool = _roundPool(t, round);
-        uint256 n = bps.length;
-        uint256 tag = round + 1;
-        address token = t.token;
-        uint256 count = t.trainerCount;
-        uint256 j = 0;
-        for (uint256 i = 1; i <= count && j < n; ++i) {
-            if (!_submittedIn(taskId, i, tag)) continue;
-            // pool < 2**128 and bps[j] <= 10_000, so the product cannot overflow.
-            uint256 amount = (pool * bps[j]) / BPS;
-            ++j;
-            if (amount == 0) continue;
-            address trainer = _trainerAt[taskId][i];
-            _owed[token][trainer] += amount;
-            credited += amount;
-            emit TrainerCredited(taskId, round, trainer, amount);
-        }
-    }
-
-    /// @dev Credit `pool / n` to each of the round's n submitters.
-    function _creditEqually(Task storage t, uint256 taskId, uint256 round) private returns (uint256 credited) {
-        uint256 n = _submittedCount(t);
-        uint256 share = _roundPool(t, round) / n;
-        if (share == 0) return 0;
-        uint256 tag = round + 1;
-        address token = t.token;
-        uint256 count = t.trainerCount;
-        uint256 j = 0;
-        for (uint256 i = 1; i <= count && j < n; ++i) {
-            if (!_submittedIn(taskId, i, tag)) continue;
-            ++j;
-            address trainer = _trainerAt[taskId][i];
-            _owed[token][trainer] += share;
-            credited += share;
-            emit TrainerCredited(taskId, round, trainer, share);
-        }
     }
 
     function _settle(
@@ -530,20 +1015,32 @@ contract ContributionMarket is ReentrancyGuard {
         uint256 round,
         uint8 mode,
         uint256 credited,
-        bytes32 modelCid,
-        bytes32 receiptCid
+        uint256 refund,
+        Result memory res
     ) private {
-        uint256 pool = _roundPool(t, round);
-        // credited <= pool: every share is rounded down and the shares sum to at most the pool.
-        uint256 refund = pool - credited;
-        t.escrow -= uint128(pool);
-        t.credited += uint128(credited);
-        t.refunded += uint128(refund);
-        emit RoundSettled(taskId, round, mode, credited, refund, t.submissionsDigest, modelCid, receiptCid);
+        t.escrow -= uint128(_roundPool(t, round));
+        if (refund != 0) t.refunded += uint128(refund);
         uint32 next = uint32(round + 1);
+        if (next >= t.rounds && t.carry != 0) {
+            // stakes lost in a last round that paid nobody: nobody is left to pay them to
+            t.refunded += t.carry;
+            refund += t.carry;
+            t.carry = 0;
+        }
+        emit RoundSettled(
+            taskId, round, mode, credited, refund, t.submissionsDigest, res.modelCid, res.receiptCid, res.seed
+        );
         t.currentRound = next;
-        t.roundOpenedAt = uint32(block.timestamp);
         if (next >= t.rounds) emit TaskFinished(taskId);
+    }
+
+    /// @dev A mask with a bit for each of the n revealed updates.
+    function _allRevealed(uint256 n) private pure returns (uint256) {
+        return n >= 256 ? type(uint256).max : (uint256(1) << n) - 1;
+    }
+
+    function _noResult() private pure returns (Result memory) {
+        return Result(bytes32(0), bytes32(0), bytes32(0), 0);
     }
 
     function _pay(address token, address payable to, uint256 amount) private {

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
+import {IERC165} from "@openzeppelin/contracts/utils/introspection/IERC165.sol";
 import {IRoundVerifier} from "./IRoundVerifier.sol";
 
 /// @title RoundVerifier
@@ -10,12 +11,12 @@ import {IRoundVerifier} from "./IRoundVerifier.sol";
 /// at deployment; a task names this contract as its verifier.
 /// @dev `proof` is `abi.encode(uint256[8] groth16, bytes32 prevDigest, uint256[3][] subs,
 /// uint256 rejectedMask, uint256 utilHash)` where `subs` are the round's submissions in
-/// submission order as (join index, cid, commitment), `prevDigest` the running digest before
+/// reveal order as (join index, cid, commitment), `prevDigest` the running digest before
 /// the first of them, and bit j of `rejectedMask` marks the j-th submitter (join order) whose
 /// update was malformed (it must get 0 bps and is left out of the proof). The chain of
 /// `subs` from `prevDigest` must end at the market's digest, so they are exactly this round's
 /// submissions. Public inputs: binding (chain, market, this contract, task, round, model and
-/// receipt CIDs), the base permutation drawn from the digest, the valid commitments, the
+/// receipt CIDs), the base permutation drawn from the round seed, the valid commitments, the
 /// packed bps of the valid submitters and the utilities hash.
 contract RoundVerifier is IRoundVerifier {
     uint256 private constant FIELD = 21888242871839275222246405745257275088548364400416034343698204186575808495617;
@@ -50,18 +51,46 @@ contract RoundVerifier is IRoundVerifier {
         uint256 taskId,
         uint256 round,
         bytes32 submissionsDigest,
+        bytes32 seed,
         bytes32 modelCid,
         bytes32 receiptCid,
         uint16[] calldata bps,
+        uint256 lostMask,
         bytes calldata proof
     ) external view returns (bool) {
-        uint256 binding = uint256(
-            keccak256(abi.encode(block.chainid, msg.sender, address(this), taskId, round, modelCid, receiptCid))
-        ) % FIELD;
-        return _verify(binding, submissionsDigest, bps, proof);
+        if (!_lostBacked(lostMask, proof)) return false;
+        return _verify(_binding(taskId, round, modelCid, receiptCid), submissionsDigest, seed, bps, proof);
     }
 
-    function _verify(uint256 binding, bytes32 submissionsDigest, uint16[] calldata bps, bytes calldata proof)
+    function _binding(uint256 taskId, uint256 round, bytes32 modelCid, bytes32 receiptCid)
+        private
+        view
+        returns (uint256)
+    {
+        return uint256(
+            keccak256(abi.encode(block.chainid, msg.sender, address(this), taskId, round, modelCid, receiptCid))
+        ) % FIELD;
+    }
+
+    /// @dev Only updates the proof leaves out as malformed (its `rejectedMask`) may lose their stakes.
+    function _lostBacked(uint256 lostMask, bytes calldata proof) private pure returns (bool) {
+        if (lostMask == 0) return true;
+        (,,, uint256 rejected,) = abi.decode(proof, (uint256[8], bytes32, uint256[3][], uint256, uint256));
+        return lostMask & ~rejected == 0;
+    }
+
+    /// @inheritdoc IERC165
+    function supportsInterface(bytes4 interfaceId) external pure returns (bool) {
+        return interfaceId == type(IRoundVerifier).interfaceId || interfaceId == type(IERC165).interfaceId;
+    }
+
+    function _verify(
+        uint256 binding,
+        bytes32 submissionsDigest,
+        bytes32 seed,
+        uint16[] calldata bps,
+        bytes calldata proof
+    )
         private
         view
         returns (bool)
@@ -77,7 +106,7 @@ contract RoundVerifier is IRoundVerifier {
         }
         if (n == 0) return true; // nothing valid: every bps is 0 and the pool is refunded
         if (verifierFor[n] == address(0)) return false;
-        uint256[] memory pub = _publicInputs(d, bps, n, submissionsDigest);
+        uint256[] memory pub = _publicInputs(d, bps, n, seed);
         pub[0] = binding;
         return _call(verifierFor[n], selectorFor[n], d.g, pub);
     }
@@ -126,7 +155,7 @@ contract RoundVerifier is IRoundVerifier {
         pub[2 + n + nb] = d.utilHash;
     }
 
-    /// @dev Fisher-Yates over the n valid slots, j = keccak(digest, i) mod (i + 1); packed pb bits per slot.
+    /// @dev Fisher-Yates over the n valid slots, j = keccak(seed, i) mod (i + 1); packed pb bits per slot.
     function _permutation(bytes32 digest, uint256 n) private pure returns (uint256 packed) {
         uint256 pb = 1;
         while ((1 << pb) < n) ++pb;

@@ -1,8 +1,8 @@
 """Fault injection for crash-safety tests: ``MARKET_FAILPOINT=name`` kills the process
 (SIGKILL, no cleanup, exactly like a power cut) when it reaches the point called ``name``.
 
-Points: ``trainer_after_upload`` (update stored, not yet committed on-chain),
-``trainer_after_submit`` (committed on-chain), ``aggregator_before_post`` (updates
+Points: ``trainer_after_submit`` (committed on-chain, nothing uploaded or revealed yet),
+``trainer_after_upload`` (update uploaded at reveal time, not yet revealed), ``aggregator_before_post`` (updates
 fetched, receipt stored, result not yet posted). Unset in normal use: then a no-op.
 """
 

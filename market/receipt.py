@@ -109,6 +109,11 @@ class Receipt(_Doc):
     bps_vector: list[int]  # join order: what postResult carries
     valuation_seed: int
     details: ReceiptDetails
+    #: the round's seed (0x hex), fixed on chain by the block that closed the reveal window; every
+    #: random choice of the round (valuation sampling, the proof's permutation) is drawn from it
+    round_seed: str = ""
+    #: trainers whose update was unavailable or checkably invalid (lostMask): they lose their stake
+    lost: list[str] = Field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document as stored (``put_json`` canonicalises it)."""

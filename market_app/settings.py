@@ -33,6 +33,8 @@ Environment variables:
 ``MARKET_KEY_FILE``  file holding this role's private key (never the key itself)
 ``MARKET_HOST``      address ``market serve`` listens on (default 127.0.0.1)
 ``MARKET_PORT``      port ``market serve`` listens on (default 8000)
+``MARKET_API_TOKEN`` bearer token ``market serve`` requires on ``POST /api/tasks`` (default: a random
+                     one printed once at start); a secret, never echoed in errors
 ==================  ===============================================================
 
 :func:`check_environment` validates the ones that are set and names every bad one.
@@ -82,6 +84,15 @@ def _nonempty(v: str) -> str | None:
     return None if v.strip() else "is empty"
 
 
+MIN_TOKEN_CHARS = 16
+
+
+def _token(v: str) -> str | None:
+    if not re.fullmatch(r"[\x21-\x7e]+", v):
+        return "expected printable ASCII without spaces"
+    return None if len(v) >= MIN_TOKEN_CHARS else f"expected at least {MIN_TOKEN_CHARS} characters"
+
+
 #: every setting: its environment variable, what it is, and how to check a value
 SETTINGS: dict[str, tuple[str, Callable[[str], str | None]]] = {
     "MARKET_RPC": ("JSON-RPC URL of the chain", _url),
@@ -93,7 +104,11 @@ SETTINGS: dict[str, tuple[str, Callable[[str], str | None]]] = {
     "MARKET_KEY_FILE": ("key file path", _nonempty),
     "MARKET_HOST": ("address `market serve` listens on", _host),
     "MARKET_PORT": ("port `market serve` listens on", _port),
+    "MARKET_API_TOKEN": ("bearer token `market serve` requires on POST /api/tasks", _token),
 }
+
+#: settings whose values are secrets (or point at one): never shown in an error
+SECRET_SETTINGS = frozenset({"MARKET_KEY_FILE", "MARKET_API_TOKEN"})
 
 
 def parse_dotenv(text: str, source: str = ".env") -> dict[str, str]:
@@ -148,7 +163,7 @@ def check_environment(environ: Mapping[str, str] | None = None) -> None:
             continue
         why = check(value)
         if why:
-            shown = value if name != "MARKET_KEY_FILE" else "…"
+            shown = value if name not in SECRET_SETTINGS else "…"
             problems.append(f"{name}={shown!r} ({what}): {why}")
     if problems:
         raise ConfigError("bad setting" + ("s" if len(problems) > 1 else "") + ": " + "; ".join(problems))
@@ -239,3 +254,18 @@ def serve_address(host: str | None, port: int | None) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port {port}: expected a port number from 1 to 65535")
     return h, port
+
+
+def serve_api_token() -> tuple[str, bool]:
+    """The bearer token ``market serve`` requires on every endpoint that signs a transaction, and
+    whether it was generated: ``MARKET_API_TOKEN`` (environment or ``.env``), else a fresh
+    ``secrets.token_urlsafe(32)`` for this run only (the caller prints it once)."""
+    import secrets
+
+    configured = resolve(None, "MARKET_API_TOKEN")
+    if configured:
+        why = _token(configured)
+        if why:
+            raise ConfigError(f"MARKET_API_TOKEN: {why}")  # the value is a secret: never echoed
+        return configured, False
+    return secrets.token_urlsafe(32), True

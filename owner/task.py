@@ -55,9 +55,14 @@ class TaskRequest(BaseModel):
     aggregator: str
     rounds: int = Field(3, ge=1, le=MAX_ROUNDS)
     reward_wei: int = Field(gt=0)
-    submit_window: int = Field(3600, ge=1, le=2**32 - 1, description="seconds each round accepts updates")
-    result_window: int = Field(3600, ge=1, le=2**32 - 1, description="seconds the aggregator then has to post")
+    submit_window: int = Field(3600, ge=60, le=30 * 86400, description="seconds each round accepts commitments")
+    reveal_window: int = Field(600, ge=30, le=30 * 86400, description="seconds committers then have to reveal")
+    result_window: int = Field(3600, ge=60, le=30 * 86400, description="seconds the aggregator then has to post")
     max_trainers: int = Field(64, ge=1, le=MAX_TRAINERS)
+    stake_wei: int = Field(0, ge=0, lt=2**128, description="each trainer's stake (0: none, for development)")
+    backup: str | None = Field(None, description="backup aggregator: posts when the aggregator misses its window")
+    empty_rounds_to_reclaim: int = Field(0, ge=0, le=MAX_ROUNDS,
+                                         description="empty rounds in a row after which the owner may reclaim (0: never)")
     #: proof tasks: the round sizes (valid updates) the verifier covers; default: max_trainers and one fewer
     proof_sizes: tuple[int, ...] = ()
 
@@ -68,14 +73,25 @@ class TaskRequest(BaseModel):
             raise ValueError(f"must be 32 bytes (got {len(v)})")
         return v
 
+    @field_validator("backup")
+    @classmethod
+    def _backup(cls, v: str | None) -> str | None:
+        if v is None or (Web3.is_address(v) and int(v, 16) == 0):
+            return None
+        return _aggregator_address(v)
+
     @field_validator("aggregator")
     @classmethod
     def _address(cls, v: str) -> str:
-        if not Web3.is_address(v):
-            raise ValueError(f"{v!r} is not an Ethereum address")
-        if int(v, 16) == 0:
-            raise ValueError("the zero address cannot aggregate")
-        return Web3.to_checksum_address(v)
+        return _aggregator_address(v)
+
+
+def _aggregator_address(v: str) -> str:
+    if not Web3.is_address(v):
+        raise ValueError(f"{v!r} is not an Ethereum address")
+    if int(v, 16) == 0:
+        raise ValueError("the zero address cannot aggregate")
+    return Web3.to_checksum_address(v)
 
 
 def task_request(**fields: Any) -> TaskRequest:
@@ -150,8 +166,12 @@ def create_task(
         rounds=request.rounds,
         reward_wei=request.reward_wei,
         submit_window=request.submit_window,
+        reveal_window=request.reveal_window,
         result_window=request.result_window,
         max_trainers=request.max_trainers,
+        stake_wei=request.stake_wei,
+        empty_rounds_to_reclaim=request.empty_rounds_to_reclaim,
+        **({"backup": request.backup} if request.backup else {}),
         **verifier,
     )
     return CreatedTask(task_id, spec, spec_cid, tx)

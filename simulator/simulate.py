@@ -1,8 +1,9 @@
 """``market simulate``: one owner, N trainer nodes (the last F of them attackers), one aggregator.
 
-One round's whole path is :func:`run_round`: train → upload → commit (each
-trainer node) → fetch, verify, reject/robust-aggregate, value, receipt, post,
-credit (the aggregator and the contract). :func:`simulate` wraps the rounds
+One round's whole path is :func:`run_round`: wait for the round's scheduled opening → train →
+commit (each trainer node) → upload and reveal once submissions close → fetch, verify,
+reject/robust-aggregate, value, receipt, post with the round's seed, credit (the aggregator and the
+contract).  On these dev chains waiting for a time is moving the chain's clock forward. :func:`simulate` wraps the rounds
 between posting the task and everyone withdrawing, and writes the report
 described in DESIGN.md ("Interfaces"); every number in it is read back from
 the chain or measured.
@@ -63,6 +64,7 @@ class SimulateConfig(BaseModel):
     partition: str = "iid"
     seed: int = 0
     reward: str = "1"
+    stake: str = "0"  # each trainer's stake in ETH (0: none)
     chain: str = "anvil"
     rpc: str | None = None
     contract: str | None = None
@@ -94,8 +96,19 @@ class SimulateConfig(BaseModel):
         if self.attackers and self.attackers == self.trainers and is_colluding(self.attack):
             raise ConfigError(f"--attack {self.attack} colludes with honest updates: leave at least one honest trainer")
         reward_of(self.reward)
+        _ = self.stake_wei
         if self.proof != "none" and self.robust != "multikrum":
             raise ConfigError(f"--proof {self.proof} proves Multi-Krum over sketches: add --robust multikrum")
+
+    @property
+    def stake_wei(self) -> int:
+        """``--stake`` as exact integer wei (0 allowed); a one-line ConfigError naming the option."""
+        if str(self.stake).strip() in ("0", "0.0"):
+            return 0
+        try:
+            return parse_eth(self.stake)
+        except ValueError as exc:
+            raise ConfigError(f"--stake {exc}") from None
 
     @property
     def suspected(self) -> int:
@@ -121,7 +134,7 @@ def post_task(
     """The owner's step of a simulation: :func:`owner.task.create_task` with the simulation's spec."""
     request = TaskRequest(
         spec=spec_for(cfg), validation_commitment=dataset_commitment(validation), aggregator=aggregator,
-        rounds=cfg.rounds, reward_wei=reward, max_trainers=max(cfg.trainers, 1),
+        rounds=cfg.rounds, reward_wei=reward, max_trainers=max(cfg.trainers, 1), stake_wei=cfg.stake_wei,
     )
     created = create_task(env.contract, env.store, owner, request)
     return created.task_id, created.spec
@@ -139,13 +152,18 @@ class Simulation:
     test_y: Any
     rounds: list[dict[str, Any]] = field(default_factory=list)
     honest_cids: list[str] = field(default_factory=list)  # this round's honest submissions, for colluding attackers
+    honest_blobs: dict[str, bytes] = field(default_factory=dict)  # their bytes (unpublished until the reveals)
 
 
-def collusion_hook(store: ContentStore, honest_cids: list[str]) -> Callable[[int, int], Collusion]:
-    """What a colluding attacker node sees: the honest updates already submitted this round (read from the store)."""
+def collusion_hook(store: ContentStore, honest_cids: list[str],
+                   blobs: dict[str, bytes] | None = None) -> Callable[[int, int], Collusion]:
+    """What a colluding attacker node sees: the honest updates already committed this round.  Nodes publish an
+    update only when they reveal it, so the simulator hands the bytes over (``blobs``, by CID: the omniscient
+    attacker of the robustness literature); a CID not in ``blobs`` is read from the store."""
 
     def seen(task_id: int, round_: int) -> Collusion:
-        return Collusion(tuple(decode_state(store.get(cid))[0] for cid in honest_cids))
+        got = blobs or {}
+        return Collusion(tuple(decode_state(got[cid] if cid in got else store.get(cid))[0] for cid in honest_cids))
 
     return seen
 
@@ -153,20 +171,38 @@ def collusion_hook(store: ContentStore, honest_cids: list[str]) -> Callable[[int
 def run_round(sim: Simulation) -> dict[str, Any]:
     """One round, end to end, returned as the report's round entry."""
     contract = sim.env.contract
-    r = contract.task(sim.task_id).current_round
+    info = contract.task(sim.task_id)
+    r = info.current_round
+    sim.env.chain.advance_to(info.opens_at(r))
     train_s = chain_s = 0.0
-    submit_gas: list[int] = []
+    commit_gas: list[int] = []
+    reveal_gas: list[int] = []
     sim.honest_cids.clear()
-    # each trainer: train → upload → commit; honest ones first, so colluding attackers can see their updates
+    sim.honest_blobs.clear()
+    # each trainer: train → commit (uploaded at its reveal); honest ones first, so colluding attackers can see their updates
     for node in sorted(sim.trainers, key=lambda t: t.attack is not None):
+        node.join(sim.task_id)  # a trainer whose stake was lost gave its seat up: it joins again (a no-op otherwise)
         res = node.run_round(sim.task_id)
         train_s += res.train_s
         chain_s += res.chain_s
         if res.cid:
-            submit_gas.append(res.gas)
+            commit_gas.append(res.gas)
             if node.attack is None:
                 sim.honest_cids.append(res.cid)
-    posted = sim.aggregator.run_round(sim.task_id)  # fetch → reject/robust → value → receipt → post → credit
+                sim.honest_blobs[res.cid] = node._pending[(sim.task_id, r)].blob  # simulation only: see collusion_hook
+    info = contract.task(sim.task_id)
+    if info.committed_count < info.max_trainers:  # submissions close at the deadline unless every seat committed
+        sim.env.chain.advance_to(info.opens_at(r) + info.submit_window)
+    for node in sim.trainers:  # the reveal phase
+        res = node.reveal_round(sim.task_id)
+        chain_s += res.chain_s
+        if res.cid:
+            reveal_gas.append(res.gas)
+    info = contract.task(sim.task_id)
+    if info.seal_block == 0:  # not every committer revealed: the reveal window runs to its deadline
+        sim.env.chain.advance_to(info.opens_at(r) + info.submit_window + info.reveal_window)
+    committed, revealed = info.committed_count, info.submitted_count
+    posted = sim.aggregator.run_round(sim.task_id)  # seed → fetch → reject/robust → value → receipt → post → credit
     chain_s += posted.seconds["chain"]
     credited = contract.credited(sim.task_id, r)  # read back from the chain's events
     receipt = posted.receipt
@@ -174,6 +210,7 @@ def run_round(sim: Simulation) -> dict[str, Any]:
     state = decode_model(spec, sim.env.store.get(posted.model_cid), "new model")
     acc = accuracy(model_with_state(spec.model, spec.data, state), sim.test_x, sim.test_y)
     addresses = [n.address for n in sim.trainers]
+    shown = {s.trainer for s in receipt.submissions}
     entry = {
         "round": r,
         "model_cid": posted.model_cid,
@@ -185,7 +222,10 @@ def run_round(sim: Simulation) -> dict[str, Any]:
         "bps": {a: int(receipt.bps.get(a, 0)) for a in addresses},
         "payout": receipt.details.payout.get("rule", spec.valuation.payout),
         "credited_wei": {a: str(credited.get(a, 0)) for a in addresses},
-        "gas": {"submit": max(submit_gas) if submit_gas else 0, "post_result": posted.gas},
+        "reveal": {"committed": committed, "revealed": revealed, "seed": receipt.round_seed,
+                   "revealed_by": [a for a in addresses if a in shown], "stakes_lost_wei": str(posted.stakes_lost_wei)},
+        "gas": {"submit": max(commit_gas) if commit_gas else 0, "reveal": max(reveal_gas) if reveal_gas else 0,
+                "post_result": posted.gas},
         "proof": posted.proof,
         "seconds": {
             "train": train_s,
@@ -214,7 +254,8 @@ def simulate(cfg: SimulateConfig, on_round: Callable[[dict[str, Any]], None] | N
         task_id, spec = post_task(env, owner, agg_account.address, cfg, splits.validation, reward)
         attack_of = [cfg.attack if i >= cfg.trainers - cfg.attackers else None for i in range(cfg.trainers)]
         honest_cids: list[str] = []
-        hook = collusion_hook(env.store, honest_cids)
+        honest_blobs: dict[str, bytes] = {}
+        hook = collusion_hook(env.store, honest_cids, honest_blobs)
         nodes = [
             TrainerNode(env.contract, env.store, acct, shard, attack=attack_of[i], seed=cfg.seed,
                         collusion=hook if attack_of[i] else None)
@@ -224,16 +265,18 @@ def simulate(cfg: SimulateConfig, on_round: Callable[[dict[str, Any]], None] | N
             node.join(task_id)
         aggregator = Aggregator(env.contract, env.store, agg_account, splits.validation)
         sim = Simulation(cfg, env, task_id, nodes, aggregator, spec, splits.test.x, splits.test.y,
-                         honest_cids=honest_cids)
+                         honest_cids=honest_cids, honest_blobs=honest_blobs)
         for _ in range(cfg.rounds):
             entry = run_round(sim)
             if on_round:
                 on_round(entry)
-        withdrawn = {n.address: n.withdraw() for n in nodes}
+        withdrawn = {n.address: n.withdraw(task_id) for n in nodes}
         if env.contract.task(task_id).refundable:
             env.contract.withdraw_refund(owner, task_id)
         info = env.contract.task(task_id)
-        withdrawn_chain = {a: str(env.contract.withdrawn(a, start_block)) for a in withdrawn}
+        withdrawn_chain = {a: str(env.contract.withdrawn(a, task_id, start_block)) for a in withdrawn}
+        returned = env.contract.stakes_returned(task_id, info)
+        lost = env.contract.stakes_lost(task_id, info)
         return {
             "task_id": task_id,
             "chain_id": env.chain.chain_id,
@@ -251,5 +294,10 @@ def simulate(cfg: SimulateConfig, on_round: Callable[[dict[str, Any]], None] | N
                 "escrow_left_wei": str(info.escrow),
                 "owner_withdrawn_wei": str(info.refunds_withdrawn),
                 "contract_balance_wei": str(env.chain.balance(env.contract.address)),
+                # withdrawn + refunded + escrow left == reward + stakes returned + stakes lost (to the wei)
+                "stake_wei": str(info.stake),
+                "stakes_returned_wei": str(sum(returned.values())),
+                "stakes_returned_by": {a: str(returned.get(a, 0)) for a in withdrawn},
+                "stakes_lost_wei": str(sum(v for per in lost.values() for v in per.values())),
             },
         }

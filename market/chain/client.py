@@ -310,6 +310,24 @@ class Chain:
             self.w3.provider.make_request("evm_increaseTime", [int(seconds)])  # type: ignore[arg-type]
             self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
+    def advance_to(self, when: int) -> None:
+        """Move a dev chain's clock to unix time ``when`` (if it is behind) and mine a block there: a task's
+        schedule is fixed, and simulations and tests do not wait for it in real time (Anvil, Ganache or tester)."""
+        if (self.now() if self.kind == "tester" else self.clock()) >= when:  # tester calls run at the latest block
+            return
+        if self.kind == "tester":
+            tester = self.w3.provider.ethereum_tester  # type: ignore[attr-defined]
+            tester.time_travel(int(when))
+            tester.mine_blocks(1)
+        else:
+            answer = self.w3.provider.make_request("evm_setNextBlockTimestamp", [int(when)])  # type: ignore[arg-type]
+            if answer.get("error"):  # Ganache 7 has no evm_setNextBlockTimestamp: move its clock's offset instead
+                self.w3.provider.make_request("evm_increaseTime", [int(when) - self.clock()])  # type: ignore[arg-type]
+            self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+            while self.now() < when:  # Ganache stamps blocks from its wall clock plus the offset (whole seconds)
+                self.w3.provider.make_request("evm_increaseTime", [int(when) - self.now()])  # type: ignore[arg-type]
+                self.w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
+
     # --------------------------------------------------------------- accounts
     def fund(self, accounts: list[LocalAccount], wei: int) -> None:
         """Give dev accounts ether on the tester chain (Anvil funds them itself)."""

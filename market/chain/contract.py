@@ -2,13 +2,13 @@
 
 Reads return frozen dataclasses with Python ints for wei (never floats) and
 CID strings (the contract stores sha2-256 digests).  Submissions are read from
-``UpdateSubmitted`` events and checked against the running digest the contract
+``UpdateRevealed`` events and checked against the running digest the contract
 keeps, so a reader cannot be fed a forged event list.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -43,18 +43,28 @@ class TaskInfo:
     result_window: int
     max_trainers: int
     trainer_count: int
-    round_opened_at: int
+    round_opened_at: int  # when the current round opens (fixed by the schedule)
     reward: int
     escrow: int
     credited: int
     refunded: int
     refunds_withdrawn: int
-    submitted_count: int
+    submitted_count: int  # updates revealed in the current round
     submissions_digest: bytes
     latest_model_cid: str | None
     spec_cid: str
     validation_commitment: str
     created_block: int
+    backup: str = ZERO_ADDRESS
+    reveal_window: int = 0
+    start_at: int = 0
+    stake: int = 0
+    stakes_held: int = 0
+    carry: int = 0
+    committed_count: int = 0  # commitments in the current round
+    seal_block: int = 0  # the block that closed the current round's reveal window (0: not yet)
+    empty_rounds_to_reclaim: int = 0
+    empty_streak: int = 0
 
     @property
     def refundable(self) -> int:
@@ -65,6 +75,16 @@ class TaskInfo:
     def finished(self) -> bool:
         return self.current_round >= self.rounds
 
+    @property
+    def period(self) -> int:
+        """Seconds from one round's opening to the next's (the schedule is fixed at creation)."""
+        backup = 0 if int(self.backup, 16) == 0 else self.result_window
+        return self.submit_window + self.reveal_window + self.result_window + backup
+
+    def opens_at(self, round_: int) -> int:
+        """When round ``round_`` opens (unix seconds)."""
+        return self.start_at + round_ * self.period
+
     def round_pool(self, round_: int) -> int:
         """Round ``round_``'s share of the reward, as the contract's ``roundPool`` computes it (telescoping,
         so the pools sum to the reward exactly)."""
@@ -73,15 +93,22 @@ class TaskInfo:
         return (self.reward * (round_ + 1)) // self.rounds - (self.reward * round_) // self.rounds
 
 
+#: the phases of a round, in order (``RoundState.phase``)
+PHASES = ("waiting", "open", "reveal", "closed", "backup", "settleable", "settled")
+
+
 @dataclass(frozen=True)
 class RoundState:
     """Where a task's current round stands, derived from the chain's state and a clock
     (:meth:`Chain.clock`, never the frozen latest block of an idle dev chain alone).
 
-    ``open``: submissions accepted until ``submit_deadline``; ``closed``: submissions closed (the
-    deadline passed, or ``max_trainers`` submitted), waiting for the aggregator's result until
-    ``result_deadline``; ``settleable``: the result window is over, anyone may settle the round
-    (``settleWithoutResult``); ``settled``: the task has finished, every round is settled.
+    ``waiting``: the round opens at ``opens_at`` (the schedule is fixed at creation); ``open``:
+    commitments accepted until ``submit_deadline`` (or until ``max_trainers`` committed);
+    ``reveal``: committers reveal until ``reveal_deadline`` (or until all of them revealed);
+    ``closed``: waiting for the aggregator's result until ``result_deadline``; ``backup``: the
+    backup aggregator's window, until ``final_deadline``; ``settleable``: anyone may settle the
+    round (``settleWithoutResult``: a refund when nothing was revealed, else an equal split);
+    ``settled``: the task has finished, every round is settled.
     """
 
     task_id: int
@@ -90,59 +117,107 @@ class RoundState:
     now: int
     submit_deadline: int
     result_deadline: int
-    submitted: int
+    submitted: int  # revealed
     max_trainers: int
+    opens_at: int = 0
+    reveal_deadline: int = 0
+    final_deadline: int = 0
+    committed: int = 0
 
     @property
     def seconds_left(self) -> int | None:
-        """Seconds until the current phase ends (open: submissions close; closed: the result window ends)."""
-        if self.phase == "open":
-            return max(0, self.submit_deadline - self.now)
-        if self.phase == "closed":
-            return max(0, self.result_deadline - self.now)
-        return None
+        """Seconds until the current phase ends."""
+        end = {"waiting": self.opens_at, "open": self.submit_deadline, "reveal": self.reveal_deadline,
+               "closed": self.result_deadline, "backup": self.final_deadline}.get(self.phase)
+        return None if end is None else max(0, end - self.now)
 
     @property
     def closed_early(self) -> bool:
-        """Submissions closed before the deadline because the task's full trainer count submitted."""
-        return self.phase != "settled" and self.submitted >= self.max_trainers and self.now < self.submit_deadline
+        """Commitments closed before the deadline because the task's full trainer count committed."""
+        return self.phase not in ("settled", "waiting", "open") and self.committed >= self.max_trainers \
+            and self.now < self.submit_deadline
 
     def text(self) -> str:
         """One line: what the round is doing and what comes next."""
+        if self.phase == "waiting":
+            return f"round opens in {self.seconds_left} s"
         if self.phase == "open":
             return f"submissions open (closes in {self.seconds_left} s)"
+        if self.phase == "reveal":
+            return f"submissions closed, {self.committed} committed; reveals open (close in {self.seconds_left} s)"
         if self.phase == "closed":
-            return f"submissions closed, waiting for the aggregator's result (window ends in {self.seconds_left} s)"
+            return f"reveals closed, waiting for the aggregator's result (window ends in {self.seconds_left} s)"
+        if self.phase == "backup":
+            return f"the aggregator missed its window: the backup aggregator may post (window ends in {self.seconds_left} s)"
         if self.phase == "settleable":
-            return f"result window over: anyone may settle with `market task settle {self.task_id} --round {self.round}`"
+            return f"anyone may settle it with `market task settle {self.task_id} --round {self.round}`"
         return "settled"
 
 
 def round_state(info: "TaskInfo", now: int) -> RoundState:
-    """The phase of ``info``'s current round at unix time ``now`` (the contract's own rules: submissions
-    close at the deadline or once ``max_trainers`` have submitted; the result window follows the deadline)."""
-    submit_dl = info.round_opened_at + info.submit_window
-    result_dl = submit_dl + info.result_window
+    """The phase of ``info``'s current round at unix time ``now`` (the contract's own rules: the round opens
+    at its scheduled time; commitments close at the deadline or once ``max_trainers`` committed; reveals
+    close at their deadline or once every committer revealed; then the result windows)."""
+    r = min(info.current_round, info.rounds - 1)
+    opens = info.opens_at(r)
+    submit_dl = opens + info.submit_window
+    reveal_dl = submit_dl + info.reveal_window
+    result_dl = reveal_dl + info.result_window
+    final_dl = info.opens_at(r + 1)
+    committed, revealed = info.committed_count, info.submitted_count
+    commits_closed = now >= submit_dl or committed >= info.max_trainers
+    reveals_closed = commits_closed and (now >= reveal_dl or info.seal_block != 0 or (committed and revealed == committed))
     if info.finished:
         phase = "settled"
-    elif now < submit_dl and info.submitted_count < info.max_trainers:
+    elif now < opens:
+        phase = "waiting"
+    elif not commits_closed:
         phase = "open"
+    elif not reveals_closed:
+        phase = "reveal" if committed else "settleable"
+    elif revealed == 0:
+        phase = "settleable"
     elif now < result_dl:
         phase = "closed"
+    elif now < final_dl and int(info.backup, 16) != 0:
+        phase = "backup"
     else:
         phase = "settleable"
-    return RoundState(info.task_id, min(info.current_round, info.rounds - 1), phase, now, submit_dl, result_dl,
-                      info.submitted_count, info.max_trainers)
+    return RoundState(info.task_id, r, phase, now, submit_dl, result_dl, revealed, info.max_trainers,
+                      opens, reveal_dl, final_dl, committed)
 
 
 @dataclass(frozen=True)
 class Submission:
     trainer: str
     cid: str
-    commitment: bytes
+    commitment: bytes  # the update's sketch commitment, revealed with the CID
     block: int
-    index: int = 0  # the trainer's 1-based join index
-    seq: int = 0  # position in the round's submission order
+    index: int = 0  # the trainer's seat (1-based) when it revealed
+    seq: int = 0  # position in the round's reveal order
+    commit_seq: int = 0  # position in the round's commit order (who published first: copies are decided by it)
+
+
+class SeedExpired(ChainError):
+    """The seal block's hash is no longer readable and no seed was kept: ``seal`` seals the round again."""
+
+
+@dataclass(frozen=True)
+class Seat:
+    """A trainer's place in a task (``MarketContract.seat``); rounds are -1 when it never committed/revealed."""
+
+    index: int
+    committed_round: int
+    revealed_round: int
+    earned: int
+    stake: int
+    commitment: bytes
+
+
+def commit_hash(cid: str, commitment: bytes, salt: bytes, trainer: str, task_id: int, round_: int) -> bytes:
+    """What a trainer commits: ``keccak256(abi.encode(cidDigest, commitment, salt, trainer, taskId, round))``."""
+    return keccak(abi_encode(["bytes32", "bytes32", "bytes32", "address", "uint256", "uint256"],
+                             [cid_digest(cid), commitment, salt, Web3.to_checksum_address(trainer), task_id, round_]))
 
 
 @dataclass(frozen=True)
@@ -154,6 +229,7 @@ class RoundInfo:
     tx_hash: Any = None  # the transaction that settled the round
     credited: int = 0  # wei credited to trainers by the settlement
     refunded: int = 0  # wei refunded to the owner by the settlement
+    seed: bytes = ZERO32  # the round's seed (results only)
 
 
 def eth_text(wei: int | str) -> str:
@@ -180,7 +256,7 @@ def digest_seed(task_id: int) -> bytes:
 
 
 def submissions_digest(start: bytes, subs: list[Submission]) -> bytes:
-    """The contract's running digest from ``start`` over (join index, cid, commitment) in submission order."""
+    """The contract's running digest from ``start`` over (join index, cid, commitment) in reveal order."""
     digest = start
     for s in sorted(subs, key=lambda s: s.seq):
         digest = keccak(abi_encode(["bytes32", "uint256", "bytes32", "bytes32"], [digest, s.index, cid_digest(s.cid), s.commitment]))
@@ -213,15 +289,20 @@ class MarketContract:
         rounds: int,
         reward_wei: int,
         submit_window: int = 3600,
+        reveal_window: int = 600,
         result_window: int = 3600,
         max_trainers: int = 64,
         verifier: str = ZERO_ADDRESS,
         token: str = ZERO_ADDRESS,
+        backup: str = ZERO_ADDRESS,
+        stake_wei: int = 0,
+        empty_rounds_to_reclaim: int = 0,
     ) -> tuple[int, Any]:
         """Create a task; for an ERC-20 ``token`` the owner must have approved ``reward_wei`` first."""
         params = (
             cid_digest(spec_cid), cid_digest(initial_model_cid), validation_commitment, Web3.to_checksum_address(aggregator),
-            Web3.to_checksum_address(verifier), rounds, submit_window, result_window, max_trainers,
+            Web3.to_checksum_address(backup), Web3.to_checksum_address(verifier), rounds, submit_window, reveal_window,
+            result_window, max_trainers, empty_rounds_to_reclaim, stake_wei,
         )
         token = Web3.to_checksum_address(token)
         value = reward_wei if token == ZERO_ADDRESS else 0
@@ -229,24 +310,37 @@ class MarketContract:
         (ev,) = self.c.events.TaskCreated().process_receipt(receipt, errors=DISCARD)
         return int(ev["args"]["taskId"]), receipt
 
-    def join(self, trainer: LocalAccount, task_id: int) -> Any:
-        return self.chain.transact(trainer, self.c.functions.join(task_id))
+    def join(self, trainer: LocalAccount, task_id: int, info: TaskInfo | None = None) -> Any:
+        """Join (or top the stake up): ETH stakes are sent with the call; ERC-20 stakes must be approved first."""
+        task = self._info(task_id, info)
+        held = self.seat(task_id, trainer.address).stake
+        due = max(task.stake - held, 0)
+        value = due if int(task.token, 16) == 0 else 0
+        return self.chain.transact(trainer, self.c.functions.join(task_id), value=value)
 
-    def submit_update(self, trainer: LocalAccount, task_id: int, round_: int, cid: str, commitment: bytes) -> Any:
-        return self.chain.transact(trainer, self.c.functions.submitUpdate(task_id, round_, cid_digest(cid), commitment))
+    def commit(self, trainer: LocalAccount, task_id: int, round_: int, sealed: bytes) -> Any:
+        return self.chain.transact(trainer, self.c.functions.commit(task_id, round_, sealed))
 
-    def preflight_submit(self, trainer: str, task_id: int, round_: int) -> None:
-        """Simulate ``submitUpdate`` in the next block (no transaction): raises the contract's error if it would revert."""
-        placeholder = b"\x01" * 32
-        call = self.c.functions.submitUpdate(task_id, round_, placeholder, ZERO32)
+    def reveal(self, trainer: LocalAccount, task_id: int, round_: int, cid: str, commitment: bytes, salt: bytes) -> Any:
+        return self.chain.transact(trainer, self.c.functions.reveal(task_id, round_, cid_digest(cid), commitment, salt))
+
+    def preflight_commit(self, trainer: str, task_id: int, round_: int) -> None:
+        """Simulate ``commit`` in the next block (no transaction): raises the contract's error if it would revert."""
+        call = self.c.functions.commit(task_id, round_, b"\x01" * 32)
         self.chain.call(call, {"from": Web3.to_checksum_address(trainer)}, block=self.chain.next_block)
+
+    def seal(self, caller: LocalAccount, task_id: int) -> Any:
+        return self.chain.transact(caller, self.c.functions.seal(task_id))
+
+    def leave(self, trainer: LocalAccount, task_id: int) -> Any:
+        return self.chain.transact(trainer, self.c.functions.leave(task_id))
 
     def post_result(
         self, aggregator: LocalAccount, task_id: int, round_: int, model_cid: str, receipt_cid: str,
-        bps: list[int], proof: bytes = b"",
+        bps: list[int], proof: bytes = b"", *, seed: bytes, lost_mask: int = 0,
     ) -> Any:
-        call = self.c.functions.postResult(task_id, round_, cid_digest(model_cid), cid_digest(receipt_cid), bps, proof)
-        return self.chain.transact(aggregator, call)
+        res = (cid_digest(model_cid), cid_digest(receipt_cid), seed, lost_mask)
+        return self.chain.transact(aggregator, self.c.functions.postResult(task_id, round_, res, bps, proof))
 
     def settle_without_result(self, caller: LocalAccount, task_id: int) -> Any:
         return self.chain.transact(caller, self.c.functions.settleWithoutResult(task_id))
@@ -260,16 +354,21 @@ class MarketContract:
 
     def settlement(self, receipt: Any) -> dict[str, Any]:
         """The ``RoundSettled`` event of a settling receipt: round, settlement (result | fallback | refunded),
-        credited and refunded wei, and how many trainers were credited (``TrainerCredited`` events)."""
+        credited and refunded wei, how many trainers were credited (``TrainerCredited`` events) and the
+        stakes lost (``StakeLost``)."""
         (ev,) = self.c.events.RoundSettled().process_receipt(receipt, errors=DISCARD)
         paid = self.c.events.TrainerCredited().process_receipt(receipt, errors=DISCARD)
+        lost = self.c.events.StakeLost().process_receipt(receipt, errors=DISCARD)
         a = ev["args"]
         return {"round": int(a["round"]), "settlement": SETTLEMENT.get(int(a["mode"]), str(a["mode"])),
-                "credited": int(a["credited"]), "refunded": int(a["refunded"]), "trainers": len(paid)}
+                "credited": int(a["credited"]), "refunded": int(a["refunded"]), "trainers": len(paid),
+                "stakes_lost": sum(int(e["args"]["amount"]) for e in lost)}
 
-    def withdraw(self, account: LocalAccount, token: str = ZERO_ADDRESS) -> int:
-        """Withdraw everything owed; return the amount (read from the Withdrawn event)."""
-        receipt = self.chain.transact(account, self.c.functions.withdraw(token))
+    def withdraw(self, account: LocalAccount, task_id: int, recipient: str | None = None) -> int:
+        """Withdraw everything ``task_id`` owes ``account`` (to ``recipient``, default itself); return the amount
+        (read from the Withdrawn event)."""
+        to = Web3.to_checksum_address(recipient or account.address)
+        receipt = self.chain.transact(account, self.c.functions.withdrawTo(task_id, to))
         return sum(int(e["args"]["amount"]) for e in self.c.events.Withdrawn().process_receipt(receipt, errors=DISCARD))
 
     def withdraw_refund(self, owner: LocalAccount, task_id: int) -> int:
@@ -288,35 +387,73 @@ class MarketContract:
             if exc.name == "MarketUnknownTask":
                 raise UnknownTaskError(f"unknown task {task_id} (this contract has {self.task_count()} tasks)") from None
             raise
-        (owner, created_block, submitted, count_round, aggregator, rounds, current, opened, token, sw, rw, maxt,
-         verifier, count, reward, refunded, escrow, credited, refunds_withdrawn, digest, latest, spec, valc) = t
+        (owner, created_block, start_at, current, aggregator, rounds, sw, rvw, _period, backup, rw, count, empty_k,
+         empty_streak, token, verifier, committed, revealed, count_round, maxt, seal_block, reward, refunded, escrow,
+         credited, refunds_withdrawn, stake, stakes_held, carry, digest, latest, spec, valc) = t
         if count_round != current:
-            submitted = 0
+            committed = revealed = seal_block = 0
         latest_b = bytes(latest)
-        return TaskInfo(
+        info = TaskInfo(
             task_id=task_id, owner=owner, aggregator=aggregator, token=token, verifier=verifier, rounds=rounds,
             current_round=current, submit_window=sw, result_window=rw, max_trainers=maxt, trainer_count=count,
-            round_opened_at=opened, reward=reward, escrow=escrow, credited=credited, refunded=refunded,
-            refunds_withdrawn=refunds_withdrawn, submitted_count=submitted, submissions_digest=bytes(digest),
+            round_opened_at=0, reward=reward, escrow=escrow, credited=credited, refunded=refunded,
+            refunds_withdrawn=refunds_withdrawn, submitted_count=revealed, submissions_digest=bytes(digest),
             latest_model_cid=cid_from_digest(latest_b) if latest_b != ZERO32 else None,
             spec_cid=cid_from_digest(bytes(spec)), validation_commitment="0x" + bytes(valc).hex(),
-            created_block=created_block,
+            created_block=created_block, backup=backup, reveal_window=rvw, start_at=start_at, stake=stake,
+            stakes_held=stakes_held, carry=carry, committed_count=committed, seal_block=seal_block,
+            empty_rounds_to_reclaim=empty_k, empty_streak=empty_streak,
         )
+        return replace(info, round_opened_at=info.opens_at(min(current, rounds - 1)))
 
     def deadlines(self, task_id: int) -> tuple[int, int]:
-        s, r = self.chain.call(self.c.functions.deadlines(task_id))
-        return int(s), int(r)
+        """The current round's submission deadline and the aggregator's result deadline."""
+        _opens, submit, _reveal, result, _final = self.schedule(task_id)
+        return submit, result
+
+    def schedule(self, task_id: int) -> tuple[int, int, int, int, int]:
+        """The current round's times: opens, submissions close, reveals close, result window closes,
+        backup window closes (the next round opens then)."""
+        return tuple(int(x) for x in self.chain.call(self.c.functions.schedule(task_id)))  # type: ignore[return-value]
+
+    def round_seed(self, task_id: int, info: TaskInfo | None = None) -> bytes:
+        """The current round's seed as a transaction in the next block sees it (the contract's ``roundSeed``):
+        ``keccak256(abi.encode(blockhash(sealBlock), sealBlock, taskId, round))``, or the seed ``seal`` kept.
+        Raises :class:`SeedExpired` when the seal block's hash is no longer readable and nobody kept the
+        seed: ``seal`` then seals the round again."""
+        task = self._info(task_id, info)
+        if not task.seal_block:
+            raise ChainError(f"task {task_id} round {task.current_round}: its reveal window is not closed yet")
+        seal = task.seal_block
+        latest = int(self.chain.with_retry(lambda: self.chain.w3.eth.block_number, what="read the block number"))
+        if latest < seal:
+            raise ChainError(f"task {task_id}: the node is behind the block that sealed round {task.current_round}")
+        if latest + 1 - seal > 256:  # the hash is gone: only a kept seed is left
+            try:
+                return bytes(self.chain.call(self.c.functions.roundSeed(task_id)))
+            except ContractRevert as exc:
+                if exc.name == "MarketSeedExpired":
+                    raise SeedExpired(str(exc)) from None
+                raise
+        block_hash = bytes(self.chain.with_retry(lambda: self.chain.w3.eth.get_block(seal)["hash"], what="read the seal block"))
+        return keccak(abi_encode(["bytes32", "uint256", "uint256", "uint256"], [block_hash, seal, task_id, task.current_round]))
 
     def round_pool(self, task_id: int, round_: int) -> int:
         return int(self.chain.call(self.c.functions.roundPool(task_id, round_)))
 
     def submitters(self, task_id: int, round_: int | None = None, info: TaskInfo | None = None) -> list[str]:
-        """Submitters of a round in join order (the order ``bps`` follows); the current round by default."""
+        """Trainers that revealed in a round, in join order (the order ``bps`` follows); the current round by default."""
         if round_ is not None:
             task = self._info(task_id, info)
             if round_ != task.current_round:
                 return [s.trainer for s in self.submissions(task_id, round_, task)]
-        return list(self.chain.call(self.c.functions.getSubmitters(task_id)))
+        return list(self.chain.call(self.c.functions.getRevealed(task_id)))
+
+    def seat(self, task_id: int, address: str) -> "Seat":
+        """A trainer's seat: join index, last rounds committed and revealed, credits, stake, last commitment."""
+        index, committed, revealed, earned, stake, sealed = self.chain.call(
+            self.c.functions.seat(task_id, Web3.to_checksum_address(address)))
+        return Seat(int(index), int(committed) - 1, int(revealed) - 1, int(earned), int(stake), bytes(sealed))
 
     def trainer_index(self, task_id: int, address: str) -> int:
         return int(self.chain.call(self.c.functions.trainerIndex(task_id, Web3.to_checksum_address(address))))
@@ -324,8 +461,14 @@ class MarketContract:
     def is_trainer(self, task_id: int, address: str) -> bool:
         return self.trainer_index(task_id, address) != 0
 
-    def owed(self, address: str, token: str = ZERO_ADDRESS) -> int:
-        return int(self.chain.call(self.c.functions.owed(token, Web3.to_checksum_address(address))))
+    def owed(self, task_id: int, address: str) -> int:
+        """What ``address`` can withdraw from ``task_id`` now (credits; the stake too once the task ended)."""
+        return int(self.chain.call(self.c.functions.owed(task_id, Web3.to_checksum_address(address))))
+
+    def tasks_joined(self, address: str) -> list[int]:
+        """Ids of the tasks ``address`` joined (from ``TrainerJoined`` events)."""
+        logs = self._logs("TrainerJoined", 0, trainer=Web3.to_checksum_address(address))
+        return sorted({int(e["args"]["taskId"]) for e in logs})
 
     # ------------------------------------------------------------------ events
     # Every read below takes the task's ``TaskInfo`` when the caller already has it (one ``getTask``
@@ -353,7 +496,7 @@ class MarketContract:
                 receipt = cid_from_digest(bytes(ev["receiptCid"]))
             out[int(ev["round"])] = RoundInfo(bytes(ev["submissionsDigest"]), model, receipt,
                                               SETTLEMENT.get(int(ev["mode"]), str(ev["mode"])), e["transactionHash"],
-                                              int(ev["credited"]), int(ev["refunded"]))
+                                              int(ev["credited"]), int(ev["refunded"]), bytes(ev["seed"]))
         return out
 
     def round_info(self, task_id: int, round_: int, info: TaskInfo | None = None) -> RoundInfo:
@@ -367,49 +510,51 @@ class MarketContract:
         return {e["args"]["trainer"]: int(e["args"]["index"])
                 for e in self._logs("TrainerJoined", task.created_block, taskId=task_id)}
 
-    def submissions(self, task_id: int, round_: int, info: TaskInfo | None = None,
-                    settled: dict[int, RoundInfo] | None = None) -> list[Submission]:
-        """A round's submissions from events, checked against the on-chain digest; join order."""
-        task = self._info(task_id, info)
-        logs = self._logs("UpdateSubmitted", task.created_block, taskId=task_id, round=round_)
+    def _commit_order(self, task: TaskInfo, round_: int | None = None) -> dict[tuple[int, str], int]:
+        """(round, trainer) -> position in the round's commit order (``UpdateCommitted`` events)."""
+        filters: dict[str, Any] = {"taskId": task.task_id} if round_ is None else {"taskId": task.task_id, "round": round_}
+        logs = self._logs("UpdateCommitted", task.created_block, **filters)
         logs.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
-        order = self.join_order(task_id, task)
-        subs = [
-            Submission(e["args"]["trainer"], cid_from_digest(bytes(e["args"]["cid"])), bytes(e["args"]["commitment"]),
-                       e["blockNumber"], order[e["args"]["trainer"]], seq)
-            for seq, e in enumerate(logs)
-        ]
-        if settled is None:
-            settled = self.settled_rounds(task_id, task)
-        done = settled.get(round_)
-        expected = task.submissions_digest if round_ == task.current_round or done is None else done.submissions_digest
-        if submissions_digest(_digest_before(task_id, round_, settled), subs) != expected:
-            raise ChainError(f"task {task_id} round {round_}: submission events do not match the on-chain digest")
+        out: dict[tuple[int, str], int] = {}
+        seen: dict[int, int] = {}
+        for e in logs:
+            r = int(e["args"]["round"])
+            out[(r, e["args"]["trainer"])] = seen.get(r, 0)
+            seen[r] = seen.get(r, 0) + 1
+        return out
+
+    def _checked(self, task: TaskInfo, r: int, subs: list[Submission], settled: dict[int, RoundInfo]) -> list[Submission]:
+        done = settled.get(r)
+        expected = task.submissions_digest if r == task.current_round or done is None else done.submissions_digest
+        if submissions_digest(_digest_before(task.task_id, r, settled), subs) != expected:
+            raise ChainError(f"task {task.task_id} round {r}: submission events do not match the on-chain digest")
         return sorted(subs, key=lambda s: s.index)
 
-    def all_submissions(self, task_id: int, info: TaskInfo | None = None, settled: dict[int, RoundInfo] | None = None,
-                        order: dict[str, int] | None = None) -> dict[int, list[Submission]]:
-        """Every round's submissions from one log query (plus the join order), each round checked
-        against its on-chain digest; join order within a round."""
+    def submissions(self, task_id: int, round_: int, info: TaskInfo | None = None,
+                    settled: dict[int, RoundInfo] | None = None) -> list[Submission]:
+        """A round's revealed submissions from events, checked against the on-chain digest; join order."""
+        task = self._info(task_id, info)
+        logs = self._logs("UpdateRevealed", task.created_block, taskId=task_id, round=round_)
+        logs.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
+        committed = self._commit_order(task, round_)
+        subs = [_submission(e, seq, committed) for seq, e in enumerate(logs)]
+        return self._checked(task, round_, subs, settled if settled is not None else self.settled_rounds(task_id, task))
+
+    def all_submissions(self, task_id: int, info: TaskInfo | None = None,
+                        settled: dict[int, RoundInfo] | None = None) -> dict[int, list[Submission]]:
+        """Every round's revealed submissions (two log queries), each round checked against its on-chain
+        digest; join order within a round."""
         task = self._info(task_id, info)
         if settled is None:
             settled = self.settled_rounds(task_id, task)
-        if order is None:
-            order = self.join_order(task_id, task)
-        logs = self._logs("UpdateSubmitted", task.created_block, taskId=task_id)
+        committed = self._commit_order(task)
+        logs = self._logs("UpdateRevealed", task.created_block, taskId=task_id)
         logs.sort(key=lambda e: (e["blockNumber"], e["logIndex"]))
         by_round: dict[int, list[Submission]] = {r: [] for r in range(min(task.current_round + 1, task.rounds))}
         for e in logs:
             subs = by_round.setdefault(int(e["args"]["round"]), [])
-            subs.append(Submission(e["args"]["trainer"], cid_from_digest(bytes(e["args"]["cid"])), bytes(e["args"]["commitment"]),
-                                   e["blockNumber"], order[e["args"]["trainer"]], len(subs)))
-        for r, subs in by_round.items():
-            done = settled.get(r)
-            expected = task.submissions_digest if r == task.current_round or done is None else done.submissions_digest
-            if submissions_digest(_digest_before(task_id, r, settled), subs) != expected:
-                raise ChainError(f"task {task_id} round {r}: submission events do not match the on-chain digest")
-            subs.sort(key=lambda s: s.index)
-        return by_round
+            subs.append(_submission(e, len(subs), committed))
+        return {r: self._checked(task, r, subs, settled) for r, subs in by_round.items()}
 
     def round_snapshot(self, task_id: int, round_: int | None = None, info: TaskInfo | None = None) -> "RoundSnapshot":
         """Everything a round's readers need, read once: the task (one ``getTask``), its settled rounds,
@@ -421,14 +566,45 @@ class MarketContract:
         return RoundSnapshot(task, r, tuple(subs), settled)
 
     def result_call(self, task_id: int, round_: int, info: TaskInfo | None = None) -> dict[str, Any]:
-        """The arguments of the ``postResult`` transaction that settled ``round_`` (read back from the chain)."""
+        """The arguments of the ``postResult`` transaction that settled ``round_`` (read back from the chain):
+        taskId, round, bps, proof, and the result's modelCid, receiptCid, seed and lostMask."""
         done = self.settled_rounds(task_id, info).get(round_)
         if done is None or done.settlement != "result" or done.tx_hash is None:
             raise ChainError(f"task {task_id} round {round_} was not settled by a posted result")
         tx_hash = done.tx_hash
         tx = self.chain.with_retry(lambda: self.chain.w3.eth.get_transaction(tx_hash), what="read the result transaction")
-        _, args = self.c.decode_function_input(tx["input"])
-        return dict(args)
+        fn, args = self.c.decode_function_input(tx["input"])
+        if fn.fn_name != "postResult":
+            raise ChainError(f"task {task_id} round {round_}: the settling transaction is not a postResult call")
+        out = dict(args)
+        res = out.pop("res")  # web3 decodes the Result struct as a dict (a tuple on older versions)
+        model, receipt, seed, mask = (res["modelCid"], res["receiptCid"], res["seed"], res["lostMask"]) \
+            if isinstance(res, dict) else res
+        out.update(modelCid=bytes(model), receiptCid=bytes(receipt), seed=bytes(seed), lostMask=int(mask))
+        return out
+
+    def commitments(self, task_id: int, round_: int, info: TaskInfo | None = None) -> dict[str, bytes]:
+        """trainer -> the hash it committed in ``round_`` (``UpdateCommitted`` events)."""
+        task = self._info(task_id, info)
+        return {e["args"]["trainer"]: bytes(e["args"]["commitment"])
+                for e in self._logs("UpdateCommitted", task.created_block, taskId=task_id, round=round_)}
+
+    def stakes_lost(self, task_id: int, info: TaskInfo | None = None) -> dict[str, dict[int, int]]:
+        """trainer -> round -> stake lost (``StakeLost`` events)."""
+        task = self._info(task_id, info)
+        out: dict[str, dict[int, int]] = {}
+        for e in self._logs("StakeLost", task.created_block, taskId=task_id):
+            per = out.setdefault(e["args"]["trainer"], {})
+            per[int(e["args"]["round"])] = per.get(int(e["args"]["round"]), 0) + int(e["args"]["amount"])
+        return out
+
+    def stakes_returned(self, task_id: int, info: TaskInfo | None = None) -> dict[str, int]:
+        """trainer -> stake given back (``StakeReturned`` events)."""
+        task = self._info(task_id, info)
+        out: dict[str, int] = {}
+        for e in self._logs("StakeReturned", task.created_block, taskId=task_id):
+            out[e["args"]["trainer"]] = out.get(e["args"]["trainer"], 0) + int(e["args"]["amount"])
+        return out
 
     def digest_before(self, task_id: int, round_: int, info: TaskInfo | None = None) -> bytes:
         """The running submissions digest before ``round_``'s first submission."""
@@ -452,9 +628,12 @@ class MarketContract:
             per[r] = per.get(r, 0) + int(e["args"]["amount"])
         return out
 
-    def withdrawn(self, address: str, from_block: int = 0, token: str = ZERO_ADDRESS) -> int:
-        logs = self._logs("Withdrawn", from_block, account=Web3.to_checksum_address(address), token=token)
-        return sum(int(e["args"]["amount"]) for e in logs)
+    def withdrawn(self, address: str, task_id: int | None = None, from_block: int = 0) -> int:
+        """Wei ``address`` withdrew (from one task, or all of them), from ``Withdrawn`` events."""
+        filters: dict[str, Any] = {"account": Web3.to_checksum_address(address)}
+        if task_id is not None:
+            filters["taskId"] = task_id
+        return sum(int(e["args"]["amount"]) for e in self._logs("Withdrawn", from_block, **filters))
 
     def settlements(self, task_id: int, info: TaskInfo | None = None) -> list[dict[str, int]]:
         task = self._info(task_id, info)
@@ -463,6 +642,13 @@ class MarketContract:
              "refunded": int(e["args"]["refunded"])}
             for e in self._logs("RoundSettled", task.created_block, taskId=task_id)
         ]
+
+
+def _submission(e: Any, seq: int, committed: dict[tuple[int, str], int]) -> Submission:
+    """A ``Submission`` from an ``UpdateRevealed`` event (``seq``: its place in the reveal order)."""
+    a = e["args"]
+    return Submission(a["trainer"], cid_from_digest(bytes(a["cid"])), bytes(a["commitment"]), e["blockNumber"],
+                      int(a["index"]), seq, committed.get((int(a["round"]), a["trainer"]), seq))
 
 
 def _digest_before(task_id: int, round_: int, settled: dict[int, RoundInfo]) -> bytes:

@@ -7,7 +7,9 @@ Two backends share one interface:
   leaves a half-written blob under a valid name.
 * :class:`KuboStore` (``market.store.kubo``) — a node speaking Kubo's HTTP RPC API.
 
-CIDs are CIDv1 / raw / sha2-256 (see :mod:`market.cid`).
+CIDs are CIDv1 / raw / sha2-256 (see :mod:`market.cid`). ``get(cid, max_bytes)`` refuses a
+blob over a size cap before reading all of it, so junk from strangers cannot make a
+reader download, hold or hash more than the cap (:mod:`aggregator.fetch`).
 
 The local store's default folder is per user, never relative to the current folder:
 ``store/`` in :func:`data_dir` (``$MARKET_HOME``, else ``$XDG_DATA_HOME/poc-market``, else
@@ -52,8 +54,14 @@ class ContentStore(Protocol):
         """Store ``data``; return its CID."""
         ...
 
-    def get(self, cid: str) -> bytes:
-        """Return the bytes of ``cid``, re-hashed; raise on mismatch or absence."""
+    def get(self, cid: str, max_bytes: int | None = None) -> bytes:
+        """Return the bytes of ``cid``, re-hashed; raise on mismatch or absence.
+
+        With ``max_bytes``, a blob larger than that raises :class:`market.errors.StoreError`
+        ("update <cid> is N bytes, over the cap of M bytes"), decided before the whole blob
+        is read where the backend can tell (the local store's file size; the kubo store
+        stops reading the node's answer once more than ``max_bytes`` arrived). ``None``: no cap.
+        """
         ...
 
 

@@ -8,8 +8,8 @@ also returns the circuit's witness, so the prover and this module can never
 disagree about what is being proven.
 
 The estimator: one base permutation ``perm`` of the n valid slots (drawn on
-chain from the submissions digest, fixed only after submissions close, so the
-aggregator cannot choose it) and its n rotations; in rotation ``r`` the slot at
+chain from the round seed, the hash of the block that closed the reveal window, so
+no party of the round chooses it) and its n rotations; in rotation ``r`` the slot at
 position ``t`` is ``perm[(r + t) % n]`` and its marginal is
 ``U(prefix t+1) - U(prefix t)``.  Each slot is thus valued once at every
 position (a stratified Monte Carlo Shapley with n permutations, n·(n-1)+2
@@ -52,7 +52,7 @@ def quantize_utility(accuracy: float) -> int:
 
 
 def permutation(digest: bytes, n: int) -> list[int]:
-    """Fisher-Yates from the submissions digest: ``j = keccak(digest, i) mod (i + 1)`` (as on chain)."""
+    """Fisher-Yates from the round seed: ``j = keccak(seed, i) mod (i + 1)`` (as on chain)."""
     perm = list(range(n))
     for i in range(n - 1, 0, -1):
         j = int.from_bytes(keccak(abi_encode(["bytes32", "uint256"], [digest, i])), "big") % (i + 1)

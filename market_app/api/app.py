@@ -5,6 +5,9 @@ and writes only through :class:`market.chain.contract.MarketContract`, the clien
 CLI uses.  Errors are JSON ``{"error", "message"}`` with a sentence a person can
 act on.  A server started with an owner key file may create tasks
 (``POST /api/tasks``); the key stays in this process and is never echoed.
+Every endpoint that signs a transaction requires ``Authorization: Bearer <token>``
+(the server's API token, compared in constant time); without it the answer is 401
+and nothing is signed.  Read endpoints are open.
 By default it listens on 127.0.0.1 only and answers only requests addressed to
 a loopback host name (no DNS-rebinding from a web page).
 
@@ -12,7 +15,7 @@ Endpoints (the OpenAPI spec is at ``/openapi.json``)::
 
     GET  /api/status[?since=BLOCK]                     chain, contract, block, task count, events since
     GET  /api/tasks                                    tasks, newest first
-    POST /api/tasks                                    create a task (server key file)
+    POST /api/tasks                                    create a task (server key file, bearer token)
     GET  /api/tasks/{task_id}                          one task, its spec and trainers
     GET  /api/tasks/{task_id}/overview                 detail + rounds + payouts, one chain state
     GET  /api/tasks/{task_id}/rounds                   every opened round
@@ -25,16 +28,18 @@ Endpoints (the OpenAPI spec is at ``/openapi.json``)::
 
 from __future__ import annotations
 
+import hmac
 import logging
 from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
 from eth_utils.exceptions import ValidationError as EthValidationError
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -68,6 +73,7 @@ from market_app.api.models import (
     TaskList,
     TaskOverview,
     reward_wei,
+    stake_wei,
 )
 from market_app.api.reads import MarketReader
 from owner.task import TaskRequest, create_task, task_request
@@ -90,9 +96,24 @@ class CreationDisabled(MarketError):
     """The server holds no owner key."""
 
 
-def _error(status: int, code: str, message: str, detail: list[dict[str, Any]] | None = None) -> JSONResponse:
+class Unauthorized(MarketError):
+    """A spending request without the server's API token (or with a wrong one)."""
+
+
+#: how a client proves it may spend the server's money (declared in the OpenAPI spec)
+BEARER = HTTPBearer(auto_error=False, scheme_name="apiToken",
+                    description="the API token `market serve` printed at start (or $MARKET_API_TOKEN)")
+
+
+def token_matches(presented: str, expected: str) -> bool:
+    """Constant-time comparison of two tokens (bytes, so any header text compares without an error)."""
+    return hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), expected.encode("utf-8", "surrogateescape"))
+
+
+def _error(status: int, code: str, message: str, detail: list[dict[str, Any]] | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
     body = ErrorBody(error=code, message=message, detail=detail).model_dump(exclude_none=True)
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _describe(errors: list[Any]) -> tuple[str, list[dict[str, Any]]]:
@@ -131,6 +152,10 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _missing(_req: Request, exc: NotFoundError) -> JSONResponse:
         return _error(404, "not_found", str(exc))
 
+    @app.exception_handler(Unauthorized)
+    async def _unauthorized(_req: Request, exc: Unauthorized) -> JSONResponse:
+        return _error(401, "unauthorized", str(exc), headers={"WWW-Authenticate": "Bearer"})
+
     @app.exception_handler(CreationDisabled)
     async def _disabled(_req: Request, exc: CreationDisabled) -> JSONResponse:
         return _error(403, "creation_disabled", str(exc))
@@ -166,9 +191,14 @@ def create_app(
     store: ContentStore,
     *,
     creator: LocalAccount | None = None,
+    api_token: str | None = None,
     trusted_hosts: list[str] | None = None,
 ) -> FastAPI:
-    """The API + dashboard app. ``creator`` signs ``POST /api/tasks``; without it creation answers 403."""
+    """The API + dashboard app. ``creator`` signs ``POST /api/tasks``; without it creation answers 403.
+    A server with a ``creator`` needs an ``api_token``: spending requests must carry it as
+    ``Authorization: Bearer <api_token>`` or are answered 401 before their body is validated or anything signed."""
+    if creator is not None and not api_token:
+        raise ValueError("a server that holds a key needs an api_token to guard the endpoints that spend with it")
     reader = MarketReader(contract, store)
     app = FastAPI(
         title="Proof-of-Contribution market",
@@ -185,6 +215,18 @@ def create_app(
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=trusted_hosts)
     _install_error_handlers(app)
     creator_address = str(creator.address) if creator else None
+
+    def spender(credentials: HTTPAuthorizationCredentials | None = Depends(BEARER)) -> None:
+        """Admit a request to an endpoint that signs with the server's key only with the API token.
+        Runs before the body is validated (only a body that is not JSON at all is answered 400 first)."""
+        if creator is None or api_token is None:
+            return  # nothing to spend with: the endpoint answers creation_disabled
+        if credentials is None:
+            raise Unauthorized("this endpoint spends the server's money: send the API token `market serve` printed "
+                               "at start (or $MARKET_API_TOKEN) as the header `Authorization: Bearer <token>`")
+        if not token_matches(credentials.credentials, api_token):
+            raise Unauthorized("wrong API token: send the one `market serve` printed at start "
+                               "(or $MARKET_API_TOKEN) as `Authorization: Bearer <token>`")
 
     TaskId = PathParam(ge=1, le=MAX_TASK_ID, description="task id (1, 2, …)")
     Round = PathParam(ge=0, lt=MAX_ROUNDS, description="round number, from 0")
@@ -208,13 +250,16 @@ def create_app(
 
     @app.post(
         "/api/tasks", response_model=CreatedTask, status_code=201, tags=["tasks"],
+        dependencies=[Depends(spender)],
         responses={400: {**_ERR, "description": "the body is not JSON"},
+                   401: {**_ERR, "description": "no API token, or a wrong one (`Authorization: Bearer <token>`)"},
                    403: {**_ERR, "description": "the server was started without an owner key file"},
                    409: {**_ERR, "description": "the contract refused the task"},
                    422: READ_ERRORS[422], 502: READ_ERRORS[502], 503: READ_ERRORS[503]},
     )
     def create_task(body: CreateTaskRequest) -> CreatedTask:
-        """Publish the spec (and its initial model) to the store and escrow the reward, signed by the server's key."""
+        """Publish the spec (and its initial model) to the store and escrow the reward, signed by the server's key.
+        Requires the server's API token as ``Authorization: Bearer <token>``."""
         if creator is None:
             raise CreationDisabled(
                 "this server holds no owner key, so it cannot create tasks: restart it with "
@@ -277,7 +322,9 @@ def _create(contract: MarketContract, store: ContentStore, owner: LocalAccount, 
         spec=body.spec or TaskRequest.model_fields["spec"].get_default(call_default_factory=True),
         validation_commitment=bytes.fromhex(body.validation_commitment[2:]), aggregator=body.aggregator,
         rounds=body.rounds, reward_wei=reward_wei(body.reward_eth), submit_window=body.submit_window,
-        result_window=body.result_window, max_trainers=body.max_trainers,
+        reveal_window=body.reveal_window, result_window=body.result_window, max_trainers=body.max_trainers,
+        stake_wei=stake_wei(body.stake_eth), backup=body.backup_aggregator,
+        empty_rounds_to_reclaim=body.empty_rounds_to_reclaim,
     )
     try:
         created = create_task(contract, store, owner, request)
@@ -295,11 +342,11 @@ def is_loopback(host: str) -> bool:
 
 def serve(
     contract: MarketContract, store: ContentStore, *, host: str = "127.0.0.1", port: int = 8000,
-    creator: LocalAccount | None = None, log_level: str = "warning",
+    creator: LocalAccount | None = None, api_token: str | None = None, log_level: str = "warning",
 ) -> None:
     """Run the app with uvicorn until interrupted."""
     import uvicorn
 
     trusted = [*LOOPBACK_HOSTS, host] if is_loopback(host) else None
-    app = create_app(contract, store, creator=creator, trusted_hosts=trusted)
+    app = create_app(contract, store, creator=creator, api_token=api_token, trusted_hosts=trusted)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)

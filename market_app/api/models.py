@@ -21,6 +21,8 @@ MAX_TASK_ID = 2**63 - 1  # ids are uint256 on chain; anything above this cannot 
 Wei = str  # decimal string of an integer amount of wei
 _ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 _BYTES32 = re.compile(r"^0x[0-9a-fA-F]{64}$")
+_ETH = r"^[0-9]{1,20}(\.[0-9]{1,18})?$"
+MAX_WINDOW = 30 * 86400  # the contract's MAX_WINDOW
 
 
 class _Out(BaseModel):
@@ -77,20 +79,43 @@ class TaskList(_Out):
     tasks: list[TaskSummary]
 
 
+#: a round's phase (``market.chain.contract.PHASES``)
+Phase = Literal["waiting", "open", "reveal", "closed", "backup", "settleable", "settled"]
+
+_PHASES_TEXT = (
+    "waiting: the round opens at opens_at (the schedule is fixed at creation); open: accepting commitments; "
+    "reveal: commitments closed (deadline passed, or max_trainers committed), committers reveal their updates; "
+    "closed: reveals closed (deadline passed, or every committer revealed), waiting for the aggregator's result; "
+    "backup: the aggregator's window is over, the backup aggregator may post; settleable: anyone may settle the "
+    "round (an equal split among the revealed updates, or a refund of its pool when nothing was revealed); "
+    "settled: the task finished")
+
+
 class TaskDetail(TaskSummary):
     verifier: str = Field(description="IRoundVerifier contract checking proofs; zero address = none")
-    submit_window: int = Field(description="seconds each round accepts updates")
-    result_window: int = Field(description="seconds the aggregator then has to post")
+    backup_aggregator: str | None = Field(None, description="posts in a window of its own when the aggregator did not; "
+                                          "null: none")
+    submit_window: int = Field(description="seconds each round accepts commitments")
+    reveal_window: int = Field(0, description="seconds committers then have to reveal")
+    result_window: int = Field(description="seconds the aggregator then has to post (the backup as long again)")
+    period: int = Field(0, description="seconds from one round's opening to the next's: round r opens at start_at + r * period")
+    start_at: int = Field(0, description="unix time round 0 opened")
+    stake_wei: Wei = Field("0", description="each trainer's stake (0: none)")
+    stakes_held_wei: Wei = Field("0", description="stakes deposited and neither returned nor lost")
+    empty_rounds_to_reclaim: int = Field(0, description="empty rounds in a row after which the owner may reclaim (0: never)")
+    empty_streak: int = Field(0, description="empty rounds in a row so far")
     validation_commitment: str
-    submission_deadline: int | None = Field(None, description="unix time submissions to the current round close")
+    opens_at: int | None = Field(None, description="unix time the current round opens (or opened)")
+    submission_deadline: int | None = Field(None, description="unix time commitments to the current round close")
+    reveal_deadline: int | None = Field(None, description="unix time reveals of the current round close")
     result_deadline: int | None = Field(None, description="unix time the current round's result window closes")
+    final_deadline: int | None = Field(None, description="unix time the backup's window closes and the next round opens")
+    committed_count: int = Field(0, description="commitments to the current round")
+    revealed_count: int = Field(0, description="updates revealed in the current round")
     chain_time: int
-    round_state: Literal["open", "closed", "settleable", "settled"] = Field(
+    round_state: Phase = Field(
         "settled", description="the current round's phase, from the chain's state and clock (the later of the latest "
-        "block's timestamp and the wall clock: an idle dev chain's latest block does not move): open: accepting "
-        "updates; closed: submissions closed (deadline passed, or max_trainers submitted), waiting for the "
-        "aggregator's result; settleable: the result window is over, anyone may settle the round; settled: the "
-        "task finished")
+        "block's timestamp and the wall clock: an idle dev chain's latest block does not move): " + _PHASES_TEXT)
     round_state_text: str = Field("settled", description="round_state in one line, with the seconds left")
     trainers: list[str] = Field(description="joined trainers, in joining order")
     spec: dict[str, Any] | None = Field(None, description="the task spec, fetched from the store by spec_cid")
@@ -98,40 +123,55 @@ class TaskDetail(TaskSummary):
 
 
 class SubmissionView(_Out):
+    """A trainer's commitment to a round and, once revealed, its update."""
+
     trainer: str
-    cid: str = Field(description="CID of the update (safetensors)")
-    commitment: str
-    block: int
+    status: Literal["revealed", "committed", "not_revealed"] = Field(
+        "revealed", description="revealed: the CID is known; committed: waiting for the reveal window; not_revealed: "
+        "the reveal window closed without a reveal (the stake is lost)")
+    cid: str | None = Field(None, description="CID of the update (safetensors), once revealed")
+    commitment: str | None = Field(None, description="the update's sketch commitment, revealed with the CID")
+    commit_hash: str | None = Field(None, description="what the trainer committed in the commit window")
+    block: int = Field(description="block of the reveal (of the commitment while not revealed)")
 
 
 class TrainerRound(_Out):
     """One trainer's line in one round."""
 
     address: str
-    status: Literal["kept", "outlier", "rejected", "submitted", "fallback", "not_submitted"] = Field(
+    status: Literal["kept", "outlier", "rejected", "submitted", "committed", "not_revealed", "fallback",
+                    "not_submitted"] = Field(
         description="kept: aggregated and valued; outlier: removed by the robust rule; rejected: unusable update "
-        "(see reason); submitted: waiting for the result; fallback: paid by the equal split of a round without result"
+        "(see reason); submitted: revealed, waiting for the result; committed: committed, not revealed yet; "
+        "not_revealed: committed and never revealed (stake lost); fallback: paid by the equal split of a round "
+        "without result; not_submitted: did not commit"
     )
     reason: str | None = Field(None, description="why the update was rejected")
     update_cid: str | None = None
     contribution: float | None = Field(None, description="normalised share of the round's contribution (0..1)")
     bps: int | None = Field(None, description="basis points posted on chain (sum 10,000 over the round)")
     credited_wei: Wei = "0"
+    stake_lost_wei: Wei = Field("0", description="stake lost in this round (no reveal, or an unavailable or invalid update)")
 
 
 class RoundView(_Out):
     round: int
     status: Literal["open", "result", "fallback", "refunded"] = Field(
-        description="open: accepting updates or waiting for the result; result: the aggregator's result was "
-        "credited; fallback: settled by an equal split; refunded: nobody submitted, pool back to the owner"
+        description="open: not settled yet (see phase); result: the aggregator's result was credited; fallback: "
+        "settled by an equal split; refunded: nothing was revealed, the round's pool went back to the owner"
     )
     settled: bool
-    phase: Literal["open", "closed", "settleable", "settled"] = Field(
+    phase: Phase = Field(
         "settled", description="as TaskDetail.round_state: a settled round is `settled`, the current one by the "
         "chain's state and clock")
     phase_text: str = Field("settled", description="phase in one line, with the seconds left")
+    committed: int = Field(0, description="commitments to this round (UpdateCommitted events)")
+    revealed: int = Field(0, description="updates revealed in this round (UpdateRevealed events)")
+    seed: str | None = Field(None, description="the round's seed (0x hex) posted with its result: every random "
+                             "choice of the round was drawn from it")
     pool_wei: Wei
-    credited_wei: Wei = Field(description="credited to trainers in this round (TrainerCredited events)")
+    stakes_lost_wei: Wei = Field("0", description="stakes lost in this round (StakeLost events), paid to its paid trainers")
+    credited_wei: Wei = Field(description="credited to trainers in this round (TrainerCredited events), lost stakes included")
     refunded_wei: Wei = Field(description="returned to the owner from this round's pool (RoundSettled)")
     model_cid: str | None = Field(None, description="the round's aggregated model")
     receipt_cid: str | None = Field(None, description="the round receipt (every input, decision and score)")
@@ -153,7 +193,8 @@ class RoundView(_Out):
     contributions: dict[str, float] = Field(default_factory=dict, description="address -> normalised share")
     bps: dict[str, int] = Field(default_factory=dict, description="address -> basis points")
     credited_by_trainer: dict[str, Wei] = Field(default_factory=dict)
-    submissions: list[SubmissionView] = Field(default_factory=list)
+    submissions: list[SubmissionView] = Field(default_factory=list, description="every commitment to the round, "
+                                              "with its reveal once made; join order")
     trainers: list[TrainerRound] = Field(default_factory=list, description="one line per joined trainer")
     receipt_error: str | None = Field(None, description="why the receipt could not be read from the store")
 
@@ -181,19 +222,18 @@ class ContributionMatrix(_Out):
 
 
 class TrainerPayout(_Out):
-    """One trainer's pay from this task; the ``*_all_tasks_wei`` fields are the account's, over every task."""
+    """One trainer's pay from this task (every amount is per task: the contract keeps each task's balance apart)."""
 
     address: str
-    credited_wei: Wei = Field(description="credited by this task, all rounds")
+    credited_wei: Wei = Field(description="credited by this task, all rounds (lost stakes of others included)")
     credited_by_round: list[Wei] = Field(description="index = round")
-    owed_wei: Wei = Field(description="of this task's credits, what the account has not withdrawn yet (exact: "
-                          "`withdraw` takes the whole balance, so it is what this task credited after the "
-                          "account's last withdrawal)")
-    withdrawn_wei: Wei = Field(description="of this task's credits, what the account has withdrawn "
-                               "(credited_wei - owed_wei)")
-    owed_all_tasks_wei: Wei = Field(description="the account's whole withdrawable balance: every task, same token")
-    withdrawn_all_tasks_wei: Wei = Field(description="everything the account withdrew since this task was "
-                                         "created, over all tasks")
+    owed_wei: Wei = Field(description="what the account can withdraw from this task now (the contract's owed(task, "
+                          "account): credits, plus its stake once the task ended)")
+    withdrawn_wei: Wei = Field(description="what the account withdrew from this task (Withdrawn events), stakes "
+                               "given back included")
+    stake_wei: Wei = Field("0", description="the stake the account holds in this task")
+    stake_lost_wei: Wei = Field("0", description="stakes the account lost in this task (StakeLost events)")
+    stake_returned_wei: Wei = Field("0", description="stakes given back to the account (StakeReturned events)")
     rounds_kept: int
     rounds_outlier: int
     rounds_rejected: int
@@ -207,8 +247,9 @@ class Payouts(_Out):
     refunded_wei: Wei
     escrow_wei: Wei
     refundable_wei: Wei = Field(description="this task's refunds the owner has not withdrawn yet")
-    owner_owed_all_tasks_wei: Wei = Field(description="the owner account's withdrawable trainer balance, every task "
-                                          "(refunds are separate: refundable_wei)")
+    stake_wei: Wei = Field("0", description="each trainer's stake")
+    stakes_held_wei: Wei = Field("0", description="stakes deposited and neither returned nor lost")
+    stakes_lost_wei: Wei = Field("0", description="stakes lost so far, paid to the rounds' paid trainers")
     trainers: list[TrainerPayout]
 
 
@@ -233,16 +274,22 @@ class CreateTaskRequest(BaseModel):
     )
     rounds: int = Field(3, ge=1, le=MAX_ROUNDS)
     reward_eth: str = Field("1", description="reward in ETH, a decimal with at most 18 decimals", examples=["0.5"],
-                            pattern=r"^[0-9]{1,20}(\.[0-9]{1,18})?$")
-    submit_window: int = Field(3600, ge=1, le=10**9, description="seconds each round accepts updates")
-    result_window: int = Field(3600, ge=1, le=10**9, description="seconds the aggregator then has to post")
+                            pattern=_ETH)
+    submit_window: int = Field(3600, ge=60, le=MAX_WINDOW, description="seconds each round accepts commitments (60 s to 30 days)")
+    reveal_window: int = Field(600, ge=30, le=MAX_WINDOW, description="seconds committers then have to reveal (30 s to 30 days)")
+    result_window: int = Field(3600, ge=60, le=MAX_WINDOW, description="seconds the aggregator then has to post (60 s to 30 days)")
     max_trainers: int = Field(64, ge=1, le=MAX_TRAINERS)
+    stake_eth: str = Field("0", description="each trainer's stake in ETH (0: none, for development)", pattern=_ETH)
+    backup_aggregator: str | None = Field(None, description="a second aggregator, posting in its own window when the "
+                                          "aggregator did not (0x + 40 hex digits); default none", pattern=_ADDRESS.pattern)
+    empty_rounds_to_reclaim: int = Field(0, ge=0, le=MAX_ROUNDS,
+                                         description="empty rounds in a row after which the owner may reclaim (0: never)")
     spec: TaskSpec | None = Field(None, description="task spec; default: the built-in digits spec")
 
-    @field_validator("aggregator")
+    @field_validator("aggregator", "backup_aggregator")
     @classmethod
-    def _address(cls, v: str) -> str:
-        if not _ADDRESS.match(v):
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and not _ADDRESS.match(v):
             raise ValueError("must be an Ethereum address: 0x followed by 40 hex digits")
         return v
 
@@ -259,12 +306,33 @@ class CreateTaskRequest(BaseModel):
         reward_wei(v)
         return v
 
+    @field_validator("stake_eth")
+    @classmethod
+    def _stake(cls, v: str) -> str:
+        stake_wei(v)
+        return v
+
 
 def reward_wei(text: str) -> int:
     """``reward_eth`` as exact integer wei (:func:`owner.task.parse_eth`, capped at the contract's 128 bits)."""
     wei = parse_eth(text)
     if wei >= MAX_REWARD_WEI:
         raise ValueError("too large: the contract takes rewards below 2**128 wei")
+    return wei
+
+
+def stake_wei(text: str) -> int:
+    """``stake_eth`` as exact integer wei: 0, or :func:`owner.task.parse_eth` (below the contract's 128 bits)."""
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        if Decimal(str(text).strip()) == 0:
+            return 0
+    except InvalidOperation:
+        pass
+    wei = parse_eth(text)
+    if wei >= MAX_REWARD_WEI:
+        raise ValueError("too large: the contract takes stakes below 2**128 wei")
     return wei
 
 

@@ -9,11 +9,9 @@ kept between requests except documents addressed by CID, which cannot change.
 A request's reads run between two looks at the block number; if a block landed
 meanwhile they are repeated, so an answer does not mix two chain states (a round
 shown settled with its credits missing).  Reads go through the public methods of
-``MarketContract`` (which check submission events against the on-chain digest);
-only ``TrainerCredited`` and ``Withdrawn`` events are read here directly, with their positions
-in the chain, so that a trainer's payout can be split per task: ``withdraw`` takes the account's
-whole balance, so what is left of one task's credits is what that task credited after the
-account's last withdrawal.
+``MarketContract`` (which check reveal events against the on-chain digest); only
+``TrainerCredited`` and ``Withdrawn`` events are read here directly.  Every amount is per task:
+the contract keeps each task's balances apart (``owed(task, account)``, ``withdraw(task)``).
 """
 
 from __future__ import annotations
@@ -92,10 +90,12 @@ class _TaskEvents:
     joined: list[str]  # trainers in joining order
     settled: dict[int, dict[str, int]]  # round -> RoundSettled fields
     results: dict[int, RoundInfo]  # round -> settlement and result CIDs
-    submissions: dict[int, list[Submission]]  # round -> digest-checked submissions (join order)
+    submissions: dict[int, list[Submission]]  # round -> digest-checked reveals (join order)
     credited: dict[str, dict[int, int]]  # trainer -> round -> wei
-    # trainer -> every TrainerCredited of this task as ((block, log index), wei), in chain order
-    credit_log: dict[str, list[tuple[tuple[int, int], int]]]
+    commitments: dict[int, dict[str, tuple[bytes, int]]]  # round -> trainer -> (commit hash, block)
+    stakes_lost: dict[str, dict[int, int]]  # trainer -> round -> wei
+    stakes_returned: dict[str, int]  # trainer -> wei
+    withdrawn: dict[str, int]  # trainer -> wei withdrawn from this task
 
 
 class MarketReader:
@@ -119,25 +119,28 @@ class MarketReader:
     def _block(self) -> int:
         return int(self.contract.chain.with_retry(lambda: self.contract.chain.w3.eth.block_number, what="read block number"))
 
-    def consistent(self, read: Callable[[], T], attempts: int = 4) -> T:
-        """Run ``read()`` until no block lands while it runs (the last attempt's answer stands).
+    def consistent(self, read: Callable[[], T], attempts: int = 4, error_attempts: int = 16) -> T:
+        """Run ``read()`` until no block lands while it runs (after ``attempts`` answers, the last one stands).
 
-        An answer never mixes two chain states unless the chain moved during every attempt; a
-        mismatch between events and state seen while the chain moved is read again, not reported.
+        An answer never mixes two chain states unless the chain moved during every attempt.  A mismatch
+        between events and state (a ``ChainError``) seen while the chain moved is read again, up to
+        ``error_attempts`` times: on a chain with short block times a read of a busy task can span a
+        block, and its events then disagree with its state for a reason that is not an inconsistency.
         """
         with self._lock:
-            for attempt in range(attempts):
-                last = attempt == attempts - 1
+            answers = errors = 0
+            while True:
                 block = self._block()
                 try:
                     out = read()
                 except ChainError:
-                    if not last and self._block() != block:
+                    errors += 1
+                    if errors < error_attempts and self._block() != block:
                         continue
                     raise
-                if last or self._block() == block:
+                answers += 1
+                if answers >= attempts or self._block() == block:
                     return out
-            raise AssertionError("unreachable")
 
     def _logs(self, event: str, from_block: int, **filters: Any) -> list[Any]:
         ev = getattr(self.contract.c.events, event)
@@ -218,20 +221,28 @@ class MarketReader:
         return self.consistent(read)
 
     def _events(self, info: TaskInfo) -> _TaskEvents:
-        order = self.contract.join_order(info.task_id, info)
-        results = self.contract.settled_rounds(info.task_id, info)
+        tid = info.task_id
+        order = self.contract.join_order(tid, info)
+        results = self.contract.settled_rounds(tid, info)
         settled = {r: {"round": r, "mode": MODES.get(ri.settlement, 0), "credited": ri.credited, "refunded": ri.refunded}
                    for r, ri in results.items()}
         credited: dict[str, dict[int, int]] = {}
-        credit_log: dict[str, list[tuple[tuple[int, int], int]]] = {}
-        for e in self._logs("TrainerCredited", info.created_block, taskId=info.task_id):  # one query, chain order
+        for e in self._logs("TrainerCredited", info.created_block, taskId=tid):  # one query, chain order
             a, r, wei = str(e["args"]["trainer"]), int(e["args"]["round"]), int(e["args"]["amount"])
             per = credited.setdefault(a, {})
             per[r] = per.get(r, 0) + wei
-            credit_log.setdefault(a, []).append(((int(e["blockNumber"]), int(e["logIndex"])), wei))
+        commitments: dict[int, dict[str, tuple[bytes, int]]] = {}
+        for e in self._logs("UpdateCommitted", info.created_block, taskId=tid):
+            commitments.setdefault(int(e["args"]["round"]), {})[str(e["args"]["trainer"])] = (
+                bytes(e["args"]["commitment"]), int(e["blockNumber"]))
+        withdrawn: dict[str, int] = {}
+        for e in self._logs("Withdrawn", info.created_block, taskId=tid):
+            a = str(e["args"]["account"])
+            withdrawn[a] = withdrawn.get(a, 0) + int(e["args"]["amount"])
         return _TaskEvents(
             sorted(order, key=order.__getitem__), settled, results,
-            self.contract.all_submissions(info.task_id, info, results, order), credited, credit_log,
+            self.contract.all_submissions(tid, info, results), credited, commitments,
+            self.contract.stakes_lost(tid, info), self.contract.stakes_returned(tid, info), withdrawn,
         )
 
     # --------------------------------------------------------------- tasks
@@ -242,9 +253,12 @@ class MarketReader:
 
     def _detail(self, info: TaskInfo, events: _TaskEvents, state: RoundState | None = None) -> TaskDetail:
         state = state or self._state(info)
-        sub_dl = res_dl = None
-        if not info.finished:  # the contract's deadlines(), from the task already read
-            sub_dl, res_dl = state.submit_deadline, state.result_deadline
+        times: dict[str, int | None] = dict.fromkeys(
+            ("opens_at", "submission_deadline", "reveal_deadline", "result_deadline", "final_deadline"))
+        if not info.finished:  # the contract's schedule(), from the task already read
+            times = {"opens_at": state.opens_at, "submission_deadline": state.submit_deadline,
+                     "reveal_deadline": state.reveal_deadline, "result_deadline": state.result_deadline,
+                     "final_deadline": state.final_deadline}
         spec: dict[str, Any] | None = None
         spec_error = None
         try:
@@ -256,9 +270,15 @@ class MarketReader:
         except MarketError as exc:
             spec_error = str(exc)
         return TaskDetail(
-            **self.summary(info).model_dump(), verifier=info.verifier, submit_window=info.submit_window,
-            result_window=info.result_window, validation_commitment=info.validation_commitment,
-            submission_deadline=sub_dl, result_deadline=res_dl, chain_time=self.contract.chain.now(),
+            **self.summary(info).model_dump(), verifier=info.verifier,
+            backup_aggregator=info.backup if int(info.backup, 16) else None, submit_window=info.submit_window,
+            reveal_window=info.reveal_window, result_window=info.result_window, period=info.period,
+            start_at=info.start_at, stake_wei=str(info.stake), stakes_held_wei=str(info.stakes_held),
+            empty_rounds_to_reclaim=info.empty_rounds_to_reclaim, empty_streak=info.empty_streak,
+            validation_commitment=info.validation_commitment, **times,
+            committed_count=0 if info.finished else state.committed,
+            revealed_count=0 if info.finished else state.submitted,
+            chain_time=self.contract.chain.now(),
             round_state=state.phase, round_state_text=state.text(),  # type: ignore[arg-type]
             trainers=events.joined, spec=spec, spec_error=spec_error,
         )
@@ -304,41 +324,64 @@ class MarketReader:
         tid = info.task_id
         ri = events.results.get(r) or RoundInfo(info.submissions_digest, None, None, "open")
         subs = events.submissions.get(r, [])  # checked against the on-chain digest
+        commits = events.commitments.get(r, {})
         credited = {str(a): per[r] for a, per in events.credited.items() if r in per}
+        lost = {str(a): per[r] for a, per in events.stakes_lost.items() if r in per}
         settled = events.settled.get(r)
         receipt, receipt_error = (None, None)
         if ri.receipt_cid:
             receipt, receipt_error = self._receipt(tid, r, ri.receipt_cid)
-        submitted = {s.trainer: s.cid for s in subs}
-        lines: list[TrainerRound] = []
-        for a in dict.fromkeys([*events.joined, *submitted]):
-            if a not in submitted:
-                lines.append(TrainerRound(address=a, status="not_submitted", credited_wei=str(credited.get(a, 0))))
-                continue
-            status, reason = "submitted", None
-            if ri.settlement == "fallback":
-                status = "fallback"
-            elif receipt is not None and a in receipt.rejected:
-                status, reason = "rejected", receipt.rejected[a]
-            elif receipt is not None and a in receipt.outliers:
-                status = "outlier"
-            elif ri.settlement == "result":
-                status = "kept"
-            lines.append(TrainerRound(
-                address=a, status=status, reason=reason, update_cid=submitted[a],  # type: ignore[arg-type]
-                contribution=receipt.contributions.get(a) if receipt else None,
-                bps=receipt.bps.get(a) if receipt else None, credited_wei=str(credited.get(a, 0)),
-            ))
-        robust = receipt.details.robust if receipt else {}
         status = ri.settlement if ri.settlement in ("open", *SETTLED) else "open"
         phase, phase_text = "settled", "settled"
+        now: RoundState | None = None
         if status not in SETTLED:  # the current round: its phase by the chain's state and clock
             now = state or self._state(info)
             phase, phase_text = now.phase, now.text()
+        # a commitment not revealed is "committed" while the reveal window may still take it
+        reveals_open = now is not None and now.phase in ("waiting", "open", "reveal")
+        revealed = {s.trainer: s for s in subs}
+        lines: list[TrainerRound] = []
+        for a in dict.fromkeys([*events.joined, *revealed, *commits]):
+            common = {"address": a, "credited_wei": str(credited.get(a, 0)), "stake_lost_wei": str(lost.get(a, 0))}
+            if a not in revealed:
+                if a in commits:
+                    lines.append(TrainerRound(status="committed" if reveals_open else "not_revealed", **common))  # type: ignore[arg-type]
+                else:
+                    lines.append(TrainerRound(status="not_submitted", **common))  # type: ignore[arg-type]
+                continue
+            line_status, reason = "submitted", None
+            if ri.settlement == "fallback":
+                line_status = "fallback"
+            elif receipt is not None and a in receipt.rejected:
+                line_status, reason = "rejected", receipt.rejected[a]
+            elif receipt is not None and a in receipt.outliers:
+                line_status = "outlier"
+            elif ri.settlement == "result":
+                line_status = "kept"
+            lines.append(TrainerRound(
+                status=line_status, reason=reason, update_cid=revealed[a].cid,  # type: ignore[arg-type]
+                contribution=receipt.contributions.get(a) if receipt else None,
+                bps=receipt.bps.get(a) if receipt else None, **common,
+            ))
+        views: list[SubmissionView] = []
+        for a in dict.fromkeys([*events.joined, *revealed, *commits]):
+            sealed = commits.get(a)
+            commit_hash = "0x" + sealed[0].hex() if sealed else None
+            if a in revealed:
+                s = revealed[a]
+                views.append(SubmissionView(trainer=s.trainer, status="revealed", cid=s.cid,
+                                            commitment="0x" + s.commitment.hex(), commit_hash=commit_hash, block=s.block))
+            elif sealed is not None:
+                views.append(SubmissionView(trainer=a, status="committed" if reveals_open else "not_revealed",
+                                            commit_hash=commit_hash, block=sealed[1]))
+        robust = receipt.details.robust if receipt else {}
+        seed = "0x" + ri.seed.hex() if ri.settlement == "result" else None
         return RoundView(
             round=r, status=status, settled=status in SETTLED,  # type: ignore[arg-type]
             phase=phase, phase_text=phase_text,  # type: ignore[arg-type]
-            pool_wei=str(info.round_pool(r)), credited_wei=str(sum(credited.values())),
+            committed=len(commits), revealed=len(subs), seed=seed,
+            pool_wei=str(info.round_pool(r)), stakes_lost_wei=str(sum(lost.values())),
+            credited_wei=str(sum(credited.values())),
             refunded_wei=str(settled.get("refunded", 0) if settled else 0),
             model_cid=ri.model_cid, receipt_cid=ri.receipt_cid,
             accuracy=receipt.accuracy if receipt else None,
@@ -349,8 +392,7 @@ class MarketReader:
             outliers=receipt.outliers if receipt else [], rejected=receipt.rejected if receipt else {},
             contributions=receipt.contributions if receipt else {}, bps=receipt.bps if receipt else {},
             credited_by_trainer={a: str(v) for a, v in credited.items()},
-            submissions=[SubmissionView(trainer=s.trainer, cid=s.cid, commitment="0x" + s.commitment.hex(), block=s.block) for s in subs],
-            trainers=lines, receipt_error=receipt_error,
+            submissions=views, trainers=lines, receipt_error=receipt_error,
         )
 
     @staticmethod
@@ -416,29 +458,17 @@ class MarketReader:
             status=[[m[a].status if a in m else "not_submitted" for a in trainers] for m in by_round],
         )
 
-    def _unwithdrawn(self, info: TaskInfo, events: _TaskEvents, trainer: str) -> tuple[int, int]:
-        """(this task's credits to ``trainer`` not yet withdrawn, everything it withdrew since the task was created).
-
-        Exact: ``withdraw`` always takes the account's whole balance, so what is left of this task's
-        credits is what it credited after the account's last ``Withdrawn`` event (one log query).
-        """
-        logs = self._logs("Withdrawn", info.created_block, account=trainer, token=info.token)
-        last = max(((int(e["blockNumber"]), int(e["logIndex"])) for e in logs), default=None)
-        left = sum(wei for pos, wei in events.credit_log.get(trainer, []) if last is None or pos > last)
-        return left, sum(int(e["args"]["amount"]) for e in logs)
-
     def _payouts(self, info: TaskInfo, events: _TaskEvents, views: list[RoundView]) -> Payouts:
         trainers = []
         for a in events.joined:
             lines = [next((t for t in v.trainers if t.address == a), None) for v in views]
             by_round = [t.credited_wei if t else "0" for t in lines]
-            credited = sum(int(x) for x in by_round)
-            left, withdrawn_all = self._unwithdrawn(info, events, a)
             trainers.append(TrainerPayout(
-                address=a, credited_wei=str(credited), credited_by_round=by_round,
-                owed_wei=str(left), withdrawn_wei=str(credited - left),
-                owed_all_tasks_wei=str(self.contract.owed(a, info.token)),
-                withdrawn_all_tasks_wei=str(withdrawn_all),
+                address=a, credited_wei=str(sum(int(x) for x in by_round)), credited_by_round=by_round,
+                owed_wei=str(self.contract.owed(info.task_id, a)), withdrawn_wei=str(events.withdrawn.get(a, 0)),
+                stake_wei=str(self.contract.seat(info.task_id, a).stake),
+                stake_lost_wei=str(sum(events.stakes_lost.get(a, {}).values())),
+                stake_returned_wei=str(events.stakes_returned.get(a, 0)),
                 rounds_kept=sum(1 for t in lines if t and t.status == "kept"),
                 rounds_outlier=sum(1 for t in lines if t and t.status == "outlier"),
                 rounds_rejected=sum(1 for t in lines if t and t.status == "rejected"),
@@ -446,7 +476,8 @@ class MarketReader:
         return Payouts(
             task_id=info.task_id, token=info.token, reward_wei=str(info.reward), credited_wei=str(info.credited),
             refunded_wei=str(info.refunded), escrow_wei=str(info.escrow), refundable_wei=str(info.refundable),
-            owner_owed_all_tasks_wei=str(self.contract.owed(info.owner, info.token)), trainers=trainers,
+            stake_wei=str(info.stake), stakes_held_wei=str(info.stakes_held),
+            stakes_lost_wei=str(sum(v for per in events.stakes_lost.values() for v in per.values())), trainers=trainers,
         )
 
     def payouts(self, task_id: int) -> Payouts:

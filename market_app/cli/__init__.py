@@ -1,8 +1,9 @@
 """``market``: one console script with a sub-command per role.
 
     market demo | simulate | devnet
-    market task create | status | results
-    market trainer join | run | withdraw
+    market task create | init | status | results | settle | reclaim | refunds
+    market verify --task T [--round R] [--validation FILE]
+    market trainer join | run | withdraw | leave
     market aggregator run
     market data split | commitment
     market serve                      (HTTP API + live dashboard)

@@ -1,4 +1,4 @@
-"""The long-running roles: ``market trainer join | run | withdraw`` and ``market aggregator run``."""
+"""The long-running roles: ``market trainer join | run | withdraw | leave`` and ``market aggregator run``."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from market_app.cli.common import _account, _chain_opts, _check_address, _contra
 
 # --------------------------------------------------------------------- trainer
 def cmd_trainer_join(args: argparse.Namespace) -> int:
+    from market.chain.contract import amount_text
     from trainer_node.node import TrainerNode
 
     contract = _contract(args)
     node = TrainerNode(contract, _store(args), _account(args), data=None)  # type: ignore[arg-type]
     sent = node.join(args.task)
-    print(f"{node.address} {'joined' if sent else 'had already joined'} task {args.task}")
+    info = contract.task(args.task)
+    stake = f" with a stake of {amount_text(info.stake, info.token)}" if info.stake else " (the task takes no stake)"
+    print(f"{node.address} {'joined' if sent else 'had already joined'} task {args.task}{stake}")
     return 0
 
 
@@ -35,13 +38,47 @@ def cmd_trainer_run(args: argparse.Namespace) -> int:
 
 
 def cmd_trainer_withdraw(args: argparse.Namespace) -> int:
-    from market.chain.contract import ZERO_ADDRESS, amount_text
+    from market.chain.contract import amount_text
+    from market.errors import NotFoundError
 
-    token = _check_address(args.token, "--token") if args.token else ZERO_ADDRESS
+    recipient = _check_address(args.to, "--to") if args.to else None
+    if recipient is not None and int(recipient, 16) == 0:
+        raise ConfigError("--to: the zero address cannot receive")
     contract = _contract(args)
     acct = _account(args)
-    amount = contract.withdraw(acct, token)
-    print(f"withdrew {amount_text(amount, token, exact=True)} to {acct.address}")
+    tasks = [args.task] if args.task is not None else contract.tasks_joined(acct.address)
+    to = recipient or acct.address
+    paid = 0
+    for t in tasks:
+        info = contract.task(t)  # an unknown --task is the one-line error
+        owed = contract.owed(t, acct.address)
+        if not owed:
+            if args.task is not None:
+                held = contract.seat(t, acct.address).stake
+                later = (f"; your stake of {amount_text(held, info.token)} comes back when the task ends or you "
+                         f"`market trainer leave --task {t}` between rounds") if held and not info.finished else ""
+                raise NotFoundError(f"nothing to withdraw from task {t}{later}")
+            continue
+        amount = contract.withdraw(acct, t, recipient)
+        paid += 1
+        print(f"task {t}: withdrew {amount_text(amount, info.token, exact=True)} to {to}")
+    if not paid:
+        raise NotFoundError(f"nothing to withdraw: {acct.address} is owed nothing by "
+                            + (f"the {len(tasks)} tasks it joined" if tasks else "any task (it joined none)"))
+    return 0
+
+
+def cmd_trainer_leave(args: argparse.Namespace) -> int:
+    from market.chain.contract import amount_text
+
+    contract = _contract(args)
+    acct = _account(args)
+    info = contract.task(args.task)
+    held = contract.seat(args.task, acct.address).stake
+    contract.leave(acct, args.task)  # the contract says why it refuses (not joined, committed to this round)
+    back = (f"its stake of {amount_text(held, info.token, exact=True)} is withdrawable with "
+            f"`market trainer withdraw --task {args.task}`") if held else "it held no stake"
+    print(f"{acct.address} left task {args.task} and gave its seat up: {back}; join again to take part again")
     return 0
 
 
@@ -66,10 +103,12 @@ def _say(line: str) -> None:
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "trainer", help="a data owner's trainer node",
-        description="A trainer joins a task, then trains on its private data and submits one update per round. "
-        "Join (`trainer join`, or `trainer run`, which joins first) before the round you want closes: a round "
-        "accepts updates until its submission window ends, and closes early only when the task's max-trainers "
-        "have submitted. `trainer run` prints one line per phase and what each round credited.",
+        description="A trainer joins a task (depositing the task's stake), then each round trains on its private "
+        "data, commits to its update (a hash: nobody can copy what it has not seen) and reveals it once commits "
+        "close. Join (`trainer join`, or `trainer run`, which joins first) before the round you want closes: a "
+        "round accepts commitments until its submission window ends, and closes early only when the task's "
+        "max-trainers have committed. A commitment not revealed, or an invalid update, loses the stake. "
+        "`trainer run` prints one line per phase and what each round credited.",
     )
     trsub = p.add_subparsers(dest="trainer_command", required=True)
     q = trsub.add_parser("join", help="join a task")
@@ -77,9 +116,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _chain_opts(q)
     q.set_defaults(func=cmd_trainer_join)
     q = trsub.add_parser(
-        "run", help="train and submit every round until the task ends",
-        description="Join the task (if not yet), then each round: check it is still open (a late node neither "
-        "trains nor pays gas), train, submit, wait for the round to settle and print what it credited. Exit 0 "
+        "run", help="train, commit and reveal every round until the task ends",
+        description="Join the task (if not yet, with its stake), then each round: wait for it to open (the schedule "
+        "is fixed), check it is still open (a late node neither trains nor pays gas), train, upload, commit, reveal "
+        "once commits close, wait for the round to settle and print what it credited. Exit 0 "
         "when the task finishes, or when --timeout runs out waiting for a submitted round to settle; non-zero "
         "with one line otherwise (e.g. every update was rejected).",
     )
@@ -88,28 +128,40 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q.add_argument("--data", required=True, help="your private data (.npz with x, y or .csv, label last)")
     q.add_argument("--attack", help="simulation only: behave as this attacker")
     q.add_argument("--seed", type=int, default=0, metavar="N", help="seed of this node's local training (shuffles, init)")
-    q.add_argument("--once", action="store_true", help="submit for the current round only, then exit")
+    q.add_argument("--once", action="store_true", help="commit and reveal for the current round only, then exit")
     q.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
                    help="give up waiting for a round to settle after this many seconds (after a submission: exit 0)")
     q.set_defaults(func=cmd_trainer_run)
-    q = trsub.add_parser("withdraw", help="withdraw what you are owed")
+    q = trsub.add_parser(
+        "withdraw", help="withdraw what your tasks owe you",
+        description="Withdraw what a task owes you (credits, and your stake once the task has ended or you left): "
+        "one task with --task, else every task you joined. Each task pays in its own reward token.")
     _chain_opts(q)
-    q.add_argument("--token", metavar="ADDRESS",
-                   help="withdraw what you are owed in this ERC-20 token (a task paying in a token says so in "
-                        "`market task status`); default: ETH")
+    q.add_argument("--task", type=_task_id, metavar="N", help="withdraw from this task only (default: every task you joined)")
+    q.add_argument("--to", metavar="ADDRESS",
+                   help="pay to this address instead of your own (e.g. when yours is a contract that cannot receive)")
     q.set_defaults(func=cmd_trainer_withdraw)
+    q = trsub.add_parser(
+        "leave", help="leave a task between rounds; your stake becomes withdrawable",
+        description="Leave a task between rounds (while you are not committed to its current round): your stake becomes withdrawable "
+        "(`market trainer withdraw --task N`). Join again to take part again.")
+    _chain_opts(q)
+    q.add_argument("--task", type=_task_id, required=True, metavar="N", help="the task to leave")
+    q.set_defaults(func=cmd_trainer_leave)
 
     p = sub.add_parser("aggregator", help="the aggregator service")
     asub = p.add_subparsers(dest="aggregator_command", required=True)
     q = asub.add_parser(
         "run", help="aggregate and post every round until the task ends",
-        description="Wait for each round's submissions to close (its submission window ends, or the task's "
-        "max-trainers have submitted), aggregate, value every contribution and post the result; one line per phase.",
+        description="Wait for each round's reveals to close (its reveal window ends, or every committer has revealed), "
+        "read the round's seed, fetch the revealed updates, aggregate, value every contribution and post the result "
+        "with the seed and the stakes lost; settle a round in which nothing was revealed; one line per phase. The "
+        "task's backup aggregator runs the same command and posts in its own window if the aggregator did not.",
     )
     q.add_argument("task", type=_task_id)
     _chain_opts(q)
     q.add_argument("--validation", required=True, help="the validation set the owner committed to")
     q.add_argument("--once", action="store_true", help="post the current round only, then exit")
     q.add_argument("--timeout", type=float, default=7200, metavar="SECONDS",
-                   help="give up waiting for a round's submissions to close after this many seconds")
+                   help="give up waiting for a round's reveals to close after this many seconds")
     q.set_defaults(func=cmd_aggregator_run)

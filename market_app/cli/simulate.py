@@ -43,23 +43,82 @@ def _sim_config(args: argparse.Namespace) -> Any:
         raise ConfigError(f"--{str(first['loc'][0]).replace('_', '-')}: {first['msg']}") from None
 
 
+def _reveal_status(address: str, reveal: dict[str, Any], n_trainers: int) -> str:
+    """A trainer's part in a round's reveal phase: revealed, committed but did not reveal (``no reveal``), or
+    nothing (``—``); ``no reveal?`` when the counts cannot tell which of the silent trainers committed."""
+    if not reveal:
+        return "-"
+    revealed_by = reveal.get("revealed_by", [])
+    if address in revealed_by:
+        return "revealed"
+    committed_by = reveal.get("committed_by")
+    if committed_by is not None:
+        return "no reveal" if address in committed_by else "—"
+    # the counts say it when every other trainer is alike (all of them committed, or none did)
+    unrevealed = int(reveal.get("committed", 0)) - int(reveal.get("revealed", 0))
+    others = n_trainers - len(revealed_by)
+    if unrevealed == others:
+        return "no reveal"  # committed, never revealed
+    return "—" if unrevealed == 0 else "no reveal?"
+
+
+def _short_seed(seed: str) -> str:
+    return seed[:10] + "…" if seed and len(seed) > 10 else (seed or "-")
+
+
 def _print_round(console: Any, report_trainers: list[dict[str, Any]], entry: dict[str, Any]) -> None:
     from rich.table import Table
 
-    table = Table(title=f"round {entry['round']}  ·  test accuracy {entry['accuracy']:.3f}", title_justify="left",
-                  caption="round value: this round's Shapley share; bps: the pool's split"
-                          + (" by each trainer's running sum of values" if entry.get("payout") == "cumulative" else ""),
-                  caption_justify="left")
-    for col in ("trainer", "attack", "status", "round value", "bps", "credited ETH"):
-        table.add_column(col, justify="right" if col in ("round value", "bps", "credited ETH") else "left")
+    reveal = entry.get("reveal") or {}
+    phase = ""
+    if reveal:
+        phase = (f"  ·  {reveal.get('committed', 0)} committed · {reveal.get('revealed', 0)} revealed · "
+                 f"seed {_short_seed(str(reveal.get('seed', '')))}")
+    lost = int(reveal.get("stakes_lost_wei", 0) or 0)
+    caption = ("round value: this round's Shapley share; bps: the pool's split"
+               + (" by each trainer's running sum of values" if entry.get("payout") == "cumulative" else "")
+               + "; reveal: revealed, or committed and no reveal (stake lost), or — (no commitment)"
+               + (f"; stakes lost this round: {_eth(lost)} ETH, paid to the round's paid trainers" if lost else ""))
+    table = Table(title=f"round {entry['round']}  ·  test accuracy {entry['accuracy']:.3f}{phase}", title_justify="left",
+                  caption=caption, caption_justify="left")
+    for col in ("trainer", "attack", "reveal", "status", "round value", "bps", "credited ETH"):
+        table.add_column(col, justify="right" if col in ("round value", "bps", "credited ETH") else "left",
+                         no_wrap=col in ("trainer", "reveal"))
+    n = len(report_trainers)
     for t in report_trainers:
         a = t["address"]
-        status = "outlier" if a in entry["outliers"] else ("rejected: " + entry["rejected"][a] if a in entry["rejected"] else "kept")
+        shown = _reveal_status(a, reveal, n)
+        if a in entry["outliers"]:
+            status = "outlier"
+        elif a in entry["rejected"]:
+            status = "rejected: " + entry["rejected"][a]
+        elif reveal and shown != "revealed":
+            status = "-"
+        else:
+            status = "kept"
         table.add_row(
-            _short(a), t["attack"] or "-", status, f"{100 * entry['contributions'].get(a, 0.0):.1f}%",
+            _short(a), t["attack"] or "-", shown, status, f"{100 * entry['contributions'].get(a, 0.0):.1f}%",
             str(entry["bps"].get(a, 0)), _eth(entry["credited_wei"].get(a, "0")),
         )
     console.print(table)
+
+
+def _money_identity(report: dict[str, Any]) -> tuple[str, bool]:
+    """The final money identity line and whether it holds to the wei: what left the contract or is still in it
+    (trainers' withdrawals, the owner's refunds, the escrow left) is the reward, plus the stakes given back and
+    the stakes lost (paid to other trainers or refunded)."""
+    fin = report["final"]
+    withdrawn = sum(int(v) for v in fin["withdrawn_wei"].values())
+    total = withdrawn + int(fin["refunded_wei"]) + int(fin["escrow_left_wei"])
+    reward = int(report["reward_wei"])
+    returned = int(fin.get("stakes_returned_wei", 0) or 0)
+    lost = int(fin.get("stakes_lost_wei", 0) or 0)
+    expected = reward + returned + lost
+    ok = "=" if total == expected else "≠"
+    if not returned and not lost:
+        return f"withdrawn + refunded + escrow left = {total} wei {ok} reward {reward} wei", total == expected
+    return (f"withdrawn + refunded + escrow left = {total} wei {ok} reward {reward} + stakes returned {returned} "
+            f"+ stakes lost {lost} wei", total == expected)
 
 
 def _print_final(console: Any, report: dict[str, Any]) -> None:
@@ -70,17 +129,21 @@ def _print_final(console: Any, report: dict[str, Any]) -> None:
     table.add_column("account")
     table.add_column("attack")
     table.add_column("withdrawn ETH", justify="right")
+    returned = fin.get("stakes_returned_by") or {}
+    if not any(int(v) for v in returned.values()):
+        returned = {}
+    if returned:
+        table.add_column("of it, stake back ETH", justify="right")
     for t in report["trainers"]:
-        table.add_row(_short(t["address"]), t["attack"] or "-", _eth(fin["withdrawn_wei"][t["address"]]))
-    table.add_row("owner (refunds)", "-", _eth(fin["refunded_wei"]))
-    table.add_row("escrow left", "-", _eth(fin["escrow_left_wei"]))
+        row = [_short(t["address"]), t["attack"] or "-", _eth(fin["withdrawn_wei"][t["address"]])]
+        if returned:
+            row.append(_eth(returned.get(t["address"], "0")))
+        table.add_row(*row)
+    table.add_row("owner (refunds)", "-", _eth(fin["refunded_wei"]), *([""] if returned else []))
+    table.add_row("escrow left", "-", _eth(fin["escrow_left_wei"]), *([""] if returned else []))
     console.print(table)
-    total = sum(int(v) for v in fin["withdrawn_wei"].values()) + int(fin["refunded_wei"]) + int(fin["escrow_left_wei"])
-    ok = "=" if total == int(report["reward_wei"]) else "≠"
-    console.print(
-        f"withdrawn + refunded + escrow left = {total} wei {ok} reward {report['reward_wei']} wei; "
-        f"final accuracy {fin['accuracy']:.3f}"
-    )
+    line, _ok = _money_identity(report)
+    console.print(f"{line}; final accuracy {fin['accuracy']:.3f}")
 
 
 class _SimProgress:
@@ -170,7 +233,7 @@ DEMO_DEFAULTS: dict[str, object] = dict(trainers=5, attackers=1, attack="sign_fl
 #: ``SimulateConfig``'s defaults, as ``--help`` shows them (parsing must not import torch; a test keeps them equal)
 SIMULATE_DEFAULTS: dict[str, object] = dict(trainers=6, attackers=0, attack="sign_flip", rounds=3, robust="ccdrop",
                                             valuation="auto", model="logreg", partition="iid", seed=0, reward="1",
-                                            chain="anvil", store="local", proof="none", sketch_k=16)
+                                            stake="0", chain="anvil", store="local", proof="none", sketch_k=16)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -199,6 +262,7 @@ def _sim_opts(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--partition", help="iid | dirichlet:ALPHA" + dflt("partition"))
     p.add_argument("--seed", type=int, metavar="N", help="seed of the data split, training and valuation" + dflt("seed"))
     p.add_argument("--reward", metavar="ETH", help="reward in ETH (decimal)" + dflt("reward"))
+    p.add_argument("--stake", metavar="ETH", help="each trainer's stake in ETH (0: none)" + dflt("stake"))
     p.add_argument("--chain", choices=["anvil", "ganache", "tester"],
                    help="anvil (default), ganache (a throwaway Ganache 7) or the in-process tester EVM")
     p.add_argument("--rpc", help="use this chain instead of a throwaway Anvil")

@@ -39,6 +39,30 @@ def _num(wei: int | str, token: str) -> str:
     return amount_number(wei, token)
 
 
+def _window_bounds(field: str) -> tuple[int, int]:
+    """The contract's shortest and longest ``field`` window (seconds), as :class:`owner.task.TaskRequest` states them."""
+    from annotated_types import Ge, Le
+
+    from owner.task import TaskRequest
+
+    meta = TaskRequest.model_fields[field].metadata
+    low = next(m.ge for m in meta if isinstance(m, Ge))
+    high = next(m.le for m in meta if isinstance(m, Le))
+    return int(str(low)), int(str(high))
+
+
+def _stake(text: str) -> int:
+    """``--stake`` as exact wei: 0 (no stake, for development) or a positive ETH amount."""
+    from owner.task import parse_eth
+
+    if str(text).strip() in ("0", "0.0"):
+        return 0
+    try:
+        return parse_eth(text)
+    except ValueError as exc:
+        raise ConfigError(f"--stake {exc}".replace("a positive amount", "0 or a positive amount")) from None
+
+
 def cmd_task_create(args: argparse.Namespace) -> int:
     from market.data import dataset_commitment
     from market.spec import TaskSpec, load_spec_file
@@ -48,25 +72,59 @@ def cmd_task_create(args: argparse.Namespace) -> int:
     spec = load_spec_file(args.spec) if args.spec else TaskSpec()
     aggregator = _check_address(args.aggregator, "--aggregator")
     reward = _reward(args.reward)
+    stake = _stake(args.stake)
     # the contract's own limits, checked here so that nothing is sent (and the option is named)
     _in_range(args.rounds, "--rounds", 1, 10_000)
-    _in_range(args.submit_window, "--submit-window", 1, 2**32 - 1)
-    _in_range(args.result_window, "--result-window", 1, 2**32 - 1)
+    for option, field in (("--submit-window", "submit_window"), ("--reveal-window", "reveal_window"),
+                          ("--result-window", "result_window")):
+        low, high = _window_bounds(field)
+        value = getattr(args, field)
+        if not low <= value <= high:
+            raise ConfigError(f"{option} {value}: the contract takes {low} to {high} seconds (30 days)")
     _in_range(args.max_trainers, "--max-trainers", 1, 256)
+    _in_range(args.empty_rounds_to_reclaim, "--empty-rounds-to-reclaim", 0, 10_000)
     if int(aggregator, 16) == 0:
         raise ConfigError("--aggregator: the zero address cannot aggregate")
+    backup = None
+    if args.backup_aggregator:
+        backup = _check_address(args.backup_aggregator, "--backup-aggregator")
+        if int(backup, 16) == 0:
+            raise ConfigError("--backup-aggregator: the zero address cannot aggregate (leave the option out for none)")
+        if backup == aggregator:
+            raise ConfigError("--backup-aggregator: must be another account than --aggregator")
     validation = _load_dataset(args.validation, spec.data)  # checked against the task's own spec, before anything is sent
     owner = _account(args)
     contract = _contract(args)
     check_funds(contract, owner.address, reward)
     request = TaskRequest(
         spec=spec, validation_commitment=dataset_commitment(validation), aggregator=aggregator, rounds=args.rounds,
-        reward_wei=reward, submit_window=args.submit_window, result_window=args.result_window,
-        max_trainers=args.max_trainers,
+        reward_wei=reward, submit_window=args.submit_window, reveal_window=args.reveal_window,
+        result_window=args.result_window, max_trainers=args.max_trainers, stake_wei=stake, backup=backup,
+        empty_rounds_to_reclaim=args.empty_rounds_to_reclaim,
     )
     created = create_task(contract, _store(args), owner, request)
+    info = contract.task(created.task_id)
     print(f"task {created.task_id} created: {args.rounds} rounds, reward {_eth(reward)} ETH escrowed, spec {created.spec_cid}")
+    print(_schedule_line(info))
+    print(_stake_line(info))
     return 0
+
+
+def _schedule_line(info: TaskInfo) -> str:
+    """The task's fixed schedule in one line."""
+    backup = f", backup {info.result_window} s" if int(info.backup, 16) else ""
+    return (f"schedule: round r opens at unix {info.start_at} + r x {info.period} s; each round: commit {info.submit_window} s, "
+            f"reveal {info.reveal_window} s, result {info.result_window} s{backup}")
+
+
+def _stake_line(info: TaskInfo) -> str:
+    """The stake and the owner's reclaim rule in one line."""
+    stake = (f"stake {_money(info.stake, info.token)} per trainer ({_num(info.stakes_held, info.token)} held)" if info.stake
+             else "no stake")
+    k = info.empty_rounds_to_reclaim
+    reclaim = (f"the owner may reclaim after {k} empty rounds in a row ({info.empty_streak} so far)" if k
+               else "the owner cannot reclaim early (an empty round refunds its own pool)")
+    return f"{stake}; {reclaim}"
 
 
 def cmd_task_init(args: argparse.Namespace) -> int:
@@ -112,14 +170,25 @@ def cmd_task_status(args: argparse.Namespace) -> int:
 
     where = "finished" if info.finished else f"round {info.current_round} of {info.rounds} (rounds 0..{info.rounds - 1})"
     name = task_name(_store(args), info.spec_cid)
-    print(f"task {info.task_id}{f' ({name})' if name else ''}: {where}; {info.trainer_count}/{info.max_trainers} trainers; owner {info.owner}; aggregator {info.aggregator}")
+    backup = f"; backup {info.backup}" if int(info.backup, 16) else ""
+    print(f"task {info.task_id}{f' ({name})' if name else ''}: {where}; {info.trainer_count}/{info.max_trainers} trainers; "
+          f"owner {info.owner}; aggregator {info.aggregator}{backup}")
     print(f"reward {_money(info.reward, info.token)}: escrow {_num(info.escrow, info.token)}, credited {_num(info.credited, info.token)}, "
           f"refunded {_num(info.refunded, info.token)}")
+    print(_stake_line(info))
+    print(_schedule_line(info))
     if info.finished:
         print(f"round {state.round}: settled (every round of the task is settled)")
     else:
-        early = " (closed early: the task's full trainer count submitted)" if state.closed_early else ""
-        print(f"round {info.current_round}: {info.submitted_count} of at most {info.max_trainers} submitted; {state.text()}{early}")
+        early = ""
+        if state.closed_early:
+            early = " (commits closed early: the task's full trainer count committed)"
+        print(f"round {info.current_round}: {state.phase}: {state.committed} committed, {state.submitted} revealed "
+              f"(at most {info.max_trainers}); {state.text()}{early}")
+        backup_dl = f", backup window closes {state.final_deadline}" if int(info.backup, 16) else ""
+        print(f"round {info.current_round} times (unix): opens {state.opens_at}, commits close {state.submit_deadline}, "
+              f"reveals close {state.reveal_deadline}, result window closes {state.result_deadline}{backup_dl}; "
+              f"next round opens {state.final_deadline}")
     if info.refundable:
         print(f"refunds: {_money(info.refundable, info.token, exact=True)} the owner can withdraw with "
               f"`market task refunds {info.task_id}`")
@@ -157,23 +226,50 @@ def cmd_task_settle(args: argparse.Namespace) -> int:
     caller = _account(args)
     paid = contract.settlement(contract.settle_without_result(caller, args.task))  # the contract says why it refuses
     tid, r = args.task, paid["round"]
+    lost = paid["stakes_lost"]
     if paid["settlement"] == "fallback":
-        rest = f"; {_money(paid['refunded'], info.token, exact=True)} remainder to the owner's refunds" if paid["refunded"] else ""
+        stakes = (f" (with {_money(lost, info.token, exact=True)} of stakes lost by committers that did not reveal)"
+                  if lost else "")
+        rest = f"; {_money(paid['refunded'], info.token, exact=True)} to the owner's refunds" if paid["refunded"] else ""
         print(f"task {tid} round {r} settled without a result: {_money(paid['credited'], info.token, exact=True)} "
-              f"split equally among {info.submitted_count} submitters{rest}")
+              f"split equally among {info.submitted_count} revealed updates{stakes}{rest}")
     else:
-        print(f"task {tid} round {r} settled: nobody submitted, {_money(paid['refunded'], info.token, exact=True)} "
-              f"refunded to the owner (withdraw with `market task refunds {tid}`)")
+        pool = info.round_pool(r)
+        extra = paid["refunded"] - pool  # lost stakes the last round could pay to nobody
+        stakes = ""
+        if lost and not extra:
+            stakes = (f"; {_money(lost, info.token, exact=True)} of stakes lost by committers that did not reveal "
+                      "goes to the next round's paid trainers")
+        elif extra:
+            stakes = (f"; {_money(extra, info.token, exact=True)} of lost stakes refunded too (no later round to pay "
+                      "them to)")
+        print(f"task {tid} round {r} settled: nothing was revealed, that round's pool of "
+              f"{_money(pool, info.token, exact=True)} refunded to the owner "
+              f"(withdraw with `market task refunds {tid}`){stakes}")
     return 0
 
 
 def cmd_task_reclaim(args: argparse.Namespace) -> int:
+    from market.errors import ContractRevert
+
     contract = _contract(args)
     owner = _account(args)
-    token = contract.task(args.task).token
-    amount = contract.reclaimed(contract.reclaim_unused(owner, args.task))  # the contract says why it refuses
-    print(f"task {args.task}: reclaimed {_money(amount, token, exact=True)} of unused rounds; the task is finished; "
-          f"withdraw it with `market task refunds {args.task}`")
+    info = contract.task(args.task)
+    try:
+        amount = contract.reclaimed(contract.reclaim_unused(owner, args.task))  # the contract says why it refuses
+    except ContractRevert as exc:
+        if exc.name != "MarketNotAbandoned":
+            raise
+        k, streak = info.empty_rounds_to_reclaim, info.empty_streak
+        if k == 0:
+            why = (f"task {args.task} was created with --empty-rounds-to-reclaim 0: the owner never reclaims early; "
+                   "each empty round's pool comes back when the round is settled (`market task settle`)")
+        else:
+            why = (f"task {args.task}: the owner may reclaim only after {k} empty rounds in a row (nothing revealed), "
+                   f"{streak} so far; each empty round's pool comes back when it is settled (`market task settle`)")
+        raise ContractRevert(exc.name, f"{why} [{exc.name}]") from None
+    print(f"task {args.task}: reclaimed {_money(amount, info.token, exact=True)} of unused rounds after "
+          f"{info.empty_streak} empty rounds in a row; the task is finished; withdraw it with `market task refunds {args.task}`")
     return 0
 
 
@@ -203,27 +299,49 @@ def _verifiable(contract: MarketContract, task_id: int, round_: int) -> None:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from market.data import load_shard
+    from market.errors import NotFoundError
     from market.task import load_task
     from market_app.verify import verify_round
 
     contract = _contract(args)
     store = _store(args)
-    _verifiable(contract, args.task, args.round)
+    if args.round is not None:
+        _verifiable(contract, args.task, args.round)
+        rounds = [args.round]
+    else:
+        info = contract.task(args.task)
+        settled = contract.settled_rounds(args.task, info)
+        rounds = sorted(r for r, done in settled.items() if done.settlement == "result")
+        if not rounds:
+            raise NotFoundError(f"task {args.task}: no round was settled by a posted result yet, so there is nothing to verify")
+        print(f"task {args.task}: verifying rounds {', '.join(map(str, rounds))} (every round settled by a result)")
     validation = None
     if args.validation:
         spec = load_task(contract, store, args.task).spec
         validation = load_shard(args.validation, spec.data)
-    rep = verify_round(contract, store, args.task, args.round, validation,
-                       emit=lambda name, ok, detail: print(f"{'ok  ' if ok else 'FAIL'} {name:12} {detail}", flush=True))
+    failed = []
+    for r in rounds:
+        if len(rounds) > 1:
+            print(f"round {r}:")
+        rep = verify_round(contract, store, args.task, r, validation,
+                           emit=lambda name, ok, detail: print(f"{'ok  ' if ok else 'FAIL'} {name:12} {detail}", flush=True))
+        if not rep.ok:
+            failed.append(r)
     if not args.validation:
-        print("note: no --validation given, so utilities and the model were not recomputed")
-    print("round verified" if rep.ok else "round FAILED verification")
-    return 0 if rep.ok else 1
+        print("note: no --validation given, so utilities, outliers and the model were not recomputed "
+              "(rejections were: they need no validation set)")
+    if len(rounds) == 1:
+        print("round verified" if not failed else "round FAILED verification")
+    else:
+        print(f"{len(rounds) - len(failed)} of {len(rounds)} rounds verified" if not failed
+              else f"rounds {', '.join(map(str, failed))} FAILED verification")
+    return 0 if not failed else 1
 
 
 #: a trainer's status in a settled round (``TrainerRound.status``) as ``market task results`` words it
 _RESULT_STATUS = {"kept": "paid", "outlier": "outlier (paid 0)", "not_submitted": "did not submit",
-                  "fallback": "paid (equal split: no result was posted)", "submitted": "submitted (no result yet)"}
+                  "fallback": "paid (equal split: no result was posted)", "submitted": "revealed (no result yet)",
+                  "committed": "committed (not revealed yet)", "not_revealed": "committed, never revealed (stake lost)"}
 
 
 def cmd_task_results(args: argparse.Namespace) -> int:
@@ -244,16 +362,18 @@ def cmd_task_results(args: argparse.Namespace) -> int:
         # validation accuracy of the model the round published (the next round's input)
         "accuracy": r.accuracy, "accuracy_before": r.accuracy_before,
         "outliers": r.outliers, "rejected": r.rejected, "bps": r.bps, "credited_wei": r.credited_by_trainer,
+        "seed": r.seed, "committed": r.committed, "revealed": r.revealed, "stakes_lost_wei": r.stakes_lost_wei,
         "trainers": [{"address": t.address, "status": _trainer_status(t), "reason": t.reason,
-                      "bps": t.bps, "credited_wei": t.credited_wei} for t in r.trainers],
+                      "bps": t.bps, "credited_wei": t.credited_wei, "stake_lost_wei": t.stake_lost_wei} for t in r.trainers],
         "receipt_error": r.receipt_error,
     } for r in settled]
     groups = {"paid": ("kept", "fallback"), "outlier": ("outlier",), "rejected": ("rejected",),
-              "did_not_submit": ("not_submitted",)}
+              "did_not_reveal": ("not_revealed",), "did_not_submit": ("not_submitted",)}
     counts = {p.address: {k: sum(1 for r in settled for t in r.trainers if t.address == p.address and t.status in v)
                           for k, v in groups.items()} for p in view.payouts.trainers}
     totals = [{"address": p.address, "credited_wei": p.credited_wei, "withdrawn_wei": p.withdrawn_wei,
-               "owed_wei": p.owed_wei, "rounds": counts[p.address]} for p in view.payouts.trainers]
+               "owed_wei": p.owed_wei, "stake_wei": p.stake_wei, "stake_lost_wei": p.stake_lost_wei,
+               "rounds": counts[p.address]} for p in view.payouts.trainers]
     if args.plot:
         from market_app.api.plot import plot_task
 
@@ -267,7 +387,10 @@ def cmd_task_results(args: argparse.Namespace) -> int:
           f"reward {_money(view.task.reward_wei, view.task.token)}, {len(view.task.trainers)} trainers joined")
     for r in settled:
         acc = f", validation accuracy {r.accuracy:.3f} (published model)" if r.accuracy is not None else ""
-        print(f"round {r.round} ({r.status}{acc}): model {r.model_cid} receipt {r.receipt_cid}")
+        seed = f", seed {r.seed[:10]}…" if r.seed else ""
+        lost = f", stakes lost {_num(r.stakes_lost_wei, view.task.token)}" if int(r.stakes_lost_wei) else ""
+        print(f"round {r.round} ({r.status}{acc}): {r.committed} committed, {r.revealed} revealed{seed}{lost}; "
+              f"model {r.model_cid} receipt {r.receipt_cid}")
         if r.receipt_error:
             print(f"  receipt unreadable: {r.receipt_error}")
         for t in r.trainers:
@@ -279,8 +402,9 @@ def cmd_task_results(args: argparse.Namespace) -> int:
     print(f"total per trainer (task {args.task}):")
     for p in view.payouts.trainers:
         c = counts[p.address]
-        print(f"  {p.address}  {_money(p.credited_wei, view.task.token)} credited ({_num(p.owed_wei, view.task.token)} not withdrawn); "
-              f"paid {c['paid']}, outlier {c['outlier']}, rejected {c['rejected']}, did not submit {c['did_not_submit']}")
+        print(f"  {p.address}  {_money(p.credited_wei, view.task.token)} credited ({_num(p.owed_wei, view.task.token)} owed now); "
+              f"paid {c['paid']}, outlier {c['outlier']}, rejected {c['rejected']}, did not reveal {c['did_not_reveal']}, "
+              f"did not submit {c['did_not_submit']}")
     return 0
 
 
@@ -290,9 +414,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q = tsub.add_parser(
         "create", help="publish a spec and escrow the reward",
         description="Publish the task's spec and initial model and escrow the reward, split into equal per-round "
-        "pools. Round 0 opens at once: trainers must join (and submit) before a round's submission window closes. "
-        "A round closes at the end of its submission window, or early only when --max-trainers trainers have "
-        "submitted; the aggregator then has the result window to post.",
+        "pools. The schedule is fixed now: round 0 opens at once and round r at r periods later, each round running "
+        "a commit window (trainers must join, with the stake, and commit before it ends; it closes early only when "
+        "--max-trainers trainers have committed), a reveal window, the aggregator's result window and, with "
+        "--backup-aggregator, the backup's window. The contract takes windows of at least 60 s (commit), "
+        "30 s (reveal) and 60 s (result), at most 30 days each.",
     )
     _chain_opts(q)
     q.add_argument("--spec", help="task spec file (.json or .toml; see docs/spec-reference.md, or write one with "
@@ -300,14 +426,26 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q.add_argument("--validation", required=True, help="validation set (.npz/.csv) you give the aggregator; "
                    "checked against the spec before anything is sent")
     q.add_argument("--aggregator", required=True, help="aggregator address")
+    q.add_argument("--backup-aggregator", metavar="ADDRESS",
+                   help="a second aggregator that may post in a window of its own after the aggregator's (default: none)")
     q.add_argument("--rounds", type=int, default=3, metavar="N", help="training rounds, 1..10000")
     q.add_argument("--reward", default="1", metavar="ETH", help="reward in ETH, split equally over the rounds")
+    q.add_argument("--stake", default="0", metavar="ETH",
+                   help="what each trainer deposits to join, in ETH; lost to the round's paid trainers when it commits "
+                   "and does not reveal or reveals an invalid update, given back when the task ends or it leaves "
+                   "(0: none, for development)")
     q.add_argument("--submit-window", type=int, default=3600, metavar="SECONDS",
-                   help="seconds each round accepts updates (from the moment it opens)")
+                   help="seconds each round accepts commitments (from the moment it opens), at least 60")
+    q.add_argument("--reveal-window", type=int, default=600, metavar="SECONDS",
+                   help="seconds committers then have to reveal, at least 30")
     q.add_argument("--result-window", type=int, default=3600, metavar="SECONDS",
-                   help="seconds the aggregator then has to post; after that anyone may `market task settle`")
+                   help="seconds the aggregator then has to post (and the backup after it), at least 60; after that "
+                   "anyone may `market task settle`")
     q.add_argument("--max-trainers", type=int, default=64, metavar="N",
-                   help="most trainers that may join, 1..256; a round closes early only when this many have submitted")
+                   help="most trainers that may join, 1..256; commits close early only when this many have committed")
+    q.add_argument("--empty-rounds-to-reclaim", type=int, default=0, metavar="K",
+                   help="after K empty rounds in a row (nothing revealed) the owner may reclaim every remaining "
+                   "pool; 0: never early")
     q.set_defaults(func=cmd_task_create)
     q = tsub.add_parser(
         "init", help="write a starting task spec (JSON) from a data file",
@@ -331,15 +469,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         q.set_defaults(func=fn)
 
     for name, fn, helptext, description in (
-        ("reclaim", cmd_task_reclaim, "take back every round's pool nobody can earn any more (then `task refunds`)",
-         "The owner ends the task and moves every remaining pool to its refunds: allowed once the current round's "
-         "submission window is over and nobody submitted to it. Withdraw with `market task refunds`."),
-        ("refunds", cmd_task_refunds, "withdraw the task's refunds (rounding remainders, reclaimed or unearned pools)",
+        ("reclaim", cmd_task_reclaim, "take back every remaining pool after the task's K empty rounds in a row",
+         "The owner ends the task and moves every remaining pool to its refunds: allowed only after the number of "
+         "empty rounds in a row (nothing revealed) the task fixed at creation (--empty-rounds-to-reclaim; 0: "
+         "never), and while nobody has committed to the current round. Withdraw with `market task refunds`."),
+        ("refunds", cmd_task_refunds, "withdraw the task's refunds (empty rounds' pools, reclaimed or unearned pools)",
          "The owner withdraws everything the task has refunded so far to its own address."),
-        ("settle", cmd_task_settle, "settle a round the aggregator did not post (equal split, or refund if nobody submitted)",
-         "The fallback for a silent aggregator: once the round's result window is over (submission deadline plus "
-         "result window), anyone may settle the current round: its pool is split equally among its submitters, or "
-         "refunded to the owner if nobody submitted. `market task status` says when."),
+        ("settle", cmd_task_settle, "settle a round nobody posted (equal split among revealed updates, or refund if none)",
+         "The fallback for a silent aggregator: once the round's result window is over (and the backup's, if the "
+         "task has one), anyone may settle the current round: its pool, plus the stakes of committers that did not "
+         "reveal, is split equally among its revealed updates. A round in which nothing was revealed is refunded "
+         "to the owner (that round's pool only) as soon as its reveal window is over. `market task status` says when."),
     ):
         q = tsub.add_parser(name, help=helptext, description=description)
         q.add_argument("task", type=_task_id)
@@ -349,9 +489,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         _chain_opts(q)
         q.set_defaults(func=fn)
 
-    p = sub.add_parser("verify", help="re-derive a settled round from chain and store (and the proof); exit 1 on any mismatch")
+    p = sub.add_parser(
+        "verify", help="re-derive settled rounds from chain and store (and the proof); exit 1 on any mismatch",
+        description="Check a round's posted result against its receipt and the chain: the postResult calldata (basis "
+        "points, model, receipt, seed, lost stakes) against the receipt, the receipt's input model against the "
+        "chain's previous model, its submissions against the revealed ones, and every rejection that needs no "
+        "validation set (unavailable update, wrong metadata, malformed, shape, NaN, norm, zero update, copy). With "
+        "--validation the whole round is replayed with the chain's seed. Exit 1 on any mismatch.")
     p.add_argument("--task", type=_task_id, required=True, metavar="T")
-    p.add_argument("--round", type=int, required=True, metavar="R", help="a settled round of the task (0-based)")
+    p.add_argument("--round", type=int, metavar="R",
+                   help="a settled round of the task (0-based); default: every round settled by a posted result")
     p.add_argument("--validation", help="the task's validation set (.npz/.csv): also recompute utilities and the model")
     _chain_opts(p, key=False)
     p.set_defaults(func=cmd_verify)

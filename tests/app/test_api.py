@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from market_app.api.app import DASHBOARD, LOOPBACK_HOSTS, create_app
-from market.cid import normalize_cid
 from market.chain.client import Chain
-from tests.conftest import Market, _market
+from market.cid import normalize_cid
+from market_app.api.app import DASHBOARD, LOOPBACK_HOSTS, create_app
 from tests.app.test_api_scenario import POOL, REASON, REWARD, Scenario, build_scenario
+from tests.conftest import Market, _market
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,10 @@ def test_rounds_carry_the_receipt_and_the_chain_data(client: TestClient, shared:
     lines = {t["address"]: (t["status"], t["reason"], t["bps"]) for t in r0["trainers"]}
     assert lines == {t0: ("kept", None, 10_000), t1: ("outlier", None, 0), t2: ("rejected", REASON, 0)}
     assert (r1["status"], r1["settled"], r1["accuracy"], r1["model_cid"]) == ("open", False, None, None)
-    assert [t["status"] for t in r1["trainers"]] == ["submitted", "not_submitted", "not_submitted"]
+    assert [t["status"] for t in r1["trainers"]] == ["committed", "not_submitted", "not_submitted"]
+    assert (r0["committed"], r0["revealed"], r0["seed"][:2], r1["committed"], r1["revealed"], r1["seed"]) == (3, 3, "0x", 1, 0, None)
+    assert [(s["trainer"], s["status"], s["cid"]) for s in r1["submissions"]] == [(t0, "committed", None)]
+    assert (r1["phase"], r0["phase"]) == ("open", "settled")
 
 
 def test_task_list_and_detail(client: TestClient, shared: Scenario) -> None:
@@ -88,6 +91,15 @@ def _client(sc: Scenario, **kwargs: object) -> TestClient:
     return TestClient(create_app(sc.market.contract, sc.store, **kwargs), base_url="http://127.0.0.1")  # type: ignore[arg-type]
 
 
+TOKEN = "test-api-token-" + "x" * 32
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def _creating_client(sc: Scenario) -> TestClient:
+    """A server holding the owner's key, guarded by the API token :data:`TOKEN`."""
+    return _client(sc, creator=sc.market.owner, api_token=TOKEN)
+
+
 def test_a_receipt_missing_from_the_store_is_explained_not_a_crash(fresh: Scenario) -> None:
     client = _client(fresh)
     (fresh.store.root / normalize_cid(fresh.receipt_cid)).unlink()
@@ -105,7 +117,7 @@ def test_a_receipt_missing_from_the_store_is_explained_not_a_crash(fresh: Scenar
 def test_payouts_show_credited_owed_and_withdrawn(fresh: Scenario) -> None:
     client = _client(fresh)
     t0 = fresh.trainers[0]
-    fresh.market.contract.withdraw(t0)
+    fresh.market.contract.withdraw(t0, fresh.task_id)
 
     body = client.get(f"/api/tasks/{fresh.task_id}/payouts").json()
 
@@ -177,9 +189,9 @@ def test_create_task_without_a_server_key_is_403(client: TestClient, shared: Sce
 
 def test_create_task_signs_with_the_server_key_and_never_echoes_it(fresh: Scenario) -> None:
     m = fresh.market
-    client = _client(fresh, creator=m.owner)
+    client = _creating_client(fresh)
 
-    res = client.post("/api/tasks", json=_create_body(m.aggregator.address))
+    res = client.post("/api/tasks", json=_create_body(m.aggregator.address), headers=AUTH)
 
     assert res.status_code == 201, res.text
     body = res.json()
@@ -192,6 +204,22 @@ def test_create_task_signs_with_the_server_key_and_never_echoes_it(fresh: Scenar
     assert key_hex not in res.text and client.get("/api/status").json()["creator"] == m.owner.address
 
 
+def test_create_task_takes_the_schedule_stake_and_backup(fresh: Scenario) -> None:
+    m = fresh.market
+    client = _creating_client(fresh)
+    body = {**_create_body(m.aggregator.address), "submit_window": 120, "reveal_window": 45, "result_window": 90,
+            "stake_eth": "0.01", "backup_aggregator": m.outsider.address, "empty_rounds_to_reclaim": 2}
+
+    res = client.post("/api/tasks", json=body, headers=AUTH)
+
+    assert res.status_code == 201, res.text
+    info = m.contract.task(res.json()["task_id"])
+    assert (info.submit_window, info.reveal_window, info.result_window) == (120, 45, 90)
+    assert (info.stake, info.backup, info.empty_rounds_to_reclaim) == (10**16, m.outsider.address, 2)
+    detail = client.get(f"/api/tasks/{info.task_id}").json()
+    assert (detail["stake_wei"], detail["backup_aggregator"], detail["period"]) == (str(10**16), m.outsider.address, 120 + 45 + 2 * 90)
+
+
 @pytest.mark.parametrize("patch, field", [
     ({"aggregator": "0x123"}, "aggregator"),
     ({"reward_eth": "-1"}, "reward_eth"),
@@ -201,13 +229,19 @@ def test_create_task_signs_with_the_server_key_and_never_echoes_it(fresh: Scenar
     ({"colour": "blue"}, "colour"),
     ({"rounds": 0}, "rounds"),
     ({"submit_window": -1}, "submit_window"),
+    ({"submit_window": 59}, "submit_window"),
+    ({"reveal_window": 29}, "reveal_window"),
+    ({"result_window": 30 * 86400 + 1}, "result_window"),
+    ({"stake_eth": "-1"}, "stake_eth"),
+    ({"backup_aggregator": "0x12"}, "backup_aggregator"),
+    ({"empty_rounds_to_reclaim": -1}, "empty_rounds_to_reclaim"),
     ({"max_trainers": 300}, "max_trainers"),
 ])
 def test_create_task_rejects_bad_fields_with_422(shared: Scenario, patch: dict[str, object], field: str) -> None:
     m = shared.market
-    client = _client(shared, creator=m.owner)
+    client = _creating_client(shared)
 
-    res = client.post("/api/tasks", json={**_create_body(m.aggregator.address), **patch})
+    res = client.post("/api/tasks", json={**_create_body(m.aggregator.address), **patch}, headers=AUTH)
 
     assert res.status_code == 422 and f"body.{field}" in res.json()["message"]
     assert m.contract.task_count() == 1
@@ -215,9 +249,9 @@ def test_create_task_rejects_bad_fields_with_422(shared: Scenario, patch: dict[s
 
 def test_create_task_the_contract_refuses_is_409(shared: Scenario) -> None:
     m = shared.market
-    client = _client(shared, creator=m.owner)
+    client = _creating_client(shared)
 
-    res = client.post("/api/tasks", json=_create_body(m.owner.address))  # owner as its own aggregator
+    res = client.post("/api/tasks", json=_create_body(m.owner.address), headers=AUTH)  # owner as its own aggregator
 
     assert res.status_code == 409 and res.json()["error"] == "contract_refused"
     assert "MarketRoleConflict" in res.json()["message"]
@@ -225,14 +259,63 @@ def test_create_task_the_contract_refuses_is_409(shared: Scenario) -> None:
 
 def test_create_task_with_more_than_the_owner_holds_is_refused_and_sends_nothing(shared: Scenario) -> None:
     m = shared.market
-    client = _client(shared, creator=m.owner)
+    client = _creating_client(shared)
     nonce = m.chain.w3.eth.get_transaction_count(m.owner.address)
 
-    res = client.post("/api/tasks", json={**_create_body(m.aggregator.address), "reward_eth": "9" * 20})
+    res = client.post("/api/tasks", json={**_create_body(m.aggregator.address), "reward_eth": "9" * 20}, headers=AUTH)
 
     assert res.status_code in (409, 502) and "\n" not in res.json()["message"], res.text
     assert "less than the reward" in res.json()["message"]
     assert m.chain.w3.eth.get_transaction_count(m.owner.address) == nonce and m.contract.task_count() == 1
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "Bearer"},
+    {"Authorization": "Bearer wrong-token-" + "y" * 32},
+    {"Authorization": f"Bearer {TOKEN[:-1]}"},
+    {"Authorization": f"Basic {TOKEN}"},
+    {"Authorization": f"Bearer {TOKEN}é".encode("latin-1")},  # not ASCII: still a 401, not a crash
+    {"X-Api-Token": TOKEN},
+])
+def test_create_task_without_the_right_token_is_401_and_signs_nothing(
+    shared: Scenario, headers: dict[str, str | bytes],
+) -> None:
+    m = shared.market
+    client = _creating_client(shared)
+    nonce = m.chain.w3.eth.get_transaction_count(m.owner.address)
+
+    ok = client.post("/api/tasks", json=_create_body(m.aggregator.address), headers=headers)
+    bad = client.post("/api/tasks", json={"colour": "blue"}, headers=headers)  # refused before the body is read
+
+    for res in (ok, bad):
+        assert res.status_code == 401 and res.headers["www-authenticate"] == "Bearer", res.text
+        assert set(res.json()) == {"error", "message"} and res.json()["error"] == "unauthorized"
+        assert "Authorization: Bearer" in res.json()["message"] and "\n" not in res.json()["message"]
+        assert TOKEN not in res.text
+    assert m.contract.task_count() == 1 and m.chain.w3.eth.get_transaction_count(m.owner.address) == nonce
+
+
+def test_reads_need_no_token(shared: Scenario) -> None:
+    client = _creating_client(shared)
+
+    for path in ("/api/status", "/api/tasks", f"/api/tasks/{shared.task_id}", f"/api/tasks/{shared.task_id}/rounds", "/"):
+        assert client.get(path).status_code == 200, path
+
+
+def test_the_spec_declares_the_bearer_token_on_post_tasks_only(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+
+    assert spec["components"]["securitySchemes"]["apiToken"] == {
+        "type": "http", "scheme": "bearer", "description": spec["components"]["securitySchemes"]["apiToken"]["description"]}
+    assert spec["paths"]["/api/tasks"]["post"]["security"] == [{"apiToken": []}]
+    assert "401" in spec["paths"]["/api/tasks"]["post"]["responses"]
+    assert all("security" not in op for path in spec["paths"].values() for method, op in path.items() if method == "get")
+
+
+def test_a_server_holding_a_key_needs_a_token(shared: Scenario) -> None:
+    with pytest.raises(ValueError, match="api_token"):
+        create_app(shared.market.contract, shared.store, creator=shared.market.owner)
 
 
 def test_requests_for_another_host_name_are_refused(shared: Scenario) -> None:

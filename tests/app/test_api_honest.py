@@ -66,18 +66,17 @@ def test_an_old_receipt_without_the_published_accuracy_shows_accuracy_after(mark
 def test_payouts_are_per_task_when_a_trainer_is_paid_by_two_tasks(market: Market, tmp_path: Path) -> None:
     first = build_scenario(market, tmp_path / "s1")  # task 1 credits trainer 0 the pool of round 0
     t0 = first.trainers[0].address
-    market.contract.withdraw(first.trainers[0])
+    market.contract.withdraw(first.trainers[0], first.task_id)
     second = build_scenario(market, tmp_path / "s2")  # task 2 credits it again, after the withdrawal
     store = LocalStore(tmp_path / "s1")
 
     one = {p["address"]: p for p in _client(market, store).get("/api/tasks/1/payouts").json()["trainers"]}[t0]
     two = {p["address"]: p for p in _client(market, second.store).get("/api/tasks/2/payouts").json()["trainers"]}[t0]
 
-    # task 1: credited and all withdrawn; what the account owes now comes from task 2 only
+    # each task keeps its own balance: task 1 credited and all withdrawn, task 2 credited and owed
     assert (one["credited_wei"], one["withdrawn_wei"], one["owed_wei"]) == (str(POOL), str(POOL), "0")
     assert (two["credited_wei"], two["withdrawn_wei"], two["owed_wei"]) == (str(POOL), "0", str(POOL))
-    assert one["owed_all_tasks_wei"] == two["owed_all_tasks_wei"] == str(POOL)
-    assert (one["withdrawn_all_tasks_wei"], two["withdrawn_all_tasks_wei"]) == (str(POOL), "0")
+    assert "owed_all_tasks_wei" not in one
 
 
 def test_unwithdrawn_credits_of_two_tasks_are_each_tasks_own(market: Market, tmp_path: Path) -> None:
@@ -87,7 +86,9 @@ def test_unwithdrawn_credits_of_two_tasks_are_each_tasks_own(market: Market, tmp
 
     one = {p["address"]: p for p in _client(market, first.store).get("/api/tasks/1/payouts").json()["trainers"]}[t0]
     two = {p["address"]: p for p in _client(market, second.store).get("/api/tasks/2/overview").json()["payouts"]["trainers"]}[t0]
-
     assert one["owed_wei"] == two["owed_wei"] == str(POOL)  # not the account's 2 x POOL under each task
-    assert one["owed_all_tasks_wei"] == str(2 * POOL)
     assert one["withdrawn_wei"] == "0"
+
+    market.contract.withdraw(second.trainers[0], second.task_id)  # withdrawing task 2 leaves task 1's credit owed
+    one = {p["address"]: p for p in _client(market, first.store).get("/api/tasks/1/payouts").json()["trainers"]}[t0]
+    assert (one["owed_wei"], one["withdrawn_wei"]) == (str(POOL), "0")

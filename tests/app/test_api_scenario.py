@@ -1,9 +1,10 @@
 """A hand-made task for the API tests, small enough to check every number by hand.
 
-Task 1 on the in-process chain: 3 trainers, 2 rounds, reward 1 ETH (pools of 0.5 ETH).
-Round 0 was settled by the aggregator's result: trainer 0 kept (10,000 bps, so
-0.5 ETH), trainer 1 an outlier, trainer 2 rejected ("update has NaN values");
-validation accuracy 0.5 → 0.9.  Round 1 is open with trainer 0's update only.
+Task 1 on the in-process chain: 3 trainers, 2 rounds, reward 1 ETH (pools of 0.5 ETH), no stake.
+Round 0: the three committed and revealed; it was settled by the aggregator's result with the
+chain's seed: trainer 0 kept (10,000 bps, so 0.5 ETH), trainer 1 an outlier, trainer 2 rejected
+("update has NaN values", its stake lost); validation accuracy 0.5 → 0.9.  Round 1 is open (commit
+phase) with trainer 0's commitment only.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from pathlib import Path
 
 from eth_account.signers.local import LocalAccount
 
-from eth_utils import keccak
 from market.receipt import Receipt, ReceiptDetails, ReceiptSubmission
 from market.spec import TaskSpec
 from market.store import LocalStore, put_json
+from tests.app.chain_steps import commit, commit_and_reveal, commitment_of, open_round, post
 from tests.conftest import Market
 
 REWARD = 10**18
@@ -49,28 +50,27 @@ def build_scenario(market: Market, store_dir: Path, *, accuracy_model: float | N
                                aggregator=market.aggregator.address, rounds=2, reward_wei=REWARD, max_trainers=3 + idle)
     for t in [*trainers, *idlers]:
         c.join(t, task_id)
-    cids = []
-    for i, t in enumerate(trainers):
-        cid = store.put(f"update of trainer {i}, round 0".encode())
-        c.submit_update(t, task_id, 0, cid, keccak(text=f"{task_id}:0:{t.address}:{cid}"))
-        cids.append(cid)
+    cids = [store.put(f"update of trainer {i}, round 0".encode()) for i in range(len(trainers))]
+    # every trainer commits; with idlers the commits close by the deadline, else as soon as all three committed
+    commit_and_reveal(c, task_id, list(zip(trainers, cids)))
+    info = c.task(task_id)
     t0, t1, t2 = (t.address for t in trainers)
     model_cid = store.put(b"aggregated model of round 0")
+    seed = c.round_seed(task_id, info)
     receipt = Receipt(
         task_id=task_id, round=0, spec_cid=spec_cid, validation_commitment="0x" + "07" * 32,
         input_model_cid=initial_cid, model_cid=model_cid,
-        submissions=[ReceiptSubmission(trainer=t.address, cid=cid, commitment="0x" + keccak(text=f"{task_id}:0:{t.address}:{cid}").hex())
+        submissions=[ReceiptSubmission(trainer=t.address, cid=cid, commitment="0x" + commitment_of(cid).hex())
                      for t, cid in zip(trainers, cids)],
         outliers=[t1], rejected={t2: REASON},
         contributions={t0: 1.0, t1: 0.0, t2: 0.0}, bps={t0: 10_000, t1: 0, t2: 0}, bps_vector=[10_000, 0, 0],
-        valuation_seed=0,
+        valuation_seed=int.from_bytes(seed[:8], "big") >> 1,
         details=ReceiptDetails(accuracy_before=0.5, accuracy_after=0.9, accuracy_model=accuracy_model, valuation="exact",
                                robust={"rule": "multikrum", "applied": "multikrum"}),
+        round_seed="0x" + seed.hex(), lost=[t2],
     )
     receipt_cid = put_json(store, receipt.to_json())
-    if idle:
-        market.chain.advance_time(c.task(task_id).submit_window + 1)  # submissions close by the deadline
-    c.post_result(market.aggregator, task_id, 0, model_cid, receipt_cid, [10_000, 0, 0])
-    cid = store.put(b"update of trainer 0, round 1")
-    c.submit_update(trainers[0], task_id, 1, cid, keccak(text=f"{task_id}:1:{t0}:{cid}"))
+    post(c, market.aggregator, task_id, model_cid, receipt_cid, [10_000, 0, 0], lost_mask=0b100)
+    open_round(c, task_id)
+    commit(c, trainers[0], task_id, store.put(b"update of trainer 0, round 1"))
     return Scenario(market, store, task_id, trainers, cids, model_cid, receipt_cid, spec_cid)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.app.chain_steps import ClockDriver, commit
 from tests.conftest import MARKET, clean_env
 
 
@@ -43,6 +42,29 @@ def test_simulate_on_anvil_writes_the_report(tmp_path: Path) -> None:
     fin = report["final"]
     assert sum(map(int, fin["withdrawn_wei"].values())) + int(fin["refunded_wei"]) + int(fin["escrow_left_wei"]) == int(report["reward_wei"])
     assert report["config"]["chain"] == "anvil" and report["rounds"][0]["gas"]["post_result"] > 0
+    assert all((r["reveal"]["committed"], r["reveal"]["revealed"]) == (6, 6) for r in report["rounds"])
+    assert report["rounds"][0]["gas"]["reveal"] > 0
+
+
+def test_simulate_with_stakes_shows_the_reveal_phase_and_the_money_identity(tmp_path: Path) -> None:
+    proc = run(["simulate", "--chain", "tester", "--trainers", "3", "--attackers", "1", "--rounds", "2", "--stake", "0.05",
+                "--report", "r.json"], tmp_path)
+    text = " ".join(proc.stdout.split())
+    report = json.loads((tmp_path / "r.json").read_text())
+    fin = report["final"]
+
+    for r in report["rounds"]:
+        seed = r["reveal"]["seed"]
+        assert f"round {r['round']} · test accuracy" in text
+        assert f"3 committed · 3 revealed · seed {seed[:10]}…" in text
+    assert "revealed" in text and "reveal" in text
+    assert fin["stake_wei"] == str(5 * 10**16) and fin["stakes_lost_wei"] == "0"  # the sign-flipper is valid, an outlier
+    assert fin["stakes_returned_wei"] == str(3 * 5 * 10**16)
+    withdrawn = sum(map(int, fin["withdrawn_wei"].values()))
+    total = withdrawn + int(fin["refunded_wei"]) + int(fin["escrow_left_wei"])
+    assert total == int(report["reward_wei"]) + int(fin["stakes_returned_wei"]) + int(fin["stakes_lost_wei"])
+    assert (f"withdrawn + refunded + escrow left = {total} wei = reward {report['reward_wei']} + stakes returned "
+            f"{fin['stakes_returned_wei']} + stakes lost 0 wei") in text
 
 
 @pytest.mark.parametrize(
@@ -67,10 +89,11 @@ def test_roles_as_separate_processes_against_a_devnet(devnet: tuple[Path, dict[s
     accounts = {a["role"]: a["address"] for a in info["accounts"]}  # type: ignore[index, union-attr]
     run(["data", "split", "--trainers", "3", "--out", "data"], cwd)
     out = run(["task", "create", "--key-file", str(keys / "owner.key"), "--aggregator", accounts["aggregator"],
-               "--validation", "data/validation.npz", "--rounds", "2", "--reward", "0.3", "--max-trainers", "3"], cwd).stdout
-    assert "task 1 created" in out
+               "--validation", "data/validation.npz", "--rounds", "2", "--reward", "0.3", "--max-trainers", "3",
+               "--stake", "0.01"], cwd).stdout
+    assert "task 1 created" in out and "stake 0.010000 ETH per trainer" in out
     for i in (1, 2, 3):
-        run(["trainer", "join", "1", "--key-file", str(keys / f"trainer-{i}.key")], cwd)
+        assert "with a stake of 0.010000 ETH" in run(["trainer", "join", "1", "--key-file", str(keys / f"trainer-{i}.key")], cwd).stdout
     env = clean_env()
     trainers = [
         subprocess.Popen(MARKET + ["trainer", "run", "1", "--key-file", str(keys / f"trainer-{i}.key"),
@@ -78,24 +101,35 @@ def test_roles_as_separate_processes_against_a_devnet(devnet: tuple[Path, dict[s
                          cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for i in (1, 2, 3)
     ]
-    agg = run(["aggregator", "run", "1", "--key-file", str(keys / "aggregator.key"),
-               "--validation", "data/validation.npz", "--timeout", "120"], cwd, timeout=240)
-    for p in trainers:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        assert out.count("submitted") == 2
+    # round 1 opens by the task's schedule: the clock is moved there rather than waited for
+    with ClockDriver(str(info["rpc"]), str(info["contract"]), 1) as clock:
+        agg = run(["aggregator", "run", "1", "--key-file", str(keys / "aggregator.key"),
+                   "--validation", "data/validation.npz", "--timeout", "120"], cwd, timeout=240)
+        for p in trainers:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+            assert out.count("committed to") == 2 and out.count("revealed") == 2, out
+    assert clock.error is None and (1, "waiting") in clock.moves
     assert agg.stdout.count("posted model") == 2
 
     results = json.loads(run(["task", "results", "1", "--json"], cwd).stdout)
     assert [r["settlement"] for r in results["rounds"]] == ["result", "result"]
     assert all(sum(r["bps"].values()) == 10_000 for r in results["rounds"])
+    assert all((r["committed"], r["revealed"]) == (3, 3) and r["seed"].startswith("0x") for r in results["rounds"])
+    verified = run(["verify", "--task", "1"], cwd).stdout  # every round, checked against the chain
+    assert "2 of 2 rounds verified" in verified and "FAIL" not in verified
     paid = run(["trainer", "withdraw", "--key-file", str(keys / "trainer-1.key")], cwd).stdout
-    assert "withdrew" in paid
+    assert paid.startswith("task 1: withdrew")
     again = run(["trainer", "withdraw", "--key-file", str(keys / "trainer-1.key")], cwd, check=False)
     assert "nothing to withdraw" in one_line_error(again)
 
 
 def test_unknown_task_and_late_submission_are_one_line_errors(devnet: tuple[Path, dict[str, object]]) -> None:
+    from market.chain.client import Chain
+    from market.chain.contract import MarketContract
+    from market.chain.devchain import read_key_file
+    from market.cid import compute_cid
+
     cwd, info = devnet
     keys = Path(info["accounts"][0]["key_file"]).parent  # type: ignore[index]
     accounts = {a["role"]: a["address"] for a in info["accounts"]}  # type: ignore[index, union-attr]
@@ -104,9 +138,12 @@ def test_unknown_task_and_late_submission_are_one_line_errors(devnet: tuple[Path
 
     run(["data", "split", "--trainers", "2", "--out", "data"], cwd)
     run(["task", "create", "--key-file", str(keys / "owner.key"), "--aggregator", accounts["aggregator"],
-         "--validation", "data/validation.npz", "--rounds", "1", "--submit-window", "2"], cwd)
+         "--validation", "data/validation.npz", "--rounds", "1", "--submit-window", "60", "--reveal-window", "30",
+         "--result-window", "60"], cwd)
     run(["trainer", "join", "1", "--key-file", str(keys / "trainer-1.key")], cwd)
-    time.sleep(3)
+    contract = MarketContract(Chain.connect(str(info["rpc"])), str(info["contract"]))
+    commit(contract, read_key_file(keys / "trainer-2.key"), 1, compute_cid(b"on time"))  # another trainer was on time
+    contract.chain.advance_to(contract.schedule(1)[1])  # past the commit deadline: the round is in its reveal window
     late = run(["trainer", "run", "1", "--once", "--key-file", str(keys / "trainer-1.key"),
                 "--data", "data/trainer-1.npz"], cwd, check=False)
     assert "too late" in one_line_error(late) and "MarketSubmissionClosed" in late.stderr

@@ -1,6 +1,6 @@
 """The owner's money commands (`market task reclaim | refunds | settle`), the round's phase in `market task
 status`, `market verify` on a round that does not exist, and `--help` with defaults and units (issue 12, rows
-3, 6, 11, 14). In-process on the py-evm chain (the CLI's chain connection patched to it), plus one run of the
+3, 6, 11, 14), and issue 14's stakes, per-task withdrawals, commit-reveal phases and K empty rounds. In-process on the py-evm chain (the CLI's chain connection patched to it), plus one run of the
 real console script against Anvil, whose latest block stops moving while nobody transacts."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import pytest
 
 from market.cid import compute_cid
 from market_app.cli.main import main
+from tests.app.chain_steps import close_commits, commit, open_round, past_windows, reveal
 from tests.conftest import MARKET, ROOT, Market
 
 ETH = 10**18
@@ -23,11 +24,14 @@ ETH = 10**18
 @pytest.fixture
 def cli(market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Any:
     """``cli(args) -> (exit code, stdout, stderr)`` with the CLI's chain being the in-process one."""
+    import market_app.cli.roles as roles_cli
     import market_app.cli.task as task_cli
 
     monkeypatch.setattr(task_cli, "_contract", lambda args: market.contract)
+    monkeypatch.setattr(roles_cli, "_contract", lambda args: market.contract)
     monkeypatch.chdir(tmp_path)
-    for name, acct in (("owner", market.owner), ("outsider", market.outsider), ("trainer", market.trainers[0])):
+    for name, acct in (("owner", market.owner), ("outsider", market.outsider), ("trainer", market.trainers[0]),
+                       ("trainer1", market.trainers[1])):
         (tmp_path / f"{name}.key").write_text(acct.key.hex() + "\n")
 
     def run(*args: str) -> tuple[int, str, str]:
@@ -39,20 +43,25 @@ def cli(market: Market, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys:
 
 
 def create(m: Market, rounds: int = 2, reward: int = ETH, max_trainers: int = 3, window: int = 100,
-           result_window: int | None = None) -> int:
+           result_window: int | None = None, reveal_window: int = 50, stake: int = 0, empty_rounds: int = 0) -> int:
     task_id, _ = m.contract.create_task(
         m.owner, spec_cid=compute_cid(b"spec"), initial_model_cid=compute_cid(b"init"), validation_commitment=b"\x11" * 32,
         aggregator=m.aggregator.address, rounds=rounds, reward_wei=reward, max_trainers=max_trainers,
-        submit_window=window, result_window=window if result_window is None else result_window,
+        submit_window=window, reveal_window=reveal_window, result_window=window if result_window is None else result_window,
+        stake_wei=stake, empty_rounds_to_reclaim=empty_rounds,
     )
     return task_id
 
 
-def submit(m: Market, task_id: int, n: int, round_: int = 0) -> None:
-    for i, t in enumerate(m.trainers[:n]):
-        if not m.contract.is_trainer(task_id, t.address):
-            m.contract.join(t, task_id)
-        m.contract.submit_update(t, task_id, round_, compute_cid(bytes([round_, i])), b"\x01" * 32)
+def submit(m: Market, task_id: int, n: int, reveal_n: int | None = None) -> None:
+    """The first ``n`` trainers commit to the current round; the first ``reveal_n`` (default all) reveal."""
+    open_round(m.contract, task_id)
+    cids = [compute_cid(bytes([m.contract.task(task_id).current_round, i])) for i in range(n)]
+    for t, c in zip(m.trainers[:n], cids):
+        commit(m.contract, t, task_id, c)
+    close_commits(m.contract, task_id)
+    for t, c in list(zip(m.trainers[:n], cids))[: n if reveal_n is None else reveal_n]:
+        reveal(m.contract, t, task_id, c)
 
 
 def one_line(err: str) -> str:
@@ -62,35 +71,44 @@ def one_line(err: str) -> str:
 
 
 # ----------------------------------------------------------------- reclaim + refunds
-def test_reclaim_then_withdraw_refunds(cli: Any, market: Market) -> None:
-    t = create(market, rounds=3, reward=3 * ETH)
+def test_reclaim_needs_the_tasks_empty_rounds_in_a_row(cli: Any, market: Market) -> None:
+    never = create(market, rounds=3, reward=3 * ETH)
+    code, _, err = cli("task", "reclaim", str(never), "--key-file", "owner.key")
+    assert code != 0 and "created with --empty-rounds-to-reclaim 0: the owner never reclaims early" in one_line(err)
+    assert "MarketNotAbandoned" in err
 
+    t = create(market, rounds=4, reward=4 * ETH, empty_rounds=2)
     code, _, err = cli("task", "reclaim", str(t), "--key-file", "owner.key")
-    assert code != 0 and "submissions are still open until unix time" in one_line(err) and "MarketSubmissionsOpen" in err
-    market.chain.advance_time(101)
+    assert code != 0 and "only after 2 empty rounds in a row (nothing revealed), 0 so far" in one_line(err)
+    for r in (0, 1):  # two rounds in which nobody commits, each refunded (its own pool only) when settled
+        close_commits(market.contract, t)
+        code, out, _ = cli("task", "settle", str(t), "--round", str(r), "--key-file", "outsider.key")
+        assert code == 0 and f"round {r} settled: nothing was revealed, that round's pool of 1.000000 ETH" in out
     code, _, err = cli("task", "reclaim", str(t), "--key-file", "outsider.key")
     assert code != 0 and "only the task's owner may do this" in one_line(err)
 
     code, out, _ = cli("task", "reclaim", str(t), "--key-file", "owner.key")
     assert code == 0
-    assert out.strip() == (f"task {t}: reclaimed 3.000000 ETH ({3 * ETH} wei) of unused rounds; the task is finished; "
-                           f"withdraw it with `market task refunds {t}`")
+    assert out.strip() == (f"task {t}: reclaimed 2.000000 ETH ({2 * ETH} wei) of unused rounds after 2 empty rounds in a "
+                           f"row; the task is finished; withdraw it with `market task refunds {t}`")
 
     before = market.chain.balance(market.owner.address)
     code, out, _ = cli("task", "refunds", str(t), "--key-file", "owner.key")
     assert code == 0
-    assert out.strip() == f"task {t}: withdrew 3.000000 ETH ({3 * ETH} wei) of refunds to {market.owner.address}"
-    assert market.chain.balance(market.owner.address) > before + 3 * ETH - 10**16  # minus gas
+    assert out.strip() == f"task {t}: withdrew 4.000000 ETH ({4 * ETH} wei) of refunds to {market.owner.address}"
+    assert market.chain.balance(market.owner.address) > before + 4 * ETH - 10**16  # minus gas
     code, _, err = cli("task", "refunds", str(t), "--key-file", "owner.key")
     assert code != 0 and "nothing to withdraw" in one_line(err)
 
 
-def test_reclaim_refused_while_a_round_has_submissions(cli: Any, market: Market) -> None:
-    t = create(market)
-    submit(market, t, 1)
-    market.chain.advance_time(101)
+def test_reclaim_refused_while_a_round_has_commitments(cli: Any, market: Market) -> None:
+    t = create(market, rounds=3, empty_rounds=1)
+    close_commits(market.contract, t)
+    market.contract.settle_without_result(market.outsider, t)  # round 0 empty: streak 1
+    open_round(market.contract, t)
+    commit(market.contract, market.trainers[0], t, compute_cid(b"u"))
     code, _, err = cli("task", "reclaim", str(t), "--key-file", "owner.key")
-    assert code != 0 and "round 0 has submissions: settle it instead of reclaiming" in one_line(err)
+    assert code != 0 and "round 1 has commitments: it must be settled first" in one_line(err)
 
 
 # --------------------------------------------------------------------------- settle
@@ -99,32 +117,116 @@ def test_settle_a_silent_aggregators_round(cli: Any, market: Market) -> None:
     submit(market, t, 2)
 
     code, _, err = cli("task", "settle", str(t), "--round", "0", "--key-file", "outsider.key")
-    assert code != 0 and "the aggregator may still post until unix time" in one_line(err)
+    assert code != 0 and "the result window is open until unix time" in one_line(err)
     code, _, err = cli("task", "settle", str(t), "--round", "5", "--key-file", "outsider.key")
     assert code != 0 and f"task {t} has rounds 0..1: round 5 does not exist" in one_line(err)
     code, _, err = cli("task", "settle", str(t), "--round", "1", "--key-file", "outsider.key")
     assert code != 0 and f"round 1 of task {t} has not opened yet: round 0 is current" in one_line(err)
 
-    market.chain.advance_time(201)
+    past_windows(market.contract, t)
     code, out, _ = cli("task", "settle", str(t), "--round", "0", "--key-file", "outsider.key")
     assert code == 0
     half = ETH // 2
     assert out.strip() == (f"task {t} round 0 settled without a result: 0.500000 ETH ({half} wei) split equally "
-                           "among 2 submitters")
-    assert market.contract.owed(market.trainers[0].address) == half // 2
+                           "among 2 revealed updates")
+    assert market.contract.owed(t, market.trainers[0].address) == half // 2
 
     code, _, err = cli("task", "settle", str(t), "--round", "0", "--key-file", "outsider.key")
     assert code != 0
     assert f"round 0 of task {t} is already settled (fallback); the current round is 1: `market task settle {t} --round 1`" \
         in one_line(err)
 
-    market.chain.advance_time(201)  # round 1: nobody submitted
+    open_round(market.contract, t)  # round 1: nobody commits; refundable once its commit window is over
+    code, _, err = cli("task", "settle", str(t), "--round", "1", "--key-file", "owner.key")
+    assert code != 0 and "the round's reveal window is still open until unix time" in one_line(err)
+    close_commits(market.contract, t)
     code, out, _ = cli("task", "settle", str(t), "--round", "1", "--key-file", "owner.key")
     assert code == 0
-    assert out.strip() == (f"task {t} round 1 settled: nobody submitted, 0.500000 ETH ({half} wei) refunded to the owner "
-                           f"(withdraw with `market task refunds {t}`)")
+    assert out.strip() == (f"task {t} round 1 settled: nothing was revealed, that round's pool of 0.500000 ETH ({half} wei) "
+                           f"refunded to the owner (withdraw with `market task refunds {t}`)")
     code, _, err = cli("task", "settle", str(t), "--round", "1", "--key-file", "owner.key")
     assert code != 0 and "the task has finished: every round is settled" in one_line(err)
+
+
+def test_settle_gives_the_stakes_of_committers_that_did_not_reveal_to_those_that_did(cli: Any, market: Market) -> None:
+    stake = ETH // 10
+    t = create(market, rounds=1, reward=ETH, stake=stake)
+    submit(market, t, 3, reveal_n=2)  # trainer 2 commits and never reveals
+    past_windows(market.contract, t)
+    code, out, _ = cli("task", "settle", str(t), "--round", "0", "--key-file", "outsider.key")
+    assert code == 0
+    assert out.strip() == (f"task {t} round 0 settled without a result: 1.100000 ETH ({ETH + stake} wei) split equally "
+                           f"among 2 revealed updates (with 0.100000 ETH ({stake} wei) of stakes lost by committers that "
+                           "did not reveal)")
+    # the task finished: each revealer is owed half of the pool and the lost stake, plus its own stake back
+    assert market.contract.owed(t, market.trainers[0].address) == (ETH + stake) // 2 + stake
+    assert market.contract.owed(t, market.trainers[2].address) == 0
+
+
+def test_an_empty_round_refund_carries_the_lost_stakes_on(cli: Any, market: Market) -> None:
+    stake = ETH // 10
+    t = create(market, rounds=2, reward=2 * ETH, stake=stake)
+    submit(market, t, 1, reveal_n=0)  # the only committer does not reveal
+    market.chain.advance_to(market.contract.schedule(t)[2])  # the reveal deadline
+    code, out, _ = cli("task", "settle", str(t), "--round", "0", "--key-file", "outsider.key")
+    assert code == 0
+    assert out.strip() == (f"task {t} round 0 settled: nothing was revealed, that round's pool of 1.000000 ETH ({ETH} wei) "
+                           f"refunded to the owner (withdraw with `market task refunds {t}`); 0.100000 ETH ({stake} wei) "
+                           "of stakes lost by committers that did not reveal goes to the next round's paid trainers")
+
+
+def test_a_last_empty_round_refunds_the_stakes_nobody_can_be_paid(cli: Any, market: Market) -> None:
+    stake = ETH // 10
+    t = create(market, rounds=1, reward=ETH, stake=stake)
+    submit(market, t, 1, reveal_n=0)
+    market.chain.advance_to(market.contract.schedule(t)[2])
+    code, out, _ = cli("task", "settle", str(t), "--round", "0", "--key-file", "outsider.key")
+    assert code == 0
+    assert out.strip() == (f"task {t} round 0 settled: nothing was revealed, that round's pool of 1.000000 ETH ({ETH} wei) "
+                           f"refunded to the owner (withdraw with `market task refunds {t}`); 0.100000 ETH ({stake} wei) "
+                           "of lost stakes refunded too (no later round to pay them to)")
+
+
+# ---------------------------------------------------------------------- trainer money
+def test_withdraw_per_task_to_another_address_and_leave(cli: Any, market: Market) -> None:
+    stake = ETH // 10
+    tasks = []
+    for rounds, task_stake in ((1, 0), (2, stake)):  # each created when the one before is settled: the clock moves
+        t = create(market, rounds=rounds, reward=rounds * ETH, stake=task_stake)
+        tasks.append(t)
+        submit(market, t, 2)
+        past_windows(market.contract, t)
+        market.contract.settle_without_result(market.outsider, t)
+    one, two = tasks
+    me = market.trainers[0].address
+    assert market.contract.owed(one, me) == ETH // 2 and market.contract.owed(two, me) == ETH // 2
+
+    code, _, err = cli("trainer", "withdraw", "--task", str(two), "--key-file", "outsider.key")
+    assert code != 0 and f"nothing to withdraw from task {two}" in one_line(err)
+    to = market.outsider.address
+    before = market.chain.balance(to)
+    code, out, _ = cli("trainer", "withdraw", "--task", str(one), "--to", to, "--key-file", "trainer.key")
+    assert code == 0 and out.strip() == f"task {one}: withdrew 0.500000 ETH ({ETH // 2} wei) to {to}"
+    assert market.chain.balance(to) == before + ETH // 2 and market.contract.owed(two, me) == ETH // 2
+
+    code, _, err = cli("trainer", "withdraw", "--task", str(one), "--key-file", "trainer.key")
+    assert code != 0 and f"nothing to withdraw from task {one}" in one_line(err)
+
+    code, out, _ = cli("trainer", "leave", "--task", str(two), "--key-file", "trainer.key")  # between rounds
+    assert code == 0 and f"left task {two} and gave its seat up: its stake of 0.100000 ETH ({stake} wei) is withdrawable" in out
+    code, out, _ = cli("trainer", "withdraw", "--key-file", "trainer.key")  # every joined task: only two owes
+    assert code == 0 and out.strip() == f"task {two}: withdrew 0.600000 ETH ({ETH // 2 + stake} wei) to {me}"
+    code, _, err = cli("trainer", "withdraw", "--key-file", "trainer.key")
+    assert code != 0 and "nothing to withdraw: " in one_line(err) and "is owed nothing by the 2 tasks it joined" in err
+
+    open_round(market.contract, two)
+    commit(market.contract, market.trainers[1], two, compute_cid(b"x"))
+    code, _, err = cli("trainer", "leave", "--task", str(two), "--key-file", "trainer1.key")
+    assert code != 0 and "committed to the current round: leave after it settles" in one_line(err)
+    code, out, _ = cli("trainer", "withdraw", "--task", str(two), "--key-file", "trainer1.key")  # round 0's credit
+    assert code == 0 and out.strip() == f"task {two}: withdrew 0.500000 ETH ({ETH // 2} wei) to {market.trainers[1].address}"
+    code, _, err = cli("trainer", "withdraw", "--task", str(two), "--key-file", "trainer1.key")
+    assert code != 0 and "your stake of 0.100000 ETH comes back when the task ends or you" in one_line(err)
 
 
 # --------------------------------------------------------------------------- status
@@ -137,24 +239,42 @@ def status_line(cli: Any, t: int) -> str:
 def test_status_shows_each_phase_of_a_round(cli: Any, market: Market) -> None:
     t = create(market, rounds=1, max_trainers=2, window=100)
     line = status_line(cli, t)
-    assert re.fullmatch(r"round 0: 0 of at most 2 submitted; submissions open \(closes in (9\d|100) s\)", line), line
+    assert re.fullmatch(r"round 0: open: 0 committed, 0 revealed \(at most 2\); submissions open \(closes in (9\d|100) s\)",
+                        line), line
 
-    submit(market, t, 1)
+    open_round(market.contract, t)
+    commit(market.contract, market.trainers[0], t, compute_cid(b"first"))
     assert "submissions open" in status_line(cli, t)  # one of two: the round stays open
-    submit_second = market.trainers[1]
-    market.contract.join(submit_second, t)
-    market.contract.submit_update(submit_second, t, 0, compute_cid(b"second"), b"\x01" * 32)
+    commit(market.contract, market.trainers[1], t, compute_cid(b"second"))
     line = status_line(cli, t)
-    assert re.fullmatch(r"round 0: 2 of at most 2 submitted; submissions closed, waiting for the aggregator's result "
-                        r"\(window ends in (19\d|200) s\) \(closed early: the task's full trainer count submitted\)", line), line
+    assert re.fullmatch(r"round 0: reveal: 2 committed, 0 revealed \(at most 2\); submissions closed, 2 committed; reveals "
+                        r"open \(close in \d+ s\) \(commits closed early: the task's full trainer count committed\)", line), line
+    reveal(market.contract, market.trainers[0], t, compute_cid(b"first"))
+    reveal(market.contract, market.trainers[1], t, compute_cid(b"second"))
+    line = status_line(cli, t)
+    assert line.startswith("round 0: closed: 2 committed, 2 revealed (at most 2); reveals closed, waiting for the aggregator's"), line
 
-    market.chain.advance_time(201)
+    past_windows(market.contract, t)
     line = status_line(cli, t)
-    assert line == f"round 0: 2 of at most 2 submitted; result window over: anyone may settle with `market task settle {t} --round 0`"
+    assert line == (f"round 0: settleable: 2 committed, 2 revealed (at most 2); anyone may settle it with "
+                    f"`market task settle {t} --round 0`")
 
     market.contract.settle_without_result(market.outsider, t)
     code, out, _ = cli("task", "status", str(t))
     assert f"task {t}: finished;" in out and "round 0: settled" in out
+
+
+def test_status_shows_the_schedule_and_the_stake(cli: Any, market: Market) -> None:
+    t = create(market, rounds=2, window=100, stake=ETH // 100, empty_rounds=3)
+    info = market.contract.task(t)
+    code, out, _ = cli("task", "status", str(t))
+    assert code == 0
+    assert (f"schedule: round r opens at unix {info.start_at} + r x 250 s; each round: commit 100 s, reveal 50 s, "
+            "result 100 s") in out
+    assert "stake 0.010000 ETH per trainer (0.000000 held); the owner may reclaim after 3 empty rounds in a row (0 so far)" in out
+    opens, submit_dl, reveal_dl, result_dl, final = market.contract.schedule(t)
+    assert (f"round 0 times (unix): opens {opens}, commits close {submit_dl}, reveals close {reveal_dl}, result window "
+            f"closes {result_dl}; next round opens {final}") in out
 
 
 # --------------------------------------------------------------------------- verify
@@ -164,17 +284,25 @@ def test_verify_a_round_the_task_does_not_have(cli: Any, market: Market, tmp_pat
     assert code != 0 and f"task {t} has rounds 0..2: round 7 does not exist" in one_line(err)
     code, _, err = cli("verify", "--task", str(t), "--round", "0", "--store-dir", str(tmp_path / "store"))
     assert code != 0 and f"round 0 of task {t} is not settled yet: submissions open" in one_line(err)
+    code, _, err = cli("verify", "--task", str(t), "--store-dir", str(tmp_path / "store"))
+    assert code != 0 and f"task {t}: no round was settled by a posted result yet" in one_line(err)
 
 
 # ----------------------------------------------------------------------------- help
 @pytest.mark.parametrize("argv, expected", [
     (["task", "create"], ["--rounds N", "(default 3)", "--max-trainers N", "(default 64)", "--submit-window SECONDS",
-                          "(default 3600)", "trainers must join", "early only when --max-trainers"]),
-    (["trainer"], ["before the round you want closes", "closes early only when the task's max-trainers"]),
+                          "(default 3600)", "--reveal-window SECONDS", "(default 600)", "--stake ETH", "(default 0)",
+                          "--backup-aggregator ADDRESS", "--empty-rounds-to-reclaim K", "trainers must join",
+                          "early only when --max-trainers", "at least 60 s (commit), 30 s (reveal) and 60 s (result)"]),
+    (["trainer"], ["before the round you want closes", "closes early only when the task's max-trainers", "stake"]),
+    (["trainer", "withdraw"], ["--task N", "--to ADDRESS", "every task you joined"]),
+    (["trainer", "leave"], ["--task N", "between rounds"]),
+    (["task", "reclaim"], ["--empty-rounds-to-reclaim", "empty rounds in a row"]),
+    (["verify"], ["calldata", "previous model", "needs no validation set", "--round R"]),
     (["trainer", "run"], ["--timeout SECONDS", "(default 3600)", "--seed N", "(default 0)"]),
     (["aggregator", "run"], ["--timeout SECONDS", "(default 7200)"]),
     (["task", "settle"], ["--round R", "result window"]),
-    (["simulate"], ["--rounds N", "(default 3)", "--trainers N", "(default 6)"]),
+    (["simulate"], ["--rounds N", "(default 3)", "--trainers N", "(default 6)", "--stake ETH"]),
     (["demo"], ["(default 5)"]),
 ])
 def test_help_shows_defaults_and_units(argv: list[str], expected: list[str], capsys: pytest.CaptureFixture[str]) -> None:
@@ -195,10 +323,11 @@ def test_simulate_help_defaults_match_the_config() -> None:
 
 # ------------------------------------------------------------- the console script on Anvil
 def test_status_on_an_idle_anvil_does_not_freeze(tmp_path: Path) -> None:
-    """Row 6: after the deadline, with no block mined since, status says closed (not `closes in N s`).
+    """Row 6: after the commit deadline, with no block mined since, status says the reveals are open (not
+    `closes in N s`).
 
-    A fresh Anvil of its own: other tests move the shared one's clock ahead (evm_increaseTime), and
-    this test waits on the wall clock."""
+    A fresh Anvil of its own: other tests move the shared one's clock ahead, and this test waits on the wall
+    clock -- through the shortest commit window the contract allows (60 s) -- since it is about the wall clock."""
     from market.chain.client import Chain
     from market.chain.devchain import AnvilProcess
     from tests.conftest import _market
@@ -208,9 +337,8 @@ def test_status_on_an_idle_anvil_does_not_freeze(tmp_path: Path) -> None:
 
 
 def _idle_status(m: Market, tmp_path: Path) -> None:
-    t = create(m, rounds=1, max_trainers=4, window=2, result_window=600)
-    m.contract.join(m.trainers[0], t)
-    m.contract.submit_update(m.trainers[0], t, 0, compute_cid(b"u"), b"\x01" * 32)
+    t = create(m, rounds=1, max_trainers=4, window=60, result_window=600)
+    commit(m.contract, m.trainers[0], t, compute_cid(b"u"))
     deadline = m.contract.deadlines(t)[0]
     while time.time() < deadline + 1:
         time.sleep(0.2)
@@ -221,10 +349,11 @@ def _idle_status(m: Market, tmp_path: Path) -> None:
     proc = subprocess.run(MARKET + ["task", "status", str(t), *chain], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "round 0: 1 of at most 4 submitted; submissions closed, waiting for the aggregator's result" in proc.stdout
+    assert "round 0: reveal: 1 committed, 0 revealed (at most 4); submissions closed, 1 committed; reveals open" in proc.stdout
 
     (tmp_path / "owner.key").write_text(m.owner.key.hex())
     proc = subprocess.run(MARKET + ["task", "reclaim", str(t), *chain, "--key-file", "owner.key"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "error: round 0 has submissions: settle it instead of reclaiming [MarketRoundHasSubmissions]"
+    assert proc.stderr.strip().startswith(f"error: task {t} was created with --empty-rounds-to-reclaim 0: the owner never "
+                                          "reclaims early")

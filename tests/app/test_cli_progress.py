@@ -89,3 +89,38 @@ def test_results_plot_refuses_an_unknown_format(market: Market, tmp_path: Path) 
 
     with pytest.raises(ConfigError, match="ending in .png, .svg, .pdf"):
         plot_task(reader.task_detail(sc.task_id), reader.rounds(sc.task_id), tmp_path / "task.gif")
+
+
+def test_the_round_table_shows_the_reveal_phase() -> None:
+    from market_app.cli.simulate import _print_round
+
+    console, out = _console()
+    trainers = [{"address": a, "attack": None} for a in (A, B)] + [{"address": C, "attack": "sign_flip"}]
+    entry = {**_entry(0), "outliers": [], "contributions": {A: 0.6, B: 0.4}, "bps": {A: 6000, B: 4000, C: 0},
+             "credited_wei": {A: "600", B: "400"}, "payout": "cumulative",
+             "reveal": {"committed": 3, "revealed": 2, "seed": "0x" + "ab" * 32, "revealed_by": [A, B],
+                        "stakes_lost_wei": str(10**16)}}
+
+    _print_round(console, trainers, entry)
+
+    text = out.getvalue()
+    assert "round 0  ·  test accuracy 0.900  ·  3 committed · 2 revealed · seed 0xabababab…" in text
+    rows = {ln.split("│")[1].strip(): [c.strip() for c in ln.split("│")[2:-1]] for ln in text.splitlines()
+            if ln.startswith("│")}
+    assert rows["0xaaaa…aaaa"][:3] == ["-", "revealed", "kept"]
+    assert rows["0xcccc…cccc"][:3] == ["sign_flip", "no reveal", "-"]  # committed and never revealed
+    assert "stakes lost this round: 0.010000 ETH" in " ".join(text.split())
+
+
+def test_the_money_identity_accounts_for_stakes() -> None:
+    from market_app.cli.simulate import _money_identity
+
+    plain = {"reward_wei": "100", "final": {"withdrawn_wei": {A: "60", B: "30"}, "refunded_wei": "10", "escrow_left_wei": "0"}}
+    staked = {"reward_wei": "100", "final": {"withdrawn_wei": {A: "75", B: "40"}, "refunded_wei": "10",
+                                             "escrow_left_wei": "0", "stakes_returned_wei": "20", "stakes_lost_wei": "5"}}
+    broken = {**staked, "final": {**staked["final"], "refunded_wei": "11"}}
+
+    assert _money_identity(plain) == ("withdrawn + refunded + escrow left = 100 wei = reward 100 wei", True)
+    assert _money_identity(staked) == ("withdrawn + refunded + escrow left = 125 wei = reward 100 + stakes returned 20 "
+                                       "+ stakes lost 5 wei", True)
+    assert _money_identity(broken)[1] is False and "≠" in _money_identity(broken)[0]

@@ -44,21 +44,22 @@ def test_results_list_every_joined_trainer_with_its_status(results: Any, scenari
 
     lines = out.splitlines()
     assert lines[0].startswith("task 1 (digits): 1 of 2 rounds settled")
-    assert lines[1].startswith("round 0 (result, validation accuracy 0.850 (published model)): model ")
+    assert lines[1].startswith("round 0 (result, validation accuracy 0.850 (published model)): 3 committed, 3 revealed, seed 0x")
+    assert " model " in lines[1] and " receipt " in lines[1]
     assert f"  {t0}  10000 bps  0.500000 ETH  paid" in lines
     assert f"  {t1}      0 bps  0.000000 ETH  outlier (paid 0)" in lines
     assert f"  {t2}      0 bps  0.000000 ETH  rejected: {REASON}" in lines
     assert f"  {t3}      - bps  0.000000 ETH  did not submit" in lines
     total = lines.index("total per trainer (task 1):")
-    assert lines[total + 1] == (f"  {t0}  0.500000 ETH credited (0.500000 not withdrawn); "
-                                "paid 1, outlier 0, rejected 0, did not submit 0")
-    assert lines[total + 4] == (f"  {t3}  0.000000 ETH credited (0.000000 not withdrawn); "
-                                "paid 0, outlier 0, rejected 0, did not submit 1")
+    assert lines[total + 1] == (f"  {t0}  0.500000 ETH credited (0.500000 owed now); "
+                                "paid 1, outlier 0, rejected 0, did not reveal 0, did not submit 0")
+    assert lines[total + 4] == (f"  {t3}  0.000000 ETH credited (0.000000 owed now); "
+                                "paid 0, outlier 0, rejected 0, did not reveal 0, did not submit 1")
 
 
 def test_results_json_carries_the_same(results: Any, scenario: Scenario) -> None:
     t0, t1, t2, t3 = (t.address for t in scenario.market.trainers[:4])
-    scenario.market.contract.withdraw(scenario.market.trainers[0])
+    scenario.market.contract.withdraw(scenario.market.trainers[0], scenario.task_id)
 
     body = json.loads(results("--json"))
 
@@ -72,7 +73,8 @@ def test_results_json_carries_the_same(results: Any, scenario: Scenario) -> None
     totals = {t["address"]: t for t in body["totals"]}
     assert list(totals) == [t0, t1, t2, t3]
     assert (totals[t0]["credited_wei"], totals[t0]["withdrawn_wei"], totals[t0]["owed_wei"]) == (str(POOL), str(POOL), "0")
-    assert totals[t3]["rounds"] == {"paid": 0, "outlier": 0, "rejected": 0, "did_not_submit": 1}
+    assert totals[t3]["rounds"] == {"paid": 0, "outlier": 0, "rejected": 0, "did_not_reveal": 0, "did_not_submit": 1}
+    assert (r0["committed"], r0["revealed"], r0["seed"][:2]) == (3, 3, "0x")
     assert totals[t1]["rounds"]["outlier"] == 1 and totals[t2]["rounds"]["rejected"] == 1
 
 

@@ -1,7 +1,8 @@
 """A task paid in an ERC-20 token is never shown as ETH, and its trainers can withdraw the token.
 
 Anyone can create a task with any token; a worthless 18-decimal token of 1000e18 units must not read
-"1000 ETH" in `market task status`, and `market trainer withdraw` must be able to pay it out.
+"1000 ETH" in `market task status`, and `market trainer withdraw` (per task: each task pays in its own
+token) must be able to pay it out.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def test_token_amounts_are_units_of_the_token_and_withdrawable(anvil_market: Mar
 
     key = tmp_path / "trainer.key"
     key.write_text(m.trainers[0].key.hex())
-    assert cli.main(["trainer", "withdraw", "--key-file", str(key), "--token", tok.address, *chain]) == 0
+    assert cli.main(["trainer", "withdraw", "--key-file", str(key), "--task", str(task_id), *chain]) == 0
     out = capsys.readouterr().out
-    assert out.strip() == f"withdrew {amount} units of token {tok.address} to {m.trainers[0].address}"
+    assert out.strip() == f"task {task_id}: withdrew {amount} units of token {tok.address} to {m.trainers[0].address}"
     assert tok.functions.balanceOf(m.trainers[0].address).call() == amount

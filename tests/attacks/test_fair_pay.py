@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from aggregator.round import aggregate_round
-from aggregator.service import prefilter
+from aggregator.service import prefilter, update_binding
 from aggregator.validate import Published
 from market.chain.contract import Submission
 from market.cid import compute_cid
@@ -357,7 +357,7 @@ def test_front_running_copier_cannot_get_the_victim_refused() -> None:
     store, subs = Store(), []
     order = [A(i) for i in range(1, HONEST + 1)] + [cheater]  # everyone honest submits; the cheater submits last
     for seq, a in enumerate(order, start=1):
-        blob = encode_state(ups[a], {"kind": "delta", "samples": "100"})
+        blob = encode_state(ups[a], {"kind": "delta", "samples": "100", **update_binding(1, 0, a)})
         cid = store.put(blob)
         subs.append(Submission(trainer=a, cid=cid, commitment=submission_commitment(spec, 1, 0, a, cid, blob),
                                block=seq, index=int(a, 16), seq=seq))

@@ -1,42 +1,40 @@
-"""The escrow contract's rules, on the in-process EVM: roles, windows, crediting, liveness."""
+"""The escrow contract's rules, on the in-process EVM: roles, stakes, the fixed schedule, commit–reveal,
+the round seed, crediting, liveness and withdrawals."""
 
 from __future__ import annotations
 
 import pytest
+from web3.logs import DISCARD
 
-from market.cid import compute_cid
+from market.chain.contract import ZERO_ADDRESS
 from market.errors import ContractRevert, UnknownTaskError
 from tests.conftest import Market
+from tests.contracts.helpers import (
+    MODEL,
+    RECEIPT,
+    SPEC,
+    STAKE,
+    Update,
+    advance_to,
+    assert_conserved,
+    close_commits,
+    commit,
+    create,
+    cumulative,
+    deploy,
+    equal_bps,
+    expected_seed,
+    join_all,
+    play_round,
+    post,
+    reveal,
+    schedule,
+    seal,
+    settle_after_deadline,
+    update,
+)
 
-SPEC = compute_cid(b"spec")
-VALC = b"\x11" * 32
-
-
-def create(m: Market, rounds: int = 2, reward: int = 10**18, max_trainers: int = 3, **kw: int) -> int:
-    task_id, _ = m.contract.create_task(
-        m.owner, spec_cid=SPEC, initial_model_cid=SPEC, validation_commitment=VALC, aggregator=m.aggregator.address,
-        rounds=rounds, reward_wei=reward, max_trainers=max_trainers, **kw,
-    )
-    return task_id
-
-
-def join_all(m: Market, task_id: int, n: int = 3) -> None:
-    for t in m.trainers[:n]:
-        m.contract.join(t, task_id)
-
-
-def submit_all(m: Market, task_id: int, round_: int, n: int = 3) -> None:
-    for i, t in enumerate(m.trainers[:n]):
-        m.contract.submit_update(t, task_id, round_, compute_cid(bytes([round_, i])), b"\x01" * 32)
-
-
-def post(m: Market, task_id: int, round_: int, bps: list[int]) -> None:
-    m.contract.post_result(m.aggregator, task_id, round_, compute_cid(b"model"), compute_cid(b"receipt"), bps)
-
-
-def assert_conserved(m: Market, task_id: int) -> None:
-    t = m.contract.task(task_id)
-    assert t.escrow + t.credited + t.refunded == t.reward
+SHORT = {"submit_window": 60, "reveal_window": 30, "result_window": 60}
 
 
 def revert_name(excinfo: pytest.ExceptionInfo[ContractRevert]) -> str:
@@ -44,25 +42,45 @@ def revert_name(excinfo: pytest.ExceptionInfo[ContractRevert]) -> str:
 
 
 # ---------------------------------------------------------------- create
-def test_create_task_escrows_the_reward(market: Market) -> None:
-    task_id = create(market, reward=5 * 10**17)
+def test_create_task_escrows_the_reward_and_fixes_the_schedule(market: Market) -> None:
+    task_id = create(market, reward=5 * 10**17, submit_window=100, reveal_window=40, result_window=70)
 
     t = market.contract.task(task_id)
+    opens, submit, reveal_dl, result, final = market.contract.schedule(task_id)
 
     assert (t.reward, t.escrow, t.rounds, t.current_round) == (5 * 10**17, 5 * 10**17, 2, 0)
     assert market.chain.balance(market.contract.address) == 5 * 10**17
     assert t.spec_cid == SPEC
+    assert t.period == 210
+    assert (opens, submit, reveal_dl, result, final) == (t.start_at, t.start_at + 100, t.start_at + 140,
+                                                          t.start_at + 210, t.start_at + 210)
+    assert t.opens_at(1) == t.start_at + 210
+
+
+def test_a_backup_aggregator_adds_a_second_result_window(market: Market) -> None:
+    task_id = create(market, backup=market.outsider.address, submit_window=100, reveal_window=40, result_window=70)
+
+    t = market.contract.task(task_id)
+    _, _, reveal_dl, result, final = market.contract.schedule(task_id)
+
+    assert t.period == 100 + 40 + 2 * 70
+    assert (result - reveal_dl, final - result) == (70, 70)
 
 
 @pytest.mark.parametrize(
     "kw, error",
     [
         ({"rounds": 0}, "MarketBadRounds"),
+        ({"rounds": 10_001}, "MarketBadRounds"),
         ({"reward": 0}, "MarketRewardTooSmall"),
         ({"reward": 2, "rounds": 3}, "MarketRewardTooSmall"),
         ({"max_trainers": 0}, "MarketBadMaxTrainers"),
         ({"max_trainers": 257}, "MarketBadMaxTrainers"),
-        ({"submit_window": 0}, "MarketBadWindows"),
+        ({"submit_window": 59}, "MarketBadWindows"),
+        ({"reveal_window": 29}, "MarketBadWindows"),
+        ({"result_window": 59}, "MarketBadWindows"),
+        ({"submit_window": 30 * 86400 + 1}, "MarketBadWindows"),
+        ({"empty_rounds_to_reclaim": 10_001}, "MarketBadRounds"),
     ],
 )
 def test_create_task_rejects_bad_parameters(market: Market, kw: dict[str, int], error: str) -> None:
@@ -71,10 +89,18 @@ def test_create_task_rejects_bad_parameters(market: Market, kw: dict[str, int], 
     assert revert_name(exc) == error
 
 
-def test_owner_cannot_be_its_own_aggregator(market: Market) -> None:
+def test_minimum_windows_are_accepted(market: Market) -> None:
+    task_id = create(market, **SHORT)
+    assert market.contract.task(task_id).period == 150
+
+
+@pytest.mark.parametrize("who", ["owner_as_aggregator", "owner_as_backup", "backup_is_aggregator"])
+def test_the_owner_and_the_aggregators_are_different_accounts(market: Market, who: str) -> None:
+    kw = {"owner_as_aggregator": {"aggregator": market.owner.address},
+          "owner_as_backup": {"backup": market.owner.address},
+          "backup_is_aggregator": {"backup": market.aggregator.address}}[who]
     with pytest.raises(ContractRevert) as exc:
-        market.contract.create_task(market.owner, spec_cid=SPEC, initial_model_cid=SPEC, validation_commitment=VALC,
-                                    aggregator=market.owner.address, rounds=1, reward_wei=1)
+        create(market, **kw)
     assert revert_name(exc) == "MarketRoleConflict"
 
 
@@ -83,217 +109,867 @@ def test_unknown_task_is_a_clear_error(market: Market) -> None:
         market.contract.task(42)
 
 
-# ------------------------------------------------------------------ join
-def test_join_twice_reverts(market: Market) -> None:
+def test_a_verifier_without_code_is_refused(market: Market) -> None:
+    with pytest.raises(ContractRevert) as exc:
+        create(market, verifier=market.outsider.address)
+    assert revert_name(exc) == "MarketBadVerifier"
+    assert market.contract.task_count() == 0
+
+
+@pytest.mark.parametrize("name, args", [("TestToken", ()), ("MockVerifier", (False, True))])
+def test_a_verifier_not_implementing_the_interface_is_refused(market: Market, name: str, args: tuple) -> None:
+    """A contract without ERC-165 (a token) and one that denies IRoundVerifier over ERC-165."""
+    not_a_verifier = deploy(market, name, *args)
+    with pytest.raises(ContractRevert) as exc:
+        create(market, verifier=not_a_verifier.address)
+    assert revert_name(exc) == "MarketBadVerifier"
+
+
+def test_a_verifier_implementing_the_interface_is_accepted(market: Market) -> None:
+    verifier = deploy(market, "MockVerifier", True, True)
+    task_id = create(market, verifier=verifier.address)
+    assert market.contract.task(task_id).verifier == verifier.address
+
+
+# ------------------------------------------------------------ join, stakes
+def test_join_deposits_the_stake(market: Market) -> None:
+    task_id = create(market, reward=10**18, stake_wei=STAKE)
+
+    join_all(market, task_id, market.trainers[:2])
+
+    t = market.contract.task(task_id)
+    assert t.stakes_held == 2 * STAKE
+    assert market.chain.balance(market.contract.address) == 10**18 + 2 * STAKE
+    assert market.contract.seat(task_id, market.trainers[0].address).stake == STAKE
+    assert market.contract.owed(task_id, market.trainers[0].address) == 0  # held, not owed while the task runs
+    assert_conserved(market, task_id)
+
+
+@pytest.mark.parametrize("value", [0, STAKE - 1, STAKE + 1])
+def test_join_with_the_wrong_stake_reverts(market: Market, value: int) -> None:
+    task_id = create(market, stake_wei=STAKE)
+    with pytest.raises(ContractRevert) as exc:
+        market.chain.transact(market.trainers[0], market.contract.c.functions.join(task_id), value=value)
+    assert revert_name(exc) == "MarketWrongValue"
+    assert market.contract.trainer_index(task_id, market.trainers[0].address) == 0
+
+
+def test_join_without_a_stake_takes_no_value(market: Market) -> None:
     task_id = create(market)
+    with pytest.raises(ContractRevert) as exc:
+        market.chain.transact(market.trainers[0], market.contract.c.functions.join(task_id), value=1)
+    assert revert_name(exc) == "MarketWrongValue"
+    market.contract.join(market.trainers[0], task_id)
+    assert market.contract.trainer_index(task_id, market.trainers[0].address) == 1
+
+
+def test_join_twice_reverts(market: Market) -> None:
+    task_id = create(market, stake_wei=STAKE)
     market.contract.join(market.trainers[0], task_id)
     with pytest.raises(ContractRevert) as exc:
-        market.contract.join(market.trainers[0], task_id)
+        market.chain.transact(market.trainers[0], market.contract.c.functions.join(task_id), value=0)
     assert revert_name(exc) == "MarketAlreadyJoined"
 
 
-def test_aggregator_cannot_join_as_trainer(market: Market) -> None:
-    task_id = create(market)
+@pytest.mark.parametrize("role", ["owner", "aggregator", "backup"])
+def test_owner_and_aggregators_cannot_join_as_trainers(market: Market, role: str) -> None:
+    task_id = create(market, backup=market.outsider.address)
+    account = {"owner": market.owner, "aggregator": market.aggregator, "backup": market.outsider}[role]
     with pytest.raises(ContractRevert) as exc:
-        market.contract.join(market.aggregator, task_id)
+        market.contract.join(account, task_id)
     assert revert_name(exc) == "MarketRoleConflict"
 
 
 def test_join_past_the_limit_reverts(market: Market) -> None:
     task_id = create(market, max_trainers=2)
-    join_all(market, task_id, 2)
+    join_all(market, task_id, market.trainers[:2])
     with pytest.raises(ContractRevert) as exc:
         market.contract.join(market.trainers[2], task_id)
     assert revert_name(exc) == "MarketTaskFull"
 
 
-# ---------------------------------------------------------------- submit
-def test_submit_without_joining_reverts(market: Market) -> None:
+def test_a_lost_stake_gives_the_seat_up_and_joining_again_takes_a_seat(market: Market) -> None:
+    task_id = create(market, rounds=2, max_trainers=2, stake_wei=STAKE, **SHORT)
+    a, b = market.trainers[:2]
+    join_all(market, task_id, [a, b])
+    play_round(market, task_id, 0, [a, b], revealers=[a])  # b does not reveal
+    post(market, task_id, 0, [10_000])
+    seat = market.contract.seat(task_id, b.address)
+    assert (seat.index, seat.stake) == (0, 0)  # seat freed with the stake
+    advance_to(market, market.contract.task(task_id).opens_at(1))
+
+    with pytest.raises(ContractRevert) as exc:
+        commit(market, task_id, 1, b)
+    assert revert_name(exc) == "MarketNotJoined"
+    market.contract.join(b, task_id)  # the full stake again: the freed seat 2
+    commit(market, task_id, 1, b)
+
+    seat = market.contract.seat(task_id, b.address)
+    assert (seat.index, seat.stake, seat.committed_round) == (2, STAKE, 1)
+    assert market.contract.task(task_id).trainer_count == 2
+    assert_conserved(market, task_id)
+
+
+def test_a_lost_seat_goes_to_the_next_joiner_when_the_task_is_full(market: Market) -> None:
+    task_id = create(market, rounds=2, max_trainers=2, stake_wei=STAKE, **SHORT)
+    a, b, c = market.trainers[:3]
+    join_all(market, task_id, [a, b])
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.join(c, task_id)
+    assert revert_name(exc) == "MarketTaskFull"
+    play_round(market, task_id, 0, [a, b])
+    post(market, task_id, 0, [10_000, 0], lost_mask=0b10)  # b's update invalid: stake and seat lost
+
+    market.contract.join(c, task_id)
+
+    assert market.contract.trainer_index(task_id, c.address) == 2
+    assert market.contract.trainer_index(task_id, b.address) == 0
+    with pytest.raises(ContractRevert) as exc2:  # full again
+        market.contract.join(b, task_id)
+    assert revert_name(exc2) == "MarketTaskFull"
+    ups = play_round(market, task_id, 1, [a, c])
+    receipt = post(market, task_id, 1, [4000, 6000])
+    assert market.contract.settlement(receipt)["settlement"] == "result"
+    assert [s.trainer for s in market.contract.submissions(task_id, 1)] == [a.address, c.address]
+    assert {s.cid for s in market.contract.submissions(task_id, 1)} == {u.cid for u in ups.values()}
+    assert_conserved(market, task_id)
+
+
+def test_a_left_seat_is_reused_before_a_new_one(market: Market) -> None:
+    task_id = create(market, rounds=2, max_trainers=3, stake_wei=STAKE)
+    a, b, c = market.trainers[:3]
+    join_all(market, task_id, [a, b])
+    market.contract.leave(a, task_id)
+    assert market.contract.trainer_index(task_id, a.address) == 0
+
+    market.contract.join(c, task_id)  # takes a's seat 1, not a new seat 3
+    market.contract.join(a, task_id)  # the freed stack is empty: a new seat
+
+    assert [market.contract.trainer_index(task_id, x.address) for x in (a, b, c)] == [3, 2, 1]
+    assert market.contract.task(task_id).trainer_count == 3
+    assert_conserved(market, task_id)
+
+
+# ------------------------------------------------------------------ commit
+def test_commit_without_joining_reverts(market: Market) -> None:
     task_id = create(market)
     with pytest.raises(ContractRevert) as exc:
-        market.contract.submit_update(market.outsider, task_id, 0, compute_cid(b"u"), b"\x00" * 32)
+        commit(market, task_id, 0, market.outsider, update(task_id, 0, 9))
     assert revert_name(exc) == "MarketNotJoined"
 
 
-def test_late_submission_reverts_with_the_deadline(market: Market) -> None:
-    task_id = create(market, submit_window=100)
-    join_all(market, task_id)
-    market.chain.advance_time(101)
+def test_late_commit_reverts_with_the_deadline(market: Market) -> None:
+    task_id = create(market, **SHORT)
+    join_all(market, task_id, market.trainers[:1])
+    close_commits(market, task_id)
     with pytest.raises(ContractRevert, match="too late: submissions for this round closed") as exc:
-        market.contract.submit_update(market.trainers[0], task_id, 0, compute_cid(b"u"), b"\x00" * 32)
+        commit(market, task_id, 0, market.trainers[0])
     assert revert_name(exc) == "MarketSubmissionClosed"
 
 
-def test_second_submission_in_a_round_reverts(market: Market) -> None:
+def test_second_commit_in_a_round_reverts(market: Market) -> None:
     task_id = create(market)
-    join_all(market, task_id)
-    market.contract.submit_update(market.trainers[0], task_id, 0, compute_cid(b"a"), b"\x00" * 32)
+    join_all(market, task_id, market.trainers[:1])
+    commit(market, task_id, 0, market.trainers[0])
     with pytest.raises(ContractRevert) as exc:
-        market.contract.submit_update(market.trainers[0], task_id, 0, compute_cid(b"b"), b"\x00" * 32)
+        commit(market, task_id, 0, market.trainers[0], update(task_id, 0, 7))
     assert revert_name(exc) == "MarketAlreadySubmitted"
 
 
-def test_submission_for_another_round_reverts(market: Market) -> None:
+def test_commit_for_another_round_reverts(market: Market) -> None:
     task_id = create(market)
-    join_all(market, task_id)
+    join_all(market, task_id, market.trainers[:1])
     with pytest.raises(ContractRevert) as exc:
-        market.contract.submit_update(market.trainers[0], task_id, 1, compute_cid(b"a"), b"\x00" * 32)
+        commit(market, task_id, 1, market.trainers[0])
     assert revert_name(exc) == "MarketWrongRound"
 
 
-def test_submissions_are_read_back_and_match_the_digest(market: Market) -> None:
+def test_zero_commit_reverts(market: Market) -> None:
     task_id = create(market)
-    join_all(market, task_id)
-    submit_all(market, task_id, 0)
+    join_all(market, task_id, market.trainers[:1])
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.commit(market.trainers[0], task_id, 0, b"\x00" * 32)
+    assert revert_name(exc) == "MarketZeroCid"
+
+
+# ------------------------------------------------------------------ reveal
+def test_reveal_before_commits_close_reverts(market: Market) -> None:
+    task_id = create(market, max_trainers=3)
+    join_all(market, task_id, market.trainers[:2])
+    ups = [commit(market, task_id, 0, t) for t in market.trainers[:2]]  # two of three: commits stay open
+    with pytest.raises(ContractRevert) as exc:
+        reveal(market, task_id, 0, market.trainers[0], ups[0])
+    assert revert_name(exc) == "MarketRevealNotOpen"
+    close_commits(market, task_id)
+    reveal(market, task_id, 0, market.trainers[0], ups[0])
+
+
+def test_reveal_after_its_deadline_reverts(market: Market) -> None:
+    task_id = create(market, **SHORT)
+    join_all(market, task_id, market.trainers[:1])
+    upd = commit(market, task_id, 0, market.trainers[0])
+    advance_to(market, schedule(market, task_id)["reveal"])
+    with pytest.raises(ContractRevert) as exc:
+        reveal(market, task_id, 0, market.trainers[0], upd)
+    assert revert_name(exc) == "MarketRevealClosed"
+
+
+def test_reveal_without_a_commit_reverts(market: Market) -> None:
+    task_id = create(market, max_trainers=3)
+    join_all(market, task_id, market.trainers[:2])
+    commit(market, task_id, 0, market.trainers[0])
+    close_commits(market, task_id)
+    with pytest.raises(ContractRevert) as exc:
+        reveal(market, task_id, 0, market.trainers[1], update(task_id, 0, 1))
+    assert revert_name(exc) == "MarketNotCommitted"
+
+
+def test_reveal_twice_reverts(market: Market) -> None:
+    task_id = create(market, max_trainers=3)
+    join_all(market, task_id, market.trainers[:2])
+    ups = [commit(market, task_id, 0, t) for t in market.trainers[:2]]
+    close_commits(market, task_id)
+    reveal(market, task_id, 0, market.trainers[0], ups[0])
+    with pytest.raises(ContractRevert) as exc:
+        reveal(market, task_id, 0, market.trainers[0], ups[0])
+    assert revert_name(exc) == "MarketAlreadyRevealed"
+
+
+@pytest.mark.parametrize("field", ["cid", "commitment", "salt", "trainer", "task", "round"])
+def test_a_reveal_not_matching_the_commit_reverts(market: Market, field: str) -> None:
+    """MarketBadReveal whichever input of the hash differs (the trainer, task and round are bound too)."""
+    task_id = create(market, max_trainers=1)
+    trainer = market.trainers[0]
+    market.contract.join(trainer, task_id)
+    good = update(task_id, 0, 0)
+    other = update(task_id, 0, 1)
+    committed = {
+        "cid": Update(other.cid, good.commitment, good.salt).hash(trainer.address, task_id, 0),
+        "commitment": Update(good.cid, other.commitment, good.salt).hash(trainer.address, task_id, 0),
+        "salt": Update(good.cid, good.commitment, other.salt).hash(trainer.address, task_id, 0),
+        "trainer": good.hash(market.trainers[1].address, task_id, 0),
+        "task": good.hash(trainer.address, task_id + 1, 0),
+        "round": good.hash(trainer.address, task_id, 1),
+    }[field]
+    market.contract.commit(trainer, task_id, 0, committed)  # the only seat: commits close at once
+
+    with pytest.raises(ContractRevert) as exc:
+        reveal(market, task_id, 0, trainer, good)
+
+    assert revert_name(exc) == "MarketBadReveal"
+    assert market.contract.task(task_id).submitted_count == 0
+
+
+def test_revealed_submissions_are_read_back_and_match_the_digest(market: Market) -> None:
+    task_id = create(market)
+    join_all(market, task_id, market.trainers[:3])
+    ups = play_round(market, task_id, 0, market.trainers[:3])
 
     subs = market.contract.submissions(task_id, 0)
+    commits = market.contract.commitments(task_id, 0)
 
     assert [s.trainer for s in subs] == [t.address for t in market.trainers[:3]]
-    assert subs[1].cid == compute_cid(bytes([0, 1]))
+    assert [(s.cid, s.commitment) for s in subs] == [(ups[t.address].cid, ups[t.address].commitment)
+                                                     for t in market.trainers[:3]]
+    assert commits == {t.address: ups[t.address].hash(t.address, task_id, 0) for t in market.trainers[:3]}
+    assert market.contract.submitters(task_id) == [t.address for t in market.trainers[:3]]
+
+
+# ------------------------------------------------------------- seal, seed
+def test_the_last_reveal_seals_the_round(market: Market) -> None:
+    task_id = create(market, max_trainers=2)
+    join_all(market, task_id, market.trainers[:2])
+    ups = [commit(market, task_id, 0, t) for t in market.trainers[:2]]  # full: commits close, reveals open
+    reveal(market, task_id, 0, market.trainers[0], ups[0])
+    assert market.contract.task(task_id).seal_block == 0
+
+    receipt = reveal(market, task_id, 0, market.trainers[1], ups[1])
+
+    (ev,) = market.contract.c.events.RoundSealed().process_receipt(receipt, errors=DISCARD)
+    assert market.contract.task(task_id).seal_block == receipt["blockNumber"] == ev["args"]["sealBlock"]
+    seal_receipt = market.contract.seal(market.outsider, task_id)  # on a sealed round: keeps the seed
+    (kept,) = market.contract.c.events.SeedKept().process_receipt(seal_receipt, errors=DISCARD)
+    assert kept["args"]["seed"] == expected_seed(market, task_id, 0, receipt["blockNumber"])
+    assert market.contract.task(task_id).seal_block == receipt["blockNumber"]
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.seal(market.outsider, task_id)
+    assert revert_name(exc) == "MarketAlreadySealed"
+
+
+def test_seal_waits_for_the_reveal_deadline_then_anyone_may_call_it(market: Market) -> None:
+    task_id = create(market, **SHORT)
+    join_all(market, task_id, market.trainers[:2])
+    ups = [commit(market, task_id, 0, t) for t in market.trainers[:2]]
+    close_commits(market, task_id)
+    reveal(market, task_id, 0, market.trainers[0], ups[0])  # the second never reveals
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.seal(market.outsider, task_id)
+    assert revert_name(exc) == "MarketRevealOpen"
+    advance_to(market, schedule(market, task_id)["reveal"])
+
+    receipt = market.contract.seal(market.outsider, task_id)
+
+    assert market.contract.task(task_id).seal_block == receipt["blockNumber"]
+    market.contract.seal(market.outsider, task_id)  # the next block keeps the seed
+    with pytest.raises(ContractRevert) as exc2:
+        market.contract.seal(market.outsider, task_id)
+    assert revert_name(exc2) == "MarketAlreadySealed"
+
+
+def test_seal_with_nothing_revealed_reverts(market: Market) -> None:
+    task_id = create(market, **SHORT)
+    join_all(market, task_id, market.trainers[:1])
+    commit(market, task_id, 0, market.trainers[0])
+    advance_to(market, schedule(market, task_id)["reveal"])
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.seal(market.outsider, task_id)
+    assert revert_name(exc) == "MarketNothingRevealed"
+
+
+def test_the_round_seed_is_the_seal_blocks_hash(market: Market) -> None:
+    task_id = create(market, max_trainers=1)
+    join_all(market, task_id, market.trainers[:1])
+    play_round(market, task_id, 0, market.trainers[:1])
+    seal_block = market.contract.task(task_id).seal_block
+
+    assert market.contract.round_seed(task_id) == expected_seed(market, task_id, 0, seal_block)
+
+
+def test_a_result_with_the_wrong_seed_reverts(market: Market) -> None:
+    task_id = create(market, rounds=2, max_trainers=1, **SHORT)
+    trainer = market.trainers[0]
+    market.contract.join(trainer, task_id)
+    play_round(market, task_id, 0, [trainer])
+    seed0 = market.contract.round_seed(task_id)
+    with pytest.raises(ContractRevert) as exc:
+        post(market, task_id, 0, [10_000], seed_=b"\x01" * 32)
+    assert revert_name(exc) == "MarketWrongSeed"
+    post(market, task_id, 0, [10_000], seed_=seed0)
+    play_round(market, task_id, 1, [trainer])
+
+    with pytest.raises(ContractRevert) as exc2:  # round 0's seed does not settle round 1
+        post(market, task_id, 1, [10_000], seed_=seed0)
+    assert revert_name(exc2) == "MarketWrongSeed"
+
+
+def _mine(m: Market, n: int) -> None:
+    m.chain.w3.provider.ethereum_tester.mine_blocks(n)  # type: ignore[attr-defined]
+
+
+def test_a_kept_seed_outlives_the_seal_blocks_hash(market: Market) -> None:
+    task_id = create(market, rounds=1, max_trainers=1, submit_window=60, reveal_window=30, result_window=3600)
+    trainer = market.trainers[0]
+    market.contract.join(trainer, task_id)
+    play_round(market, task_id, 0, [trainer])
+    seed0 = market.contract.round_seed(task_id)
+    market.contract.seal(market.outsider, task_id)  # keep it
+
+    _mine(market, 257)
+
+    assert market.contract.round_seed(task_id) == seed0
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.seal(market.outsider, task_id)
+    assert revert_name(exc) == "MarketAlreadySealed"
+    post(market, task_id, 0, [10_000], seed_=seed0)
+    assert market.contract.round_info(task_id, 0).settlement == "result"
+
+
+def test_an_expired_unkept_seed_is_refused_and_the_round_is_sealed_again(market: Market) -> None:
+    from market.chain.contract import SeedExpired
+
+    task_id = create(market, rounds=1, max_trainers=1, submit_window=60, reveal_window=30, result_window=3600)
+    trainer = market.trainers[0]
+    market.contract.join(trainer, task_id)
+    play_round(market, task_id, 0, [trainer])
+    first = market.contract.task(task_id).seal_block
+    seed0 = market.contract.round_seed(task_id)
+
+    _mine(market, 257)
+
+    with pytest.raises(SeedExpired):
+        market.contract.round_seed(task_id)
+    with pytest.raises(ContractRevert) as exc:  # neither the old seed nor keccak(0, ...) settles it
+        post(market, task_id, 0, [10_000], seed_=seed0)
+    assert revert_name(exc) == "MarketSeedExpired"
+    stale = expected_seed(market, task_id, 0, first)  # what the old seed was, off chain
+    with pytest.raises(ContractRevert) as exc2:
+        post(market, task_id, 0, [10_000], seed_=stale)
+    assert revert_name(exc2) == "MarketSeedExpired"
+
+    receipt = market.contract.seal(market.outsider, task_id)  # re-sealed at this block
+
+    (ev,) = market.contract.c.events.RoundSealed().process_receipt(receipt, errors=DISCARD)
+    assert ev["args"]["sealBlock"] == receipt["blockNumber"] == market.contract.task(task_id).seal_block > first
+    new_seed = market.contract.round_seed(task_id)
+    assert new_seed == expected_seed(market, task_id, 0, receipt["blockNumber"]) != seed0
+    post(market, task_id, 0, [10_000], seed_=new_seed)
+    assert market.contract.round_info(task_id, 0).settlement == "result"
+
+
+def test_a_result_before_the_round_is_sealed_reverts(market: Market) -> None:
+    task_id = create(market, **SHORT)
+    join_all(market, task_id, market.trainers[:2])
+    ups = [commit(market, task_id, 0, t) for t in market.trainers[:2]]
+    close_commits(market, task_id)
+    reveal(market, task_id, 0, market.trainers[0], ups[0])
+    call = market.contract.c.functions.postResult(task_id, 0, (b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, 0), [10_000], b"")
+    with pytest.raises(ContractRevert) as exc:  # one committer may still reveal
+        market.chain.transact(market.aggregator, call)
+    assert revert_name(exc) == "MarketRevealOpen"
+    advance_to(market, schedule(market, task_id)["reveal"])
+    with pytest.raises(ContractRevert) as exc2:  # over, but nobody sealed it yet
+        market.chain.transact(market.aggregator, call)
+    assert revert_name(exc2) == "MarketRevealOpen"
+
+    seal(market, task_id, market.aggregator)  # the aggregator may seal it itself
+    post(market, task_id, 0, [10_000])
+
+    assert market.contract.task(task_id).current_round == 1
 
 
 # ---------------------------------------------------------------- result
-def test_result_credits_rounded_down_and_remainder_to_owner(market: Market) -> None:
+def test_result_credits_by_cumulative_rounding_with_nothing_left_for_the_owner(market: Market) -> None:
     task_id = create(market, rounds=1, reward=1_000_003)
-    join_all(market, task_id)
-    submit_all(market, task_id, 0)
+    join_all(market, task_id, market.trainers[:3])
+    play_round(market, task_id, 0, market.trainers[:3])
 
     post(market, task_id, 0, [3333, 3333, 3334])
 
-    owed = [market.contract.owed(t.address) for t in market.trainers[:3]]
-    assert owed == [333_300, 333_300, 333_401]  # floor(1_000_003 * bps / 10_000)
-    assert market.contract.task(task_id).refundable == 1_000_003 - sum(owed)
-    assert_conserved(market, task_id)
+    owed = [market.contract.owed(task_id, t.address) for t in market.trainers[:3]]
+    assert owed == [333_300, 333_301, 333_402] == cumulative(1_000_003, [3333, 3333, 3334])
+    assert sum(owed) == 1_000_003
+    assert market.contract.task(task_id).refunded == 0
     assert market.contract.task(task_id).finished
+    assert_conserved(market, task_id)
+
+
+@pytest.mark.parametrize("settle", ["result", "fallback"])
+def test_a_pool_of_4_wei_among_5_trainers_goes_to_the_trainers(market: Market, settle: str) -> None:
+    task_id = create(market, rounds=1, reward=4, max_trainers=5, **SHORT)
+    join_all(market, task_id, market.trainers[:5])
+    play_round(market, task_id, 0, market.trainers[:5])
+
+    if settle == "result":
+        post(market, task_id, 0, equal_bps(5))
+    else:
+        settle_after_deadline(market, task_id)
+
+    owed = [market.contract.owed(task_id, t.address) for t in market.trainers[:5]]
+    assert sum(owed) == 4 and owed == cumulative(4, [1] * 5)
+    t = market.contract.task(task_id)
+    assert (t.refunded, t.credited, t.escrow) == (0, 4, 0)
 
 
 def test_result_from_anyone_but_the_aggregator_reverts(market: Market) -> None:
     task_id = create(market)
-    join_all(market, task_id)
-    submit_all(market, task_id, 0)
-    with pytest.raises(ContractRevert) as exc:
-        market.contract.post_result(market.owner, task_id, 0, compute_cid(b"m"), compute_cid(b"r"), [10000, 0, 0])
-    assert revert_name(exc) == "MarketNotAggregator"
+    join_all(market, task_id, market.trainers[:3])
+    play_round(market, task_id, 0, market.trainers[:3])
+    for sender in (market.owner, market.trainers[0], market.outsider):
+        with pytest.raises(ContractRevert) as exc:
+            post(market, task_id, 0, [10_000, 0, 0], sender=sender)
+        assert revert_name(exc) == "MarketNotAggregator"
 
 
 def test_result_posted_twice_reverts(market: Market) -> None:
     task_id = create(market)
-    join_all(market, task_id)
-    submit_all(market, task_id, 0)
-    post(market, task_id, 0, [5000, 5000, 0])
+    join_all(market, task_id, market.trainers[:3])
+    play_round(market, task_id, 0, market.trainers[:3])
+    seed = market.contract.round_seed(task_id)
+    post(market, task_id, 0, [5000, 5000, 0], seed_=seed)
     with pytest.raises(ContractRevert) as exc:
-        post(market, task_id, 0, [5000, 5000, 0])
+        market.contract.post_result(market.aggregator, task_id, 0, MODEL, RECEIPT, [5000, 5000, 0], seed=seed)
     assert revert_name(exc) == "MarketWrongRound"
 
 
-@pytest.mark.parametrize("bps, error", [([5000, 4000, 0], "MarketBadBasisPoints"), ([5000, 5000], "MarketWrongLength")])
+@pytest.mark.parametrize("bps, error", [([5000, 4000, 0], "MarketBadBasisPoints"), ([5000, 5000], "MarketWrongLength"),
+                                        ([0, 0, 0], "MarketBadBasisPoints")])
 def test_result_with_bad_basis_points_reverts(market: Market, bps: list[int], error: str) -> None:
+    """Including all zeros: without a verifier nothing can prove that every revealed update was invalid."""
     task_id = create(market)
-    join_all(market, task_id)
-    submit_all(market, task_id, 0)
+    join_all(market, task_id, market.trainers[:3])
+    play_round(market, task_id, 0, market.trainers[:3])
     with pytest.raises(ContractRevert) as exc:
         post(market, task_id, 0, bps)
     assert revert_name(exc) == error
     assert market.contract.task(task_id).current_round == 0
 
 
-def test_result_before_submissions_close_reverts(market: Market) -> None:
-    task_id = create(market)
-    join_all(market, task_id)
-    submit_all(market, task_id, 0, n=2)  # one joined trainer has not submitted, window still open
-    with pytest.raises(ContractRevert) as exc:
-        post(market, task_id, 0, [5000, 5000])
-    assert revert_name(exc) == "MarketSubmissionsOpen"
-
-
 def test_result_after_its_window_reverts(market: Market) -> None:
-    task_id = create(market, submit_window=100, result_window=100)
-    join_all(market, task_id)
-    submit_all(market, task_id, 0)
-    market.chain.advance_time(201)
+    task_id = create(market, **SHORT)
+    join_all(market, task_id, market.trainers[:3])
+    play_round(market, task_id, 0, market.trainers[:3])
+    advance_to(market, schedule(market, task_id)["result"])
     with pytest.raises(ContractRevert) as exc:
         post(market, task_id, 0, [5000, 5000, 0])
     assert revert_name(exc) == "MarketResultWindowClosed"
 
 
-def test_all_zero_result_refunds_the_pool(market: Market) -> None:
-    task_id = create(market, rounds=2, reward=1000)
-    join_all(market, task_id)
-    submit_all(market, task_id, 0)
+def test_a_non_revealer_loses_its_stake_to_the_paid_trainers(market: Market) -> None:
+    task_id = create(market, rounds=1, reward=10**18, stake_wei=STAKE)
+    a, b, c = market.trainers[:3]
+    join_all(market, task_id, [a, b, c])
+    play_round(market, task_id, 0, [a, b, c], revealers=[a, b])
 
-    post(market, task_id, 0, [0, 0, 0])
+    receipt = post(market, task_id, 0, [7000, 3000])
 
-    assert market.contract.task(task_id).refundable == 500
-    assert market.contract.task(task_id).current_round == 1
+    assert market.contract.settlement(receipt)["stakes_lost"] == STAKE
+    assert market.contract.stakes_lost(task_id) == {c.address: {0: STAKE}}
+    shares = cumulative(10**18 + STAKE, [7000, 3000])
+    assert [market.contract.seat(task_id, t.address).earned for t in (a, b, c)] == [*shares, 0]
+    assert [market.contract.owed(task_id, t.address) for t in (a, b, c)] == [shares[0] + STAKE, shares[1] + STAKE, 0]
+    assert market.contract.task(task_id).refunded == 0
     assert_conserved(market, task_id)
+
+
+def test_an_update_marked_lost_loses_its_stake_and_an_unpaid_honest_one_keeps_it(market: Market) -> None:
+    task_id = create(market, rounds=1, reward=10**18, max_trainers=4, stake_wei=STAKE)
+    join_all(market, task_id, market.trainers[:4])
+    play_round(market, task_id, 0, market.trainers[:4])
+
+    post(market, task_id, 0, [6000, 4000, 0, 0], lost_mask=0b0100)  # the third is invalid; the fourth just unpaid
+
+    shares = cumulative(10**18 + STAKE, [6000, 4000])
+    stakes = [market.contract.seat(task_id, t.address).stake for t in market.trainers[:4]]
+    assert stakes == [STAKE, STAKE, 0, STAKE]
+    assert [market.contract.owed(task_id, t.address) for t in market.trainers[:4]] == \
+        [shares[0] + STAKE, shares[1] + STAKE, 0, STAKE]
+    assert_conserved(market, task_id)
+
+
+def test_a_lost_update_cannot_also_be_paid(market: Market) -> None:
+    task_id = create(market, stake_wei=STAKE)
+    join_all(market, task_id, market.trainers[:3])
+    play_round(market, task_id, 0, market.trainers[:3])
+    with pytest.raises(ContractRevert) as exc:
+        post(market, task_id, 0, [5000, 5000, 0], lost_mask=0b001)
+    assert revert_name(exc) == "MarketPaidAndLost"
+    with pytest.raises(ContractRevert) as exc2:  # a bit past the revealed updates
+        post(market, task_id, 0, [5000, 5000, 0], lost_mask=0b1000)
+    assert revert_name(exc2) == "MarketWrongLength"
+
+
+def test_an_all_zero_result_with_a_proof_carries_the_pool_and_the_lost_stakes(market: Market) -> None:
+    verifier = deploy(market, "MockVerifier", True, True)
+    task_id = create(market, rounds=2, reward=1000, stake_wei=STAKE, verifier=verifier.address, **SHORT)
+    a, b, c = market.trainers[:3]
+    join_all(market, task_id, [a, b, c])
+    play_round(market, task_id, 0, [a, b, c], revealers=[a, b])
+
+    post(market, task_id, 0, [0, 0], lost_mask=0b11)  # the proof says both revealed updates were invalid
+
+    t = market.contract.task(task_id)
+    assert (t.refunded, t.carry, t.credited) == (0, 500 + 3 * STAKE, 0)  # nothing back to the owner
+    market.contract.join(a, task_id)
+    market.contract.join(b, task_id)
+    play_round(market, task_id, 1, [a, b])
+    post(market, task_id, 1, [5000, 5000])
+
+    assert [market.contract.seat(task_id, x.address).earned for x in (a, b)] == \
+        cumulative(1000 + 3 * STAKE, [1, 1])
+    assert market.contract.task(task_id).refunded == 0
+    assert_conserved(market, task_id)
+
+
+def test_an_all_lost_zero_result_without_a_verifier_carries_the_pool(market: Market) -> None:
+    task_id = create(market, rounds=2, reward=1000, stake_wei=STAKE, **SHORT)
+    a, b, c = market.trainers[:3]
+    join_all(market, task_id, [a, b])
+    play_round(market, task_id, 0, [a, b])
+    with pytest.raises(ContractRevert) as exc:  # zero without marking every revealed update lost
+        post(market, task_id, 0, [0, 0], lost_mask=0b01)
+    assert revert_name(exc) == "MarketBadBasisPoints"
+
+    receipt = post(market, task_id, 0, [0, 0], lost_mask=0b11)  # every revealed update is junk
+
+    assert market.contract.settlement(receipt)["settlement"] == "result"
+    t = market.contract.task(task_id)
+    assert (t.refunded, t.carry, t.credited, t.stakes_held) == (0, 500 + 2 * STAKE, 0, 0)
+    assert [market.contract.trainer_index(task_id, x.address) for x in (a, b)] == [0, 0]
+    market.contract.join(c, task_id)  # takes a freed seat
+    play_round(market, task_id, 1, [c])
+    post(market, task_id, 1, [10_000])
+    assert market.contract.seat(task_id, c.address).earned == 1000 + 2 * STAKE
+    assert market.contract.task(task_id).refunded == 0
+    assert_conserved(market, task_id)
+
+
+def test_an_all_lost_last_round_refunds_the_carry_to_the_owner(market: Market) -> None:
+    """Documented gap: a last round that pays nobody has nobody left to carry to."""
+    task_id = create(market, rounds=1, reward=1000, stake_wei=STAKE, **SHORT)
+    a = market.trainers[0]
+    join_all(market, task_id, [a])
+    play_round(market, task_id, 0, [a])
+    post(market, task_id, 0, [0], lost_mask=0b1)
+    t = market.contract.task(task_id)
+    assert (t.refunded, t.carry, t.credited) == (1000 + STAKE, 0, 0)
+    assert_conserved(market, task_id)
+
+
+def test_a_result_whose_proof_does_not_verify_reverts(market: Market) -> None:
+    verifier = deploy(market, "MockVerifier", True, False)
+    task_id = create(market, verifier=verifier.address)
+    join_all(market, task_id, market.trainers[:1])
+    play_round(market, task_id, 0, market.trainers[:1])
+    with pytest.raises(ContractRevert) as exc:
+        post(market, task_id, 0, [10_000], proof=b"\x00")
+    assert revert_name(exc) == "MarketInvalidProof"
+
+
+# ------------------------------------------------------------------ backup
+def test_the_backup_posts_only_after_the_aggregators_window(market: Market) -> None:
+    backup = market.outsider
+    task_id = create(market, rounds=1, max_trainers=2, backup=backup.address, **SHORT)
+    join_all(market, task_id, market.trainers[:2])
+    play_round(market, task_id, 0, market.trainers[:2])
+    with pytest.raises(ContractRevert) as exc:
+        post(market, task_id, 0, [5000, 5000], sender=backup)
+    assert revert_name(exc) == "MarketNotAggregator"
+    advance_to(market, schedule(market, task_id)["result"])
+    with pytest.raises(ContractRevert) as exc2:  # the aggregator missed its window
+        post(market, task_id, 0, [5000, 5000])
+    assert revert_name(exc2) == "MarketNotAggregator"
+
+    receipt = post(market, task_id, 0, [2500, 7500], sender=backup)
+
+    assert market.contract.settlement(receipt)["settlement"] == "result"
+    assert market.contract.owed(task_id, market.trainers[1].address) == cumulative(10**18, [2500, 7500])[1]
+
+
+def test_the_backup_window_ends_when_the_next_round_opens(market: Market) -> None:
+    task_id = create(market, rounds=1, max_trainers=2, backup=market.outsider.address, **SHORT)
+    join_all(market, task_id, market.trainers[:2])
+    play_round(market, task_id, 0, market.trainers[:2])
+    seal(market, task_id)
+    advance_to(market, schedule(market, task_id)["final"])
+    with pytest.raises(ContractRevert) as exc:
+        post(market, task_id, 0, [5000, 5000], sender=market.outsider)
+    assert revert_name(exc) == "MarketResultWindowClosed"
+    market.contract.settle_without_result(market.trainers[0], task_id)
+    assert market.contract.round_info(task_id, 0).settlement == "fallback"
 
 
 # -------------------------------------------------------------- liveness
-def test_fallback_splits_equally_when_the_aggregator_is_silent(market: Market) -> None:
-    task_id = create(market, rounds=1, reward=1000, submit_window=100, result_window=100)
-    join_all(market, task_id)
-    submit_all(market, task_id, 0)
+def test_fallback_pays_only_revealed_updates_and_gives_them_the_non_revealers_stakes(market: Market) -> None:
+    task_id = create(market, rounds=1, reward=1000, stake_wei=STAKE, **SHORT)
+    a, b, c = market.trainers[:3]
+    join_all(market, task_id, [a, b, c])
+    play_round(market, task_id, 0, [a, b, c], revealers=[a, c])
     with pytest.raises(ContractRevert) as exc:
         market.contract.settle_without_result(market.trainers[0], task_id)
     assert revert_name(exc) == "MarketResultWindowOpen"
-    market.chain.advance_time(201)
 
-    market.contract.settle_without_result(market.trainers[0], task_id)
+    receipt = settle_after_deadline(market, task_id)
 
-    assert [market.contract.owed(t.address) for t in market.trainers[:3]] == [333, 333, 333]
-    assert market.contract.task(task_id).refundable == 1
-    assert market.contract.round_info(task_id, 0).settlement == "fallback"
+    shares = cumulative(1000 + STAKE, [1, 1])
+    assert [market.contract.seat(task_id, t.address).earned for t in (a, b, c)] == [shares[0], 0, shares[1]]
+    assert market.contract.owed(task_id, b.address) == 0  # stake lost too
+    assert market.contract.settlement(receipt) == {"round": 0, "settlement": "fallback", "credited": 1000 + STAKE,
+                                                   "refunded": 0, "trainers": 2, "stakes_lost": STAKE}
+    assert market.contract.task(task_id).refunded == 0
     assert_conserved(market, task_id)
 
 
-def test_round_nobody_submitted_to_is_refunded(market: Market) -> None:
-    task_id = create(market, rounds=2, reward=1000, submit_window=100, result_window=100)
-    market.chain.advance_time(201)
+def test_fallback_remainder_goes_to_the_trainers(market: Market) -> None:
+    task_id = create(market, rounds=1, reward=1000, **SHORT)
+    join_all(market, task_id, market.trainers[:3])
+    play_round(market, task_id, 0, market.trainers[:3])
+
+    settle_after_deadline(market, task_id)
+
+    assert [market.contract.owed(task_id, t.address) for t in market.trainers[:3]] == [333, 333, 334]
+    assert market.contract.task(task_id).refunded == 0
+
+
+def test_an_empty_round_refunds_only_its_pool(market: Market) -> None:
+    task_id = create(market, rounds=3, reward=1000, **SHORT)
+    join_all(market, task_id, market.trainers[:1])
+    with pytest.raises(ContractRevert) as exc:  # commits are still open
+        market.contract.settle_without_result(market.outsider, task_id)
+    assert revert_name(exc) == "MarketRevealOpen"
+    close_commits(market, task_id)
+
+    receipt = market.contract.settle_without_result(market.outsider, task_id)
+
+    t = market.contract.task(task_id)
+    assert market.contract.settlement(receipt)["refunded"] == 333
+    assert (t.refunded, t.escrow, t.current_round, t.finished) == (333, 667, 1, False)
+    assert market.contract.round_info(task_id, 0).settlement == "refunded"
+    assert_conserved(market, task_id)
+
+
+def test_a_round_with_commits_but_no_reveals_refunds_its_pool_and_carries_the_stakes(market: Market) -> None:
+    task_id = create(market, rounds=2, reward=1000, max_trainers=2, stake_wei=STAKE, **SHORT)
+    a, b = market.trainers[:2]
+    join_all(market, task_id, [a, b])
+    play_round(market, task_id, 0, [a], revealers=[])
+    with pytest.raises(ContractRevert) as exc:  # a may still reveal
+        market.contract.settle_without_result(market.outsider, task_id)
+    assert revert_name(exc) == "MarketRevealOpen"
+    advance_to(market, schedule(market, task_id)["reveal"])
 
     market.contract.settle_without_result(market.outsider, task_id)
 
-    assert market.contract.task(task_id).refundable == 500
-    assert market.contract.round_info(task_id, 0).settlement == "refunded"
+    t = market.contract.task(task_id)
+    assert (t.refunded, t.carry, t.stakes_held) == (500, STAKE, STAKE)
+    play_round(market, task_id, 1, [b])
+    post(market, task_id, 1, [10_000])
+    assert market.contract.seat(task_id, b.address).earned == 500 + STAKE  # the lost stake went to a trainer
+    assert market.contract.task(task_id).refunded == 500
+    assert_conserved(market, task_id)
 
 
-def test_owner_reclaims_unused_pools_only_when_nobody_trains(market: Market) -> None:
-    task_id = create(market, rounds=3, reward=999, submit_window=100)
+def test_reclaim_is_refused_until_k_empty_rounds_in_a_row(market: Market) -> None:
+    task_id = create(market, rounds=5, reward=1000, stake_wei=STAKE, empty_rounds_to_reclaim=2, **SHORT)
+    trainer = market.trainers[0]
+    market.contract.join(trainer, task_id)
+
+    def reclaim_error() -> str:
+        with pytest.raises(ContractRevert) as exc:
+            market.contract.reclaim_unused(market.owner, task_id)
+        return revert_name(exc)
+
+    assert reclaim_error() == "MarketNotAbandoned"
+    close_commits(market, task_id)
+    market.contract.settle_without_result(market.outsider, task_id)  # empty round 0
+    assert reclaim_error() == "MarketNotAbandoned"  # one is not enough
+    play_round(market, task_id, 1, [trainer])
+    post(market, task_id, 1, [10_000])  # a paid round resets the streak
+    for r in (2, 3):
+        advance_to(market, market.contract.task(task_id).opens_at(r))
+        if r == 3:
+            assert reclaim_error() == "MarketNotAbandoned"
+        close_commits(market, task_id)
+        market.contract.settle_without_result(market.outsider, task_id)
     with pytest.raises(ContractRevert) as exc:
-        market.contract.reclaim_unused(market.owner, task_id)
-    assert revert_name(exc) == "MarketSubmissionsOpen"
-    market.chain.advance_time(101)
-    with pytest.raises(ContractRevert) as exc2:
         market.contract.reclaim_unused(market.outsider, task_id)
-    assert revert_name(exc2) == "MarketNotOwner"
+    assert revert_name(exc) == "MarketNotOwner"
 
-    market.contract.reclaim_unused(market.owner, task_id)
+    receipt = market.contract.reclaim_unused(market.owner, task_id)
 
     t = market.contract.task(task_id)
-    assert (t.escrow, t.refunded, t.finished) == (0, 999, True)
+    assert market.contract.reclaimed(receipt) == 200  # round 4's pool; rounds 0, 2, 3 were refunded one by one
+    assert (t.escrow, t.refunded, t.finished) == (0, 800, True)
+    assert market.contract.owed(task_id, trainer.address) == 200 + STAKE  # the stake comes back at the end
+    assert market.contract.withdraw(trainer, task_id) == 200 + STAKE
+    assert_conserved(market, task_id)
 
 
-def test_owner_cannot_reclaim_a_round_with_submissions(market: Market) -> None:
-    task_id = create(market, rounds=2, submit_window=100)
-    join_all(market, task_id, 1)
-    market.contract.submit_update(market.trainers[0], task_id, 0, compute_cid(b"u"), b"\x00" * 32)
-    market.chain.advance_time(101)
+def test_reclaim_is_refused_forever_when_k_is_zero(market: Market) -> None:
+    task_id = create(market, rounds=4, reward=1000, **SHORT)
+    for r in range(3):
+        advance_to(market, market.contract.task(task_id).opens_at(r))
+        close_commits(market, task_id)
+        market.contract.settle_without_result(market.outsider, task_id)
+        with pytest.raises(ContractRevert) as exc:
+            market.contract.reclaim_unused(market.owner, task_id)
+        assert revert_name(exc) == "MarketNotAbandoned"
+    assert market.contract.task(task_id).escrow == 250
+
+
+def test_owner_cannot_reclaim_a_round_with_commitments(market: Market) -> None:
+    task_id = create(market, rounds=3, empty_rounds_to_reclaim=1, **SHORT)
+    market.contract.join(market.trainers[0], task_id)
+    close_commits(market, task_id)
+    market.contract.settle_without_result(market.outsider, task_id)
+    advance_to(market, market.contract.task(task_id).opens_at(1))
+    commit(market, task_id, 1, market.trainers[0])
     with pytest.raises(ContractRevert) as exc:
         market.contract.reclaim_unused(market.owner, task_id)
     assert revert_name(exc) == "MarketRoundHasSubmissions"
 
 
+# -------------------------------------------------------------- schedule
+def test_round_one_does_not_open_early_when_the_result_comes_early(market: Market) -> None:
+    task_id = create(market, rounds=2, max_trainers=2, **SHORT)
+    join_all(market, task_id, market.trainers[:2])
+    play_round(market, task_id, 0, market.trainers[:2])  # full: commits and reveals close at once
+    post(market, task_id, 0, [5000, 5000])
+    info = market.contract.task(task_id)
+    assert info.current_round == 1 and market.chain.clock() < info.opens_at(1)
+
+    with pytest.raises(ContractRevert) as exc:
+        commit(market, task_id, 1, market.trainers[0])
+    assert revert_name(exc) == "MarketRoundNotOpen"
+    assert f"opens at unix time {info.opens_at(1)}" in str(exc.value)
+
+    advance_to(market, info.opens_at(1))
+    commit(market, task_id, 1, market.trainers[0])
+
+
+def test_a_late_settlement_does_not_move_the_next_round(market: Market) -> None:
+    task_id = create(market, rounds=3, max_trainers=2, **SHORT)
+    join_all(market, task_id, market.trainers[:2])
+    info = market.contract.task(task_id)
+    advance_to(market, info.opens_at(1) + 20)  # round 0 is settled only after round 1 opened
+    market.contract.settle_without_result(market.outsider, task_id)
+
+    assert schedule(market, task_id)["opens"] == info.opens_at(1)
+    commit(market, task_id, 1, market.trainers[0])  # round 1's commit window is still open
+    advance_to(market, info.opens_at(1) + 60)
+    with pytest.raises(ContractRevert) as exc:
+        commit(market, task_id, 1, market.trainers[1])
+    assert revert_name(exc) == "MarketSubmissionClosed"
+
+
+# ------------------------------------------------------------------ leave
+def test_leaving_between_rounds_returns_the_stake(market: Market) -> None:
+    task_id = create(market, rounds=2, stake_wei=STAKE)
+    trainer = market.trainers[0]
+    market.contract.join(trainer, task_id)
+
+    receipt = market.contract.leave(trainer, task_id)
+
+    assert market.contract.c.events.StakeReturned().process_receipt(receipt, errors=DISCARD)[0]["args"]["amount"] == STAKE
+    assert market.contract.owed(task_id, trainer.address) == STAKE
+    before = market.chain.balance(market.contract.address)
+    assert market.contract.withdraw(trainer, task_id) == STAKE
+    assert market.chain.balance(market.contract.address) == before - STAKE
+    assert market.contract.trainer_index(task_id, trainer.address) == 0  # the seat is given up
+    with pytest.raises(ContractRevert) as exc:  # no seat, no commit
+        commit(market, task_id, 0, trainer)
+    assert revert_name(exc) == "MarketNotJoined"
+    with pytest.raises(ContractRevert) as exc2:
+        market.contract.leave(trainer, task_id)
+    assert revert_name(exc2) == "MarketNotJoined"
+    market.contract.join(trainer, task_id)  # back in with a fresh stake
+    commit(market, task_id, 0, trainer)
+    assert_conserved(market, task_id)
+
+
+def test_leaving_while_committed_is_refused_until_the_round_settles(market: Market) -> None:
+    task_id = create(market, rounds=2, max_trainers=1, stake_wei=STAKE, **SHORT)
+    trainer = market.trainers[0]
+    market.contract.join(trainer, task_id)
+    play_round(market, task_id, 0, [trainer])
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.leave(trainer, task_id)
+    assert revert_name(exc) == "MarketCannotLeave"
+    post(market, task_id, 0, [10_000])
+
+    market.contract.leave(trainer, task_id)
+
+    assert market.contract.owed(task_id, trainer.address) == 5 * 10**17 + STAKE
+
+
+def test_leave_without_joining_reverts(market: Market) -> None:
+    task_id = create(market)
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.leave(market.outsider, task_id)
+    assert revert_name(exc) == "MarketNotJoined"
+
+
 # -------------------------------------------------------------- withdraw
 def test_withdrawing_twice_pays_once(market: Market) -> None:
     task_id = create(market, rounds=1, reward=10**18)
-    join_all(market, task_id)
-    submit_all(market, task_id, 0)
+    join_all(market, task_id, market.trainers[:3])
+    play_round(market, task_id, 0, market.trainers[:3])
     post(market, task_id, 0, [10000, 0, 0])
     trainer = market.trainers[0]
     before = market.chain.balance(trainer.address)
 
-    paid = market.contract.withdraw(trainer)
+    paid = market.contract.withdraw(trainer, task_id)
     with pytest.raises(ContractRevert) as exc:
-        market.contract.withdraw(trainer)
+        market.contract.withdraw(trainer, task_id)
 
     assert paid == 10**18
     assert revert_name(exc) == "MarketNothingToWithdraw"
@@ -301,6 +977,71 @@ def test_withdrawing_twice_pays_once(market: Market) -> None:
     assert market.chain.balance(market.contract.address) == 0
 
 
+def test_withdraw_to_another_address(market: Market) -> None:
+    task_id = create(market, rounds=1, reward=10**18, max_trainers=1, stake_wei=STAKE)
+    trainer, recipient = market.trainers[0], market.trainers[4]
+    market.contract.join(trainer, task_id)
+    play_round(market, task_id, 0, [trainer])
+    post(market, task_id, 0, [10_000])
+    before = market.chain.balance(recipient.address)
+
+    receipt = market.chain.transact(trainer, market.contract.c.functions.withdrawTo(task_id, recipient.address))
+
+    (ev,) = market.contract.c.events.Withdrawn().process_receipt(receipt, errors=DISCARD)
+    assert (ev["args"]["account"], ev["args"]["recipient"], ev["args"]["amount"]) == \
+        (trainer.address, recipient.address, 10**18 + STAKE)
+    assert market.chain.balance(recipient.address) == before + 10**18 + STAKE
+    assert market.contract.owed(task_id, trainer.address) == 0
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.withdraw(trainer, task_id, ZERO_ADDRESS)
+    assert revert_name(exc) == "MarketZeroRecipient"
+
+
+def test_the_stake_is_withdrawable_only_once_the_task_ends(market: Market) -> None:
+    task_id = create(market, rounds=2, reward=1000, max_trainers=1, stake_wei=STAKE, **SHORT)
+    trainer = market.trainers[0]
+    market.contract.join(trainer, task_id)
+    play_round(market, task_id, 0, [trainer])
+    post(market, task_id, 0, [10_000])
+
+    assert market.contract.withdraw(trainer, task_id) == 500  # the credit, not the stake
+    assert market.contract.seat(task_id, trainer.address).stake == STAKE
+    play_round(market, task_id, 1, [trainer])
+    post(market, task_id, 1, [10_000])
+    assert market.contract.withdraw(trainer, task_id) == 500 + STAKE
+    assert market.contract.task(task_id).stakes_held == 0
+    assert market.chain.balance(market.contract.address) == 0
+
+
+def test_withdraw_is_per_task(market: Market) -> None:
+    t1 = create(market, rounds=1, reward=1000, max_trainers=1)
+    t2 = create(market, rounds=1, reward=3000, max_trainers=1)
+    trainer = market.trainers[0]
+    for task_id in (t1, t2):
+        market.contract.join(trainer, task_id)
+        play_round(market, task_id, 0, [trainer])
+        post(market, task_id, 0, [10_000])
+
+    assert market.contract.withdraw(trainer, t1) == 1000
+    assert market.contract.owed(task_id=t2, address=trainer.address) == 3000
+    assert market.contract.withdraw(trainer, t2) == 3000
+
+
+def test_the_owner_withdraws_refunds_only(market: Market) -> None:
+    task_id = create(market, rounds=2, reward=1000, **SHORT)
+    close_commits(market, task_id)
+    market.contract.settle_without_result(market.outsider, task_id)
+
+    assert market.contract.withdraw_refund(market.owner, task_id) == 500
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.withdraw_refund(market.owner, task_id)
+    assert revert_name(exc) == "MarketNothingToWithdraw"
+    with pytest.raises(ContractRevert) as exc2:
+        market.contract.withdraw_refund(market.outsider, task_id)
+    assert revert_name(exc2) == "MarketNotOwner"
+
+
+# ------------------------------------------------------------------ pools
 def test_pools_add_up_to_the_reward(market: Market) -> None:
     task_id = create(market, rounds=3, reward=10)
     pools = [market.contract.round_pool(task_id, r) for r in range(3)]
@@ -309,11 +1050,23 @@ def test_pools_add_up_to_the_reward(market: Market) -> None:
 
 def test_round_pools_computed_off_chain_equal_the_contracts(market: Market) -> None:
     for reward, rounds in ((10**18, 3), (7, 5), (4, 4), (10**18 + 1, 7)):
-        task_id, _ = market.contract.create_task(market.owner, spec_cid=SPEC, initial_model_cid=SPEC, validation_commitment=VALC,
-                                                  aggregator=market.aggregator.address, rounds=rounds, reward_wei=reward)
+        task_id = create(market, rounds=rounds, reward=reward)
         info = market.contract.task(task_id)
 
         pools = [info.round_pool(r) for r in range(rounds)]
 
         assert pools == [market.contract.round_pool(task_id, r) for r in range(rounds)]
         assert sum(pools) == reward
+
+
+def test_a_settled_round_records_its_result(market: Market) -> None:
+    task_id = create(market, rounds=2, max_trainers=1)
+    market.contract.join(market.trainers[0], task_id)
+    play_round(market, task_id, 0, market.trainers[:1])
+    seed = market.contract.round_seed(task_id)
+    post(market, task_id, 0, [10_000], seed_=seed)
+
+    info = market.contract.round_info(task_id, 0)
+
+    assert (info.settlement, info.model_cid, info.receipt_cid, info.seed) == ("result", MODEL, RECEIPT, seed)
+    assert market.contract.task(task_id).latest_model_cid == MODEL

@@ -1,28 +1,50 @@
 """Stateful invariant fuzzing of the escrow (Hypothesis ``RuleBasedStateMachine``).
 
-Random sequences of create / join / submit / post result / fallback / reclaim /
-withdraw / refund with random time jumps, over several tasks and trainers at once.
+Random sequences over several tasks and trainers at once: create (random rounds, reward, stake, windows,
+backup aggregator, empty rounds to reclaim), join / top up / leave (and joins with the wrong stake),
+commit (valid, junk, wrong round), reveal (valid, wrong salt), seal, post result (random basis points
+and ``lostMask``; and bad sums, paid-and-lost entries, wrong seeds, the wrong sender), settle without a
+result (fallback split or empty-round refund), reclaim, withdraw (to itself or another address),
+withdraw refunds, and time moving by random amounts or to a round's next deadline (the fixed schedule).
+
 After every step:
 
-* the contract's balance equals everything owed but not withdrawn plus every pool
-  not yet settled plus every refund not yet withdrawn;
-* withdrawn + balance equals everything deposited, to the wei;
-* per task, escrow + credited + refunded equals the reward;
-* no trainer is credited twice for one round.
+* money is conserved to the wei: the contract's balance equals, over every task, escrow + stakes held +
+  carry + credits not withdrawn + refunds not withdrawn; withdrawn + balance equals everything deposited;
+  per task, reward + stakes deposited == credited + refunded + escrow + stakes held + carry + stakes
+  returned;
+* no honest stake is lost: every trainer's stake is exactly what the model says -- a stake is lost only
+  by a committer that did not reveal or an update marked in ``lostMask``, and every settlement's
+  ``StakeLost`` events are exactly those;
+* a settlement credits only the round's revealed updates (with basis points above zero for a result),
+  nobody twice for a round, the round's pool plus the stakes lost (and carried) in full, not a wei to
+  the owner; an empty round refunds its pool only and carries its lost stakes to the next round (the
+  contract hands the carry to the owner's refunds when no round is left: asserted as it is);
+* the fixed schedule holds: a commit lands inside its round's scheduled window, a reveal after commits
+  closed and before the reveal deadline, a result from the aggregator in its window or the backup in the
+  next, never later;
+* the calls that must fail do (wrong stake, wrong round, wrong reveal, bad basis points, wrong seed).
 
-At the end every task is driven to its end and every party withdraws; the balance
-must then be zero. The in-process EVM runs the long campaign (transactions sent
-through eth-tester's unlocked accounts, the fastest path); a shorter one runs on Anvil.
+At the end every task is driven to its end and everyone withdraws: every balance must reach zero (nothing
+locked). The in-process EVM runs the long campaign (transactions through eth-tester's unlocked accounts, the
+fastest path, with the market's storage read directly); a shorter one runs on Anvil.
+
+Size: ``make test`` runs the fast profile (50 examples x 30 steps, about 40 s of CPU). The issue's campaign,
+200 examples x 30 steps, is ``INVARIANT_PROFILE=full pytest tests/contracts/test_invariants.py`` (about
+160 s of CPU: 2 min 40 s on an idle core, 7 min on a loaded 2-core machine). ``INVARIANT_EXAMPLES`` /
+``INVARIANT_STEPS`` override either.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
+from eth_abi import encode as abi_encode
 from eth_utils import keccak
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from web3 import Web3
@@ -30,23 +52,73 @@ from web3 import Web3
 from market.chain.compile import load_artifact
 
 ZERO = "0x" + "00" * 20
-EXAMPLES = int(os.environ.get("INVARIANT_EXAMPLES", "200"))
-STEPS = int(os.environ.get("INVARIANT_STEPS", "30"))
+PROFILES = {"fast": (50, 30), "full": (200, 30)}  # (examples, steps): see the module's docstring
+_examples, _steps = PROFILES[os.environ.get("INVARIANT_PROFILE", "fast")]
+EXAMPLES = int(os.environ.get("INVARIANT_EXAMPLES", _examples))
+STEPS = int(os.environ.get("INVARIANT_STEPS", _steps))
+BPS = 10_000
+TRAINERS = 4  # trainer accounts the machine plays with (tasks take 1 to 5: some fill up)
 
-
-#: the events the machine reads: name -> (indexed argument types, data argument types)
-_EVENTS = {
-    "TrainerCredited(uint256,uint256,address,uint256)": ("TrainerCredited", ["uint256", "uint256", "address"], ["uint256"]),
-    "Withdrawn(address,address,uint256)": ("Withdrawn", ["address", "address"], ["uint256"]),
-    "RefundWithdrawn(uint256,address,uint256)": ("RefundWithdrawn", ["uint256", "address"], ["uint256"]),
-    "TaskCreated(uint256,address,address,address,uint256,uint32,bytes32)": (
-        "TaskCreated", ["uint256", "address", "address"], ["address", "uint256", "uint32", "bytes32"]),
-}
-_TOPICS = {keccak(text=sig): spec for sig, spec in _EVENTS.items()}
+# getTask's tuple (TaskView), by position
+T_OWNER, T_START, T_CURRENT, T_ROUNDS, T_PERIOD = 0, 2, 3, 5, 8
+T_SUBMIT, T_REVEAL_W, T_BACKUP, T_RESULT_W, T_TRAINERS = 6, 7, 9, 10, 11
+T_COMMITTED, T_REVEALED, T_COUNT_ROUND, T_MAX, T_SEAL = 16, 17, 18, 19, 20
+T_REWARD, T_REFUNDED, T_ESCROW, T_CREDITED, T_REFUNDS_WITHDRAWN = 21, 22, 23, 24, 25
+T_STAKE, T_STAKES_HELD, T_CARRY = 26, 27, 28
 
 
 def _hex(b: Any) -> bytes:
     return bytes.fromhex(b[2:]) if isinstance(b, str) else bytes(b)
+
+
+def _abi_type(item: dict[str, Any]) -> str:
+    if item["type"].startswith("tuple"):
+        return "(" + ",".join(_abi_type(c) for c in item["components"]) + ")" + item["type"][5:]
+    return str(item["type"])
+
+
+#: The in-process driver reads the market's storage directly (a few microseconds a slot, where a view call
+#: runs the EVM for milliseconds): ContributionMarket's state variables and its Task and Seat structs in
+#: storage order, (name, bytes). The driver checks this layout against getTask and seat when it starts,
+#: so a change to the contract's storage fails there, loudly, not as a wrong invariant.
+SLOT_TASKS, SLOT_SEATS, SLOT_STAKES = 1, 2, 3
+TASK_STORAGE = [
+    ("token", 20), ("startAt", 4), ("currentRound", 4), ("rounds", 2),
+    ("aggregator", 20), ("submitWindow", 3), ("revealWindow", 3), ("period", 4),
+    ("backup", 20), ("resultWindow", 3), ("trainerCount", 2), ("emptyRoundsToReclaim", 2), ("emptyStreak", 2),
+    ("freeCount", 2),
+    ("owner", 20), ("createdBlock", 4),
+    ("verifier", 20), ("committedCount", 2), ("revealedCount", 2), ("countRound", 2), ("maxTrainers", 2), ("sealBlock", 4),
+    ("reward", 16), ("refunded", 16), ("escrow", 16), ("credited", 16), ("refundsWithdrawn", 16), ("stake", 16),
+    ("stakesHeld", 16), ("carry", 16),
+    ("submissionsDigest", 32), ("latestModelCid", 32), ("specCid", 32), ("validationCommitment", 32),
+]
+SEAT_STORAGE = [("index", 2), ("committedTag", 4), ("revealedTag", 4), ("staked", 1), ("earned", 16)]
+
+
+def _packed(fields: list[tuple[str, int]]) -> dict[str, tuple[int, int, int]]:
+    """Solidity's packing: name -> (slot offset, byte offset from the low end, size)."""
+    out, slot, used = {}, 0, 0
+    for name, size in fields:
+        if used + size > 32:
+            slot, used = slot + 1, 0
+        out[name] = (slot, used, size)
+        used += size
+    return out
+
+
+def _mapping_slot(key: int | str, base: int) -> int:
+    k = int(key, 16) if isinstance(key, str) else key
+    return int.from_bytes(keccak(k.to_bytes(32, "big") + base.to_bytes(32, "big")), "big")
+
+
+def _event_specs(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[tuple[str, str, bool]]]]:
+    specs = {}
+    for e in abi:
+        if e["type"] == "event":
+            inputs = [(i["name"], _abi_type(i), bool(i["indexed"])) for i in e["inputs"]]
+            specs[keccak(text=f"{e['name']}({','.join(t for _, t, _ in inputs)})")] = (e["name"], inputs)
+    return specs
 
 
 class EscrowDriver:
@@ -57,8 +129,10 @@ class EscrowDriver:
     """
 
     def __init__(self, w3: Web3, accounts: list[str], snapshot: Callable[[], Any], revert: Callable[[Any], None],
-                 advance: Callable[[int], None], tester: Any = None) -> None:
+                 set_time: Callable[[int], None], tester: Any = None,
+                 mine: Callable[[int], None] | None = None) -> None:
         art = load_artifact("ContributionMarket")
+        self.mine = mine or (lambda n: tester.mine_blocks(n))
         self.w3 = w3
         self.tester = tester
         self.accounts = accounts
@@ -66,33 +140,151 @@ class EscrowDriver:
         tx = contract.constructor().transact({"from": accounts[0], "gas": 8_000_000})
         address = w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
         self.c = w3.eth.contract(address=address, abi=art["abi"])
+        self.events = _event_specs(art["abi"])
+        lens = load_artifact("MarketLens")
+        tx = w3.eth.contract(abi=lens["abi"], bytecode=lens["bytecode"]).constructor().transact(
+            {"from": accounts[0], "gas": 8_000_000})
+        self.lens = w3.eth.contract(address=w3.eth.wait_for_transaction_receipt(tx)["contractAddress"], abi=lens["abi"])
+        self._task_type = [_abi_type(o) for o in self.c.functions.getTask(0).abi["outputs"]]
+        self._seat_types = [_abi_type(o) for o in self.c.functions.seat(0, accounts[0]).abi["outputs"]]
+        outputs = self.c.functions.getTask(0).abi["outputs"][0]["components"]
+        self._task_view = [(o["name"], o["type"]) for o in outputs]  # getTask's order
+        self._task_layout = _packed(TASK_STORAGE)
+        self._seat_layout = _packed(SEAT_STORAGE)
+        self._address = bytes.fromhex(address[2:])
         self._revert = revert
         self._snapshot = snapshot
-        self.advance = advance
+        self._set_time = set_time
+        if tester is not None:
+            self._check_layout()
         self.base = snapshot()
+
+    # ------------------------------------------------- storage (in-process only)
+    def _storage(self) -> Any:
+        return self.tester.backend.chain.get_vm().state
+
+    def _task_from(self, state: Any, task_id: int) -> tuple[Any, ...]:
+        base = _mapping_slot(task_id, SLOT_TASKS)
+        words: dict[int, int] = {}
+        values = {}
+        for name, (slot, offset, size) in self._task_layout.items():
+            if slot not in words:
+                words[slot] = state.get_storage(self._address, base + slot)
+            values[name] = (words[slot] >> (8 * offset)) & ((1 << (8 * size)) - 1)
+        out = []
+        for name, typ in self._task_view:
+            v = values[name]
+            if typ == "address":
+                v = Web3.to_checksum_address(v.to_bytes(20, "big"))
+            elif typ == "bytes32":
+                v = v.to_bytes(32, "big")
+            out.append(v)
+        return tuple(out)
+
+    def _seat_from(self, state: Any, task_id: int, trainer: str) -> tuple[int, int, int, int, int, bytes]:
+        word = state.get_storage(self._address, _mapping_slot(trainer, _mapping_slot(task_id, SLOT_SEATS)))
+        v = {n: (word >> (8 * off)) & ((1 << (8 * size)) - 1) for n, (_, off, size) in self._seat_layout.items()}
+        stake = state.get_storage(self._address, _mapping_slot(trainer, _mapping_slot(task_id, SLOT_STAKES)))
+        return (v["index"], v["committedTag"], v["revealedTag"], v["earned"], stake, b"")
+
+    def _check_layout(self) -> None:
+        """Create a task with distinct values, join it, and compare the storage reads with getTask and seat."""
+        a = self.accounts
+        snap = self._snapshot()
+        try:
+            params = (keccak(b"s"), keccak(b"i"), keccak(b"v"), a[2], a[3], ZERO, 7, 61, 32, 63, 5, 3, 9)
+            for fn, value in ((self.c.functions.createTask(params, ZERO, 10**18 + 5), 10**18 + 5),
+                              (self.c.functions.join(1), 9)):
+                self.tester.send_transaction({"from": a[4] if value == 9 else a[0], "to": self.c.address, "value": value,
+                                              "gas": 5_000_000, "data": fn._encode_transaction_data()})
+            state = self._storage()
+            view = tuple(Web3.to_checksum_address(v) if isinstance(v, str) else v
+                         for v in self.call(self.c.functions.getTask(1)))
+            assert self._task_from(state, 1) == view, \
+                "TASK_STORAGE does not match ContributionMarket's Task struct: update it"
+            seat, view = self._seat_from(state, 1, a[4]), tuple(self.call(self.c.functions.seat(1, a[4])))
+            assert seat[:5] == view[:5], "SEAT_STORAGE does not match ContributionMarket's Seat struct: update it"
+        finally:
+            self._revert(snap)
+
+    def task_state(self, task_id: int) -> tuple[Any, ...]:
+        """``getTask(task_id)`` (from storage in-process)."""
+        if self.tester is not None:
+            return self._task_from(self._storage(), task_id)
+        return tuple(self.call(self.c.functions.getTask(task_id)))
 
     def reset(self) -> None:
         self._revert(self.base)
         self.base = self._snapshot()
 
+    def now(self) -> int:
+        """The earliest timestamp the next transaction can run at: eth-tester's pending block (the later of
+        the wall clock and the latest block's), Anvil's latest block plus one."""
+        if self.tester is not None:
+            return int(self.tester.get_block_by_number("pending")["timestamp"])
+        return int(self.w3.eth.get_block("latest")["timestamp"]) + 1
+
+    def last_timestamp(self) -> int:
+        """The latest block's timestamp (that of the last transaction)."""
+        if self.tester is not None:
+            return int(self.tester.get_block_by_number("latest")["timestamp"])
+        return int(self.w3.eth.get_block("latest")["timestamp"])
+
+    def advance(self, seconds: int) -> None:
+        """Mine a block ``seconds`` after :meth:`now`."""
+        self._set_time(self.now() + seconds)
+
+    def advance_to(self, when: int) -> None:
+        """Mine a block so that the next transaction runs at ``when`` or later."""
+        if when > self.now():
+            self._set_time(when)
+
     def call(self, fn: Any) -> Any:
         if self.tester is None:
             return fn.call()
-        raw = self.tester.call({"from": self.accounts[0], "to": self.c.address, "data": fn._encode_transaction_data()})
-        types = [o["type"] if o["type"] != "tuple" else "(" + ",".join(c["type"] for c in o["components"]) + ")" for o in fn.abi["outputs"]]
-        out = self.w3.codec.decode(types, _hex(raw))
+        # "pending": the context of the next transaction (a view of the latest block runs *in* it, where the
+        # block that sealed a round is not yet in the past)
+        raw = self.tester.call({"from": self.accounts[0], "to": self.c.address, "data": fn._encode_transaction_data()},
+                               "pending")
+        out = self.w3.codec.decode([_abi_type(o) for o in fn.abi["outputs"]], _hex(raw))
         return out[0] if len(out) == 1 else out
+
+    def read_all(self, task_ids: list[int], trainers: list[str]) -> tuple[list[Any], dict[tuple[int, str], Any], int]:
+        """Every task's ``getTask``, every (task, trainer) ``seat`` and the market's balance (from storage
+        in-process, else in one call of the lens contract)."""
+        if self.tester is not None:
+            state = self._storage()
+            return ([self._task_from(state, t) for t in task_ids],
+                    {(t, a): self._seat_from(state, t, a) for t in task_ids for a in trainers},
+                    int(state.get_balance(self._address)))
+        fn = self.lens.functions.read(self.c.address, task_ids, trainers)
+        if self.tester is None:
+            tasks, seats, balance = fn.call()
+        else:
+            raw = self.tester.call({"from": self.accounts[0], "to": self.lens.address, "data": fn._encode_transaction_data()})
+            tasks, seats, balance = self.w3.codec.decode(["bytes[]", "bytes[]", "uint256"], _hex(raw))
+        decoded = [self.w3.codec.decode(self._task_type, bytes(b))[0] for b in tasks]
+        by_seat = {}
+        for k, b in enumerate(seats):
+            by_seat[(task_ids[k // len(trainers)], trainers[k % len(trainers)])] = self.w3.codec.decode(self._seat_types, bytes(b))
+        return decoded, by_seat, int(balance)
+
+    def try_call(self, fn: Any) -> Any:
+        try:
+            return self.call(fn)
+        except Exception:
+            return None
 
     def balance(self) -> int:
         if self.tester is None:
             return int(self.w3.eth.get_balance(self.c.address))
         return int(self.tester.get_balance(self.c.address))
 
-    def send(self, sender: str, fn: Any, value: int = 0) -> list[tuple[str, list[Any]]] | None:
-        """Send; None if it reverted, else the decoded events of interest."""
+    def send(self, sender: str, fn: Any, value: int = 0) -> list[tuple[str, dict[str, Any]]] | None:
+        """Send; None if it reverted, else every event of the contract it emitted, decoded."""
         if self.tester is not None:
             try:
-                h = self.tester.send_transaction({"from": sender, "to": self.c.address, "value": value, "gas": 3_000_000,
+                h = self.tester.send_transaction({"from": sender, "to": self.c.address, "value": value, "gas": 5_000_000,
                                                   "data": fn._encode_transaction_data()})
             except Exception as exc:
                 if type(exc).__name__ == "TransactionFailed":
@@ -101,21 +293,29 @@ class EscrowDriver:
             receipt = self.tester.get_transaction_receipt(h)
             logs = [([_hex(t) for t in log["topics"]], _hex(log["data"])) for log in receipt["logs"]]
         else:
-            tx = fn.transact({"from": sender, "value": value, "gas": 3_000_000})
+            try:
+                tx = fn.transact({"from": sender, "value": value, "gas": 5_000_000})
+            except Exception as exc:  # Anvil refuses a reverting transaction at submission
+                if "revert" in str(exc).lower():
+                    return None
+                raise
             receipt = self.w3.eth.wait_for_transaction_receipt(tx)
-            if receipt["status"] != 1:
-                return None
             logs = [([bytes(t) for t in log["topics"]], bytes(log["data"])) for log in receipt["logs"]]
         if receipt["status"] != 1:
             return None
         events = []
         for topics, data in logs:
-            spec = _TOPICS.get(topics[0]) if topics else None
+            spec = self.events.get(topics[0]) if topics else None
             if spec is None:
                 continue
-            name, indexed, plain = spec
-            args = [self.w3.codec.decode([t], topic)[0] for t, topic in zip(indexed, topics[1:])]
-            args += list(self.w3.codec.decode(plain, data))
+            name, inputs = spec
+            indexed = [(n, t) for n, t, ix in inputs if ix]
+            plain = [(n, t) for n, t, ix in inputs if not ix]
+            args = {n: self.w3.codec.decode([t], topic)[0] for (n, t), topic in zip(indexed, topics[1:])}
+            args.update(zip([n for n, _ in plain], self.w3.codec.decode([t for _, t in plain], data)))
+            for n, t, _ in inputs:
+                if t == "address":
+                    args[n] = Web3.to_checksum_address(args[n])
             events.append((name, args))
         return events
 
@@ -131,135 +331,478 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             self.d = holder["d"]
             self.d.reset()
             a = self.d.accounts
-            self.owners, self.aggregator, self.trainers, self.outsider = a[0:2], a[2], a[3:8], a[8]
+            self.owners, self.aggregator, self.backup, self.trainers = a[0:2], a[2], a[3], a[4:4 + TRAINERS]
+            self.outsider = a[9]
             self.tasks: list[int] = []
-            self.deposited = 0
-            self.withdrawn = 0
+            self.deposited = 0  # rewards and stakes, every task
+            self.withdrawn = 0  # credits, stakes and refunds paid out, every task
+            self.task_in: dict[int, int] = {}  # per task: reward + stakes deposited
+            self.task_returned: dict[int, int] = {}  # per task: stakes returned (leave, end of task)
+            self.stake_of: dict[tuple[int, str], int] = {}  # the model: the stake each trainer holds
+            self.join_index: dict[tuple[int, str], int] = {}  # the model's seats: (task, trainer) -> index
+            self.free: dict[int, list[int]] = {}  # per task: the stack of freed seats
+            self.seats_made: dict[int, int] = {}  # per task: seats ever allocated (trainerCount)
+            self.max_trainers: dict[int, int] = {}
+            self.kept: dict[tuple[int, int], bytes] = {}  # seeds `seal` kept, by (task, round)
+            self.commits: dict[tuple[int, int], dict[str, tuple[bytes, bytes, bytes] | None]] = {}
+            self.reveals: dict[tuple[int, int], set[str]] = {}
             self.credited_keys: set[tuple[int, int, str]] = set()
             self.nonce = 0
 
         # ------------------------------------------------------------ helpers
-        def _cid(self) -> bytes:
+        def _bytes32(self) -> bytes:
             self.nonce += 1
             return keccak(self.nonce.to_bytes(8, "big"))
 
         def _task(self, i: int) -> int:
             return self.tasks[i % len(self.tasks)]
 
-        def _record(self, events: list[tuple[str, list[Any]]]) -> None:
-            for name, args in events:
-                if name == "TrainerCredited":
-                    key = (args[0], args[1], args[2].lower())
-                    assert key not in self.credited_keys, f"credited twice: {key}"
-                    self.credited_keys.add(key)
-                elif name in ("Withdrawn", "RefundWithdrawn"):
-                    self.withdrawn += int(args[-1])
-                elif name == "TaskCreated":
-                    self.deposited += int(args[4])
-                    self.tasks.append(int(args[0]))
+        def _state(self, task_id: int) -> tuple[Any, ...]:
+            return self.d.task_state(task_id)
 
-        def _send(self, sender: str, fn: Any, value: int = 0) -> bool:
+        def _pool(self, s: tuple[Any, ...], r: int) -> int:
+            return s[T_REWARD] * (r + 1) // s[T_ROUNDS] - s[T_REWARD] * r // s[T_ROUNDS]
+
+        def _opens(self, s: tuple[Any, ...], r: int) -> int:
+            return int(s[T_START]) + r * int(s[T_PERIOD])
+
+        def _send(self, sender: str, fn: Any, value: int = 0) -> list[tuple[str, dict[str, Any]]] | None:
             events = self.d.send(sender, fn, value)
-            if events is not None:
-                self._record(events)
-            return events is not None
+            for name, args in events or []:
+                if name in ("Withdrawn", "RefundWithdrawn"):
+                    self.withdrawn += int(args["amount"])
+                elif name == "StakeReturned":
+                    key = (int(args["taskId"]), args["trainer"])
+                    assert self.stake_of.get(key, 0) == int(args["amount"]), f"returned {args} but held {self.stake_of.get(key)}"
+                    self.stake_of[key] = 0
+                    self.task_returned[key[0]] += int(args["amount"])
+                elif name == "TrainerJoined":
+                    key = (int(args["taskId"]), args["trainer"])
+                    if key in self.join_index:  # a top-up keeps the seat
+                        expected = self.join_index[key]
+                    elif self.free[key[0]]:  # a freed seat first (last freed, first taken)
+                        expected = self.free[key[0]].pop()
+                        event("join takes a freed seat")
+                    else:
+                        self.seats_made[key[0]] += 1
+                        expected = self.seats_made[key[0]]
+                        assert expected <= self.max_trainers[key[0]], "a join past maxTrainers"
+                    assert int(args["index"]) == expected, f"joined at seat {args['index']}, model {expected}"
+                    self.join_index[key] = expected
+                elif name == "SeedKept":
+                    self.kept[(int(args["taskId"]), int(args["round"]))] = bytes(args["seed"])
+                elif name == "TrainerCredited":
+                    key = (int(args["taskId"]), int(args["round"]), args["trainer"])
+                    assert key not in self.credited_keys, f"credited twice: {key}"
+                    assert args["trainer"] in self.reveals.get(key[:2], set()), f"credited without a reveal: {key}"
+                    self.credited_keys.add(key)
+            return events
 
-        def _task_state(self, task_id: int) -> tuple[Any, ...]:
-            return tuple(self.d.call(self.d.c.functions.getTask(task_id)))
+        def _free_seat(self, task_id: int, trainer: str) -> None:
+            self.free[task_id].append(self.join_index.pop((task_id, trainer)))
+
+        def _settled(self, task_id: int, before: tuple[Any, ...], events: list[tuple[str, dict[str, Any]]],
+                     marked: set[str], paid: dict[str, int] | None) -> None:
+            """Check a settlement of round ``before[T_CURRENT]``: who lost a stake, who was credited, and
+            that the pool, the lost stakes and the carry went where they must."""
+            r = int(before[T_CURRENT])
+            (settled,) = [a for n, a in events if n == "RoundSettled"]
+            event(f"settled: {('result', 'fallback', 'refund')[int(settled['mode']) - 1]}")
+            assert int(settled["round"]) == r
+            committed = self.commits.get((task_id, r), {})
+            revealed = self.reveals.get((task_id, r), set())
+            at_fault = (set(committed) - revealed) | marked
+            expected = {t: self.stake_of.get((task_id, t), 0) for t in at_fault}
+            lost = {a["trainer"]: int(a["amount"]) for n, a in events if n == "StakeLost"}
+            assert lost == {t: v for t, v in expected.items() if v}, f"stakes lost {lost}, expected {expected}"
+            for t in lost:
+                self.stake_of[(task_id, t)] = 0
+            # seats given up, in seat order: committers that lost a stake by not revealing, then (after the
+            # credits) the updates marked lost
+            for t in sorted((x for x in lost if x not in revealed), key=lambda x: self.join_index[(task_id, x)]):
+                self._free_seat(task_id, t)
+            for t in sorted(marked, key=lambda x: self.join_index[(task_id, x)]):
+                self._free_seat(task_id, t)
+            if lost:
+                event("stakes lost" + (" (lostMask)" if marked & set(lost) else ""))
+            credits = {a["trainer"]: int(a["amount"]) for n, a in events if n == "TrainerCredited"}
+            if paid is not None:
+                assert set(credits) <= {t for t, b in paid.items() if b}, "a result credited an update it gave 0 bps"
+            after = self._state(task_id)
+            pool, lost_sum = self._pool(before, r), sum(lost.values())
+            last = r + 1 >= before[T_ROUNDS]
+            credited = after[T_CREDITED] - before[T_CREDITED]
+            refunded = after[T_REFUNDED] - before[T_REFUNDED]
+            assert credited == sum(credits.values()) == int(settled["credited"])
+            assert after[T_ESCROW] == before[T_ESCROW] - pool
+            if int(settled["mode"]) == 3:  # empty round: its pool back, the lost stakes carried
+                assert credited == 0
+                carried = before[T_CARRY] + lost_sum
+                assert refunded == pool + (carried if last else 0)
+                assert after[T_CARRY] == (0 if last else carried)
+            elif paid is not None and not any(paid.values()):  # every update lost: pool and stakes carry
+                event("all-lost zero result")
+                assert credited == 0 and not credits
+                assert marked == revealed, "a zero result without every revealed update marked lost"
+                carried = before[T_CARRY] + lost_sum + pool
+                assert refunded == (carried if last else 0)
+                assert after[T_CARRY] == (0 if last else carried)
+            else:  # result or fallback: pool, lost stakes and carry to the paid trainers, to the wei
+                assert credited == pool + lost_sum + before[T_CARRY]
+                assert refunded == 0 and after[T_CARRY] == 0
+                assert credits, "a paid round credited nobody"
 
         # -------------------------------------------------------------- rules
-        @initialize(rounds=st.integers(1, 3), reward=st.integers(3, 10**18))
-        def first_task(self, rounds: int, reward: int) -> None:
-            self.create(0, rounds, reward, 3, 100)
+        @initialize(rounds=st.integers(1, 3), reward=st.integers(3, 10**18), stake=st.sampled_from([0, 7, 10**17]),
+                    backup=st.booleans(), trainers=st.sets(st.integers(0, TRAINERS - 1), min_size=1), data=st.data())
+        def first_task(self, rounds: int, reward: int, stake: int, backup: bool, trainers: set[int],
+                       data: st.DataObject) -> None:
+            """A task, some trainers in it, and its first round played."""
+            self.create(0, rounds, reward, 4, 0, stake, 2, backup)
             assert self.tasks, "the first task must be created"
+            self.join(0, trainers, False)
+            self.money_is_conserved()
+            self.play_round(0, data)
 
         @precondition(lambda self: len(self.tasks) < 3)
         @rule(owner=st.integers(0, 1), rounds=st.integers(1, 3), reward=st.integers(0, 10**18),
-              max_trainers=st.integers(1, 5), window=st.sampled_from([50, 100]))
-        def create(self, owner: int, rounds: int, reward: int, max_trainers: int, window: int) -> None:
-            params = (keccak(b"spec"), keccak(b"init"), b"\x00" * 32, self.aggregator, ZERO, rounds, window, window, max_trainers)
-            self._send(self.owners[owner], self.d.c.functions.createTask(params, ZERO, reward), value=reward)
+              max_trainers=st.integers(1, 5), windows=st.integers(0, 1), stake=st.sampled_from([0, 1, 7, 10**17]),
+              k=st.integers(0, 2), backup=st.booleans())
+        def create(self, owner: int, rounds: int, reward: int, max_trainers: int, windows: int, stake: int, k: int,
+                   backup: bool) -> None:
+            submit, reveal, result = ((60, 30, 60), (90, 45, 75))[windows]
+            params = (keccak(b"spec"), keccak(b"init"), b"\x00" * 32, self.aggregator, self.backup if backup else ZERO,
+                      ZERO, rounds, submit, reveal, result, max_trainers, k, stake)
+            events = self._send(self.owners[owner], self.d.c.functions.createTask(params, ZERO, reward), value=reward)
+            assert (events is not None) == (reward >= rounds), "createTask must accept exactly the rewards >= rounds"
+            for name, args in events or []:
+                if name == "TaskCreated":
+                    task_id = int(args["taskId"])
+                    self.tasks.append(task_id)
+                    self.deposited += reward
+                    self.task_in[task_id] = reward
+                    self.task_returned[task_id] = 0
+                    self.free[task_id] = []
+                    self.seats_made[task_id] = 0
+                    self.max_trainers[task_id] = max_trainers
 
-        @rule(task=st.integers(0, 20), trainer=st.integers(0, 4))
-        def join(self, task: int, trainer: int) -> None:
-            self._send(self.trainers[trainer], self.d.c.functions.join(self._task(task)))
-
-        @rule(task=st.integers(0, 20), trainer=st.integers(0, 4), wrong_round=st.booleans())
-        def submit(self, task: int, trainer: int, wrong_round: bool) -> None:
+        @rule(task=st.integers(0, 20), trainers=st.sets(st.integers(0, TRAINERS - 1), min_size=1), wrong_value=st.booleans())
+        def join(self, task: int, trainers: set[int], wrong_value: bool) -> None:
+            """Join (or top up) with the task's stake; one of them with one wei too many (refused)."""
             t = self._task(task)
-            current = self._task_state(t)[6]
-            self._send(self.trainers[trainer], self.d.c.functions.submitUpdate(t, current + int(wrong_round), self._cid(), self._cid()))
+            stake = self._state(t)[T_STAKE]
+            for i, trainer in enumerate(sorted(trainers)):
+                who = self.trainers[trainer]
+                due = stake - self.stake_of.get((t, who), 0)
+                wrong = wrong_value and i == 0
+                full = (t, who) not in self.join_index and not self.free[t] and self.seats_made[t] >= self.max_trainers[t]
+                events = self._send(who, self.d.c.functions.join(t), value=due + int(wrong))
+                if full:
+                    assert events is None, "a join into a full task went through"
+                if wrong:
+                    assert events is None, "a join with the wrong stake went through"
+                elif events is not None:
+                    self.deposited += due
+                    self.task_in[t] += due
+                    self.stake_of[(t, who)] = self.stake_of.get((t, who), 0) + due
 
-        @rule(task=st.integers(0, 20), data=st.data(), by_owner=st.booleans())
-        def post_result(self, task: int, data: st.DataObject, by_owner: bool) -> None:
+        @rule(task=st.integers(0, 20), trainer=st.integers(0, TRAINERS - 1))
+        def leave(self, task: int, trainer: int) -> None:
+            t, who = self._task(task), self.trainers[trainer]
+            s = self._state(t)
+            committed_now = who in self.commits.get((t, int(s[T_CURRENT])), {})
+            seated = (t, who) in self.join_index
+            events = self._send(who, self.d.c.functions.leave(t))
+            if committed_now or not seated:
+                assert events is None, "left while committed to the current round, or without a seat"
+            if events is not None:
+                self._free_seat(t, who)
+                event("left: seat freed")
+
+        @rule(task=st.integers(0, 20), data=st.data())
+        def commit(self, task: int, data: st.DataObject) -> None:
+            """Some trainers commit to the current round: a valid hash, junk that cannot be revealed, or one
+            for the wrong round (refused)."""
             t = self._task(task)
-            n = len(self.d.call(self.d.c.functions.getSubmitters(t)))
-            kind = data.draw(st.sampled_from(["valid", "valid", "valid", "zero", "bad_sum", "bad_length"]))
-            if kind == "valid" and n:
-                cuts = sorted(data.draw(st.lists(st.integers(0, 10_000), min_size=n - 1, max_size=n - 1)))
-                bps = [b - a for a, b in zip([0, *cuts], [*cuts, 10_000])]
-            elif kind == "bad_sum" and n:
-                bps = [1] * n
-            elif kind == "bad_length":
-                bps = [10_000] + [0] * n
-            else:
+            r = int(self._state(t)[T_CURRENT])
+            joined = [i for i, a in enumerate(self.trainers) if (t, a) in self.join_index]
+            pool = joined if joined and data.draw(st.integers(0, 5)) else list(range(TRAINERS))  # mostly joined
+            for trainer in sorted(data.draw(st.sets(st.sampled_from(pool), min_size=1))):
+                who = self.trainers[trainer]
+                # (Hypothesis favours the ends of a list: they are the common case)
+                kind = data.draw(st.sampled_from(["valid", "valid", "junk", "valid", "wrong_round", "valid", "valid"]))
+                secret = (self._bytes32(), self._bytes32(), self._bytes32())
+                types = ["bytes32", "bytes32", "bytes32", "address", "uint256", "uint256"]
+                h = keccak(abi_encode(types, [*secret, who, t, r])) if kind == "valid" else self._bytes32()
+                events = self._send(who, self.d.c.functions.commit(t, r + (kind == "wrong_round"), h))
+                if kind == "wrong_round":
+                    assert events is None, "a commit for another round went through"
+                elif events is not None:
+                    self.commits.setdefault((t, r), {})[who] = secret if kind == "valid" else None
+                    s = self._state(t)
+                    opens, when = self._opens(s, r), self.d.last_timestamp()
+                    assert opens <= when < opens + s[T_SUBMIT], "a commit outside the round's scheduled window"
+
+        @rule(task=st.integers(0, 20), data=st.data())
+        def reveal(self, task: int, data: st.DataObject) -> None:
+            """Some committers (or others) reveal: the committed values, or a wrong salt (refused)."""
+            t = self._task(task)
+            r = int(self._state(t)[T_CURRENT])
+            committed = self.commits.get((t, r), {})
+            pool = sorted(committed) or self.trainers
+            for who in sorted(data.draw(st.sets(st.sampled_from(pool), min_size=1))):
+                valid = data.draw(st.sampled_from([True, True, False, True, True]))
+                secret = committed.get(who) or (self._bytes32(), self._bytes32(), self._bytes32())
+                cid, commitment, salt = secret
+                if not valid:
+                    salt = self._bytes32()
+                events = self._send(who, self.d.c.functions.reveal(t, r, cid, commitment, salt))
+                if not valid or committed.get(who) is None:
+                    assert events is None, "a reveal that does not match the commit went through"
+                elif events is not None:
+                    self.reveals.setdefault((t, r), set()).add(who)
+                    s = self._state(t)
+                    commit_dl, when = self._opens(s, r) + s[T_SUBMIT], self.d.last_timestamp()
+                    assert when < commit_dl + s[T_REVEAL_W], "a reveal after the reveal window"
+                    assert when >= commit_dl or s[T_COMMITTED] >= s[T_MAX], "a reveal while commits were open"
+
+        @rule(task=st.integers(0, 20), caller=st.integers(0, TRAINERS - 1))
+        def seal(self, task: int, caller: int) -> None:
+            t = self._task(task)
+            r = int(self._state(t)[T_CURRENT])
+            kept = (t, r) in self.kept
+            events = self._send(self.trainers[caller], self.d.c.functions.seal(t))
+            if kept:
+                assert events is None, "sealed again a round whose seed was kept"
+            for name, _args in events or []:
+                event(f"seal: {name}")
+
+        @precondition(lambda self: self.d.tester is not None)
+        @rule(task=st.integers(0, 20), keep=st.booleans(), caller=st.integers(0, TRAINERS - 1))
+        def outlive_the_seal_block(self, task: int, keep: bool, caller: int) -> None:
+            """Mine 257 blocks (the seal block's hash becomes unreadable), keeping the seed first or not: an
+            unkept seed is refused (MarketSeedExpired) until `seal` seals the round again."""
+            t = self._task(task)
+            if keep:
+                self.seal(task, caller)
+            self.d.mine(257)
+            s = self._state(t)
+            r = int(s[T_CURRENT])
+            if r < s[T_ROUNDS] and s[T_COUNT_ROUND] == r and s[T_SEAL] and (t, r) not in self.kept:
+                assert self.d.try_call(self.d.c.functions.roundSeed(t)) is None, "an expired seed was served"
+                event("seed expired")
+
+        @rule(task=st.integers(0, 20), data=st.data())
+        def post_result(self, task: int, data: st.DataObject) -> None:
+            self._post(self._task(task), data,
+                       ["valid", "valid", "zero", "bad_sum", "valid", "bad_length", "paid_and_lost", "wrong_seed",
+                        "all_lost", "valid"])
+
+        def _post(self, t: int, data: st.DataObject, kinds: list[str], right_sender: bool = False) -> None:
+            """Post a result for task ``t``'s current round: random basis points over the revealed updates and a
+            random ``lostMask`` over the unpaid ones (``valid``), or a result the contract must refuse."""
+            task = self.tasks.index(t)
+            before = self._state(t)
+            r = int(before[T_CURRENT])
+            if r < before[T_ROUNDS] and before[T_COUNT_ROUND] == r and before[T_REVEALED] and not before[T_SEAL]:
+                self.seal(task, data.draw(st.integers(0, TRAINERS - 1)))  # mostly too early: the contract refuses
+                before = self._state(t)
+            revealed = sorted(self.reveals.get((t, r), set()), key=lambda a: self.join_index[(t, a)])
+            n = len(revealed)
+            kind = data.draw(st.sampled_from(kinds))
+            bps = [0] * n
+            if n:
+                paid_count = data.draw(st.integers(1, n))
+                paid_at = sorted(data.draw(st.permutations(range(n)))[:paid_count])
+                cuts = sorted(data.draw(st.lists(st.integers(0, BPS), min_size=paid_count - 1, max_size=paid_count - 1)))
+                for j, share in zip(paid_at, [b - a for a, b in zip([0, *cuts], [*cuts, BPS])]):
+                    bps[j] = share
+            zero_at = [j for j in range(n) if bps[j] == 0]
+            mask = 0
+            for j in zero_at:
+                mask |= int(data.draw(st.booleans())) << j
+            if kind == "zero":
                 bps = [0] * n
-            current = self._task_state(t)[6]
-            sender = self.owners[0] if by_owner else self.aggregator
-            self._send(sender, self.d.c.functions.postResult(t, current, keccak(b"m"), keccak(b"r"), bps, b""))
+            elif kind == "all_lost":  # every revealed update junk: all zero, all marked
+                bps, mask = [0] * n, (1 << n) - 1
+            elif kind == "bad_sum" and n:
+                bps[0] += 1
+            elif kind == "bad_length":
+                bps = bps + [0]
+            elif kind == "paid_and_lost" and n:
+                mask |= 1 << next(j for j in range(n) if bps[j])
+            seed = self.d.try_call(self.d.c.functions.roundSeed(t)) or self._bytes32()
+            if (t, r) in self.kept:
+                assert seed == self.kept[(t, r)], "a kept seed changed"
+            if kind == "wrong_seed":
+                seed = keccak(seed)
+            opens = self._opens(before, min(r, int(before[T_ROUNDS]) - 1))
+            in_primary = self.d.now() < opens + before[T_SUBMIT] + before[T_REVEAL_W] + before[T_RESULT_W]
+            right = self.aggregator if in_primary else self.backup
+            sender = right if right_sender else data.draw(
+                st.sampled_from([right, right, self.aggregator, self.backup, self.owners[0], right, right]))
+            res = (keccak(b"model"), keccak(b"receipt"), seed, mask)
+            events = self._send(sender, self.d.c.functions.postResult(t, r, res, bps, b""))
+            zero_ok = kind in ("zero", "all_lost") and n and mask == (1 << n) - 1
+            if (kind != "valid" and not zero_ok) or not n:
+                assert events is None, f"a {kind} result went through"
+            if events is not None:
+                result_dl = opens + before[T_SUBMIT] + before[T_REVEAL_W] + before[T_RESULT_W]
+                when = self.d.last_timestamp()
+                assert (sender, when < result_dl) in ((self.aggregator, True), (self.backup, False)), \
+                    "a result from the wrong poster for its window"
+                assert when < self._opens(before, r + 1), "a result after the round's last window"
+            if events is not None:
+                marked = {revealed[j] for j in range(n) if (mask >> j) & 1}
+                self._settled(t, before, events, marked, dict(zip(revealed, bps)))
 
-        @rule(task=st.integers(0, 20), caller=st.integers(0, 4))
-        def fallback(self, task: int, caller: int) -> None:
-            self._send(self.trainers[caller], self.d.c.functions.settleWithoutResult(self._task(task)))
+        @rule(task=st.integers(0, 20), data=st.data())
+        def play_round(self, task: int, data: st.DataObject) -> None:
+            """A round of task ``task`` played forward with random choices, every invariant checked after each
+            transaction: some trainers join or top up, some commit (valid or junk), time moves to the commit
+            deadline (or past the reveals), some committers reveal, then a result (by the aggregator, or the
+            backup in its window), a settlement after every window, or nothing."""
+            t = self._task(task)
+            s = self._state(t)
+            if s[T_CURRENT] >= s[T_ROUNDS]:
+                return
+            r = int(s[T_CURRENT])
+            if self.d.now() + 20 > self._opens(s, r) + s[T_SUBMIT]:  # too late to commit: settle it first
+                self.d.advance_to(self._opens(s, r + 1))
+                self.settle(task, data.draw(st.integers(0, TRAINERS - 1)))
+                s = self._state(t)
+                if s[T_CURRENT] >= s[T_ROUNDS] or s[T_CURRENT] == r:
+                    return
+                r = int(s[T_CURRENT])
+            self.d.advance_to(self._opens(s, r))
+            unstaked = [i for i, a in enumerate(self.trainers) if self.stake_of.get((t, a), 0) < s[T_STAKE]
+                        or (t, a) not in self.join_index]
+            if unstaked:
+                self.join(task, set(data.draw(st.lists(st.sampled_from(unstaked), max_size=3))) or {unstaked[0]}, False)
+                self.money_is_conserved()
+            self.commit(task, data)
+            self.money_is_conserved()
+            s = self._state(t)
+            opens = self._opens(s, r)
+            commit_dl = opens + s[T_SUBMIT]
+            reveal_dl = commit_dl + s[T_REVEAL_W]
+            result_dl = reveal_dl + s[T_RESULT_W]
+            late = data.draw(st.sampled_from([False, False, True, False, False]))  # sleep through the reveal window
+            self.d.advance_to(reveal_dl + 1 if late else commit_dl + data.draw(st.integers(0, 10)))
+            if self.commits.get((t, r)):
+                self.reveal(task, data)
+                self.money_is_conserved()
+            ending = data.draw(st.sampled_from(["result", "result", "backup", "settle", "none", "result", "result"]))
+            if ending in ("result", "backup"):
+                if not self._state(t)[T_SEAL]:
+                    self.d.advance_to(reveal_dl)  # so that the round can be sealed
+                if ending == "backup" and s[T_BACKUP] != ZERO:
+                    self.d.advance_to(result_dl)
+                self._post(t, data, ["valid", "valid", "all_lost", "valid"], right_sender=True)
+            elif ending == "settle":
+                self.d.advance_to(self._opens(s, r + 1))
+                self.settle(task, data.draw(st.integers(0, TRAINERS - 1)))
+
+        @rule(task=st.integers(0, 20), data=st.data())
+        def play_another_round(self, task: int, data: st.DataObject) -> None:
+            """The same as ``play_round``: a second rule for it makes a whole round likelier in every run (the
+            rules are drawn uniformly, and each run disables some of them)."""
+            self.play_round(task, data)
+
+        @rule(task=st.integers(0, 20), caller=st.integers(0, TRAINERS - 1))
+        def settle(self, task: int, caller: int) -> None:
+            t = self._task(task)
+            before = self._state(t)
+            events = self._send(self.trainers[caller], self.d.c.functions.settleWithoutResult(t))
+            if events is not None:
+                self._settled(t, before, events, set(), None)
 
         @rule(task=st.integers(0, 20), owner=st.integers(0, 1))
         def reclaim(self, task: int, owner: int) -> None:
-            self._send(self.owners[owner], self.d.c.functions.reclaimUnused(self._task(task)))
+            t = self._task(task)
+            before = self._state(t)
+            events = self._send(self.owners[owner], self.d.c.functions.reclaimUnused(t))
+            if events is not None:
+                k, streak = before[12], before[13]  # emptyRoundsToReclaim, emptyStreak
+                assert k and streak >= k, "reclaimed before k empty rounds in a row"
+                after = self._state(t)
+                assert after[T_REFUNDED] - before[T_REFUNDED] == before[T_ESCROW] + before[T_CARRY]
+                assert after[T_CURRENT] == after[T_ROUNDS]
+                event("reclaimed")
 
-        @rule(account=st.integers(0, 4))
-        def withdraw(self, account: int) -> None:
-            self._send(self.trainers[account], self.d.c.functions.withdraw(ZERO))
+        @rule(task=st.integers(0, 20), trainers=st.sets(st.integers(0, TRAINERS - 1), min_size=1), to_other=st.booleans())
+        def withdraw(self, task: int, trainers: set[int], to_other: bool) -> None:
+            for trainer in sorted(trainers):
+                who = self.trainers[trainer]
+                to = self.outsider if to_other else who
+                self._send(who, self.d.c.functions.withdrawTo(self._task(task), to))
 
         @rule(task=st.integers(0, 20), owner=st.integers(0, 1))
         def withdraw_refund(self, task: int, owner: int) -> None:
             self._send(self.owners[owner], self.d.c.functions.withdrawRefund(self._task(task)))
 
-        @rule(seconds=st.sampled_from([1, 30, 60, 101, 250]))
+        @rule(seconds=st.one_of(st.integers(1, 40), st.integers(1, 400)))
         def advance_time(self, seconds: int) -> None:
             self.d.advance(seconds)
 
-        # --------------------------------------------------------- invariants
-        def _balance(self) -> int:
-            return self.d.balance()
+        @rule(task=st.integers(0, 20), which=st.sampled_from(["next", "commits", "reveals", "next", "result", "final", "next"]))
+        def advance_to_deadline(self, task: int, which: str) -> None:
+            """To the next of the current round's scheduled times (opens, commits close, reveals close, the
+            aggregator's window closes, the next round opens), or to a given one."""
+            s = self._state(self._task(task))
+            r = min(int(s[T_CURRENT]), int(s[T_ROUNDS]) - 1)
+            opens = self._opens(s, r)
+            times = {"opens": opens, "commits": opens + s[T_SUBMIT], "reveals": opens + s[T_SUBMIT] + s[T_REVEAL_W],
+                     "result": opens + s[T_SUBMIT] + s[T_REVEAL_W] + s[T_RESULT_W], "final": self._opens(s, r + 1)}
+            if which == "next":
+                now = self.d.now()
+                when = min((x for x in times.values() if x > now), default=now)
+            else:
+                when = times[which]
+            self.d.advance_to(int(when))
 
+        # --------------------------------------------------------- invariants
         @invariant()
         def money_is_conserved(self) -> None:
-            owed = sum(int(self.d.call(self.d.c.functions.owed(ZERO, a))) for a in self.trainers)
             held = 0
-            for t in self.tasks:
-                s = self._task_state(t)
-                reward, refunded, escrow, credited, refunds_withdrawn = s[14], s[15], s[16], s[17], s[18]
-                assert escrow + credited + refunded == reward
-                held += escrow + refunded - refunds_withdrawn
-            balance = self._balance()
-            assert balance == owed + held
+            states, seats, balance = self.d.read_all(self.tasks, self.trainers)
+            for t, s in zip(self.tasks, states):
+                earned = 0
+                for a in self.trainers:
+                    seat = seats[(t, a)]
+                    earned += seat[3]
+                    assert seat[4] == self.stake_of.get((t, a), 0), f"task {t} trainer {a}: stake {seat[4]}, model {self.stake_of.get((t, a), 0)}"
+                assert s[T_STAKES_HELD] == sum(self.stake_of.get((t, a), 0) for a in self.trainers)
+                assert self.task_in[t] == (s[T_CREDITED] + s[T_REFUNDED] + s[T_ESCROW] + s[T_STAKES_HELD] + s[T_CARRY]
+                                           + self.task_returned[t])
+                held += s[T_ESCROW] + s[T_STAKES_HELD] + s[T_CARRY] + earned + s[T_REFUNDED] - s[T_REFUNDS_WITHDRAWN]
+            assert balance == held
             assert balance + self.withdrawn == self.deposited
 
         def teardown(self) -> None:
             for t in self.tasks:
                 for _ in range(4):
-                    s = self._task_state(t)
-                    if s[6] >= s[5]:
+                    s = self._state(t)
+                    if s[T_CURRENT] >= s[T_ROUNDS]:
                         break
-                    self.d.advance(500)
-                    assert self._send(self.outsider, self.d.c.functions.settleWithoutResult(t))
-                s = self._task_state(t)
-                if s[15] > s[18]:
-                    assert self._send(s[0], self.d.c.functions.withdrawRefund(t))
-            for a in self.trainers:
-                if self.d.call(self.d.c.functions.owed(ZERO, a)):
-                    assert self._send(a, self.d.c.functions.withdraw(ZERO))
-            assert self._balance() == 0
+                    self.d.advance_to(self._opens(s, int(s[T_CURRENT]) + 1))
+                    before = s
+                    events = self._send(self.outsider, self.d.c.functions.settleWithoutResult(t))
+                    assert events is not None, "a round could not be settled after its windows"
+                    self._settled(t, before, events, set(), None)
+                s = self._state(t)
+                assert s[T_CURRENT] >= s[T_ROUNDS]
+                if s[T_REFUNDED] > s[T_REFUNDS_WITHDRAWN]:
+                    assert self._send(s[T_OWNER], self.d.c.functions.withdrawRefund(t)) is not None
+                _, seats, _ = self.d.read_all([t], self.trainers)
+                for a in self.trainers:
+                    if seats[(t, a)][3] or seats[(t, a)][4]:  # credits or a stake: owed now the task ended
+                        assert self._send(a, self.d.c.functions.withdraw(t)) is not None
+                _, seats, _ = self.d.read_all([t], self.trainers)
+                assert all(seats[(t, a)][3:5] == (0, 0) for a in self.trainers), "a trainer could not withdraw to zero"
+                s = self._state(t)
+                assert (s[T_ESCROW], s[T_STAKES_HELD], s[T_CARRY], s[T_REFUNDED] - s[T_REFUNDS_WITHDRAWN]) == (0, 0, 0, 0)
+            assert self.d.balance() == 0, "funds locked after every task ended and everyone withdrew"
             assert self.withdrawn == self.deposited
 
     return EscrowMachine
@@ -270,19 +813,16 @@ def _tester_driver() -> EscrowDriver:
 
     w3 = Web3(EthereumTesterProvider())
     tester = w3.provider.ethereum_tester  # type: ignore[attr-defined]
-
-    def advance(seconds: int) -> None:
-        tester.time_travel(int(tester.get_block_by_number("latest")["timestamp"]) + seconds)
-
-    return EscrowDriver(w3, list(w3.eth.accounts), tester.take_snapshot, tester.revert_to_snapshot, advance, tester)
+    return EscrowDriver(w3, list(w3.eth.accounts), tester.take_snapshot, tester.revert_to_snapshot, tester.time_travel,
+                        tester)
 
 
-TesterEscrowMachine = make_machine(_tester_driver)
-TesterEscrowMachine.TestCase.settings = settings(
+InProcessEscrowMachine = make_machine(_tester_driver)
+InProcessEscrowMachine.TestCase.settings = settings(
     max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-test_escrow_invariants_in_process = TesterEscrowMachine.TestCase
+test_escrow_invariants_in_process = InProcessEscrowMachine.TestCase
 
 
 @pytest.fixture(scope="module")
@@ -292,8 +832,8 @@ def anvil_driver_factory(anvil: Any) -> Callable[[], EscrowDriver]:
     def factory() -> EscrowDriver:
         w3 = Web3(HTTPProvider(anvil.rpc_url))
 
-        def advance(seconds: int) -> None:
-            w3.provider.make_request("evm_increaseTime", [seconds])  # type: ignore[arg-type]
+        def set_time(when: int) -> None:
+            w3.provider.make_request("evm_setNextBlockTimestamp", [when])  # type: ignore[arg-type]
             w3.provider.make_request("evm_mine", [])  # type: ignore[arg-type]
 
         def snapshot() -> Any:
@@ -302,7 +842,7 @@ def anvil_driver_factory(anvil: Any) -> Callable[[], EscrowDriver]:
         def revert(snap: Any) -> None:
             w3.provider.make_request("evm_revert", [snap])  # type: ignore[arg-type]
 
-        return EscrowDriver(w3, list(w3.eth.accounts), snapshot, revert, advance)
+        return EscrowDriver(w3, list(w3.eth.accounts)[:10], snapshot, revert, set_time)
 
     return factory
 

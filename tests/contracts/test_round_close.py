@@ -1,6 +1,7 @@
-"""When a round closes (issue 12, row 2): at its submission deadline, or early only once the task's full
-trainer count (``maxTrainers``) has submitted, never because the few trainers who joined so far have; the
-round's phase as every reader derives it (``round_state`` with ``Chain.clock``); a mined revert decoded."""
+"""When a round's windows close (issue 12, row 2; issue 14): commits close at their deadline, or early only
+once the task's full trainer count (``maxTrainers``) has committed, never because the few trainers who
+joined so far have; reveals close at their deadline or once every committer revealed; the round's phase
+as every reader derives it (``round_state`` with ``Chain.clock``); a mined revert decoded."""
 
 from __future__ import annotations
 
@@ -8,147 +9,185 @@ import time
 
 import pytest
 
-from aggregator.service import Aggregator
-from market.chain.contract import round_state
-from market.cid import compute_cid
-from market.errors import ContractRevert
 from market.chain.client import Chain
+from market.chain.contract import round_state
 from market.chain.devchain import AnvilProcess
+from market.errors import ContractRevert
 from tests.conftest import Market, _market
+from tests.contracts.helpers import (
+    advance_to,
+    close_commits,
+    commit,
+    create,
+    cumulative,
+    play_round,
+    post,
+    reveal,
+    schedule,
+)
 
-SPEC = compute_cid(b"spec")
-
-
-def create(m: Market, max_trainers: int, rounds: int = 2, **kw: int) -> int:
-    task_id, _ = m.contract.create_task(
-        m.owner, spec_cid=SPEC, initial_model_cid=SPEC, validation_commitment=b"\x11" * 32,
-        aggregator=m.aggregator.address, rounds=rounds, reward_wei=10**18, max_trainers=max_trainers, **kw,
-    )
-    return task_id
-
-
-def submit(m: Market, task_id: int, i: int, round_: int = 0) -> None:
-    m.contract.submit_update(m.trainers[i], task_id, round_, compute_cid(bytes([round_, i])), b"\x01" * 32)
-
-
-def post(m: Market, task_id: int, bps: list[int], round_: int = 0) -> None:
-    m.contract.post_result(m.aggregator, task_id, round_, compute_cid(b"model"), compute_cid(b"receipt"), bps)
+SHORT = {"submit_window": 60, "reveal_window": 30, "result_window": 60}
 
 
-def test_the_first_trainers_to_join_cannot_close_a_round_early(market: Market) -> None:
-    """Row 2: two of three possible trainers joined and submitted; the third can still join and submit."""
+def phase(m: Market, task_id: int) -> str:
+    return round_state(m.contract.task(task_id), m.chain.clock()).phase
+
+
+def test_the_first_trainers_to_join_cannot_close_commits_early(market: Market) -> None:
+    """Row 2: two of three possible trainers joined and committed; the third can still join and commit."""
     task_id = create(market, max_trainers=3, submit_window=1000)
-    for i in range(2):
-        market.contract.join(market.trainers[i], task_id)
-        submit(market, task_id, i)
+    ups = {}
+    for t in market.trainers[:2]:
+        market.contract.join(t, task_id)
+        ups[t.address] = commit(market, task_id, 0, t)
 
-    with pytest.raises(ContractRevert) as exc:  # everyone joined has submitted, but the task is not full
-        post(market, task_id, [5000, 5000])
-    assert exc.value.name == "MarketSubmissionsOpen"
-    assert not Aggregator(market.contract, None, market.aggregator, None).submissions_closed(task_id)  # type: ignore[arg-type]
+    with pytest.raises(ContractRevert) as exc:  # everyone joined has committed, but the task is not full
+        reveal(market, task_id, 0, market.trainers[0], ups[market.trainers[0].address])
+    assert exc.value.name == "MarketRevealNotOpen"
+    assert phase(market, task_id) == "open"
 
-    market.contract.join(market.trainers[2], task_id)  # a late arrival still gets into round 0
-    submit(market, task_id, 2)
-    assert Aggregator(market.contract, None, market.aggregator, None).submissions_closed(task_id)  # type: ignore[arg-type]
-    post(market, task_id, [3000, 3000, 4000])  # full: closes before the deadline
-    assert market.contract.owed(market.trainers[2].address) == (10**18 // 2) * 4000 // 10_000  # 40 % of round 0's pool
+    late = market.trainers[2]
+    market.contract.join(late, task_id)  # a late arrival still gets into round 0
+    ups[late.address] = commit(market, task_id, 0, late)
+    assert phase(market, task_id) == "reveal"  # full: commits close before the deadline
+    for t in market.trainers[:3]:
+        reveal(market, task_id, 0, t, ups[t.address])
+    post(market, task_id, 0, [3000, 3000, 4000])
+    assert market.contract.owed(task_id, late.address) == cumulative(10**18 // 2, [3000, 3000, 4000])[2]
 
 
-def test_a_round_closes_early_once_max_trainers_submitted(market: Market) -> None:
+def test_reveals_open_early_once_max_trainers_committed(market: Market) -> None:
     task_id = create(market, max_trainers=2, submit_window=1000)
-    for i in range(2):
-        market.contract.join(market.trainers[i], task_id)
-    submit(market, task_id, 0)
+    a, b = market.trainers[:2]
+    for t in (a, b):
+        market.contract.join(t, task_id)
+    ua = commit(market, task_id, 0, a)
     with pytest.raises(ContractRevert) as exc:
-        post(market, task_id, [10000])
-    assert exc.value.name == "MarketSubmissionsOpen"
-    submit(market, task_id, 1)
+        reveal(market, task_id, 0, a, ua)
+    assert exc.value.name == "MarketRevealNotOpen"
+    ub = commit(market, task_id, 0, b)
 
-    post(market, task_id, [5000, 5000])
+    reveal(market, task_id, 0, a, ua)
+    reveal(market, task_id, 0, b, ub)  # the last reveal seals the round
+    post(market, task_id, 0, [5000, 5000])
 
     assert market.contract.task(task_id).current_round == 1
+    assert market.chain.clock() < schedule(market, task_id)["opens"]  # round 1 still opens on schedule
 
 
-def test_a_round_with_fewer_than_max_trainers_closes_at_its_deadline(market: Market) -> None:
-    task_id = create(market, max_trainers=5, submit_window=100)
-    market.contract.join(market.trainers[0], task_id)
-    submit(market, task_id, 0)
-    agg = Aggregator(market.contract, None, market.aggregator, None)  # type: ignore[arg-type]
-    assert not agg.submissions_closed(task_id)
-    market.chain.advance_time(101)
-    assert agg.submissions_closed(task_id)
+def test_commits_from_fewer_than_max_trainers_close_at_the_deadline(market: Market) -> None:
+    task_id = create(market, max_trainers=5, **SHORT)
+    trainer = market.trainers[0]
+    market.contract.join(trainer, task_id)
+    upd = commit(market, task_id, 0, trainer)
+    assert phase(market, task_id) == "open"
+    close_commits(market, task_id)
+    assert phase(market, task_id) == "reveal"
 
-    post(market, task_id, [10000])
+    reveal(market, task_id, 0, trainer, upd)
+    post(market, task_id, 0, [10_000])
 
-    assert market.contract.owed(market.trainers[0].address) == 5 * 10**17
+    assert market.contract.owed(task_id, trainer.address) == 5 * 10**17
 
 
 def test_round_state_follows_the_contract_through_every_phase(market: Market) -> None:
-    task_id = create(market, max_trainers=2, rounds=1, submit_window=100, result_window=100)
-    market.contract.join(market.trainers[0], task_id)
-
-    def state() -> str:
-        return round_state(market.contract.task(task_id), market.chain.clock()).phase
+    task_id = create(market, max_trainers=2, rounds=2, backup=market.outsider.address, **SHORT)
+    a, b = market.trainers[:2]
+    market.contract.join(a, task_id)
 
     s = round_state(market.contract.task(task_id), market.chain.clock())
-    assert s.phase == "open" and 0 < s.seconds_left <= 100  # type: ignore[operator]
+    assert s.phase == "open" and 0 < s.seconds_left <= 60  # type: ignore[operator]
     assert s.text().startswith("submissions open (closes in ")
-    submit(market, task_id, 0)
-    assert state() == "open"  # one of two possible trainers submitted
-    market.chain.advance_time(101)
+    ua = commit(market, task_id, 0, a)
+    assert phase(market, task_id) == "open"  # one of two possible trainers committed
+    close_commits(market, task_id)
     s = round_state(market.contract.task(task_id), market.chain.clock())
-    assert s.phase == "closed" and s.text().startswith("submissions closed, waiting for the aggregator's result")
-    market.contract.join(market.trainers[1], task_id)
-    with pytest.raises(ContractRevert) as exc:  # the contract agrees: too late to submit
-        submit(market, task_id, 1)
+    assert s.phase == "reveal" and s.text().startswith("submissions closed, 1 committed; reveals open")
+    market.contract.join(b, task_id)
+    with pytest.raises(ContractRevert) as exc:  # the contract agrees: too late to commit
+        commit(market, task_id, 0, b)
     assert exc.value.name == "MarketSubmissionClosed"
-    market.chain.advance_time(100)
+    reveal(market, task_id, 0, a, ua)  # every committer revealed: sealed
     s = round_state(market.contract.task(task_id), market.chain.clock())
-    assert s.phase == "settleable" and f"market task settle {task_id} --round 0" in s.text()
+    assert s.phase == "closed" and s.text().startswith("reveals closed, waiting for the aggregator's result")
+    post(market, task_id, 0, [10_000])  # early: round 1 still waits for its time
+    s = round_state(market.contract.task(task_id), market.chain.clock())
+    assert (s.round, s.phase) == (1, "waiting") and s.text().startswith("round opens in ")
+
+    play_round(market, task_id, 1, [a, b])
+    assert phase(market, task_id) == "closed"
+    advance_to(market, schedule(market, task_id)["result"])
+    s = round_state(market.contract.task(task_id), market.chain.clock())
+    assert s.phase == "backup" and s.text().startswith("the aggregator missed its window")
+    advance_to(market, schedule(market, task_id)["final"])
+    s = round_state(market.contract.task(task_id), market.chain.clock())
+    assert s.phase == "settleable" and f"market task settle {task_id} --round 1" in s.text()
     market.contract.settle_without_result(market.outsider, task_id)
-    assert state() == "settled"
+    assert phase(market, task_id) == "settled"
+
+
+def test_round_state_of_commits_never_revealed_is_settleable_after_the_reveal_window(market: Market) -> None:
+    task_id = create(market, max_trainers=2, **SHORT)
+    market.contract.join(market.trainers[0], task_id)
+    commit(market, task_id, 0, market.trainers[0])
+    close_commits(market, task_id)
+    assert phase(market, task_id) == "reveal"
+    advance_to(market, schedule(market, task_id)["reveal"])
+    assert phase(market, task_id) == "settleable"
+    market.contract.settle_without_result(market.outsider, task_id)  # the contract agrees
+    assert market.contract.round_info(task_id, 0).settlement == "refunded"
+
+
+def test_round_state_of_a_round_nobody_committed_to_is_settleable_once_commits_close(market: Market) -> None:
+    task_id = create(market, max_trainers=2, **SHORT)
+    close_commits(market, task_id)
+    assert phase(market, task_id) == "settleable"
+    market.contract.settle_without_result(market.outsider, task_id)
+    assert market.contract.round_info(task_id, 0).settlement == "refunded"
 
 
 def test_round_state_closes_early_only_when_full(market: Market) -> None:
     task_id = create(market, max_trainers=2, submit_window=1000)
-    for i in range(2):
-        market.contract.join(market.trainers[i], task_id)
-    submit(market, task_id, 0)
-    assert round_state(market.contract.task(task_id), market.chain.clock()).phase == "open"
-    submit(market, task_id, 1)
+    for t in market.trainers[:2]:
+        market.contract.join(t, task_id)
+    commit(market, task_id, 0, market.trainers[0])
+    assert phase(market, task_id) == "open"
+    commit(market, task_id, 0, market.trainers[1])
     s = round_state(market.contract.task(task_id), market.chain.clock())
-    assert s.phase == "closed" and s.closed_early
+    assert s.phase == "reveal" and s.closed_early
 
 
+@pytest.mark.slow
 def test_clock_moves_on_while_an_idle_anvil_mines_nothing() -> None:
     """Row 6: Anvil's latest block keeps its timestamp while nobody transacts; the phase must not freeze.
 
     A fresh Anvil of its own: the session's shared one has had its clock moved ahead by other tests
-    (evm_increaseTime), and this test waits on the wall clock."""
+    (evm_increaseTime), and this test waits on the wall clock -- for the shortest commit window a task
+    may have (60 s), hence ``slow``."""
     with AnvilProcess(accounts=8) as proc:
         _idle_anvil_clock(_market(Chain.connect(proc.rpc_url)))
 
 
 def _idle_anvil_clock(m: Market) -> None:
-    task_id = create(m, max_trainers=4, submit_window=2)
+    task_id = create(m, max_trainers=4, **SHORT)
     m.contract.join(m.trainers[0], task_id)
+    commit(m, task_id, 0, m.trainers[0])
     deadline = m.contract.deadlines(task_id)[0]
     while int(time.time()) < deadline + 1:
-        time.sleep(0.25)
+        time.sleep(0.5)
 
     assert m.chain.now() < deadline  # the latest block did not move ...
     assert m.chain.clock() >= deadline  # ... the clock did
-    assert round_state(m.contract.task(task_id), m.chain.clock()).phase == "closed"
-    assert Aggregator(m.contract, None, m.aggregator, None).submissions_closed(task_id)  # type: ignore[arg-type]
+    assert phase(m, task_id) == "reveal"
 
 
 def test_a_mined_revert_is_decoded_not_just_reported(anvil_market: Market) -> None:
     """Row 7: a transaction that is mined and reverts (gas given, so no estimate caught it) names its error."""
     m = anvil_market
-    task_id = create(m, max_trainers=4, submit_window=60)
+    task_id = create(m, max_trainers=4, **SHORT)
     m.contract.join(m.trainers[0], task_id)
     m.chain.advance_time(61)
-    call = m.contract.c.functions.submitUpdate(task_id, 0, b"\x01" * 32, b"\x00" * 32)
+    call = m.contract.c.functions.commit(task_id, 0, b"\x01" * 32)
 
     with pytest.raises(ContractRevert) as exc:
         m.chain.transact(m.trainers[0], call, gas=200_000)

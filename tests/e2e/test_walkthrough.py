@@ -7,6 +7,9 @@ the aggregator is already running when they arrive one by one.  Along the way, t
 makes (unscaled features, labels outside the classes, arriving late) each get one line and a non-zero
 exit before any training or gas, and the owner gets its money back with the money commands.
 Each block is marked with the row of the issue's table it checks.
+
+The task's schedule is fixed (issue 14): the chain's clock is moved to a round's opening or past a
+window (``Chain.advance_to``, Anvil's ``evm_setNextBlockTimestamp``) instead of sleeping through it.
 """
 
 from __future__ import annotations
@@ -20,8 +23,14 @@ from typing import Any
 import numpy as np
 from sklearn.datasets import load_breast_cancer
 
+from market.chain.client import Chain
+from market.chain.contract import MarketContract
+from market.chain.devchain import read_key_file
+from market.cid import compute_cid
+from tests.app.chain_steps import ClockDriver, commit
 from tests.app.test_cli import one_line_error, run
 from tests.conftest import MARKET, clean_env
+
 
 def _write_csv(path: Path, header: list[str], x: np.ndarray, y: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -56,12 +65,6 @@ def _start(args: list[str], cwd: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(MARKET + args, cwd=cwd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def _rpc(info: dict[str, Any], method: str, params: list[Any]) -> Any:
-    import requests
-
-    return requests.post(str(info["rpc"]), json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=10).json()
-
-
 def test_a_newcomers_day_as_separate_processes(devnet: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     cwd, info = devnet
     key = {a["role"]: a["key_file"] for a in info["accounts"]}
@@ -79,7 +82,7 @@ def test_a_newcomers_day_as_separate_processes(devnet: tuple[Path, dict[str, Any
 
     # row 1: the task is created from the owner's spec and validation CSV (checked against that spec)
     out = run(["task", "create", "--spec", "spec_bc.json", "--validation", "validation.csv", "--aggregator", addr["aggregator"],
-               "--rounds", "2", "--reward", "1", "--max-trainers", "3", "--submit-window", "300", "--result-window", "600",
+               "--rounds", "2", "--reward", "1", "--max-trainers", "3", "--submit-window", "900", "--result-window", "600",
                "--key-file", key["owner"]], owner_dir).stdout
     assert "task 1 created" in out
 
@@ -90,66 +93,78 @@ def test_a_newcomers_day_as_separate_processes(devnet: tuple[Path, dict[str, Any
         assert ("feature_range" in line) if who == "trainer-4" else ("not a class of this task" in line), line
     status = run(["task", "status", "1"], owner_dir).stdout
     assert "0/3 trainers" in status and "submissions open" in status  # row 6: the state, from the chain's clock
+    assert "schedule: round r opens at unix" in status and "no stake" in status
 
     # the aggregator is already running; row 2: trainers arrive one by one from their own folders (row 9)
     agg = _start(["aggregator", "run", "1", "--validation", "validation.csv", "--key-file", key["aggregator"],
                   "--timeout", "300"], owner_dir)
     first = _start(["trainer", "run", "1", "--data", "my-data.csv", "--key-file", key["trainer-1"], "--timeout", "300"],
                    files["trainer-1"].parent)
-    deadline = time.monotonic() + 60
-    while "1 of at most 3 submitted" not in run(["task", "status", "1"], owner_dir).stdout:
-        assert time.monotonic() < deadline, "the first trainer did not submit"
+    deadline = time.monotonic() + 120
+    while "1 committed, 0 revealed (at most 3)" not in run(["task", "status", "1"], owner_dir).stdout:
+        assert time.monotonic() < deadline, "the first trainer did not commit"
         assert first.poll() is None, first.communicate()
         time.sleep(0.5)
-    time.sleep(3)  # a round must not close while only the first of three has submitted
+    time.sleep(3)  # a round must not close while only the first of three has committed
     status = run(["task", "status", "1"], owner_dir).stdout
-    assert "round 0" in status and "1 of at most 3 submitted" in status and "submissions open" in status, status
+    assert "round 0: open: 1 committed, 0 revealed (at most 3); submissions open" in status, status
     rest = [_start(["trainer", "run", "1", "--data", "my-data.csv", "--key-file", key[f"trainer-{i}"], "--timeout", "300"],
                    files[f"trainer-{i}"].parent) for i in (2, 3)]
     outs = []
-    for p in [first, *rest]:
-        o, e = p.communicate(timeout=300)
-        assert p.returncode == 0, e
-        outs.append(o)
-    a_out, a_err = agg.communicate(timeout=120)
+    # round 1 opens by the task's schedule (submit + reveal + result windows after round 0): the clock is moved there
+    with ClockDriver(str(info["rpc"]), str(info["contract"]), 1) as clock:
+        for p in [first, *rest]:
+            o, e = p.communicate(timeout=300)
+            assert p.returncode == 0, e
+            outs.append(o)
+        a_out, a_err = agg.communicate(timeout=120)
+    assert clock.error is None and clock.moves == [(1, "waiting")]
     assert agg.returncode == 0, a_err
     assert a_out.count("posted model") == 2
     for o in outs:  # row 4/6: every trainer is told, per round, what happened and what it earned
-        assert o.count("submitted") >= 2 and ("round 0: settled: credited" in o or "round 0: flagged" in o), o
+        assert o.count("committed to") == 2 and o.count(": revealed ") == 2, o
+        assert "round 0: settled: credited" in o or "round 0: flagged" in o, o
         assert "task 1 finished: credited" in o, o
 
     # row 10: results list every trainer with its status, the published model's accuracy, per-task totals
     results = json.loads(run(["task", "results", "1", "--json"], owner_dir).stdout)
     assert [r["status"] if "status" in r else r["settlement"] for r in results["rounds"]] == ["result", "result"]
     text = run(["task", "results", "1"], owner_dir).stdout
-    assert "published model" in text and "total per trainer" in text
+    assert "published model" in text and "total per trainer" in text and "3 committed, 3 revealed, seed 0x" in text
     for a in (addr["trainer-1"], addr["trainer-2"], addr["trainer-3"]):
         assert a[:6] in text
     status = run(["task", "status", "1"], owner_dir).stdout
     assert "settled" in status
 
-    # row 14: verify names the task's rounds; row 13 (README) is checked by reading it
+    # row 14: verify names the task's rounds; row 13: what was posted is checked against the receipts, the
+    # chain's previous models and the rejections, and (with the validation set) every round is replayed
     bad = run(["verify", "--task", "1", "--round", "7"], owner_dir, check=False)
     assert "0..1" in one_line_error(bad)
+    verified = run(["verify", "--task", "1", "--validation", "validation.csv"], owner_dir, timeout=300).stdout
+    assert "2 of 2 rounds verified" in verified and "FAIL" not in verified
+    for check in ("calldata", "input model", "rejections", "replay"):
+        assert verified.count(f"ok   {check}") == 2, verified
 
     # row 3 and row 7: a second task nobody serves in time; the owner takes back what nobody earned
     run(["task", "create", "--spec", "spec_bc.json", "--validation", "validation.csv", "--aggregator", addr["aggregator"],
-         "--rounds", "2", "--reward", "0.5", "--max-trainers", "3", "--submit-window", "4", "--result-window", "4",
-         "--key-file", key["owner"]], owner_dir)
+         "--rounds", "2", "--reward", "0.5", "--max-trainers", "3", "--submit-window", "60", "--reveal-window", "30",
+         "--result-window", "60", "--key-file", key["owner"]], owner_dir)
     run(["trainer", "join", "2", "--key-file", key["trainer-1"]], owner_dir)
-    time.sleep(5)
-    _rpc(info, "evm_mine", [])
+    chain = MarketContract(Chain.connect(str(info["rpc"])), str(info["contract"]))
+    commit(chain, read_key_file(key["trainer-2"]), 2, compute_cid(b"never revealed"))  # commits, then goes silent
+    chain.chain.advance_to(chain.schedule(2)[1])  # past round 0's commit deadline
     late = run(["trainer", "run", "2", "--once", "--data", "my-data.csv", "--key-file", key["trainer-1"]],
                files["trainer-1"].parent, check=False)
     assert "too late" in one_line_error(late) and "trained" not in late.stdout  # before training, no gas
-    time.sleep(4)
-    _rpc(info, "evm_mine", [])
+    early = run(["task", "settle", "2", "--round", "0", "--key-file", key["owner"]], owner_dir, check=False)
+    assert "reveal window is still open" in one_line_error(early)
+    chain.chain.advance_to(chain.schedule(2)[2])  # the reveal deadline: the silent committer never revealed
     settled = run(["task", "settle", "2", "--round", "0", "--key-file", key["owner"]], owner_dir).stdout
-    assert "nobody submitted" in settled and "wei" in settled
+    assert "nothing was revealed" in settled and "wei" in settled
     refunds = run(["task", "refunds", "2", "--key-file", key["owner"]], owner_dir).stdout
     assert "withdrew" in refunds and "refunds" in refunds
     reclaim = run(["task", "reclaim", "2", "--key-file", key["owner"]], owner_dir, check=False)
-    assert reclaim.returncode == 0 or "\n" not in reclaim.stderr.strip()
+    assert "--empty-rounds-to-reclaim 0" in one_line_error(reclaim)  # the owner cannot walk away with the rest
 
     # every trainer withdraws what the chain credited it (one that was paid nothing is told so in one line)
     credited = {t["address"]: int(t["credited_wei"]) for t in results["totals"]}
@@ -157,7 +172,8 @@ def test_a_newcomers_day_as_separate_processes(devnet: tuple[Path, dict[str, Any
     for i in (1, 2, 3):
         w = run(["trainer", "withdraw", "--key-file", key[f"trainer-{i}"]], files[f"trainer-{i}"].parent, check=False)
         if credited[addr[f"trainer-{i}"]]:
-            assert w.returncode == 0 and f"({credited[addr[f'trainer-{i}']]} wei)" in w.stdout, w.stdout + w.stderr
+            assert w.returncode == 0 and w.stdout.startswith("task 1: withdrew"), w.stdout + w.stderr
+            assert f"({credited[addr[f'trainer-{i}']]} wei)" in w.stdout, w.stdout + w.stderr
         else:
             assert "nothing to withdraw" in one_line_error(w)
 

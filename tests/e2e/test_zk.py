@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import copy
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from web3 import Web3
 
 from aggregator.proof import prove_round
-from aggregator.service import Aggregator
+from aggregator.service import Aggregator, lost_mask
 from market.data import digits_splits
 from market.errors import ChainError
-from market.task import load_task
 from market.store import put_json
-from market_app.verify import verify_round
+from market.task import load_task
 from market.zk import statement as zs
 from market.zk.poseidon import poseidon
+from market_app.verify import verify_round
 from simulator.environment import open_environment
-from simulator.simulate import post_task
-from simulator.simulate import SimulateConfig
+from simulator.simulate import SimulateConfig, post_task
+from tests.support.rounds import play_round
 from trainer_node.node import TrainerNode
 
 pytestmark = pytest.mark.zk
@@ -66,26 +67,30 @@ def proof_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
 
 
 def _prepared(ctx: dict[str, Any]) -> dict[str, Any]:
-    """Everyone submits the current round; the aggregator computes, stores and proves (posts nothing)."""
+    """Everyone commits and reveals the current round (the last reveal seals it); the aggregator computes with
+    the round's seed, stores and proves (posts nothing)."""
     env, task_id, agg = ctx["env"], ctx["task_id"], ctx["agg"]
-    for node in ctx["nodes"]:
-        node.run_round(task_id)
+    play_round(env, ctx["nodes"], task_id=task_id, post=False)
     view = load_task(env.contract, env.store, task_id)
+    seed = env.contract.round_seed(task_id, view.info)
     outcome, model_cid, receipt = agg.compute_round(view)
+    assert receipt.round_seed == "0x" + seed.hex()  # the proof's permutation is drawn from the round's seed
     receipt_cid = put_json(env.store, receipt.to_json())
     r = view.info.current_round
     proved = prove_round(env.contract, env.contract.round_snapshot(task_id, r, view.info), outcome, model_cid, receipt_cid)
     assert proved is not None
     return {"round": r, "outcome": outcome, "model": model_cid, "receipt": receipt, "receipt_cid": receipt_cid,
-            "bps": list(receipt.bps_vector), "proof": proved.calldata, "proved": proved}
+            "bps": list(receipt.bps_vector), "proof": proved.calldata, "proved": proved, "seed": seed,
+            "lost_mask": lost_mask(receipt)}
 
 
 def _post(ctx: dict[str, Any], p: dict[str, Any], bps: list[int] | None = None, proof: bytes | None = None,
-          receipt_cid: str | None = None) -> Any:
+          receipt_cid: str | None = None, task_id: int | None = None, seed: bytes | None = None) -> Any:
     env = ctx["env"]
-    return env.contract.post_result(ctx["agg"].account, ctx["task_id"], p["round"], p["model"],
-                                    receipt_cid or p["receipt_cid"], p["bps"] if bps is None else bps,
-                                    p["proof"] if proof is None else proof)
+    return env.contract.post_result(ctx["agg"].account, ctx["task_id"] if task_id is None else task_id, p["round"],
+                                    p["model"], receipt_cid or p["receipt_cid"], p["bps"] if bps is None else bps,
+                                    p["proof"] if proof is None else proof, seed=p["seed"] if seed is None else seed,
+                                    lost_mask=p["lost_mask"])
 
 
 def _credited_nothing(ctx: dict[str, Any], r: int) -> bool:
@@ -127,13 +132,18 @@ def test_proof_replayed_in_the_next_round_is_rejected_and_verify_passes(proof_en
     ctx = proof_env
     first = ctx["round0"]
     p = _prepared(ctx)
+    assert p["seed"] != first["seed"]  # each round's permutation is drawn from its own seed
+    with pytest.raises(ChainError, match="MarketWrongSeed"):  # the previous round's seed is not this round's
+        _post(ctx, p, seed=first["seed"])
     with pytest.raises(ChainError, match="MarketInvalidProof"):
         _post(ctx, p, bps=first["bps"], proof=first["proof"])
     assert _credited_nothing(ctx, p["round"])
     _post(ctx, p)
     rep = verify_round(ctx["env"].contract, ctx["env"].store, ctx["task_id"], first["round"], ctx["validation"])
     assert rep.ok, rep.checks
-    assert {name for name, _, _ in rep.checks} >= {"receipt", "submissions", "commitments", "replay", "statement", "proof"}
+    # the commitments are re-checked with the rest of the rejections (sketch commitment and metadata binding)
+    assert {name for name, _, _ in rep.checks} >= {"receipt", "submissions", "calldata", "payout", "input model",
+                                                   "rejections", "replay", "statement", "proof"}
 
 
 def test_verify_catches_a_forged_utility(proof_env: dict[str, Any]) -> None:
@@ -198,10 +208,9 @@ def test_proof_from_another_task_is_rejected(proof_env: dict[str, Any]) -> None:
             node.join(task)
     first = {**ctx, "task_id": tasks[0]}
     p = _prepared(first)  # a valid proof for the first new task's round 0
-    for node in ctx["nodes"]:
-        node.run_round(tasks[1])
-    with pytest.raises(ChainError, match="MarketInvalidProof"):
-        env.contract.post_result(ctx["agg"].account, tasks[1], 0, p["model"], p["receipt_cid"], p["bps"], p["proof"])
+    play_round(env, ctx["nodes"], task_id=tasks[1], post=False)  # the same updates' round 0 in the other task
+    with pytest.raises(ChainError, match="MarketInvalidProof"):  # with the other task's own seed: only the proof is wrong
+        _post(ctx, p, task_id=tasks[1], seed=env.contract.round_seed(tasks[1]))
     assert env.contract.credited(tasks[1], 0) == {} and env.contract.task(tasks[1]).current_round == 0
     _post(first, p)  # and it still settles its own round
     assert env.contract.task(tasks[0]).finished

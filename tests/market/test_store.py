@@ -12,6 +12,7 @@ from multiformats import CID, multihash
 from market import store as store_module
 from market.cid import compute_cid
 from market.errors import BlobNotFoundError, CidMismatchError, ConfigError, DataError
+from market.errors import StoreError
 from market.store.kubo import KuboStore
 from market.cid import verify_blob
 from market.store import ContentStore, LocalStore, get_json, open_store, put_json
@@ -216,3 +217,142 @@ def test_open_store_kubo_with_a_non_http_url_is_a_config_error() -> None:
 def test_open_store_unknown_kind_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown store 'dropbox'"):
         open_store("dropbox")
+
+
+# -- size cap (max_bytes) ----------------------------------------------------
+
+
+def test_local_get_under_or_at_the_cap_returns_the_blob(local: LocalStore) -> None:
+    data = os.urandom(4_096)
+    cid = local.put(data)
+
+    assert local.get(cid, 4_096) == data
+    assert local.get(cid, max_bytes=10**9) == data
+    assert local.get(cid) == data  # no cap by default
+
+
+def test_local_get_over_the_cap_is_refused_from_the_file_size_before_reading(
+    local: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid = local.put(os.urandom(4_097))
+    opened: list[object] = []
+    real_open = Path.open
+
+    def spying_open(self: Path, *args: object, **kwargs: object) -> object:
+        handle = real_open(self, *args, **kwargs)  # type: ignore[call-overload]
+        opened.append(handle)
+        handle.read = lambda *a: pytest.fail("the blob was read although it is over the cap")  # type: ignore[method-assign]
+        return handle
+
+    monkeypatch.setattr(Path, "open", spying_open)
+    with pytest.raises(StoreError) as caught:
+        local.get(cid, max_bytes=4_096)
+
+    assert opened  # the file was opened (and stat-ed), never read
+    assert str(caught.value) == f"update {cid} is 4097 bytes, over the cap of 4096 bytes"
+    assert not isinstance(caught.value, (BlobNotFoundError, CidMismatchError))
+
+
+def test_local_get_reads_no_more_than_the_cap_even_if_the_file_grew_after_its_stat(
+    local: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cid = local.put(os.urandom(8_000))
+    real_fstat = os.fstat
+
+    def stale_fstat(fd: int) -> os.stat_result:
+        st = real_fstat(fd)
+        return os.stat_result((st.st_mode, st.st_ino, st.st_dev, st.st_nlink, st.st_uid, st.st_gid, 10,
+                               st.st_atime, st.st_mtime, st.st_ctime))
+
+    monkeypatch.setattr(store_module.local.os, "fstat", stale_fstat)
+    with pytest.raises(StoreError, match="is more than 1000 bytes, over the cap of 1000 bytes"):
+        local.get(cid, max_bytes=1_000)
+
+
+def test_local_get_of_a_folder_under_a_cid_name_is_a_store_error(local: LocalStore) -> None:
+    (local.root / HELLO_CID).mkdir()
+
+    with pytest.raises(StoreError, match=HELLO_CID):
+        local.get(HELLO_CID, max_bytes=100)
+
+
+class _BlockServer:
+    """A loopback HTTP server answering every ``/api/v0/block/get`` with ``body`` chunks forever
+    (no Content-Length), or with a ``Content-Length`` header of ``declared`` and then chunks forever:
+    a node serving junk that never ends. Counts the bytes it managed to send."""
+
+    def __init__(self, declared: int | None = None) -> None:
+        import http.server
+        import threading
+
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                if server.declared is not None:
+                    self.send_header("Content-Length", str(server.declared))
+                else:
+                    self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b"\x00" * 65_536
+                try:
+                    while not server.stop.is_set():
+                        if server.declared is None:
+                            self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        else:
+                            self.wfile.write(chunk)
+                        server.sent += len(chunk)
+                except OSError:
+                    pass  # the client hung up: what the test wants
+                self.close_connection = True
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.declared = declared
+        self.sent = 0
+        self.stop = threading.Event()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def __enter__(self) -> "_BlockServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_kubo_get_stops_reading_an_endless_block_once_past_the_cap() -> None:
+    with _BlockServer() as node:
+        store = KuboStore(node.url, timeout=10, find_timeout=1)
+
+        with pytest.raises(StoreError) as caught:
+            store.get(HELLO_CID, max_bytes=200_000)
+
+    assert str(caught.value) == f"update {HELLO_CID} is more than 200000 bytes, over the cap of 200000 bytes"
+
+
+def test_kubo_get_refuses_a_declared_length_over_the_cap_before_reading_the_body() -> None:
+    with _BlockServer(declared=10**12) as node:
+        store = KuboStore(node.url, timeout=10, find_timeout=1)
+
+        with pytest.raises(StoreError) as caught:
+            store.get(HELLO_CID, max_bytes=200_000)
+
+    assert str(caught.value) == f"update {HELLO_CID} is {10**12} bytes, over the cap of 200000 bytes"
+
+
+def test_kubo_get_with_no_time_left_is_a_store_error_without_a_request() -> None:
+    store = KuboStore("http://127.0.0.1:9", timeout=10, find_timeout=1)  # nothing listens on port 9
+
+    with pytest.raises(StoreError, match="no time was left"):
+        store.get(HELLO_CID, timeout=0)

@@ -2,8 +2,9 @@
 round credited (or why not), a late node that neither trains nor pays gas, a node whose every update was
 rejected ending non-zero, and `--timeout` after a submission ending cleanly.
 
-In-process chain, one thread: the node's ``say`` hook plays the other parties (the other trainers submit and
-the aggregator posts when the node says it is waiting for the round to settle)."""
+In-process chain, one thread: the node's ``say`` hook plays the other parties and the clock (the other
+trainers commit when the node says it committed, reveal and the aggregator posts when it says it revealed,
+and the chain's clock moves to a round's scheduled opening when the node says it is waiting for it)."""
 
 from __future__ import annotations
 
@@ -51,20 +52,33 @@ def aggregator(env: Environment) -> Aggregator:
     return Aggregator(env.contract, env.store, env.accounts[1], SPLITS.validation)
 
 
-def recorder(on_wait: Callable[[int], None] | None = None,
-             on_late: Callable[[int], None] | None = None) -> tuple[list[str], Callable[[str], None]]:
+Hook = Callable[[int], None]
+
+
+def recorder(env: Environment, task_id: int, *, on_commit: Hook | None = None, on_reveal: Hook | None = None,
+             on_late: Hook | None = None) -> tuple[list[str], Callable[[str], None]]:
+    """The node's ``say``: records the lines and, on some of them, lets the others (and time) move."""
     lines: list[str] = []
 
     def say(line: str) -> None:
         lines.append(line)
-        m = re.match(r"round (\d+): submitted .* waiting for round \d+ to settle$", line)
-        if m and on_wait:
-            on_wait(int(m.group(1)))
-        m = re.match(r"round (\d+): too late: ", line)
-        if m and on_late:
-            on_late(int(m.group(1)))
+        hooks: list[tuple[str, Hook | None]] = [
+            (r"round (\d+): committed to .*; revealing once submissions close$", on_commit),
+            (r"round (\d+): revealed .*; waiting for round \d+ to settle$", on_reveal),
+            (r"round (\d+): too late: ", on_late),
+            (r"round (\d+): opens in \d+ s \(the task's schedule\)$", open_round_hook(env, task_id)),
+        ]
+        for pattern, hook in hooks:
+            m = re.match(pattern, line)
+            if m and hook:
+                hook(int(m.group(1)))
 
     return lines, say
+
+
+def open_round_hook(env: Environment, task_id: int) -> Hook:
+    """Time passes until round ``r`` opens (the schedule is fixed: posting early does not open it early)."""
+    return lambda r: env.chain.advance_to(env.contract.task(task_id).opens_at(r))
 
 
 def test_a_node_prints_each_phase_and_what_it_earned(env: Environment) -> None:
@@ -72,20 +86,24 @@ def test_a_node_prints_each_phase_and_what_it_earned(env: Environment) -> None:
     me, other, agg = node(env, 0), node(env, 1), aggregator(env)
     other.join(task_id)
 
-    def others_then_aggregate(r: int) -> None:
-        other.run_round(task_id)
+    def others_reveal_then_aggregate(r: int) -> None:
+        other.reveal_round(task_id)  # the last reveal closes the reveals
         agg.run_round(task_id)
 
-    lines, say = recorder(on_wait=others_then_aggregate)
+    lines, say = recorder(env, task_id, on_commit=lambda r: other.run_round(task_id),  # the second seat: commits close
+                          on_reveal=others_reveal_then_aggregate)
     summary = me.run(task_id, say=say)
 
     credited = env.contract.credited_by_round(task_id)[me.address]  # round -> wei (a round valued 0 is absent)
     assert lines[0] == f"joined task {task_id} as {me.address}"
     expected = []
     for r in range(2):
+        if r:
+            expected.append(rf"round {r}: opens in \d+ s \(the task's schedule\)")
         expected += [rf"round {r}: training on {len(SPLITS.trainers[0])} samples \(submissions close in \d+ s\)",
                      rf"round {r}: trained \(\d+\.\d s\)",
-                     rf"round {r}: submitted bafk\w+ \(\d+ gas\); waiting for round {r} to settle",
+                     rf"round {r}: committed to bafk\w+ \(\d+ gas\); revealing once submissions close",
+                     rf"round {r}: revealed bafk\w+ \(\d+ gas\); waiting for round {r} to settle",
                      rf"round {r}: settled: credited {credited.get(r, 0) / ETH:.6f} ETH"]
     expected.append(rf"task {task_id} finished: credited {sum(credited.values()) / ETH:.6f} ETH in all; "
                     r"withdraw with `market trainer withdraw`")
@@ -94,6 +112,7 @@ def test_a_node_prints_each_phase_and_what_it_earned(env: Environment) -> None:
         assert re.fullmatch(pattern, line), (line, pattern)
     assert summary.total_credited_wei == sum(credited.values()) > 0
     assert set(summary.outcomes) == {0, 1} and summary.outcomes[0] == "paid"
+    assert summary.revealed == summary.submitted
 
 
 def test_an_outlier_is_told_it_was_flagged(env: Environment) -> None:
@@ -103,12 +122,16 @@ def test_an_outlier_is_told_it_was_flagged(env: Environment) -> None:
     for n in honest:
         n.join(task_id)
 
-    def others_then_aggregate(r: int) -> None:
+    def others_commit(r: int) -> None:
         for n in honest:
             n.run_round(task_id)
+
+    def others_reveal_then_aggregate(r: int) -> None:
+        for n in honest:
+            n.reveal_round(task_id)
         agg.run_round(task_id)
 
-    lines, say = recorder(on_wait=others_then_aggregate)
+    lines, say = recorder(env, task_id, on_commit=others_commit, on_reveal=others_reveal_then_aggregate)
     attacker.run(task_id, say=say)
 
     assert "round 0: flagged as an outlier: paid 0" in lines
@@ -125,9 +148,16 @@ class LoudNode(TrainerNode):
 
 
 def test_a_node_whose_every_update_was_rejected_ends_non_zero(env: Environment) -> None:
-    task_id = post(env)
-    me, agg = node(env, 0, LoudNode), aggregator(env)
-    lines, say = recorder(on_wait=lambda r: agg.run_round(task_id))
+    # an honest trainer takes part too: the round is paid to it, and this node learns its update was rejected
+    task_id = post(env, max_trainers=2)
+    me, other, agg = node(env, 0, LoudNode), node(env, 1), aggregator(env)
+    other.join(task_id)
+
+    def others_reveal_then_aggregate(r: int) -> None:
+        other.reveal_round(task_id)
+        agg.run_round(task_id)
+
+    lines, say = recorder(env, task_id, on_commit=lambda r: other.run_round(task_id), on_reveal=others_reveal_then_aggregate)
 
     with pytest.raises(UpdatesRejected) as exc:
         me.run(task_id, say=say)
@@ -147,9 +177,11 @@ class CountingNode(TrainerNode):
 
 
 def test_a_late_node_neither_trains_nor_pays_gas(env: Environment) -> None:
-    task_id = post(env, rounds=2, window=100)
-    me = node(env, 0, CountingNode)
+    task_id = post(env, rounds=2, max_trainers=2, window=100)
+    me, other = node(env, 0, CountingNode), node(env, 1)
     me.join(task_id)
+    other.join(task_id)
+    other.run_round(task_id)  # round 0 has a committer: it goes on to its reveals without this node
     env.chain.advance_time(101)
     balance = env.chain.balance(me.address)
 
@@ -164,34 +196,53 @@ def test_a_late_node_neither_trains_nor_pays_gas(env: Environment) -> None:
     agg = aggregator(env)
 
     def settle(r: int) -> None:
-        env.chain.advance_time(100)
+        other.reveal_round(task_id)
+        env.chain.advance_to(env.contract.task(task_id).opens_at(r + 1))  # the aggregator never posts
         env.contract.settle_without_result(env.accounts[5], task_id)
 
-    lines, say = recorder(on_wait=lambda r: agg.run_round(task_id), on_late=settle)
+    def close_commits(r: int) -> None:  # the other trainer sits round 1 out: commits close at the deadline
+        info = env.contract.task(task_id)
+        env.chain.advance_to(info.opens_at(r) + info.submit_window)
+
+    lines, say = recorder(env, task_id, on_late=settle, on_commit=close_commits, on_reveal=lambda r: agg.run_round(task_id))
     me.run(task_id, say=say)
 
     assert lines[0].startswith("round 0: too late: submissions closed at ")
     assert lines[0].endswith(" — waiting for the next round [MarketSubmissionClosed]")
+    assert [ln for ln in lines if "too late" in ln] == lines[:1]  # said once
+    assert env.contract.round_info(task_id, 0).settlement == "fallback"
     assert me.trained == 1 and any(ln.startswith("round 1: settled: credited ") for ln in lines), lines
 
 
-def test_timeout_after_a_submission_stops_waiting_cleanly(env: Environment) -> None:
-    task_id = post(env, max_trainers=2)  # the other trainer never comes: round 0 stays open
+def test_timeout_after_a_commitment_stops_waiting_cleanly_and_a_rerun_reveals(env: Environment) -> None:
+    task_id = post(env, max_trainers=2)  # the other trainer never comes: round 0's commits stay open
     me = node(env, 0)
-    lines, say = recorder()
+    lines, say = recorder(env, task_id)
 
     summary = me.run(task_id, timeout=1, poll=0.1, say=say)  # returns: no exception, so `trainer run` exits 0
 
-    assert summary.stopped_waiting and list(summary.submitted) == [0]
-    assert lines[-1] == (f"round 0: stopped waiting after 1 s (--timeout) for the round to settle; your update stays "
-                         f"submitted: see `market task status {task_id}`, or run again to keep going")
+    assert summary.stopped_waiting and list(summary.submitted) == [0] and not summary.revealed
+    info = env.contract.task(task_id)
+    reveal_deadline = info.opens_at(0) + info.submit_window + info.reveal_window
+    assert lines[-1] == (f"round 0: stopped waiting after 1 s (--timeout) for round 0 of task {task_id} to move on; "
+                         f"your commitment is not revealed yet: run again before unix time {reveal_deadline} or the stake "
+                         f"is lost; see `market task status {task_id}`, or run again to keep going")
+
+    env.chain.advance_to(info.opens_at(0) + info.submit_window)  # the commits close
+    again, (rerun, say_again) = node(env, 0), recorder(env, task_id)  # a new process: nothing in memory
+    summary = again.run(task_id, once=True, say=say_again)
+
+    assert rerun[-1].startswith("round 0: revealed ") and summary.revealed == {0: env.contract.submissions(task_id, 0)[0].cid}
+    assert [s.trainer for s in env.contract.submissions(task_id, 0)] == [me.address]
 
 
 def test_a_timeout_before_any_submission_is_still_an_error(env: Environment) -> None:
-    task_id = post(env, window=100)
-    me = node(env, 0)
+    task_id = post(env, max_trainers=2, window=100)
+    me, other = node(env, 0), node(env, 1)
     me.join(task_id)
-    env.chain.advance_time(101)  # late for round 0, and nobody settles it
+    other.join(task_id)
+    other.run_round(task_id)
+    env.chain.advance_time(101)  # late for round 0, and nobody moves it on
 
     with pytest.raises(MarketError, match="timed out after 1 s waiting for round 0 of task"):
         me.run(task_id, timeout=1, poll=0.1, say=lambda line: None)

@@ -39,6 +39,7 @@ function eth(wei, unit = UNIT) {
   return (w / one).toString() + "." + frac;
 }
 const badge = (status, text) => h("span", { class: "badge b-" + status }, text || status.replace("_", " "));
+const shortSeed = (x) => (x && x.length > 12 ? x.slice(0, 10) + "…" : x || "");
 async function api(path) {
   const r = await fetch(path, { headers: { Accept: "application/json" } });
   const body = await r.json().catch(() => ({}));
@@ -138,31 +139,45 @@ function cards(task) {
     card(`escrow left ${UNIT}`, eth(task.escrow_wei), "card-escrow"));
 }
 
+// one line under the title: the fixed schedule, the stake and the current round's phase
+function scheduleLine(task) {
+  const backup = task.backup_aggregator ? ` · backup ${task.result_window} s` : "";
+  const stake = BigInt(task.stake_wei || "0") > 0n ? `stake ${eth(task.stake_wei)} ${UNIT} per trainer (${eth(task.stakes_held_wei)} held)` : "no stake";
+  const now = task.status === "finished" ? "finished" :
+    `round ${task.current_round}: ${task.round_state} · ${task.committed_count} committed · ${task.revealed_count} revealed · ${task.round_state_text}`;
+  return h("div", { class: "muted", id: "task-schedule" },
+    `every ${task.period} s: commit ${task.submit_window} s · reveal ${task.reveal_window} s · result ${task.result_window} s${backup} · ${stake} · `,
+    h("span", { id: "task-phase", "data-phase": task.round_state }, now));
+}
+
 function roundsTable(taskId, rounds) {
   const rows = rounds.map((r) => {
     const flags = [];
     for (const a of r.outliers) flags.push(h("div", {}, badge("outlier"), h("code", { title: a }, short(a))));
     for (const [a, why] of Object.entries(r.rejected))
       flags.push(h("div", {}, badge("rejected"), h("code", { title: a }, short(a)), " ", h("span", { class: "reason" }, why)));
+    for (const t of r.trainers.filter((x) => x.status === "not_revealed"))
+      flags.push(h("div", {}, badge("not_revealed", "no reveal"), h("code", { title: t.address }, short(t.address))));
     const kept = r.trainers.filter((t) => t.status === "kept").length;
     const receipt = r.receipt_cid
       ? h("a", { class: "cid", href: `/api/tasks/${taskId}/rounds/${r.round}/receipt`, title: r.receipt_cid, target: "_blank" }, shortCid(r.receipt_cid))
       : h("span", { class: "muted" }, "–");
-    return h("tr", { "data-round": r.round, "data-status": r.status, "data-settled": r.settled },
+    return h("tr", { "data-round": r.round, "data-status": r.status, "data-settled": r.settled, "data-phase": r.phase },
       h("td", {}, String(r.round)),
-      h("td", {}, badge(r.status)),
+      h("td", {}, badge(r.status), r.settled ? null : h("div", { class: "phase", title: r.phase_text }, r.phase)),
       h("td", { class: "num acc" }, pct(r.accuracy)),
-      h("td", { class: "num" }, r.submissions.length + " / " + (r.settled ? kept : "–")),
+      h("td", { class: "num" }, `${r.committed} / ${r.revealed} / ${r.settled ? kept : "–"}`),
       h("td", {}, flags.length ? flags : h("span", { class: "muted" }, r.settled ? "none" : "–"),
         r.receipt_error ? h("div", { class: "error" }, r.receipt_error) : null),
       h("td", { class: "num" }, eth(r.credited_wei)),
+      h("td", {}, r.seed ? h("code", { class: "cid", title: r.seed }, shortSeed(r.seed)) : h("span", { class: "muted" }, "–")),
       h("td", {}, r.model_cid ? h("code", { class: "cid", title: r.model_cid }, shortCid(r.model_cid)) : h("span", { class: "muted" }, "–")),
       h("td", {}, receipt));
   });
   return h("table", { id: "rounds-table" },
-    h("thead", {}, h("tr", {}, ["round", "status", "val. accuracy", "submitted / kept", "outliers & rejected (reason)",
-      `credited ${UNIT}`, "model CID", "receipt CID"].map((c, i) => h("th", { class: [2, 3, 5].includes(i) ? "num" : "" }, c)))),
-    h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 8, class: "muted" }, "no round opened yet"))));
+    h("thead", {}, h("tr", {}, ["round", "status", "val. accuracy", "committed / revealed / kept", "outliers, rejected, no reveal",
+      `credited ${UNIT}`, "seed", "model CID", "receipt CID"].map((c, i) => h("th", { class: [2, 3, 5].includes(i) ? "num" : "" }, c)))),
+    h("tbody", {}, rows.length ? rows : h("tr", {}, h("td", { colspan: 9, class: "muted" }, "no round opened yet"))));
 }
 
 function trainersTable(rounds, payouts) {
@@ -170,7 +185,7 @@ function trainersTable(rounds, payouts) {
     const chips = rounds.map((r) => {
       const t = r.trainers.find((x) => x.address === p.address);
       if (!t) return null;
-      const text = `r${r.round} ${t.status === "kept" ? (t.bps ?? "") + " bps" : t.status.replace("_", " ")}`;
+      const text = `r${r.round} ${t.status === "kept" ? (t.bps ?? "") + " bps" : t.status.replaceAll("_", " ")}`;
       return h("span", { class: "badge b-" + t.status, title: t.reason || "" }, text);
     });
     return h("tr", { "data-trainer": p.address },
@@ -179,11 +194,12 @@ function trainersTable(rounds, payouts) {
       h("td", { class: "num" }, eth(p.credited_wei)),
       h("td", { class: "num" }, eth(p.withdrawn_wei)),
       h("td", { class: "num owed" }, eth(p.owed_wei)),
-      h("td", { class: "num muted owed-all" }, eth(p.owed_all_tasks_wei)));
+      h("td", { class: "num stake" }, eth(p.stake_wei)),
+      h("td", { class: "num stake-lost" }, eth(p.stake_lost_wei)));
   });
   return h("table", { id: "trainers-table" },
     h("thead", {}, h("tr", {}, ["trainer", "per round", `credited ${UNIT}`, `withdrawn ${UNIT}`, `owed ${UNIT}`,
-      `owed, all tasks ${UNIT}*`].map((c, i) =>
+      `stake held ${UNIT}`, `stake lost ${UNIT}`].map((c, i) =>
       h("th", { class: i >= 2 ? "num" : "" }, c)))),
     h("tbody", {}, rows));
 }
@@ -216,6 +232,7 @@ async function drawTask(taskId) {
     h("div", { class: "muted" }, `${settled}/${task.rounds} rounds settled · ${trainers.length} trainers · owner `,
       h("code", { title: task.owner }, short(task.owner)), " · aggregator ", h("code", { title: task.aggregator }, short(task.aggregator)),
       " · ", specLine, " · spec ", h("code", { class: "cid", title: task.spec_cid }, shortCid(task.spec_cid))),
+    scheduleLine(task),
     cards(task),
     h("div", { class: "charts" },
       h("div", { class: "panel" }, h("h3", {}, "Validation accuracy ", h("span", { class: "muted" }, "(the model each round published, from its receipt)")),
@@ -226,8 +243,8 @@ async function drawTask(taskId) {
           h("span", {}, h("i", { style: `background:${ROUND_COLORS[r.round % ROUND_COLORS.length]}` }), "round " + r.round))))),
     h("div", { class: "panel" }, h("h3", {}, "Rounds"), roundsTable(taskId, rounds)),
     h("div", { class: "panel" }, h("h3", {}, "Trainers and payouts"), trainersTable(rounds, payouts),
-      h("div", { class: "muted" }, "credited, withdrawn and owed are this task's; * the account's whole balance over every task " +
-        "(a withdrawal takes all of it, so what is left of this task's credits is what it credited after the last one).")));
+      h("div", { class: "muted" }, "every amount is this task's: credited (lost stakes of others included), withdrawn (stake " +
+        "given back included), owed now (the stake too once the task has ended), the stake held and the stakes lost.")));
 }
 
 async function refresh() {
