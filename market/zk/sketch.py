@@ -9,7 +9,7 @@ compute the same integers on any machine.  Entries are signed
 ``SKETCH_BITS``-bit integers; the circuit takes them offset by ``2^(SKETCH_BITS-1)``.
 
 The commitment is ``Poseidon(pack(offset sketch), binder)`` (the round circuit's
-step 1), posted as the ``commitment`` of ``submitUpdate``, where the binder is
+step 1), revealed as the ``commitment`` of ``reveal`` (and bound by the committed hash), where the binder is
 ``keccak256(abi.encode(taskId, round, trainer, cidDigest)) mod p``: a trainer that
 re-posts another's CID and commitment is caught, as the binder names the other.  Random projections keep
 pairwise distances to within a factor ``1 +- O(1/sqrt(k))`` (Johnson-Lindenstrauss),
