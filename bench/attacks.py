@@ -36,14 +36,11 @@ LOAD = os.getloadavg()[0]
 
 #: where each attack that still works gets through (shown in the Markdown when its scenario fails)
 WHY = {
-    "row05_sybil_fallback/no_backup_fallback_split": (
+    "row05_sybil_fallback/no_backup_available_junk": (
         "known gap left to the aggregator issue (#15): with no backup and a silent aggregator, `settleWithoutResult` "
-        "splits the round equally among every revealed update, CIDs of nothing included."),
-    "row10_dud_verifier_hostile_token/lying_verifier": (
-        "known gap left to the aggregator issue (#15): `_checkParams` checks only that the verifier answers ERC-165 "
-        "for `IRoundVerifier` (no allowlist of verifier code hashes, issue item 6): a verifier that implements it and "
-        "returns false makes every `postResult` revert (`MarketInvalidProof`, the backup's too), and the fallback's "
-        "equal split pays the owner's sybils."),
+        "splits the round equally among every update proved available (`proveAvailable` checks that the bytes hash "
+        "to the revealed CID, not that they are an update), so sybils that commit to junk bytes and post them take "
+        "their share. The answer is a silent aggregator replaced by the next bonded one, not a fallback."),
 }
 
 

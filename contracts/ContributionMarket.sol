@@ -24,11 +24,20 @@ import {IRoundVerifier} from "./IRoundVerifier.sol";
 /// revealed updates; the contract credits the round's pool, plus the stakes lost this round
 /// (committers that did not reveal, updates the result marks unavailable or invalid), to the
 /// paid trainers by cumulative rounding, so not a wei of it goes to the owner. When no result
-/// comes, anyone may settle the round by an equal split among the revealed updates. An empty
+/// comes, the revealed trainers may prove their updates available by posting them (their sha2-256
+/// must be the revealed CID) in an availability window that ends the round; anyone may then settle
+/// the round by an equal split among the updates proved available (nobody's update is paid
+/// unchecked: with none proved, the pool carries over to the next round). An empty
 /// round (nothing revealed) refunds that round's pool only; the owner reclaims the rest only
-/// after `emptyRoundsToReclaim` empty rounds in a row (never, if 0). Stakes come back when the
-/// task ends or when the trainer leaves between rounds. Every balance is a pull payment; no path
-/// leaves funds locked.
+/// after `emptyRoundsToReclaim` empty rounds in a row (never, if 0). A pool nobody earned (every
+/// update invalid, or none proved available) carries over to the next round and, after the last,
+/// back to the owner; the last round's unpaid lost stakes are split among the trainers still holding a
+/// stake that a round paid since they took their seat (or, with none, every trainer holding a stake):
+/// a lost stake goes to the owner only when no trainer holds a stake.
+/// Stakes come back when the task ends or when the trainer leaves between rounds. A proof task's
+/// verifier must have a code hash on the market's allowlist as a verifier, and every contract it calls
+/// (`components`) as a component; only the `verifierAdmin` fixed at deployment extends the list.
+/// Every balance is a pull payment; no path leaves funds locked.
 /// @dev CIDs are stored as the 32-byte sha2-256 digest of a CIDv1 raw CID. Update CIDs and
 /// commitments live in events; the contract keeps a running keccak digest over (join index,
 /// cid, commitment) of every reveal (seeded with the task id, chained across rounds, emitted at
@@ -83,7 +92,7 @@ contract ContributionMarket is ReentrancyGuard {
         uint16 rounds;
         uint24 submitWindow;
         uint24 revealWindow;
-        uint32 period; // submit + reveal + result (+ result again with a backup)
+        uint32 period; // submit + reveal + result (+ result again with a backup) + availability (= reveal)
         address backup;
         uint24 resultWindow;
         uint16 trainerCount;
@@ -104,6 +113,7 @@ contract ContributionMarket is ReentrancyGuard {
         uint128 stake;
         uint128 stakesHeld; // stakes deposited and neither returned nor lost
         uint128 carry; // lost stakes of a round that paid nobody: added to the next round's payout
+        uint128 carryPool; // pools nobody earned (all invalid, or none proved available): the next round's
         bytes32 submissionsDigest; // running digest over every reveal of the task
         bytes32 latestModelCid; // the model the current round trains from
         bytes32 specCid;
@@ -123,7 +133,7 @@ contract ContributionMarket is ReentrancyGuard {
         address aggregator;
         uint24 submitWindow;
         uint24 revealWindow;
-        uint32 period; // submit + reveal + result (+ result again with a backup)
+        uint32 period; // submit + reveal + result (+ result again with a backup) + availability (= reveal)
         // slot 2
         address backup;
         uint24 resultWindow;
@@ -149,6 +159,7 @@ contract ContributionMarket is ReentrancyGuard {
         uint128 stake;
         uint128 stakesHeld; // stakes deposited and neither returned nor lost
         uint128 carry; // lost stakes of a round that paid nobody: added to the next round's payout
+        uint128 carryPool; // pools nobody earned (all invalid, or none proved available): the next round's
         bytes32 submissionsDigest; // running digest over every reveal of the task
         bytes32 latestModelCid; // the model the current round trains from
         bytes32 specCid;
@@ -162,8 +173,12 @@ contract ContributionMarket is ReentrancyGuard {
         uint32 revealedTag; // last round revealed in, plus one
         bool staked; // holds the task's full stake
         uint128 earned; // credited and not withdrawn (plus stakes returned on leaving)
+        uint32 availableTag; // last round whose update it proved available (`proveAvailable`), plus one
+        bool paid; // credited by a round since it took this seat (takes a share of lost stakes left at the end)
     }
 
+    /// @notice Who may add code hashes to the verifier allowlist (fixed at deployment; address(0): nobody).
+    address public immutable verifierAdmin;
     uint256 private _taskCount;
     mapping(uint256 taskId => Task) private _tasks;
     mapping(uint256 taskId => mapping(address trainer => Seat)) private _seats;
@@ -174,7 +189,14 @@ contract ContributionMarket is ReentrancyGuard {
     mapping(uint256 taskId => mapping(uint256 position => uint256 index)) private _freeSeats;
     /// @dev round seeds kept while their seal block's hash is readable (`seal` after the seal)
     mapping(uint256 taskId => mapping(uint256 round => bytes32 seed)) private _seeds;
+    /// @notice What a code hash is allowed as: 1 a task's verifier, 2 a contract a verifier calls (a Groth16
+    /// verifier, one of its `components`); 0 not allowed. A hash is allowed as one kind only.
+    mapping(bytes32 codeHash => uint8 kind) public verifierCodeKind;
 
+    /// @notice The verifier allowlist took a code hash (`kind` 1: a verifier, 2: a verifier's component).
+    event VerifierCodeAllowed(bytes32 indexed codeHash, uint8 kind);
+    /// @notice A trainer proved its revealed update available (its bytes hash to the revealed CID).
+    event UpdateAvailable(uint256 indexed taskId, uint256 indexed round, address indexed trainer, bytes32 cid);
     /// @notice A task was created and its reward escrowed.
     event TaskCreated(
         uint256 indexed taskId,
@@ -245,7 +267,7 @@ contract ContributionMarket is ReentrancyGuard {
     error MarketBadWindows();
     /// @notice max trainers must be between 1 and 256 (got {maxTrainers})
     error MarketBadMaxTrainers(uint256 maxTrainers);
-    /// @notice the reward {reward} does not fit in 128 bits
+    /// @notice the reward {reward} is over the most a task may escrow (2**127 - 1)
     error MarketRewardTooLarge(uint256 reward);
     /// @notice sent {sent} wei but {expected} wei are due
     error MarketWrongValue(uint256 expected, uint256 sent);
@@ -253,6 +275,22 @@ contract ContributionMarket is ReentrancyGuard {
     error MarketRewardTooSmall(uint256 reward, uint256 rounds);
     /// @notice the verifier {verifier} is not a contract implementing IRoundVerifier
     error MarketBadVerifier(address verifier);
+    /// @notice the verifier {verifier} (or a contract it calls) has code hash {codeHash}, which is not on this market's allowlist
+    error MarketVerifierNotAllowed(address verifier, bytes32 codeHash);
+    /// @notice only the market's verifier admin may extend the allowlist ({caller} is not)
+    error MarketNotAdmin(address caller);
+    /// @notice code hash {codeHash} is already allowed as the other kind (a verifier, or a verifier's component)
+    error MarketCodeKindConflict(bytes32 codeHash);
+    /// @notice a stake of {stake} is over the most a task may ask (2**96 - 1)
+    error MarketStakeTooLarge(uint256 stake);
+    /// @notice the update's bytes do not hash to what {trainer} revealed
+    error MarketNotTheUpdate(address trainer);
+    /// @notice {trainer} revealed nothing this round
+    error MarketNotRevealed(address trainer);
+    /// @notice updates are proved available only after every result window, from unix time {opensAt} until the round is settled
+    error MarketNotAvailabilityWindow(uint256 opensAt);
+    /// @notice {trainer} has already proved its update available
+    error MarketAlreadyAvailable(address trainer);
     /// @notice the token {token} is not a contract
     error MarketBadToken(address token);
     /// @notice task {taskId} has finished: every round is settled
@@ -303,7 +341,7 @@ contract ContributionMarket is ReentrancyGuard {
     error MarketNotAggregator(address caller);
     /// @notice only the task's owner may do this ({caller} is not)
     error MarketNotOwner(address caller);
-    /// @notice the result window is open until unix time {deadline}
+    /// @notice the round is not over until unix time {deadline}: its result windows, then its availability window, come first
     error MarketResultWindowOpen(uint256 deadline);
     /// @notice too late: the result window closed at unix time {deadline}
     error MarketResultWindowClosed(uint256 deadline);
@@ -326,6 +364,42 @@ contract ContributionMarket is ReentrancyGuard {
     /// @notice the recipient cannot be the zero address
     error MarketZeroRecipient();
 
+    /// @notice Most a task may escrow and ask as a stake: with at most 256 seats and 10,000 rounds, every sum
+    /// the contract keeps (pools, carried stakes, credits) stays below 2**128.
+    uint256 public constant MAX_REWARD = 2 ** 127 - 1;
+    uint256 public constant MAX_STAKE = 2 ** 96 - 1;
+
+    /// @param admin who may extend the verifier allowlist (address(0): the list is fixed here)
+    /// @param verifiers code hashes allowed from the start as a task's verifier
+    /// @param components code hashes allowed from the start as a contract a verifier calls
+    constructor(address admin, bytes32[] memory verifiers, bytes32[] memory components) {
+        verifierAdmin = admin;
+        _allowCodes(verifiers, 1);
+        _allowCodes(components, 2);
+    }
+
+    // ------------------------------------------------------------------ admin
+
+    /// @notice Allow, for new proof tasks, verifiers with the code hashes `verifiers` and the contracts they
+    /// call (Groth16 verifiers) with the code hashes `components`. The list only grows; it touches no task
+    /// already created and no money.
+    function allowVerifierCode(bytes32[] calldata verifiers, bytes32[] calldata components) external {
+        if (msg.sender != verifierAdmin) revert MarketNotAdmin(msg.sender);
+        _allowCodes(verifiers, 1);
+        _allowCodes(components, 2);
+    }
+
+    function _allowCodes(bytes32[] memory codeHashes, uint8 kind) private {
+        for (uint256 i = 0; i < codeHashes.length; ++i) {
+            bytes32 h = codeHashes[i];
+            uint8 was = verifierCodeKind[h];
+            if (was == kind) continue;
+            if (was != 0) revert MarketCodeKindConflict(h);
+            verifierCodeKind[h] = kind;
+            emit VerifierCodeAllowed(h, kind);
+        }
+    }
+
     // ------------------------------------------------------------------ owner
 
     /// @notice Create a task and escrow its reward: ETH (`token` zero, `amount` == msg.value)
@@ -343,7 +417,7 @@ contract ContributionMarket is ReentrancyGuard {
         uint256 received = _receive(token, amount);
         // every round's pool must hold at least one unit
         if (received < p.rounds) revert MarketRewardTooSmall(received, p.rounds);
-        if (received > type(uint128).max) revert MarketRewardTooLarge(received);
+        if (received > MAX_REWARD) revert MarketRewardTooLarge(received);
 
         taskId = ++_taskCount;
         Task storage t = _tasks[taskId];
@@ -358,8 +432,9 @@ contract ContributionMarket is ReentrancyGuard {
         t.submitWindow = uint24(p.submitWindow);
         t.revealWindow = uint24(p.revealWindow);
         t.resultWindow = uint24(p.resultWindow);
+        // the availability window that ends each round is as long as its reveal window
         t.period = uint32(
-            uint256(p.submitWindow) + p.revealWindow + p.resultWindow * (p.backupAggregator == address(0) ? 1 : 2)
+            uint256(p.submitWindow) + p.revealWindow * 2 + p.resultWindow * (p.backupAggregator == address(0) ? 1 : 2)
         );
         t.maxTrainers = uint16(p.maxTrainers);
         t.emptyRoundsToReclaim = uint16(p.emptyRoundsToReclaim);
@@ -376,8 +451,9 @@ contract ContributionMarket is ReentrancyGuard {
     }
 
     /// @notice After `emptyRoundsToReclaim` empty rounds in a row (nothing revealed), the owner takes
-    /// back every pool not yet settled and the task ends (stakes become withdrawable).
-    function reclaimUnused(uint256 taskId) external {
+    /// back every pool not yet settled and the task ends (stakes become withdrawable; stakes lost and
+    /// not yet paid out go to the trainers still holding one).
+    function reclaimUnused(uint256 taskId) external nonReentrant {
         Task storage t = _liveTask(taskId);
         if (msg.sender != t.owner) revert MarketNotOwner(msg.sender);
         uint256 needed = t.emptyRoundsToReclaim;
@@ -385,9 +461,10 @@ contract ContributionMarket is ReentrancyGuard {
         (uint256 committed,,) = _counts(t);
         if (committed != 0) revert MarketRoundHasSubmissions(t.currentRound);
 
-        uint256 amount = uint256(t.escrow) + t.carry;
+        uint256 round = t.currentRound;
+        uint256 amount = uint256(t.escrow) + t.carryPool + _payCarriedStakes(t, taskId, round);
         t.escrow = 0;
-        t.carry = 0;
+        t.carryPool = 0;
         t.refunded += uint128(amount);
         t.currentRound = t.rounds;
         emit TaskReclaimed(taskId, amount);
@@ -526,6 +603,28 @@ contract ContributionMarket is ReentrancyGuard {
         emit RoundSealed(taskId, round, block.number);
     }
 
+    /// @notice When no result came for the current round, prove the update revealed this round available
+    /// by posting its bytes (their sha2-256 is the revealed CID's digest), with the commitment and salt
+    /// of the reveal. Allowed in the availability window that follows every result window; the round's
+    /// fallback pays only updates proved available.
+    function proveAvailable(uint256 taskId, uint256 round, bytes32 commitment, bytes32 salt, bytes calldata update)
+        external
+    {
+        Task storage t = _liveTask(taskId);
+        if (round != t.currentRound) revert MarketWrongRound(t.currentRound, round);
+        Seat storage s = _seats[taskId][msg.sender];
+        uint32 tag = uint32(round + 1);
+        if (s.revealedTag != tag) revert MarketNotRevealed(msg.sender);
+        uint256 opensAt = _resultsEnd(t, round);
+        if (block.timestamp < opensAt) revert MarketNotAvailabilityWindow(opensAt);
+        if (s.availableTag == tag) revert MarketAlreadyAvailable(msg.sender);
+        bytes32 cid = sha256(update);
+        bytes32 expected = keccak256(abi.encode(cid, commitment, salt, msg.sender, taskId, round));
+        if (expected != _commitments[taskId][msg.sender]) revert MarketNotTheUpdate(msg.sender);
+        s.availableTag = tag;
+        emit UpdateAvailable(taskId, round, msg.sender, cid);
+    }
+
     /// @notice Leave a task between rounds (not while committed to the current round): the stake becomes
     /// withdrawable and the seat goes to the next joiner. Join again to take part again.
     function leave(uint256 taskId) external {
@@ -550,6 +649,7 @@ contract ContributionMarket is ReentrancyGuard {
         _freeSeats[taskId][t.freeCount++] = index;
         s.index = 0;
         s.staked = false;
+        s.paid = false;
     }
 
     /// @notice Withdraw everything `taskId` owes the caller (credits, and the stake once the task ended).
@@ -619,8 +719,9 @@ contract ContributionMarket is ReentrancyGuard {
 
     /// @notice Settle the current round without a result (anyone may). A round in which nothing was
     /// revealed is refunded to the owner (that round's pool only) once its reveal window is over; any
-    /// other round, once every result window passed, is split equally among its revealed updates
-    /// (committers that did not reveal lose their stakes to them).
+    /// other round, once its availability window is over, is split equally among the updates proved
+    /// available (committers that did not reveal lose their stakes to them); with none proved, its pool
+    /// and those stakes carry over to the next round.
     function settleWithoutResult(uint256 taskId) external nonReentrant {
         Task storage t = _liveTask(taskId);
         uint256 round = t.currentRound;
@@ -636,9 +737,9 @@ contract ContributionMarket is ReentrancyGuard {
             _settle(t, taskId, round, SETTLED_BY_REFUND, 0, _roundPool(t, round), _noResult());
             return;
         }
-        uint256 finalDeadline = _finalDeadline(t, round);
-        if (block.timestamp < finalDeadline) revert MarketResultWindowOpen(finalDeadline);
-        uint256 credited = _splitEqually(t, taskId, round, revealed);
+        uint256 roundEnd = _openAt(t, round + 1);
+        if (block.timestamp < roundEnd) revert MarketResultWindowOpen(roundEnd);
+        uint256 credited = _splitAvailable(t, taskId, round);
         t.emptyStreak = 0;
         _settle(t, taskId, round, SETTLED_BY_FALLBACK, credited, 0, _noResult());
     }
@@ -682,6 +783,7 @@ contract ContributionMarket is ReentrancyGuard {
         v.stake = t.stake;
         v.stakesHeld = t.stakesHeld;
         v.carry = t.carry;
+        v.carryPool = t.carryPool;
         v.submissionsDigest = t.submissionsDigest;
         v.latestModelCid = t.latestModelCid;
         v.specCid = t.specCid;
@@ -701,15 +803,30 @@ contract ContributionMarket is ReentrancyGuard {
         }
     }
 
-    /// @notice A trainer's seat: join index (0: not joined), last rounds committed and revealed (plus
-    /// one), credits not withdrawn, stake held and last commitment.
-    function seat(uint256 taskId, address trainer)
-        external
-        view
-        returns (uint256 index, uint256 committedTag, uint256 revealedTag, uint256 earned, uint256 stake, bytes32 hash)
-    {
+    /// @notice A trainer's seat: join index (0: not joined), last rounds committed, revealed and proved
+    /// available (plus one), credits not withdrawn, stake held and last commitment.
+    struct SeatView {
+        uint256 index;
+        uint256 committedTag;
+        uint256 revealedTag;
+        uint256 earned;
+        uint256 stake;
+        bytes32 hash;
+        uint256 availableTag;
+        bool paid; // a round paid it since it took this seat (it shares lost stakes left at the task's end)
+    }
+
+    /// @notice A trainer's seat (see `SeatView`).
+    function seat(uint256 taskId, address trainer) external view returns (SeatView memory v) {
         Seat storage s = _seats[taskId][trainer];
-        return (s.index, s.committedTag, s.revealedTag, s.earned, _stakes[taskId][trainer], _commitments[taskId][trainer]);
+        v.index = s.index;
+        v.committedTag = s.committedTag;
+        v.revealedTag = s.revealedTag;
+        v.earned = s.earned;
+        v.stake = _stakes[taskId][trainer];
+        v.hash = _commitments[taskId][trainer];
+        v.availableTag = s.availableTag;
+        v.paid = s.paid;
     }
 
     /// @notice A trainer's 1-based join index (0 if it has not joined).
@@ -718,7 +835,8 @@ contract ContributionMarket is ReentrancyGuard {
     }
 
     /// @notice The current round's times (unix seconds): it opens, submissions close, reveals close,
-    /// the aggregator's result window closes, the backup's closes (the next round opens then).
+    /// the aggregator's result window closes, the backup's closes (equal to the previous one without a
+    /// backup). The availability window follows, as long as the reveal window; the next round opens then.
     function schedule(uint256 taskId)
         external
         view
@@ -729,7 +847,7 @@ contract ContributionMarket is ReentrancyGuard {
         opensAt = _openAt(t, round);
         (submitDeadline, revealDeadline) = _revealWindow(t, round);
         resultDeadline = revealDeadline + t.resultWindow;
-        finalDeadline = _finalDeadline(t, round);
+        finalDeadline = _resultsEnd(t, round);
     }
 
     /// @notice The current round's seed: readable from the block after the one that closed its reveal window.
@@ -756,6 +874,7 @@ contract ContributionMarket is ReentrancyGuard {
     // --------------------------------------------------------------- internal
 
     function _checkParams(TaskParams calldata p) private view {
+        if (p.verifier != address(0)) _checkVerifier(p.verifier);
         if (p.aggregator == address(0)) revert MarketZeroAggregator();
         if (p.aggregator == msg.sender) revert MarketRoleConflict(msg.sender);
         if (p.backupAggregator == msg.sender || p.backupAggregator == p.aggregator) {
@@ -770,10 +889,22 @@ contract ContributionMarket is ReentrancyGuard {
         if (p.maxTrainers == 0 || p.maxTrainers > MAX_TRAINERS) revert MarketBadMaxTrainers(p.maxTrainers);
         if (p.emptyRoundsToReclaim > MAX_ROUNDS) revert MarketBadRounds(p.emptyRoundsToReclaim);
         if (p.initialModelCid == bytes32(0)) revert MarketZeroCid();
-        if (
-            p.verifier != address(0)
-                && !ERC165Checker.supportsInterface(p.verifier, type(IRoundVerifier).interfaceId)
-        ) revert MarketBadVerifier(p.verifier);
+        if (p.stake > MAX_STAKE) revert MarketStakeTooLarge(p.stake);
+    }
+
+    /// @dev A contract answering ERC-165 for IRoundVerifier whose code, and every component's, is allowed.
+    function _checkVerifier(address verifier) private view {
+        if (!ERC165Checker.supportsInterface(verifier, type(IRoundVerifier).interfaceId)) {
+            revert MarketBadVerifier(verifier);
+        }
+        _checkCode(verifier, verifier, 1);
+        address[] memory parts = IRoundVerifier(verifier).components();
+        for (uint256 i = 0; i < parts.length; ++i) _checkCode(verifier, parts[i], 2);
+    }
+
+    function _checkCode(address verifier, address code, uint8 kind) private view {
+        bytes32 h = code.codehash;
+        if (code.code.length == 0 || verifierCodeKind[h] != kind) revert MarketVerifierNotAllowed(verifier, h);
     }
 
     /// @dev Take `amount` of `token` from the caller (ETH: exactly msg.value); what arrived.
@@ -812,8 +943,10 @@ contract ContributionMarket is ReentrancyGuard {
         revealDeadline = commitDeadline + t.revealWindow;
     }
 
-    function _finalDeadline(Task storage t, uint256 round) private view returns (uint256) {
-        return _openAt(t, round + 1);
+    /// @dev When the last result window of `round` closes (the backup's, or the aggregator's without one).
+    function _resultsEnd(Task storage t, uint256 round) private view returns (uint256) {
+        (, uint256 revealDeadline) = _revealWindow(t, round);
+        return revealDeadline + uint256(t.resultWindow) * (t.backup == address(0) ? 1 : 2);
     }
 
     /// @dev (committed, revealed, sealBlock) of the current round.
@@ -866,7 +999,7 @@ contract ContributionMarket is ReentrancyGuard {
             if (msg.sender != t.aggregator) revert MarketNotAggregator(msg.sender);
             return;
         }
-        uint256 finalDeadline = _finalDeadline(t, round);
+        uint256 finalDeadline = _resultsEnd(t, round);
         if (t.backup == address(0) || block.timestamp >= finalDeadline) revert MarketResultWindowClosed(finalDeadline);
         if (msg.sender != t.backup) revert MarketNotAggregator(msg.sender);
     }
@@ -929,8 +1062,8 @@ contract ContributionMarket is ReentrancyGuard {
         if (lost != 0) t.stakesHeld -= uint128(lost);
     }
 
-    /// @dev Pay the round: its pool, the stakes lost this round and any carried ones go to the paid
-    /// updates by `bps`. With `paid` false (every update invalid) all of it carries to the next round.
+    /// @dev Pay the round: its pool, the stakes lost this round and any carried pools and stakes go to the
+    /// paid updates by `bps`. With `paid` false (every update invalid) all of it carries to the next round.
     function _payRound(
         Task storage t,
         uint256 taskId,
@@ -939,12 +1072,11 @@ contract ContributionMarket is ReentrancyGuard {
         uint256 lostMask,
         bool paid
     ) private returns (uint256 credited, uint256 refund) {
-        uint256 lost = _loseUnrevealed(t, taskId, round, lostMask) + t.carry;
+        uint256 lost = _loseUnrevealed(t, taskId, round, lostMask);
         if (!paid) {
-            t.carry = uint128(lost + _roundPool(t, round));
+            _carryOver(t, round, lost);
         } else {
-            if (t.carry != 0) t.carry = 0;
-            credited = _credit(t, taskId, round, _roundPool(t, round) + lost, bps, bps.length);
+            credited = _credit(t, taskId, round, _takeCarried(t, round) + lost, bps, bps.length);
         }
         if (lostMask != 0) _freeMarked(t, taskId, round, lostMask);
         refund = 0;
@@ -962,21 +1094,82 @@ contract ContributionMarket is ReentrancyGuard {
         }
     }
 
-    /// @dev The fallback: the pool and the stakes lost this round (and carried ones) split equally among
-    /// the n revealed updates.
-    function _splitEqually(Task storage t, uint256 taskId, uint256 round, uint256 n)
-        private
-        returns (uint256 credited)
-    {
-        uint256 total = _roundPool(t, round) + _loseUnrevealed(t, taskId, round, 0) + t.carry;
+    /// @dev The round's pool and the stakes lost this round carry over to the next round's paid trainers.
+    function _carryOver(Task storage t, uint256 round, uint256 lost) private {
+        t.carryPool += uint128(_roundPool(t, round));
+        if (lost != 0) t.carry += uint128(lost);
+    }
+
+    /// @dev The round's pool plus every carried pool and stake, which the round now pays out.
+    function _takeCarried(Task storage t, uint256 round) private returns (uint256 total) {
+        total = _roundPool(t, round) + t.carry + t.carryPool;
         if (t.carry != 0) t.carry = 0;
-        credited = _credit(t, taskId, round, total, new uint16[](0), n);
+        if (t.carryPool != 0) t.carryPool = 0;
+    }
+
+    /// @dev The fallback: the pool, the stakes lost this round and carried ones split equally among the
+    /// updates proved available; with none, they carry over (an unchecked update is never paid).
+    function _splitAvailable(Task storage t, uint256 taskId, uint256 round) private returns (uint256 credited) {
+        uint256 lost = _loseUnrevealed(t, taskId, round, 0);
+        uint32 tag = uint32(round + 1);
+        uint256 n = 0;
+        for (uint256 i = 1; i <= t.trainerCount; ++i) {
+            if (_seats[taskId][_trainerAt[taskId][i]].availableTag == tag) ++n;
+        }
+        if (n == 0) {
+            _carryOver(t, round, lost);
+            return 0;
+        }
+        credited = _credit(t, taskId, round, _takeCarried(t, round) + lost, new uint16[](0), n);
+    }
+
+    /// @dev Stakes lost in rounds that paid nobody, paid out when the task ends: split equally among the
+    /// trainers still holding a stake that a round paid since they took their seat (a seat taken only to
+    /// collect gets nothing), or, when there is none, among every trainer still holding a stake; returned
+    /// (for the owner) only when no trainer holds a stake.
+    function _payCarriedStakes(Task storage t, uint256 taskId, uint256 round) private returns (uint256 unpaid) {
+        uint256 total = t.carry;
+        if (total == 0) return 0;
+        t.carry = 0;
+        bool paidOnly = true;
+        uint256 holders = _stakeholders(t, taskId, true);
+        if (holders == 0) {
+            paidOnly = false;
+            holders = _stakeholders(t, taskId, false);
+            if (holders == 0) return total;
+        }
+        uint256 paidSoFar = 0;
+        uint256 j = 0;
+        for (uint256 i = 1; j < holders; ++i) {
+            address trainer = _trainerAt[taskId][i];
+            if (!_holdsStake(taskId, trainer, paidOnly)) continue;
+            ++j;
+            uint256 amount = (total * j) / holders - paidSoFar;
+            if (amount == 0) continue;
+            paidSoFar += amount;
+            _seats[taskId][trainer].earned += uint128(amount);
+            emit TrainerCredited(taskId, round, trainer, amount);
+        }
+        t.credited += uint128(total);
+        return 0;
+    }
+
+    function _stakeholders(Task storage t, uint256 taskId, bool paidOnly) private view returns (uint256 n) {
+        uint256 count = t.trainerCount;
+        for (uint256 i = 1; i <= count; ++i) {
+            if (_holdsStake(taskId, _trainerAt[taskId][i], paidOnly)) ++n;
+        }
+    }
+
+    function _holdsStake(uint256 taskId, address trainer, bool paidOnly) private view returns (bool) {
+        return trainer != address(0) && (!paidOnly || _seats[taskId][trainer].paid) && _stakes[taskId][trainer] != 0;
     }
 
     /// @dev Credit `total` to the round's n revealed updates (join order) by cumulative rounding: the
     /// j-th gets `floor(total * W_j / W) - floor(total * W_{j-1} / W)` where W_j is the sum of the first
     /// j weights (`bps`, or 1 each when `bps` is empty) and W their sum (BPS, or n). The amounts sum to
-    /// `total` exactly, so no remainder is left over for anyone but the paid trainers.
+    /// `total` exactly, so no remainder is left over for anyone but the paid trainers. The n updates are
+    /// the revealed ones, or for an equal split (the fallback) the ones proved available.
     function _credit(Task storage t, uint256 taskId, uint256 round, uint256 total, uint16[] memory bps, uint256 n)
         private
         returns (uint256 paidSoFar)
@@ -988,7 +1181,7 @@ contract ContributionMarket is ReentrancyGuard {
         for (uint256 i = 1; j < n; ++i) {
             address trainer = _trainerAt[taskId][i];
             Seat storage s = _seats[taskId][trainer];
-            if (s.revealedTag != round + 1) continue;
+            if ((equal ? s.availableTag : s.revealedTag) != round + 1) continue;
             cum += equal ? 1 : bps[j];
             ++j;
             // total < 2**129 and cum <= 10_000 (or n <= 256): the product cannot overflow.
@@ -996,6 +1189,7 @@ contract ContributionMarket is ReentrancyGuard {
             if (amount == 0) continue;
             paidSoFar += amount;
             s.earned += uint128(amount);
+            s.paid = true;
             emit TrainerCredited(taskId, round, trainer, amount);
         }
         t.credited += uint128(paidSoFar);
@@ -1021,11 +1215,16 @@ contract ContributionMarket is ReentrancyGuard {
         t.escrow -= uint128(_roundPool(t, round));
         if (refund != 0) t.refunded += uint128(refund);
         uint32 next = uint32(round + 1);
-        if (next >= t.rounds && t.carry != 0) {
-            // stakes lost in a last round that paid nobody: nobody is left to pay them to
-            t.refunded += t.carry;
-            refund += t.carry;
-            t.carry = 0;
+        if (next >= t.rounds) {
+            // the task ends: pools nobody earned go back to the owner; lost stakes to the paid trainers holding one
+            uint256 creditedBefore = t.credited;
+            uint256 back = uint256(t.carryPool) + _payCarriedStakes(t, taskId, round);
+            credited += t.credited - creditedBefore;
+            if (back != 0) {
+                t.carryPool = 0;
+                t.refunded += uint128(back);
+                refund += back;
+            }
         }
         emit RoundSettled(
             taskId, round, mode, credited, refund, t.submissionsDigest, res.modelCid, res.receiptCid, res.seed

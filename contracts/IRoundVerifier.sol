@@ -7,8 +7,12 @@ import {IERC165} from "@openzeppelin/contracts/utils/introspection/IERC165.sol";
 /// @notice A contract that checks a proof that a round's result (outliers, shares,
 /// basis points) follows the task's published rules from the trainers' committed
 /// inputs. A task that names a verifier credits nothing unless it returns true.
-/// A market accepts a verifier only if it answers ERC-165 `supportsInterface` for this interface's id.
+/// A market accepts a verifier only if it answers ERC-165 `supportsInterface` for this interface's id,
+/// and only if its code hash, and that of every contract it names in `components`, is on the market's allowlist.
 interface IRoundVerifier is IERC165 {
+    /// @notice Every contract `verifyRound` calls (e.g. one Groth16 verifier per round size), fixed at deployment.
+    function components() external view returns (address[] memory);
+
     /// @notice Check `proof` for the result of round `round` of task `taskId`.
     /// @param taskId the task
     /// @param round the round being settled

@@ -25,17 +25,45 @@ contract RoundVerifier is IRoundVerifier {
     uint256 public immutable sketchK;
     mapping(uint256 n => address) public verifierFor;
     mapping(uint256 n => bytes4) public selectorFor;
+    address[] private _verifiers;
 
     error RoundVerifierBadConfig();
 
-    constructor(uint256 k, uint256[] memory ns, address[] memory verifiers, bytes4[] memory selectors) {
-        if (ns.length != verifiers.length || ns.length != selectors.length) revert RoundVerifierBadConfig();
+    /// @dev The Groth16 verifier of round size n is called as snarkjs names it for its public input count
+    /// (`verifyProof(uint256[2],uint256[2][2],uint256[2],uint256[N])`, N = 3 + n + ceil(n / 18)): the selector
+    /// is derived here, never given, so a verifier of another size (or any other contract) cannot answer for n.
+    constructor(uint256 k, uint256[] memory ns, address[] memory verifiers) {
+        if (ns.length != verifiers.length) revert RoundVerifierBadConfig();
         sketchK = k;
         for (uint256 i = 0; i < ns.length; ++i) {
             if (verifiers[i] == address(0) || verifierFor[ns[i]] != address(0)) revert RoundVerifierBadConfig();
             verifierFor[ns[i]] = verifiers[i];
-            selectorFor[ns[i]] = selectors[i];
+            if (ns[i] == 0 || ns[i] > 256) revert RoundVerifierBadConfig();
+            selectorFor[ns[i]] = bytes4(
+                keccak256(
+                    abi.encodePacked(
+                        "verifyProof(uint256[2],uint256[2][2],uint256[2],uint256[",
+                        _decimal(3 + ns[i] + (ns[i] + 17) / 18),
+                        "])"
+                    )
+                )
+            );
         }
+        _verifiers = verifiers;
+    }
+
+    /// @dev `x` in decimal digits (x < 1000 here; OpenZeppelin's Strings needs a Cancun VM for `mcopy`).
+    function _decimal(uint256 x) private pure returns (bytes memory out) {
+        if (x == 0) return "0";
+        uint256 len = 0;
+        for (uint256 y = x; y != 0; y /= 10) ++len;
+        out = new bytes(len);
+        for (; x != 0; x /= 10) out[--len] = bytes1(uint8(48 + (x % 10)));
+    }
+
+    /// @inheritdoc IRoundVerifier
+    function components() external view returns (address[] memory) {
+        return _verifiers;
     }
 
     struct Decoded {

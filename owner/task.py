@@ -24,7 +24,7 @@ from market.store import ContentStore, put_json
 from market.task import initial_model_blob
 
 WEI_PER_ETH = 10**18
-MAX_REWARD_WEI = 2**128  # the contract keeps rewards in 128 bits
+MAX_REWARD_WEI = 2**127  # the contract's MAX_REWARD is 2**127 - 1 (every sum it keeps stays in 128 bits)
 
 
 def parse_eth(text: str) -> int:
@@ -59,7 +59,8 @@ class TaskRequest(BaseModel):
     reveal_window: int = Field(600, ge=30, le=30 * 86400, description="seconds committers then have to reveal")
     result_window: int = Field(3600, ge=60, le=30 * 86400, description="seconds the aggregator then has to post")
     max_trainers: int = Field(64, ge=1, le=MAX_TRAINERS)
-    stake_wei: int = Field(0, ge=0, lt=2**128, description="each trainer's stake (0: none, for development)")
+    stake_wei: int = Field(0, ge=0, lt=2**96, description="each trainer's stake (0: none, for development; below 2**96 "
+                           "wei, the contract's MAX_STAKE + 1)")
     backup: str | None = Field(None, description="backup aggregator: posts when the aggregator misses its window")
     empty_rounds_to_reclaim: int = Field(0, ge=0, le=MAX_ROUNDS,
                                          description="empty rounds in a row after which the owner may reclaim (0: never)")
@@ -136,7 +137,7 @@ def check_funds(contract: MarketContract, owner: str, reward_wei: int) -> None:
             "(a reward more than the owner's balance): fund the account or ask for a smaller reward"
         )
     if reward_wei >= MAX_REWARD_WEI:
-        raise ConfigError(f"a reward of {reward_wei} wei does not fit the contract's 128 bits")
+        raise ConfigError(f"a reward of {reward_wei} wei is over the contract's most, 2**127 - 1 wei")
 
 
 def create_task(
@@ -157,6 +158,9 @@ def create_task(
         # by default: rounds where every trainer's update is valid, or all but one
         sizes = set(request.proof_sizes) or {request.max_trainers, request.max_trainers - 1}
         verifier["verifier"] = deploy_round_verifier(contract.chain, owner, spec, sizes, progress=progress)
+        # the market takes only verifiers whose code (and each Groth16 verifier's) is on its allowlist
+        if contract.ensure_verifier_allowed(owner, verifier["verifier"]) and progress is not None:
+            progress("allowed the verifier's code on the market (this key is its verifier admin)")
     task_id, tx = contract.create_task(
         owner,
         spec_cid=spec_cid,

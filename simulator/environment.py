@@ -36,8 +36,10 @@ def open_environment(
     store: str = "local",
     store_dir: str | None = None,
     ipfs_api: str | None = None,
+    verifier_admin: str | None = None,
 ) -> Iterator[Environment]:
-    """Start (or connect to) a chain, deploy (or attach to) the contract, open the store."""
+    """Start (or connect to) a chain, deploy (or attach to) the contract, open the store.  The deployer (the
+    first account) is the market's verifier admin unless ``verifier_admin`` names another."""
     accounts = dev_accounts(n_accounts)
     content = open_store(store, path=store_dir, api_url=ipfs_api)
     with contextlib.ExitStack() as stack:
@@ -57,5 +59,5 @@ def open_environment(
         if contract:
             market = MarketContract(ch, contract)
         else:
-            market = MarketContract.deploy(ch, accounts[0])
+            market = MarketContract.deploy(ch, accounts[0], verifier_admin=verifier_admin)
         yield Environment(ch, market, content, accounts)

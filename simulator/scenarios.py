@@ -52,6 +52,7 @@ from aggregator.round import aggregate_round
 from aggregator.service import Aggregator, PostedRound, lost_mask, prefilter, valuation_seed
 from market.chain.compile import load_artifact
 from market.chain.contract import ZERO_ADDRESS, MarketContract, TaskInfo, commit_hash, round_state
+from market.chain.devchain import dev_accounts
 from market.cid import cid_digest, compute_cid
 from market.commitment import submission_commitment
 from market.data import Dataset, Splits, dataset_commitment, digits_splits
@@ -191,6 +192,7 @@ class World:
     attackers: list[LocalAccount]
     attack_nodes: list[ScenarioNode]  # the attackers that train (the first ``data_attackers``)
     ledger: Ledger
+    operator: LocalAccount  # the market's verifier admin (not the owner: the owner cannot allow its own verifier)
     posted: list[PostedRound] = field(default_factory=list)
 
     @property
@@ -277,15 +279,16 @@ def spec_of(setup: Setup) -> TaskSpec:
 @contextlib.contextmanager
 def world(setup: Setup, where: Where = Where()) -> Iterator[World]:
     """A fresh chain and store with the contract deployed and the setup's task created (nobody joined yet)."""
-    n_accounts = FIRST_TRAINER + setup.honest + setup.attackers
+    n_accounts = FIRST_TRAINER + setup.honest + setup.attackers + 1  # the last: the market's operator
     folder = tempfile.mkdtemp(prefix="market-scenario-") if where.store == "local" else None
     try:
         with open_environment(chain=where.chain, rpc=where.rpc, n_accounts=n_accounts, store=where.store,
-                              store_dir=folder, ipfs_api=where.ipfs_api) as env:
+                              store_dir=folder, ipfs_api=where.ipfs_api,
+                              verifier_admin=dev_accounts(n_accounts)[-1].address) as env:
             ledger = _record(env.chain)
             splits = _splits(setup.honest + setup.data_attackers)
             owner, agg, backup = env.accounts[OWNER], env.accounts[AGGREGATOR], env.accounts[BACKUP]
-            trainers = env.accounts[FIRST_TRAINER:]
+            trainers = env.accounts[FIRST_TRAINER:-1]
             spec = spec_of(setup)
             common = dict(validation_commitment=dataset_commitment(splits.validation), aggregator=agg.address,
                           rounds=setup.rounds, reward_wei=setup.reward, max_trainers=setup.max_trainers,
@@ -301,7 +304,7 @@ def world(setup: Setup, where: Where = Where()) -> Iterator[World]:
             yield World(env, setup, splits, spec, task_id, owner,
                         Aggregator(env.contract, env.store, agg, splits.validation),
                         Aggregator(env.contract, env.store, backup, splits.validation) if setup.backup else None,
-                        honest, attackers, attack_nodes, ledger)
+                        honest, attackers, attack_nodes, ledger, env.accounts[-1])
     finally:
         if folder:
             shutil.rmtree(folder, ignore_errors=True)
@@ -359,11 +362,19 @@ def to_backup_window(w: World) -> None:
     w.env.chain.advance_to(result)
 
 
-def settle_unposted(w: World) -> dict[str, Any]:
-    """Past every result window, anyone settles the round (equal split, or a refund if nothing was revealed)."""
+def settle_unposted(w: World, provers: Sequence[TrainerNode] | None = None) -> dict[str, Any]:
+    """Past every result window, the ``provers`` (the honest nodes by default) that revealed prove their updates
+    available; at the round's end anyone settles it (an equal split among those, a carry-over when none
+    proved, or a refund if nothing was revealed)."""
     _opens, _submit, reveal_dl, _result, final = w.contract.schedule(w.task_id)
     info = w.info()
-    w.env.chain.advance_to(final if info.submitted_count else reveal_dl)
+    if info.submitted_count:
+        w.env.chain.advance_to(final)
+        for node in w.honest if provers is None else provers:
+            node.prove_available(w.task_id, info.current_round)
+        w.env.chain.advance_to(info.opens_at(info.current_round + 1))
+    else:
+        w.env.chain.advance_to(reveal_dl)
     return w.contract.settlement(w.contract.settle_without_result(w.owner, w.task_id))
 
 
@@ -429,6 +440,20 @@ def reveal_sealed(w: World, account: LocalAccount, s: Sealed) -> None:
     w.contract.reveal(account, w.task_id, s.round, s.cid, s.commitment, s.salt)
 
 
+def play_sealed(w: World, subs: Sequence[tuple[LocalAccount, Sealed]], honest: bool = True) -> None:
+    """The rest of a round's commit and reveal phases: the attackers' ``subs`` are committed (after the honest
+    nodes' commitments, if ``honest``), commits close, the attackers reveal first, then the honest nodes, and
+    the reveals close."""
+    for a, s in subs:
+        commit_sealed(w, a, s)
+    close_commits(w)
+    for a, s in subs:
+        reveal_sealed(w, a, s)
+    if honest:
+        reveal(w)
+    close_reveals(w)
+
+
 def refused(call: Callable[[], Any]) -> str:
     """The contract error name ``call`` reverted with ("" if it went through)."""
     try:
@@ -488,7 +513,7 @@ def money_identity(contract: MarketContract, ledger: Ledger) -> tuple[bool, dict
     evs = events(contract, ledger)
     ok = True
     totals = {"reward": 0, "stakes_in": 0, "withdrawn": 0, "refunds_withdrawn": 0, "refunds_owed": 0, "escrow": 0,
-              "stakes_held": 0, "carry": 0, "credits_owed": 0}
+              "stakes_held": 0, "carry": 0, "carry_pool": 0, "credits_owed": 0}
     expected_balance = 0
     for task_id in range(1, contract.task_count() + 1):
         info = contract.task(task_id)
@@ -497,12 +522,12 @@ def money_identity(contract: MarketContract, ledger: Ledger) -> tuple[bool, dict
         withdrawn = sum(_per_trainer(evs, "Withdrawn", task_id, who="account").values())
         owed = sum(contract.seat(task_id, t).earned for t in joined)
         lhs = info.reward + stakes_in
-        rhs = withdrawn + info.refunds_withdrawn + info.refundable + info.escrow + info.stakes_held + info.carry + owed
+        rhs = withdrawn + info.refunds_withdrawn + info.refundable + info.escrow + info.stakes_held + info.carry + info.carry_pool + owed
         ok = ok and lhs == rhs
         expected_balance += info.reward + stakes_in - withdrawn - info.refunds_withdrawn
         for k, v in (("reward", info.reward), ("stakes_in", stakes_in), ("withdrawn", withdrawn),
                      ("refunds_withdrawn", info.refunds_withdrawn), ("refunds_owed", info.refundable),
-                     ("escrow", info.escrow), ("stakes_held", info.stakes_held), ("carry", info.carry),
+                     ("escrow", info.escrow), ("stakes_held", info.stakes_held), ("carry", info.carry), ("carry_pool", info.carry_pool),
                      ("credits_owed", owed)):
             totals[k] += v
     balance = contract.chain.balance(contract.address)
@@ -551,15 +576,17 @@ _BASELINES: dict[tuple[Any, ...], Books] = {}
 
 
 def baseline(setup: Setup, where: Where = Where(), *, players: str = "honest", empty_first: bool = False,
-             verifier: Callable[[World], str] | None = None, key: str = "") -> Books:
+             silent_first: str = "", verifier: Callable[[World], str] | None = None, key: str = "") -> Books:
     """A run of ``setup`` without the attack: ``players`` "honest" (the honest trainers only; the attackers
     are absent), "all" (the data attackers too, training honestly) or "attacking" (the data attackers too,
     with their attack); every round is played and posted by the aggregator; ``empty_first``: nobody commits
-    in round 0 (its pool is refunded); ``verifier``: the task names the verifier it deploys.  Cached for
+    in round 0 (its pool is refunded); ``silent_first``: the aggregator is silent in round 0, which the fallback
+    settles after every trainer ("proved") or none ("unproved") proved its update available; ``verifier``: the
+    task names the verifier it deploys.  Cached for
     the process (``key`` tells apart runs the arguments do not): a run is deterministic (exact valuations)."""
     if players == "honest":  # attackers without data change nothing but the number of funded accounts
         setup = replace(setup, attackers=setup.data_attackers)
-    k = (setup, where, players, empty_first, key)
+    k = (setup, where, players, empty_first, silent_first, key)
     if k in _BASELINES:
         return _BASELINES[k]
     with (world(setup, where) if verifier is None else _verifier_world(setup, where, verifier)) as w:
@@ -571,6 +598,14 @@ def baseline(setup: Setup, where: Where = Where(), *, players: str = "honest", e
         for r in range(setup.rounds):
             if r == 0 and empty_first:
                 settle_unposted(w)
+                continue
+            if r == 0 and silent_first:
+                open_round(w)
+                commit(w, nodes)
+                close_commits(w)
+                reveal(w, nodes)
+                close_reveals(w)
+                settle_unposted(w, provers=nodes if silent_first == "proved" else [])
                 continue
             honest_round(w, nodes)
         if verifier is not None:
@@ -930,15 +965,7 @@ def row05_sybil_fallback(where: Where = Where(), sybils: int = 30) -> list[Outco
         if honest:
             commit(w)
         r = w.info().current_round
-        subs = [(a, sealed(w, a, cid=nothing(f"{a.address} {r}"), round_=r)) for a in w.attackers]
-        for a, s in subs:
-            commit_sealed(w, a, s)
-        close_commits(w)
-        for a, s in subs:
-            reveal_sealed(w, a, s)
-        if honest:
-            reveal(w)
-        close_reveals(w)
+        play_sealed(w, [(a, sealed(w, a, cid=nothing(f"{a.address} {r}"), round_=r)) for a in w.attackers], honest)
 
     # (a) the aggregator stays silent; the task's backup aggregator posts in its window
     setup = Setup(honest=4, attackers=sybils, backup=True)
@@ -959,24 +986,78 @@ def row05_sybil_fallback(where: Where = Where(), sybils: int = 30) -> list[Outco
                 "no honest trainer refused": not any(n.address in rec.rejected for n in w.honest)},
         numbers={"sybils": sybils, "sybils_paid_wei": sum(run.credited.get(a, 0) for a in syb)}))
 
-    # (b) no backup: nobody posts; anyone settles by the fallback's equal split (left for the aggregator issue #15)
+    # (b) no backup: nobody posts; the honest trainers prove their updates available on chain (the sybils
+    # cannot: their CIDs name nothing), and anyone settles by the fallback's split among the available ones
     nb = Setup(honest=4, attackers=sybils)
-    nb_base = baseline(replace(nb, attackers=0), where)
+    nb_base = baseline(replace(nb, attackers=0), where, silent_first="proved")  # the same silence, no sybils
     with world(nb, where) as w:
         w.join_honest()
         w.join(w.attackers)
         sybil_round(w, honest=True)
         mode = settle_unposted(w)["settlement"]
+        proved = w.contract.available(w.task_id, 0)
         run = books(w)
     syb = [a.address for a in w.attackers]
     outs.append(measure(
         "row05_sybil_fallback/no_backup_fallback_split", 5, f"{sybils} sybils reveal CIDs of nothing; the task has no "
-        "backup and the aggregator is silent: the round falls back to an equal split", run, nb_base,
-        honest=_addresses(w.honest), attackers=syb,
-        checks={"fallback pays only available updates": sum(run.credited.get(a, 0) for a in syb) == 0},
+        "backup and the aggregator is silent: the round falls back to a split among the updates proved available",
+        run, nb_base, honest=_addresses(w.honest), attackers=syb,
+        checks={"fallback pays only available updates": sum(run.credited.get(a, 0) for a in syb) == 0,
+                "every honest update proved available": set(_addresses(w.honest)) <= set(proved),
+                "no sybil proved available": not set(syb) & set(proved)},
+        numbers={"sybils": sybils, "settlement": mode, "proved_available": len(proved),
+                 "sybils_paid_wei": sum(run.credited.get(a, 0) for a in syb)}))
+
+    # (b'') the same, but the sybils commit to junk bytes they hold and prove those available too: the
+    # contract cannot tell junk from an update, so the fallback pays them (left for the aggregator issue #15:
+    # a silent aggregator is replaced by the next bonded one instead of falling back)
+    with world(nb, where) as w:
+        w.join_honest()
+        w.join(w.attackers)
+        open_round(w)
+        commit(w)
+        r = w.info().current_round
+        junk_bytes = {a.address: keccak(f"junk {a.address} {r}".encode()) * 64 for a in w.attackers}
+        jsubs = [(a, sealed(w, a, junk_bytes[a.address], commitment=keccak(b"junk" + junk_bytes[a.address]), round_=r))
+                 for a in w.attackers]
+        play_sealed(w, jsubs)
+        _o, _s, _rv, _res, final = w.contract.schedule(w.task_id)
+        w.env.chain.advance_to(final)
+        for a, s in jsubs:
+            w.contract.prove_available(a, w.task_id, r, s.commitment, s.salt, junk_bytes[a.address])
+        mode = settle_unposted(w)["settlement"]
+        run = books(w)
+    syb = [a.address for a in w.attackers]
+    outs.append(measure(
+        "row05_sybil_fallback/no_backup_available_junk", 5, f"{sybils} sybils reveal junk bytes and prove them "
+        "available; no backup and a silent aggregator: the fallback splits among every update proved available",
+        run, nb_base, honest=_addresses(w.honest), attackers=syb,
+        checks={"sybils paid nothing": sum(run.credited.get(a, 0) for a in syb) == 0},
         numbers={"sybils": sybils, "settlement": mode, "sybils_paid_wei": sum(run.credited.get(a, 0) for a in syb),
                  "sybil_share": sum(run.credited.get(a, 0) for a in syb) / REWARD},
         known_gap="#15"))
+
+    # (b') the same, and nobody can prove anything (the honest nodes are offline in the availability window):
+    # the pool carries to the next round, which the aggregator posts; the sybils are never paid
+    nb2 = Setup(honest=4, attackers=sybils, rounds=2)
+    nb2_base = baseline(replace(nb2, attackers=0), where, silent_first="unproved")
+    with world(nb2, where) as w:
+        w.join_honest()
+        w.join(w.attackers)
+        sybil_round(w, honest=True)
+        mode = settle_unposted(w, provers=[])["settlement"]
+        carried = w.info().carry_pool
+        honest_round(w)
+        run = books(w)
+    syb = [a.address for a in w.attackers]
+    outs.append(measure(
+        "row05_sybil_fallback/no_backup_nobody_proves", 5, f"{sybils} sybils reveal CIDs of nothing; no backup, a "
+        "silent aggregator in round 0 of 2, and no update proved available: the pool carries to round 1",
+        run, nb2_base, honest=_addresses(w.honest), attackers=syb,
+        checks={"round 0's pool carried over": carried == nb2.reward // 2,
+                "sybils paid nothing": sum(run.credited.get(a, 0) for a in syb) == 0},
+        numbers={"sybils": sybils, "settlement_round0": mode, "carried_pool_wei": carried,
+                 "sybils_paid_wei": sum(run.credited.get(a, 0) for a in syb)}))
 
     # (c) a round only sybils reveal in (the honest trainers sit it out): the aggregator marks every revealed
     # update lost and posts an all-zero result; the sybils lose their stakes and the pool carries to round 1,
@@ -989,7 +1070,7 @@ def row05_sybil_fallback(where: Where = Where(), sybils: int = 30) -> list[Outco
         sybil_round(w, honest=False)
         primary = refused(lambda: post(w))
         junk = w.contract.round_info(w.task_id, 0)
-        carried = w.info().carry
+        carried = w.info().carry + w.info().carry_pool
         rec0 = _receipt(w) if not primary else None
         honest_round(w)
         run = books(w)
@@ -1058,13 +1139,7 @@ def row06_stall_aggregator(where: Where, *, sybils: int = 40, oversized: int = 2
                 subs.append((a, sealed(w, a, blob, round_=r)))
             else:
                 subs.append((a, sealed(w, a, cid=nothing(a.address), round_=r)))
-        for a, s in subs:
-            commit_sealed(w, a, s)
-        close_commits(w)
-        for a, s in subs:
-            reveal_sealed(w, a, s)
-        reveal(w)
-        close_reveals(w)
+        play_sealed(w, subs)
         _o, _s, _r, result_dl, _f = w.contract.schedule(w.task_id)
         w.env.chain.advance_to(result_dl - left_s)
         started = time.monotonic()
@@ -1219,6 +1294,11 @@ def row10_dud_verifier_hostile_token(where: Where = Where()) -> list[Outcome]:
         assert spec.initial_model_cid
         before_tasks, before_balance = w.contract.task_count(), w.env.chain.balance(w.contract.address)
         no_iface = _deploy(w, "MockVerifier", False, True)
+        unvetted = _deploy(w, "MockVerifier", True, True)  # implements the interface; its code is not allowed
+        # a RoundVerifier (code allowed by the operator) over a Groth16 "verifier" the operator never vetted
+        wrapper = _deploy(w, "RoundVerifier", 8, [2], [_deploy(w, "MockVerifier", True, False)])
+        w.contract.allow_verifier_code(w.operator, [w.contract.code_hash(wrapper)])
+        owner_allows = refused(lambda: w.contract.allow_verifier_code(w.owner, [w.contract.code_hash(unvetted)]))
 
         def create(**kw: Any) -> str:
             return refused(lambda: w.contract.create_task(
@@ -1230,6 +1310,11 @@ def row10_dud_verifier_hostile_token(where: Where = Where()) -> list[Outcome]:
                                                   "a verifier contract that does not implement IRoundVerifier"),
                     "not_erc165_verifier": (create(verifier=w.contract.address), "MarketBadVerifier",
                                             "a contract without ERC-165 (the market itself) as verifier"),
+                    "verifier_code_not_allowed": (create(verifier=unvetted), "MarketVerifierNotAllowed",
+                                                  "a verifier whose code is not on the market's allowlist (and fails "
+                                                  "to add it: " + owner_allows + ")"),
+                    "component_not_allowed": (create(verifier=wrapper), "MarketVerifierNotAllowed",
+                                              "an allowed RoundVerifier whose Groth16 verifier is not allowed"),
                     "eoa_token": (create(token=eoa), "MarketBadToken", "a reward token address with no code")}
         unchanged = w.contract.task_count() == before_tasks and w.env.chain.balance(w.contract.address) == before_balance
         _first_task_refund(w)
@@ -1239,40 +1324,41 @@ def row10_dud_verifier_hostile_token(where: Where = Where()) -> list[Outcome]:
                             {"createTask refused": got == want, "nothing escrowed": unchanged, "money identity to the wei": ok},
                             {"revert": got}))
 
-    # a verifier that implements the interface and answers "no" to everything; the owner's sybils reveal junk
+    # a verifier whose code the operator allowed, that answers "no" to everything (the same code as the
+    # truthful one: a MockVerifier's answer is set in storage); the owner's sybils reveal junk
     def truthful(first: World) -> str:
-        return _deploy(first, "MockVerifier", True, True)
+        address = _deploy(first, "MockVerifier", True, True)
+        first.contract.allow_verifier_code(first.operator, [first.contract.code_hash(address)])
+        return address
 
-    base = baseline(replace(setup, attackers=0), where, verifier=truthful, key="truthful verifier")
+    # compared with the same round settled by the fallback without sybils: a verifier that fails every proof
+    # leaves the round to the fallback whoever is paid; what is measured is whether the owner or its sybils gain
+    base = baseline(replace(setup, attackers=0), where, verifier=truthful, key="truthful verifier", silent_first="proved")
+    shapley = baseline(replace(setup, attackers=0), where, verifier=truthful, key="truthful verifier")
     with world(setup, where) as first:
         liar = _deploy(first, "MockVerifier", True, False)
+        first.contract.allow_verifier_code(first.operator, [first.contract.code_hash(liar)])
         with _same_chain_world(first, setup, liar) as w:
             w.join_honest()
             w.join(w.attackers)
             open_round(w)
             commit(w)
             r = w.info().current_round
-            subs = [(a, sealed(w, a, cid=nothing(a.address), round_=r)) for a in w.attackers]
-            for a, s in subs:
-                commit_sealed(w, a, s)
-            close_commits(w)
-            for a, s in subs:
-                reveal_sealed(w, a, s)
-            reveal(w)
-            close_reveals(w)
+            play_sealed(w, [(a, sealed(w, a, cid=nothing(a.address), round_=r)) for a in w.attackers])
             posting = refused(lambda: post(w))
             mode = settle_unposted(w)["settlement"] if not w.info().finished else "result"
             _first_task_refund(w)
             run = books(w)
     syb = [a.address for a in w.attackers]
     outs.append(measure(
-        "row10_dud_verifier_hostile_token/lying_verifier", 10, "the owner names a verifier that implements IRoundVerifier "
-        "but rejects every proof; 4 of its sybils reveal CIDs of nothing", run, base, honest=_addresses(w.honest),
-        attackers=syb, owner_attacks=True,
-        checks={"the aggregator's result is accepted": posting == "",
+        "row10_dud_verifier_hostile_token/lying_verifier", 10, "a verifier whose code the market's operator allowed "
+        "rejects every proof (the owner cannot name one the operator did not allow: see the two variants above); "
+        "4 of the owner's sybils reveal CIDs of nothing", run, base,
+        honest=_addresses(w.honest), attackers=syb, owner_attacks=True,
+        checks={"the fallback pays only the updates proved available": mode == "fallback",
                 "sybils paid nothing": sum(run.credited.get(a, 0) for a in syb) == 0},
-        numbers={"post": posting or "posted", "settlement": mode, "sybils_paid_wei": sum(run.credited.get(a, 0) for a in syb)},
-        known_gap="#15"))
+        numbers={"post": posting or "posted", "settlement": mode, "sybils_paid_wei": sum(run.credited.get(a, 0) for a in syb),
+                 "honest_moved_from_contribution_pay_wei": sum(abs(run.net(h) - shapley.net(h)) for h in _addresses(w.honest))}))
     return outs
 
 
@@ -1606,6 +1692,28 @@ def row14_rounding_dust(where: Where = Where()) -> list[Outcome]:
             {"trainers get every wei": paid == due, "owner gets nothing": run.refunds_withdrawn == 0,
              "money identity to the wei": run.money_ok, "nothing locked": run.locked == 0},
             {"pool_wei": pool, "paid_wei": paid, "per_trainer_wei": [run.credited.get(a, 0) for a in _addresses(w.honest)]}))
+
+    # the last round pays nobody (its only committer never reveals): its pool is refunded (an empty round),
+    # and the lost stake goes to the trainers still holding one, not to the owner
+    setup = Setup(honest=5, stake=10**17 + 1)
+    with world(setup, where) as w:
+        w.join_honest()
+        open_round(w)
+        commit(w, w.honest[:1])
+        close_commits(w)
+        settle_unposted(w)
+        run = books(w)
+    others = _addresses(w.honest[1:])
+    to_others = sum(run.credited.get(a, 0) for a in others)
+    outs.append(Outcome(
+        "row14_rounding_dust/lost_stake_in_an_empty_last_round", 14,
+        "the last round's only committer does not reveal: the round is empty (its pool refunded) and the lost "
+        "stake has no paid trainer to go to", max(0, run.refunds_withdrawn - setup.reward), setup.stake - to_others, 0,
+        {"the lost stake goes to the trainers holding a stake": to_others == setup.stake,
+         "the owner gets its empty round's pool only": run.refunds_withdrawn == setup.reward,
+         "money identity to the wei": run.money_ok, "nothing locked": run.locked == 0},
+        {"stake_wei": setup.stake, "to_stakeholders_wei": to_others, "owner_refund_wei": run.refunds_withdrawn,
+         "per_trainer_wei": [run.credited.get(a, 0) for a in others]}))
     return outs
 
 

@@ -102,6 +102,10 @@ def round_seed(seed: int, task_id: int, round_: int, address: str) -> int:
     return int.from_bytes(h[:8], "big") & 0x7FFF_FFFF_FFFF_FFFF
 
 
+#: Largest update a node posts on chain to prove it available (calldata: about 16 gas a byte).
+MAX_AVAILABILITY_BYTES = 128 * 1024
+
+
 def reveal_salt(account: LocalAccount, task_id: int, round_: int, cid: str) -> bytes:
     """The salt of a commitment: secret (derived from the private key), and the same after a restart."""
     return keccak(b"poc-market/salt/v1" + bytes(account.key) + task_id.to_bytes(32, "big")
@@ -245,6 +249,19 @@ class TrainerNode:
         self._pending.pop((task_id, r), None)
         return SubmitResult(task_id, r, pending.cid, int(receipt["gasUsed"]), 0.0, time.perf_counter() - t1)
 
+    def prove_available(self, task_id: int, round_: int) -> SubmitResult:
+        """No result came for ``round_``: post this node's revealed update on chain (its sha2-256 is the
+        revealed CID), so the round's fallback may pay it; the fallback pays no update left unproved."""
+        mine = [s for s in self.contract.submissions(task_id, round_) if s.trainer.lower() == self.address.lower()]
+        if not mine:
+            return SubmitResult(task_id, round_, None, 0, 0.0, 0.0, skipped="nothing revealed this round")
+        sub = mine[0]
+        blob = self.store.get(sub.cid, MAX_AVAILABILITY_BYTES)
+        t1 = time.perf_counter()
+        receipt = self.contract.prove_available(self.account, task_id, round_, sub.commitment,
+                                                reveal_salt(self.account, task_id, round_, sub.cid), blob)
+        return SubmitResult(task_id, round_, sub.cid, int(receipt["gasUsed"]), 0.0, time.perf_counter() - t1)
+
     def run(self, task_id: int, *, once: bool = False, timeout: float = 3600.0, poll: float = 0.5,
             say: Callable[[str], None] = print) -> RunSummary:
         """Join (with the task's stake), then commit and reveal every round until the task ends (``once``:
@@ -338,6 +355,14 @@ class TrainerNode:
                 continue
             elif state.phase == "open":
                 once_per_phase(r, "committed", f"round {r}: committed; revealing once submissions close")
+            elif state.phase == "availability" and revealed and seat.available_round != r:
+                try:
+                    res = self.prove_available(task_id, r)
+                    say(f"round {r}: no result came; proved the update {res.cid} available on chain ({res.gas} gas)")
+                except MarketError as exc:  # too large to post, gone from the store, or the window just closed
+                    say(f"round {r}: no result came, and this node could not prove its update available: {exc}")
+                    once_per_phase(r, "settle", f"round {r}: {state.text()}")
+                summary.submitted.setdefault(r, None)
             elif state.phase == "settleable":
                 settled = self.contract.settlement(self.contract.settle_without_result(self.account, task_id))
                 say(f"round {r}: its windows are over: settled it ({settled['settlement']})")
@@ -365,7 +390,8 @@ class TrainerNode:
         summary.credited_wei += paid
         if done.settlement == "fallback":
             summary.outcomes[r] = "fallback"
-            return f"round {r}: settled without the aggregator's result (equal split): credited {amount_text(paid, self._token)}"
+            return (f"round {r}: settled without the aggregator's result (equal split among the updates proved "
+                    f"available): credited {amount_text(paid, self._token)}")
         receipt = None
         if done.receipt_cid:
             try:

@@ -29,6 +29,11 @@ contract MockVerifier is IRoundVerifier {
         return answer;
     }
 
+    /// @notice A mock calls nothing.
+    function components() external pure returns (address[] memory) {
+        return new address[](0);
+    }
+
     /// @inheritdoc IERC165
     function supportsInterface(bytes4 interfaceId) external view returns (bool) {
         if (interfaceId == type(IERC165).interfaceId) return true;

@@ -8,6 +8,7 @@ keeps, so a reader cannot be fed a forged event list.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -21,7 +22,7 @@ from web3.logs import DISCARD
 from market.chain.client import Chain
 from market.chain.compile import load_artifact
 from market.cid import cid_digest, cid_from_digest
-from market.errors import ChainError, ContractRevert, UnknownTaskError
+from market.errors import ChainError, ConfigError, ContractRevert, UnknownTaskError
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
 ZERO32 = b"\x00" * 32
@@ -60,7 +61,8 @@ class TaskInfo:
     start_at: int = 0
     stake: int = 0
     stakes_held: int = 0
-    carry: int = 0
+    carry: int = 0  # lost stakes carried to the next round's paid trainers
+    carry_pool: int = 0  # pools nobody earned, carried to the next round's paid trainers
     committed_count: int = 0  # commitments in the current round
     seal_block: int = 0  # the block that closed the current round's reveal window (0: not yet)
     empty_rounds_to_reclaim: int = 0
@@ -77,7 +79,14 @@ class TaskInfo:
 
     @property
     def period(self) -> int:
-        """Seconds from one round's opening to the next's (the schedule is fixed at creation)."""
+        """Seconds from one round's opening to the next's (the schedule is fixed at creation): the commit,
+        reveal and result windows (the result window twice with a backup), then an availability window as
+        long as the reveal window."""
+        return self.results_end_offset + self.reveal_window
+
+    @property
+    def results_end_offset(self) -> int:
+        """Seconds from a round's opening to the end of its last result window (the backup's, if any)."""
         backup = 0 if int(self.backup, 16) == 0 else self.result_window
         return self.submit_window + self.reveal_window + self.result_window + backup
 
@@ -94,7 +103,7 @@ class TaskInfo:
 
 
 #: the phases of a round, in order (``RoundState.phase``)
-PHASES = ("waiting", "open", "reveal", "closed", "backup", "settleable", "settled")
+PHASES = ("waiting", "open", "reveal", "closed", "backup", "availability", "settleable", "settled")
 
 
 @dataclass(frozen=True)
@@ -106,9 +115,11 @@ class RoundState:
     commitments accepted until ``submit_deadline`` (or until ``max_trainers`` committed);
     ``reveal``: committers reveal until ``reveal_deadline`` (or until all of them revealed);
     ``closed``: waiting for the aggregator's result until ``result_deadline``; ``backup``: the
-    backup aggregator's window, until ``final_deadline``; ``settleable``: anyone may settle the
-    round (``settleWithoutResult``: a refund when nothing was revealed, else an equal split);
-    ``settled``: the task has finished, every round is settled.
+    backup aggregator's window, until ``final_deadline``; ``availability``: no result came, the
+    revealed trainers prove their updates available (``proveAvailable``) until ``round_end``;
+    ``settleable``: anyone may settle the round (``settleWithoutResult``: a refund when nothing was
+    revealed, else an equal split among the updates proved available, or a carry-over when none
+    was); ``settled``: the task has finished, every round is settled.
     """
 
     task_id: int
@@ -123,12 +134,14 @@ class RoundState:
     reveal_deadline: int = 0
     final_deadline: int = 0
     committed: int = 0
+    round_end: int = 0  # the availability window closes and the next round opens
 
     @property
     def seconds_left(self) -> int | None:
         """Seconds until the current phase ends."""
         end = {"waiting": self.opens_at, "open": self.submit_deadline, "reveal": self.reveal_deadline,
-               "closed": self.result_deadline, "backup": self.final_deadline}.get(self.phase)
+               "closed": self.result_deadline, "backup": self.final_deadline,
+               "availability": self.round_end}.get(self.phase)
         return None if end is None else max(0, end - self.now)
 
     @property
@@ -149,6 +162,9 @@ class RoundState:
             return f"reveals closed, waiting for the aggregator's result (window ends in {self.seconds_left} s)"
         if self.phase == "backup":
             return f"the aggregator missed its window: the backup aggregator may post (window ends in {self.seconds_left} s)"
+        if self.phase == "availability":
+            return ("no result came: revealed trainers prove their updates available, the fallback pays only those "
+                    f"(window ends in {self.seconds_left} s)")
         if self.phase == "settleable":
             return f"anyone may settle it with `market task settle {self.task_id} --round {self.round}`"
         return "settled"
@@ -163,7 +179,8 @@ def round_state(info: "TaskInfo", now: int) -> RoundState:
     submit_dl = opens + info.submit_window
     reveal_dl = submit_dl + info.reveal_window
     result_dl = reveal_dl + info.result_window
-    final_dl = info.opens_at(r + 1)
+    final_dl = opens + info.results_end_offset
+    round_end = info.opens_at(r + 1)
     committed, revealed = info.committed_count, info.submitted_count
     commits_closed = now >= submit_dl or committed >= info.max_trainers
     reveals_closed = commits_closed and (now >= reveal_dl or info.seal_block != 0 or (committed and revealed == committed))
@@ -179,12 +196,14 @@ def round_state(info: "TaskInfo", now: int) -> RoundState:
         phase = "settleable"
     elif now < result_dl:
         phase = "closed"
-    elif now < final_dl and int(info.backup, 16) != 0:
+    elif now < final_dl:
         phase = "backup"
+    elif now < round_end:
+        phase = "availability"
     else:
         phase = "settleable"
     return RoundState(info.task_id, r, phase, now, submit_dl, result_dl, revealed, info.max_trainers,
-                      opens, reveal_dl, final_dl, committed)
+                      opens, reveal_dl, final_dl, committed, round_end)
 
 
 @dataclass(frozen=True)
@@ -212,6 +231,8 @@ class Seat:
     earned: int
     stake: int
     commitment: bytes
+    available_round: int = -1  # last round whose update it proved available
+    paid: bool = False  # a round paid it since it took this seat (it shares the lost stakes left at the task's end)
 
 
 def commit_hash(cid: str, commitment: bytes, salt: bytes, trainer: str, task_id: int, round_: int) -> bytes:
@@ -274,8 +295,68 @@ class MarketContract:
             raise ChainError(f"no contract at {self.address} on this chain (wrong --contract or chain restarted?)")
 
     @classmethod
-    def deploy(cls, chain: Chain, account: LocalAccount) -> "MarketContract":
-        return cls(chain, chain.deploy(account, load_artifact("ContributionMarket")))
+    def deploy(
+        cls, chain: Chain, account: LocalAccount, *, verifier_admin: str | None = None,
+        verifiers: Sequence[bytes] = (), components: Sequence[bytes] = (),
+    ) -> "MarketContract":
+        """Deploy a market; ``verifier_admin`` (the deployer by default; the zero address: nobody) may extend
+        the allowlist of verifier code hashes, which starts as ``verifiers`` (a task's verifier) and
+        ``components`` (the Groth16 verifiers a verifier calls)."""
+        admin = Web3.to_checksum_address(verifier_admin or account.address)
+        return cls(chain, chain.deploy(account, load_artifact("ContributionMarket"), admin, list(verifiers),
+                                       list(components)))
+
+    # ------------------------------------------------------------ verifier allowlist
+    def verifier_admin(self) -> str:
+        return str(self.chain.call(self.c.functions.verifierAdmin()))
+
+    def code_hash(self, address: str) -> bytes:
+        return keccak(bytes(self.chain.w3.eth.get_code(Web3.to_checksum_address(address))))
+
+    def components(self, verifier: str) -> list[str]:
+        """The contracts ``verifier`` calls (its ``components()``: the Groth16 verifiers of a RoundVerifier)."""
+        c = self.chain.w3.eth.contract(address=Web3.to_checksum_address(verifier), abi=load_artifact("RoundVerifier")["abi"])
+        return [Web3.to_checksum_address(a) for a in self.chain.call(c.functions.components())]
+
+    def code_kind(self, code_hash: bytes) -> int:
+        """What the allowlist takes ``code_hash`` as: 1 a verifier, 2 a verifier's component, 0 nothing."""
+        return int(self.chain.call(self.c.functions.verifierCodeKind(code_hash)))
+
+    def allow_verifier_code(self, admin: LocalAccount, verifiers: Sequence[bytes], components: Sequence[bytes] = ()) -> Any:
+        return self.chain.transact(admin, self.c.functions.allowVerifierCode(list(verifiers), list(components)))
+
+    def ensure_verifier_allowed(self, account: LocalAccount, verifier: str) -> list[bytes]:
+        """Make sure a proof task may name ``verifier``: the code hashes it and its components lack are added
+        when ``account`` is the market's verifier admin (a development chain's deployer); otherwise a one-line
+        error names them. Returns the hashes added."""
+        try:
+            parts = self.components(verifier)
+        except ChainError:
+            raise ConfigError(f"verifier {verifier} does not answer components(): it is not a RoundVerifier") from None
+        own = self.code_hash(verifier)
+        want = {own: 1}
+        for part in parts:
+            h = self.code_hash(part)
+            if h == own:
+                raise ConfigError(f"verifier {verifier} calls a contract with its own code hash 0x{own.hex()}: the market "
+                                  "allows a hash as a verifier or as a Groth16 verifier, not both")
+            want[h] = 2
+        kinds = {h: self.code_kind(h) for h in want}
+        clash = [h for h, kind in want.items() if kinds[h] not in (0, kind)]
+        if clash:
+            raise ConfigError(f"verifier {verifier}: code hash 0x{clash[0].hex()} is already allowed as the other kind "
+                              "(a verifier, or a Groth16 verifier); the market allows a hash as one kind only")
+        missing = {h: kind for h, kind in want.items() if kinds[h] != kind}
+        if not missing:
+            return []
+        admin = self.verifier_admin()
+        if Web3.to_checksum_address(account.address) != Web3.to_checksum_address(admin):
+            raise ConfigError(
+                f"verifier {verifier} has code this market does not allow ({', '.join('0x' + h.hex() for h in missing)}): "
+                f"its verifier admin {admin} must add these code hashes first"
+            )
+        self.allow_verifier_code(account, [h for h, k in missing.items() if k == 1], [h for h, k in missing.items() if k == 2])
+        return list(missing)
 
     # ------------------------------------------------------------------ writes
     def create_task(
@@ -335,6 +416,12 @@ class MarketContract:
     def leave(self, trainer: LocalAccount, task_id: int) -> Any:
         return self.chain.transact(trainer, self.c.functions.leave(task_id))
 
+    def prove_available(
+        self, trainer: LocalAccount, task_id: int, round_: int, commitment: bytes, salt: bytes, blob: bytes,
+    ) -> Any:
+        """Post the revealed update's bytes (their sha2-256 is the revealed CID) so the fallback may pay it."""
+        return self.chain.transact(trainer, self.c.functions.proveAvailable(task_id, round_, commitment, salt, blob))
+
     def post_result(
         self, aggregator: LocalAccount, task_id: int, round_: int, model_cid: str, receipt_cid: str,
         bps: list[int], proof: bytes = b"", *, seed: bytes, lost_mask: int = 0,
@@ -389,7 +476,7 @@ class MarketContract:
             raise
         (owner, created_block, start_at, current, aggregator, rounds, sw, rvw, _period, backup, rw, count, empty_k,
          empty_streak, token, verifier, committed, revealed, count_round, maxt, seal_block, reward, refunded, escrow,
-         credited, refunds_withdrawn, stake, stakes_held, carry, digest, latest, spec, valc) = t
+         credited, refunds_withdrawn, stake, stakes_held, carry, carry_pool, digest, latest, spec, valc) = t
         if count_round != current:
             committed = revealed = seal_block = 0
         latest_b = bytes(latest)
@@ -401,7 +488,7 @@ class MarketContract:
             latest_model_cid=cid_from_digest(latest_b) if latest_b != ZERO32 else None,
             spec_cid=cid_from_digest(bytes(spec)), validation_commitment="0x" + bytes(valc).hex(),
             created_block=created_block, backup=backup, reveal_window=rvw, start_at=start_at, stake=stake,
-            stakes_held=stakes_held, carry=carry, committed_count=committed, seal_block=seal_block,
+            stakes_held=stakes_held, carry=carry, carry_pool=carry_pool, committed_count=committed, seal_block=seal_block,
             empty_rounds_to_reclaim=empty_k, empty_streak=empty_streak,
         )
         return replace(info, round_opened_at=info.opens_at(min(current, rounds - 1)))
@@ -451,9 +538,10 @@ class MarketContract:
 
     def seat(self, task_id: int, address: str) -> "Seat":
         """A trainer's seat: join index, last rounds committed and revealed, credits, stake, last commitment."""
-        index, committed, revealed, earned, stake, sealed = self.chain.call(
+        index, committed, revealed, earned, stake, sealed, available, paid = self.chain.call(
             self.c.functions.seat(task_id, Web3.to_checksum_address(address)))
-        return Seat(int(index), int(committed) - 1, int(revealed) - 1, int(earned), int(stake), bytes(sealed))
+        return Seat(int(index), int(committed) - 1, int(revealed) - 1, int(earned), int(stake), bytes(sealed),
+                    int(available) - 1, bool(paid))
 
     def trainer_index(self, task_id: int, address: str) -> int:
         return int(self.chain.call(self.c.functions.trainerIndex(task_id, Web3.to_checksum_address(address))))
@@ -597,6 +685,12 @@ class MarketContract:
             per = out.setdefault(e["args"]["trainer"], {})
             per[int(e["args"]["round"])] = per.get(int(e["args"]["round"]), 0) + int(e["args"]["amount"])
         return out
+
+    def available(self, task_id: int, round_: int, info: TaskInfo | None = None) -> list[str]:
+        """Trainers that proved their update of ``round_`` available (``UpdateAvailable`` events), in order."""
+        task = self._info(task_id, info)
+        return [str(e["args"]["trainer"]) for e in self._logs("UpdateAvailable", task.created_block, taskId=task_id,
+                                                              round=round_)]
 
     def stakes_returned(self, task_id: int, info: TaskInfo | None = None) -> dict[str, int]:
         """trainer -> stake given back (``StakeReturned`` events)."""

@@ -80,14 +80,16 @@ class TaskList(_Out):
 
 
 #: a round's phase (``market.chain.contract.PHASES``)
-Phase = Literal["waiting", "open", "reveal", "closed", "backup", "settleable", "settled"]
+Phase = Literal["waiting", "open", "reveal", "closed", "backup", "availability", "settleable", "settled"]
 
 _PHASES_TEXT = (
     "waiting: the round opens at opens_at (the schedule is fixed at creation); open: accepting commitments; "
     "reveal: commitments closed (deadline passed, or max_trainers committed), committers reveal their updates; "
     "closed: reveals closed (deadline passed, or every committer revealed), waiting for the aggregator's result; "
-    "backup: the aggregator's window is over, the backup aggregator may post; settleable: anyone may settle the "
-    "round (an equal split among the revealed updates, or a refund of its pool when nothing was revealed); "
+    "backup: the aggregator's window is over, the backup aggregator may post; availability: no result came, "
+    "revealed trainers prove their updates available on chain; settleable: anyone may settle the round (an equal "
+    "split among the updates proved available, a carry-over of the pool to the next round when none was, or a "
+    "refund of its pool when nothing was revealed); "
     "settled: the task finished")
 
 
@@ -98,7 +100,8 @@ class TaskDetail(TaskSummary):
     submit_window: int = Field(description="seconds each round accepts commitments")
     reveal_window: int = Field(0, description="seconds committers then have to reveal")
     result_window: int = Field(description="seconds the aggregator then has to post (the backup as long again)")
-    period: int = Field(0, description="seconds from one round's opening to the next's: round r opens at start_at + r * period")
+    period: int = Field(0, description="seconds from one round's opening to the next's: round r opens at start_at + r * "
+                        "period (commit, reveal, result windows, then an availability window as long as the reveal window)")
     start_at: int = Field(0, description="unix time round 0 opened")
     stake_wei: Wei = Field("0", description="each trainer's stake (0: none)")
     stakes_held_wei: Wei = Field("0", description="stakes deposited and neither returned nor lost")
@@ -109,7 +112,9 @@ class TaskDetail(TaskSummary):
     submission_deadline: int | None = Field(None, description="unix time commitments to the current round close")
     reveal_deadline: int | None = Field(None, description="unix time reveals of the current round close")
     result_deadline: int | None = Field(None, description="unix time the current round's result window closes")
-    final_deadline: int | None = Field(None, description="unix time the backup's window closes and the next round opens")
+    final_deadline: int | None = Field(None, description="unix time the last result window closes (the backup's, "
+                                       "or the aggregator's without one)")
+    round_end: int | None = Field(None, description="unix time the availability window closes and the next round opens")
     committed_count: int = Field(0, description="commitments to the current round")
     revealed_count: int = Field(0, description="updates revealed in the current round")
     chain_time: int
@@ -144,7 +149,7 @@ class TrainerRound(_Out):
         description="kept: aggregated and valued; outlier: removed by the robust rule; rejected: unusable update "
         "(see reason); submitted: revealed, waiting for the result; committed: committed, not revealed yet; "
         "not_revealed: committed and never revealed (stake lost); fallback: paid by the equal split of a round "
-        "without result; not_submitted: did not commit"
+        "without result (among the updates proved available); not_submitted: did not commit"
     )
     reason: str | None = Field(None, description="why the update was rejected")
     update_cid: str | None = None
@@ -158,7 +163,8 @@ class RoundView(_Out):
     round: int
     status: Literal["open", "result", "fallback", "refunded"] = Field(
         description="open: not settled yet (see phase); result: the aggregator's result was credited; fallback: "
-        "settled by an equal split; refunded: nothing was revealed, the round's pool went back to the owner"
+        "settled without a result: an equal split among the updates proved available (or a carry-over when none "
+        "was); refunded: nothing was revealed, the round's pool went back to the owner"
     )
     settled: bool
     phase: Phase = Field(
@@ -314,15 +320,15 @@ class CreateTaskRequest(BaseModel):
 
 
 def reward_wei(text: str) -> int:
-    """``reward_eth`` as exact integer wei (:func:`owner.task.parse_eth`, capped at the contract's 128 bits)."""
+    """``reward_eth`` as exact integer wei (:func:`owner.task.parse_eth`, capped at the contract's MAX_REWARD)."""
     wei = parse_eth(text)
     if wei >= MAX_REWARD_WEI:
-        raise ValueError("too large: the contract takes rewards below 2**128 wei")
+        raise ValueError("too large: the contract takes rewards below 2**127 wei")
     return wei
 
 
 def stake_wei(text: str) -> int:
-    """``stake_eth`` as exact integer wei: 0, or :func:`owner.task.parse_eth` (below the contract's 128 bits)."""
+    """``stake_eth`` as exact integer wei: 0, or :func:`owner.task.parse_eth` (at most the contract's MAX_STAKE)."""
     from decimal import Decimal, InvalidOperation
 
     try:
@@ -331,8 +337,8 @@ def stake_wei(text: str) -> int:
     except InvalidOperation:
         pass
     wei = parse_eth(text)
-    if wei >= MAX_REWARD_WEI:
-        raise ValueError("too large: the contract takes stakes below 2**128 wei")
+    if wei >= 2**96:
+        raise ValueError("too large: the contract takes stakes below 2**96 wei")
     return wei
 
 

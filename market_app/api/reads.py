@@ -254,11 +254,11 @@ class MarketReader:
     def _detail(self, info: TaskInfo, events: _TaskEvents, state: RoundState | None = None) -> TaskDetail:
         state = state or self._state(info)
         times: dict[str, int | None] = dict.fromkeys(
-            ("opens_at", "submission_deadline", "reveal_deadline", "result_deadline", "final_deadline"))
+            ("opens_at", "submission_deadline", "reveal_deadline", "result_deadline", "final_deadline", "round_end"))
         if not info.finished:  # the contract's schedule(), from the task already read
             times = {"opens_at": state.opens_at, "submission_deadline": state.submit_deadline,
                      "reveal_deadline": state.reveal_deadline, "result_deadline": state.result_deadline,
-                     "final_deadline": state.final_deadline}
+                     "final_deadline": state.final_deadline, "round_end": state.round_end}
         spec: dict[str, Any] | None = None
         spec_error = None
         try:

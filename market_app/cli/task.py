@@ -114,7 +114,8 @@ def _schedule_line(info: TaskInfo) -> str:
     """The task's fixed schedule in one line."""
     backup = f", backup {info.result_window} s" if int(info.backup, 16) else ""
     return (f"schedule: round r opens at unix {info.start_at} + r x {info.period} s; each round: commit {info.submit_window} s, "
-            f"reveal {info.reveal_window} s, result {info.result_window} s{backup}")
+            f"reveal {info.reveal_window} s, result {info.result_window} s{backup}, availability {info.reveal_window} s "
+            "(only when no result came)")
 
 
 def _stake_line(info: TaskInfo) -> str:
@@ -188,7 +189,7 @@ def cmd_task_status(args: argparse.Namespace) -> int:
         backup_dl = f", backup window closes {state.final_deadline}" if int(info.backup, 16) else ""
         print(f"round {info.current_round} times (unix): opens {state.opens_at}, commits close {state.submit_deadline}, "
               f"reveals close {state.reveal_deadline}, result window closes {state.result_deadline}{backup_dl}; "
-              f"next round opens {state.final_deadline}")
+              f"next round opens {state.round_end}")
     if info.refundable:
         print(f"refunds: {_money(info.refundable, info.token, exact=True)} the owner can withdraw with "
               f"`market task refunds {info.task_id}`")
@@ -231,18 +232,31 @@ def cmd_task_settle(args: argparse.Namespace) -> int:
         stakes = (f" (with {_money(lost, info.token, exact=True)} of stakes lost by committers that did not reveal)"
                   if lost else "")
         rest = f"; {_money(paid['refunded'], info.token, exact=True)} to the owner's refunds" if paid["refunded"] else ""
-        print(f"task {tid} round {r} settled without a result: {_money(paid['credited'], info.token, exact=True)} "
-              f"split equally among {info.submitted_count} revealed updates{stakes}{rest}")
+        proved = len(contract.available(tid, r, info))
+        if proved:
+            print(f"task {tid} round {r} settled without a result: {_money(paid['credited'], info.token, exact=True)} "
+                  f"split equally among the {proved} of {info.submitted_count} revealed updates proved "
+                  f"available{stakes}{rest}")
+        else:
+            ended = (f"; the task ended: {_money(paid['credited'], info.token, exact=True)} of lost stakes split among "
+                     f"the {paid['trainers']} trainers still holding a stake" if paid["credited"] else "")
+            print(f"task {tid} round {r} settled without a result: none of its {info.submitted_count} revealed updates "
+                  f"was proved available, so its pool{stakes} carries over (to the next round's paid trainers; after "
+                  f"the last round the pool goes back to the owner){rest}{ended}")
     else:
         pool = info.round_pool(r)
-        extra = paid["refunded"] - pool  # lost stakes the last round could pay to nobody
-        stakes = ""
-        if lost and not extra:
-            stakes = (f"; {_money(lost, info.token, exact=True)} of stakes lost by committers that did not reveal "
-                      "goes to the next round's paid trainers")
-        elif extra:
-            stakes = (f"; {_money(extra, info.token, exact=True)} of lost stakes refunded too (no later round to pay "
-                      "them to)")
+        extra = paid["refunded"] - pool  # carried pools, or lost stakes nobody holds a stake to take, at the end
+        parts = []
+        if paid["credited"]:
+            parts.append(f"the task ended: {_money(paid['credited'], info.token, exact=True)} of lost stakes split "
+                         f"among the {paid['trainers']} trainers still holding a stake")
+        if extra:
+            parts.append(f"{_money(extra, info.token, exact=True)} more refunded (the task ended: pools carried over "
+                         "unearned, and lost stakes when no trainer holds a stake)")
+        if lost and not paid["credited"] and not extra:
+            parts.append(f"{_money(lost, info.token, exact=True)} of stakes lost by committers that did not reveal "
+                         "goes to the next round's paid trainers")
+        stakes = "".join("; " + part for part in parts)
         print(f"task {tid} round {r} settled: nothing was revealed, that round's pool of "
               f"{_money(pool, info.token, exact=True)} refunded to the owner "
               f"(withdraw with `market task refunds {tid}`){stakes}")
@@ -475,11 +489,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
          "never), and while nobody has committed to the current round. Withdraw with `market task refunds`."),
         ("refunds", cmd_task_refunds, "withdraw the task's refunds (empty rounds' pools, reclaimed or unearned pools)",
          "The owner withdraws everything the task has refunded so far to its own address."),
-        ("settle", cmd_task_settle, "settle a round nobody posted (equal split among revealed updates, or refund if none)",
-         "The fallback for a silent aggregator: once the round's result window is over (and the backup's, if the "
-         "task has one), anyone may settle the current round: its pool, plus the stakes of committers that did not "
-         "reveal, is split equally among its revealed updates. A round in which nothing was revealed is refunded "
-         "to the owner (that round's pool only) as soon as its reveal window is over. `market task status` says when."),
+        ("settle", cmd_task_settle, "settle a round nobody posted (equal split among updates proved available, or refund if none revealed)",
+         "The fallback for a silent aggregator: once the round's result windows and then its availability window are "
+         "over (trainer nodes post their revealed updates on chain in it), anyone may settle the current round: its "
+         "pool, plus the stakes of committers that did not reveal, is split equally among the updates proved "
+         "available; with none proved it carries to the next round. A round in which nothing was revealed is "
+         "refunded to the owner (that round's pool only) as soon as its reveal window is over. `market task status` "
+         "says when."),
     ):
         q = tsub.add_parser(name, help=helptext, description=description)
         q.add_argument("task", type=_task_id)

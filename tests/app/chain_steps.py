@@ -12,6 +12,7 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from market.chain.contract import MarketContract, commit_hash
+from market.cid import compute_cid
 
 SALT = b"\x5a" * 32
 
@@ -80,6 +81,16 @@ def post(contract: MarketContract, aggregator: LocalAccount, task_id: int, model
     info = contract.task(task_id)
     return contract.post_result(aggregator, task_id, info.current_round, model_cid, receipt_cid, bps,
                                 seed=contract.round_seed(task_id, info), lost_mask=lost_mask)
+
+
+def prove_available(contract: MarketContract, task_id: int, proofs: Sequence[tuple[LocalAccount, bytes]]) -> None:
+    """Move the clock past every result window of the current round (no result came); each trainer then
+    proves available the update it revealed (``blob``, whose CID it committed to with :func:`commit`)."""
+    info = contract.task(task_id)
+    r = info.current_round
+    contract.chain.advance_to(info.opens_at(r) + info.results_end_offset)
+    for acct, blob in proofs:
+        contract.prove_available(acct, task_id, r, commitment_of(compute_cid(blob)), SALT, blob)
 
 
 def past_windows(contract: MarketContract, task_id: int) -> None:

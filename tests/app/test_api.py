@@ -217,7 +217,8 @@ def test_create_task_takes_the_schedule_stake_and_backup(fresh: Scenario) -> Non
     assert (info.submit_window, info.reveal_window, info.result_window) == (120, 45, 90)
     assert (info.stake, info.backup, info.empty_rounds_to_reclaim) == (10**16, m.outsider.address, 2)
     detail = client.get(f"/api/tasks/{info.task_id}").json()
-    assert (detail["stake_wei"], detail["backup_aggregator"], detail["period"]) == (str(10**16), m.outsider.address, 120 + 45 + 2 * 90)
+    assert (detail["stake_wei"], detail["backup_aggregator"], detail["period"]) == (str(10**16), m.outsider.address,
+                                                                                  120 + 45 + 2 * 90 + 45)
 
 
 @pytest.mark.parametrize("patch, field", [

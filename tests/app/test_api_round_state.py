@@ -11,7 +11,7 @@ from pathlib import Path
 from market.cid import compute_cid
 from market.store.local import LocalStore
 from market_app.api.reads import MarketReader
-from tests.app.chain_steps import close_commits, commit, open_round, past_windows, reveal
+from tests.app.chain_steps import close_commits, commit, open_round, past_windows, prove_available, reveal
 from tests.conftest import Market
 
 STAKE = 10**16
@@ -87,7 +87,11 @@ def test_waiting_and_backup_phases(market: Market, tmp_path: Path) -> None:
     market.chain.advance_to(info.opens_at(0) + 100 + 50 + 100)  # the aggregator's window is over
     detail = reader.task_detail(task_id)
     assert detail.round_state == "backup" and "backup aggregator may post" in detail.round_state_text
-    assert detail.backup_aggregator == market.outsider.address and detail.period == 100 + 50 + 2 * 100
+    assert detail.backup_aggregator == market.outsider.address and detail.period == 100 + 50 + 2 * 100 + 50
+    market.chain.advance_to(info.opens_at(0) + 100 + 50 + 2 * 100)  # the backup's window is over too
+    detail = reader.task_detail(task_id)
+    assert detail.round_state == "availability" and "prove their updates available" in detail.round_state_text
+    assert (detail.final_deadline, detail.round_end) == (info.opens_at(0) + 350, info.opens_at(1))
 
 
 def test_an_empty_round_settled_early_leaves_the_next_one_waiting(market: Market, tmp_path: Path) -> None:
@@ -127,6 +131,7 @@ def test_a_committer_that_does_not_reveal_shows_its_lost_stake(market: Market, t
     reveal(market.contract, t0, task_id, cid(0))  # t1 never reveals
     assert reader.task_detail(task_id).stakes_held_wei == str(2 * STAKE)
 
+    prove_available(market.contract, task_id, [(t0, bytes([0]))])
     past_windows(market.contract, task_id)
     market.contract.settle_without_result(market.outsider, task_id)  # t0 alone: the pool and t1's stake
 

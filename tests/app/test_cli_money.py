@@ -15,7 +15,7 @@ import pytest
 
 from market.cid import compute_cid
 from market_app.cli.main import main
-from tests.app.chain_steps import close_commits, commit, open_round, past_windows, reveal
+from tests.app.chain_steps import close_commits, commit, open_round, past_windows, prove_available, reveal
 from tests.conftest import MARKET, ROOT, Market
 
 ETH = 10**18
@@ -53,15 +53,18 @@ def create(m: Market, rounds: int = 2, reward: int = ETH, max_trainers: int = 3,
     return task_id
 
 
-def submit(m: Market, task_id: int, n: int, reveal_n: int | None = None) -> None:
-    """The first ``n`` trainers commit to the current round; the first ``reveal_n`` (default all) reveal."""
+def submit(m: Market, task_id: int, n: int, reveal_n: int | None = None) -> list[tuple[Any, bytes]]:
+    """The first ``n`` trainers commit to the current round; the first ``reveal_n`` (default all) reveal.
+    Returns the (trainer, update bytes) revealed, to prove available when no result comes."""
     open_round(m.contract, task_id)
-    cids = [compute_cid(bytes([m.contract.task(task_id).current_round, i])) for i in range(n)]
-    for t, c in zip(m.trainers[:n], cids):
-        commit(m.contract, t, task_id, c)
+    blobs = [bytes([m.contract.task(task_id).current_round, i]) for i in range(n)]
+    for t, b in zip(m.trainers[:n], blobs):
+        commit(m.contract, t, task_id, compute_cid(b))
     close_commits(m.contract, task_id)
-    for t, c in list(zip(m.trainers[:n], cids))[: n if reveal_n is None else reveal_n]:
-        reveal(m.contract, t, task_id, c)
+    revealed = list(zip(m.trainers[:n], blobs))[: n if reveal_n is None else reveal_n]
+    for t, b in revealed:
+        reveal(m.contract, t, task_id, compute_cid(b))
+    return revealed
 
 
 def one_line(err: str) -> str:
@@ -114,21 +117,24 @@ def test_reclaim_refused_while_a_round_has_commitments(cli: Any, market: Market)
 # --------------------------------------------------------------------------- settle
 def test_settle_a_silent_aggregators_round(cli: Any, market: Market) -> None:
     t = create(market, rounds=2, reward=ETH)
-    submit(market, t, 2)
+    revealed = submit(market, t, 2)
 
     code, _, err = cli("task", "settle", str(t), "--round", "0", "--key-file", "outsider.key")
-    assert code != 0 and "the result window is open until unix time" in one_line(err)
+    assert code != 0 and "the round is not over until unix time" in one_line(err)
     code, _, err = cli("task", "settle", str(t), "--round", "5", "--key-file", "outsider.key")
     assert code != 0 and f"task {t} has rounds 0..1: round 5 does not exist" in one_line(err)
     code, _, err = cli("task", "settle", str(t), "--round", "1", "--key-file", "outsider.key")
     assert code != 0 and f"round 1 of task {t} has not opened yet: round 0 is current" in one_line(err)
 
+    prove_available(market.contract, t, revealed)
+    code, _, err = cli("task", "settle", str(t), "--round", "0", "--key-file", "outsider.key")
+    assert code != 0 and "the round is not over until unix time" in one_line(err)  # the availability window
     past_windows(market.contract, t)
     code, out, _ = cli("task", "settle", str(t), "--round", "0", "--key-file", "outsider.key")
     assert code == 0
     half = ETH // 2
     assert out.strip() == (f"task {t} round 0 settled without a result: 0.500000 ETH ({half} wei) split equally "
-                           "among 2 revealed updates")
+                           "among the 2 of 2 revealed updates proved available")
     assert market.contract.owed(t, market.trainers[0].address) == half // 2
 
     code, _, err = cli("task", "settle", str(t), "--round", "0", "--key-file", "outsider.key")
@@ -151,13 +157,14 @@ def test_settle_a_silent_aggregators_round(cli: Any, market: Market) -> None:
 def test_settle_gives_the_stakes_of_committers_that_did_not_reveal_to_those_that_did(cli: Any, market: Market) -> None:
     stake = ETH // 10
     t = create(market, rounds=1, reward=ETH, stake=stake)
-    submit(market, t, 3, reveal_n=2)  # trainer 2 commits and never reveals
+    revealed = submit(market, t, 3, reveal_n=2)  # trainer 2 commits and never reveals
+    prove_available(market.contract, t, revealed)
     past_windows(market.contract, t)
     code, out, _ = cli("task", "settle", str(t), "--round", "0", "--key-file", "outsider.key")
     assert code == 0
     assert out.strip() == (f"task {t} round 0 settled without a result: 1.100000 ETH ({ETH + stake} wei) split equally "
-                           f"among 2 revealed updates (with 0.100000 ETH ({stake} wei) of stakes lost by committers that "
-                           "did not reveal)")
+                           f"among the 2 of 2 revealed updates proved available (with 0.100000 ETH ({stake} wei) of "
+                           "stakes lost by committers that did not reveal)")
     # the task finished: each revealer is owed half of the pool and the lost stake, plus its own stake back
     assert market.contract.owed(t, market.trainers[0].address) == (ETH + stake) // 2 + stake
     assert market.contract.owed(t, market.trainers[2].address) == 0
@@ -184,7 +191,8 @@ def test_a_last_empty_round_refunds_the_stakes_nobody_can_be_paid(cli: Any, mark
     assert code == 0
     assert out.strip() == (f"task {t} round 0 settled: nothing was revealed, that round's pool of 1.000000 ETH ({ETH} wei) "
                            f"refunded to the owner (withdraw with `market task refunds {t}`); 0.100000 ETH ({stake} wei) "
-                           "of lost stakes refunded too (no later round to pay them to)")
+                           "more refunded (the task ended: pools carried over unearned, and lost stakes when no trainer "
+                           "holds a stake)")
 
 
 # ---------------------------------------------------------------------- trainer money
@@ -194,7 +202,7 @@ def test_withdraw_per_task_to_another_address_and_leave(cli: Any, market: Market
     for rounds, task_stake in ((1, 0), (2, stake)):  # each created when the one before is settled: the clock moves
         t = create(market, rounds=rounds, reward=rounds * ETH, stake=task_stake)
         tasks.append(t)
-        submit(market, t, 2)
+        prove_available(market.contract, t, submit(market, t, 2))
         past_windows(market.contract, t)
         market.contract.settle_without_result(market.outsider, t)
     one, two = tasks
@@ -269,12 +277,12 @@ def test_status_shows_the_schedule_and_the_stake(cli: Any, market: Market) -> No
     info = market.contract.task(t)
     code, out, _ = cli("task", "status", str(t))
     assert code == 0
-    assert (f"schedule: round r opens at unix {info.start_at} + r x 250 s; each round: commit 100 s, reveal 50 s, "
-            "result 100 s") in out
+    assert (f"schedule: round r opens at unix {info.start_at} + r x 300 s; each round: commit 100 s, reveal 50 s, "
+            "result 100 s, availability 50 s (only when no result came)") in out
     assert "stake 0.010000 ETH per trainer (0.000000 held); the owner may reclaim after 3 empty rounds in a row (0 so far)" in out
     opens, submit_dl, reveal_dl, result_dl, final = market.contract.schedule(t)
     assert (f"round 0 times (unix): opens {opens}, commits close {submit_dl}, reveals close {reveal_dl}, result window "
-            f"closes {result_dl}; next round opens {final}") in out
+            f"closes {result_dl}; next round opens {info.opens_at(1)}") in out and final == result_dl
 
 
 # --------------------------------------------------------------------------- verify

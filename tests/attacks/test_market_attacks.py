@@ -100,12 +100,14 @@ def test_row04_reencoded_copy(variant: str) -> None:
 
 @pytest.mark.parametrize("variant", [
     "backup_posts",
+    "no_backup_fallback_split",
+    "no_backup_nobody_proves",
     "only_junk_revealed",
     "seats_taken_and_left",
-    pytest.param("no_backup_fallback_split", marks=pytest.mark.xfail(
-        strict=True, reason="known gap left to the aggregator issue (#15): with no backup aggregator and a silent "
-        "aggregator, the fallback splits the round equally among every revealed update, CIDs of nothing included "
-        "(30 sybils took 0.882 of 1 ETH; numbers in bench/results/attacks.md)")),
+    pytest.param("no_backup_available_junk", marks=pytest.mark.xfail(
+        strict=True, reason="known gap left to the aggregator issue (#15): with no backup and a silent aggregator, "
+        "the fallback pays every update proved available, and the contract cannot tell junk bytes from an update "
+        "(numbers in bench/results/attacks.md)")),
 ])
 def test_row05_sybil_fallback(variant: str) -> None:
     check(5, variant)
@@ -155,11 +157,8 @@ def test_row09_round_timing(variant: str) -> None:
 
 
 @pytest.mark.parametrize("variant", [
-    "eoa_verifier", "verifier_denies_interface", "not_erc165_verifier", "eoa_token",
-    pytest.param("lying_verifier", marks=pytest.mark.xfail(
-        strict=True, reason="known gap left to the aggregator issue (#15): no allowlist of verifier code hashes, so an "
-        "owner's verifier that implements IRoundVerifier and rejects every proof forces the fallback's equal split, "
-        "which pays the owner's sybils (0.5 of 1 ETH; numbers in bench/results/attacks.md)")),
+    "eoa_verifier", "verifier_denies_interface", "not_erc165_verifier", "eoa_token", "verifier_code_not_allowed",
+    "component_not_allowed", "lying_verifier",
 ])
 def test_row10_dud_verifier_hostile_token(variant: str) -> None:
     check(10, variant)
@@ -188,6 +187,7 @@ def test_row13_verify_tampered(variant: str) -> None:
     check(13, variant)
 
 
-@pytest.mark.parametrize("variant", ["pool_4wei_result", "pool_4wei_fallback", "odd_stake_lost"])
+@pytest.mark.parametrize("variant", ["pool_4wei_result", "pool_4wei_fallback", "odd_stake_lost",
+                                     "lost_stake_in_an_empty_last_round"])
 def test_row14_rounding_dust(variant: str) -> None:
     check(14, variant)

@@ -42,6 +42,7 @@ class Update:
     cid: str
     commitment: bytes
     salt: bytes
+    blob: bytes = b""  # the update's bytes (``cid`` is their CID): what ``proveAvailable`` posts
 
     def hash(self, trainer: str, task_id: int, round_: int) -> bytes:
         return commit_hash(self.cid, self.commitment, self.salt, trainer, task_id, round_)
@@ -50,7 +51,8 @@ class Update:
 def update(task_id: int, round_: int, i: int) -> Update:
     """A deterministic update of trainer ``i`` for a round."""
     tag = f"{task_id}-{round_}-{i}".encode()
-    return Update(compute_cid(b"update " + tag), keccak(b"commitment " + tag), keccak(b"salt " + tag))
+    blob = b"update " + tag
+    return Update(compute_cid(blob), keccak(b"commitment " + tag), keccak(b"salt " + tag), blob)
 
 
 def advance_to(m: Market, when: int) -> None:
@@ -65,8 +67,11 @@ def advance_to(m: Market, when: int) -> None:
 
 
 def schedule(m: Market, task_id: int) -> dict[str, int]:
+    """The current round's times: ``final`` ends the last result window (the availability window opens),
+    ``end`` ends the availability window (the next round opens)."""
     opens, submit, reveal_, result, final = m.contract.schedule(task_id)
-    return {"opens": opens, "submit": submit, "reveal": reveal_, "result": result, "final": final}
+    end = opens + m.contract.task(task_id).period
+    return {"opens": opens, "submit": submit, "reveal": reveal_, "result": result, "final": final, "end": end}
 
 
 def commit(m: Market, task_id: int, round_: int, trainer: LocalAccount, upd: Update | None = None,
@@ -136,9 +141,16 @@ def play_round(m: Market, task_id: int, round_: int, committers: list[LocalAccou
     return updates
 
 
-def settle_after_deadline(m: Market, task_id: int) -> Any:
-    """Settle the current round without a result once every window is over."""
+def prove(m: Market, task_id: int, round_: int, trainer: LocalAccount, upd: Update) -> Any:
+    """``trainer`` proves its revealed update available (posts its bytes) in the availability window,
+    waiting for the window to open first."""
     advance_to(m, schedule(m, task_id)["final"])
+    return m.contract.prove_available(trainer, task_id, round_, upd.commitment, upd.salt, upd.blob)
+
+
+def settle_after_deadline(m: Market, task_id: int) -> Any:
+    """Settle the current round without a result once every window is over (the availability window too)."""
+    advance_to(m, schedule(m, task_id)["end"])
     return m.contract.settle_without_result(m.outsider, task_id)
 
 
@@ -147,6 +159,21 @@ def deploy(m: Market, name: str, *args: Any, sender: LocalAccount | None = None)
     art = load_artifact(name)
     address = m.chain.deploy(sender or m.outsider, art, *args)
     return m.chain.w3.eth.contract(address=address, abi=art["abi"])
+
+
+def allow_code(m: Market, *contracts: Any, component: bool = False) -> Any:
+    """The market's verifier admin (``m``'s deployer, the owner) allows the code of ``contracts`` as a task's
+    verifier, or with ``component`` as a contract a verifier calls; returns the receipt."""
+    hashes = [m.contract.code_hash(c.address) for c in contracts]
+    return m.contract.allow_verifier_code(m.owner, [] if component else hashes, hashes if component else [])
+
+
+def mock_verifier(m: Market, answer: bool = True, *, allowed: bool = True) -> Any:
+    """A MockVerifier implementing IRoundVerifier that answers ``answer``, its code allowed unless ``allowed`` is false."""
+    verifier = deploy(m, "MockVerifier", True, answer)
+    if allowed:
+        allow_code(m, verifier)
+    return verifier
 
 
 def equal_bps(n: int) -> list[int]:
@@ -192,10 +219,10 @@ def stakes_deposited(m: Market, task_id: int) -> int:
 
 def assert_conserved(m: Market, task_id: int) -> None:
     """Per task, to the wei: reward + stakes deposited == credited + refunded + escrow + stakes held + carry
-    + stakes returned, and every deposited stake is held, lost or returned."""
+    + carry pool + stakes returned, and every deposited stake is held, lost or returned."""
     t = m.contract.task(task_id)
     deposited = stakes_deposited(m, task_id)
     returned = sum(m.contract.stakes_returned(task_id).values())
     lost = sum(sum(per.values()) for per in m.contract.stakes_lost(task_id).values())
     assert lost + returned + t.stakes_held == deposited
-    assert t.reward + deposited == t.credited + t.refunded + t.escrow + t.stakes_held + t.carry + returned
+    assert t.reward + deposited == t.credited + t.refunded + t.escrow + t.stakes_held + t.carry + t.carry_pool + returned

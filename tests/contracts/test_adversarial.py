@@ -23,6 +23,7 @@ from tests.contracts.helpers import (
     deploy,
     play_round,
     post,
+    prove,
     reveal,
     schedule,
     seal,
@@ -215,13 +216,15 @@ def test_a_junk_commitment_blocks_nobody(market: Market) -> None:
 
 
 def test_sybils_that_never_reveal_fund_the_honest_fallback(market: Market) -> None:
-    """Row 5 with stakes: sybils commit and stay silent, the aggregator too; the fallback pays the honest
-    revealed updates only, with the sybils' stakes on top."""
+    """Row 5 with stakes: sybils commit and stay silent, the aggregator too; the honest trainers prove
+    their updates available and the fallback pays them only, with the sybils' stakes on top."""
     task_id = create(market, rounds=1, reward=10**18, max_trainers=5, stake_wei=STAKE, **SHORT)
     honest, sybils = market.trainers[:2], market.trainers[2:5]
     for t in honest + sybils:
         market.contract.join(t, task_id)
-    play_round(market, task_id, 0, honest + sybils, revealers=honest)
+    ups = play_round(market, task_id, 0, honest + sybils, revealers=honest)
+    for t in honest:
+        prove(market, task_id, 0, t, ups[t.address])
 
     settle_after_deadline(market, task_id)
 

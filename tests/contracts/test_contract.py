@@ -25,8 +25,10 @@ from tests.contracts.helpers import (
     equal_bps,
     expected_seed,
     join_all,
+    mock_verifier,
     play_round,
     post,
+    prove,
     reveal,
     schedule,
     seal,
@@ -51,10 +53,11 @@ def test_create_task_escrows_the_reward_and_fixes_the_schedule(market: Market) -
     assert (t.reward, t.escrow, t.rounds, t.current_round) == (5 * 10**17, 5 * 10**17, 2, 0)
     assert market.chain.balance(market.contract.address) == 5 * 10**17
     assert t.spec_cid == SPEC
-    assert t.period == 210
+    assert t.period == 100 + 40 + 70 + 40  # the availability window (as long as the reveal window) ends it
+    assert t.results_end_offset == 210
     assert (opens, submit, reveal_dl, result, final) == (t.start_at, t.start_at + 100, t.start_at + 140,
                                                           t.start_at + 210, t.start_at + 210)
-    assert t.opens_at(1) == t.start_at + 210
+    assert t.opens_at(1) == t.start_at + 250
 
 
 def test_a_backup_aggregator_adds_a_second_result_window(market: Market) -> None:
@@ -63,8 +66,9 @@ def test_a_backup_aggregator_adds_a_second_result_window(market: Market) -> None
     t = market.contract.task(task_id)
     _, _, reveal_dl, result, final = market.contract.schedule(task_id)
 
-    assert t.period == 100 + 40 + 2 * 70
+    assert t.period == 100 + 40 + 2 * 70 + 40
     assert (result - reveal_dl, final - result) == (70, 70)
+    assert t.opens_at(1) - final == 40  # the availability window follows the backup's
 
 
 @pytest.mark.parametrize(
@@ -91,7 +95,7 @@ def test_create_task_rejects_bad_parameters(market: Market, kw: dict[str, int], 
 
 def test_minimum_windows_are_accepted(market: Market) -> None:
     task_id = create(market, **SHORT)
-    assert market.contract.task(task_id).period == 150
+    assert market.contract.task(task_id).period == 60 + 30 + 60 + 30
 
 
 @pytest.mark.parametrize("who", ["owner_as_aggregator", "owner_as_backup", "backup_is_aggregator"])
@@ -126,7 +130,7 @@ def test_a_verifier_not_implementing_the_interface_is_refused(market: Market, na
 
 
 def test_a_verifier_implementing_the_interface_is_accepted(market: Market) -> None:
-    verifier = deploy(market, "MockVerifier", True, True)
+    verifier = mock_verifier(market)  # its code hash allowed by the market's verifier admin
     task_id = create(market, verifier=verifier.address)
     assert market.contract.task(task_id).verifier == verifier.address
 
@@ -547,17 +551,20 @@ def test_result_credits_by_cumulative_rounding_with_nothing_left_for_the_owner(m
 def test_a_pool_of_4_wei_among_5_trainers_goes_to_the_trainers(market: Market, settle: str) -> None:
     task_id = create(market, rounds=1, reward=4, max_trainers=5, **SHORT)
     join_all(market, task_id, market.trainers[:5])
-    play_round(market, task_id, 0, market.trainers[:5])
+    ups = play_round(market, task_id, 0, market.trainers[:5])
 
     if settle == "result":
         post(market, task_id, 0, equal_bps(5))
     else:
+        for t in market.trainers[:5]:  # the fallback pays only updates proved available
+            prove(market, task_id, 0, t, ups[t.address])
         settle_after_deadline(market, task_id)
 
     owed = [market.contract.owed(task_id, t.address) for t in market.trainers[:5]]
     assert sum(owed) == 4 and owed == cumulative(4, [1] * 5)
     t = market.contract.task(task_id)
     assert (t.refunded, t.credited, t.escrow) == (0, 4, 0)
+    assert_conserved(market, task_id)
 
 
 def test_result_from_anyone_but_the_aggregator_reverts(market: Market) -> None:
@@ -649,7 +656,7 @@ def test_a_lost_update_cannot_also_be_paid(market: Market) -> None:
 
 
 def test_an_all_zero_result_with_a_proof_carries_the_pool_and_the_lost_stakes(market: Market) -> None:
-    verifier = deploy(market, "MockVerifier", True, True)
+    verifier = mock_verifier(market)
     task_id = create(market, rounds=2, reward=1000, stake_wei=STAKE, verifier=verifier.address, **SHORT)
     a, b, c = market.trainers[:3]
     join_all(market, task_id, [a, b, c])
@@ -658,7 +665,8 @@ def test_an_all_zero_result_with_a_proof_carries_the_pool_and_the_lost_stakes(ma
     post(market, task_id, 0, [0, 0], lost_mask=0b11)  # the proof says both revealed updates were invalid
 
     t = market.contract.task(task_id)
-    assert (t.refunded, t.carry, t.credited) == (0, 500 + 3 * STAKE, 0)  # nothing back to the owner
+    assert (t.refunded, t.carry, t.carry_pool, t.credited) == (0, 3 * STAKE, 500, 0)  # nothing back to the owner
+    assert_conserved(market, task_id)
     market.contract.join(a, task_id)
     market.contract.join(b, task_id)
     play_round(market, task_id, 1, [a, b])
@@ -683,30 +691,34 @@ def test_an_all_lost_zero_result_without_a_verifier_carries_the_pool(market: Mar
 
     assert market.contract.settlement(receipt)["settlement"] == "result"
     t = market.contract.task(task_id)
-    assert (t.refunded, t.carry, t.credited, t.stakes_held) == (0, 500 + 2 * STAKE, 0, 0)
+    assert (t.refunded, t.carry, t.carry_pool, t.credited, t.stakes_held) == (0, 2 * STAKE, 500, 0, 0)
+    assert_conserved(market, task_id)
     assert [market.contract.trainer_index(task_id, x.address) for x in (a, b)] == [0, 0]
     market.contract.join(c, task_id)  # takes a freed seat
     play_round(market, task_id, 1, [c])
     post(market, task_id, 1, [10_000])
     assert market.contract.seat(task_id, c.address).earned == 1000 + 2 * STAKE
-    assert market.contract.task(task_id).refunded == 0
+    t = market.contract.task(task_id)
+    assert (t.refunded, t.carry, t.carry_pool) == (0, 0, 0)
     assert_conserved(market, task_id)
 
 
 def test_an_all_lost_last_round_refunds_the_carry_to_the_owner(market: Market) -> None:
-    """Documented gap: a last round that pays nobody has nobody left to carry to."""
+    """A last round that pays nobody: its pool goes back to the owner, and the lost stake too, as no
+    trainer holds a stake any more (see test_availability for a last round with a stakeholder left)."""
     task_id = create(market, rounds=1, reward=1000, stake_wei=STAKE, **SHORT)
     a = market.trainers[0]
     join_all(market, task_id, [a])
     play_round(market, task_id, 0, [a])
-    post(market, task_id, 0, [0], lost_mask=0b1)
+    receipt = post(market, task_id, 0, [0], lost_mask=0b1)
     t = market.contract.task(task_id)
-    assert (t.refunded, t.carry, t.credited) == (1000 + STAKE, 0, 0)
+    assert (t.refunded, t.carry, t.carry_pool, t.credited) == (1000 + STAKE, 0, 0, 0)
+    assert market.contract.settlement(receipt)["refunded"] == 1000 + STAKE
     assert_conserved(market, task_id)
 
 
 def test_a_result_whose_proof_does_not_verify_reverts(market: Market) -> None:
-    verifier = deploy(market, "MockVerifier", True, False)
+    verifier = mock_verifier(market, False)
     task_id = create(market, verifier=verifier.address)
     join_all(market, task_id, market.trainers[:1])
     play_round(market, task_id, 0, market.trainers[:1])
@@ -735,17 +747,32 @@ def test_the_backup_posts_only_after_the_aggregators_window(market: Market) -> N
     assert market.contract.owed(task_id, market.trainers[1].address) == cumulative(10**18, [2500, 7500])[1]
 
 
-def test_the_backup_window_ends_when_the_next_round_opens(market: Market) -> None:
+def test_the_backup_window_ends_where_the_availability_window_begins(market: Market) -> None:
+    """The backup's window closes at ``final``; the availability window follows, and only its end (the
+    next round's opening) lets anyone settle the round by the fallback."""
     task_id = create(market, rounds=1, max_trainers=2, backup=market.outsider.address, **SHORT)
-    join_all(market, task_id, market.trainers[:2])
-    play_round(market, task_id, 0, market.trainers[:2])
+    a, b = market.trainers[:2]
+    join_all(market, task_id, [a, b])
+    ups = play_round(market, task_id, 0, [a, b])
     seal(market, task_id)
-    advance_to(market, schedule(market, task_id)["final"])
+    when = schedule(market, task_id)
+    assert when["end"] - when["final"] == SHORT["reveal_window"]
+    advance_to(market, when["final"])
     with pytest.raises(ContractRevert) as exc:
         post(market, task_id, 0, [5000, 5000], sender=market.outsider)
     assert revert_name(exc) == "MarketResultWindowClosed"
-    market.contract.settle_without_result(market.trainers[0], task_id)
+    with pytest.raises(ContractRevert) as exc2:  # the availability window is still open
+        market.contract.settle_without_result(market.trainers[0], task_id)
+    assert revert_name(exc2) == "MarketResultWindowOpen"
+    prove(market, task_id, 0, a, ups[a.address])
+    advance_to(market, when["end"])
+
+    receipt = market.contract.settle_without_result(market.trainers[0], task_id)
+
     assert market.contract.round_info(task_id, 0).settlement == "fallback"
+    assert market.contract.settlement(receipt)["trainers"] == 1
+    assert [market.contract.seat(task_id, x.address).earned for x in (a, b)] == [10**18, 0]
+    assert_conserved(market, task_id)
 
 
 # -------------------------------------------------------------- liveness
@@ -753,10 +780,15 @@ def test_fallback_pays_only_revealed_updates_and_gives_them_the_non_revealers_st
     task_id = create(market, rounds=1, reward=1000, stake_wei=STAKE, **SHORT)
     a, b, c = market.trainers[:3]
     join_all(market, task_id, [a, b, c])
-    play_round(market, task_id, 0, [a, b, c], revealers=[a, c])
+    ups = play_round(market, task_id, 0, [a, b, c], revealers=[a, c])
     with pytest.raises(ContractRevert) as exc:
         market.contract.settle_without_result(market.trainers[0], task_id)
     assert revert_name(exc) == "MarketResultWindowOpen"
+    for t in (a, c):
+        prove(market, task_id, 0, t, ups[t.address])  # at the end of the result window
+    with pytest.raises(ContractRevert) as exc2:  # the availability window is still open
+        market.contract.settle_without_result(market.trainers[0], task_id)
+    assert revert_name(exc2) == "MarketResultWindowOpen"
 
     receipt = settle_after_deadline(market, task_id)
 
@@ -772,12 +804,15 @@ def test_fallback_pays_only_revealed_updates_and_gives_them_the_non_revealers_st
 def test_fallback_remainder_goes_to_the_trainers(market: Market) -> None:
     task_id = create(market, rounds=1, reward=1000, **SHORT)
     join_all(market, task_id, market.trainers[:3])
-    play_round(market, task_id, 0, market.trainers[:3])
+    ups = play_round(market, task_id, 0, market.trainers[:3])
+    for t in market.trainers[:3]:
+        prove(market, task_id, 0, t, ups[t.address])
 
     settle_after_deadline(market, task_id)
 
     assert [market.contract.owed(task_id, t.address) for t in market.trainers[:3]] == [333, 333, 334]
     assert market.contract.task(task_id).refunded == 0
+    assert_conserved(market, task_id)
 
 
 def test_an_empty_round_refunds_only_its_pool(market: Market) -> None:

@@ -17,6 +17,7 @@ from tests.contracts.helpers import (
     cumulative,
     play_round,
     post,
+    prove,
     reveal,
     settle_after_deadline,
 )
@@ -171,7 +172,7 @@ def test_eth_sent_with_a_token_reward_reverts(market: Market) -> None:
     assert exc.value.name == "MarketWrongValue"
 
 
-def test_a_token_fallback_pays_the_revealed_updates(market: Market) -> None:
+def test_a_token_fallback_pays_the_updates_proved_available(market: Market) -> None:
     tok = token(market, "TestToken", 1_001)
     task_id = create(market, tok, 1_001, **SHORT)
     a, b = market.trainers[:2]
@@ -180,8 +181,11 @@ def test_a_token_fallback_pays_the_revealed_updates(market: Market) -> None:
     ua, ub = commit(market, task_id, 0, a), commit(market, task_id, 0, b)
     reveal(market, task_id, 0, a, ua)
     reveal(market, task_id, 0, b, ub)
+    prove(market, task_id, 0, a, ua)
+    prove(market, task_id, 0, b, ub)
 
     settle_after_deadline(market, task_id)
 
     assert [market.contract.owed(task_id, t.address) for t in (a, b)] == cumulative(1_001, [1, 1])
     assert market.contract.task(task_id).spec_cid == SPEC
+    assert_conserved(market, task_id)

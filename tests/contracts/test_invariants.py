@@ -3,40 +3,58 @@
 Random sequences over several tasks and trainers at once: create (random rounds, reward, stake, windows,
 backup aggregator, empty rounds to reclaim), join / top up / leave (and joins with the wrong stake),
 commit (valid, junk, wrong round), reveal (valid, wrong salt), seal, post result (random basis points
-and ``lostMask``; and bad sums, paid-and-lost entries, wrong seeds, the wrong sender), settle without a
-result (fallback split or empty-round refund), reclaim, withdraw (to itself or another address),
-withdraw refunds, and time moving by random amounts or to a round's next deadline (the fixed schedule).
+and ``lostMask``; and bad sums, paid-and-lost entries, wrong seeds, the wrong sender), prove an update
+available (its bytes; and wrong bytes, a wrong salt, the wrong round, too early, without a reveal, twice),
+settle without a result (fallback split among the updates proved available, or an empty-round refund),
+reclaim, withdraw (to itself or another address), withdraw refunds, and time moving by random amounts or to
+a round's next scheduled time (the fixed schedule: commits, reveals, result, backup, availability, next round).
+
+Every valid commitment is to a random byte string (the "update"): cid = sha256(bytes), committed as
+keccak(abi.encode(cid, commitment, salt, trainer, task, round)); the machine keeps the preimage per (task,
+round, trainer) so that the trainer can later prove the update available by posting the bytes.
 
 After every step:
 
 * money is conserved to the wei: the contract's balance equals, over every task, escrow + stakes held +
-  carry + credits not withdrawn + refunds not withdrawn; withdrawn + balance equals everything deposited;
-  per task, reward + stakes deposited == credited + refunded + escrow + stakes held + carry + stakes
-  returned;
+  carry + carryPool + credits not withdrawn + refunds not withdrawn; withdrawn + balance equals everything
+  deposited; per task, reward + stakes deposited == credited + refunded + escrow + stakes held + carry +
+  carryPool + stakes returned; carry and carryPool are what the model says;
 * no honest stake is lost: every trainer's stake is exactly what the model says -- a stake is lost only
-  by a committer that did not reveal or an update marked in ``lostMask``, and every settlement's
-  ``StakeLost`` events are exactly those;
-* a settlement credits only the round's revealed updates (with basis points above zero for a result),
-  nobody twice for a round, the round's pool plus the stakes lost (and carried) in full, not a wei to
-  the owner; an empty round refunds its pool only and carries its lost stakes to the next round (the
-  contract hands the carry to the owner's refunds when no round is left: asserted as it is);
-* the fixed schedule holds: a commit lands inside its round's scheduled window, a reveal after commits
-  closed and before the reveal deadline, a result from the aggregator in its window or the backup in the
-  next, never later;
-* the calls that must fail do (wrong stake, wrong round, wrong reveal, bad basis points, wrong seed).
+  by a committer that did not reveal or an update marked in ``lostMask`` (a fallback marks nobody), and every
+  settlement's ``StakeLost`` events are exactly those; no ``StakeLost`` ever names a revealer a result did not
+  mark;
+* a settlement credits exactly what the model computes, to the wei and in join order: a paying result its
+  revealed updates by basis points, a fallback only the updates proved available (an unproved revealer gets
+  0 and keeps its stake), each the round's pool + the stakes lost this round + carry + carryPool (cumulative
+  rounding); a round that pays nobody (an all-lost result, or a fallback with nobody proved) sends its pool to
+  carryPool and its lost stakes to carry; an empty round refunds its pool only and carries its lost stakes;
+  nobody is credited twice for a round;
+* at a task's end (its last round settled, or ``reclaimUnused``): carryPool goes back to the owner, carry is
+  split equally (join order, cumulative rounding) among the trainers still holding a stake that a round paid
+  since they took their seat (``Seat.paid``, read from storage and checked against the model after every
+  step), or, when there is none, among every trainer holding a stake; lost stakes reach the owner only when
+  no trainer holds a stake (asserted at the moment, and as an invariant: the owner's refunds never exceed the
+  reward plus the lost stakes that went to it that way);
+* the fixed schedule holds: period == submit + 2*reveal + result*(1 or 2 with a backup); a commit lands
+  inside its round's scheduled window, a reveal after commits closed and before the reveal deadline, a
+  result from the aggregator in its window or the backup in the next, never after the last result window;
+  a proof of availability only after the last result window;
+* the calls that must fail do (wrong stake, wrong round, wrong reveal, bad basis points, wrong seed, a proof
+  with the wrong bytes / salt / round, before the window, without a reveal, or twice).
 
 At the end every task is driven to its end and everyone withdraws: every balance must reach zero (nothing
 locked). The in-process EVM runs the long campaign (transactions through eth-tester's unlocked accounts, the
 fastest path, with the market's storage read directly); a shorter one runs on Anvil.
 
-Size: ``make test`` runs the fast profile (50 examples x 30 steps, about 40 s of CPU). The issue's campaign,
-200 examples x 30 steps, is ``INVARIANT_PROFILE=full pytest tests/contracts/test_invariants.py`` (about
-160 s of CPU: 2 min 40 s on an idle core, 7 min on a loaded 2-core machine). ``INVARIANT_EXAMPLES`` /
+Size: ``make test`` runs the fast profile (50 examples x 30 steps, about 65 s on a loaded 2-core machine). The
+issue's campaign, 200 examples x 30 steps, is ``make test-invariants`` (``INVARIANT_PROFILE=full pytest
+tests/contracts/test_invariants.py``; about 250 s on the same machine). ``INVARIANT_EXAMPLES`` /
 ``INVARIANT_STEPS`` override either.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +68,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from web3 import Web3
 
 from market.chain.compile import load_artifact
+from tests.contracts.helpers import cumulative
 
 ZERO = "0x" + "00" * 20
 PROFILES = {"fast": (50, 30), "full": (200, 30)}  # (examples, steps): see the module's docstring
@@ -64,7 +83,11 @@ T_OWNER, T_START, T_CURRENT, T_ROUNDS, T_PERIOD = 0, 2, 3, 5, 8
 T_SUBMIT, T_REVEAL_W, T_BACKUP, T_RESULT_W, T_TRAINERS = 6, 7, 9, 10, 11
 T_COMMITTED, T_REVEALED, T_COUNT_ROUND, T_MAX, T_SEAL = 16, 17, 18, 19, 20
 T_REWARD, T_REFUNDED, T_ESCROW, T_CREDITED, T_REFUNDS_WITHDRAWN = 21, 22, 23, 24, 25
-T_STAKE, T_STAKES_HELD, T_CARRY = 26, 27, 28
+T_STAKE, T_STAKES_HELD, T_CARRY, T_CARRY_POOL = 26, 27, 28, 29
+# seat(task, trainer)'s struct (SeatView), by position
+S_INDEX, S_EARNED, S_STAKE, S_AVAILABLE = 0, 3, 4, 6
+S_PAID = 7  # the in-process storage read only: the seat's `paid` flag
+SETTLED_BY_RESULT, SETTLED_BY_FALLBACK, SETTLED_BY_REFUND = 1, 2, 3
 
 
 def _hex(b: Any) -> bytes:
@@ -90,10 +113,11 @@ TASK_STORAGE = [
     ("owner", 20), ("createdBlock", 4),
     ("verifier", 20), ("committedCount", 2), ("revealedCount", 2), ("countRound", 2), ("maxTrainers", 2), ("sealBlock", 4),
     ("reward", 16), ("refunded", 16), ("escrow", 16), ("credited", 16), ("refundsWithdrawn", 16), ("stake", 16),
-    ("stakesHeld", 16), ("carry", 16),
+    ("stakesHeld", 16), ("carry", 16), ("carryPool", 16),
     ("submissionsDigest", 32), ("latestModelCid", 32), ("specCid", 32), ("validationCommitment", 32),
 ]
-SEAT_STORAGE = [("index", 2), ("committedTag", 4), ("revealedTag", 4), ("staked", 1), ("earned", 16)]
+SEAT_STORAGE = [("index", 2), ("committedTag", 4), ("revealedTag", 4), ("staked", 1), ("earned", 16), ("availableTag", 4),
+                ("paid", 1)]
 
 
 def _packed(fields: list[tuple[str, int]]) -> dict[str, tuple[int, int, int]]:
@@ -110,6 +134,14 @@ def _packed(fields: list[tuple[str, int]]) -> dict[str, tuple[int, int, int]]:
 def _mapping_slot(key: int | str, base: int) -> int:
     k = int(key, 16) if isinstance(key, str) else key
     return int.from_bytes(keccak(k.to_bytes(32, "big") + base.to_bytes(32, "big")), "big")
+
+
+
+def _commit_hash(blob: bytes, commitment: bytes, salt: bytes, trainer: str, task_id: int, round_: int) -> bytes:
+    """What a trainer commits to for the update ``blob``: keccak(abi.encode(sha256(blob), commitment, salt,
+    trainer, task, round)) -- the CID's digest is the bytes' sha2-256, as ``proveAvailable`` recomputes it."""
+    types = ["bytes32", "bytes32", "bytes32", "address", "uint256", "uint256"]
+    return keccak(abi_encode(types, [hashlib.sha256(blob).digest(), commitment, salt, trainer, task_id, round_]))
 
 
 def _event_specs(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[tuple[str, str, bool]]]]:
@@ -137,7 +169,11 @@ class EscrowDriver:
         self.tester = tester
         self.accounts = accounts
         contract = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-        tx = contract.constructor().transact({"from": accounts[0], "gas": 8_000_000})
+        # the verifier admin (the deployer), then empty allowlists (the machine's tasks have no verifier)
+        ctor = next(item for item in art["abi"] if item["type"] == "constructor")
+        assert ctor["inputs"][0]["type"] == "address" and all(i["type"].endswith("[]") for i in ctor["inputs"][1:])
+        args = [accounts[0]] + [[] for _ in ctor["inputs"][1:]]
+        tx = contract.constructor(*args).transact({"from": accounts[0], "gas": 8_000_000})
         address = w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
         self.c = w3.eth.contract(address=address, abi=art["abi"])
         self.events = _event_specs(art["abi"])
@@ -146,7 +182,8 @@ class EscrowDriver:
             {"from": accounts[0], "gas": 8_000_000})
         self.lens = w3.eth.contract(address=w3.eth.wait_for_transaction_receipt(tx)["contractAddress"], abi=lens["abi"])
         self._task_type = [_abi_type(o) for o in self.c.functions.getTask(0).abi["outputs"]]
-        self._seat_types = [_abi_type(o) for o in self.c.functions.seat(0, accounts[0]).abi["outputs"]]
+        (seat_view,) = self.c.functions.seat(0, accounts[0]).abi["outputs"]  # a static struct: encoded flat
+        self._seat_types = [_abi_type(o) for o in seat_view["components"]]
         outputs = self.c.functions.getTask(0).abi["outputs"][0]["components"]
         self._task_view = [(o["name"], o["type"]) for o in outputs]  # getTask's order
         self._task_layout = _packed(TASK_STORAGE)
@@ -181,29 +218,66 @@ class EscrowDriver:
             out.append(v)
         return tuple(out)
 
-    def _seat_from(self, state: Any, task_id: int, trainer: str) -> tuple[int, int, int, int, int, bytes]:
+    def _seat_from(self, state: Any, task_id: int, trainer: str) -> tuple[int, int, int, int, int, bytes, int, int]:
+        """``seat(task_id, trainer)`` as SeatView's tuple, without the commitment (b""), plus the seat's ``paid``
+        flag (which no view returns)."""
         word = state.get_storage(self._address, _mapping_slot(trainer, _mapping_slot(task_id, SLOT_SEATS)))
         v = {n: (word >> (8 * off)) & ((1 << (8 * size)) - 1) for n, (_, off, size) in self._seat_layout.items()}
         stake = state.get_storage(self._address, _mapping_slot(trainer, _mapping_slot(task_id, SLOT_STAKES)))
-        return (v["index"], v["committedTag"], v["revealedTag"], v["earned"], stake, b"")
+        return (v["index"], v["committedTag"], v["revealedTag"], v["earned"], stake, b"", v["availableTag"], v["paid"])
 
     def _check_layout(self) -> None:
-        """Create a task with distinct values, join it, and compare the storage reads with getTask and seat."""
+        """Play two rounds of a task with distinct values (a lost stake and a pool carried by a fallback nobody
+        proved available, then an update proved available and paid) and compare the storage reads with getTask
+        and seat after each step, so that every field the machine reads (carry, carryPool, earned, availableTag
+        among them) has been non-zero once."""
         a = self.accounts
         snap = self._snapshot()
-        try:
-            params = (keccak(b"s"), keccak(b"i"), keccak(b"v"), a[2], a[3], ZERO, 7, 61, 32, 63, 5, 3, 9)
-            for fn, value in ((self.c.functions.createTask(params, ZERO, 10**18 + 5), 10**18 + 5),
-                              (self.c.functions.join(1), 9)):
-                self.tester.send_transaction({"from": a[4] if value == 9 else a[0], "to": self.c.address, "value": value,
-                                              "gas": 5_000_000, "data": fn._encode_transaction_data()})
+        fns = self.c.functions
+
+        def send(sender: str, fn: Any, value: int = 0) -> None:
+            self.tester.send_transaction({"from": sender, "to": self.c.address, "value": value, "gas": 5_000_000,
+                                          "data": fn._encode_transaction_data()})
+
+        def compare(what: str) -> None:
             state = self._storage()
-            view = tuple(Web3.to_checksum_address(v) if isinstance(v, str) else v
-                         for v in self.call(self.c.functions.getTask(1)))
+            view = tuple(Web3.to_checksum_address(v) if isinstance(v, str) else v for v in self.call(fns.getTask(1)))
             assert self._task_from(state, 1) == view, \
-                "TASK_STORAGE does not match ContributionMarket's Task struct: update it"
-            seat, view = self._seat_from(state, 1, a[4]), tuple(self.call(self.c.functions.seat(1, a[4])))
-            assert seat[:5] == view[:5], "SEAT_STORAGE does not match ContributionMarket's Seat struct: update it"
+                f"TASK_STORAGE does not match ContributionMarket's Task struct ({what}): update it"
+            for who in a[4:6]:
+                seat, view = self._seat_from(state, 1, who), tuple(self.call(fns.seat(1, who)))
+                assert seat[:5] + seat[6:8] == view[:5] + view[6:8], \
+                    f"SEAT_STORAGE does not match ContributionMarket's Seat struct ({what}): update it"
+
+        try:
+            reward = 10**18 + 5
+            params = (keccak(b"s"), keccak(b"i"), keccak(b"v"), a[2], a[3], ZERO, 7, 61, 32, 63, 5, 3, 9)
+            send(a[0], fns.createTask(params, ZERO, reward), reward)
+            send(a[4], fns.join(1), 9)
+            send(a[5], fns.join(1), 9)
+            compare("joined")
+            period = self.call(fns.getTask(1))[T_PERIOD]
+            for r, committers in ((0, a[4:6]), (1, a[4:5])):
+                opens, submit, _, _, final = self.call(fns.schedule(1))
+                blob, commitment, salt = b"update %d" % r, keccak(b"c%d" % r), keccak(b"salt%d" % r)
+                for who in committers:
+                    send(who, fns.commit(1, r, _commit_hash(blob, commitment, salt, who, 1, r)))
+                self._set_time(submit)
+                send(a[4], fns.reveal(1, r, hashlib.sha256(blob).digest(), commitment, salt))
+                self._set_time(final)
+                if r == 1:
+                    send(a[4], fns.proveAvailable(1, r, commitment, salt, blob))
+                compare(f"round {r} revealed")
+                self._set_time(opens + period)
+                send(a[9], fns.settleWithoutResult(1))
+                compare(f"round {r} settled")
+            task, seat = self.call(fns.getTask(1)), self.call(fns.seat(1, a[4]))
+            assert task[T_CARRY] == task[T_CARRY_POOL] == 0 and seat[S_AVAILABLE] == 2 and seat[S_EARNED] > 0, \
+                "the layout check's rounds did not go as planned"
+            # `paid`: a[4] was credited by round 1, a[5] lost its seat in round 0
+            state = self._storage()
+            assert (self._seat_from(state, 1, a[4])[S_PAID], self._seat_from(state, 1, a[5])[S_PAID]) == (1, 0), \
+                "SEAT_STORAGE's `paid` does not match ContributionMarket's Seat struct: update it"
         finally:
             self._revert(snap)
 
@@ -344,15 +418,29 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             self.seats_made: dict[int, int] = {}  # per task: seats ever allocated (trainerCount)
             self.max_trainers: dict[int, int] = {}
             self.kept: dict[tuple[int, int], bytes] = {}  # seeds `seal` kept, by (task, round)
+            # (task, round) -> committer -> (cid, commitment, salt) of a valid commit (None: junk)
             self.commits: dict[tuple[int, int], dict[str, tuple[bytes, bytes, bytes] | None]] = {}
+            self.blobs: dict[tuple[int, int, str], bytes] = {}  # the update bytes each valid commit hashes
             self.reveals: dict[tuple[int, int], set[str]] = {}
+            self.available: dict[tuple[int, int], set[str]] = {}  # proved available (proveAvailable)
             self.credited_keys: set[tuple[int, int, str]] = set()
+            self.carry: dict[int, int] = {}  # the model: lost stakes carried (per task)
+            self.carry_pool: dict[int, int] = {}  # the model: pools carried (per task)
+            self.stakes_to_owner: dict[int, int] = {}  # lost stakes refunded to the owner (no paid stakeholder)
+            self.paid_seat: set[tuple[int, str]] = set()  # (task, trainer): a round credited it since it took its seat
+            self.lost_log: set[tuple[int, int, str]] = set()  # every StakeLost: (task, round, trainer)
+            self.marked_log: set[tuple[int, int, str]] = set()  # updates a result marked in lostMask
             self.nonce = 0
 
         # ------------------------------------------------------------ helpers
         def _bytes32(self) -> bytes:
             self.nonce += 1
             return keccak(self.nonce.to_bytes(8, "big"))
+
+        def _blob(self) -> bytes:
+            """A fresh "update": random bytes of a varying length (1 to 4 words, plus 0 to 6 bytes)."""
+            word = self._bytes32()
+            return word * (1 + self.nonce % 4) + word[: self.nonce % 7]
 
         def _task(self, i: int) -> int:
             return self.tasks[i % len(self.tasks)]
@@ -365,6 +453,39 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
 
         def _opens(self, s: tuple[Any, ...], r: int) -> int:
             return int(s[T_START]) + r * int(s[T_PERIOD])
+
+        def _results_end(self, s: tuple[Any, ...], r: int) -> int:
+            """When round ``r``'s last result window closes (the backup's, if any): its availability window opens."""
+            backup = s[T_BACKUP] != ZERO
+            return self._opens(s, r) + s[T_SUBMIT] + s[T_REVEAL_W] + s[T_RESULT_W] * (2 if backup else 1)
+
+        def _holders(self, task_id: int, paid_only: bool = True) -> list[str]:
+            """The trainers holding a stake in ``task_id`` (that a round paid since they took their seat, unless
+            not ``paid_only``), in seat order (the model's)."""
+            out = [a for a in self.trainers if self.stake_of.get((task_id, a), 0)]
+            assert all((task_id, a) in self.join_index for a in out), "a stake held without a seat"
+            if paid_only:
+                out = [a for a in out if (task_id, a) in self.paid_seat]
+            return sorted(out, key=lambda a: self.join_index[(task_id, a)])
+
+        def _task_end(self, task_id: int, carry: int, carry_pool: int) -> tuple[int, list[tuple[str, int]]]:
+            """The model of a task's end: (refund to the owner, credits): carryPool back to the owner; the carried
+            lost stakes split equally among the trainers still holding a stake that a round paid since they took
+            their seat (``Seat.paid``), else among every trainer holding a stake, to the owner only if none does."""
+            holders = self._holders(task_id) or self._holders(task_id, paid_only=False)
+            refund, credits = carry_pool, []
+            if carry and holders:
+                credits = [(a, x) for a, x in zip(holders, cumulative(carry, [1] * len(holders))) if x]
+                event("task end: lost stakes split among the " + ("paid " if self._holders(task_id) else "")
+                      + "stakeholders")
+            elif carry:
+                assert not holders, "lost stakes refunded to the owner while a trainer holds a stake"
+                refund += carry
+                self.stakes_to_owner[task_id] += carry
+                event("task end: lost stakes to the owner (no stakeholder)")
+            if carry_pool:
+                event("task end: carried pool to the owner")
+            return refund, credits
 
         def _send(self, sender: str, fn: Any, value: int = 0) -> list[tuple[str, dict[str, Any]]] | None:
             events = self.d.send(sender, fn, value)
@@ -391,32 +512,73 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     self.join_index[key] = expected
                 elif name == "SeedKept":
                     self.kept[(int(args["taskId"]), int(args["round"]))] = bytes(args["seed"])
-                elif name == "TrainerCredited":
-                    key = (int(args["taskId"]), int(args["round"]), args["trainer"])
-                    assert key not in self.credited_keys, f"credited twice: {key}"
-                    assert args["trainer"] in self.reveals.get(key[:2], set()), f"credited without a reveal: {key}"
-                    self.credited_keys.add(key)
+            names = {n for n, _ in events or []}
+            if "TrainerCredited" in names:  # checked against the model by _settled / reclaim
+                assert names & {"RoundSettled", "TaskReclaimed"}, "a credit outside a settlement"
             return events
 
         def _free_seat(self, task_id: int, trainer: str) -> None:
             self.free[task_id].append(self.join_index.pop((task_id, trainer)))
+            self.paid_seat.discard((task_id, trainer))
 
         def _settled(self, task_id: int, before: tuple[Any, ...], events: list[tuple[str, dict[str, Any]]],
                      marked: set[str], paid: dict[str, int] | None) -> None:
-            """Check a settlement of round ``before[T_CURRENT]``: who lost a stake, who was credited, and
-            that the pool, the lost stakes and the carry went where they must."""
+            """Check a settlement of round ``before[T_CURRENT]`` against the model: who lost a stake, who was
+            credited how much (to the wei, in order), and where the pool, the lost stakes, carry and carryPool
+            went (``paid``: a result's basis points by revealed trainer; None for settleWithoutResult)."""
             r = int(before[T_CURRENT])
             (settled,) = [a for n, a in events if n == "RoundSettled"]
-            event(f"settled: {('result', 'fallback', 'refund')[int(settled['mode']) - 1]}")
+            mode = int(settled["mode"])
+            event(f"settled: {('result', 'fallback', 'refund')[mode - 1]}")
             assert int(settled["round"]) == r
             committed = self.commits.get((task_id, r), {})
             revealed = self.reveals.get((task_id, r), set())
+            available = self.available.get((task_id, r), set())
+            assert available <= revealed, "proved available without a reveal"
+            if mode == SETTLED_BY_RESULT:
+                assert paid is not None and revealed
+            else:
+                assert paid is None and not marked
+                assert (mode == SETTLED_BY_REFUND) == (not revealed), "a fallback without reveals, or a refund with"
             at_fault = (set(committed) - revealed) | marked
             expected = {t: self.stake_of.get((task_id, t), 0) for t in at_fault}
             lost = {a["trainer"]: int(a["amount"]) for n, a in events if n == "StakeLost"}
             assert lost == {t: v for t, v in expected.items() if v}, f"stakes lost {lost}, expected {expected}"
             for t in lost:
+                # no honest stake lost: a revealer loses its stake only when a result marks it
+                assert t not in revealed or t in marked, f"task {task_id} round {r}: {t} revealed, unmarked, lost its stake"
                 self.stake_of[(task_id, t)] = 0
+                self.lost_log.add((task_id, r, t))
+            for t in marked:
+                self.marked_log.add((task_id, r, t))
+            order = {a: self.join_index[(task_id, a)] for a in revealed}  # seats before any is freed
+
+            # the model of the round's money
+            pool, lost_sum = self._pool(before, r), sum(lost.values())
+            carry, carry_pool = self.carry[task_id], self.carry_pool[task_id]
+            assert (before[T_CARRY], before[T_CARRY_POOL]) == (carry, carry_pool)
+            refund, round_credits = 0, []
+            if mode == SETTLED_BY_REFUND:  # empty round: its pool back, the lost stakes carried
+                refund, carry = pool, carry + lost_sum
+            else:
+                if mode == SETTLED_BY_RESULT:
+                    payees = sorted(revealed, key=order.__getitem__)
+                    weights = [paid[a] for a in payees]
+                    if not any(weights):  # every update lost
+                        event("all-lost zero result")
+                        assert marked == revealed, "a zero result without every revealed update marked lost"
+                        payees = []
+                else:  # the fallback: an equal split among the updates proved available
+                    payees = sorted(available, key=order.__getitem__)
+                    weights = [1] * len(payees)
+                    event(f"fallback: {len(payees)} of {len(revealed)} revealers proved available")
+                if payees:
+                    total = pool + carry + carry_pool + lost_sum
+                    round_credits = [(a, x) for a, x in zip(payees, cumulative(total, weights)) if x]
+                    carry = carry_pool = 0
+                    self.paid_seat.update((task_id, a) for a, _ in round_credits)  # `Seat.paid`: a credit above 0
+                else:  # nobody paid: the pool and the lost stakes carry over
+                    carry, carry_pool = carry + lost_sum, carry_pool + pool
             # seats given up, in seat order: committers that lost a stake by not revealing, then (after the
             # credits) the updates marked lost
             for t in sorted((x for x in lost if x not in revealed), key=lambda x: self.join_index[(task_id, x)]):
@@ -425,32 +587,37 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                 self._free_seat(task_id, t)
             if lost:
                 event("stakes lost" + (" (lostMask)" if marked & set(lost) else ""))
-            credits = {a["trainer"]: int(a["amount"]) for n, a in events if n == "TrainerCredited"}
-            if paid is not None:
-                assert set(credits) <= {t for t, b in paid.items() if b}, "a result credited an update it gave 0 bps"
+            end_credits: list[tuple[str, int]] = []
+            if r + 1 >= before[T_ROUNDS]:
+                back, end_credits = self._task_end(task_id, carry, carry_pool)
+                refund += back
+                carry = carry_pool = 0
+            self.carry[task_id], self.carry_pool[task_id] = carry, carry_pool
+
+            credits = [(a["trainer"], int(a["amount"])) for n, a in events if n == "TrainerCredited"]
+            assert all(int(a["round"]) == r for n, a in events if n == "TrainerCredited")
+            if mode == SETTLED_BY_FALLBACK:
+                unproved = {a for a, _ in credits if a not in available}
+                assert not unproved or (not available and {a for a, _ in end_credits} >= unproved), \
+                    f"a fallback credited an update nobody proved available: {unproved}"
+            elif paid is not None:
+                assert {a for a, _ in round_credits} <= {t for t, b in paid.items() if b}, \
+                    "a result credited an update it gave 0 bps"
+            assert credits == round_credits + end_credits, \
+                f"credits {credits}, model {round_credits} + task end {end_credits}"
+            for a, _ in round_credits:
+                assert (task_id, r, a) not in self.credited_keys, f"credited twice: {(task_id, r, a)}"
+                self.credited_keys.add((task_id, r, a))
             after = self._state(task_id)
-            pool, lost_sum = self._pool(before, r), sum(lost.values())
-            last = r + 1 >= before[T_ROUNDS]
-            credited = after[T_CREDITED] - before[T_CREDITED]
-            refunded = after[T_REFUNDED] - before[T_REFUNDED]
-            assert credited == sum(credits.values()) == int(settled["credited"])
+            round_sum, end_sum = sum(x for _, x in round_credits), sum(x for _, x in end_credits)
+            assert int(settled["credited"]) == round_sum + end_sum  # the event counts the task end's split too
+            assert after[T_CREDITED] - before[T_CREDITED] == round_sum + end_sum
+            assert after[T_REFUNDED] - before[T_REFUNDED] == int(settled["refunded"]) == refund
             assert after[T_ESCROW] == before[T_ESCROW] - pool
-            if int(settled["mode"]) == 3:  # empty round: its pool back, the lost stakes carried
-                assert credited == 0
-                carried = before[T_CARRY] + lost_sum
-                assert refunded == pool + (carried if last else 0)
-                assert after[T_CARRY] == (0 if last else carried)
-            elif paid is not None and not any(paid.values()):  # every update lost: pool and stakes carry
-                event("all-lost zero result")
-                assert credited == 0 and not credits
-                assert marked == revealed, "a zero result without every revealed update marked lost"
-                carried = before[T_CARRY] + lost_sum + pool
-                assert refunded == (carried if last else 0)
-                assert after[T_CARRY] == (0 if last else carried)
-            else:  # result or fallback: pool, lost stakes and carry to the paid trainers, to the wei
-                assert credited == pool + lost_sum + before[T_CARRY]
-                assert refunded == 0 and after[T_CARRY] == 0
-                assert credits, "a paid round credited nobody"
+            assert (after[T_CARRY], after[T_CARRY_POOL]) == (carry, carry_pool)
+            if mode != SETTLED_BY_REFUND and round_credits:
+                assert round_sum == pool + lost_sum + before[T_CARRY] + before[T_CARRY_POOL], \
+                    "a paid round did not pay its pool, its lost stakes and every carried amount in full"
 
         # -------------------------------------------------------------- rules
         @initialize(rounds=st.integers(1, 3), reward=st.integers(3, 10**18), stake=st.sampled_from([0, 7, 10**17]),
@@ -485,6 +652,11 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     self.free[task_id] = []
                     self.seats_made[task_id] = 0
                     self.max_trainers[task_id] = max_trainers
+                    self.carry[task_id] = self.carry_pool[task_id] = self.stakes_to_owner[task_id] = 0
+                    s = self._state(task_id)
+                    assert s[T_PERIOD] == submit + 2 * reveal + result * (2 if backup else 1), \
+                        "period != submit + reveal + result (x2 with a backup) + availability (= reveal)"
+                    assert self._results_end(s, 1) + reveal == self._opens(s, 2)
 
         @rule(task=st.integers(0, 20), trainers=st.sets(st.integers(0, TRAINERS - 1), min_size=1), wrong_value=st.booleans())
         def join(self, task: int, trainers: set[int], wrong_value: bool) -> None:
@@ -531,14 +703,16 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                 who = self.trainers[trainer]
                 # (Hypothesis favours the ends of a list: they are the common case)
                 kind = data.draw(st.sampled_from(["valid", "valid", "junk", "valid", "wrong_round", "valid", "valid"]))
-                secret = (self._bytes32(), self._bytes32(), self._bytes32())
-                types = ["bytes32", "bytes32", "bytes32", "address", "uint256", "uint256"]
-                h = keccak(abi_encode(types, [*secret, who, t, r])) if kind == "valid" else self._bytes32()
+                blob, commitment, salt = self._blob(), self._bytes32(), self._bytes32()
+                h = _commit_hash(blob, commitment, salt, who, t, r) if kind == "valid" else self._bytes32()
                 events = self._send(who, self.d.c.functions.commit(t, r + (kind == "wrong_round"), h))
                 if kind == "wrong_round":
                     assert events is None, "a commit for another round went through"
                 elif events is not None:
+                    secret = (hashlib.sha256(blob).digest(), commitment, salt)
                     self.commits.setdefault((t, r), {})[who] = secret if kind == "valid" else None
+                    if kind == "valid":
+                        self.blobs[(t, r, who)] = blob
                     s = self._state(t)
                     opens, when = self._opens(s, r), self.d.last_timestamp()
                     assert opens <= when < opens + s[T_SUBMIT], "a commit outside the round's scheduled window"
@@ -651,10 +825,65 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                 when = self.d.last_timestamp()
                 assert (sender, when < result_dl) in ((self.aggregator, True), (self.backup, False)), \
                     "a result from the wrong poster for its window"
-                assert when < self._opens(before, r + 1), "a result after the round's last window"
+                assert when < self._results_end(before, r), "a result after the round's last result window"
+                assert not self.available.get((t, r)), "a result after an update was proved available"
             if events is not None:
                 marked = {revealed[j] for j in range(n) if (mask >> j) & 1}
                 self._settled(t, before, events, marked, dict(zip(revealed, bps)))
+
+        @rule(task=st.integers(0, 20), data=st.data())
+        def prove_available(self, task: int, data: st.DataObject) -> None:
+            """Trainers prove this round's update available (``proveAvailable``: the update's bytes, which must
+            hash into their commitment), mostly revealers, mostly in the availability window: the bytes
+            committed to, or wrong bytes, a wrong salt, the wrong round; a second proof; too early; without a
+            reveal. Exactly the valid proofs of revealers after the last result window go through."""
+            t = self._task(task)
+            s = self._state(t)
+            r = int(s[T_CURRENT])
+            revealed = sorted(self.reveals.get((t, r), set()))
+            if r < s[T_ROUNDS] and data.draw(st.sampled_from([True, True, False])):
+                self.d.advance_to(self._results_end(s, r) + data.draw(st.sampled_from([0, 0, 1, -1, 5])))
+            candidates = revealed if revealed and data.draw(st.integers(0, 4)) else self.trainers
+            self._prove(t, data, sorted(data.draw(st.sets(st.sampled_from(candidates), min_size=1))),
+                        ["valid", "valid", "wrong_bytes", "twice", "valid", "wrong_salt", "wrong_round", "valid"])
+
+        def _prove(self, t: int, data: st.DataObject, provers: list[str], kinds: list[str]) -> None:
+            """``provers`` each try ``proveAvailable`` for task ``t``'s current round, the kind of try drawn from
+            ``kinds``; a try must go through exactly when it is valid, by a revealer not yet proved, in the window."""
+            s = self._state(t)
+            r = int(s[T_CURRENT])
+            for who in provers:
+                kind = data.draw(st.sampled_from(kinds))
+                secret = self.commits.get((t, r), {}).get(who)
+                blob = self.blobs.get((t, r, who))
+                _, commitment, salt = secret or (None, self._bytes32(), self._bytes32())
+                if blob is None:
+                    blob = self._blob()
+                if kind == "wrong_bytes":  # one byte more, one less, or one flipped
+                    blob = data.draw(st.sampled_from([blob + b"\x00", blob[:-1], bytes([blob[0] ^ 1]) + blob[1:]]))
+                elif kind == "wrong_salt":
+                    salt = self._bytes32()
+                round_ = r + 1 if kind == "wrong_round" else r
+                ok = (kind in ("valid", "twice") and r < s[T_ROUNDS] and who in self.reveals.get((t, r), set())
+                      and who not in self.available.get((t, r), set()))
+                window = self._results_end(s, r)
+                earliest = self.d.now()
+                fn = self.d.c.functions.proveAvailable(t, round_, commitment, salt, blob)
+                events = self._send(who, fn)
+                if events is None:
+                    assert not ok or earliest < window, f"a valid proof of availability was refused ({kind})"
+                    event("proof refused" + (": before the availability window" if ok else f": {kind}"))
+                    continue
+                assert ok, f"a proof of availability went through: {kind}, round {round_} of {r}"
+                when = self.d.last_timestamp()
+                assert when >= window, "a proof of availability before the last result window closed"
+                (proved,) = [a for n, a in events if n == "UpdateAvailable"]
+                assert (proved["trainer"], int(proved["round"]), bytes(proved["cid"])) == (who, r, secret[0])
+                self.available.setdefault((t, r), set()).add(who)
+                assert self.d.read_all([t], [who])[1][(t, who)][S_AVAILABLE] == r + 1
+                event("proved available" + (" after the round's end" if when >= self._opens(s, r + 1) else ""))
+                if kind == "twice":
+                    assert self._send(who, fn) is None, "proved available twice"
 
         @rule(task=st.integers(0, 20), data=st.data())
         def play_round(self, task: int, data: st.DataObject) -> None:
@@ -692,14 +921,26 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             if self.commits.get((t, r)):
                 self.reveal(task, data)
                 self.money_is_conserved()
-            ending = data.draw(st.sampled_from(["result", "result", "backup", "settle", "none", "result", "result"]))
+            ending = data.draw(st.sampled_from(["result", "available", "backup", "result", "settle", "none", "result",
+                                                "available", "result"]))
+            event(f"ending {ending}")
             if ending in ("result", "backup"):
                 if not self._state(t)[T_SEAL]:
                     self.d.advance_to(reveal_dl)  # so that the round can be sealed
                 if ending == "backup" and s[T_BACKUP] != ZERO:
                     self.d.advance_to(result_dl)
                 self._post(t, data, ["valid", "valid", "all_lost", "valid"], right_sender=True)
-            elif ending == "settle":
+            elif ending in ("settle", "available"):  # no result: some revealers prove their updates, then the fallback
+                revealed = sorted(self.reveals.get((t, r), set()))
+                if revealed:
+                    if ending == "available" and self.d.now() < self._results_end(s, r):  # too early: refused
+                        self._prove(t, data, revealed[:1], ["valid"])
+                    # each revealer proves its update or not; some late, once the round has ended
+                    late = ending == "available" and data.draw(st.sampled_from([False, True]))
+                    self.d.advance_to(self._opens(s, r + 1) if late else self._results_end(s, r))
+                    provers = [a for a in revealed if data.draw(st.sampled_from([True, False, True]))]
+                    self._prove(t, data, provers, ["valid", "valid", "wrong_bytes", "valid", "twice", "valid"])
+                    self.money_is_conserved()
                 self.d.advance_to(self._opens(s, r + 1))
                 self.settle(task, data.draw(st.integers(0, TRAINERS - 1)))
 
@@ -719,16 +960,30 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
 
         @rule(task=st.integers(0, 20), owner=st.integers(0, 1))
         def reclaim(self, task: int, owner: int) -> None:
-            t = self._task(task)
+            self._reclaim(self._task(task), self.owners[owner])
+
+        def _reclaim(self, t: int, sender: str) -> bool:
+            """``reclaimUnused`` from ``sender``; if it went through, check it against the model: the escrow and
+            carryPool to the owner, the carried lost stakes to the stakeholders (the owner only if none)."""
             before = self._state(t)
-            events = self._send(self.owners[owner], self.d.c.functions.reclaimUnused(t))
+            events = self._send(sender, self.d.c.functions.reclaimUnused(t))
             if events is not None:
                 k, streak = before[12], before[13]  # emptyRoundsToReclaim, emptyStreak
                 assert k and streak >= k, "reclaimed before k empty rounds in a row"
+                assert (before[T_CARRY], before[T_CARRY_POOL]) == (self.carry[t], self.carry_pool[t])
+                back, credits = self._task_end(t, self.carry[t], self.carry_pool[t])
+                self.carry[t] = self.carry_pool[t] = 0
                 after = self._state(t)
-                assert after[T_REFUNDED] - before[T_REFUNDED] == before[T_ESCROW] + before[T_CARRY]
+                (reclaimed,) = [a for n, a in events if n == "TaskReclaimed"]
+                assert after[T_REFUNDED] - before[T_REFUNDED] == int(reclaimed["amount"]) == before[T_ESCROW] + back
+                got = [(a["trainer"], int(a["amount"])) for n, a in events if n == "TrainerCredited"]
+                assert got == credits, f"reclaim credited {got}, model {credits}"
+                assert all(int(a["round"]) == int(before[T_CURRENT]) for n, a in events if n == "TrainerCredited")
+                assert after[T_CREDITED] - before[T_CREDITED] == sum(x for _, x in credits)
+                assert (after[T_ESCROW], after[T_CARRY], after[T_CARRY_POOL]) == (0, 0, 0)
                 assert after[T_CURRENT] == after[T_ROUNDS]
                 event("reclaimed")
+            return events is not None
 
         @rule(task=st.integers(0, 20), trainers=st.sets(st.integers(0, TRAINERS - 1), min_size=1), to_other=st.booleans())
         def withdraw(self, task: int, trainers: set[int], to_other: bool) -> None:
@@ -745,15 +1000,18 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
         def advance_time(self, seconds: int) -> None:
             self.d.advance(seconds)
 
-        @rule(task=st.integers(0, 20), which=st.sampled_from(["next", "commits", "reveals", "next", "result", "final", "next"]))
+        @rule(task=st.integers(0, 20), which=st.sampled_from(["next", "commits", "reveals", "next", "result",
+                                                              "availability", "final", "next"]))
         def advance_to_deadline(self, task: int, which: str) -> None:
             """To the next of the current round's scheduled times (opens, commits close, reveals close, the
-            aggregator's window closes, the next round opens), or to a given one."""
+            aggregator's window closes, the last result window closes = the availability window opens, the
+            round ends = the next round opens), or to a given one."""
             s = self._state(self._task(task))
             r = min(int(s[T_CURRENT]), int(s[T_ROUNDS]) - 1)
             opens = self._opens(s, r)
             times = {"opens": opens, "commits": opens + s[T_SUBMIT], "reveals": opens + s[T_SUBMIT] + s[T_REVEAL_W],
-                     "result": opens + s[T_SUBMIT] + s[T_REVEAL_W] + s[T_RESULT_W], "final": self._opens(s, r + 1)}
+                     "result": opens + s[T_SUBMIT] + s[T_REVEAL_W] + s[T_RESULT_W],
+                     "availability": self._results_end(s, r), "final": self._opens(s, r + 1)}
             if which == "next":
                 now = self.d.now()
                 when = min((x for x in times.values() if x > now), default=now)
@@ -770,14 +1028,31 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                 earned = 0
                 for a in self.trainers:
                     seat = seats[(t, a)]
-                    earned += seat[3]
-                    assert seat[4] == self.stake_of.get((t, a), 0), f"task {t} trainer {a}: stake {seat[4]}, model {self.stake_of.get((t, a), 0)}"
+                    earned += seat[S_EARNED]
+                    if len(seat) > S_PAID:  # the in-process read has the seat's `paid` flag
+                        assert bool(seat[S_PAID]) == ((t, a) in self.paid_seat), f"task {t} trainer {a}: paid flag off the model"
+                    assert seat[S_STAKE] == self.stake_of.get((t, a), 0), f"task {t} trainer {a}: stake {seat[S_STAKE]}, model {self.stake_of.get((t, a), 0)}"
                 assert s[T_STAKES_HELD] == sum(self.stake_of.get((t, a), 0) for a in self.trainers)
+                assert (s[T_CARRY], s[T_CARRY_POOL]) == (self.carry[t], self.carry_pool[t]), "carry or carryPool off the model"
                 assert self.task_in[t] == (s[T_CREDITED] + s[T_REFUNDED] + s[T_ESCROW] + s[T_STAKES_HELD] + s[T_CARRY]
-                                           + self.task_returned[t])
-                held += s[T_ESCROW] + s[T_STAKES_HELD] + s[T_CARRY] + earned + s[T_REFUNDED] - s[T_REFUNDS_WITHDRAWN]
+                                           + s[T_CARRY_POOL] + self.task_returned[t])
+                held += (s[T_ESCROW] + s[T_STAKES_HELD] + s[T_CARRY] + s[T_CARRY_POOL] + earned
+                         + s[T_REFUNDED] - s[T_REFUNDS_WITHDRAWN])
+                # lost stakes reach the owner only when no trainer holds a stake (checked at the moment in _task_end)
+                assert s[T_REFUNDED] <= s[T_REWARD] + self.stakes_to_owner[t], "the owner got more than its reward back"
             assert balance == held
             assert balance + self.withdrawn == self.deposited
+
+        @invariant()
+        def no_honest_stake_lost(self) -> None:
+            """Every stake ever lost was a committer's that did not reveal, or a revealed update a result marked;
+            and every update proved available was revealed by its prover."""
+            for t, r, who in self.lost_log:
+                assert who in self.commits.get((t, r), {}), f"{who} lost a stake in round {r} of task {t} without committing"
+                assert who not in self.reveals.get((t, r), set()) or (t, r, who) in self.marked_log, \
+                    f"{who} revealed in round {r} of task {t}, was not marked, and lost its stake"
+            for (t, r), proved in self.available.items():
+                assert proved <= self.reveals.get((t, r), set())
 
         def teardown(self) -> None:
             for t in self.tasks:
@@ -785,23 +1060,39 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     s = self._state(t)
                     if s[T_CURRENT] >= s[T_ROUNDS]:
                         break
-                    self.d.advance_to(self._opens(s, int(s[T_CURRENT]) + 1))
-                    before = s
+                    if self._reclaim(t, s[T_OWNER]):  # abandoned: the owner takes the rest back
+                        continue
+                    r = int(s[T_CURRENT])
+                    if t % 2:  # odd tasks: every revealer proves its update (even ones: nobody does)
+                        self.d.advance_to(self._results_end(s, r))
+                        for who in sorted(self.reveals.get((t, r), set()) - self.available.get((t, r), set())):
+                            secret = self.commits[(t, r)][who]
+                            assert secret is not None
+                            fn = self.d.c.functions.proveAvailable(t, r, secret[1], secret[2], self.blobs[(t, r, who)])
+                            assert self._send(who, fn) is not None, "a revealer could not prove its update available"
+                            self.available.setdefault((t, r), set()).add(who)
+                    self.d.advance_to(self._opens(s, r + 1))
+                    before = self._state(t)
                     events = self._send(self.outsider, self.d.c.functions.settleWithoutResult(t))
                     assert events is not None, "a round could not be settled after its windows"
                     self._settled(t, before, events, set(), None)
+                    self.money_is_conserved()
                 s = self._state(t)
                 assert s[T_CURRENT] >= s[T_ROUNDS]
                 if s[T_REFUNDED] > s[T_REFUNDS_WITHDRAWN]:
                     assert self._send(s[T_OWNER], self.d.c.functions.withdrawRefund(t)) is not None
                 _, seats, _ = self.d.read_all([t], self.trainers)
                 for a in self.trainers:
-                    if seats[(t, a)][3] or seats[(t, a)][4]:  # credits or a stake: owed now the task ended
+                    if seats[(t, a)][S_EARNED] or seats[(t, a)][S_STAKE]:  # credits or a stake: owed now the task ended
                         assert self._send(a, self.d.c.functions.withdraw(t)) is not None
                 _, seats, _ = self.d.read_all([t], self.trainers)
-                assert all(seats[(t, a)][3:5] == (0, 0) for a in self.trainers), "a trainer could not withdraw to zero"
+                assert all(seats[(t, a)][S_EARNED:S_STAKE + 1] == (0, 0) for a in self.trainers), \
+                    "a trainer could not withdraw to zero"
                 s = self._state(t)
-                assert (s[T_ESCROW], s[T_STAKES_HELD], s[T_CARRY], s[T_REFUNDED] - s[T_REFUNDS_WITHDRAWN]) == (0, 0, 0, 0)
+                assert (s[T_ESCROW], s[T_STAKES_HELD], s[T_CARRY], s[T_CARRY_POOL], s[T_REFUNDED] - s[T_REFUNDS_WITHDRAWN]) \
+                    == (0, 0, 0, 0, 0)
+                self.money_is_conserved()
+                self.no_honest_stake_lost()
             assert self.d.balance() == 0, "funds locked after every task ended and everyone withdrew"
             assert self.withdrawn == self.deposited
 

@@ -114,12 +114,27 @@ def test_round_state_follows_the_contract_through_every_phase(market: Market) ->
     s = round_state(market.contract.task(task_id), market.chain.clock())
     assert (s.round, s.phase) == (1, "waiting") and s.text().startswith("round opens in ")
 
-    play_round(market, task_id, 1, [a, b])
+    ups = play_round(market, task_id, 1, [a, b])
     assert phase(market, task_id) == "closed"
     advance_to(market, schedule(market, task_id)["result"])
     s = round_state(market.contract.task(task_id), market.chain.clock())
     assert s.phase == "backup" and s.text().startswith("the aggregator missed its window")
-    advance_to(market, schedule(market, task_id)["final"])
+    with pytest.raises(ContractRevert) as exc2:  # the contract agrees: not yet the availability window
+        market.contract.prove_available(a, task_id, 1, ups[a.address].commitment, ups[a.address].salt,
+                                        ups[a.address].blob)
+    assert exc2.value.name == "MarketNotAvailabilityWindow"
+    when = schedule(market, task_id)
+    advance_to(market, when["final"])
+    s = round_state(market.contract.task(task_id), market.chain.clock())
+    assert s.phase == "availability" and s.text().startswith("no result came: revealed trainers prove")
+    assert (s.final_deadline, s.round_end) == (when["final"], when["end"])
+    assert 0 < s.seconds_left <= SHORT["reveal_window"]  # type: ignore[operator]
+    market.contract.prove_available(a, task_id, 1, ups[a.address].commitment, ups[a.address].salt,
+                                    ups[a.address].blob)  # the contract agrees: the window is open
+    with pytest.raises(ContractRevert) as exc3:  # ... and it is not settleable yet
+        market.contract.settle_without_result(market.outsider, task_id)
+    assert exc3.value.name == "MarketResultWindowOpen"
+    advance_to(market, when["end"])
     s = round_state(market.contract.task(task_id), market.chain.clock())
     assert s.phase == "settleable" and f"market task settle {task_id} --round 1" in s.text()
     market.contract.settle_without_result(market.outsider, task_id)

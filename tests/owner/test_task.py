@@ -27,7 +27,7 @@ def test_create_task_sends_the_schedule_the_stake_the_backup_and_the_reclaim_rul
 
         assert (info.submit_window, info.reveal_window, info.result_window) == (120, 45, 90)
         assert info.backup == env.accounts[2].address and info.aggregator == env.accounts[1].address
-        assert info.period == 120 + 45 + 90 + 90  # the backup's window comes after the aggregator's
+        assert info.period == 120 + 45 + 90 + 90 + 45  # the backup's window, then availability (= reveal window)
         assert info.opens_at(1) - info.opens_at(0) == info.period and info.round_opened_at == info.start_at
         assert (info.stake, info.empty_rounds_to_reclaim, info.max_trainers) == (10**16, 2, 3)
         opens, submit, reveal, result, final = env.contract.schedule(created.task_id)
@@ -41,7 +41,7 @@ def test_without_a_backup_the_period_has_one_result_window(tmp_path: Path) -> No
         assert request.backup is None and request.stake_wei == 0 and request.empty_rounds_to_reclaim == 0
         info = env.contract.task(create_task(env.contract, env.store, env.accounts[0], request).task_id)
 
-        assert int(info.backup, 16) == 0 and info.period == 3600 + 600 + 3600
+        assert int(info.backup, 16) == 0 and info.period == 3600 + 600 + 3600 + 600
 
 
 @pytest.mark.parametrize(("field", "value"), [("submit_window", 59), ("reveal_window", 29), ("result_window", 59),

@@ -246,3 +246,30 @@ def test_a_timeout_before_any_submission_is_still_an_error(env: Environment) -> 
 
     with pytest.raises(MarketError, match="timed out after 1 s waiting for round 0 of task"):
         me.run(task_id, timeout=1, poll=0.1, say=lambda line: None)
+
+
+def test_a_node_proves_its_update_available_when_no_result_comes_and_the_fallback_pays_it(env: Environment) -> None:
+    task_id = post(env, rounds=1, max_trainers=2)
+    me, other = node(env, 0), node(env, 1)
+    other.join(task_id)
+
+    def silent_aggregator(r: int) -> None:  # nobody posts: time runs past every result window
+        other.reveal_round(task_id)
+        info = env.contract.task(task_id)
+        env.chain.advance_to(info.opens_at(r) + info.results_end_offset)
+
+    lines, record = recorder(env, task_id, on_commit=lambda r: other.run_round(task_id), on_reveal=silent_aggregator)
+
+    def say(line: str) -> None:
+        record(line)
+        if re.match(r"round 0: no result came; proved the update bafk\w+ available on chain \(\d+ gas\)$", line):
+            env.chain.advance_to(env.contract.task(task_id).opens_at(1))  # the availability window ends
+
+    summary = me.run(task_id, say=say)
+
+    assert any(ln.startswith("round 0: no result came; proved the update ") for ln in lines), lines
+    assert "round 0: its windows are over: settled it (fallback)" in lines
+    assert env.contract.available(task_id, 0) == [me.address]  # the other trainer never proved its update
+    assert summary.total_credited_wei == ETH and env.contract.credited(task_id, 0) == {me.address: ETH}
+    assert any(ln == "round 0: settled without the aggregator's result (equal split among the updates proved "
+               "available): credited 1.000000 ETH" for ln in lines), lines

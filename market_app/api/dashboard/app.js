@@ -146,7 +146,7 @@ function scheduleLine(task) {
   const now = task.status === "finished" ? "finished" :
     `round ${task.current_round}: ${task.round_state} · ${task.committed_count} committed · ${task.revealed_count} revealed · ${task.round_state_text}`;
   return h("div", { class: "muted", id: "task-schedule" },
-    `every ${task.period} s: commit ${task.submit_window} s · reveal ${task.reveal_window} s · result ${task.result_window} s${backup} · ${stake} · `,
+    `every ${task.period} s: commit ${task.submit_window} s · reveal ${task.reveal_window} s · result ${task.result_window} s${backup} · availability ${task.reveal_window} s · ${stake} · `,
     h("span", { id: "task-phase", "data-phase": task.round_state }, now));
 }
 
