@@ -32,8 +32,7 @@ import {IRoundVerifier} from "./IRoundVerifier.sol";
 /// after `emptyRoundsToReclaim` empty rounds in a row (never, if 0). A pool nobody earned (every
 /// update invalid, or none proved available) carries over to the next round and, after the last,
 /// back to the owner; the last round's unpaid lost stakes are split among the trainers still holding a
-/// stake that a round paid since they took their seat (or, with none, every trainer holding a stake):
-/// a lost stake goes to the owner only when no trainer holds a stake.
+/// stake that a round paid since they took their seat, and go to the owner only when there is none.
 /// Stakes come back when the task ends or when the trainer leaves between rounds. A proof task's
 /// verifier must have a code hash on the market's allowlist as a verifier, and every contract it calls
 /// (`components`) as a component; only the `verifierAdmin` fixed at deployment extends the list.
@@ -1124,25 +1123,25 @@ contract ContributionMarket is ReentrancyGuard {
     }
 
     /// @dev Stakes lost in rounds that paid nobody, paid out when the task ends: split equally among the
-    /// trainers still holding a stake that a round paid since they took their seat (a seat taken only to
-    /// collect gets nothing), or, when there is none, among every trainer still holding a stake; returned
-    /// (for the owner) only when no trainer holds a stake.
+    /// trainers still holding a stake that a round paid since they took their seat; returned (for the owner)
+    /// only when there is none, i.e. when no trainer holding a stake ever contributed anything the task paid
+    /// for (paying whoever merely holds a stake would let sybils that join late take it, and the trainer that
+    /// lost it buy it back).
     function _payCarriedStakes(Task storage t, uint256 taskId, uint256 round) private returns (uint256 unpaid) {
         uint256 total = t.carry;
         if (total == 0) return 0;
         t.carry = 0;
-        bool paidOnly = true;
-        uint256 holders = _stakeholders(t, taskId, true);
-        if (holders == 0) {
-            paidOnly = false;
-            holders = _stakeholders(t, taskId, false);
-            if (holders == 0) return total;
+        uint256 count = t.trainerCount;
+        uint256 holders = 0;
+        for (uint256 i = 1; i <= count; ++i) {
+            if (_holdsPaidStake(taskId, _trainerAt[taskId][i])) ++holders;
         }
+        if (holders == 0) return total;
         uint256 paidSoFar = 0;
         uint256 j = 0;
         for (uint256 i = 1; j < holders; ++i) {
             address trainer = _trainerAt[taskId][i];
-            if (!_holdsStake(taskId, trainer, paidOnly)) continue;
+            if (!_holdsPaidStake(taskId, trainer)) continue;
             ++j;
             uint256 amount = (total * j) / holders - paidSoFar;
             if (amount == 0) continue;
@@ -1154,15 +1153,8 @@ contract ContributionMarket is ReentrancyGuard {
         return 0;
     }
 
-    function _stakeholders(Task storage t, uint256 taskId, bool paidOnly) private view returns (uint256 n) {
-        uint256 count = t.trainerCount;
-        for (uint256 i = 1; i <= count; ++i) {
-            if (_holdsStake(taskId, _trainerAt[taskId][i], paidOnly)) ++n;
-        }
-    }
-
-    function _holdsStake(uint256 taskId, address trainer, bool paidOnly) private view returns (bool) {
-        return trainer != address(0) && (!paidOnly || _seats[taskId][trainer].paid) && _stakes[taskId][trainer] != 0;
+    function _holdsPaidStake(uint256 taskId, address trainer) private view returns (bool) {
+        return trainer != address(0) && _seats[taskId][trainer].paid && _stakes[taskId][trainer] != 0;
     }
 
     /// @dev Credit `total` to the round's n revealed updates (join order) by cumulative rounding: the
@@ -1182,14 +1174,19 @@ contract ContributionMarket is ReentrancyGuard {
             address trainer = _trainerAt[taskId][i];
             Seat storage s = _seats[taskId][trainer];
             if ((equal ? s.availableTag : s.revealedTag) != round + 1) continue;
+            if (!equal && bps[j] == 0) {
+                ++j;
+                continue;
+            }
             cum += equal ? 1 : bps[j];
             ++j;
-            // total < 2**129 and cum <= 10_000 (or n <= 256): the product cannot overflow.
+            // every update the round pays counts as paid, even one whose share of a tiny pool rounds to 0 wei
+            if (!s.paid) s.paid = true;
+            // total < 2**128 and cum <= 10_000 (or n <= 256): the product cannot overflow.
             uint256 amount = (total * cum) / whole - paidSoFar;
             if (amount == 0) continue;
             paidSoFar += amount;
             s.earned += uint128(amount);
-            s.paid = true;
             emit TrainerCredited(taskId, round, trainer, amount);
         }
         t.credited += uint128(paidSoFar);

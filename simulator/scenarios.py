@@ -1694,26 +1694,29 @@ def row14_rounding_dust(where: Where = Where()) -> list[Outcome]:
             {"pool_wei": pool, "paid_wei": paid, "per_trainer_wei": [run.credited.get(a, 0) for a in _addresses(w.honest)]}))
 
     # the last round pays nobody (its only committer never reveals): its pool is refunded (an empty round),
-    # and the lost stake goes to the trainers still holding one, not to the owner
-    setup = Setup(honest=5, stake=10**17 + 1)
+    # and the lost stake goes to the trainers round 0 paid that still hold a stake, not to the owner
+    setup = Setup(honest=5, stake=10**17 + 1, rounds=2)
     with world(setup, where) as w:
         w.join_honest()
+        honest_round(w)
         open_round(w)
         commit(w, w.honest[:1])
         close_commits(w)
         settle_unposted(w)
+        round1 = w.contract.credited(w.task_id, 1)
         run = books(w)
     others = _addresses(w.honest[1:])
-    to_others = sum(run.credited.get(a, 0) for a in others)
+    to_others = sum(round1.get(a, 0) for a in others)
+    pool = setup.reward - setup.reward // 2
     outs.append(Outcome(
         "row14_rounding_dust/lost_stake_in_an_empty_last_round", 14,
         "the last round's only committer does not reveal: the round is empty (its pool refunded) and the lost "
-        "stake has no paid trainer to go to", max(0, run.refunds_withdrawn - setup.reward), setup.stake - to_others, 0,
-        {"the lost stake goes to the trainers holding a stake": to_others == setup.stake,
-         "the owner gets its empty round's pool only": run.refunds_withdrawn == setup.reward,
+        "stake has no paid trainer of that round to go to", max(0, run.refunds_withdrawn - pool), setup.stake - to_others, 0,
+        {"the lost stake goes to the paid trainers holding a stake": to_others == setup.stake,
+         "the owner gets its empty round's pool only": run.refunds_withdrawn == pool,
          "money identity to the wei": run.money_ok, "nothing locked": run.locked == 0},
         {"stake_wei": setup.stake, "to_stakeholders_wei": to_others, "owner_refund_wei": run.refunds_withdrawn,
-         "per_trainer_wei": [run.credited.get(a, 0) for a in others]}))
+         "per_trainer_round1_wei": [round1.get(a, 0) for a in others]}))
     return outs
 
 

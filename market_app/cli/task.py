@@ -252,7 +252,7 @@ def cmd_task_settle(args: argparse.Namespace) -> int:
                          f"among the {paid['trainers']} trainers still holding a stake")
         if extra:
             parts.append(f"{_money(extra, info.token, exact=True)} more refunded (the task ended: pools carried over "
-                         "unearned, and lost stakes when no trainer holds a stake)")
+                         "unearned, and lost stakes when no trainer a round paid holds a stake)")
         if lost and not paid["credited"] and not extra:
             parts.append(f"{_money(lost, info.token, exact=True)} of stakes lost by committers that did not reveal "
                          "goes to the next round's paid trainers")

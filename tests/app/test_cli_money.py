@@ -192,7 +192,7 @@ def test_a_last_empty_round_refunds_the_stakes_nobody_can_be_paid(cli: Any, mark
     assert out.strip() == (f"task {t} round 0 settled: nothing was revealed, that round's pool of 1.000000 ETH ({ETH} wei) "
                            f"refunded to the owner (withdraw with `market task refunds {t}`); 0.100000 ETH ({stake} wei) "
                            "more refunded (the task ended: pools carried over unearned, and lost stakes when no trainer "
-                           "holds a stake)")
+                           "a round paid holds a stake)")
 
 
 # ---------------------------------------------------------------------- trainer money

@@ -347,8 +347,8 @@ def test_a_last_round_nobody_earned_refunds_its_pool_and_pays_the_lost_stake_to_
 @pytest.mark.parametrize("holder", ["left", "never_paid"])
 def test_a_last_round_nobody_earned_with_no_paid_stakeholder(market: Market, holder: str) -> None:
     """Round 0: nobody proves (its pool and b's stake carried); the last round is empty. a, the only trainer
-    left, was never paid: if it still holds a stake, b's lost stake goes to it (no trainer a round paid holds
-    one); if it left, the owner gets it with both pools."""
+    left, was never paid: whether it still holds a stake or left, b's lost stake goes to the owner with both
+    pools (a stakeholder no round paid gets no share: late sybils would take it, and b could buy it back)."""
     task_id = create(market, rounds=2, reward=1000, max_trainers=2, stake_wei=STAKE, **SHORT)
     a, b = market.trainers[:2]
     join_all(market, task_id, [a, b])
@@ -364,16 +364,10 @@ def test_a_last_round_nobody_earned_with_no_paid_stakeholder(market: Market, hol
     settled = market.contract.settlement(receipt)
     t = market.contract.task(task_id)
     assert (t.carry, t.carry_pool, t.finished) == (0, 0, True)
-    if holder == "left":
-        assert (settled["settlement"], settled["credited"], settled["refunded"]) == ("refunded", 0, 1000 + STAKE)
-        assert credited_events(market, receipt) == []
-        assert (t.refunded, t.credited) == (1000 + STAKE, 0)
-        assert market.contract.owed(task_id, a.address) == STAKE  # its own stake, given back on leaving
-    else:
-        assert (settled["settlement"], settled["credited"], settled["refunded"]) == ("refunded", STAKE, 1000)
-        assert credited_events(market, receipt) == [(1, a.address, STAKE)]
-        assert (t.refunded, t.credited) == (1000, STAKE)
-        assert market.contract.owed(task_id, a.address) == 2 * STAKE
+    assert (settled["settlement"], settled["credited"], settled["refunded"]) == ("refunded", 0, 1000 + STAKE)
+    assert credited_events(market, receipt) == []
+    assert (t.refunded, t.credited) == (1000 + STAKE, 0)
+    assert market.contract.owed(task_id, a.address) == STAKE  # its own stake (given back on leaving, or at the end)
     assert_conserved(market, task_id)
 
 
@@ -453,7 +447,7 @@ def test_reclaim_unused_refunds_the_carried_pool_and_pays_carried_stakes_to_the_
 ) -> None:
     """Round 0 pays a (or b); round 1: nobody proves, its pool and b's stake are carried; round 2 is empty;
     the owner reclaims: the escrow and the carried pool come back, b's lost stake goes to a while a holds a
-    stake (a round paid it or not: no trainer a round paid holds one), to the owner once a left."""
+    stake a round paid; to the owner once a left, or when no round paid a (b, paid, lost its seat)."""
     task_id = create(market, rounds=4, reward=1000, max_trainers=2, stake_wei=STAKE, empty_rounds_to_reclaim=1,
                      **SHORT)
     a, b = market.trainers[:2]
@@ -472,11 +466,16 @@ def test_reclaim_unused_refunds_the_carried_pool_and_pays_carried_stakes_to_the_
 
     t = market.contract.task(task_id)
     assert t.finished and (t.escrow, t.carry, t.carry_pool) == (0, 0, 0)
-    if holder != "left":
+    if holder == "paid":
         assert market.contract.reclaimed(receipt) == 250 + 250
         assert credited_events(market, receipt) == [(3, a.address, STAKE)]  # the round the owner gave up at
         assert (t.refunded, t.credited) == (750, 250 + STAKE)
-        owed = [250 + 2 * STAKE, 0] if holder == "paid" else [2 * STAKE, 250]
+        owed = [250 + 2 * STAKE, 0]
+    elif holder == "never_paid":
+        assert market.contract.reclaimed(receipt) == 250 + 250 + STAKE
+        assert credited_events(market, receipt) == []
+        assert (t.refunded, t.credited) == (750 + STAKE, 250)
+        owed = [STAKE, 250]
     else:
         assert market.contract.reclaimed(receipt) == 250 + 250 + STAKE
         assert credited_events(market, receipt) == []
@@ -647,3 +646,22 @@ def test_a_market_refuses_a_code_hash_listed_as_both_kinds_at_deployment(market:
     assert revert_args(market, factory.constructor(market.owner.address, [code], [code]), market.owner) == \
         ("MarketCodeKindConflict", (code,))
     factory.constructor(market.owner.address, [code], []).estimate_gas({"from": market.owner.address})  # one kind: fine
+
+
+def test_every_update_a_round_pays_counts_as_paid_even_when_its_share_rounds_to_0_wei(market: Market) -> None:
+    """A 1-wei pool gives its wei to the last paid update by cumulative rounding; the other updates with basis
+    points are still paid trainers, and share a stake lost later on equally (not the one that got the wei)."""
+    task_id = create(market, rounds=2, reward=2, max_trainers=4, stake_wei=STAKE, **SHORT)
+    h1, h2, x, v = market.trainers[:4]
+    join_all(market, task_id, [h1, h2, x, v])
+    play_round(market, task_id, 0, [h1, h2, x])
+    post(market, task_id, 0, [5000, 4999, 1])
+    assert [market.contract.seat(task_id, a.address).paid for a in (h1, h2, x, v)] == [True, True, True, False]
+    assert market.contract.credited(task_id, 0) == {x.address: 1}
+    play_round(market, task_id, 1, [v], revealers=[])  # v commits and never reveals: the last round is empty
+
+    receipt = settle_after_deadline(market, task_id)
+
+    assert credited_events(market, receipt) == [(1, a.address, share) for a, share in
+                                                zip((h1, h2, x), cumulative(STAKE, [1, 1, 1]))]
+    assert_conserved(market, task_id)

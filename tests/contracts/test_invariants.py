@@ -32,9 +32,11 @@ After every step:
 * at a task's end (its last round settled, or ``reclaimUnused``): carryPool goes back to the owner, carry is
   split equally (join order, cumulative rounding) among the trainers still holding a stake that a round paid
   since they took their seat (``Seat.paid``, read from storage and checked against the model after every
-  step), or, when there is none, among every trainer holding a stake; lost stakes reach the owner only when
-  no trainer holds a stake (asserted at the moment, and as an invariant: the owner's refunds never exceed the
-  reward plus the lost stakes that went to it that way);
+  step); lost stakes reach the owner only when there is no such trainer (asserted at the moment, and as an
+  invariant: the owner's refunds never exceed the reward plus the lost stakes that went to it that way). A
+  stakeholder no round paid gets no share (paying whoever merely holds a stake let late-joining sybils take
+  95 % of it, and the trainer that lost it buy it back), so in a task that never paid anyone a lost stake goes
+  to the owner: the event "task end: lost stakes to the owner (only unpaid stakeholders)" counts those runs;
 * the fixed schedule holds: period == submit + 2*reveal + result*(1 or 2 with a backup); a commit lands
   inside its round's scheduled window, a reveal after commits closed and before the reveal deadline, a
   result from the aggregator in its window or the backup in the next, never after the last result window;
@@ -471,18 +473,19 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
         def _task_end(self, task_id: int, carry: int, carry_pool: int) -> tuple[int, list[tuple[str, int]]]:
             """The model of a task's end: (refund to the owner, credits): carryPool back to the owner; the carried
             lost stakes split equally among the trainers still holding a stake that a round paid since they took
-            their seat (``Seat.paid``), else among every trainer holding a stake, to the owner only if none does."""
-            holders = self._holders(task_id) or self._holders(task_id, paid_only=False)
+            their seat (``Seat.paid``), to the owner only if there is none."""
+            holders = self._holders(task_id)
             refund, credits = carry_pool, []
             if carry and holders:
                 credits = [(a, x) for a, x in zip(holders, cumulative(carry, [1] * len(holders))) if x]
-                event("task end: lost stakes split among the " + ("paid " if self._holders(task_id) else "")
-                      + "stakeholders")
+                event("task end: lost stakes split among the paid stakeholders")
             elif carry:
-                assert not holders, "lost stakes refunded to the owner while a trainer holds a stake"
+                assert not holders, "lost stakes refunded to the owner while a paid trainer holds a stake"
                 refund += carry
                 self.stakes_to_owner[task_id] += carry
-                event("task end: lost stakes to the owner (no stakeholder)")
+                unpaid = self._holders(task_id, paid_only=False)
+                event("task end: lost stakes to the owner" + (" (only unpaid stakeholders)" if unpaid
+                                                              else " (no stakeholder)"))
             if carry_pool:
                 event("task end: carried pool to the owner")
             return refund, credits
@@ -576,7 +579,8 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     total = pool + carry + carry_pool + lost_sum
                     round_credits = [(a, x) for a, x in zip(payees, cumulative(total, weights)) if x]
                     carry = carry_pool = 0
-                    self.paid_seat.update((task_id, a) for a, _ in round_credits)  # `Seat.paid`: a credit above 0
+                    # `Seat.paid`: every update the round pays (a weight above 0), even if its share rounds to 0 wei
+                    self.paid_seat.update((task_id, a) for a, w in zip(payees, weights) if w)
                 else:  # nobody paid: the pool and the lost stakes carry over
                     carry, carry_pool = carry + lost_sum, carry_pool + pool
             # seats given up, in seat order: committers that lost a stake by not revealing, then (after the
