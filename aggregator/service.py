@@ -306,10 +306,6 @@ class Aggregator:
             posted.proof = {**proved.report(), "verified_on_chain": True}
         return posted
 
-    def _moved(self, task_id: int, r: int, phase: str) -> bool:
-        info = self.contract.task(task_id)
-        return info.current_round != r or round_state(info, self.contract.chain.clock()).phase != phase
-
     def serve(self, task_id: int, *, once: bool = False, timeout: float = 7200.0, poll: float = 0.5,
               say: Callable[[str], None] = print) -> None:
         """Aggregate and post every round of ``task_id`` as its reveals close, until the task ends
@@ -338,7 +334,7 @@ class Aggregator:
             mine = self.my_window(info)
             if mine == "backup" and state.phase == "closed":
                 say(f"round {r}: backup aggregator: the aggregator may post until unix time {state.result_deadline}; waiting")
-                wait_until(lambda: self._moved(task_id, r, "closed"), timeout, f"round {r} of task {task_id}", poll)
+                wait_until(lambda: self.contract.moved_on(task_id, r, "closed"), timeout, f"round {r} of task {task_id}", poll)
                 continue
             if state.phase != mine:
                 raise MarketError(f"task {task_id} round {r}: {state.text()} (this key's result window is over)")

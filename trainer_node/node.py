@@ -292,7 +292,7 @@ class TrainerNode:
             that changed meanwhile is not waited out); False (and a line) when ``timeout`` ran out after a
             commitment, the timeout's MarketError before any."""
             try:
-                wait_until(lambda: self._moved(task_id, info.current_round, before), timeout, what, poll)
+                wait_until(lambda: self.contract.moved_on(task_id, info.current_round, before), timeout, what, poll)
             except MarketError:
                 if not summary.submitted:
                     raise
@@ -378,10 +378,6 @@ class TrainerNode:
                 once_per_phase(r, "settle", f"round {r}: {state.text()}")
             if not wait_phase(info, state.phase, f"round {r} of task {task_id} to move on"):
                 return summary
-
-    def _moved(self, task_id: int, r: int, phase: str) -> bool:
-        info = self.contract.task(task_id)
-        return info.current_round != r or round_state(info, self.contract.chain.clock()).phase != phase
 
     def _settled_line(self, task_id: int, r: int, summary: "RunSummary") -> str:
         """What this node got in settled round ``r`` (its receipt by CID, its credit from ``TrainerCredited``)."""

@@ -503,6 +503,12 @@ class MarketContract:
         backup window closes (the next round opens then)."""
         return tuple(int(x) for x in self.chain.call(self.c.functions.schedule(task_id)))  # type: ignore[return-value]
 
+    def moved_on(self, task_id: int, round_: int, phase: str) -> bool:
+        """Whether ``task_id`` has left round ``round_``'s ``phase`` (another round, or another phase by
+        :meth:`Chain.clock`): what a role waiting out a phase polls."""
+        info = self.task(task_id)
+        return info.current_round != round_ or round_state(info, self.chain.clock()).phase != phase
+
     def round_seed(self, task_id: int, info: TaskInfo | None = None) -> bytes:
         """The current round's seed as a transaction in the next block sees it (the contract's ``roundSeed``):
         ``keccak256(abi.encode(blockhash(sealBlock), sealBlock, taskId, round))``, or the seed ``seal`` kept.

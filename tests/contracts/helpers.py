@@ -22,6 +22,8 @@ VALC = b"\x11" * 32
 MODEL = compute_cid(b"model")
 RECEIPT = compute_cid(b"receipt")
 STAKE = 10**17
+#: the shortest windows the contract allows (seconds)
+SHORT = {"submit_window": 60, "reveal_window": 30, "result_window": 60}
 
 
 def create(m: Market, rounds: int = 2, reward: int = 10**18, max_trainers: int = 3, **kw: Any) -> int:

@@ -12,6 +12,7 @@ from tests.conftest import Market
 from tests.contracts.helpers import (
     MODEL,
     RECEIPT,
+    SHORT,
     STAKE,
     Update,
     advance_to,
@@ -30,8 +31,6 @@ from tests.contracts.helpers import (
     settle_after_deadline,
     update,
 )
-
-SHORT = {"submit_window": 60, "reveal_window": 30, "result_window": 60}
 
 
 def contract_trainer(m: Market, name: str, task_id: int, round_: int = 0, c: Any = None) -> tuple[Any, Update]:

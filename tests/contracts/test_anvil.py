@@ -11,6 +11,7 @@ from market.chain.devchain import AnvilProcess
 from market.errors import ContractRevert
 from tests.conftest import Market
 from tests.contracts.helpers import (
+    SHORT,
     STAKE,
     assert_conserved,
     close_commits,
@@ -22,8 +23,6 @@ from tests.contracts.helpers import (
     play_round,
     post,
 )
-
-SHORT = {"submit_window": 60, "reveal_window": 30, "result_window": 60}
 
 
 def test_anvil_late_commit_reverts_with_custom_error(anvil_market: Market) -> None:

@@ -26,6 +26,7 @@ from market.cid import cid_digest
 from market.errors import ConfigError, ContractRevert
 from tests.conftest import Market
 from tests.contracts.helpers import (
+    SHORT,
     SPEC,
     STAKE,
     VALC,
@@ -47,7 +48,6 @@ from tests.contracts.helpers import (
     update,
 )
 
-SHORT = {"submit_window": 60, "reveal_window": 30, "result_window": 60}
 T_PERIOD = 8  # getTask's TaskView: period, by position
 
 

@@ -12,6 +12,7 @@ from tests.conftest import Market
 from tests.contracts.helpers import (
     MODEL,
     RECEIPT,
+    SHORT,
     SPEC,
     STAKE,
     Update,
@@ -35,8 +36,6 @@ from tests.contracts.helpers import (
     settle_after_deadline,
     update,
 )
-
-SHORT = {"submit_window": 60, "reveal_window": 30, "result_window": 60}
 
 
 def revert_name(excinfo: pytest.ExceptionInfo[ContractRevert]) -> str:

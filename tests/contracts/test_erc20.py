@@ -11,6 +11,7 @@ from market.chain.compile import load_artifact
 from market.errors import ContractRevert
 from tests.conftest import Market
 from tests.contracts.helpers import (
+    SHORT,
     SPEC,
     assert_conserved,
     commit,
@@ -24,8 +25,6 @@ from tests.contracts.helpers import (
 from tests.contracts.helpers import (
     create as create_task,
 )
-
-SHORT = {"submit_window": 60, "reveal_window": 30, "result_window": 60}
 
 
 def token(m: Market, name: str, amount: int) -> Any:

@@ -15,6 +15,7 @@ from market.chain.devchain import AnvilProcess
 from market.errors import ContractRevert
 from tests.conftest import Market, _market
 from tests.contracts.helpers import (
+    SHORT,
     advance_to,
     close_commits,
     commit,
@@ -25,8 +26,6 @@ from tests.contracts.helpers import (
     reveal,
     schedule,
 )
-
-SHORT = {"submit_window": 60, "reveal_window": 30, "result_window": 60}
 
 
 def phase(m: Market, task_id: int) -> str:
