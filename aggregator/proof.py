@@ -18,7 +18,7 @@ from web3 import Web3
 from aggregator.outcome import RoundOutcome
 from market.chain.contract import MarketContract, RoundSnapshot
 from market.cid import cid_digest
-from market.errors import ConfigError
+from market.errors import ConfigError, MarketError
 from market.zk import statement as zs
 from market.zk.prover import Proof, encode_round_proof, prove
 from market.zk.setup import Shape, build
@@ -61,9 +61,10 @@ def prove_round(
     prev = snap.digest_before
     subs = [(s.index, cid_digest(s.cid), s.commitment) for s in sorted(submissions, key=lambda s: s.seq)]
     mask = inputs.rejected_mask([s.trainer for s in sorted(submissions, key=lambda s: s.index)])
-    if decision is None:  # no valid update: the verifier accepts all-zero bps without a proof
-        empty = Proof((0, 0), ((0, 0), (0, 0)), (0, 0), (), 0.0)
-        return RoundProof(encode_round_proof(empty, prev, subs, mask, 0), empty, Shape(2, inputs.k, 0), 0, ())
+    if decision is None:  # no valid update: nothing a proof could back, and the verifier refuses the claim
+        raise MarketError(f"task {task_id} round {round_}: every update was rejected; a proof task cannot settle that "
+                          "by a result (no proof backs it): the round goes to the fallback, which pays only updates "
+                          "proved available")
     n = decision.n
     rv = contract.chain.w3.eth.contract(address=Web3.to_checksum_address(verifier), abi=verifier_abi())
     if int(contract.chain.call(rv.functions.sketchK())) != inputs.k:

@@ -29,7 +29,15 @@ from aggregator.outcome import RoundOutcome
 from aggregator.receipt import build_receipt
 from aggregator.round import aggregate_round
 from aggregator.validate import Published
-from market.chain.contract import MarketContract, RoundSnapshot, SeedExpired, Submission, amount_text, round_state
+from market.chain.contract import (
+    MarketContract,
+    RoundSnapshot,
+    SeedExpired,
+    Submission,
+    TaskInfo,
+    amount_text,
+    round_state,
+)
 from market.commitment import update_sketch
 from market.data import Dataset, dataset_commitment
 from market.errors import ConfigError, MalformedUpdateError, MarketError, StoreError
@@ -60,6 +68,8 @@ class PostedRound:
     credited_wei: int = 0  # credited to trainers by the posted result (its TrainerCredited events)
     credited_trainers: int = 0  # how many trainers were credited
     stakes_lost_wei: int = 0  # stakes the result took from trainers (no reveal, or lost updates)
+    decided: bool = True  # False: a vote the round's quorum has not matched yet (nothing credited by it)
+    fee_wei: int = 0  # the aggregators' fee the deciding post paid (split among the members that agreed)
 
 
 def update_binding(task_id: int, round_: int, trainer: str) -> dict[str, str]:
@@ -188,16 +198,22 @@ class Aggregator:
         self.progress: Any = None  # optional callable(str) for long steps (zk setup, proving)
 
     def check_task(self, view: TaskView) -> None:
-        me = self.account.address.lower()
-        if me not in (view.info.aggregator.lower(), view.info.backup.lower()):
-            raise ConfigError(f"this key ({self.account.address}) is neither task {view.info.task_id}'s aggregator "
-                              f"({view.info.aggregator}) nor its backup ({view.info.backup})")
+        """This key may serve the task: it is in the market's aggregator registry, and the validation set is the
+        one the task committed to."""
+        if self.contract.registry.member(self.account.address) is None:
+            raise ConfigError(f"this key ({self.account.address}) is not a registered aggregator: register it first "
+                              "(`market aggregator register`)")
         if view.info.validation_commitment != "0x" + dataset_commitment(self.validation).hex():
             raise ConfigError(f"the validation set does not match task {view.info.task_id}'s validation commitment")
 
-    def my_window(self, info: Any) -> str:
-        """The phase in which this key posts: ``closed`` (the task's aggregator) or ``backup`` (its backup)."""
-        return "closed" if info.aggregator.lower() == self.account.address.lower() else "backup"
+    def my_window(self, info: Any, seed: bytes | None = None) -> str | None:
+        """The phase in which this key posts in the current (sealed) round: ``closed`` (drawn onto the panel, which
+        may also post in the backup window), ``backup`` (drawn as the backup), or None (not drawn)."""
+        panel, backup = self.contract.panel(info.task_id, info, seed)
+        me = self.account.address.lower()
+        if me in (a.lower() for a in panel):
+            return "closed"
+        return "backup" if backup is not None and backup.lower() == me else None
 
     def reveals_closed(self, task_id: int) -> bool:
         """Whether the current round's reveals are over (or the task finished): by :meth:`Chain.clock`,
@@ -219,16 +235,21 @@ class Aggregator:
         first if its reveal deadline passed and nobody sealed it)."""
         if snap.result.settlement == "result":
             return snap.result.seed
+        return self.seed_and_info(snap)[0]
+
+    def seed_and_info(self, snap: RoundSnapshot) -> tuple[bytes, TaskInfo]:
+        """The open round's seed and the task as it stands once the round is sealed (read again only when this
+        call sealed it)."""
         info = snap.info
         if info.seal_block == 0 and info.submitted_count:
             self.contract.seal(self.account, info.task_id)
             info = self.contract.task(info.task_id)
         try:
-            return self.contract.round_seed(info.task_id, info)
+            return self.contract.round_seed(info.task_id, info), info
         except SeedExpired:  # nobody kept the seed and its block hash is gone: seal again, from a new block
             self.contract.seal(self.account, info.task_id)
             info = self.contract.task(info.task_id)
-            return self.contract.round_seed(info.task_id, info)
+            return self.contract.round_seed(info.task_id, info), info
 
     def compute_round(self, view: TaskView, snap: RoundSnapshot | None = None,
                       round_seed: bytes | None = None) -> tuple[RoundOutcome, str, Receipt]:
@@ -274,7 +295,13 @@ class Aggregator:
         if not snap.submissions:
             raise MarketError(f"task {task_id} round {r}: nothing was revealed; settle it with `market task settle {task_id}`")
         t0 = time.perf_counter()
-        round_seed = self.round_seed(snap)
+        round_seed, info = self.seed_and_info(snap)
+        if self.my_window(info, round_seed) is None:
+            raise MarketError(f"task {task_id} round {r}: this key ({self.account.address}) was not drawn for the round's "
+                              "panel; nothing posted")
+        if self.contract.registry.vote_of(task_id, r, self.account.address) != b"\x00" * 32:
+            raise MarketError(f"task {task_id} round {r}: this key already posted its result; the round settles once "
+                              f"{info.quorum} of the panel's {info.panel} post the same one")
         outcome, model_cid, receipt = self.compute_round(view, snap, round_seed)
         bps = receipt.bps_vector
         receipt_cid = put_json(self.store, receipt.to_json())
@@ -299,11 +326,15 @@ class Aggregator:
             "chain": chain_s,
         }
         posted = PostedRound(task_id, r, model_cid, receipt_cid, receipt, outcome, bps, int(tx["gasUsed"]), seconds)
-        paid = self.contract.settlement(tx)  # read from the receipt's events: no chain read
-        posted.credited_wei, posted.credited_trainers = paid["credited"], paid["trainers"]
-        posted.stakes_lost_wei = paid["stakes_lost"]
         if proved is not None:
             posted.proof = {**proved.report(), "verified_on_chain": True}
+        paid = self.contract.settlement_if_any(tx)  # read from the receipt's events: no chain read
+        if paid is None:  # a vote: the round settles once the task's quorum of identical results is in
+            posted.decided = False
+            return posted
+        posted.credited_wei, posted.credited_trainers = paid["credited"], paid["trainers"]
+        posted.stakes_lost_wei = paid["stakes_lost"]
+        posted.fee_wei = paid["fee"]
         return posted
 
     def serve(self, task_id: int, *, once: bool = False, timeout: float = 7200.0, poll: float = 0.5,
@@ -331,19 +362,63 @@ class Aggregator:
                 if once:
                     return
                 continue
-            mine = self.my_window(info)
-            if mine == "backup" and state.phase == "closed":
-                say(f"round {r}: backup aggregator: the aggregator may post until unix time {state.result_deadline}; waiting")
-                wait_until(lambda: self.contract.moved_on(task_id, r, "closed"), timeout, f"round {r} of task {task_id}", poll)
+            if state.phase == "settleable":  # no result came and the round is over: settle it so the next can start
+                paid = self.contract.settlement(self.contract.settle_without_result(self.account, task_id))
+                say(f"round {r}: no result came: settled by the fallback, {amount_text(paid['credited'], info.token)} to "
+                    f"{paid['trainers']} trainers that proved their update available")
+                if once:
+                    return
                 continue
-            if state.phase != mine:
-                raise MarketError(f"task {task_id} round {r}: {state.text()} (this key's result window is over)")
+            if state.phase == "availability":
+                say(f"round {r}: {state.text()}")
+                wait_until(lambda: self.contract.moved_on(task_id, r, "availability"), timeout,
+                           f"round {r} of task {task_id}", poll)
+                continue
+            if info.seal_block == 0:  # the reveal deadline passed and nobody sealed the round: seal it (anyone may)
+                self.contract.seal(self.account, task_id)
+                continue
+            # keep the seed at once (whoever is drawn): otherwise, 256 blocks on, anyone could seal the round again
+            if self.contract.keep_seed(self.account, task_id, info):
+                say(f"round {r}: kept the round's seed on chain (its panel can no longer be drawn again)")
+            try:
+                mine = self.my_window(info)
+            except SeedExpired:  # nobody kept it in time: seal again (a new seed; the panel as of the first seal)
+                self.contract.seal(self.account, task_id)
+                continue
+            voted = self.contract.registry.vote_of(task_id, r, self.account.address) != b"\x00" * 32
+            if mine is None or voted or (mine == "backup" and state.phase == "closed"):
+                why = ("not drawn for this round's panel" if mine is None else
+                       f"posted; waiting for {info.quorum} of {info.panel} identical results" if voted else
+                       f"drawn as the backup: the panel may post until unix time {state.result_deadline}")
+                say(f"round {r}: {why}")
+                wait_until(lambda: self.contract.moved_on(task_id, r, state.phase), timeout, f"round {r} of task {task_id}", poll)
+                continue
             say(f"round {r}: reveals closed ({info.submitted_count} updates of {info.committed_count} committed); aggregating")
-            posted = self.run_round(task_id)
+            try:
+                posted = self.run_round(task_id)
+            except MarketError as exc:
+                # the panel decided while this member computed, or this round cannot be posted (e.g. a proof task
+                # with no valid update): say so and go on with the task; a failure to post is not the service's end
+                if self.contract.task(task_id).current_round == r:
+                    say(f"round {r}: not posted: {exc}")
+                    wait_until(lambda: self.contract.moved_on(task_id, r, state.phase), timeout,
+                               f"round {r} of task {task_id}", poll)
+                else:
+                    say(f"round {r}: settled by the rest of the panel while this member computed")
+                if once:
+                    return
+                continue
+            if not posted.decided:
+                say(f"round {r}: posted model {posted.model_cid} as one of {info.panel} panel members ({posted.gas} gas); "
+                    f"the round settles once {info.quorum} post the same result")
+                if once:
+                    return
+                continue
             rec = posted.receipt
             lost = f"; {len(rec.lost)} lost their stake" if rec.lost else ""
+            fee = f"; fee {amount_text(posted.fee_wei, info.token)}" if posted.fee_wei else ""
             say(f"round {r}: posted model {posted.model_cid}: credited {amount_text(posted.credited_wei, info.token)} to "
                 f"{posted.credited_trainers} trainers; {len(rec.outliers)} outliers, {len(rec.rejected)} rejected{lost}; "
-                f"bps {posted.bps}; {posted.gas} gas")
+                f"bps {posted.bps}{fee}; {posted.gas} gas")
             if once:
                 return

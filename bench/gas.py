@@ -52,9 +52,10 @@ def _advance_to(chain: Chain, when: int) -> None:
 
 
 def _round(chain: Chain, market: MarketContract, task_id: int, r: int, trainers: list[Any],
-           aggregator: Any) -> tuple[list[int], list[int], int]:
+           aggregator: Any, votes: int = 1) -> tuple[list[int], list[int], int]:
     """Play round ``r`` with every trainer (the task is full, so commits close at the last commit and the
-    last reveal seals the round); return the commit gases, the reveal gases and postResult's gas."""
+    last reveal seals the round); return the commit gases, the reveal gases and postResult's gas (with
+    ``votes`` > 1, the first ``votes`` drawn panel members post, and the gas is of each post, in order)."""
     _advance_to(chain, market.task(task_id).opens_at(r))
     secrets = []
     commits = []
@@ -71,6 +72,12 @@ def _round(chain: Chain, market: MarketContract, task_id: int, r: int, trainers:
     bps = [10_000 // n] * n
     bps[-1] += 10_000 - sum(bps)
     seed = market.round_seed(task_id)
+    if votes > 1:
+        panel, _ = market.panel(task_id, seed=seed)
+        by = {a.address: a for a in aggregator}
+        posts = [int(market.post_result(by[m], task_id, r, compute_cid(b"model %d" % r), compute_cid(b"receipt %d" % r),
+                                        bps, seed=seed)["gasUsed"]) for m in panel[:votes]]
+        return commits, reveals, posts  # type: ignore[return-value]
     rc = market.post_result(aggregator, task_id, r, compute_cid(b"model %d" % r), compute_cid(b"receipt %d" % r), bps,
                             seed=seed)
     return commits, reveals, int(rc["gasUsed"])
@@ -78,9 +85,9 @@ def _round(chain: Chain, market: MarketContract, task_id: int, r: int, trainers:
 
 def measure(sizes: list[int], chain_kind: str = "anvil") -> dict[str, Any]:
     n_max = max(sizes)
-    accounts = dev_accounts(n_max + 2)
+    accounts = dev_accounts(n_max + 4)  # the owner, the aggregator, the trainers, two more aggregators
     out: dict[str, Any] = {"postResult": {}, "postResult_round0": {}, "detail": {}}
-    proc = AnvilProcess(accounts=n_max + 2) if chain_kind == "anvil" else None
+    proc = AnvilProcess(accounts=n_max + 4) if chain_kind == "anvil" else None
     try:
         if proc is not None:
             proc.start()
@@ -89,13 +96,14 @@ def measure(sizes: list[int], chain_kind: str = "anvil") -> dict[str, Any]:
             chain = Chain.tester()
             chain.fund(accounts, 10**20)
         market = MarketContract.deploy(chain, accounts[0])
-        owner, aggregator, trainers = accounts[0], accounts[1], accounts[2:]
+        owner, aggregator, trainers, extra = accounts[0], accounts[1], accounts[2:n_max + 2], accounts[n_max + 2:]
+        market.registry.register(aggregator)  # the registry's one member: every round's panel of one
         gas: dict[str, list[int]] = {k: [] for k in ("createTask", "join", "commit", "reveal", "commit_round0",
                                                      "reveal_round0", "withdraw", "withdraw_final")}
         for n in sizes:
             task_id, receipt = market.create_task(
                 owner, spec_cid=compute_cid(b"spec"), initial_model_cid=compute_cid(b"init"),
-                validation_commitment=b"\x01" * 32, aggregator=aggregator.address, rounds=3, reward_wei=10**18,
+                validation_commitment=b"\x01" * 32, rounds=3, reward_wei=10**18,
                 max_trainers=n, stake_wei=STAKE, **WINDOWS,
             )
             gas["createTask"].append(int(receipt["gasUsed"]))
@@ -120,6 +128,19 @@ def measure(sizes: list[int], chain_kind: str = "anvil") -> dict[str, Any]:
             for t in trainers[:n]:  # the task ended: round 2's credit and the stake
                 rc = chain.transact(t, market.c.functions.withdraw(task_id))
                 gas["withdraw_final"].append(int(rc["gasUsed"]))
+        # a panel of 3 with a quorum of 2 (the registry now holds 3): the first vote, then the deciding one
+        for a in extra:
+            market.registry.register(a)
+        n = min(16, n_max)
+        task_id, _ = market.create_task(
+            owner, spec_cid=compute_cid(b"spec"), initial_model_cid=compute_cid(b"init"), validation_commitment=b"\x01" * 32,
+            rounds=2, reward_wei=10**18, max_trainers=n, stake_wei=STAKE, panel=3, quorum=2, fee_bps=100, **WINDOWS)
+        info = market.task(task_id)
+        for t in trainers[:n]:
+            market.join(t, task_id, info)
+        _round(chain, market, task_id, 0, trainers[:n], [aggregator, *extra], votes=2)
+        _c, _r, posts = _round(chain, market, task_id, 1, trainers[:n], [aggregator, *extra], votes=2)
+        out["postResult_panel3"] = {"n": n, "first_vote": posts[0], "deciding_vote": posts[1]}  # type: ignore[index]
         for key, values in gas.items():
             out[key] = max(values)
         out["commit_plus_reveal"] = max(c + r for c, r in zip(gas["commit"], gas["reveal"]))
@@ -165,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     final = res["withdraw_final"]
     print(f"{'(info) withdraw, task ended':<34}{final:>12,}{WITHDRAW_BUDGET:>12,}  "
           f"{'within' if final <= WITHDRAW_BUDGET else 'over'}: it also returns the stake")
+    p3 = res["postResult_panel3"]
+    print(f"{'(info) panel of 3, n=' + str(p3['n']):<34}first vote {p3['first_vote']:,}, deciding vote {p3['deciding_vote']:,}")
     biggest = max(res["postResult_round0"].values())
     print(f"largest postResult uses {100 * biggest / BLOCK_GAS_LIMIT:.1f}% of a {BLOCK_GAS_LIMIT:,}-gas block")
     if args.json:

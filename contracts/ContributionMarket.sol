@@ -7,20 +7,25 @@ import {Address} from "@openzeppelin/contracts/utils/Address.sol";
 import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
 import {ERC165Checker} from "@openzeppelin/contracts/utils/introspection/ERC165Checker.sol";
 import {IRoundVerifier} from "./IRoundVerifier.sol";
+import {AggregatorRegistry} from "./AggregatorRegistry.sol";
 
 /// @title ContributionMarket
 /// @notice Escrow for collaborative training tasks (Proof-of-Contribution design).
 ///
 /// An owner escrows a reward (ETH or an ERC-20) split into equal per-round pools and fixes, at
 /// creation, the whole schedule: round r opens at `startAt + r * period` and runs a commit window,
-/// a reveal window, the aggregator's result window and, if the task names one, the backup
-/// aggregator's result window. Trainers join with the task's stake. In the commit window a
-/// trainer posts only `keccak256(abi.encode(cid, commitment, salt, trainer, taskId, round))`;
+/// a reveal window, the panel's result window and, if the task asks for a backup, the backup's
+/// result window. The owner names no aggregator: each round, `panel` members (and a backup) are drawn
+/// from the `registry` of bonded aggregators with the round's seed, never the owner; each posts the
+/// result it computed, and the round settles once `quorum` of them posted the same one (the members
+/// that did share `feeBps` of the round's pool; those that posted another, or stayed silent when it
+/// was their turn, lose part of their bond to the round's paid trainers). Trainers join with the
+/// task's stake. In the commit window a trainer posts only `keccak256(abi.encode(cid, commitment, salt, trainer, taskId, round))`;
 /// in the reveal window it reveals the update's CID, its (sketch) commitment and the salt, so
 /// nobody can copy an update it has not seen and a copy made after the reveal is too late.
 /// The reveal window closes at its deadline or as soon as every committer revealed; the hash
 /// of the block that closes it seeds every random choice of the round (`roundSeed`), so no
-/// party in the round picks it. The aggregator (then the backup) posts basis points for the
+/// party in the round picks it. The panel (then the backup) posts basis points for the
 /// revealed updates; the contract credits the round's pool, plus the stakes lost this round
 /// (committers that did not reveal, updates the result marks unavailable or invalid), to the
 /// paid trainers by cumulative rounding, so not a wei of it goes to the owner. When no result
@@ -69,9 +74,11 @@ contract ContributionMarket is ReentrancyGuard {
         bytes32 specCid;
         bytes32 initialModelCid;
         bytes32 validationCommitment;
-        address aggregator;
-        address backupAggregator; // address(0): none
         address verifier; // address(0): no proof required
+        uint16 feeBps; // the aggregators' fee: basis points of each round's pool, paid for an accepted result
+        uint8 panel; // aggregators drawn each round (1..MAX_PANEL)
+        uint8 quorum; // identical results that decide a round (more than half the panel)
+        bool backup; // also draw a backup, who may post (and vote) in a second result window
         uint32 rounds;
         uint32 submitWindow;
         uint32 revealWindow;
@@ -85,14 +92,17 @@ contract ContributionMarket is ReentrancyGuard {
     struct TaskView {
         address owner;
         uint32 createdBlock;
+        uint32 drawBlock; // the block the current round's panel is drawn as of: its first seal (a re-seal keeps it)
         uint32 startAt; // round r opens at startAt + r * period
         uint32 currentRound; // == rounds once finished
-        address aggregator;
+        uint16 feeBps;
+        uint8 panel;
+        uint8 quorum;
+        bool backup;
         uint16 rounds;
         uint24 submitWindow;
         uint24 revealWindow;
         uint32 period; // submit + reveal + result (+ result again with a backup) + availability (= reveal)
-        address backup;
         uint24 resultWindow;
         uint16 trainerCount;
         uint16 emptyRoundsToReclaim;
@@ -113,6 +123,7 @@ contract ContributionMarket is ReentrancyGuard {
         uint128 stakesHeld; // stakes deposited and neither returned nor lost
         uint128 carry; // lost stakes of a round that paid nobody: added to the next round's payout
         uint128 carryPool; // pools nobody earned (all invalid, or none proved available): the next round's
+        uint128 fees; // paid to aggregators, all rounds
         bytes32 submissionsDigest; // running digest over every reveal of the task
         bytes32 latestModelCid; // the model the current round trains from
         bytes32 specCid;
@@ -128,13 +139,15 @@ contract ContributionMarket is ReentrancyGuard {
         uint32 startAt; // round r opens at startAt + r * period
         uint32 currentRound; // == rounds once finished
         uint16 rounds;
-        // slot 1: the schedule
-        address aggregator;
+        // slot 1 (feeBps still fits in slot 0): the schedule and the panel
+        uint16 feeBps;
+        uint8 panel;
+        uint8 quorum;
+        bool backup;
         uint24 submitWindow;
         uint24 revealWindow;
         uint32 period; // submit + reveal + result (+ result again with a backup) + availability (= reveal)
         // slot 2
-        address backup;
         uint24 resultWindow;
         uint16 trainerCount;
         uint16 emptyRoundsToReclaim;
@@ -159,6 +172,7 @@ contract ContributionMarket is ReentrancyGuard {
         uint128 stakesHeld; // stakes deposited and neither returned nor lost
         uint128 carry; // lost stakes of a round that paid nobody: added to the next round's payout
         uint128 carryPool; // pools nobody earned (all invalid, or none proved available): the next round's
+        uint128 fees; // paid to aggregators, all rounds
         bytes32 submissionsDigest; // running digest over every reveal of the task
         bytes32 latestModelCid; // the model the current round trains from
         bytes32 specCid;
@@ -178,6 +192,11 @@ contract ContributionMarket is ReentrancyGuard {
 
     /// @notice Who may add code hashes to the verifier allowlist (fixed at deployment; address(0): nobody).
     address public immutable verifierAdmin;
+    /// @notice The bonded aggregators every round's panel is drawn from.
+    AggregatorRegistry public immutable registry;
+    /// @notice Largest panel a task may ask for, and largest fee (basis points of a round's pool).
+    uint256 public constant MAX_PANEL = 7;
+    uint256 public constant MAX_FEE_BPS = 5_000;
     uint256 private _taskCount;
     mapping(uint256 taskId => Task) private _tasks;
     mapping(uint256 taskId => mapping(address trainer => Seat)) private _seats;
@@ -191,6 +210,8 @@ contract ContributionMarket is ReentrancyGuard {
     /// @notice What a code hash is allowed as: 1 a task's verifier, 2 a contract a verifier calls (a Groth16
     /// verifier, one of its `components`); 0 not allowed. A hash is allowed as one kind only.
     mapping(bytes32 codeHash => uint8 kind) public verifierCodeKind;
+    /// @dev a round's first seal block, kept only when the round is sealed again: its panel is still drawn as of it
+    mapping(uint256 taskId => mapping(uint256 round => uint256 sealBlock)) private _drawBlocks;
 
     /// @notice The verifier allowlist took a code hash (`kind` 1: a verifier, 2: a verifier's component).
     event VerifierCodeAllowed(bytes32 indexed codeHash, uint8 kind);
@@ -200,7 +221,6 @@ contract ContributionMarket is ReentrancyGuard {
     event TaskCreated(
         uint256 indexed taskId,
         address indexed owner,
-        address indexed aggregator,
         address token,
         uint256 reward,
         uint32 rounds,
@@ -229,6 +249,8 @@ contract ContributionMarket is ReentrancyGuard {
     event StakeLost(uint256 indexed taskId, uint256 indexed round, address indexed trainer, uint256 amount);
     /// @notice A trainer's stake was given back (the task ended, or it left between rounds).
     event StakeReturned(uint256 indexed taskId, address indexed trainer, uint256 amount);
+    /// @notice An aggregator that voted for a round's decided result was credited its share of the fee.
+    event FeeCredited(uint256 indexed taskId, uint256 indexed round, address indexed aggregator, uint256 amount);
     /// @notice A trainer was credited for a round.
     event TrainerCredited(uint256 indexed taskId, uint256 indexed round, address indexed trainer, uint256 amount);
     /// @notice A round was settled (`mode` 1 result, 2 fallback split, 3 refund); `submissionsDigest`
@@ -258,8 +280,14 @@ contract ContributionMarket is ReentrancyGuard {
     // reads it from the artifact's userdoc and fills the {placeholders} with the error's arguments).
     /// @notice unknown task {taskId}
     error MarketUnknownTask(uint256 taskId);
-    /// @notice the aggregator cannot be the zero address
-    error MarketZeroAggregator();
+    /// @notice a panel of {panel} aggregators needs a quorum of more than half and at most all of them, not {quorum}
+    error MarketBadPanel(uint256 panel, uint256 quorum);
+    /// @notice two rounds of {period} s would outlast the registry's exit delay of {exitDelay} s: shorten the windows
+    error MarketRoundTooLong(uint256 period, uint256 exitDelay);
+    /// @notice the aggregators' fee is {feeBps} basis points of a round's pool; at most 5000 allowed
+    error MarketBadFee(uint256 feeBps);
+    /// @notice the task needs {needed} registered aggregators; the registry has {active}
+    error MarketFewAggregators(uint256 needed, uint256 active);
     /// @notice rounds must be between 1 and 10000 (got {rounds})
     error MarketBadRounds(uint256 rounds);
     /// @notice windows must be at least 60 s to submit, 30 s to reveal, 60 s for the result, and at most 30 days
@@ -336,7 +364,7 @@ contract ContributionMarket is ReentrancyGuard {
     error MarketWrongSeed(bytes32 expected);
     /// @notice nothing was revealed this round: settle it instead
     error MarketNothingRevealed();
-    /// @notice {caller} may not post this round's result now (the aggregator, then the backup, each in its window)
+    /// @notice {caller} is not on this round's panel (its backup may post only in the backup window)
     error MarketNotAggregator(address caller);
     /// @notice only the task's owner may do this ({caller} is not)
     error MarketNotOwner(address caller);
@@ -371,8 +399,10 @@ contract ContributionMarket is ReentrancyGuard {
     /// @param admin who may extend the verifier allowlist (address(0): the list is fixed here)
     /// @param verifiers code hashes allowed from the start as a task's verifier
     /// @param components code hashes allowed from the start as a contract a verifier calls
-    constructor(address admin, bytes32[] memory verifiers, bytes32[] memory components) {
+    /// @param registry_ the aggregator registry (deployed for this market)
+    constructor(address admin, bytes32[] memory verifiers, bytes32[] memory components, AggregatorRegistry registry_) {
         verifierAdmin = admin;
+        registry = registry_;
         _allowCodes(verifiers, 1);
         _allowCodes(components, 2);
     }
@@ -423,8 +453,10 @@ contract ContributionMarket is ReentrancyGuard {
         t.owner = msg.sender;
         t.createdBlock = uint32(block.number);
         t.startAt = uint32(block.timestamp);
-        t.aggregator = p.aggregator;
-        t.backup = p.backupAggregator;
+        t.feeBps = p.feeBps;
+        t.panel = p.panel;
+        t.quorum = p.quorum;
+        t.backup = p.backup;
         // _checkParams bounds every value below to its field's width
         t.rounds = uint16(p.rounds);
         t.token = token;
@@ -433,7 +465,7 @@ contract ContributionMarket is ReentrancyGuard {
         t.resultWindow = uint24(p.resultWindow);
         // the availability window that ends each round is as long as its reveal window
         t.period = uint32(
-            uint256(p.submitWindow) + p.revealWindow * 2 + p.resultWindow * (p.backupAggregator == address(0) ? 1 : 2)
+            uint256(p.submitWindow) + p.revealWindow * 2 + p.resultWindow * (p.backup ? 2 : 1)
         );
         t.maxTrainers = uint16(p.maxTrainers);
         t.emptyRoundsToReclaim = uint16(p.emptyRoundsToReclaim);
@@ -446,7 +478,7 @@ contract ContributionMarket is ReentrancyGuard {
         t.latestModelCid = p.initialModelCid;
         t.specCid = p.specCid;
         t.validationCommitment = p.validationCommitment;
-        emit TaskCreated(taskId, msg.sender, p.aggregator, token, received, p.rounds, p.specCid);
+        emit TaskCreated(taskId, msg.sender, token, received, p.rounds, p.specCid);
     }
 
     /// @notice After `emptyRoundsToReclaim` empty rounds in a row (nothing revealed), the owner takes
@@ -488,9 +520,7 @@ contract ContributionMarket is ReentrancyGuard {
     /// was lost or given back calls this again to top it up.
     function join(uint256 taskId) external payable nonReentrant {
         Task storage t = _liveTask(taskId);
-        if (msg.sender == t.owner || msg.sender == t.aggregator || msg.sender == t.backup) {
-            revert MarketRoleConflict(msg.sender);
-        }
+        if (msg.sender == t.owner || registry.isActive(msg.sender)) revert MarketRoleConflict(msg.sender);
         Seat storage s = _seats[taskId][msg.sender];
         uint256 held = _stakes[taskId][msg.sender];
         uint256 due = t.stake > held ? t.stake - held : 0;
@@ -589,6 +619,11 @@ contract ContributionMarket is ReentrancyGuard {
             if (block.timestamp < revealDeadline) revert MarketRevealOpen(revealDeadline);
         } else {
             if (_seeds[taskId][round] != bytes32(0)) revert MarketAlreadySealed();
+            // no new seed (hence no new panel) once every result window is over
+            uint256 resultsEnd = _resultsEnd(t, round);
+            if (block.timestamp >= resultsEnd) revert MarketResultWindowClosed(resultsEnd);
+            // sealed again: the panel is still drawn as of the first seal (later registrations never count)
+            if (_drawBlocks[taskId][round] == 0) _drawBlocks[taskId][round] = sealBlock;
             if (block.number <= sealBlock) revert MarketNotSealed(sealBlock);
             bytes32 h = blockhash(sealBlock);
             if (h != bytes32(0)) {
@@ -702,16 +737,51 @@ contract ContributionMarket is ReentrancyGuard {
     {
         Task storage t = _liveTask(taskId);
         if (round != t.currentRound) revert MarketWrongRound(t.currentRound, round);
-        _checkPoster(t, round);
         if (res.modelCid == bytes32(0) || res.receiptCid == bytes32(0)) revert MarketZeroCid();
-        _checkSeed(t, taskId, round, res.seed);
+        address[] memory panel = _checkPoster(t, taskId, round, res.seed);
         bool paid = _checkBasisPoints(t, bps, res.lostMask) != 0;
         if (t.verifier != address(0)) {
             if (!_verified(t, taskId, round, res, bps, proof)) revert MarketInvalidProof();
         } else if (!paid && res.lostMask != _allRevealed(bps.length)) {
             revert MarketBadBasisPoints(0); // nothing paid: only when every revealed update is marked lost
         }
-        _settleResult(t, taskId, round, res, bps, paid);
+        _decide(t, taskId, round, res, bps, panel, paid);
+    }
+
+    /// @dev Count the caller's vote; once `quorum` votes agree, pay the fee to the members that voted for the
+    /// result, penalise the members that voted against it (and, in the backup window, the panel's silent
+    /// members), and credit the round.
+    function _decide(
+        Task storage t,
+        uint256 taskId,
+        uint256 round,
+        Result calldata res,
+        uint16[] calldata bps,
+        address[] memory panel,
+        bool paid
+    ) private {
+        // what the panel agrees on: the model, the seed, the lost stakes and the pay (each member posts its own receipt)
+        bytes32 h = keccak256(abi.encode(res.modelCid, res.seed, res.lostMask, bps));
+        if (t.quorum > 1 && registry.tally(taskId, round, panel, h) + 1 < t.quorum) {
+            // votes wait in the registry until `quorum` agree; a quorum of one decides at once (nothing to keep)
+            if (_seeds[taskId][round] == bytes32(0)) {
+                // the first vote keeps the seed, so nobody can seal the round again and draw another panel
+                _seeds[taskId][round] = res.seed;
+                emit SeedKept(taskId, round, res.seed);
+            }
+            registry.vote(taskId, round, msg.sender, h);
+            return;
+        }
+        // decided: every read first, then the market's own writes, then the registry's (the vote, the penalties)
+        address[] memory offenders = _offenders(t, taskId, round, panel, h);
+        address[] memory paidTo = offenders.length != 0 ? _paidTrainers(taskId, round, bps) : new address[](0);
+        _payFee(t, taskId, round, _agreed(t, taskId, round, panel, h));
+        uint256 credited = _payRound(t, taskId, round, bps, res.lostMask, paid);
+        t.latestModelCid = res.modelCid;
+        t.emptyStreak = 0;
+        _settle(t, taskId, round, SETTLED_BY_RESULT, credited, 0, res);
+        if (t.quorum > 1) registry.vote(taskId, round, msg.sender, h);
+        if (offenders.length != 0) registry.penalise(taskId, round, offenders, paidTo);
     }
 
     // --------------------------------------------------------------- liveness
@@ -738,9 +808,14 @@ contract ContributionMarket is ReentrancyGuard {
         }
         uint256 roundEnd = _openAt(t, round + 1);
         if (block.timestamp < roundEnd) revert MarketResultWindowOpen(roundEnd);
+        // a proof task's members may have been unable to post (no proof backs a round with no valid update): only a
+        // task without a verifier, whose panel can always post a result, blames its silent members here
+        address[] memory silent = t.verifier == address(0) ? _silent(t, taskId, round) : new address[](0);
+        address[] memory provers = silent.length != 0 ? _provers(taskId, round) : new address[](0);
         uint256 credited = _splitAvailable(t, taskId, round);
         t.emptyStreak = 0;
         _settle(t, taskId, round, SETTLED_BY_FALLBACK, credited, 0, _noResult());
+        if (silent.length != 0 && provers.length != 0) registry.penalise(taskId, round, silent, provers);
     }
 
     // ------------------------------------------------------------------ views
@@ -755,9 +830,12 @@ contract ContributionMarket is ReentrancyGuard {
         Task storage t = _existingTask(taskId);
         v.owner = t.owner;
         v.createdBlock = t.createdBlock;
+        v.drawBlock = uint32(_drawBlock(t, taskId));
         v.startAt = t.startAt;
         v.currentRound = t.currentRound;
-        v.aggregator = t.aggregator;
+        v.feeBps = t.feeBps;
+        v.panel = t.panel;
+        v.quorum = t.quorum;
         v.rounds = t.rounds;
         v.submitWindow = t.submitWindow;
         v.revealWindow = t.revealWindow;
@@ -783,6 +861,7 @@ contract ContributionMarket is ReentrancyGuard {
         v.stakesHeld = t.stakesHeld;
         v.carry = t.carry;
         v.carryPool = t.carryPool;
+        v.fees = t.fees;
         v.submissionsDigest = t.submissionsDigest;
         v.latestModelCid = t.latestModelCid;
         v.specCid = t.specCid;
@@ -828,6 +907,8 @@ contract ContributionMarket is ReentrancyGuard {
         v.paid = s.paid;
     }
 
+
+
     /// @notice A trainer's 1-based join index (0 if it has not joined).
     function trainerIndex(uint256 taskId, address trainer) external view returns (uint256) {
         return _seats[taskId][trainer].index;
@@ -847,6 +928,11 @@ contract ContributionMarket is ReentrancyGuard {
         (submitDeadline, revealDeadline) = _revealWindow(t, round);
         resultDeadline = revealDeadline + t.resultWindow;
         finalDeadline = _resultsEnd(t, round);
+    }
+
+    /// @notice Whether `round`'s seed is kept in storage (then the round can no longer be sealed again).
+    function seedKept(uint256 taskId, uint256 round) external view returns (bool) {
+        return _seeds[taskId][round] != bytes32(0);
     }
 
     /// @notice The current round's seed: readable from the block after the one that closed its reveal window.
@@ -870,15 +956,15 @@ contract ContributionMarket is ReentrancyGuard {
         return amount;
     }
 
+
+
     // --------------------------------------------------------------- internal
 
     function _checkParams(TaskParams calldata p) private view {
         if (p.verifier != address(0)) _checkVerifier(p.verifier);
-        if (p.aggregator == address(0)) revert MarketZeroAggregator();
-        if (p.aggregator == msg.sender) revert MarketRoleConflict(msg.sender);
-        if (p.backupAggregator == msg.sender || p.backupAggregator == p.aggregator) {
-            revert MarketRoleConflict(p.backupAggregator);
-        }
+        uint256 k = p.panel;
+        if (k == 0 || k > MAX_PANEL || uint256(p.quorum) * 2 <= k || p.quorum > k) revert MarketBadPanel(k, p.quorum);
+        if (p.feeBps > MAX_FEE_BPS) revert MarketBadFee(p.feeBps);
         if (p.rounds == 0 || p.rounds > MAX_ROUNDS) revert MarketBadRounds(p.rounds);
         if (
             p.submitWindow < MIN_SUBMIT_WINDOW || p.revealWindow < MIN_REVEAL_WINDOW
@@ -889,6 +975,14 @@ contract ContributionMarket is ReentrancyGuard {
         if (p.emptyRoundsToReclaim > MAX_ROUNDS) revert MarketBadRounds(p.emptyRoundsToReclaim);
         if (p.initialModelCid == bytes32(0)) revert MarketZeroCid();
         if (p.stake > MAX_STAKE) revert MarketStakeTooLarge(p.stake);
+        // a member's bond stays at stake for any round it may be drawn for, and its registry entry is not taken by
+        // another until that round and the next are over: two rounds must fit in the exit delay
+        uint256 period = uint256(p.submitWindow) + p.revealWindow * 2 + p.resultWindow * (p.backup ? 2 : 1);
+        if (period * 2 > registry.exitDelay()) revert MarketRoundTooLong(period, registry.exitDelay());
+        uint256 need = uint256(p.panel) + (p.backup ? 1 : 0);
+        // the owner is never drawn: a registered owner does not count
+        uint256 have = registry.activeCount() - (registry.isActive(msg.sender) ? 1 : 0);
+        if (have < need) revert MarketFewAggregators(need, have);
     }
 
     /// @dev A contract answering ERC-165 for IRoundVerifier whose code, and every component's, is allowed.
@@ -945,7 +1039,7 @@ contract ContributionMarket is ReentrancyGuard {
     /// @dev When the last result window of `round` closes (the backup's, or the aggregator's without one).
     function _resultsEnd(Task storage t, uint256 round) private view returns (uint256) {
         (, uint256 revealDeadline) = _revealWindow(t, round);
-        return revealDeadline + uint256(t.resultWindow) * (t.backup == address(0) ? 1 : 2);
+        return revealDeadline + uint256(t.resultWindow) * (t.backup ? 2 : 1);
     }
 
     /// @dev (committed, revealed, sealBlock) of the current round.
@@ -972,35 +1066,155 @@ contract ContributionMarket is ReentrancyGuard {
         if (seed != expected) revert MarketWrongSeed(expected);
     }
 
-    function _settleResult(
-        Task storage t,
-        uint256 taskId,
-        uint256 round,
-        Result calldata res,
-        uint16[] calldata bps,
-        bool paid
-    ) private {
-        (uint256 credited, uint256 refund) = _payRound(t, taskId, round, bps, res.lostMask, paid);
-        t.latestModelCid = res.modelCid;
-        t.emptyStreak = 0;
-        _settle(t, taskId, round, SETTLED_BY_RESULT, credited, refund, res);
-    }
-
-    /// @dev The aggregator between the reveal's close and its result deadline; the backup after that
-    /// until the final deadline.
-    function _checkPoster(Task storage t, uint256 round) private view {
+    /// @dev Results are taken from the reveal's close until the last result deadline, with the round's seed,
+    /// from the round's panel (in the backup window, also from its backup), never from a trainer of the task.
+    function _checkPoster(Task storage t, uint256 taskId, uint256 round, bytes32 seed)
+        private
+        view
+        returns (address[] memory panel)
+    {
         (, uint256 revealed, uint256 sealBlock) = _counts(t);
         if (revealed == 0) revert MarketNothingRevealed();
         (, uint256 revealDeadline) = _revealWindow(t, round);
         if (sealBlock == 0) revert MarketRevealOpen(revealDeadline);
-        uint256 resultDeadline = revealDeadline + t.resultWindow;
-        if (block.timestamp < resultDeadline) {
-            if (msg.sender != t.aggregator) revert MarketNotAggregator(msg.sender);
-            return;
-        }
         uint256 finalDeadline = _resultsEnd(t, round);
-        if (t.backup == address(0) || block.timestamp >= finalDeadline) revert MarketResultWindowClosed(finalDeadline);
-        if (msg.sender != t.backup) revert MarketNotAggregator(msg.sender);
+        if (block.timestamp >= finalDeadline) revert MarketResultWindowClosed(finalDeadline);
+        _checkSeed(t, taskId, round, seed);
+        panel = _panel(t, taskId, seed);
+        if (!_onPanel(t, panel, msg.sender, _late(t, round)) || _seats[taskId][msg.sender].index != 0) {
+            revert MarketNotAggregator(msg.sender);
+        }
+    }
+
+    /// @dev The round's panel then (with a backup) its backup, drawn with the round's seed as of its seal
+    /// block, never the owner.
+    function _panel(Task storage t, uint256 taskId, bytes32 seed) private view returns (address[] memory) {
+        // as of the round's first seal: members registered after it never count, even when the round is sealed again
+        return registry.draw(seed, _drawBlock(t, taskId), uint256(t.panel) + (t.backup ? 1 : 0), t.owner);
+    }
+
+    /// @dev The current round's first seal block (the seal block, unless the round was sealed again).
+    function _drawBlock(Task storage t, uint256 taskId) private view returns (uint256) {
+        uint256 first = _drawBlocks[taskId][t.currentRound];
+        return first != 0 ? first : t.sealBlock;
+    }
+
+    /// @dev A panel member, or in the backup window also the backup.
+    function _onPanel(Task storage t, address[] memory panel, address who, bool late) private view returns (bool) {
+        uint256 k = t.panel;
+        for (uint256 i = 0; i < panel.length; ++i) {
+            if (panel[i] == who) return i < k || late;
+        }
+        return false;
+    }
+
+    /// @dev Pay the fee to the members that voted for the decided result `h`; penalise the offenders, to the
+    /// trainers the result pays. Returns the fee.
+    function _offenders(Task storage t, uint256 taskId, uint256 round, address[] memory panel, bytes32 h)
+        private
+        view
+        returns (address[] memory offenders)
+    {
+        if (t.quorum > 1) return registry.offenders(taskId, round, panel, t.panel, h, _late(t, round), msg.sender);
+        offenders = new address[](panel[0] != msg.sender ? 1 : 0);
+        // a panel of one whose member did not post: the backup did, in its window; the member was silent
+        if (offenders.length != 0) offenders[0] = panel[0];
+    }
+
+    /// @dev The members that posted the decided result `h`: the caller (whose vote decides), and those before it.
+    function _agreed(Task storage t, uint256 taskId, uint256 round, address[] memory panel, bytes32 h)
+        private
+        view
+        returns (address[] memory agreed)
+    {
+        if (t.quorum == 1) {
+            agreed = new address[](1);
+            agreed[0] = msg.sender;
+            return agreed;
+        }
+        address[] memory before = registry.votersFor(taskId, round, panel, h);
+        agreed = new address[](before.length + 1);
+        for (uint256 i = 0; i < before.length; ++i) agreed[i] = before[i];
+        agreed[before.length] = msg.sender;
+    }
+
+    /// @dev The fee on the round's pool, split equally among the members that voted for the decided result.
+    function _payFee(Task storage t, uint256 taskId, uint256 round, address[] memory agreed) private {
+        uint256 fee = _fee(t, round);
+        if (fee == 0) return;
+        uint256 n = agreed.length;
+        uint256 paid = 0;
+        for (uint256 j = 1; j <= n; ++j) {
+            uint256 amount = (fee * j) / n - paid;
+            paid += amount;
+            _seats[taskId][agreed[j - 1]].earned += uint128(amount);
+            emit FeeCredited(taskId, round, agreed[j - 1], amount);
+        }
+        t.fees += uint128(fee);
+    }
+
+    /// @dev No result came: every drawn member that did not post (they lose a penalty to the trainers that proved
+    /// their update available); nobody when the round's seed can no longer be had (no panel to blame).
+    function _silent(Task storage t, uint256 taskId, uint256 round) private view returns (address[] memory) {
+        bytes32 seed = _seedIfKnown(t, taskId, round);
+        // settled a period late or more, the draw may no longer be the one the round had: blame nobody
+        if (seed == bytes32(0) || block.timestamp >= _openAt(t, round + 2)) return new address[](0);
+        return registry.offenders(taskId, round, _panel(t, taskId, seed), t.panel, bytes32(0), true, address(0));
+    }
+
+    /// @dev True once the panel's result window of `round` is over (the backup's window, or after it).
+    function _late(Task storage t, uint256 round) private view returns (bool) {
+        (, uint256 revealDeadline) = _revealWindow(t, round);
+        return block.timestamp >= revealDeadline + t.resultWindow;
+    }
+
+    /// @dev The aggregators' fee on a round's pool.
+    function _fee(Task storage t, uint256 round) private view returns (uint256) {
+        return (_roundPool(t, round) * t.feeBps) / BPS;
+    }
+
+    /// @dev The round's seed when one can be had without reverting (kept, or the seal block's hash readable).
+    function _seedIfKnown(Task storage t, uint256 taskId, uint256 round) private view returns (bytes32) {
+        bytes32 kept = _seeds[taskId][round];
+        if (kept != bytes32(0)) return kept;
+        (,, uint256 sealBlock) = _counts(t);
+        if (sealBlock == 0 || block.number <= sealBlock) return bytes32(0);
+        bytes32 h = blockhash(sealBlock);
+        return h == bytes32(0) ? bytes32(0) : keccak256(abi.encode(h, sealBlock, taskId, round));
+    }
+
+    /// @dev This round's revealed trainers the result pays (bps > 0), in join order.
+    function _paidTrainers(uint256 taskId, uint256 round, uint16[] calldata bps) private view returns (address[] memory out) {
+        return _trainersWhere(taskId, round, bps, false);
+    }
+
+    /// @dev This round's trainers that proved their update available.
+    function _provers(uint256 taskId, uint256 round) private view returns (address[] memory) {
+        return _trainersWhere(taskId, round, new uint16[](0), true);
+    }
+
+    function _trainersWhere(uint256 taskId, uint256 round, uint16[] memory bps, bool proved)
+        private
+        view
+        returns (address[] memory out)
+    {
+        Task storage t = _tasks[taskId];
+        uint32 tag = uint32(round + 1);
+        out = new address[](t.trainerCount);
+        uint256 n = 0;
+        uint256 j = 0;
+        for (uint256 i = 1; i <= t.trainerCount; ++i) {
+            address trainer = _trainerAt[taskId][i];
+            Seat storage s = _seats[taskId][trainer];
+            if (proved) {
+                if (s.availableTag == tag) out[n++] = trainer;
+            } else if (s.revealedTag == tag && trainer != address(0)) {
+                if (bps[j++] != 0) out[n++] = trainer;
+            }
+        }
+        assembly ("memory-safe") {
+            mstore(out, n)
+        }
     }
 
     function _verified(
@@ -1070,15 +1284,14 @@ contract ContributionMarket is ReentrancyGuard {
         uint16[] calldata bps,
         uint256 lostMask,
         bool paid
-    ) private returns (uint256 credited, uint256 refund) {
+    ) private returns (uint256 credited) {
         uint256 lost = _loseUnrevealed(t, taskId, round, lostMask);
         if (!paid) {
-            _carryOver(t, round, lost);
+            _carryOver(t, round, lost, _fee(t, round));
         } else {
-            credited = _credit(t, taskId, round, _takeCarried(t, round) + lost, bps, bps.length);
+            credited = _credit(t, taskId, round, _takeCarried(t, round) - _fee(t, round) + lost, bps, bps.length);
         }
         if (lostMask != 0) _freeMarked(t, taskId, round, lostMask);
-        refund = 0;
     }
 
     /// @dev Free the seats of the revealed updates marked lost (after crediting: `bps` follows the seats).
@@ -1093,9 +1306,10 @@ contract ContributionMarket is ReentrancyGuard {
         }
     }
 
-    /// @dev The round's pool and the stakes lost this round carry over to the next round's paid trainers.
-    function _carryOver(Task storage t, uint256 round, uint256 lost) private {
-        t.carryPool += uint128(_roundPool(t, round));
+    /// @dev The round's pool (less the fee paid on it) and the stakes lost this round carry over to the next
+    /// round's paid trainers.
+    function _carryOver(Task storage t, uint256 round, uint256 lost, uint256 fee) private {
+        t.carryPool += uint128(_roundPool(t, round) - fee);
         if (lost != 0) t.carry += uint128(lost);
     }
 
@@ -1116,7 +1330,7 @@ contract ContributionMarket is ReentrancyGuard {
             if (_seats[taskId][_trainerAt[taskId][i]].availableTag == tag) ++n;
         }
         if (n == 0) {
-            _carryOver(t, round, lost);
+            _carryOver(t, round, lost, 0);
             return 0;
         }
         credited = _credit(t, taskId, round, _takeCarried(t, round) + lost, new uint16[](0), n);

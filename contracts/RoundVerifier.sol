@@ -132,7 +132,9 @@ contract RoundVerifier is IRoundVerifier {
             if ((d.rejected >> j) & 1 == 0) ++n;
             else if (bps[j] != 0) return false;
         }
-        if (n == 0) return true; // nothing valid: every bps is 0 and the pool is refunded
+        // nothing valid: no Groth16 proof backs a claim that every update is malformed, so it is refused (the round
+        // goes to the backup, then to the fallback, which pays only updates proved available)
+        if (n == 0) return false;
         if (verifierFor[n] == address(0)) return false;
         uint256[] memory pub = _publicInputs(d, bps, n, seed);
         pub[0] = binding;

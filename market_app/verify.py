@@ -21,6 +21,9 @@ Checks, each printed with its result (a failed one with a one-line reason):
                 utilities by the circuit's rules, and equal what was posted
   proof         (proof tasks) the Groth16 proof in the postResult transaction verifies (py_ecc)
                 against public inputs rebuilt from the chain and the receipt
+  panel         the round's panel drawn again from the chain (the posted seed, the block that sealed the round,
+                the registry as of that block): every vote came from a drawn member, and the task's quorum of
+                them posted exactly the result that settled the round
 Exit status 1 on any mismatch.
 """
 
@@ -187,9 +190,49 @@ def verify_round(contract: MarketContract, store: ContentStore, task_id: int, ro
         elif state is not None:
             _replay(contract, store, view, snap, receipt, info, call, prev_cid, validation, add)
 
+    _check_panel(contract, task_id, round_, chain, call, add)
     if view.spec.proof.system != "none":
         _check_proof(contract, task_id, round_, view, receipt, info, subs, call, add)
     return rep
+
+
+def result_hash(call: dict[str, Any]) -> bytes:
+    """What a panel member's post votes for: ``keccak256(abi.encode(modelCid, seed, lostMask, bps))`` of its
+    ``postResult`` arguments (each member posts its own receipt)."""
+    from eth_abi import encode as abi_encode
+    from eth_utils import keccak
+
+    return keccak(abi_encode(["bytes32", "bytes32", "uint256", "uint16[]"],
+                             [call["modelCid"], call["seed"], int(call["lostMask"]), [int(b) for b in call["bps"]]]))
+
+
+def _check_panel(contract: MarketContract, task_id: int, round_: int, chain: TaskInfo, call: dict[str, Any],
+                 add: Callable[[str, bool, str], bool]) -> None:
+    """The round's panel, drawn again from the chain (the seed posted, the block that sealed the round, the
+    registry as of that block), and its votes: every vote from a drawn member, and the task's quorum of them
+    for exactly the result that settled the round."""
+    seal = contract.draw_block_of(task_id, round_, chain)
+    if seal is None:
+        add("panel", False, f"no RoundSealed event for round {round_}")
+        return
+    k = chain.panel + (1 if chain.has_backup else 0)
+    drawn = contract.registry.draw(bytes(call["seed"]), seal, k, chain.owner)
+    settled = result_hash(call)
+    if chain.quorum > 1:
+        votes = contract.votes(task_id, round_, chain)
+    else:  # a quorum of one decides at once, nothing is stored: the settling transaction's sender is the vote
+        votes = {str(call["sender"]): settled}
+    agreed = [m for m, h in votes.items() if h == settled]
+    strangers = [m for m in votes if m not in drawn]
+    wrong = []
+    if strangers:
+        wrong.append(f"votes from members the draw did not pick: {', '.join(strangers)}")
+    if len(agreed) < chain.quorum:
+        wrong.append(f"{len(agreed)} drawn members posted the settled result; the task's quorum is {chain.quorum}")
+    others = [m for m, h in votes.items() if h != settled]
+    detail = (f"{len(agreed)} of {chain.panel} drawn (quorum {chain.quorum}) posted the settled result"
+              + (f"; {len(others)} posted another and lost bond" if others else ""))
+    add("panel", not wrong, detail if not wrong else "; ".join(wrong))
 
 
 def _check_calldata(call: dict[str, Any], receipt: Receipt, info: RoundInfo, subs: list[Submission],

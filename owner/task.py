@@ -14,8 +14,7 @@ from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from web3 import Web3
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from market.chain.contract import MAX_ROUNDS, MAX_TRAINERS, MarketContract, eth_text
 from market.errors import ConfigError, InsufficientFunds
@@ -52,7 +51,6 @@ class TaskRequest(BaseModel):
 
     spec: TaskSpec = Field(default_factory=TaskSpec)
     validation_commitment: bytes = Field(description="32-byte commitment to the validation set the aggregator gets")
-    aggregator: str
     rounds: int = Field(3, ge=1, le=MAX_ROUNDS)
     reward_wei: int = Field(gt=0)
     submit_window: int = Field(3600, ge=60, le=30 * 86400, description="seconds each round accepts commitments")
@@ -61,7 +59,13 @@ class TaskRequest(BaseModel):
     max_trainers: int = Field(64, ge=1, le=MAX_TRAINERS)
     stake_wei: int = Field(0, ge=0, lt=2**96, description="each trainer's stake (0: none, for development; below 2**96 "
                            "wei, the contract's MAX_STAKE + 1)")
-    backup: str | None = Field(None, description="backup aggregator: posts when the aggregator misses its window")
+    backup: bool = Field(False, description="also draw a backup aggregator each round, who may post in a second "
+                         "result window when the panel does not settle the round in its own")
+    panel: int = Field(1, ge=1, le=7, description="aggregators drawn from the registry each round")
+    quorum: int | None = Field(None, ge=1, le=7, description="identical results that settle a round (default: more "
+                               "than half the panel)")
+    fee_bps: int = Field(0, ge=0, le=5000, description="the aggregators' fee: basis points of each round's pool, "
+                         "shared by the panel members that posted the accepted result")
     empty_rounds_to_reclaim: int = Field(0, ge=0, le=MAX_ROUNDS,
                                          description="empty rounds in a row after which the owner may reclaim (0: never)")
     #: proof tasks: the round sizes (valid updates) the verifier covers; default: max_trainers and one fewer
@@ -74,25 +78,13 @@ class TaskRequest(BaseModel):
             raise ValueError(f"must be 32 bytes (got {len(v)})")
         return v
 
-    @field_validator("backup")
-    @classmethod
-    def _backup(cls, v: str | None) -> str | None:
-        if v is None or (Web3.is_address(v) and int(v, 16) == 0):
-            return None
-        return _aggregator_address(v)
-
-    @field_validator("aggregator")
-    @classmethod
-    def _address(cls, v: str) -> str:
-        return _aggregator_address(v)
-
-
-def _aggregator_address(v: str) -> str:
-    if not Web3.is_address(v):
-        raise ValueError(f"{v!r} is not an Ethereum address")
-    if int(v, 16) == 0:
-        raise ValueError("the zero address cannot aggregate")
-    return Web3.to_checksum_address(v)
+    @model_validator(mode="after")
+    def _quorum(self) -> "TaskRequest":
+        q = self.panel // 2 + 1 if self.quorum is None else self.quorum
+        if not (self.panel < 2 * q and q <= self.panel):
+            raise ValueError(f"a quorum of {q} does not decide a panel of {self.panel}: it must be more than half "
+                             "the panel and at most all of it")
+        return self
 
 
 def task_request(**fields: Any) -> TaskRequest:
@@ -166,7 +158,6 @@ def create_task(
         spec_cid=spec_cid,
         initial_model_cid=spec.initial_model_cid,
         validation_commitment=request.validation_commitment,
-        aggregator=request.aggregator,
         rounds=request.rounds,
         reward_wei=request.reward_wei,
         submit_window=request.submit_window,
@@ -175,7 +166,10 @@ def create_task(
         max_trainers=request.max_trainers,
         stake_wei=request.stake_wei,
         empty_rounds_to_reclaim=request.empty_rounds_to_reclaim,
-        **({"backup": request.backup} if request.backup else {}),
+        backup=request.backup,
+        panel=request.panel,
+        quorum=request.quorum,
+        fee_bps=request.fee_bps,
         **verifier,
     )
     return CreatedTask(task_id, spec, spec_cid, tx)

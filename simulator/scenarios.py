@@ -45,18 +45,17 @@ import torch
 from eth_abi import encode as abi_encode
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
-from web3 import Web3
 from web3.logs import DISCARD
 
 from aggregator.round import aggregate_round
 from aggregator.service import Aggregator, PostedRound, lost_mask, prefilter, valuation_seed
 from market.chain.compile import load_artifact
-from market.chain.contract import ZERO_ADDRESS, MarketContract, TaskInfo, commit_hash, round_state
+from market.chain.contract import MarketContract, TaskInfo, commit_hash, round_state
 from market.chain.devchain import dev_accounts
 from market.cid import cid_digest, compute_cid
 from market.commitment import submission_commitment
 from market.data import Dataset, Splits, dataset_commitment, digits_splits
-from market.errors import BlobNotFoundError, ContractRevert, MalformedUpdateError, StoreError
+from market.errors import BlobNotFoundError, ChainError, ContractRevert, MalformedUpdateError, StoreError
 from market.models import accuracy, model_with_state
 from market.receipt import Receipt
 from market.spec import RobustSpec, TaskSpec, ValuationSpec
@@ -186,8 +185,8 @@ class World:
     spec: TaskSpec
     task_id: int
     owner: LocalAccount
-    aggregator: Aggregator
-    backup: Aggregator | None
+    first_aggregator: Aggregator  # registered in the market's registry (the only one without a backup)
+    second_aggregator: Aggregator | None  # registered too when the setup has a backup
     honest: list[ScenarioNode]
     attackers: list[LocalAccount]
     attack_nodes: list[ScenarioNode]  # the attackers that train (the first ``data_attackers``)
@@ -205,6 +204,34 @@ class World:
 
     def info(self) -> TaskInfo:
         return self.contract.task(self.task_id)
+
+    def _drawn(self) -> tuple[Aggregator, Aggregator | None] | None:
+        """The current round's drawn panel member and backup (None before the round is sealed)."""
+        info = self.info()
+        if info.finished or not info.seal_block:
+            return None
+        try:
+            panel, backup = self.contract.panel(self.task_id, info)
+        except ChainError:
+            return None
+        nodes: dict[str, Aggregator] = {str(a.account.address): a for a in (self.first_aggregator, self.second_aggregator) if a is not None}
+        return nodes[panel[0]], (nodes[backup] if backup else None)
+
+    @property
+    def aggregator(self) -> Aggregator:
+        """The current round's drawn panel member (the first registered aggregator until the round is sealed)."""
+        drawn = self._drawn()
+        return drawn[0] if drawn else self.first_aggregator
+
+    @property
+    def backup(self) -> Aggregator | None:
+        """The current round's drawn backup (None when the task has none)."""
+        if self.second_aggregator is None:
+            return None
+        drawn = self._drawn()
+        if drawn is None:
+            return self.second_aggregator
+        return drawn[1]
 
     @property
     def accounts(self) -> dict[str, LocalAccount]:
@@ -284,18 +311,19 @@ def world(setup: Setup, where: Where = Where()) -> Iterator[World]:
     try:
         with open_environment(chain=where.chain, rpc=where.rpc, n_accounts=n_accounts, store=where.store,
                               store_dir=folder, ipfs_api=where.ipfs_api,
-                              verifier_admin=dev_accounts(n_accounts)[-1].address) as env:
+                              verifier_admin=dev_accounts(n_accounts)[-1].address,
+                              aggregators=(AGGREGATOR, BACKUP) if setup.backup else (AGGREGATOR,)) as env:
             ledger = _record(env.chain)
             splits = _splits(setup.honest + setup.data_attackers)
             owner, agg, backup = env.accounts[OWNER], env.accounts[AGGREGATOR], env.accounts[BACKUP]
             trainers = env.accounts[FIRST_TRAINER:-1]
             spec = spec_of(setup)
-            common = dict(validation_commitment=dataset_commitment(splits.validation), aggregator=agg.address,
+            common = dict(validation_commitment=dataset_commitment(splits.validation),
                           rounds=setup.rounds, reward_wei=setup.reward, max_trainers=setup.max_trainers,
                           stake_wei=setup.stake, result_window=setup.result_window,
                           empty_rounds_to_reclaim=setup.empty_rounds_to_reclaim)
             created = create_task(env.contract, env.store, owner, TaskRequest(
-                spec=spec, backup=backup.address if setup.backup else None, **common))  # type: ignore[arg-type]
+                spec=spec, backup=setup.backup, **common))  # type: ignore[arg-type]
             task_id, spec = created.task_id, created.spec
             honest = [ScenarioNode(env.contract, env.store, trainers[i], splits.trainers[i]) for i in range(setup.honest)]
             attackers = list(trainers[setup.honest:setup.honest + setup.attackers])
@@ -352,6 +380,9 @@ def close_reveals(w: World) -> None:
 
 
 def post(w: World, by: Aggregator | None = None) -> PostedRound:
+    info = w.info()
+    if by is None and info.submitted_count and not info.seal_block:  # seal first: the draw needs the round's seed
+        w.contract.seal(w.owner, w.task_id)
     posted = (by or w.aggregator).run_round(w.task_id)
     w.posted.append(posted)
     return posted
@@ -629,13 +660,11 @@ def _same_chain_world(first: World, setup: Setup, verifier: str) -> Iterator[Wor
     env = first.env
     spec, spec_cid = publish_spec(env.store, spec_of(setup))
     assert spec.initial_model_cid
-    agg, backup = env.accounts[AGGREGATOR], env.accounts[BACKUP]
     task_id, _ = env.contract.create_task(
         first.owner, spec_cid=spec_cid, initial_model_cid=spec.initial_model_cid,
-        validation_commitment=dataset_commitment(first.splits.validation), aggregator=agg.address,
-        rounds=setup.rounds, reward_wei=setup.reward, max_trainers=setup.max_trainers, stake_wei=setup.stake,
+        validation_commitment=dataset_commitment(first.splits.validation), rounds=setup.rounds, reward_wei=setup.reward, max_trainers=setup.max_trainers, stake_wei=setup.stake,
         result_window=setup.result_window, verifier=verifier,
-        backup=backup.address if setup.backup else ZERO_ADDRESS)
+        backup=setup.backup)
     # the first task is never joined: finish it so that the books of the chain close
     yield replace(first, spec=spec, task_id=task_id, posted=[],
                   honest=[ScenarioNode(env.contract, env.store, n.account, n.data) for n in first.honest])
@@ -1303,7 +1332,7 @@ def row10_dud_verifier_hostile_token(where: Where = Where()) -> list[Outcome]:
         def create(**kw: Any) -> str:
             return refused(lambda: w.contract.create_task(
                 w.owner, spec_cid=spec_cid, initial_model_cid=spec.initial_model_cid or "", validation_commitment=b"\x11" * 32,
-                aggregator=w.aggregator.account.address, rounds=1, reward_wei=REWARD, stake_wei=STAKE, **kw))
+                rounds=1, reward_wei=REWARD, stake_wei=STAKE, **kw))
 
         attempts = {"eoa_verifier": (create(verifier=eoa), "MarketBadVerifier", "a verifier address with no code"),
                     "verifier_denies_interface": (create(verifier=no_iface), "MarketBadVerifier",
@@ -1546,10 +1575,9 @@ def row12_unauthenticated_spending(create_app: Callable[..., Any], where: Where 
     token = "scenario-token-" + keccak(b"row 12").hex()[:24]
     setup = Setup(honest=0, attackers=1)
     with world(setup, where) as w:
-        attacker = w.attackers[0].address
         app = create_app(w.contract, w.store, creator=w.owner, api_token=token)
         client = TestClient(app)
-        body = {"aggregator": attacker, "validation_commitment": "0x" + "11" * 32, "rounds": 1, "reward_eth": "5"}
+        body = {"validation_commitment": "0x" + "11" * 32, "rounds": 1, "reward_eth": "5"}
         tasks0 = w.contract.task_count()
         owner0 = w.env.chain.balance(w.owner.address)
         answers = {
@@ -1561,13 +1589,12 @@ def row12_unauthenticated_spending(create_app: Callable[..., Any], where: Where 
         tasks1 = w.contract.task_count()
         owner1 = w.env.chain.balance(w.owner.address)
         with_token = client.post("/api/tasks", json=body, headers={"Authorization": f"Bearer {token}"}).status_code
-        escrowed = sum(w.contract.task(t).reward for t in range(tasks0 + 1, w.contract.task_count() + 1)
-                       if w.contract.task(t).aggregator == Web3.to_checksum_address(attacker))
+        escrowed = sum(w.contract.task(t).reward for t in range(tasks0 + 1, w.contract.task_count() + 1))
         ok, _money = money_identity(w.contract, w.ledger)
     outs = []
     for variant, status in answers.items():
         outs.append(Outcome(f"row12_unauthenticated_spending/{variant}", 12,
-                            f"POST /api/tasks ({variant.replace('_', ' ')}) naming the attacker's aggregator, 5 ETH",
+                            f"POST /api/tasks ({variant.replace('_', ' ')}) for 5 ETH",
                             0 if tasks1 == tasks0 else 5 * 10**18, max(0, owner0 - owner1), 0,
                             {"refused with 401": status == 401, "no task created": tasks1 == tasks0,
                              "owner's balance untouched": owner1 == owner0, "money identity to the wei": ok,

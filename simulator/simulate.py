@@ -18,7 +18,8 @@ from typing import Any, Literal
 from eth_account.signers.local import LocalAccount
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from aggregator.service import Aggregator
+from aggregator.service import Aggregator, PostedRound
+from market.chain.devchain import dev_accounts
 from market.data import Dataset, dataset_commitment, digits_splits, parse_partition
 from market.errors import ConfigError
 from market.models import accuracy, model_with_state
@@ -73,6 +74,10 @@ class SimulateConfig(BaseModel):
     ipfs_api: str | None = None
     proof: Literal["none", "groth16"] = "none"
     sketch_k: int = Field(16, ge=16, le=64)
+    panel: int = Field(1, ge=1, le=7)  # aggregators drawn each round (each recomputes the round)
+    quorum: int | None = Field(None, ge=1, le=7)  # identical results that settle a round (default: a majority)
+    backup: bool | None = None  # draw a backup aggregator too (None: when the registry holds one more than the panel)
+    fee_bps: int = Field(0, ge=0, le=5000)  # the aggregators' fee, basis points of each round's pool
 
     @field_validator("attack")
     @classmethod
@@ -97,6 +102,9 @@ class SimulateConfig(BaseModel):
             raise ConfigError(f"--attack {self.attack} colludes with honest updates: leave at least one honest trainer")
         reward_of(self.reward)
         _ = self.stake_wei
+        q = self.panel // 2 + 1 if self.quorum is None else self.quorum
+        if not (self.panel < 2 * q <= 2 * self.panel):
+            raise ConfigError(f"--quorum {q}: a panel of {self.panel} needs more than half of it and at most all of it")
         if self.proof != "none" and self.robust != "multikrum":
             raise ConfigError(f"--proof {self.proof} proves Multi-Krum over sketches: add --robust multikrum")
 
@@ -109,6 +117,11 @@ class SimulateConfig(BaseModel):
             return parse_eth(self.stake)
         except ValueError as exc:
             raise ConfigError(f"--stake {exc}") from None
+
+    @property
+    def aggregators(self) -> int:
+        """Aggregators the simulation registers: the panel, plus the backup."""
+        return self.panel + (0 if self.backup is False else 1)
 
     @property
     def suspected(self) -> int:
@@ -129,12 +142,13 @@ def spec_for(cfg: SimulateConfig) -> TaskSpec:
 
 
 def post_task(
-    env: Environment, owner: LocalAccount, aggregator: str, cfg: SimulateConfig, validation: Dataset, reward: int
+    env: Environment, owner: LocalAccount, cfg: SimulateConfig, validation: Dataset, reward: int
 ) -> tuple[int, TaskSpec]:
     """The owner's step of a simulation: :func:`owner.task.create_task` with the simulation's spec."""
     request = TaskRequest(
-        spec=spec_for(cfg), validation_commitment=dataset_commitment(validation), aggregator=aggregator,
-        rounds=cfg.rounds, reward_wei=reward, max_trainers=max(cfg.trainers, 1), stake_wei=cfg.stake_wei,
+        spec=spec_for(cfg), validation_commitment=dataset_commitment(validation), rounds=cfg.rounds, reward_wei=reward,
+        max_trainers=max(cfg.trainers, 1), stake_wei=cfg.stake_wei, panel=cfg.panel, quorum=cfg.quorum,
+        backup=env.contract.registry.active_count() > cfg.panel if cfg.backup is None else cfg.backup, fee_bps=cfg.fee_bps,
     )
     created = create_task(env.contract, env.store, owner, request)
     return created.task_id, created.spec
@@ -146,7 +160,7 @@ class Simulation:
     env: Environment
     task_id: int
     trainers: list[TrainerNode]
-    aggregator: Aggregator
+    aggregators: dict[str, Aggregator]  # every registered aggregator's node, by address
     spec: TaskSpec
     test_x: Any
     test_y: Any
@@ -166,6 +180,29 @@ def collusion_hook(store: ContentStore, honest_cids: list[str],
         return Collusion(tuple(decode_state(got[cid] if cid in got else store.get(cid))[0] for cid in honest_cids))
 
     return seen
+
+
+def post_by_panel(sim: Simulation) -> tuple[PostedRound, list[int], dict[str, Any]]:
+    """The round's drawn panel members each recompute the round and post, until the quorum settles it; the deciding
+    post, the gas of every post (votes included), and who was drawn and agreed."""
+    contract = sim.env.contract
+    info = contract.task(sim.task_id)
+    if info.seal_block == 0:  # the reveal deadline passed with some committers silent: anyone seals the round
+        contract.seal(next(iter(sim.aggregators.values())).account, sim.task_id)
+    panel, backup = contract.panel(sim.task_id)
+    gas: list[int] = []
+    agreed: list[str] = []
+    for member in panel:
+        node = sim.aggregators.get(member)
+        if node is None:
+            raise ConfigError(f"aggregator {member} was drawn for task {sim.task_id} but is not one of this simulation's "
+                              "(an --rpc chain with other aggregators registered)")
+        posted = node.run_round(sim.task_id)
+        gas.append(posted.gas)
+        agreed.append(member)
+        if posted.decided:
+            return posted, gas, {"drawn": panel, "backup": backup, "agreed": agreed, "fee_wei": str(posted.fee_wei)}
+    raise ConfigError(f"task {sim.task_id}: the panel's {len(panel)} results did not agree; the round was not settled")
 
 
 def run_round(sim: Simulation) -> dict[str, Any]:
@@ -202,7 +239,7 @@ def run_round(sim: Simulation) -> dict[str, Any]:
     if info.seal_block == 0:  # not every committer revealed: the reveal window runs to its deadline
         sim.env.chain.advance_to(info.opens_at(r) + info.submit_window + info.reveal_window)
     committed, revealed = info.committed_count, info.submitted_count
-    posted = sim.aggregator.run_round(sim.task_id)  # seed → fetch → reject/robust → value → receipt → post → credit
+    posted, votes_gas, panel = post_by_panel(sim)  # seed → fetch → reject/robust → value → receipt → post → credit
     chain_s += posted.seconds["chain"]
     credited = contract.credited(sim.task_id, r)  # read back from the chain's events
     receipt = posted.receipt
@@ -225,8 +262,9 @@ def run_round(sim: Simulation) -> dict[str, Any]:
         "reveal": {"committed": committed, "revealed": revealed, "seed": receipt.round_seed,
                    "revealed_by": [a for a in addresses if a in shown], "stakes_lost_wei": str(posted.stakes_lost_wei)},
         "gas": {"submit": max(commit_gas) if commit_gas else 0, "reveal": max(reveal_gas) if reveal_gas else 0,
-                "post_result": posted.gas},
+                "post_result": posted.gas, "panel_votes": votes_gas},
         "proof": posted.proof,
+        "panel": panel,
         "seconds": {
             "train": train_s,
             "aggregate": posted.seconds["aggregate"],
@@ -243,15 +281,18 @@ def simulate(cfg: SimulateConfig, on_round: Callable[[dict[str, Any]], None] | N
     """Run the marketplace end to end and return the report."""
     cfg.check()
     splits = digits_splits(cfg.trainers, cfg.partition, cfg.seed)
-    n_accounts = cfg.trainers + 2
+    n_accounts = cfg.trainers + 1 + cfg.aggregators
     with open_environment(
         chain=cfg.chain, rpc=cfg.rpc, contract=cfg.contract, n_accounts=n_accounts,
         store=cfg.store, store_dir=cfg.store_dir, ipfs_api=cfg.ipfs_api,
+        # accounts: the owner, the first aggregator, the trainers, then the other aggregators
+        aggregators=[1, *range(2 + cfg.trainers, n_accounts)],
     ) as env:
-        owner, agg_account, trainer_accounts = env.accounts[0], env.accounts[1], env.accounts[2:]
+        owner, trainer_accounts = env.accounts[0], env.accounts[2:2 + cfg.trainers]
+        agg_accounts = [env.accounts[1], *env.accounts[2 + cfg.trainers:]]
         reward = reward_of(cfg.reward)
         start_block = env.chain.w3.eth.block_number
-        task_id, spec = post_task(env, owner, agg_account.address, cfg, splits.validation, reward)
+        task_id, spec = post_task(env, owner, cfg, splits.validation, reward)
         attack_of = [cfg.attack if i >= cfg.trainers - cfg.attackers else None for i in range(cfg.trainers)]
         honest_cids: list[str] = []
         honest_blobs: dict[str, bytes] = {}
@@ -263,8 +304,13 @@ def simulate(cfg: SimulateConfig, on_round: Callable[[dict[str, Any]], None] | N
         ]
         for node in nodes:
             node.join(task_id)
-        aggregator = Aggregator(env.contract, env.store, agg_account, splits.validation)
-        sim = Simulation(cfg, env, task_id, nodes, aggregator, spec, splits.test.x, splits.test.y,
+        aggregators = {str(a.address): Aggregator(env.contract, env.store, a, splits.validation) for a in agg_accounts}
+        if cfg.rpc:  # a chain someone else set up (`market devnet`): its registered dev-key aggregators serve too
+            registered = {m.account for m in env.contract.registry.members() if m.active}
+            for acct in dev_accounts(max(n_accounts, 64)):
+                if acct.address in registered and str(acct.address) not in aggregators:
+                    aggregators[str(acct.address)] = Aggregator(env.contract, env.store, acct, splits.validation)
+        sim = Simulation(cfg, env, task_id, nodes, aggregators, spec, splits.test.x, splits.test.y,
                          honest_cids=honest_cids, honest_blobs=honest_blobs)
         for _ in range(cfg.rounds):
             entry = run_round(sim)
@@ -299,5 +345,6 @@ def simulate(cfg: SimulateConfig, on_round: Callable[[dict[str, Any]], None] | N
                 "stakes_returned_wei": str(sum(returned.values())),
                 "stakes_returned_by": {a: str(returned.get(a, 0)) for a in withdrawn},
                 "stakes_lost_wei": str(sum(v for per in lost.values() for v in per.values())),
+                "fees_wei": str(info.fees),  # paid to aggregators (not in withdrawn_wei)
             },
         }

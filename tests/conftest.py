@@ -22,6 +22,7 @@ from eth_account.signers.local import LocalAccount
 from market.chain.client import Chain
 from market.chain.contract import MarketContract
 from market.chain.devchain import AnvilProcess, dev_accounts, free_port
+from market.chain.registry import DEV_BOND
 
 MARKET = [sys.executable, "-m", "market_app.cli"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,6 +62,7 @@ def _market(chain: Chain) -> Market:
     accts = dev_accounts(8)
     chain.fund(accts, 1_000 * 10**18)
     contract = MarketContract.deploy(chain, accts[0])
+    contract.registry.register(accts[1], DEV_BOND)  # the only registered aggregator: every round's panel of one
     return Market(chain, contract, accts[0], accts[1], accts[2:7], accts[7])
 
 

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGETS = ["contracts/ContributionMarket.sol", "contracts/RoundVerifier.sol"]
+TARGETS = ["contracts/ContributionMarket.sol", "contracts/RoundVerifier.sol", "contracts/AggregatorRegistry.sol"]
 
 
 def main() -> int:

@@ -21,6 +21,7 @@ from web3.logs import DISCARD
 
 from market.chain.client import Chain
 from market.chain.compile import load_artifact
+from market.chain.registry import DEV_EXIT_DELAY, DEV_MIN_BOND, DEV_PENALTY, RegistryContract, create_address
 from market.cid import cid_digest, cid_from_digest
 from market.errors import ChainError, ConfigError, ContractRevert, UnknownTaskError
 
@@ -35,7 +36,6 @@ MAX_TRAINERS = 256  # the contract's MAX_TRAINERS
 class TaskInfo:
     task_id: int
     owner: str
-    aggregator: str
     token: str
     verifier: str
     rounds: int
@@ -56,7 +56,11 @@ class TaskInfo:
     spec_cid: str
     validation_commitment: str
     created_block: int
-    backup: str = ZERO_ADDRESS
+    has_backup: bool = False  # a backup is drawn each round besides the panel
+    fee_bps: int = 0  # the aggregators' fee, basis points of each round's pool
+    panel: int = 1  # aggregators drawn each round
+    quorum: int = 1  # identical results that decide a round
+    fees: int = 0  # paid to aggregators, all rounds
     reveal_window: int = 0
     start_at: int = 0
     stake: int = 0
@@ -65,6 +69,7 @@ class TaskInfo:
     carry_pool: int = 0  # pools nobody earned, carried to the next round's paid trainers
     committed_count: int = 0  # commitments in the current round
     seal_block: int = 0  # the block that closed the current round's reveal window (0: not yet)
+    draw_block: int = 0  # the current round's first seal block: its panel is drawn as of it (a re-seal keeps it)
     empty_rounds_to_reclaim: int = 0
     empty_streak: int = 0
 
@@ -87,7 +92,7 @@ class TaskInfo:
     @property
     def results_end_offset(self) -> int:
         """Seconds from a round's opening to the end of its last result window (the backup's, if any)."""
-        backup = 0 if int(self.backup, 16) == 0 else self.result_window
+        backup = self.result_window if self.has_backup else 0
         return self.submit_window + self.reveal_window + self.result_window + backup
 
     def opens_at(self, round_: int) -> int:
@@ -291,20 +296,47 @@ class MarketContract:
         self.address = Web3.to_checksum_address(address)
         self.c = chain.w3.eth.contract(address=self.address, abi=art["abi"])
         chain.decoder.add(art["abi"], art.get("userdoc"))
+        self._registry: RegistryContract | None = None
         if chain.kind != "tester" and not chain.w3.eth.get_code(self.address):
             raise ChainError(f"no contract at {self.address} on this chain (wrong --contract or chain restarted?)")
 
     @classmethod
     def deploy(
         cls, chain: Chain, account: LocalAccount, *, verifier_admin: str | None = None,
-        verifiers: Sequence[bytes] = (), components: Sequence[bytes] = (),
+        verifiers: Sequence[bytes] = (), components: Sequence[bytes] = (), min_bond: int = DEV_MIN_BOND,
+        penalty: int = DEV_PENALTY, exit_delay: int = DEV_EXIT_DELAY,
     ) -> "MarketContract":
-        """Deploy a market; ``verifier_admin`` (the deployer by default; the zero address: nobody) may extend
-        the allowlist of verifier code hashes, which starts as ``verifiers`` (a task's verifier) and
-        ``components`` (the Groth16 verifiers a verifier calls)."""
+        """Deploy a market and its aggregator registry (``min_bond`` wei to be drawn, ``penalty`` wei lost per
+        offence, ``exit_delay`` seconds from leaving the draw to taking the bond back); ``verifier_admin``
+        (the deployer by default; the zero address: nobody) may extend the allowlist of verifier code hashes,
+        which starts as ``verifiers`` (a task's verifier) and ``components`` (the Groth16 verifiers a verifier
+        calls). The registry is deployed first, knowing the market's address (the deployer's next CREATE)."""
         admin = Web3.to_checksum_address(verifier_admin or account.address)
-        return cls(chain, chain.deploy(account, load_artifact("ContributionMarket"), admin, list(verifiers),
-                                       list(components)))
+        nonce = int(chain.w3.eth.get_transaction_count(account.address, "pending"))
+        expected = create_address(account.address, nonce + 1)
+        registry = chain.deploy(account, load_artifact("AggregatorRegistry"), expected, min_bond, penalty, exit_delay)
+        address = chain.deploy(account, load_artifact("ContributionMarket"), admin, list(verifiers), list(components),
+                               registry)
+        if Web3.to_checksum_address(address) != expected:
+            raise ChainError(f"the market landed at {address}, not at {expected} its registry expects (a transaction "
+                             "from the deployer came in between): deploy again")
+        return cls(chain, address)
+
+    @property
+    def registry(self) -> RegistryContract:
+        """The aggregator registry this market draws its panels from."""
+        if self._registry is None:
+            self._registry = RegistryContract(self.chain, str(self.chain.call(self.c.functions.registry())))
+        return self._registry
+
+    def panel(self, task_id: int, info: TaskInfo | None = None, seed: bytes | None = None) -> tuple[list[str], str | None]:
+        """The current round's drawn panel and its backup (None without one), as the contract draws them: with the
+        round's seed, as of the block that sealed the round, never the owner. Needs the round sealed."""
+        task = self._info(task_id, info)
+        seed = self.round_seed(task_id, task) if seed is None else seed
+        drawn = self.registry.draw(seed, task.draw_block, task.panel + (1 if task.has_backup else 0), task.owner)
+        backup = drawn[task.panel] if task.has_backup and len(drawn) > task.panel else None
+        return drawn[:task.panel], backup
 
     # ------------------------------------------------------------ verifier allowlist
     def verifier_admin(self) -> str:
@@ -366,7 +398,6 @@ class MarketContract:
         spec_cid: str,
         initial_model_cid: str,
         validation_commitment: bytes,
-        aggregator: str,
         rounds: int,
         reward_wei: int,
         submit_window: int = 3600,
@@ -375,15 +406,22 @@ class MarketContract:
         max_trainers: int = 64,
         verifier: str = ZERO_ADDRESS,
         token: str = ZERO_ADDRESS,
-        backup: str = ZERO_ADDRESS,
+        backup: bool = False,
         stake_wei: int = 0,
         empty_rounds_to_reclaim: int = 0,
+        fee_bps: int = 0,
+        panel: int = 1,
+        quorum: int | None = None,
     ) -> tuple[int, Any]:
-        """Create a task; for an ERC-20 ``token`` the owner must have approved ``reward_wei`` first."""
+        """Create a task; for an ERC-20 ``token`` the owner must have approved ``reward_wei`` first. Each round,
+        ``panel`` aggregators (plus a backup with ``backup``) are drawn from the registry; ``quorum`` identical
+        results (default: more than half the panel) decide it, and those who posted them share ``fee_bps`` of
+        the round's pool."""
+        quorum = panel // 2 + 1 if quorum is None else quorum
         params = (
-            cid_digest(spec_cid), cid_digest(initial_model_cid), validation_commitment, Web3.to_checksum_address(aggregator),
-            Web3.to_checksum_address(backup), Web3.to_checksum_address(verifier), rounds, submit_window, reveal_window,
-            result_window, max_trainers, empty_rounds_to_reclaim, stake_wei,
+            cid_digest(spec_cid), cid_digest(initial_model_cid), validation_commitment, Web3.to_checksum_address(verifier),
+            fee_bps, panel, quorum, bool(backup), rounds, submit_window, reveal_window, result_window, max_trainers,
+            empty_rounds_to_reclaim, stake_wei,
         )
         token = Web3.to_checksum_address(token)
         value = reward_wei if token == ZERO_ADDRESS else 0
@@ -440,16 +478,31 @@ class MarketContract:
         return sum(int(e["args"]["amount"]) for e in self.c.events.TaskReclaimed().process_receipt(receipt, errors=DISCARD))
 
     def settlement(self, receipt: Any) -> dict[str, Any]:
+        """:meth:`settlement_if_any` of a receipt that settled a round (``settleWithoutResult`` always does)."""
+        out = self.settlement_if_any(receipt)
+        if out is None:
+            raise ChainError("the transaction settled no round")
+        return out
+
+    def settlement_if_any(self, receipt: Any) -> dict[str, Any] | None:
         """The ``RoundSettled`` event of a settling receipt: round, settlement (result | fallback | refunded),
-        credited and refunded wei, how many trainers were credited (``TrainerCredited`` events) and the
-        stakes lost (``StakeLost``)."""
-        (ev,) = self.c.events.RoundSettled().process_receipt(receipt, errors=DISCARD)
+        credited and refunded wei, how many trainers were credited (``TrainerCredited`` events), the stakes
+        lost (``StakeLost``), the aggregators' fee (``FeeCredited``) and the bond penalties (the registry's
+        ``Penalised``). None for a ``postResult`` that was only a vote (the quorum not reached yet)."""
+        settled = self.c.events.RoundSettled().process_receipt(receipt, errors=DISCARD)
+        if not settled:
+            return None
+        (ev,) = settled
         paid = self.c.events.TrainerCredited().process_receipt(receipt, errors=DISCARD)
         lost = self.c.events.StakeLost().process_receipt(receipt, errors=DISCARD)
+        fees = self.c.events.FeeCredited().process_receipt(receipt, errors=DISCARD)
+        penalties = self.registry.c.events.Penalised().process_receipt(receipt, errors=DISCARD)
         a = ev["args"]
         return {"round": int(a["round"]), "settlement": SETTLEMENT.get(int(a["mode"]), str(a["mode"])),
                 "credited": int(a["credited"]), "refunded": int(a["refunded"]), "trainers": len(paid),
-                "stakes_lost": sum(int(e["args"]["amount"]) for e in lost)}
+                "stakes_lost": sum(int(e["args"]["amount"]) for e in lost),
+                "fee": sum(int(e["args"]["amount"]) for e in fees),
+                "penalties": {Web3.to_checksum_address(e["args"]["member"]): int(e["args"]["amount"]) for e in penalties}}
 
     def withdraw(self, account: LocalAccount, task_id: int, recipient: str | None = None) -> int:
         """Withdraw everything ``task_id`` owes ``account`` (to ``recipient``, default itself); return the amount
@@ -474,21 +527,23 @@ class MarketContract:
             if exc.name == "MarketUnknownTask":
                 raise UnknownTaskError(f"unknown task {task_id} (this contract has {self.task_count()} tasks)") from None
             raise
-        (owner, created_block, start_at, current, aggregator, rounds, sw, rvw, _period, backup, rw, count, empty_k,
-         empty_streak, token, verifier, committed, revealed, count_round, maxt, seal_block, reward, refunded, escrow,
-         credited, refunds_withdrawn, stake, stakes_held, carry, carry_pool, digest, latest, spec, valc) = t
+        (owner, created_block, draw_block, start_at, current, fee_bps, panel, quorum, backup, rounds, sw, rvw, _period, rw, count,
+         empty_k, empty_streak, token, verifier, committed, revealed, count_round, maxt, seal_block, reward, refunded,
+         escrow, credited, refunds_withdrawn, stake, stakes_held, carry, carry_pool, fees, digest, latest, spec, valc) = t
         if count_round != current:
-            committed = revealed = seal_block = 0
+            committed = revealed = seal_block = draw_block = 0
         latest_b = bytes(latest)
         info = TaskInfo(
-            task_id=task_id, owner=owner, aggregator=aggregator, token=token, verifier=verifier, rounds=rounds,
+            task_id=task_id, owner=owner, token=token, verifier=verifier, rounds=rounds,
             current_round=current, submit_window=sw, result_window=rw, max_trainers=maxt, trainer_count=count,
             round_opened_at=0, reward=reward, escrow=escrow, credited=credited, refunded=refunded,
             refunds_withdrawn=refunds_withdrawn, submitted_count=revealed, submissions_digest=bytes(digest),
             latest_model_cid=cid_from_digest(latest_b) if latest_b != ZERO32 else None,
             spec_cid=cid_from_digest(bytes(spec)), validation_commitment="0x" + bytes(valc).hex(),
-            created_block=created_block, backup=backup, reveal_window=rvw, start_at=start_at, stake=stake,
+            created_block=created_block, has_backup=bool(backup), fee_bps=fee_bps, panel=panel, quorum=quorum, fees=fees,
+            reveal_window=rvw, start_at=start_at, stake=stake,
             stakes_held=stakes_held, carry=carry, carry_pool=carry_pool, committed_count=committed, seal_block=seal_block,
+            draw_block=draw_block,
             empty_rounds_to_reclaim=empty_k, empty_streak=empty_streak,
         )
         return replace(info, round_opened_at=info.opens_at(min(current, rounds - 1)))
@@ -530,6 +585,29 @@ class MarketContract:
                 raise
         block_hash = bytes(self.chain.with_retry(lambda: self.chain.w3.eth.get_block(seal)["hash"], what="read the seal block"))
         return keccak(abi_encode(["bytes32", "uint256", "uint256", "uint256"], [block_hash, seal, task_id, task.current_round]))
+
+    def seed_kept(self, task_id: int, round_: int) -> bool:
+        """Whether ``round_``'s seed is kept in storage (``seal`` keeps it; the first vote of a panel does too)."""
+        return bool(self.chain.call(self.c.functions.seedKept(task_id, round_)))
+
+    def keep_seed(self, caller: LocalAccount, task_id: int, info: TaskInfo | None = None) -> bool:
+        """Keep the current round's seed in storage while the seal block's hash is readable, so that nobody can seal
+        the round again (and draw another panel); False when there was nothing to do (kept already, not sealed,
+        or the hash is gone)."""
+        task = self._info(task_id, info)
+        r = task.current_round
+        if task.finished or not task.seal_block or self.seed_kept(task_id, r):
+            return False
+        latest = int(self.chain.with_retry(lambda: self.chain.w3.eth.block_number, what="read the block number"))
+        if not task.seal_block < latest + 1 <= task.seal_block + 256:
+            return False
+        try:
+            self.seal(caller, task_id)
+        except ContractRevert as exc:
+            if exc.name in ("MarketAlreadySealed", "MarketWrongRound", "MarketTaskFinished"):
+                return False  # another party kept it first, or the round moved on
+            raise
+        return True
 
     def round_pool(self, task_id: int, round_: int) -> int:
         return int(self.chain.call(self.c.functions.roundPool(task_id, round_)))
@@ -661,7 +739,7 @@ class MarketContract:
 
     def result_call(self, task_id: int, round_: int, info: TaskInfo | None = None) -> dict[str, Any]:
         """The arguments of the ``postResult`` transaction that settled ``round_`` (read back from the chain):
-        taskId, round, bps, proof, and the result's modelCid, receiptCid, seed and lostMask."""
+        taskId, round, bps, proof, and the result's modelCid, receiptCid, seed and lostMask; ``sender``: who sent it."""
         done = self.settled_rounds(task_id, info).get(round_)
         if done is None or done.settlement != "result" or done.tx_hash is None:
             raise ChainError(f"task {task_id} round {round_} was not settled by a posted result")
@@ -671,11 +749,27 @@ class MarketContract:
         if fn.fn_name != "postResult":
             raise ChainError(f"task {task_id} round {round_}: the settling transaction is not a postResult call")
         out = dict(args)
+        out["sender"] = Web3.to_checksum_address(tx["from"])
         res = out.pop("res")  # web3 decodes the Result struct as a dict (a tuple on older versions)
         model, receipt, seed, mask = (res["modelCid"], res["receiptCid"], res["seed"], res["lostMask"]) \
             if isinstance(res, dict) else res
         out.update(modelCid=bytes(model), receiptCid=bytes(receipt), seed=bytes(seed), lostMask=int(mask))
         return out
+
+    def draw_block_of(self, task_id: int, round_: int, info: TaskInfo | None = None) -> int | None:
+        """The block ``round_``'s panel was drawn as of: its first ``RoundSealed`` event (a re-seal keeps it), or None."""
+        task = self._info(task_id, info)
+        logs = self._logs("RoundSealed", task.created_block, taskId=task_id, round=round_)
+        return int(logs[0]["args"]["sealBlock"]) if logs else None
+
+    def votes(self, task_id: int, round_: int, info: TaskInfo | None = None) -> dict[str, bytes]:
+        """member -> the result hash it posted for ``round_`` (the registry's ``Voted`` events)."""
+        task = self._info(task_id, info)
+        ev = self.registry.c.events.Voted
+        logs = self.chain.with_retry(lambda: ev.get_logs(from_block=task.created_block,
+                                                         argument_filters={"taskId": task_id, "round": round_}),
+                                     what="read the registry's votes")
+        return {Web3.to_checksum_address(e["args"]["member"]): bytes(e["args"]["result"]) for e in logs}
 
     def commitments(self, task_id: int, round_: int, info: TaskInfo | None = None) -> dict[str, bytes]:
         """trainer -> the hash it committed in ``round_`` (``UpdateCommitted`` events)."""

@@ -320,10 +320,10 @@ def create_app(
 def _create(contract: MarketContract, store: ContentStore, owner: LocalAccount, body: CreateTaskRequest) -> CreatedTask:
     request = task_request(
         spec=body.spec or TaskRequest.model_fields["spec"].get_default(call_default_factory=True),
-        validation_commitment=bytes.fromhex(body.validation_commitment[2:]), aggregator=body.aggregator,
+        validation_commitment=bytes.fromhex(body.validation_commitment[2:]),
         rounds=body.rounds, reward_wei=reward_wei(body.reward_eth), submit_window=body.submit_window,
         reveal_window=body.reveal_window, result_window=body.result_window, max_trainers=body.max_trainers,
-        stake_wei=stake_wei(body.stake_eth), backup=body.backup_aggregator,
+        stake_wei=stake_wei(body.stake_eth), backup=body.backup, panel=body.panel, quorum=body.quorum, fee_bps=body.fee_bps,
         empty_rounds_to_reclaim=body.empty_rounds_to_reclaim,
     )
     try:

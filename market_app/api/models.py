@@ -59,7 +59,9 @@ class TaskSummary(_Out):
                              "null when the spec cannot be read from the store")
     status: Literal["open", "finished"]
     owner: str
-    aggregator: str
+    panel: int = Field(1, description="aggregators drawn from the market's registry each round (the owner picks none)")
+    quorum: int = Field(1, description="identical results that settle a round")
+    fee_bps: int = Field(0, description="the aggregators' fee: basis points of each round's pool")
     token: str = Field(description="ERC-20 of the reward; the zero address means ETH")
     rounds: int
     current_round: int = Field(description="the round accepting updates (== rounds once finished)")
@@ -95,8 +97,9 @@ _PHASES_TEXT = (
 
 class TaskDetail(TaskSummary):
     verifier: str = Field(description="IRoundVerifier contract checking proofs; zero address = none")
-    backup_aggregator: str | None = Field(None, description="posts in a window of its own when the aggregator did not; "
-                                          "null: none")
+    backup: bool = Field(False, description="a backup is drawn each round besides the panel; it may post in a "
+                         "second result window when the panel did not settle the round in its own")
+    fees_wei: Wei = Field("0", description="paid to aggregators, all rounds")
     submit_window: int = Field(description="seconds each round accepts commitments")
     reveal_window: int = Field(0, description="seconds committers then have to reveal")
     result_window: int = Field(description="seconds the aggregator then has to post (the backup as long again)")
@@ -272,8 +275,6 @@ class CreateTaskRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    aggregator: str = Field(description="aggregator address (0x + 40 hex digits)", pattern=_ADDRESS.pattern,
-                            examples=["0x70997970C51812dc3A010C7d01b50e0d17dc79C8"])
     validation_commitment: str = Field(
         description="0x + 64 hex digits: commitment to the validation set you give the aggregator "
         "(print it with `market data commitment FILE`)", pattern=_BYTES32.pattern,
@@ -286,18 +287,14 @@ class CreateTaskRequest(BaseModel):
     result_window: int = Field(3600, ge=60, le=MAX_WINDOW, description="seconds the aggregator then has to post (60 s to 30 days)")
     max_trainers: int = Field(64, ge=1, le=MAX_TRAINERS)
     stake_eth: str = Field("0", description="each trainer's stake in ETH (0: none, for development)", pattern=_ETH)
-    backup_aggregator: str | None = Field(None, description="a second aggregator, posting in its own window when the "
-                                          "aggregator did not (0x + 40 hex digits); default none", pattern=_ADDRESS.pattern)
+    backup: bool = Field(False, description="also draw a backup aggregator each round (the registry must hold panel + 1)")
+    panel: int = Field(1, ge=1, le=7, description="aggregators drawn from the market's registry each round")
+    quorum: int | None = Field(None, ge=1, le=7, description="identical results that settle a round (default: more than "
+                               "half the panel)")
+    fee_bps: int = Field(0, ge=0, le=5000, description="the aggregators' fee: basis points of each round's pool")
     empty_rounds_to_reclaim: int = Field(0, ge=0, le=MAX_ROUNDS,
                                          description="empty rounds in a row after which the owner may reclaim (0: never)")
     spec: TaskSpec | None = Field(None, description="task spec; default: the built-in digits spec")
-
-    @field_validator("aggregator", "backup_aggregator")
-    @classmethod
-    def _address(cls, v: str | None) -> str | None:
-        if v is not None and not _ADDRESS.match(v):
-            raise ValueError("must be an Ethereum address: 0x followed by 40 hex digits")
-        return v
 
     @field_validator("validation_commitment")
     @classmethod

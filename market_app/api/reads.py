@@ -202,7 +202,7 @@ class MarketReader:
     def summary(self, info: TaskInfo) -> TaskSummary:
         return TaskSummary(
             task_id=info.task_id, name=self.name(info.spec_cid), status="finished" if info.finished else "open", owner=info.owner,
-            aggregator=info.aggregator, token=info.token, rounds=info.rounds, current_round=info.current_round,
+            panel=info.panel, quorum=info.quorum, fee_bps=info.fee_bps, token=info.token, rounds=info.rounds, current_round=info.current_round,
             rounds_settled=min(info.current_round, info.rounds), trainer_count=info.trainer_count,
             max_trainers=info.max_trainers, reward_wei=str(info.reward), escrow_wei=str(info.escrow),
             credited_wei=str(info.credited), refunded_wei=str(info.refunded), spec_cid=info.spec_cid,
@@ -271,7 +271,7 @@ class MarketReader:
             spec_error = str(exc)
         return TaskDetail(
             **self.summary(info).model_dump(), verifier=info.verifier,
-            backup_aggregator=info.backup if int(info.backup, 16) else None, submit_window=info.submit_window,
+            backup=info.has_backup, fees_wei=str(info.fees), submit_window=info.submit_window,
             reveal_window=info.reveal_window, result_window=info.result_window, period=info.period,
             start_at=info.start_at, stake_wei=str(info.stake), stakes_held_wei=str(info.stakes_held),
             empty_rounds_to_reclaim=info.empty_rounds_to_reclaim, empty_streak=info.empty_streak,

@@ -86,12 +86,17 @@ def _eth(wei: int | str) -> str:
 
 
 def _reward(text: str) -> int:
+    return _eth_amount(text, "--reward")
+
+
+def _eth_amount(text: str, option: str) -> int:
+    """An ETH amount option as exact integer wei; a one-line ConfigError naming the option."""
     from owner.task import parse_eth
 
     try:
         return parse_eth(text)
     except ValueError as exc:
-        raise ConfigError(f"--reward {exc}") from None
+        raise ConfigError(f"{option} {exc}") from None
 
 
 def _short(addr: str) -> str:

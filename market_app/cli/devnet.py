@@ -27,6 +27,7 @@ def cmd_devnet(args: argparse.Namespace) -> int:
     from market.chain.client import Chain
     from market.chain.contract import MarketContract
     from market.chain.devchain import DEV_CHAINS, dev_accounts, write_key_file
+    from market.chain.registry import DEV_BOND
     from market_app.settings import default_keys_dir, default_store_dir, devnet_file
 
     _in_range(args.port, "--port", 0, 65535)
@@ -39,25 +40,33 @@ def cmd_devnet(args: argparse.Namespace) -> int:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ConfigError(f"{what} {folder}: {exc.strerror or exc}") from None
-    accounts = dev_accounts(args.accounts)
+    _in_range(args.aggregators, "--aggregators", 1, 16)
+    # the extra aggregators (`aggregator-2`, ...) come after the accounts asked for, so trainer keys keep their names
+    extra = args.aggregators - 1
+    accounts = dev_accounts(args.accounts + extra)
     stop = {"flag": False}
 
     def _on_signal(signum: int, _frame: Any) -> None:
         stop["flag"] = True
 
-    with DEV_CHAINS[args.chain](accounts=args.accounts, port=args.port) as anvil:
+    with DEV_CHAINS[args.chain](accounts=len(accounts), port=args.port) as anvil:
         chain = Chain.connect(anvil.rpc_url)
         market = MarketContract.deploy(chain, accounts[0])
-        roles = ["owner", "aggregator"] + [f"trainer-{i}" for i in range(1, len(accounts) - 1)]
+        roles = (["owner", "aggregator"] + [f"trainer-{i}" for i in range(1, args.accounts - 1)]
+                 + [f"aggregator-{i}" for i in range(2, 2 + extra)])
         entries = []
         for role, acct in zip(roles, accounts):
             path = keys_dir / f"{role}.key"
             write_key_file(acct, path)
             entries.append({"role": role, "address": acct.address, "key_file": str(path)})
+            if role.startswith("aggregator"):  # bonded in the registry: drawn for rounds with no extra step
+                market.registry.register(acct, DEV_BOND)
         info = {"rpc": anvil.rpc_url, "chain_id": chain.chain_id, "contract": market.address, "accounts": entries,
                 "store_dir": str(store_dir)}
         _say(f"RPC URL   {anvil.rpc_url}\nchain id  {info['chain_id']}\ncontract  {market.address}")
         _say(f"store     {store_dir} (local)")
+        _say(f"registry  {market.registry.address}: {market.registry.active_count()} aggregators bonded "
+             f"({_eth(market.registry.min_bond())} ETH each)")
         for e in entries:
             _say(f"  {e['role']:<12} {e['address']}  {_eth(chain.balance(e['address']))} ETH  key: {e['key_file']}")
         _say(f"settings  {settings}: every `market` command of this user uses them, from any folder. "
@@ -95,6 +104,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--chain", choices=["anvil", "ganache"], default="anvil", help="which local node to start (default anvil)")
     p.add_argument("--port", type=int, default=8545, help="port of the RPC URL (default 8545)")
     p.add_argument("--accounts", type=int, default=20, help="funded accounts: owner, aggregator, trainers (default 20)")
+    p.add_argument("--aggregators", type=int, default=1, metavar="N",
+                   help="aggregators bonded in the market's registry (`aggregator`, then `aggregator-2` ... as extra "
+                   "accounts); each round draws its panel from them, so run `market aggregator run` for each (default "
+                   "1: every round's panel is `aggregator`)")
     p.add_argument("--keys-dir", help="folder for the role key files (default: devnet/keys in the per-user data "
                                       "folder, $MARKET_HOME or ~/.local/share/poc-market)")
     p.add_argument("--store-dir", help="folder of the local store every command then uses (default: store in the "

@@ -96,6 +96,84 @@ def cmd_aggregator_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_aggregator_register(args: argparse.Namespace) -> int:
+    from market.chain.contract import eth_text
+    from market_app.cli.common import _eth_amount
+
+    contract = _contract(args)
+    registry = contract.registry
+    acct = _account(args)
+    floor = registry.min_bond()
+    bond = floor if args.bond is None else _eth_amount(args.bond, "--bond")
+    before = registry.member(acct.address)
+    adding = before is not None and before.active
+    if not adding and bond < floor:
+        raise ConfigError(f"--bond {eth_text(bond)}: the registry's least bond is {eth_text(floor)} ETH")
+    if bond > contract.chain.balance(acct.address):
+        raise ConfigError(f"--bond {eth_text(bond)}: {acct.address} holds only {eth_text(contract.chain.balance(acct.address))} ETH")
+    registry.register(acct, bond)  # the registry says why it refuses (e.g. a bond still waiting for its exit delay)
+    now = registry.member(acct.address)
+    assert now is not None
+    what = "added to its bond" if adding else "registered"
+    print(f"{acct.address} {what}: bond {eth_text(now.bond)} ETH; drawn for rounds sealed from block {now.since_block} on "
+          f"({registry.active_count()} aggregators in the draw); a silent or outvoted round costs "
+          f"{eth_text(registry.penalty())} ETH of it")
+    return 0
+
+
+def cmd_aggregator_status(args: argparse.Namespace) -> int:
+    from market.chain.contract import eth_text
+
+    contract = _contract(args)
+    registry = contract.registry
+    address = _check_address(args.address, "--address") if args.address else _account(args).address
+    m = registry.member(address)
+    print(f"registry {registry.address}: {registry.active_count()} aggregators in the draw; least bond "
+          f"{eth_text(registry.min_bond())} ETH, penalty {eth_text(registry.penalty())} ETH per offence")
+    if m is None:
+        print(f"{address}: not registered (`market aggregator register`)")
+    else:
+        state = "in the draw" if m.active else f"left the draw at block {m.left_block}"
+        print(f"{address}: {state}; bond {eth_text(m.bond)} ETH; registered at block {m.since_block}")
+    penalties = [p for p in registry.penalties() if p["member"] == address]
+    if penalties:
+        total = sum(p["amount"] for p in penalties)
+        print(f"penalties: {len(penalties)} ({eth_text(total)} ETH): "
+              + ", ".join(f"task {p['task']} round {p['round']}" for p in penalties[:10]))
+    credit = registry.credit(address)
+    if credit:
+        print(f"penalty credits owed to {address}: {eth_text(credit)} ETH (`market aggregator withdraw --credits`)")
+    return 0
+
+
+def cmd_aggregator_exit(args: argparse.Namespace) -> int:
+    from market.chain.contract import eth_text
+
+    contract = _contract(args)
+    acct = _account(args)
+    contract.registry.exit(acct)  # the registry says why it refuses (not registered, already left)
+    m = contract.registry.member(acct.address)
+    assert m is not None
+    delay = int(contract.registry.chain.call(contract.registry.c.functions.exitDelay()))
+    print(f"{acct.address} left the draw; it still answers for the rounds it was drawn for. Its bond of "
+          f"{eth_text(m.bond)} ETH can be withdrawn {delay} s from now (`market aggregator withdraw`)")
+    return 0
+
+
+def cmd_aggregator_withdraw(args: argparse.Namespace) -> int:
+    from market.chain.contract import eth_text
+
+    contract = _contract(args)
+    acct = _account(args)
+    if args.credits:
+        amount = contract.registry.withdraw_credit(acct)
+        print(f"withdrew {eth_text(amount)} ETH of penalty credits to {acct.address}")
+    else:
+        amount = contract.registry.withdraw_bond(acct)
+        print(f"withdrew the bond of {eth_text(amount)} ETH to {acct.address}")
+    return 0
+
+
 def _say(line: str) -> None:
     print(line, flush=True)
 
@@ -165,3 +243,23 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q.add_argument("--timeout", type=float, default=7200, metavar="SECONDS",
                    help="give up waiting for a round's reveals to close after this many seconds")
     q.set_defaults(func=cmd_aggregator_run)
+    q = asub.add_parser(
+        "register", help="bond this key in the market's aggregator registry (or add to its bond)",
+        description="Deposit a bond (ETH) in the market's registry of aggregators. Each round of each task draws its "
+        "panel (and backup) from the registry with the round's seed; a member drawn that stays silent, or posts a "
+        "result the quorum outvotes, loses the registry's penalty to the round's trainers.")
+    _chain_opts(q)
+    q.add_argument("--bond", metavar="ETH", help="the bond (default: the registry's least bond)")
+    q.set_defaults(func=cmd_aggregator_register)
+    q = asub.add_parser("status", help="the registry, and this key's bond and penalties")
+    _chain_opts(q)
+    q.add_argument("--address", help="another member's address (default: this key's)")
+    q.set_defaults(func=cmd_aggregator_status)
+    q = asub.add_parser("exit", help="leave the draw (the bond can be withdrawn after the registry's exit delay)")
+    _chain_opts(q)
+    q.set_defaults(func=cmd_aggregator_exit)
+    q = asub.add_parser("withdraw", help="take the bond back after the exit delay (or, with --credits, penalty credits)")
+    _chain_opts(q)
+    q.add_argument("--credits", action="store_true", help="withdraw the penalties credited to this key (a trainer's "
+                   "share of a silent or outvoted aggregator's bond) instead of the bond")
+    q.set_defaults(func=cmd_aggregator_withdraw)

@@ -74,6 +74,10 @@ def _print_round(console: Any, report_trainers: list[dict[str, Any]], entry: dic
     if reveal:
         phase = (f"  ·  {reveal.get('committed', 0)} committed · {reveal.get('revealed', 0)} revealed · "
                  f"seed {_short_seed(str(reveal.get('seed', '')))}")
+    panel = entry.get("panel") or {}
+    if panel:
+        phase += (f"  ·  judged by {', '.join(_short(a) for a in panel['agreed'])} ({len(panel['agreed'])} of the "
+                  f"{len(panel['drawn'])} drawn agreed)")
     lost = int(reveal.get("stakes_lost_wei", 0) or 0)
     caption = ("round value: this round's Shapley share; bps: the pool's split"
                + (" by each trainer's running sum of values" if entry.get("payout") == "cumulative" else "")
@@ -113,11 +117,14 @@ def _money_identity(report: dict[str, Any]) -> tuple[str, bool]:
     reward = int(report["reward_wei"])
     returned = int(fin.get("stakes_returned_wei", 0) or 0)
     lost = int(fin.get("stakes_lost_wei", 0) or 0)
+    fees = int(fin.get("fees_wei", 0) or 0)
+    total += fees
     expected = reward + returned + lost
     ok = "=" if total == expected else "≠"
+    left = "withdrawn + refunded + escrow left" + (" + aggregators' fees" if fees else "")
     if not returned and not lost:
-        return f"withdrawn + refunded + escrow left = {total} wei {ok} reward {reward} wei", total == expected
-    return (f"withdrawn + refunded + escrow left = {total} wei {ok} reward {reward} + stakes returned {returned} "
+        return f"{left} = {total} wei {ok} reward {reward} wei", total == expected
+    return (f"{left} = {total} wei {ok} reward {reward} + stakes returned {returned} "
             f"+ stakes lost {lost} wei", total == expected)
 
 
@@ -233,7 +240,8 @@ DEMO_DEFAULTS: dict[str, object] = dict(trainers=5, attackers=1, attack="sign_fl
 #: ``SimulateConfig``'s defaults, as ``--help`` shows them (parsing must not import torch; a test keeps them equal)
 SIMULATE_DEFAULTS: dict[str, object] = dict(trainers=6, attackers=0, attack="sign_flip", rounds=3, robust="ccdrop",
                                             valuation="auto", model="logreg", partition="iid", seed=0, reward="1",
-                                            stake="0", chain="anvil", store="local", proof="none", sketch_k=16)
+                                            stake="0", chain="anvil", store="local", proof="none", sketch_k=16,
+                                            panel=1, fee_bps=0)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -275,6 +283,14 @@ def _sim_opts(p: argparse.ArgumentParser, demo: bool = False) -> None:
                         "before crediting; needs --robust multikrum; the first run builds a development setup (~1-2 min)"
                         + dflt("proof"))
     p.add_argument("--sketch-k", type=int, metavar="K", help="sketch length trainers commit to (16..64)" + dflt("sketch_k"))
+    p.add_argument("--panel", type=int, metavar="K", help="aggregators drawn from the registry each round; each "
+                   "recomputes the round and posts (the simulation registers the panel plus a backup)" + dflt("panel"))
+    p.add_argument("--quorum", type=int, metavar="Q", help="identical results that settle a round (default: more than "
+                   "half the panel)")
+    p.add_argument("--backup", action=argparse.BooleanOptionalAction, default=None,
+                   help="also draw a backup aggregator each round (default: yes)")
+    p.add_argument("--fee-bps", type=int, metavar="BPS", help="the aggregators' fee, basis points of each round's pool"
+                   + dflt("fee_bps"))
     p.add_argument("--report", metavar="PATH", help="write the JSON report here")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
 

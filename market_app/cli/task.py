@@ -12,7 +12,6 @@ from market.errors import ConfigError
 from market_app.cli.common import (
     _account,
     _chain_opts,
-    _check_address,
     _contract,
     _eth,
     _in_range,
@@ -70,7 +69,6 @@ def cmd_task_create(args: argparse.Namespace) -> int:
 
     # local inputs first: a bad spec file or option is reported before anything is contacted
     spec = load_spec_file(args.spec) if args.spec else TaskSpec()
-    aggregator = _check_address(args.aggregator, "--aggregator")
     reward = _reward(args.reward)
     stake = _stake(args.stake)
     # the contract's own limits, checked here so that nothing is sent (and the option is named)
@@ -83,24 +81,27 @@ def cmd_task_create(args: argparse.Namespace) -> int:
             raise ConfigError(f"{option} {value}: the contract takes {low} to {high} seconds (30 days)")
     _in_range(args.max_trainers, "--max-trainers", 1, 256)
     _in_range(args.empty_rounds_to_reclaim, "--empty-rounds-to-reclaim", 0, 10_000)
-    if int(aggregator, 16) == 0:
-        raise ConfigError("--aggregator: the zero address cannot aggregate")
-    backup = None
-    if args.backup_aggregator:
-        backup = _check_address(args.backup_aggregator, "--backup-aggregator")
-        if int(backup, 16) == 0:
-            raise ConfigError("--backup-aggregator: the zero address cannot aggregate (leave the option out for none)")
-        if backup == aggregator:
-            raise ConfigError("--backup-aggregator: must be another account than --aggregator")
+    _in_range(args.panel, "--panel", 1, 7)
+    quorum = args.panel // 2 + 1 if args.quorum is None else args.quorum
+    if not (args.panel < 2 * quorum <= 2 * args.panel):
+        raise ConfigError(f"--quorum {quorum}: a panel of {args.panel} needs more than half of it and at most all of it")
+    _in_range(args.fee_bps, "--fee-bps", 0, 5000)
     validation = _load_dataset(args.validation, spec.data)  # checked against the task's own spec, before anything is sent
     owner = _account(args)
     contract = _contract(args)
     check_funds(contract, owner.address, reward)
+    have = contract.registry.active_count()
+    if args.backup is None:  # by default, a backup whenever the registry holds one more than the panel
+        args.backup = have > args.panel
+    need = args.panel + (1 if args.backup else 0)
+    if have < need:
+        raise ConfigError(f"the market's registry has {have} bonded aggregators; a panel of {args.panel}"
+                          f"{' with a backup' if args.backup else ''} needs {need} (ask for a smaller --panel, or --no-backup)")
     request = TaskRequest(
-        spec=spec, validation_commitment=dataset_commitment(validation), aggregator=aggregator, rounds=args.rounds,
+        spec=spec, validation_commitment=dataset_commitment(validation), rounds=args.rounds,
         reward_wei=reward, submit_window=args.submit_window, reveal_window=args.reveal_window,
-        result_window=args.result_window, max_trainers=args.max_trainers, stake_wei=stake, backup=backup,
-        empty_rounds_to_reclaim=args.empty_rounds_to_reclaim,
+        result_window=args.result_window, max_trainers=args.max_trainers, stake_wei=stake, backup=args.backup,
+        empty_rounds_to_reclaim=args.empty_rounds_to_reclaim, panel=args.panel, quorum=quorum, fee_bps=args.fee_bps,
     )
     created = create_task(contract, _store(args), owner, request)
     info = contract.task(created.task_id)
@@ -112,10 +113,18 @@ def cmd_task_create(args: argparse.Namespace) -> int:
 
 def _schedule_line(info: TaskInfo) -> str:
     """The task's fixed schedule in one line."""
-    backup = f", backup {info.result_window} s" if int(info.backup, 16) else ""
+    backup = f", backup {info.result_window} s" if info.has_backup else ""
     return (f"schedule: round r opens at unix {info.start_at} + r x {info.period} s; each round: commit {info.submit_window} s, "
             f"reveal {info.reveal_window} s, result {info.result_window} s{backup}, availability {info.reveal_window} s "
             "(only when no result came)")
+
+
+def _panel_text(info: TaskInfo) -> str:
+    """Who judges the task's rounds, in a few words."""
+    backup = " and a backup" if info.has_backup else ""
+    fee = f", fee {info.fee_bps / 100:g}% of each round's pool" if info.fee_bps else ", no fee"
+    return (f"aggregators: a panel of {info.panel}{backup} drawn from the registry each round, {info.quorum} identical "
+            f"results settle it{fee}")
 
 
 def _stake_line(info: TaskInfo) -> str:
@@ -156,7 +165,7 @@ def cmd_task_init(args: argparse.Namespace) -> int:
           f"{d.n_classes} classes, model {spec.model.arch}; every other field has its default (docs/spec-reference.md)")
     for note in notes:
         print(f"note: {note}")
-    print(f"next: market task create --spec {out} --validation VALIDATION_FILE --aggregator ADDRESS --reward ETH --rounds N")
+    print(f"next: market task create --spec {out} --validation VALIDATION_FILE --reward ETH --rounds N")
     return 0
 
 
@@ -171,9 +180,8 @@ def cmd_task_status(args: argparse.Namespace) -> int:
 
     where = "finished" if info.finished else f"round {info.current_round} of {info.rounds} (rounds 0..{info.rounds - 1})"
     name = task_name(_store(args), info.spec_cid)
-    backup = f"; backup {info.backup}" if int(info.backup, 16) else ""
     print(f"task {info.task_id}{f' ({name})' if name else ''}: {where}; {info.trainer_count}/{info.max_trainers} trainers; "
-          f"owner {info.owner}; aggregator {info.aggregator}{backup}")
+          f"owner {info.owner}; {_panel_text(info)}")
     print(f"reward {_money(info.reward, info.token)}: escrow {_num(info.escrow, info.token)}, credited {_num(info.credited, info.token)}, "
           f"refunded {_num(info.refunded, info.token)}")
     print(_stake_line(info))
@@ -186,7 +194,7 @@ def cmd_task_status(args: argparse.Namespace) -> int:
             early = " (commits closed early: the task's full trainer count committed)"
         print(f"round {info.current_round}: {state.phase}: {state.committed} committed, {state.submitted} revealed "
               f"(at most {info.max_trainers}); {state.text()}{early}")
-        backup_dl = f", backup window closes {state.final_deadline}" if int(info.backup, 16) else ""
+        backup_dl = f", backup window closes {state.final_deadline}" if info.has_backup else ""
         print(f"round {info.current_round} times (unix): opens {state.opens_at}, commits close {state.submit_deadline}, "
               f"reveals close {state.reveal_deadline}, result window closes {state.result_deadline}{backup_dl}; "
               f"next round opens {state.round_end}")
@@ -430,8 +438,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Publish the task's spec and initial model and escrow the reward, split into equal per-round "
         "pools. The schedule is fixed now: round 0 opens at once and round r at r periods later, each round running "
         "a commit window (trainers must join, with the stake, and commit before it ends; it closes early only when "
-        "--max-trainers trainers have committed), a reveal window, the aggregator's result window and, with "
-        "--backup-aggregator, the backup's window. The contract takes windows of at least 60 s (commit), "
+        "--max-trainers trainers have committed), a reveal window, the panel's result window and, with "
+        "--backup, the backup's window. Each round's panel (and backup) is drawn from the market's registry of "
+        "bonded aggregators with the round's seed: the owner picks nobody. The contract takes windows of at least 60 s (commit), "
         "30 s (reveal) and 60 s (result), at most 30 days each.",
     )
     _chain_opts(q)
@@ -439,9 +448,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    "`market task init`); default: the built-in digits spec")
     q.add_argument("--validation", required=True, help="validation set (.npz/.csv) you give the aggregator; "
                    "checked against the spec before anything is sent")
-    q.add_argument("--aggregator", required=True, help="aggregator address")
-    q.add_argument("--backup-aggregator", metavar="ADDRESS",
-                   help="a second aggregator that may post in a window of its own after the aggregator's (default: none)")
+    q.add_argument("--panel", type=int, default=1, metavar="K",
+                   help="aggregators drawn from the registry each round, 1..7 (default 1); each recomputes the round")
+    q.add_argument("--quorum", type=int, metavar="Q",
+                   help="identical results that settle a round (default: more than half the panel); panel members that "
+                   "post another result lose bond")
+    q.add_argument("--backup", action=argparse.BooleanOptionalAction, default=None,
+                   help="also draw a backup that may post in a second result window (default: yes when the registry "
+                   "holds more aggregators than the panel)")
+    q.add_argument("--fee-bps", type=int, default=0, metavar="BPS",
+                   help="the aggregators' fee, basis points of each round's pool (0..5000, default 0), shared by the "
+                   "panel members whose result was accepted")
     q.add_argument("--rounds", type=int, default=3, metavar="N", help="training rounds, 1..10000")
     q.add_argument("--reward", default="1", metavar="ETH", help="reward in ETH, split equally over the rounds")
     q.add_argument("--stake", default="0", metavar="ETH",

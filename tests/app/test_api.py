@@ -177,7 +177,8 @@ def test_status_names_chain_contract_and_block(client: TestClient, shared: Scena
 
 
 def _create_body(aggregator: str) -> dict[str, object]:
-    return {"aggregator": aggregator, "validation_commitment": "0x" + "ab" * 32, "rounds": 2, "reward_eth": "0.25"}
+    """A creation body (``aggregator``, kept for the callers, is no field: the owner names no aggregator)."""
+    return {"validation_commitment": "0x" + "ab" * 32, "rounds": 2, "reward_eth": "0.25"}
 
 
 def test_create_task_without_a_server_key_is_403(client: TestClient, shared: Scenario) -> None:
@@ -207,22 +208,25 @@ def test_create_task_signs_with_the_server_key_and_never_echoes_it(fresh: Scenar
 def test_create_task_takes_the_schedule_stake_and_backup(fresh: Scenario) -> None:
     m = fresh.market
     client = _creating_client(fresh)
+    m.contract.registry.register(m.outsider)  # a second registered aggregator: a backup can be drawn
     body = {**_create_body(m.aggregator.address), "submit_window": 120, "reveal_window": 45, "result_window": 90,
-            "stake_eth": "0.01", "backup_aggregator": m.outsider.address, "empty_rounds_to_reclaim": 2}
+            "stake_eth": "0.01", "backup": True, "fee_bps": 300, "empty_rounds_to_reclaim": 2}
 
     res = client.post("/api/tasks", json=body, headers=AUTH)
 
     assert res.status_code == 201, res.text
     info = m.contract.task(res.json()["task_id"])
     assert (info.submit_window, info.reveal_window, info.result_window) == (120, 45, 90)
-    assert (info.stake, info.backup, info.empty_rounds_to_reclaim) == (10**16, m.outsider.address, 2)
+    assert (info.stake, info.has_backup, info.fee_bps, info.empty_rounds_to_reclaim) == (10**16, True, 300, 2)
     detail = client.get(f"/api/tasks/{info.task_id}").json()
-    assert (detail["stake_wei"], detail["backup_aggregator"], detail["period"]) == (str(10**16), m.outsider.address,
-                                                                                  120 + 45 + 2 * 90 + 45)
+    assert (detail["stake_wei"], detail["backup"], detail["fee_bps"], detail["period"]) == (str(10**16), True, 300,
+                                                                                          120 + 45 + 2 * 90 + 45)
 
 
 @pytest.mark.parametrize("patch, field", [
-    ({"aggregator": "0x123"}, "aggregator"),
+    ({"aggregator": "0x" + "12" * 20}, "aggregator"),  # the owner names no aggregator: an unknown field
+    ({"panel": 0}, "panel"),
+    ({"fee_bps": 5001}, "fee_bps"),
     ({"reward_eth": "-1"}, "reward_eth"),
     ({"reward_eth": "0.0000000000000000001"}, "reward_eth"),
     ({"validation_commitment": "0xzz"}, "validation_commitment"),
@@ -234,7 +238,6 @@ def test_create_task_takes_the_schedule_stake_and_backup(fresh: Scenario) -> Non
     ({"reveal_window": 29}, "reveal_window"),
     ({"result_window": 30 * 86400 + 1}, "result_window"),
     ({"stake_eth": "-1"}, "stake_eth"),
-    ({"backup_aggregator": "0x12"}, "backup_aggregator"),
     ({"empty_rounds_to_reclaim": -1}, "empty_rounds_to_reclaim"),
     ({"max_trainers": 300}, "max_trainers"),
 ])
@@ -252,10 +255,11 @@ def test_create_task_the_contract_refuses_is_409(shared: Scenario) -> None:
     m = shared.market
     client = _creating_client(shared)
 
-    res = client.post("/api/tasks", json=_create_body(m.owner.address), headers=AUTH)  # owner as its own aggregator
+    # a panel of 2 while the registry holds one aggregator: the contract refuses
+    res = client.post("/api/tasks", json={**_create_body(m.owner.address), "panel": 2}, headers=AUTH)
 
     assert res.status_code == 409 and res.json()["error"] == "contract_refused"
-    assert "MarketRoleConflict" in res.json()["message"]
+    assert "MarketFewAggregators" in res.json()["message"] and m.contract.task_count() == 1
 
 
 def test_create_task_with_more_than_the_owner_holds_is_refused_and_sends_nothing(shared: Scenario) -> None:

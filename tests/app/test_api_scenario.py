@@ -47,7 +47,7 @@ def build_scenario(market: Market, store_dir: Path, *, accuracy_model: float | N
     initial_cid = store.put(b"initial model")
     spec_cid = put_json(store, {**TaskSpec().model_dump(mode="json"), "initial_model_cid": initial_cid})
     task_id, _ = c.create_task(market.owner, spec_cid=spec_cid, initial_model_cid=initial_cid, validation_commitment=b"\x07" * 32,
-                               aggregator=market.aggregator.address, rounds=2, reward_wei=REWARD, max_trainers=3 + idle)
+                               rounds=2, reward_wei=REWARD, max_trainers=3 + idle)
     for t in [*trainers, *idlers]:
         c.join(t, task_id)
     cids = [store.put(f"update of trainer {i}, round 0".encode()) for i in range(len(trainers))]

@@ -88,8 +88,7 @@ def test_roles_as_separate_processes_against_a_devnet(devnet: tuple[Path, dict[s
     keys = Path(info["accounts"][0]["key_file"]).parent  # type: ignore[index]
     accounts = {a["role"]: a["address"] for a in info["accounts"]}  # type: ignore[index, union-attr]
     run(["data", "split", "--trainers", "3", "--out", "data"], cwd)
-    out = run(["task", "create", "--key-file", str(keys / "owner.key"), "--aggregator", accounts["aggregator"],
-               "--validation", "data/validation.npz", "--rounds", "2", "--reward", "0.3", "--max-trainers", "3",
+    out = run(["task", "create", "--key-file", str(keys / "owner.key"), "--validation", "data/validation.npz", "--rounds", "2", "--reward", "0.3", "--max-trainers", "3",
                "--stake", "0.01"], cwd).stdout
     assert "task 1 created" in out and "stake 0.010000 ETH per trainer" in out
     for i in (1, 2, 3):
@@ -137,8 +136,7 @@ def test_unknown_task_and_late_submission_are_one_line_errors(devnet: tuple[Path
     assert "unknown task 7" in one_line_error(run(["task", "status", "7"], cwd, check=False))
 
     run(["data", "split", "--trainers", "2", "--out", "data"], cwd)
-    run(["task", "create", "--key-file", str(keys / "owner.key"), "--aggregator", accounts["aggregator"],
-         "--validation", "data/validation.npz", "--rounds", "1", "--submit-window", "60", "--reveal-window", "30",
+    run(["task", "create", "--key-file", str(keys / "owner.key"), "--validation", "data/validation.npz", "--rounds", "1", "--submit-window", "60", "--reveal-window", "30",
          "--result-window", "60"], cwd)
     run(["trainer", "join", "1", "--key-file", str(keys / "trainer-1.key")], cwd)
     contract = MarketContract(Chain.connect(str(info["rpc"])), str(info["contract"]))

@@ -60,9 +60,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     with AnvilProcess(accounts=6) as node:
         chain = Chain.connect(node.rpc_url)
         contract = MarketContract.deploy(chain, owner)
+        contract.registry.register(aggregator)
         task_id, _ = contract.create_task(owner, spec_cid=spec_cid, initial_model_cid=str(spec.initial_model_cid),
                                           validation_commitment=dataset_commitment(splits.validation),
-                                          aggregator=aggregator.address, rounds=2, reward_wei=10**15)
+                                          rounds=2, reward_wei=10**15)
         contract.join(trainer, task_id)
         values = {
             "rpc": node.rpc_url, "contract": contract.address, "dir": str(d), "agg": aggregator.address,
@@ -77,7 +78,7 @@ def chain_args(extra: str = "") -> str:
     return "--rpc {rpc} --contract {contract} --store-dir {dir}/store " + extra
 
 
-CREATE = "task create " + chain_args("--key-file {owner_key} --aggregator {agg} --validation {val} --rounds 1 --reward 0.01")
+CREATE = "task create " + chain_args("--key-file {owner_key} --validation {val} --rounds 1 --reward 0.01")
 
 #: (case id, command line with {placeholders}, text the one error line must contain)
 CASES: list[tuple[str, str, str]] = [
@@ -132,9 +133,13 @@ CASES: list[tuple[str, str, str]] = [
     ("create-spec-field", CREATE + " --spec {dir}/spec.json", "spec.json"),
     ("create-validation-missing", CREATE.replace("{val}", "{dir}/nope.npz"), "nope.npz"),
     ("create-validation-bad", CREATE.replace("{val}", "{dir}/wide.csv"), "features"),
-    ("create-aggregator-bad", CREATE.replace("--aggregator {agg}", "--aggregator 0xabc"), "--aggregator"),
-    ("create-aggregator-zero", CREATE.replace("--aggregator {agg}", "--aggregator 0x" + "00" * 20), "zero address"),
-    ("create-aggregator-is-owner", CREATE.replace("--aggregator {agg}", "--aggregator " + ACCOUNTS[0].address), "role"),
+    ("create-aggregator-named", CREATE + " --aggregator {agg}", "unrecognized arguments"),  # the owner names none
+    ("create-panel-0", CREATE + " --panel 0", "--panel"),
+    ("create-panel-8", CREATE + " --panel 8", "--panel"),
+    ("create-quorum-low", CREATE + " --panel 3 --quorum 1", "--quorum 1: a panel of 3 needs more than half"),
+    ("create-panel-unfilled", CREATE + " --panel 3", "registry has 1 bonded aggregators; a panel of 3 needs 3"),
+    ("create-backup-unfilled", CREATE + " --backup", "needs 2"),
+    ("create-fee-high", CREATE + " --fee-bps 5001", "--fee-bps"),
     ("create-reward-text", CREATE + " --reward ten", "not a number of ETH"),
     ("create-reward-zero", CREATE + " --reward 0", "positive"),
     ("create-reward-huge", CREATE + " --reward 1000000000", "more than the owner's balance"),
@@ -151,9 +156,6 @@ CASES: list[tuple[str, str, str]] = [
     ("create-window-31-days", CREATE + " --submit-window 2678400", "30 days"),
     ("create-stake-text", CREATE + " --stake lots", "--stake"),
     ("create-stake-neg", CREATE + " --stake -1", "--stake"),
-    ("create-backup-bad", CREATE + " --backup-aggregator 0x12", "--backup-aggregator"),
-    ("create-backup-same", CREATE + " --backup-aggregator {agg}", "another account than --aggregator"),
-    ("create-backup-zero", CREATE + " --backup-aggregator 0x" + "00" * 20, "--backup-aggregator"),
     ("create-empty-rounds-neg", CREATE + " --empty-rounds-to-reclaim -1", "--empty-rounds-to-reclaim"),
     ("create-empty-rounds-big", CREATE + " --empty-rounds-to-reclaim 10001", "--empty-rounds-to-reclaim"),
     ("create-max-trainers-0", CREATE + " --max-trainers 0", "--max-trainers"),
@@ -201,9 +203,14 @@ CASES: list[tuple[str, str, str]] = [
     ("verify-nothing-settled", "verify --task {task} " + chain_args(), "no round was settled by a posted result"),
     # ------------------------------------------------------------ aggregator
     ("agg-validation", "aggregator run {task} --once " + chain_args("--key-file {agg_key} --validation {dir}/nope.npz"), "nope.npz"),
-    ("agg-not-aggregator", "aggregator run {task} --once " + chain_args("--key-file {stranger_key} --validation {val}"), "is neither task"),
+    ("agg-not-aggregator", "aggregator run {task} --once " + chain_args("--key-file {stranger_key} --validation {val}"), "is not a registered aggregator"),
     ("agg-wrong-validation", "aggregator run {task} --once " + chain_args("--key-file {agg_key} --validation {data}"), "commitment"),
     ("agg-timeout", "aggregator run {task} " + chain_args("--key-file {agg_key} --validation {val} --timeout 0"), "--timeout"),
+    ("agg-register-low", "aggregator register --bond 0.5 " + chain_args("--key-file {stranger_key}"), "least bond is 1.000000 ETH"),
+    ("agg-register-text", "aggregator register --bond lots " + chain_args("--key-file {stranger_key}"), "--bond"),
+    ("agg-exit-stranger", "aggregator exit " + chain_args("--key-file {stranger_key}"), "is not a registered aggregator"),
+    ("agg-withdraw-still-in", "aggregator withdraw " + chain_args("--key-file {agg_key}"), "still in the draw"),
+    ("agg-credits-none", "aggregator withdraw --credits " + chain_args("--key-file {stranger_key}"), "nothing to withdraw"),
     # ------------------------------------------------------------ serve
     ("serve-port", "serve --port 70000 " + chain_args(), "--port"),
     ("serve-host", "serve --host 'not a host' " + chain_args(), "host"),

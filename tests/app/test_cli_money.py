@@ -46,7 +46,7 @@ def create(m: Market, rounds: int = 2, reward: int = ETH, max_trainers: int = 3,
            result_window: int | None = None, reveal_window: int = 50, stake: int = 0, empty_rounds: int = 0) -> int:
     task_id, _ = m.contract.create_task(
         m.owner, spec_cid=compute_cid(b"spec"), initial_model_cid=compute_cid(b"init"), validation_commitment=b"\x11" * 32,
-        aggregator=m.aggregator.address, rounds=rounds, reward_wei=reward, max_trainers=max_trainers,
+        rounds=rounds, reward_wei=reward, max_trainers=max_trainers,
         submit_window=window, reveal_window=reveal_window, result_window=window if result_window is None else result_window,
         stake_wei=stake, empty_rounds_to_reclaim=empty_rounds,
     )
@@ -300,7 +300,8 @@ def test_verify_a_round_the_task_does_not_have(cli: Any, market: Market, tmp_pat
 @pytest.mark.parametrize("argv, expected", [
     (["task", "create"], ["--rounds N", "(default 3)", "--max-trainers N", "(default 64)", "--submit-window SECONDS",
                           "(default 3600)", "--reveal-window SECONDS", "(default 600)", "--stake ETH", "(default 0)",
-                          "--backup-aggregator ADDRESS", "--empty-rounds-to-reclaim K", "trainers must join",
+                          "--panel K", "--quorum Q", "--fee-bps BPS", "--backup", "drawn from the market's registry",
+                          "--empty-rounds-to-reclaim K", "trainers must join",
                           "early only when --max-trainers", "at least 60 s (commit), 30 s (reveal) and 60 s (result)"]),
     (["trainer"], ["before the round you want closes", "closes early only when the task's max-trainers", "stake"]),
     (["trainer", "withdraw"], ["--task N", "--to ADDRESS", "every task you joined"]),
@@ -309,6 +310,7 @@ def test_verify_a_round_the_task_does_not_have(cli: Any, market: Market, tmp_pat
     (["verify"], ["calldata", "previous model", "needs no validation set", "--round R"]),
     (["trainer", "run"], ["--timeout SECONDS", "(default 3600)", "--seed N", "(default 0)"]),
     (["aggregator", "run"], ["--timeout SECONDS", "(default 7200)"]),
+    (["aggregator", "register"], ["--bond ETH", "loses the registry's penalty"]),
     (["task", "settle"], ["--round R", "result window"]),
     (["simulate"], ["--rounds N", "(default 3)", "--trainers N", "(default 6)", "--stake ETH"]),
     (["demo"], ["(default 5)"]),

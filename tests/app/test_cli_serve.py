@@ -99,7 +99,8 @@ def served(anvil: AnvilProcess, anvil_market: Market, tmp_path: Path) -> Iterato
 
 
 def _create_body(aggregator: str) -> dict[str, object]:
-    return {"aggregator": aggregator, "validation_commitment": "0x" + "ab" * 32, "rounds": 2, "reward_eth": "0.25"}
+    """A creation body (``aggregator``, kept for the callers, is no field: the owner names no aggregator)."""
+    return {"validation_commitment": "0x" + "ab" * 32, "rounds": 2, "reward_eth": "0.25"}
 
 
 def test_serve_answers_with_the_simulation_data(served: Server) -> None:
@@ -143,7 +144,7 @@ def test_serve_spends_only_for_requests_with_its_token(served: Server) -> None:
     task_id = created.json()["task_id"]
     assert task_id == before + 1 == contract.task_count()
     info = contract.task(task_id)
-    assert (info.owner, info.aggregator, info.reward) == (owner.address, aggregator.address, 25 * 10**16)
+    assert (info.owner, info.panel, info.reward) == (owner.address, 1, 25 * 10**16)
     assert served.extra["key"].removeprefix("0x") not in created.text
 
 

@@ -163,8 +163,7 @@ def test_task_create_reports_a_bad_spec_file_in_one_line(tmp_path: Path) -> None
     (tmp_path / "spec.toml").write_text('[training]\nlr = 0\nbatch_size = 0\n')
     env = {"MARKET_RPC": "http://127.0.0.1:9", "MARKET_CONTRACT": "0x" + "11" * 20}
 
-    proc = market(["task", "create", "--spec", "spec.toml", "--validation", "v.npz", "--aggregator", "0x" + "22" * 20,
-                   "--key-file", "k"], tmp_path, env)
+    proc = market(["task", "create", "--spec", "spec.toml", "--validation", "v.npz", "--key-file", "k"], tmp_path, env)
 
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert proc.stderr.startswith("error: spec.toml: 2 bad fields: training.lr: ") and "training.batch_size: " in proc.stderr

@@ -95,7 +95,7 @@ def test_task_init_writes_a_spec_that_loads_the_file(run, files, tmp_path: Path)
     assert out.splitlines() == [
         "wrote spec_bc.json: task 'bc', 30 features in [0, 1], 2 classes, model logreg; "
         "every other field has its default (docs/spec-reference.md)",
-        "next: market task create --spec spec_bc.json --validation VALIDATION_FILE --aggregator ADDRESS --reward ETH --rounds N",
+        "next: market task create --spec spec_bc.json --validation VALIDATION_FILE --reward ETH --rounds N",
     ]
     spec = load_spec_file(tmp_path / "spec_bc.json")
     assert (spec.name, spec.data.n_features, spec.data.n_classes, spec.data.feature_range) == ("bc", 30, 2, (0.0, 1.0))
@@ -167,7 +167,7 @@ def test_data_commitment_against_the_spec_and_against_the_default(run, files, tm
 
 def test_task_create_checks_the_validation_set_against_its_spec(run, files, tmp_path: Path) -> None:
     assert run(["task", "init", "--data", files["bc"], "--out", "spec_bc.json"])[0] == 0
-    create = ["task", "create", "--spec", "spec_bc.json", "--aggregator", "0x" + "12" * 20, "--rpc", "http://127.0.0.1:9"]
+    create = ["task", "create", "--spec", "spec_bc.json", "--rpc", "http://127.0.0.1:9"]
 
     # the data check passes: the command gets as far as needing the owner's key (nothing has been contacted)
     code, _out, err = run([*create, "--validation", files["val"]])
@@ -192,6 +192,7 @@ def chain_task(files: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     with AnvilProcess(accounts=4) as node:
         chain = Chain.connect(node.rpc_url)
         contract = MarketContract.deploy(chain, owner)
+        contract.registry.register(aggregator)
         yield {"dir": d, "chain": chain, "contract": contract, "rpc": node.rpc_url, "trainer": trainer,
                "opts": ["--rpc", node.rpc_url, "--contract", contract.address, "--store-dir", str(d / "store")],
                "aggregator": aggregator}
@@ -202,8 +203,7 @@ def _create(run, files, env) -> int:
     spec = d / "spec_bc.json"
     if not spec.exists():
         assert run(["task", "init", "--data", files["bc"], "--out", spec])[0] == 0
-    code, out, err = run(["task", "create", "--spec", spec, "--validation", files["val"], "--aggregator", env["aggregator"].address,
-                          "--rounds", "1", "--reward", "0.01", "--key-file", d / "owner.key", *env["opts"]])
+    code, out, err = run(["task", "create", "--spec", spec, "--validation", files["val"], "--rounds", "1", "--reward", "0.01", "--key-file", d / "owner.key", *env["opts"]])
     assert code == 0, err
     m = re.match(r"task (\d+) created", out)
     assert m, out

@@ -155,14 +155,12 @@ def test_owner_trainer_and_aggregator_each_in_its_own_folder_need_no_chain_optio
         devnet: tuple[Path, dict[str, object]], tmp_path_factory: pytest.TempPathFactory) -> None:
     _, info = devnet
     key = {a["role"]: a["key_file"] for a in info["accounts"]}  # type: ignore[index, union-attr]
-    agg_address = next(a["address"] for a in info["accounts"] if a["role"] == "aggregator")  # type: ignore[index, union-attr]
     owner, trainer, agg, reader = (tmp_path_factory.mktemp(n) for n in ("owner", "trainer", "aggregator", "reader"))
     run(["data", "split", "--trainers", "2", "--out", "data"], owner)
     shutil.copy(owner / "data" / "trainer-1.npz", trainer / "mine.npz")
     shutil.copy(owner / "data" / "validation.npz", agg / "validation.npz")
 
-    run(["task", "create", "--key-file", key["owner"], "--aggregator", agg_address,
-         "--validation", "data/validation.npz", "--rounds", "1", "--max-trainers", "1"], owner)
+    run(["task", "create", "--key-file", key["owner"], "--validation", "data/validation.npz", "--rounds", "1", "--max-trainers", "1"], owner)
     as_trainer = {"MARKET_KEY_FILE": key["trainer-1"]}
     run(["trainer", "join", "1"], trainer, extra_env=as_trainer)
     trained = subprocess.Popen(MARKET + ["trainer", "run", "1", "--data", "mine.npz", "--timeout", "120"], cwd=trainer,

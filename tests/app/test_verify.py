@@ -93,7 +93,7 @@ def played(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Played]:
         owner, agg_acct, trainers = env.accounts[0], env.accounts[1], env.accounts[2:]
         cfg = SimulateConfig(trainers=4, attackers=1, rounds=ROUNDS, seed=3)
         request = TaskRequest(spec=spec_for(cfg), validation_commitment=dataset_commitment(SPLITS.validation),
-                              aggregator=agg_acct.address, rounds=ROUNDS, reward_wei=4 * 10**18, max_trainers=4,
+                              rounds=ROUNDS, reward_wei=4 * 10**18, max_trainers=4,
                               submit_window=60, reveal_window=30, result_window=60)
         task_id = create_task(env.contract, env.store, owner, request).task_id
         nodes = [TrainerNode(env.contract, env.store, a, shard, attack="sign_flip" if i == 3 else None, seed=3)

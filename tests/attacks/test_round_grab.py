@@ -21,7 +21,7 @@ COMMITMENT = b"\x00" * 32
 
 def _task(m: Market, max_trainers: int = 3, window: int = 600, **kw: int) -> int:
     task_id, _ = m.contract.create_task(m.owner, spec_cid=SPEC, initial_model_cid=SPEC, validation_commitment=b"\x11" * 32,
-                                        aggregator=m.aggregator.address, rounds=1, reward_wei=REWARD,
+                                        rounds=1, reward_wei=REWARD,
                                         max_trainers=max_trainers, submit_window=window, result_window=window, **kw)
     return task_id
 

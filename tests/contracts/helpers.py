@@ -27,11 +27,11 @@ SHORT = {"submit_window": 60, "reveal_window": 30, "result_window": 60}
 
 
 def create(m: Market, rounds: int = 2, reward: int = 10**18, max_trainers: int = 3, **kw: Any) -> int:
-    """A task of ``m``'s owner with ``m``'s aggregator (keyword arguments go to ``create_task``)."""
+    """A task of ``m``'s owner (keyword arguments go to ``create_task``); with the fixture's one registered
+    aggregator, ``m.aggregator`` is every round's panel."""
     owner = kw.pop("owner", m.owner)
     task_id, _ = m.contract.create_task(
-        owner, spec_cid=SPEC, initial_model_cid=SPEC, validation_commitment=VALC,
-        aggregator=kw.pop("aggregator", m.aggregator.address), rounds=rounds, reward_wei=reward,
+        owner, spec_cid=SPEC, initial_model_cid=SPEC, validation_commitment=VALC, rounds=rounds, reward_wei=reward,
         max_trainers=max_trainers, **kw,
     )
     return task_id
@@ -111,6 +111,28 @@ def expected_seed(m: Market, task_id: int, round_: int, seal_block: int) -> byte
     block_hash = bytes(m.chain.w3.eth.get_block(seal_block)["hash"])
     return keccak(m.chain.w3.codec.encode(["bytes32", "uint256", "uint256", "uint256"],
                                           [block_hash, seal_block, task_id, round_]))
+
+
+def register(m: Market, *accounts: LocalAccount, bond: int | None = None) -> None:
+    """Register ``accounts`` as aggregators (bonded with the registry's minimum unless ``bond``): register them
+    before creating a task that needs more than the fixture's one member (a panel above 1, or a backup)."""
+    for a in accounts:
+        m.contract.registry.register(a, bond)
+
+
+def account(m: Market, address: str) -> LocalAccount:
+    """The fixture's account with ``address``."""
+    for a in (m.owner, m.aggregator, *m.trainers, m.outsider):
+        if a.address == address:
+            return a
+    raise KeyError(address)
+
+
+def drawn(m: Market, task_id: int) -> tuple[list[LocalAccount], LocalAccount | None]:
+    """The current round's panel and its backup (None without one), as accounts: needs the round sealed (and
+    the seal block mined); call it after ``seal``."""
+    members, backup = m.contract.panel(task_id)
+    return [account(m, a) for a in members], None if backup is None else account(m, backup)
 
 
 def post(m: Market, task_id: int, round_: int, bps: list[int], *, lost_mask: int = 0, seed_: bytes | None = None,
@@ -221,10 +243,11 @@ def stakes_deposited(m: Market, task_id: int) -> int:
 
 def assert_conserved(m: Market, task_id: int) -> None:
     """Per task, to the wei: reward + stakes deposited == credited + refunded + escrow + stakes held + carry
-    + carry pool + stakes returned, and every deposited stake is held, lost or returned."""
+    + carry pool + stakes returned + the aggregators' fees, and every deposited stake is held, lost or returned."""
     t = m.contract.task(task_id)
     deposited = stakes_deposited(m, task_id)
     returned = sum(m.contract.stakes_returned(task_id).values())
     lost = sum(sum(per.values()) for per in m.contract.stakes_lost(task_id).values())
     assert lost + returned + t.stakes_held == deposited
-    assert t.reward + deposited == t.credited + t.refunded + t.escrow + t.stakes_held + t.carry + t.carry_pool + returned
+    assert t.reward + deposited == (t.credited + t.refunded + t.escrow + t.stakes_held + t.carry + t.carry_pool + returned
+                                    + t.fees)

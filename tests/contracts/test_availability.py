@@ -22,6 +22,7 @@ from web3.logs import DISCARD
 from market.chain.client import revert_data
 from market.chain.compile import load_artifact
 from market.chain.contract import ZERO_ADDRESS, MarketContract, round_state
+from market.chain.registry import DEV_EXIT_DELAY, DEV_MIN_BOND, DEV_PENALTY, create_address
 from market.cid import cid_digest
 from market.errors import ConfigError, ContractRevert
 from tests.conftest import Market
@@ -43,12 +44,15 @@ from tests.contracts.helpers import (
     play_round,
     post,
     prove,
+    register,
     schedule,
     settle_after_deadline,
     update,
 )
 
-T_PERIOD = 8  # getTask's TaskView: period, by position
+# getTask's TaskView: period, by position
+T_PERIOD = [c["name"] for c in next(i for i in load_artifact("ContributionMarket")["abi"] if i.get("name") == "getTask")
+            ["outputs"][0]["components"]].index("period")
 
 
 def revert_name(excinfo: pytest.ExceptionInfo[ContractRevert]) -> str:
@@ -94,8 +98,9 @@ def revert_args(m: Market, call: Any, sender: LocalAccount, value: int = 0) -> t
 
 def create_call(m: Market, verifier: str, contract: MarketContract | None = None) -> Any:
     """The ``createTask`` call ``create`` sends for a one-round proof task naming ``verifier`` (reward 1000)."""
-    params = (cid_digest(SPEC), cid_digest(SPEC), VALC, m.aggregator.address, ZERO_ADDRESS,
-              Web3.to_checksum_address(verifier), 1, 60, 30, 60, 3, 0, 0)
+    # (spec, model, validation, verifier, feeBps, panel, quorum, backup, rounds, windows, maxTrainers, k, stake)
+    params = (cid_digest(SPEC), cid_digest(SPEC), VALC, Web3.to_checksum_address(verifier), 0, 1, 1, False,
+              1, 60, 30, 60, 3, 0, 0)
     return (contract or m.contract).c.functions.createTask(params, ZERO_ADDRESS, 1000)
 
 
@@ -107,7 +112,9 @@ def round_verifier(m: Market, *components: str) -> Any:
 # ------------------------------------------------------------- the schedule
 @pytest.mark.parametrize("backup", [False, True])
 def test_the_period_ends_with_an_availability_window_as_long_as_the_reveal_window(market: Market, backup: bool) -> None:
-    kw = {"backup": market.outsider.address} if backup else {}
+    if backup:
+        register(market, market.outsider)  # the backup is drawn from the registry: it needs a second member
+    kw = {"backup": True} if backup else {}
     task_id = create(market, rounds=2, submit_window=100, reveal_window=40, result_window=70, **kw)
     info = market.contract.task(task_id)
     when = schedule(market, task_id)
@@ -155,7 +162,9 @@ def test_prove_available_marks_the_seat_and_names_the_updates_cid(market: Market
 
 @pytest.mark.parametrize("backup", [False, True])
 def test_prove_available_before_the_last_result_window_ends_reverts(market: Market, backup: bool) -> None:
-    kw = {"backup": market.outsider.address} if backup else {}
+    if backup:
+        register(market, market.outsider)  # the backup is drawn from the registry: it needs a second member
+    kw = {"backup": True} if backup else {}
     task_id = create(market, rounds=1, max_trainers=2, **SHORT, **kw)
     a, b = market.trainers[:2]
     join_all(market, task_id, [a, b])
@@ -260,8 +269,10 @@ def test_the_fallback_pays_only_the_trainers_that_proved_their_updates(market: M
     receipt = settle_after_deadline(market, task_id)
 
     shares = cumulative(500 + STAKE, [1, 1])
+    # d never revealed and nobody called seal: the round had no seed, so no panel was drawn and none is penalised
     assert market.contract.settlement(receipt) == {"round": 0, "settlement": "fallback", "credited": 500 + STAKE,
-                                                   "refunded": 0, "trainers": 2, "stakes_lost": STAKE}
+                                                   "refunded": 0, "trainers": 2, "stakes_lost": STAKE, "fee": 0,
+                                                   "penalties": {}}
     assert earned(market, task_id, [a, b, c, d]) == [shares[0], 0, shares[1], 0]
     assert [market.contract.seat(task_id, t.address).stake for t in (a, b, c, d)] == [STAKE, STAKE, STAKE, 0]
     assert market.contract.trainer_index(task_id, b.address) == 2  # b keeps its seat; d's is freed
@@ -290,7 +301,8 @@ def test_a_fallback_with_no_update_proved_carries_the_pool_and_the_lost_stakes(m
     receipt = settle_after_deadline(market, task_id)
 
     assert market.contract.settlement(receipt) == {"round": 0, "settlement": "fallback", "credited": 0,
-                                                   "refunded": 0, "trainers": 0, "stakes_lost": STAKE}
+                                                   "refunded": 0, "trainers": 0, "stakes_lost": STAKE, "fee": 0,
+                                                   "penalties": {}}  # never sealed (c did not reveal): no panel
     t = market.contract.task(task_id)
     assert (t.carry_pool, t.carry, t.escrow, t.credited, t.refunded) == (500, STAKE, 500, 0, 0)
     assert earned(market, task_id, [a, b, c]) == [0, 0, 0]
@@ -621,6 +633,7 @@ def test_a_market_whose_admin_is_the_zero_address_has_a_fixed_list(market: Marke
     fixed = MarketContract.deploy(market.chain, market.owner, verifier_admin=ZERO_ADDRESS,
                                   verifiers=[market.contract.code_hash(listed.address), market.contract.code_hash(rv.address)],
                                   components=[market.contract.code_hash(token.address)])
+    fixed.registry.register(market.aggregator)  # its own registry: a member to draw
     m = replace(market, contract=fixed)
     other = deploy(m, "FeeOnTransferToken")
     rv_other = round_verifier(m, other.address)  # the same code as rv, calling a contract not on the list
@@ -642,10 +655,16 @@ def test_a_market_refuses_a_code_hash_listed_as_both_kinds_at_deployment(market:
     code = market.contract.code_hash(deploy(market, "MockVerifier", True, True).address)
     art = load_artifact("ContributionMarket")
     factory = market.chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    # the market's registry first, knowing the address the market would get (the deployer's next CREATE)
+    nonce = market.chain.w3.eth.get_transaction_count(market.owner.address, "pending")
+    registry = market.chain.deploy(market.owner, load_artifact("AggregatorRegistry"),
+                                   create_address(market.owner.address, nonce + 1), DEV_MIN_BOND, DEV_PENALTY,
+                                   DEV_EXIT_DELAY)
 
-    assert revert_args(market, factory.constructor(market.owner.address, [code], [code]), market.owner) == \
+    assert revert_args(market, factory.constructor(market.owner.address, [code], [code], registry), market.owner) == \
         ("MarketCodeKindConflict", (code,))
-    factory.constructor(market.owner.address, [code], []).estimate_gas({"from": market.owner.address})  # one kind: fine
+    one_kind = factory.constructor(market.owner.address, [code], [], registry)
+    one_kind.estimate_gas({"from": market.owner.address})  # one kind: fine
 
 
 def test_every_update_a_round_pays_counts_as_paid_even_when_its_share_rounds_to_0_wei(market: Market) -> None:

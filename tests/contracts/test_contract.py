@@ -23,6 +23,7 @@ from tests.contracts.helpers import (
     create,
     cumulative,
     deploy,
+    drawn,
     equal_bps,
     expected_seed,
     join_all,
@@ -30,6 +31,7 @@ from tests.contracts.helpers import (
     play_round,
     post,
     prove,
+    register,
     reveal,
     schedule,
     seal,
@@ -60,9 +62,11 @@ def test_create_task_escrows_the_reward_and_fixes_the_schedule(market: Market) -
 
 
 def test_a_backup_aggregator_adds_a_second_result_window(market: Market) -> None:
-    task_id = create(market, backup=market.outsider.address, submit_window=100, reveal_window=40, result_window=70)
+    register(market, market.outsider)  # a panel of one and a backup: two members to draw from
+    task_id = create(market, backup=True, submit_window=100, reveal_window=40, result_window=70)
 
     t = market.contract.task(task_id)
+    assert (t.has_backup, t.panel, t.quorum, t.fee_bps) == (True, 1, 1, 0)
     _, _, reveal_dl, result, final = market.contract.schedule(task_id)
 
     assert t.period == 100 + 40 + 2 * 70 + 40
@@ -84,6 +88,14 @@ def test_a_backup_aggregator_adds_a_second_result_window(market: Market) -> None
         ({"result_window": 59}, "MarketBadWindows"),
         ({"submit_window": 30 * 86400 + 1}, "MarketBadWindows"),
         ({"empty_rounds_to_reclaim": 10_001}, "MarketBadRounds"),
+        ({"panel": 0}, "MarketBadPanel"),
+        ({"panel": 8, "quorum": 5}, "MarketBadPanel"),  # at most 7
+        ({"panel": 2, "quorum": 1}, "MarketBadPanel"),  # not more than half
+        ({"panel": 3, "quorum": 4}, "MarketBadPanel"),  # more than the panel
+        ({"panel": 1, "quorum": 0}, "MarketBadPanel"),
+        ({"fee_bps": 5001}, "MarketBadFee"),
+        ({"panel": 2}, "MarketFewAggregators"),  # the fixture's registry has one member
+        ({"backup": True}, "MarketFewAggregators"),  # a backup is a second member
     ],
 )
 def test_create_task_rejects_bad_parameters(market: Market, kw: dict[str, int], error: str) -> None:
@@ -97,14 +109,59 @@ def test_minimum_windows_are_accepted(market: Market) -> None:
     assert market.contract.task(task_id).period == 60 + 30 + 60 + 30
 
 
-@pytest.mark.parametrize("who", ["owner_as_aggregator", "owner_as_backup", "backup_is_aggregator"])
-def test_the_owner_and_the_aggregators_are_different_accounts(market: Market, who: str) -> None:
-    kw = {"owner_as_aggregator": {"aggregator": market.owner.address},
-          "owner_as_backup": {"backup": market.owner.address},
-          "backup_is_aggregator": {"backup": market.aggregator.address}}[who]
+def test_the_largest_panel_and_fee_are_accepted(market: Market) -> None:
+    register(market, *market.trainers[:5], market.outsider)  # seven members
+    task_id = create(market, panel=7, quorum=4, fee_bps=5000)
+    t = market.contract.task(task_id)
+    assert (t.panel, t.quorum, t.fee_bps, t.has_backup) == (7, 4, 5000, False)
+
+
+def test_create_task_names_the_members_it_needs(market: Market) -> None:
+    register(market, market.outsider)
     with pytest.raises(ContractRevert) as exc:
-        create(market, **kw)
-    assert revert_name(exc) == "MarketRoleConflict"
+        create(market, panel=3, backup=True)
+    assert revert_name(exc) == "MarketFewAggregators"
+    assert "needs 4 registered aggregators; the registry has 2" in str(exc.value)
+    register(market, *market.trainers[:2])
+    assert market.contract.task(create(market, panel=3, backup=True)).has_backup
+
+
+def test_the_owner_is_never_drawn_even_when_registered(market: Market) -> None:
+    """The owner no longer names an aggregator; a registered owner is left out of its own tasks' draws (and is
+    refused as a poster), round after round, whatever the seed."""
+    register(market, market.owner)
+    task_id = create(market, rounds=3, max_trainers=1, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    for r in range(3):
+        play_round(market, task_id, r, [a])
+        assert drawn(market, task_id) == ([market.aggregator], None)
+        with pytest.raises(ContractRevert) as exc:
+            post(market, task_id, r, [10_000], sender=market.owner)
+        assert revert_name(exc) == "MarketNotAggregator"
+        post(market, task_id, r, [10_000])
+
+
+def test_the_panel_and_the_backup_are_different_members(market: Market) -> None:
+    register(market, market.outsider)
+    task_id = create(market, rounds=3, max_trainers=1, backup=True, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    for r in range(3):
+        play_round(market, task_id, r, [a])
+        (primary,), backup = drawn(market, task_id)
+        assert {primary, backup} == {market.aggregator, market.outsider}
+        post(market, task_id, r, [10_000], sender=primary)
+
+
+def test_create_task_counts_no_registered_owner_toward_the_panel(market: Market) -> None:
+    """Registry {aggregator, owner}: a panel of one and a backup needs two members other than the owner; the
+    draw leaves the owner out, so only one can ever be drawn (no backup, and with ``panel=2, quorum=2`` no
+    result could ever be accepted: every round would end in the fallback)."""
+    register(market, market.owner)
+    with pytest.raises(ContractRevert) as exc:
+        create(market, panel=2, quorum=2)
+    assert revert_name(exc) == "MarketFewAggregators"
 
 
 def test_unknown_task_is_a_clear_error(market: Market) -> None:
@@ -176,11 +233,45 @@ def test_join_twice_reverts(market: Market) -> None:
 
 @pytest.mark.parametrize("role", ["owner", "aggregator", "backup"])
 def test_owner_and_aggregators_cannot_join_as_trainers(market: Market, role: str) -> None:
-    task_id = create(market, backup=market.outsider.address)
+    """Neither the owner nor any account registered as an aggregator (it could be drawn to judge the task)."""
+    register(market, market.outsider)
+    task_id = create(market, backup=True)
     account = {"owner": market.owner, "aggregator": market.aggregator, "backup": market.outsider}[role]
     with pytest.raises(ContractRevert) as exc:
         market.contract.join(account, task_id)
     assert revert_name(exc) == "MarketRoleConflict"
+
+
+def test_an_aggregator_that_left_the_registry_may_join_as_a_trainer(market: Market) -> None:
+    register(market, market.outsider)
+    task_id = create(market)
+    market.contract.registry.exit(market.outsider)
+    market.contract.join(market.outsider, task_id)
+    assert market.contract.is_trainer(task_id, market.outsider.address)
+
+
+def test_a_trainer_that_registers_later_is_refused_as_its_tasks_aggregator(market: Market) -> None:
+    """join refuses registered aggregators, but nothing stops a trainer from registering after it joined: it can
+    then be drawn for its own task, where postResult refuses it (it holds a seat), so the round ends in the
+    fallback and it is penalised as a silent member, to the provers."""
+    a, b = market.trainers[:2]
+    task_id = create(market, rounds=1, max_trainers=2, **SHORT)
+    join_all(market, task_id, [a, b])
+    register(market, a)
+    market.contract.registry.exit(market.aggregator)  # a is the only member left: the panel of every round
+    ups = play_round(market, task_id, 0, [a, b])
+    assert drawn(market, task_id) == ([a], None)
+    with pytest.raises(ContractRevert) as exc:
+        post(market, task_id, 0, [5000, 5000], sender=a)
+    assert revert_name(exc) == "MarketNotAggregator"
+    for t in (a, b):
+        prove(market, task_id, 0, t, ups[t.address])
+
+    receipt = settle_after_deadline(market, task_id)
+
+    penalty = market.contract.registry.penalty()
+    assert market.contract.settlement(receipt)["penalties"] == {a.address: penalty}
+    assert [market.contract.registry.credit(t.address) for t in (a, b)] == cumulative(penalty, [1, 1])
 
 
 def test_join_past_the_limit_reverts(market: Market) -> None:
@@ -727,39 +818,57 @@ def test_a_result_whose_proof_does_not_verify_reverts(market: Market) -> None:
 
 
 # ------------------------------------------------------------------ backup
-def test_the_backup_posts_only_after_the_aggregators_window(market: Market) -> None:
-    backup = market.outsider
-    task_id = create(market, rounds=1, max_trainers=2, backup=backup.address, **SHORT)
-    join_all(market, task_id, market.trainers[:2])
-    play_round(market, task_id, 0, market.trainers[:2])
+@pytest.mark.parametrize("poster", ["backup", "panel"])
+def test_the_backup_posts_only_after_the_aggregators_window(market: Market, poster: str) -> None:
+    """The backup is refused in the panel's window; in the backup window both may post. When the backup settles
+    the round, the panel member that stayed silent loses a penalty to the paid trainers."""
+    register(market, market.outsider)
+    task_id = create(market, rounds=1, max_trainers=2, backup=True, **SHORT)
+    a, b = market.trainers[:2]
+    join_all(market, task_id, [a, b])
+    play_round(market, task_id, 0, [a, b])
+    (primary,), backup = drawn(market, task_id)
+    assert backup is not None
     with pytest.raises(ContractRevert) as exc:
         post(market, task_id, 0, [5000, 5000], sender=backup)
     assert revert_name(exc) == "MarketNotAggregator"
     advance_to(market, schedule(market, task_id)["result"])
-    with pytest.raises(ContractRevert) as exc2:  # the aggregator missed its window
-        post(market, task_id, 0, [5000, 5000])
-    assert revert_name(exc2) == "MarketNotAggregator"
+    for outsider in (market.owner, a):  # still nobody but the drawn two
+        with pytest.raises(ContractRevert) as exc2:
+            post(market, task_id, 0, [5000, 5000], sender=outsider)
+        assert revert_name(exc2) == "MarketNotAggregator"
 
-    receipt = post(market, task_id, 0, [2500, 7500], sender=backup)
+    receipt = post(market, task_id, 0, [2500, 7500], sender=backup if poster == "backup" else primary)
 
-    assert market.contract.settlement(receipt)["settlement"] == "result"
-    assert market.contract.owed(task_id, market.trainers[1].address) == cumulative(10**18, [2500, 7500])[1]
+    settled = market.contract.settlement(receipt)
+    assert settled["settlement"] == "result"
+    assert market.contract.owed(task_id, b.address) == cumulative(10**18, [2500, 7500])[1]
+    penalty = market.contract.registry.penalty()
+    if poster == "backup":  # the primary missed its window: its penalty to a and b (both paid)
+        assert settled["penalties"] == {primary.address: penalty}
+        assert [market.contract.registry.credit(t.address) for t in (a, b)] == cumulative(penalty, [1, 1])
+    else:  # the primary was late but posted; a backup that had nothing to do is not blamed
+        assert settled["penalties"] == {}
+    assert_conserved(market, task_id)
 
 
 def test_the_backup_window_ends_where_the_availability_window_begins(market: Market) -> None:
     """The backup's window closes at ``final``; the availability window follows, and only its end (the
     next round's opening) lets anyone settle the round by the fallback."""
-    task_id = create(market, rounds=1, max_trainers=2, backup=market.outsider.address, **SHORT)
+    register(market, market.outsider)
+    task_id = create(market, rounds=1, max_trainers=2, backup=True, **SHORT)
     a, b = market.trainers[:2]
     join_all(market, task_id, [a, b])
     ups = play_round(market, task_id, 0, [a, b])
     seal(market, task_id)
+    (primary,), backup = drawn(market, task_id)
     when = schedule(market, task_id)
     assert when["end"] - when["final"] == SHORT["reveal_window"]
     advance_to(market, when["final"])
-    with pytest.raises(ContractRevert) as exc:
-        post(market, task_id, 0, [5000, 5000], sender=market.outsider)
-    assert revert_name(exc) == "MarketResultWindowClosed"
+    for sender in (primary, backup):
+        with pytest.raises(ContractRevert) as exc:
+            post(market, task_id, 0, [5000, 5000], sender=sender)
+        assert revert_name(exc) == "MarketResultWindowClosed"
     with pytest.raises(ContractRevert) as exc2:  # the availability window is still open
         market.contract.settle_without_result(market.trainers[0], task_id)
     assert revert_name(exc2) == "MarketResultWindowOpen"
@@ -771,6 +880,9 @@ def test_the_backup_window_ends_where_the_availability_window_begins(market: Mar
     assert market.contract.round_info(task_id, 0).settlement == "fallback"
     assert market.contract.settlement(receipt)["trainers"] == 1
     assert [market.contract.seat(task_id, x.address).earned for x in (a, b)] == [10**18, 0]
+    penalty = market.contract.registry.penalty()  # both drawn members were silent: a, the only prover, gets both
+    assert market.contract.settlement(receipt)["penalties"] == {primary.address: penalty, backup.address: penalty}
+    assert [market.contract.registry.credit(x.address) for x in (a, b)] == [2 * penalty, 0]
     assert_conserved(market, task_id)
 
 
@@ -795,7 +907,8 @@ def test_fallback_pays_only_revealed_updates_and_gives_them_the_non_revealers_st
     assert [market.contract.seat(task_id, t.address).earned for t in (a, b, c)] == [shares[0], 0, shares[1]]
     assert market.contract.owed(task_id, b.address) == 0  # stake lost too
     assert market.contract.settlement(receipt) == {"round": 0, "settlement": "fallback", "credited": 1000 + STAKE,
-                                                   "refunded": 0, "trainers": 2, "stakes_lost": STAKE}
+                                                   "refunded": 0, "trainers": 2, "stakes_lost": STAKE, "fee": 0,
+                                                   "penalties": {}}  # never sealed (b did not reveal): no panel
     assert market.contract.task(task_id).refunded == 0
     assert_conserved(market, task_id)
 

@@ -163,7 +163,8 @@ def test_a_fee_on_transfer_stake_is_refused(market: Market) -> None:
 def test_eth_sent_with_a_token_reward_reverts(market: Market) -> None:
     tok = token(market, "TestToken", 100)
     zero = "0x" + "00" * 20
-    params = (b"\x01" * 32, b"\x01" * 32, b"\x00" * 32, market.aggregator.address, zero, zero,
+    # (spec, model, validation, verifier, feeBps, panel, quorum, backup, rounds, windows, maxTrainers, k, stake)
+    params = (b"\x01" * 32, b"\x01" * 32, b"\x00" * 32, zero, 0, 1, 1, False,
               1, 100, 100, 100, 2, 0, 0)
     call = market.contract.c.functions.createTask(params, tok.address, 100)
     with pytest.raises(ContractRevert) as exc:

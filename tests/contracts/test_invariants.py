@@ -1,24 +1,37 @@
 """Stateful invariant fuzzing of the escrow (Hypothesis ``RuleBasedStateMachine``).
 
 Random sequences over several tasks and trainers at once: create (random rounds, reward, stake, windows,
-backup aggregator, empty rounds to reclaim), join / top up / leave (and joins with the wrong stake),
-commit (valid, junk, wrong round), reveal (valid, wrong salt), seal, post result (random basis points
-and ``lostMask``; and bad sums, paid-and-lost entries, wrong seeds, the wrong sender), prove an update
-available (its bytes; and wrong bytes, a wrong salt, the wrong round, too early, without a reveal, twice),
-settle without a result (fallback split among the updates proved available, or an empty-round refund),
-reclaim, withdraw (to itself or another address), withdraw refunds, and time moving by random amounts or to
-a round's next scheduled time (the fixed schedule: commits, reveals, result, backup, availability, next round).
+a backup or not, the aggregators' fee, empty rounds to reclaim; and a fee above 50 %, refused), join / top up /
+leave (and joins with the wrong stake, and a registered aggregator's join, refused), commit (valid, junk, wrong
+round), reveal (valid, wrong salt), seal, post result (random basis points and ``lostMask``; and bad sums,
+paid-and-lost entries, wrong seeds, a sender the round did not draw), prove an update available (its bytes; and
+wrong bytes, a wrong salt, the wrong round, too early, without a reveal, twice), settle without a result
+(fallback split among the updates proved available, or an empty-round refund), reclaim, withdraw (to itself or
+another address; a trainer's penalty credits from the registry; an aggregator's fees), withdraw refunds, and time
+moving by random amounts or to a round's next scheduled time (the fixed schedule: commits, reveals, result,
+backup, availability, next round).
 
 Every valid commitment is to a random byte string (the "update"): cid = sha256(bytes), committed as
 keccak(abi.encode(cid, commitment, salt, trainer, task, round)); the machine keeps the preimage per (task,
 round, trainer) so that the trainer can later prove the update available by posting the bytes.
 
+The market's registry holds two bonded aggregators (accounts 2 and 3); every task has a panel of one (quorum
+one), so each round the registry draws, with the round's seed as of its seal block, never the owner, the round's
+panel member and (with a backup) the other as its backup (the machine asks the registry whom it drew).
+
 After every step:
 
 * money is conserved to the wei: the contract's balance equals, over every task, escrow + stakes held +
-  carry + carryPool + credits not withdrawn + refunds not withdrawn; withdrawn + balance equals everything
-  deposited; per task, reward + stakes deposited == credited + refunded + escrow + stakes held + carry +
-  carryPool + stakes returned; carry and carryPool are what the model says;
+  carry + carryPool + credits and fees not withdrawn + refunds not withdrawn; withdrawn + balance equals
+  everything deposited; per task, reward + stakes deposited == credited + refunded + escrow + stakes held +
+  carry + carryPool + stakes returned + fees (a result pays ``feeBps`` of its round's pool to its poster, out of
+  the pool: the trainers share the rest); carry, carryPool, fees and each aggregator's fees are what the model
+  says;
+* the registry holds exactly the members' bonds and the penalties credited to trainers: a result posted in the
+  backup window by anyone but the panel member costs the silent panel member the penalty, to the trainers the
+  result pays; a fallback costs every drawn member (when the round's seed can still be had, and the fallback
+  comes less than a period late), to the trainers that proved their update available; with nobody to pay,
+  nothing is taken;
 * no honest stake is lost: every trainer's stake is exactly what the model says -- a stake is lost only
   by a committer that did not reveal or an update marked in ``lostMask`` (a fallback marks nobody), and every
   settlement's ``StakeLost`` events are exactly those; no ``StakeLost`` ever names a revealer a result did not
@@ -39,14 +52,15 @@ After every step:
   to the owner: the event "task end: lost stakes to the owner (only unpaid stakeholders)" counts those runs;
 * the fixed schedule holds: period == submit + 2*reveal + result*(1 or 2 with a backup); a commit lands
   inside its round's scheduled window, a reveal after commits closed and before the reveal deadline, a
-  result from the aggregator in its window or the backup in the next, never after the last result window;
-  a proof of availability only after the last result window;
+  result from the drawn panel member in its window, or from it or the drawn backup in the next, never after
+  the last result window; a proof of availability only after the last result window;
 * the calls that must fail do (wrong stake, wrong round, wrong reveal, bad basis points, wrong seed, a proof
   with the wrong bytes / salt / round, before the window, without a reveal, or twice).
 
 At the end every task is driven to its end and everyone withdraws: every balance must reach zero (nothing
-locked). The in-process EVM runs the long campaign (transactions through eth-tester's unlocked accounts, the
-fastest path, with the market's storage read directly); a shorter one runs on Anvil.
+locked), and every trainer withdraws its penalty credits (the registry is left with the bonds only). The
+in-process EVM runs the long campaign (transactions through eth-tester's unlocked accounts, the fastest path, with
+the market's and the registry's storage read directly); a shorter one runs on Anvil.
 
 Size: ``make test`` runs the fast profile (50 examples x 30 steps, about 65 s on a loaded 2-core machine). The
 issue's campaign, 200 examples x 30 steps, is ``make test-invariants`` (``INVARIANT_PROFILE=full pytest
@@ -70,6 +84,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from web3 import Web3
 
 from market.chain.compile import load_artifact
+from market.chain.registry import create_address
 from tests.contracts.helpers import cumulative
 
 ZERO = "0x" + "00" * 20
@@ -80,12 +95,29 @@ STEPS = int(os.environ.get("INVARIANT_STEPS", _steps))
 BPS = 10_000
 TRAINERS = 4  # trainer accounts the machine plays with (tasks take 1 to 5: some fill up)
 
-# getTask's tuple (TaskView), by position
-T_OWNER, T_START, T_CURRENT, T_ROUNDS, T_PERIOD = 0, 2, 3, 5, 8
-T_SUBMIT, T_REVEAL_W, T_BACKUP, T_RESULT_W, T_TRAINERS = 6, 7, 9, 10, 11
-T_COMMITTED, T_REVEALED, T_COUNT_ROUND, T_MAX, T_SEAL = 16, 17, 18, 19, 20
-T_REWARD, T_REFUNDED, T_ESCROW, T_CREDITED, T_REFUNDS_WITHDRAWN = 21, 22, 23, 24, 25
-T_STAKE, T_STAKES_HELD, T_CARRY, T_CARRY_POOL = 26, 27, 28, 29
+# getTask's tuple (TaskView), by position: looked up by name in the ABI
+_TASK_VIEW = [c["name"] for c in next(i for i in load_artifact("ContributionMarket")["abi"]
+                                      if i.get("name") == "getTask")["outputs"][0]["components"]]
+T_OWNER, T_START, T_CURRENT, T_ROUNDS, T_PERIOD = (_TASK_VIEW.index(n) for n in
+                                                   ("owner", "startAt", "currentRound", "rounds", "period"))
+T_SUBMIT, T_REVEAL_W, T_BACKUP, T_RESULT_W, T_TRAINERS = (_TASK_VIEW.index(n) for n in
+                                                          ("submitWindow", "revealWindow", "backup", "resultWindow",
+                                                           "trainerCount"))
+T_COMMITTED, T_REVEALED, T_COUNT_ROUND, T_MAX, T_SEAL = (_TASK_VIEW.index(n) for n in
+                                                         ("committedCount", "revealedCount", "countRound", "maxTrainers",
+                                                          "sealBlock"))
+T_REWARD, T_REFUNDED, T_ESCROW, T_CREDITED, T_REFUNDS_WITHDRAWN = (_TASK_VIEW.index(n) for n in
+                                                                   ("reward", "refunded", "escrow", "credited",
+                                                                    "refundsWithdrawn"))
+T_STAKE, T_STAKES_HELD, T_CARRY, T_CARRY_POOL, T_FEES = (_TASK_VIEW.index(n) for n in
+                                                         ("stake", "stakesHeld", "carry", "carryPool", "fees"))
+T_FEE_BPS, T_PANEL, T_QUORUM, T_EMPTY_K, T_EMPTY_STREAK = (_TASK_VIEW.index(n) for n in
+                                                           ("feeBps", "panel", "quorum", "emptyRoundsToReclaim",
+                                                            "emptyStreak"))
+T_DRAW = _TASK_VIEW.index("drawBlock")  # the block the round's panel is drawn as of (its first seal)
+# the registry the machine deploys: its two members' bonds (far above the minimum, so that no run's penalties take
+# either out of the draw), the penalty, and the longest draw (AggregatorRegistry.MAX_DRAW)
+MIN_BOND, PENALTY, EXIT_DELAY, MEMBER_BOND = 10**18, 10**17, 7 * 86400, 50 * 10**18
 # seat(task, trainer)'s struct (SeatView), by position
 S_INDEX, S_EARNED, S_STAKE, S_AVAILABLE = 0, 3, 4, 6
 S_PAID = 7  # the in-process storage read only: the seat's `paid` flag
@@ -107,19 +139,23 @@ def _abi_type(item: dict[str, Any]) -> str:
 #: storage order, (name, bytes). The driver checks this layout against getTask and seat when it starts,
 #: so a change to the contract's storage fails there, loudly, not as a wrong invariant.
 SLOT_TASKS, SLOT_SEATS, SLOT_STAKES = 1, 2, 3
+SLOT_DRAW_BLOCKS = 9  # mapping(taskId => mapping(round => first seal block)), written only when a round is sealed again
 TASK_STORAGE = [
     ("token", 20), ("startAt", 4), ("currentRound", 4), ("rounds", 2),
-    ("aggregator", 20), ("submitWindow", 3), ("revealWindow", 3), ("period", 4),
-    ("backup", 20), ("resultWindow", 3), ("trainerCount", 2), ("emptyRoundsToReclaim", 2), ("emptyStreak", 2),
-    ("freeCount", 2),
+    ("feeBps", 2), ("panel", 1), ("quorum", 1), ("backup", 1), ("submitWindow", 3), ("revealWindow", 3), ("period", 4),
+    ("resultWindow", 3), ("trainerCount", 2), ("emptyRoundsToReclaim", 2), ("emptyStreak", 2), ("freeCount", 2),
     ("owner", 20), ("createdBlock", 4),
     ("verifier", 20), ("committedCount", 2), ("revealedCount", 2), ("countRound", 2), ("maxTrainers", 2), ("sealBlock", 4),
     ("reward", 16), ("refunded", 16), ("escrow", 16), ("credited", 16), ("refundsWithdrawn", 16), ("stake", 16),
-    ("stakesHeld", 16), ("carry", 16), ("carryPool", 16),
+    ("stakesHeld", 16), ("carry", 16), ("carryPool", 16), ("fees", 16),
     ("submissionsDigest", 32), ("latestModelCid", 32), ("specCid", 32), ("validationCommitment", 32),
 ]
 SEAT_STORAGE = [("index", 2), ("committedTag", 4), ("revealedTag", 4), ("staked", 1), ("earned", 16), ("availableTag", 4),
                 ("paid", 1)]
+#: AggregatorRegistry's storage, read directly by the in-process driver: the `_members` array (each entry two
+#: slots: account, since, leftBlock, leftTime; then bond) and the `credits` mapping. Their slots are found when the
+#: driver starts (the first slots whose contents match the views; the registry is young, its layout may move).
+REG_SLOTS_PROBED = 12
 
 
 def _packed(fields: list[tuple[str, int]]) -> dict[str, tuple[int, int, int]]:
@@ -171,14 +207,28 @@ class EscrowDriver:
         self.tester = tester
         self.accounts = accounts
         contract = w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
-        # the verifier admin (the deployer), then empty allowlists (the machine's tasks have no verifier)
+        # the registry first, knowing the market's address (the deployer's next CREATE)
+        reg_art = load_artifact("AggregatorRegistry")
+        nonce = w3.eth.get_transaction_count(accounts[0], "pending")
+        expected = create_address(accounts[0], nonce + 1)
+        tx = w3.eth.contract(abi=reg_art["abi"], bytecode=reg_art["bytecode"]).constructor(
+            expected, MIN_BOND, PENALTY, EXIT_DELAY).transact({"from": accounts[0], "gas": 8_000_000})
+        registry = w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
+        # the verifier admin (the deployer), empty allowlists (the machine's tasks have no verifier), the registry
         ctor = next(item for item in art["abi"] if item["type"] == "constructor")
-        assert ctor["inputs"][0]["type"] == "address" and all(i["type"].endswith("[]") for i in ctor["inputs"][1:])
-        args = [accounts[0]] + [[] for _ in ctor["inputs"][1:]]
-        tx = contract.constructor(*args).transact({"from": accounts[0], "gas": 8_000_000})
+        assert [i["type"] for i in ctor["inputs"]] == ["address", "bytes32[]", "bytes32[]", "address"]
+        tx = contract.constructor(accounts[0], [], [], registry).transact({"from": accounts[0], "gas": 8_000_000})
         address = w3.eth.wait_for_transaction_receipt(tx)["contractAddress"]
+        assert address == expected, "the market is not where its registry expects it"
         self.c = w3.eth.contract(address=address, abi=art["abi"])
-        self.events = _event_specs(art["abi"])
+        self.registry = w3.eth.contract(address=registry, abi=reg_art["abi"])
+        self._registry_address = bytes.fromhex(registry[2:])
+        # the machine's two aggregators (accounts 2 and 3), in this order: the registry's entries 0 and 1
+        self.members = accounts[2:4]
+        for who in self.members:
+            tx = self.registry.functions.register().transact({"from": who, "value": MEMBER_BOND, "gas": 500_000})
+            assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+        self.events = {**_event_specs(art["abi"]), **_event_specs(reg_art["abi"])}
         lens = load_artifact("MarketLens")
         tx = w3.eth.contract(abi=lens["abi"], bytecode=lens["bytecode"]).constructor().transact(
             {"from": accounts[0], "gas": 8_000_000})
@@ -210,6 +260,9 @@ class EscrowDriver:
             if slot not in words:
                 words[slot] = state.get_storage(self._address, base + slot)
             values[name] = (words[slot] >> (8 * offset)) & ((1 << (8 * size)) - 1)
+        # getTask's drawBlock: the round's first seal block when it was sealed again, else the seal block
+        first = state.get_storage(self._address, _mapping_slot(values["currentRound"], _mapping_slot(task_id, SLOT_DRAW_BLOCKS)))
+        values["drawBlock"] = first or values["sealBlock"]
         out = []
         for name, typ in self._task_view:
             v = values[name]
@@ -228,11 +281,44 @@ class EscrowDriver:
         stake = state.get_storage(self._address, _mapping_slot(trainer, _mapping_slot(task_id, SLOT_STAKES)))
         return (v["index"], v["committedTag"], v["revealedTag"], v["earned"], stake, b"", v["availableTag"], v["paid"])
 
+    def registry_state(self, accounts: list[str]) -> tuple[list[int], dict[str, int], int]:
+        """The bonds of the registry's entries (in order), the credits of ``accounts`` and the registry's balance
+        (from storage in-process, else by calls)."""
+        if self.tester is None:
+            n = self.call(self.registry.functions.memberCount())
+            bonds = [int(self.call(self.registry.functions.memberAt(i))[3]) for i in range(n)]
+            credits = {a: int(self.call(self.registry.functions.credits(a))) for a in accounts}
+            return bonds, credits, int(self.w3.eth.get_balance(self.registry.address))
+        return self._registry_from(self._storage(), accounts, self._reg_members_slot, self._reg_credits_slot)
+
+    def _registry_from(self, state: Any, accounts: list[str], members_slot: int, credits_slot: int
+                       ) -> tuple[list[int], dict[str, int], int]:
+        where = self._registry_address
+        n = state.get_storage(where, members_slot)
+        first = int.from_bytes(keccak(members_slot.to_bytes(32, "big")), "big")
+        bonds = [state.get_storage(where, first + 2 * i + 1) & ((1 << 128) - 1) for i in range(n)]
+        credits = {a: state.get_storage(where, _mapping_slot(a, credits_slot)) for a in accounts}
+        return bonds, credits, int(state.get_balance(where))
+
+    def _find_registry_slots(self, accounts: list[str]) -> None:
+        """The slots of the registry's `_members` and `credits` (see REG_SLOTS_PROBED): once a penalty made a bond
+        and a credit non-zero, the first slots whose reads equal the views."""
+        n = int(self.call(self.registry.functions.memberCount()))
+        views = ([int(self.call(self.registry.functions.memberAt(i))[3]) for i in range(n)],
+                 {w: int(self.call(self.registry.functions.credits(w))) for w in accounts})
+        assert all(views[0]) and any(views[1].values()), "the layout check's penalty did not happen"
+        state = self._storage()
+        found = [(m, c) for m in range(REG_SLOTS_PROBED) for c in range(REG_SLOTS_PROBED)
+                 if self._registry_from(state, accounts, m, c)[:2] == views]
+        assert found, "AggregatorRegistry's `_members` / `credits` slots not found: update REG_SLOTS_PROBED"
+        self._reg_members_slot, self._reg_credits_slot = found[0]
+
     def _check_layout(self) -> None:
-        """Play two rounds of a task with distinct values (a lost stake and a pool carried by a fallback nobody
-        proved available, then an update proved available and paid) and compare the storage reads with getTask
-        and seat after each step, so that every field the machine reads (carry, carryPool, earned, availableTag
-        among them) has been non-zero once."""
+        """Play three rounds of a task with distinct values (a lost stake and a pool carried by a fallback nobody
+        proved available, then an update proved available and paid, then a result that pays the aggregators' fee)
+        and compare the storage reads with getTask and seat after each step, so that every field the machine reads
+        (carry, carryPool, earned, availableTag, fees among them) has been non-zero once; and the registry's
+        storage reads (bonds, credits) with its views once a fallback penalised the silent panel."""
         a = self.accounts
         snap = self._snapshot()
         fns = self.c.functions
@@ -253,7 +339,8 @@ class EscrowDriver:
 
         try:
             reward = 10**18 + 5
-            params = (keccak(b"s"), keccak(b"i"), keccak(b"v"), a[2], a[3], ZERO, 7, 61, 32, 63, 5, 3, 9)
+            # (spec, model, validation, verifier, feeBps, panel, quorum, backup, rounds, windows, maxTrainers, k, stake)
+            params = (keccak(b"s"), keccak(b"i"), keccak(b"v"), ZERO, 1234, 1, 1, True, 7, 61, 32, 63, 5, 3, 9)
             send(a[0], fns.createTask(params, ZERO, reward), reward)
             send(a[4], fns.join(1), 9)
             send(a[5], fns.join(1), 9)
@@ -276,6 +363,22 @@ class EscrowDriver:
             task, seat = self.call(fns.getTask(1)), self.call(fns.seat(1, a[4]))
             assert task[T_CARRY] == task[T_CARRY_POOL] == 0 and seat[S_AVAILABLE] == 2 and seat[S_EARNED] > 0, \
                 "the layout check's rounds did not go as planned"
+            self._find_registry_slots(a[4:6])
+            bonds, credits, balance = self.registry_state(a[4:6])
+            assert credits[a[4]] > 0 and bonds == [MEMBER_BOND - PENALTY] * 2  # both silent, a[4] proved
+            assert balance == sum(bonds) + sum(credits.values())
+            # round 2: a result from the round's drawn panel member, with a fee
+            _, submit, _, _, _ = self.call(fns.schedule(1))
+            blob, commitment, salt = b"update 2", keccak(b"c2"), keccak(b"salt2")
+            send(a[4], fns.commit(1, 2, _commit_hash(blob, commitment, salt, a[4], 1, 2)))
+            self._set_time(submit)
+            send(a[4], fns.reveal(1, 2, hashlib.sha256(blob).digest(), commitment, salt))
+            seed = bytes(self.call(fns.roundSeed(1)))
+            panel = self.call(self.registry.functions.draw(seed, self.call(fns.getTask(1))[T_DRAW], 2, a[0]))
+            send(panel[0], fns.postResult(1, 2, (keccak(b"m"), keccak(b"r"), seed, 0), [BPS], b""))
+            compare("round 2 posted")
+            task = self.call(fns.getTask(1))
+            assert task[T_CURRENT] == 3 and task[T_FEES] > 0, "the layout check's result did not go through"
             # `paid`: a[4] was credited by round 1, a[5] lost its seat in round 0
             state = self._storage()
             assert (self._seat_from(state, 1, a[4])[S_PAID], self._seat_from(state, 1, a[5])[S_PAID]) == (1, 0), \
@@ -300,6 +403,17 @@ class EscrowDriver:
             return int(self.tester.get_block_by_number("pending")["timestamp"])
         return int(self.w3.eth.get_block("latest")["timestamp"]) + 1
 
+    def last_block(self) -> int:
+        """The latest block's number (that of the last transaction)."""
+        if self.tester is not None:
+            return int(self.tester.get_block_by_number("latest")["number"])
+        return int(self.w3.eth.block_number)
+
+    def block_hash(self, number: int) -> bytes:
+        if self.tester is not None:
+            return _hex(self.tester.get_block_by_number(number)["hash"])
+        return bytes(self.w3.eth.get_block(number)["hash"])
+
     def last_timestamp(self) -> int:
         """The latest block's timestamp (that of the last transaction)."""
         if self.tester is not None:
@@ -320,7 +434,7 @@ class EscrowDriver:
             return fn.call()
         # "pending": the context of the next transaction (a view of the latest block runs *in* it, where the
         # block that sealed a round is not yet in the past)
-        raw = self.tester.call({"from": self.accounts[0], "to": self.c.address, "data": fn._encode_transaction_data()},
+        raw = self.tester.call({"from": self.accounts[0], "to": fn.address, "data": fn._encode_transaction_data()},
                                "pending")
         out = self.w3.codec.decode([_abi_type(o) for o in fn.abi["outputs"]], _hex(raw))
         return out[0] if len(out) == 1 else out
@@ -360,7 +474,7 @@ class EscrowDriver:
         """Send; None if it reverted, else every event of the contract it emitted, decoded."""
         if self.tester is not None:
             try:
-                h = self.tester.send_transaction({"from": sender, "to": self.c.address, "value": value, "gas": 5_000_000,
+                h = self.tester.send_transaction({"from": sender, "to": fn.address, "value": value, "gas": 5_000_000,
                                                   "data": fn._encode_transaction_data()})
             except Exception as exc:
                 if type(exc).__name__ == "TransactionFailed":
@@ -407,7 +521,12 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             self.d = holder["d"]
             self.d.reset()
             a = self.d.accounts
-            self.owners, self.aggregator, self.backup, self.trainers = a[0:2], a[2], a[3], a[4:4 + TRAINERS]
+            self.owners, self.trainers = a[0:2], a[4:4 + TRAINERS]
+            self.members = list(self.d.members)  # the registry's two aggregators, in registration order
+            self.bonds = dict.fromkeys(self.members, MEMBER_BOND)  # the model: each member's bond
+            self.reg_credit: dict[str, int] = {}  # the model: penalties credited to trainers in the registry
+            self.fees: dict[int, int] = {}  # the model: fees paid per task
+            self.agg_earned: dict[tuple[int, str], int] = {}  # the model: fees a member has not withdrawn, per task
             self.outsider = a[9]
             self.tasks: list[int] = []
             self.deposited = 0  # rewards and stakes, every task
@@ -458,8 +577,55 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
 
         def _results_end(self, s: tuple[Any, ...], r: int) -> int:
             """When round ``r``'s last result window closes (the backup's, if any): its availability window opens."""
-            backup = s[T_BACKUP] != ZERO
+            backup = bool(s[T_BACKUP])
             return self._opens(s, r) + s[T_SUBMIT] + s[T_REVEAL_W] + s[T_RESULT_W] * (2 if backup else 1)
+
+        def _panel(self, s: tuple[Any, ...], seed: bytes) -> tuple[str, str | None]:
+            """Task state ``s``'s current round's panel member and backup (None without one): the registry's draw
+            with ``seed`` as of the round's first seal (how it picks is test_registry's business; here: both members
+            are in every draw, so a panel of one and a backup are two distinct members, and never the owner)."""
+            k = int(s[T_PANEL]) + (1 if s[T_BACKUP] else 0)
+            assert s[T_DRAW] and s[T_DRAW] <= s[T_SEAL], "a panel drawn as of no seal, or of a later one"
+            drawn = [Web3.to_checksum_address(x) for x in
+                     self.d.call(self.d.registry.functions.draw(seed, int(s[T_DRAW]), k, s[T_OWNER]))]
+            assert len(drawn) == k and len(set(drawn)) == k and set(drawn) <= set(self.members), f"drew {drawn}"
+            assert s[T_OWNER] not in drawn, "the owner was drawn for its own task"
+            if s[T_BACKUP]:
+                event(f"drawn: {'first' if drawn[0] == self.members[0] else 'second'} member on the panel")
+            return drawn[0], (drawn[1] if s[T_BACKUP] else None)
+
+        def _penalties(self, task_id: int, r: int, offenders: list[str], to: list[str],
+                       events: list[tuple[str, dict[str, Any]]]) -> None:
+            """Check a settlement's penalties against the model: each offender loses the penalty (at most its bond),
+            split among ``to`` by cumulative rounding in order; nothing is taken when ``to`` is empty."""
+            penalised = [(a["member"], int(a["amount"])) for n, a in events if n == "Penalised"]
+            credited = [(a["account"], int(a["amount"])) for n, a in events if n == "Credited"]
+            expected: list[tuple[str, int]] = []
+            if to:
+                expected = [(m, min(self.bonds[m], PENALTY)) for m in offenders if min(self.bonds[m], PENALTY)]
+            total = sum(x for _, x in expected)
+            expected_credits = [(a, x) for a, x in zip(to, cumulative(total, [1] * len(to))) if x] if total else []
+            assert penalised == expected, f"task {task_id} round {r}: penalised {penalised}, model {expected}"
+            assert credited == expected_credits, f"task {task_id} round {r}: credited {credited}, model {expected_credits}"
+            assert all(int(a["taskId"]) == task_id and int(a["round"]) == r for n, a in events
+                       if n in ("Penalised", "Credited"))
+            for m, x in expected:
+                self.bonds[m] -= x
+            for a, x in expected_credits:
+                self.reg_credit[a] = self.reg_credit.get(a, 0) + x
+            if expected:
+                event(f"penalised: {len(expected)} member(s)")
+
+        def _known_seed(self, task_id: int, r: int, before: tuple[Any, ...]) -> bytes | None:
+            """The seed a settlement in the latest block could read (the fallback's ``_seedIfKnown``): the kept one,
+            or the seal block's hash while it is readable (the 256 blocks before)."""
+            if (task_id, r) in self.kept:
+                return self.kept[(task_id, r)]
+            seal, now = int(before[T_SEAL]), self.d.last_block()
+            if before[T_COUNT_ROUND] != r or not seal or not now - 256 <= seal < now:
+                return None
+            return keccak(abi_encode(["bytes32", "uint256", "uint256", "uint256"],
+                                     [self.d.block_hash(seal), seal, task_id, r]))
 
         def _holders(self, task_id: int, paid_only: bool = True) -> list[str]:
             """The trainers holding a stake in ``task_id`` (that a round paid since they took their seat, unless
@@ -515,6 +681,13 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     self.join_index[key] = expected
                 elif name == "SeedKept":
                     self.kept[(int(args["taskId"]), int(args["round"]))] = bytes(args["seed"])
+                elif name == "CreditWithdrawn":
+                    assert int(args["amount"]) == self.reg_credit.get(args["account"], 0), "a credit withdrawn off the model"
+                    self.reg_credit[args["account"]] = 0
+                if name == "Withdrawn" and args["account"] in self.members:  # a member withdraws its fees
+                    key = (int(args["taskId"]), args["account"])
+                    assert int(args["amount"]) == self.agg_earned.get(key, 0), "fees withdrawn off the model"
+                    self.agg_earned[key] = 0
             names = {n for n, _ in events or []}
             if "TrainerCredited" in names:  # checked against the model by _settled / reclaim
                 assert names & {"RoundSettled", "TaskReclaimed"}, "a credit outside a settlement"
@@ -525,10 +698,12 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             self.paid_seat.discard((task_id, trainer))
 
         def _settled(self, task_id: int, before: tuple[Any, ...], events: list[tuple[str, dict[str, Any]]],
-                     marked: set[str], paid: dict[str, int] | None) -> None:
+                     marked: set[str], paid: dict[str, int] | None, poster: str | None = None,
+                     drawn: tuple[str, str | None] | None = None) -> None:
             """Check a settlement of round ``before[T_CURRENT]`` against the model: who lost a stake, who was
-            credited how much (to the wei, in order), and where the pool, the lost stakes, carry and carryPool
-            went (``paid``: a result's basis points by revealed trainer; None for settleWithoutResult)."""
+            credited how much (to the wei, in order), the aggregators' fee and penalties, and where the pool, the
+            lost stakes, carry and carryPool went (``paid``: a result's basis points by revealed trainer, posted by
+            ``poster`` of the round's ``drawn`` (panel member, backup); None for settleWithoutResult)."""
             r = int(before[T_CURRENT])
             (settled,) = [a for n, a in events if n == "RoundSettled"]
             mode = int(settled["mode"])
@@ -561,6 +736,41 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             carry, carry_pool = self.carry[task_id], self.carry_pool[task_id]
             assert (before[T_CARRY], before[T_CARRY_POOL]) == (carry, carry_pool)
             refund, round_credits = 0, []
+            # the aggregators' fee: basis points of the round's pool, only for a result (all of it to the poster,
+            # the only voter with a quorum of one), out of the pool
+            fee = pool * int(before[T_FEE_BPS]) // BPS if mode == SETTLED_BY_RESULT else 0
+            fees = [(a["aggregator"], int(a["amount"])) for n, a in events if n == "FeeCredited"]
+            assert fees == ([(poster, fee)] if fee else []), f"fees {fees}, model {fee} to {poster}"
+            if fee:
+                event("fee paid")
+                self.fees[task_id] += fee
+                self.agg_earned[(task_id, poster)] = self.agg_earned.get((task_id, poster), 0) + fee
+            # penalties: a result posted late (the backup window) by anyone but the panel member costs the silent
+            # panel member, to the paid trainers; a fallback costs every drawn member (none voted: a vote decides),
+            # to the trainers that proved their update, when the round's seed (its panel) can still be had
+            offenders: list[str] = []
+            to: list[str] = []
+            if mode == SETTLED_BY_RESULT:
+                assert poster is not None and drawn is not None
+                # (a quorum of one decides at once: the registry need not record the vote)
+                votes = [a["member"] for n, a in events if n == "Voted"]
+                assert votes in ([], [poster]), f"votes {votes}, poster {poster}"
+                opens = self._opens(before, r)
+                late = self.d.last_timestamp() >= opens + before[T_SUBMIT] + before[T_REVEAL_W] + before[T_RESULT_W]
+                if late and poster != drawn[0]:
+                    offenders = [drawn[0]]
+                to = [a for a in sorted(revealed, key=order.__getitem__) if paid and paid[a]]
+            elif mode == SETTLED_BY_FALLBACK:
+                seed = self._known_seed(task_id, r, before)
+                if self.d.last_timestamp() >= self._opens(before, r + 2):  # the draw may have changed since
+                    event("fallback: a period late, nobody to blame")
+                elif seed is not None:
+                    primary, backup = self._panel(before, seed)
+                    offenders = [primary] + ([backup] if backup else [])
+                else:
+                    event("fallback: no seed, no panel to blame")
+                to = sorted(available, key=order.__getitem__)
+            self._penalties(task_id, r, offenders, to, events)
             if mode == SETTLED_BY_REFUND:  # empty round: its pool back, the lost stakes carried
                 refund, carry = pool, carry + lost_sum
             else:
@@ -576,13 +786,13 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     weights = [1] * len(payees)
                     event(f"fallback: {len(payees)} of {len(revealed)} revealers proved available")
                 if payees:
-                    total = pool + carry + carry_pool + lost_sum
+                    total = pool - fee + carry + carry_pool + lost_sum
                     round_credits = [(a, x) for a, x in zip(payees, cumulative(total, weights)) if x]
                     carry = carry_pool = 0
                     # `Seat.paid`: every update the round pays (a weight above 0), even if its share rounds to 0 wei
                     self.paid_seat.update((task_id, a) for a, w in zip(payees, weights) if w)
-                else:  # nobody paid: the pool and the lost stakes carry over
-                    carry, carry_pool = carry + lost_sum, carry_pool + pool
+                else:  # nobody paid: the pool (less the fee) and the lost stakes carry over
+                    carry, carry_pool = carry + lost_sum, carry_pool + pool - fee
             # seats given up, in seat order: committers that lost a stake by not revealing, then (after the
             # credits) the updates marked lost
             for t in sorted((x for x in lost if x not in revealed), key=lambda x: self.join_index[(task_id, x)]):
@@ -618,18 +828,20 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             assert after[T_CREDITED] - before[T_CREDITED] == round_sum + end_sum
             assert after[T_REFUNDED] - before[T_REFUNDED] == int(settled["refunded"]) == refund
             assert after[T_ESCROW] == before[T_ESCROW] - pool
+            assert after[T_FEES] - before[T_FEES] == fee
             assert (after[T_CARRY], after[T_CARRY_POOL]) == (carry, carry_pool)
             if mode != SETTLED_BY_REFUND and round_credits:
-                assert round_sum == pool + lost_sum + before[T_CARRY] + before[T_CARRY_POOL], \
-                    "a paid round did not pay its pool, its lost stakes and every carried amount in full"
+                assert round_sum == pool - fee + lost_sum + before[T_CARRY] + before[T_CARRY_POOL], \
+                    "a paid round did not pay its pool (less the fee), its lost stakes and every carried amount in full"
 
         # -------------------------------------------------------------- rules
         @initialize(rounds=st.integers(1, 3), reward=st.integers(3, 10**18), stake=st.sampled_from([0, 7, 10**17]),
-                    backup=st.booleans(), trainers=st.sets(st.integers(0, TRAINERS - 1), min_size=1), data=st.data())
-        def first_task(self, rounds: int, reward: int, stake: int, backup: bool, trainers: set[int],
+                    backup=st.booleans(), trainers=st.sets(st.integers(0, TRAINERS - 1), min_size=1),
+                    fee=st.sampled_from([0, 1, 2500, 5000]), data=st.data())
+        def first_task(self, rounds: int, reward: int, stake: int, backup: bool, trainers: set[int], fee: int,
                        data: st.DataObject) -> None:
             """A task, some trainers in it, and its first round played."""
-            self.create(0, rounds, reward, 4, 0, stake, 2, backup)
+            self.create(0, rounds, reward, 4, 0, stake, 2, backup, fee)
             assert self.tasks, "the first task must be created"
             self.join(0, trainers, False)
             self.money_is_conserved()
@@ -638,14 +850,18 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
         @precondition(lambda self: len(self.tasks) < 3)
         @rule(owner=st.integers(0, 1), rounds=st.integers(1, 3), reward=st.integers(0, 10**18),
               max_trainers=st.integers(1, 5), windows=st.integers(0, 1), stake=st.sampled_from([0, 1, 7, 10**17]),
-              k=st.integers(0, 2), backup=st.booleans())
+              k=st.integers(0, 2), backup=st.booleans(), fee=st.sampled_from([0, 0, 0, 1, 999, 2500, 5000, 5001]))
         def create(self, owner: int, rounds: int, reward: int, max_trainers: int, windows: int, stake: int, k: int,
-                   backup: bool) -> None:
+                   backup: bool, fee: int) -> None:
+            """A task of one of two owners: a panel of one drawn each round from the registry's two members (and,
+            with ``backup``, the other one as its backup), the aggregators' fee ``fee`` basis points of each pool."""
             submit, reveal, result = ((60, 30, 60), (90, 45, 75))[windows]
-            params = (keccak(b"spec"), keccak(b"init"), b"\x00" * 32, self.aggregator, self.backup if backup else ZERO,
-                      ZERO, rounds, submit, reveal, result, max_trainers, k, stake)
+            # (spec, model, validation, verifier, feeBps, panel, quorum, backup, rounds, windows, maxTrainers, k, stake)
+            params = (keccak(b"spec"), keccak(b"init"), b"\x00" * 32, ZERO, fee, 1, 1, backup,
+                      rounds, submit, reveal, result, max_trainers, k, stake)
             events = self._send(self.owners[owner], self.d.c.functions.createTask(params, ZERO, reward), value=reward)
-            assert (events is not None) == (reward >= rounds), "createTask must accept exactly the rewards >= rounds"
+            assert (events is not None) == (reward >= rounds and fee <= 5000), \
+                "createTask must accept exactly the rewards >= rounds with a fee of at most 50 %"
             for name, args in events or []:
                 if name == "TaskCreated":
                     task_id = int(args["taskId"])
@@ -657,7 +873,9 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     self.seats_made[task_id] = 0
                     self.max_trainers[task_id] = max_trainers
                     self.carry[task_id] = self.carry_pool[task_id] = self.stakes_to_owner[task_id] = 0
+                    self.fees[task_id] = 0
                     s = self._state(task_id)
+                    assert (s[T_FEE_BPS], s[T_PANEL], s[T_QUORUM], bool(s[T_BACKUP])) == (fee, 1, 1, backup)
                     assert s[T_PERIOD] == submit + 2 * reveal + result * (2 if backup else 1), \
                         "period != submit + reveal + result (x2 with a backup) + availability (= reveal)"
                     assert self._results_end(s, 1) + reveal == self._opens(s, 2)
@@ -681,6 +899,13 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     self.deposited += due
                     self.task_in[t] += due
                     self.stake_of[(t, who)] = self.stake_of.get((t, who), 0) + due
+
+        @rule(task=st.integers(0, 20), member=st.integers(0, 1))
+        def aggregator_joins(self, task: int, member: int) -> None:
+            """A registered aggregator may not join a task as a trainer (it could be drawn to judge it)."""
+            t = self._task(task)
+            events = self._send(self.members[member], self.d.c.functions.join(t), value=self._state(t)[T_STAKE])
+            assert events is None, "a registered aggregator joined a task as a trainer"
 
         @rule(task=st.integers(0, 20), trainer=st.integers(0, TRAINERS - 1))
         def leave(self, task: int, trainer: int) -> None:
@@ -809,31 +1034,45 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                 bps = bps + [0]
             elif kind == "paid_and_lost" and n:
                 mask |= 1 << next(j for j in range(n) if bps[j])
-            seed = self.d.try_call(self.d.c.functions.roundSeed(t)) or self._bytes32()
+            real_seed = self.d.try_call(self.d.c.functions.roundSeed(t))
+            real_seed = None if real_seed is None else bytes(real_seed)
+            seed = real_seed or self._bytes32()
             if (t, r) in self.kept:
                 assert seed == self.kept[(t, r)], "a kept seed changed"
             if kind == "wrong_seed":
                 seed = keccak(seed)
             opens = self._opens(before, min(r, int(before[T_ROUNDS]) - 1))
-            in_primary = self.d.now() < opens + before[T_SUBMIT] + before[T_REVEAL_W] + before[T_RESULT_W]
-            right = self.aggregator if in_primary else self.backup
+            result_dl = opens + before[T_SUBMIT] + before[T_REVEAL_W] + before[T_RESULT_W]
+            in_primary = self.d.now() < result_dl
+            # the round's panel member and backup, drawn with the round's seed (when it can be had: else no post
+            # goes through, and anyone is as wrong a sender as any other)
+            drawn = self._panel(before, real_seed) if real_seed is not None else None
+            primary, backup = drawn if drawn else (self.members[0], None)
+            # (drawn whatever the window: the panel depends on block hashes, which differ between replays of a run,
+            # and Hypothesis needs every run of a test case to draw the same things)
+            to_backup = data.draw(st.sampled_from([True, False, True]))
+            right = backup if backup is not None and to_backup and not in_primary else primary
             sender = right if right_sender else data.draw(
-                st.sampled_from([right, right, self.aggregator, self.backup, self.owners[0], right, right]))
+                st.sampled_from([right, right, *self.members, self.owners[0], right, right]))
             res = (keccak(b"model"), keccak(b"receipt"), seed, mask)
             events = self._send(sender, self.d.c.functions.postResult(t, r, res, bps, b""))
             zero_ok = kind in ("zero", "all_lost") and n and mask == (1 << n) - 1
             if (kind != "valid" and not zero_ok) or not n:
                 assert events is None, f"a {kind} result went through"
             if events is not None:
-                result_dl = opens + before[T_SUBMIT] + before[T_REVEAL_W] + before[T_RESULT_W]
                 when = self.d.last_timestamp()
-                assert (sender, when < result_dl) in ((self.aggregator, True), (self.backup, False)), \
-                    "a result from the wrong poster for its window"
+                assert drawn is not None, "a result went through without a drawn panel"
+                if when < result_dl:
+                    assert sender == primary, "a result from anyone but the panel member in its window"
+                else:
+                    assert backup is not None and sender in (primary, backup), \
+                        "a result after the panel's window without a backup window, or from anyone but the drawn two"
+                    event("posted in the backup window by the " + ("backup" if sender == backup else "panel member"))
                 assert when < self._results_end(before, r), "a result after the round's last result window"
                 assert not self.available.get((t, r)), "a result after an update was proved available"
             if events is not None:
                 marked = {revealed[j] for j in range(n) if (mask >> j) & 1}
-                self._settled(t, before, events, marked, dict(zip(revealed, bps)))
+                self._settled(t, before, events, marked, dict(zip(revealed, bps)), sender, drawn)
 
         @rule(task=st.integers(0, 20), data=st.data())
         def prove_available(self, task: int, data: st.DataObject) -> None:
@@ -926,12 +1165,12 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                 self.reveal(task, data)
                 self.money_is_conserved()
             ending = data.draw(st.sampled_from(["result", "available", "backup", "result", "settle", "none", "result",
-                                                "available", "result"]))
+                                                "available", "backup", "result"]))
             event(f"ending {ending}")
             if ending in ("result", "backup"):
                 if not self._state(t)[T_SEAL]:
                     self.d.advance_to(reveal_dl)  # so that the round can be sealed
-                if ending == "backup" and s[T_BACKUP] != ZERO:
+                if ending == "backup" and s[T_BACKUP]:
                     self.d.advance_to(result_dl)
                 self._post(t, data, ["valid", "valid", "all_lost", "valid"], right_sender=True)
             elif ending in ("settle", "available"):  # no result: some revealers prove their updates, then the fallback
@@ -972,7 +1211,7 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             before = self._state(t)
             events = self._send(sender, self.d.c.functions.reclaimUnused(t))
             if events is not None:
-                k, streak = before[12], before[13]  # emptyRoundsToReclaim, emptyStreak
+                k, streak = before[T_EMPTY_K], before[T_EMPTY_STREAK]
                 assert k and streak >= k, "reclaimed before k empty rounds in a row"
                 assert (before[T_CARRY], before[T_CARRY_POOL]) == (self.carry[t], self.carry_pool[t])
                 back, credits = self._task_end(t, self.carry[t], self.carry_pool[t])
@@ -989,12 +1228,22 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                 event("reclaimed")
             return events is not None
 
-        @rule(task=st.integers(0, 20), trainers=st.sets(st.integers(0, TRAINERS - 1), min_size=1), to_other=st.booleans())
-        def withdraw(self, task: int, trainers: set[int], to_other: bool) -> None:
+        @rule(task=st.integers(0, 20), trainers=st.sets(st.integers(0, TRAINERS - 1), min_size=1), to_other=st.booleans(),
+              credit=st.booleans(), member=st.sampled_from([None, 0, 1]))
+        def withdraw(self, task: int, trainers: set[int], to_other: bool, credit: bool, member: int | None) -> None:
+            """Trainers withdraw what a task owes them (to themselves or another address) and, with ``credit``, the
+            penalties the registry credited them; an aggregator withdraws its fees."""
             for trainer in sorted(trainers):
                 who = self.trainers[trainer]
                 to = self.outsider if to_other else who
                 self._send(who, self.d.c.functions.withdrawTo(self._task(task), to))
+                if credit:
+                    owed = self.reg_credit.get(who, 0)
+                    assert (self._send(who, self.d.registry.functions.withdrawCredit()) is not None) == bool(owed)
+            if member is not None:
+                who = self.members[member]
+                owed = self.agg_earned.get((self._task(task), who), 0)
+                assert (self._send(who, self.d.c.functions.withdraw(self._task(task))) is not None) == bool(owed)
 
         @rule(task=st.integers(0, 20), owner=st.integers(0, 1))
         def withdraw_refund(self, task: int, owner: int) -> None:
@@ -1027,9 +1276,14 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
         @invariant()
         def money_is_conserved(self) -> None:
             held = 0
-            states, seats, balance = self.d.read_all(self.tasks, self.trainers)
+            states, seats, balance = self.d.read_all(self.tasks, self.trainers + self.members)
             for t, s in zip(self.tasks, states):
                 earned = 0
+                for a in self.members:  # the aggregators' fees not withdrawn (they never hold a stake)
+                    seat = seats[(t, a)]
+                    assert (seat[S_EARNED], seat[S_STAKE]) == (self.agg_earned.get((t, a), 0), 0), \
+                        f"task {t} aggregator {a}: earned {seat[S_EARNED]}, model {self.agg_earned.get((t, a), 0)}"
+                    earned += seat[S_EARNED]
                 for a in self.trainers:
                     seat = seats[(t, a)]
                     earned += seat[S_EARNED]
@@ -1038,14 +1292,27 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     assert seat[S_STAKE] == self.stake_of.get((t, a), 0), f"task {t} trainer {a}: stake {seat[S_STAKE]}, model {self.stake_of.get((t, a), 0)}"
                 assert s[T_STAKES_HELD] == sum(self.stake_of.get((t, a), 0) for a in self.trainers)
                 assert (s[T_CARRY], s[T_CARRY_POOL]) == (self.carry[t], self.carry_pool[t]), "carry or carryPool off the model"
+                assert s[T_FEES] == self.fees[t], "fees off the model"
+                # reward + stakes deposited == credited + refunded + escrow + stakes held + carry + carryPool + stakes
+                # returned + fees (a round's fee comes out of its pool)
                 assert self.task_in[t] == (s[T_CREDITED] + s[T_REFUNDED] + s[T_ESCROW] + s[T_STAKES_HELD] + s[T_CARRY]
-                                           + s[T_CARRY_POOL] + self.task_returned[t])
+                                           + s[T_CARRY_POOL] + self.task_returned[t] + s[T_FEES])
                 held += (s[T_ESCROW] + s[T_STAKES_HELD] + s[T_CARRY] + s[T_CARRY_POOL] + earned
                          + s[T_REFUNDED] - s[T_REFUNDS_WITHDRAWN])
                 # lost stakes reach the owner only when no trainer holds a stake (checked at the moment in _task_end)
                 assert s[T_REFUNDED] <= s[T_REWARD] + self.stakes_to_owner[t], "the owner got more than its reward back"
             assert balance == held
             assert balance + self.withdrawn == self.deposited
+
+        @invariant()
+        def registry_is_conserved(self) -> None:
+            """The registry holds exactly the members' bonds and the penalties credited to trainers, both as the
+            model says; both members stay in the draw (the model's draw assumes it)."""
+            bonds, credits, balance = self.d.registry_state(self.trainers)
+            assert bonds == [self.bonds[m] for m in self.members], f"bonds {bonds}, model {self.bonds}"
+            assert credits == {a: self.reg_credit.get(a, 0) for a in self.trainers}, f"credits {credits}, model {self.reg_credit}"
+            assert balance == sum(bonds) + sum(credits.values())
+            assert all(b >= MIN_BOND for b in bonds), "a member fell out of the draw: raise MEMBER_BOND"
 
         @invariant()
         def no_honest_stake_lost(self) -> None:
@@ -1085,13 +1352,14 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                 assert s[T_CURRENT] >= s[T_ROUNDS]
                 if s[T_REFUNDED] > s[T_REFUNDS_WITHDRAWN]:
                     assert self._send(s[T_OWNER], self.d.c.functions.withdrawRefund(t)) is not None
-                _, seats, _ = self.d.read_all([t], self.trainers)
-                for a in self.trainers:
+                everyone = self.trainers + self.members  # the aggregators withdraw their fees
+                _, seats, _ = self.d.read_all([t], everyone)
+                for a in everyone:
                     if seats[(t, a)][S_EARNED] or seats[(t, a)][S_STAKE]:  # credits or a stake: owed now the task ended
                         assert self._send(a, self.d.c.functions.withdraw(t)) is not None
-                _, seats, _ = self.d.read_all([t], self.trainers)
-                assert all(seats[(t, a)][S_EARNED:S_STAKE + 1] == (0, 0) for a in self.trainers), \
-                    "a trainer could not withdraw to zero"
+                _, seats, _ = self.d.read_all([t], everyone)
+                assert all(seats[(t, a)][S_EARNED:S_STAKE + 1] == (0, 0) for a in everyone), \
+                    "a trainer or an aggregator could not withdraw to zero"
                 s = self._state(t)
                 assert (s[T_ESCROW], s[T_STAKES_HELD], s[T_CARRY], s[T_CARRY_POOL], s[T_REFUNDED] - s[T_REFUNDS_WITHDRAWN]) \
                     == (0, 0, 0, 0, 0)
@@ -1099,6 +1367,12 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                 self.no_honest_stake_lost()
             assert self.d.balance() == 0, "funds locked after every task ended and everyone withdrew"
             assert self.withdrawn == self.deposited
+            for a in self.trainers:  # the penalties credited to trainers are withdrawable in full
+                if self.reg_credit.get(a, 0):
+                    assert self._send(a, self.d.registry.functions.withdrawCredit()) is not None
+            self.registry_is_conserved()
+            _, _, reg_balance = self.d.registry_state(self.trainers)
+            assert reg_balance == sum(self.bonds.values()), "the registry holds more than the members' bonds"
 
     return EscrowMachine
 

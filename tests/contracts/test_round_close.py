@@ -21,8 +21,10 @@ from tests.contracts.helpers import (
     commit,
     create,
     cumulative,
+    drawn,
     play_round,
     post,
+    register,
     reveal,
     schedule,
 )
@@ -90,7 +92,8 @@ def test_commits_from_fewer_than_max_trainers_close_at_the_deadline(market: Mark
 
 
 def test_round_state_follows_the_contract_through_every_phase(market: Market) -> None:
-    task_id = create(market, max_trainers=2, rounds=2, backup=market.outsider.address, **SHORT)
+    register(market, market.outsider)  # a second aggregator: a panel of one and a backup each round
+    task_id = create(market, max_trainers=2, rounds=2, backup=True, **SHORT)
     a, b = market.trainers[:2]
     market.contract.join(a, task_id)
 
@@ -109,7 +112,8 @@ def test_round_state_follows_the_contract_through_every_phase(market: Market) ->
     reveal(market, task_id, 0, a, ua)  # every committer revealed: sealed
     s = round_state(market.contract.task(task_id), market.chain.clock())
     assert s.phase == "closed" and s.text().startswith("reveals closed, waiting for the aggregator's result")
-    post(market, task_id, 0, [10_000])  # early: round 1 still waits for its time
+    (primary,), _ = drawn(market, task_id)
+    post(market, task_id, 0, [10_000], sender=primary)  # early: round 1 still waits for its time
     s = round_state(market.contract.task(task_id), market.chain.clock())
     assert (s.round, s.phase) == (1, "waiting") and s.text().startswith("round opens in ")
 
@@ -136,8 +140,12 @@ def test_round_state_follows_the_contract_through_every_phase(market: Market) ->
     advance_to(market, when["end"])
     s = round_state(market.contract.task(task_id), market.chain.clock())
     assert s.phase == "settleable" and f"market task settle {task_id} --round 1" in s.text()
-    market.contract.settle_without_result(market.outsider, task_id)
+    receipt = market.contract.settle_without_result(market.outsider, task_id)
     assert phase(market, task_id) == "settled"
+    penalty = market.contract.registry.penalty()  # both drawn aggregators stayed silent: a, who proved, gets both
+    assert market.contract.settlement(receipt)["penalties"] == {market.aggregator.address: penalty,
+                                                                 market.outsider.address: penalty}
+    assert market.contract.registry.credit(a.address) == 2 * penalty
 
 
 def test_round_state_of_commits_never_revealed_is_settleable_after_the_reveal_window(market: Market) -> None:

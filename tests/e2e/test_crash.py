@@ -25,10 +25,8 @@ STAKE_WEI = 10**16
 
 def _setup(cwd: Path, info: dict, trainers: int = 2) -> tuple[Path, MarketContract]:  # type: ignore[type-arg]
     keys = Path(info["accounts"][0]["key_file"]).parent  # the devnet's key files (absolute paths)
-    agg = next(a["address"] for a in info["accounts"] if a["role"] == "aggregator")
     run(["data", "split", "--trainers", str(trainers), "--out", "data"], cwd)
-    run(["task", "create", "--key-file", str(keys / "owner.key"), "--aggregator", agg,
-         "--validation", "data/validation.npz", "--rounds", "1", "--max-trainers", str(trainers), "--stake", "0.01"], cwd)
+    run(["task", "create", "--key-file", str(keys / "owner.key"), "--validation", "data/validation.npz", "--rounds", "1", "--max-trainers", str(trainers), "--stake", "0.01"], cwd)
     for i in range(1, trainers + 1):
         run(["trainer", "join", "1", "--key-file", str(keys / f"trainer-{i}.key")], cwd)
     return keys, MarketContract(Chain.connect(info["rpc"]), info["contract"])

@@ -28,7 +28,7 @@ def running(tmp_path: Path) -> Any:
     cfg = SimulateConfig(trainers=N, rounds=3, chain="tester")
     splits = digits_splits(N, "iid", 0)
     with open_environment(chain="tester", n_accounts=N + 2, store="local", store_dir=str(tmp_path / "store")) as env:
-        task_id, _ = post_task(env, env.accounts[0], env.accounts[1].address, cfg, splits.validation, 10**18)
+        task_id, _ = post_task(env, env.accounts[0], cfg, splits.validation, 10**18)
         nodes = [TrainerNode(env.contract, env.store, a, s) for a, s in zip(env.accounts[2:], splits.trainers)]
         for node in nodes:
             node.join(task_id)

@@ -25,7 +25,7 @@ def _setup(tmp_path: Path, n: int = 4, stake: str = "0.1"):  # type: ignore[no-u
     splits = digits_splits(n, "iid", 0)
     ctx = open_environment(chain="tester", n_accounts=n + 2, store="local", store_dir=str(tmp_path / "store"))
     env = ctx.__enter__()
-    task_id, spec = post_task(env, env.accounts[0], env.accounts[1].address, cfg, splits.validation, 10**18)
+    task_id, spec = post_task(env, env.accounts[0], cfg, splits.validation, 10**18)
     nodes = [TrainerNode(env.contract, env.store, a, s) for a, s in zip(env.accounts[2:], splits.trainers)]
     for node in nodes:
         node.join(task_id)

@@ -31,7 +31,7 @@ def env(tmp_path: Path) -> Iterator[Environment]:
 def _task(env: Environment, rounds: int, stake: int = 0) -> int:
     spec = TaskSpec().model_copy(update={"robust": RobustSpec(rule="mean", f=0)})
     request = TaskRequest(spec=spec, validation_commitment=dataset_commitment(SPLITS.validation),
-                          aggregator=env.accounts[1].address, rounds=rounds, reward_wei=10**18, max_trainers=2,
+                          rounds=rounds, reward_wei=10**18, max_trainers=2,
                           stake_wei=stake)
     return create_task(env.contract, env.store, env.accounts[0], request).task_id
 
@@ -58,15 +58,16 @@ def test_serve_says_what_it_waits_for_and_what_it_posted(env: Environment) -> No
     credited = env.contract.credited(task_id)
     waiting = {0: r"submissions open \(closes in \d+ s\)", 1: r"round opens in \d+ s"}
     for r in range(2):
-        i = 3 * r
+        i = 4 * r
         assert re.fullmatch(rf"round {r}: {waiting[r]}; aggregating once reveals close \(0 committed, 0 revealed so far, "
                             r"at most 2\)", lines[i]), lines[i]
-        assert lines[i + 1] == f"round {r}: reveals closed (2 updates of 2 committed); aggregating"
+        assert lines[i + 1] == f"round {r}: kept the round's seed on chain (its panel can no longer be drawn again)"
+        assert lines[i + 2] == f"round {r}: reveals closed (2 updates of 2 committed); aggregating"
         m = re.fullmatch(rf"round {r}: posted model bafk\w+: credited (\d+\.\d{{6}}) ETH to (\d) trainers; 0 outliers, "
-                         r"0 rejected; bps \[\d+, \d+\]; \d+ gas", lines[i + 2])
-        assert m, lines[i + 2]
+                         r"0 rejected; bps \[\d+, \d+\]; \d+ gas", lines[i + 3])
+        assert m, lines[i + 3]
     assert lines[-1] == f"task {task_id} finished: every round is settled"
-    assert len(lines) == 7
+    assert len(lines) == 9
     assert sum(credited.values()) == 10**18
 
 

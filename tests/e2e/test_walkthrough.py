@@ -81,8 +81,7 @@ def test_a_newcomers_day_as_separate_processes(devnet: tuple[Path, dict[str, Any
     assert "default" in helptext and "seconds" in helptext
 
     # row 1: the task is created from the owner's spec and validation CSV (checked against that spec)
-    out = run(["task", "create", "--spec", "spec_bc.json", "--validation", "validation.csv", "--aggregator", addr["aggregator"],
-               "--rounds", "2", "--reward", "1", "--max-trainers", "3", "--submit-window", "900", "--result-window", "600",
+    out = run(["task", "create", "--spec", "spec_bc.json", "--validation", "validation.csv", "--rounds", "2", "--reward", "1", "--max-trainers", "3", "--submit-window", "900", "--result-window", "600",
                "--key-file", key["owner"]], owner_dir).stdout
     assert "task 1 created" in out
 
@@ -146,8 +145,7 @@ def test_a_newcomers_day_as_separate_processes(devnet: tuple[Path, dict[str, Any
         assert verified.count(f"ok   {check}") == 2, verified
 
     # row 3 and row 7: a second task nobody serves in time; the owner takes back what nobody earned
-    run(["task", "create", "--spec", "spec_bc.json", "--validation", "validation.csv", "--aggregator", addr["aggregator"],
-         "--rounds", "2", "--reward", "0.5", "--max-trainers", "3", "--submit-window", "60", "--reveal-window", "30",
+    run(["task", "create", "--spec", "spec_bc.json", "--validation", "validation.csv", "--rounds", "2", "--reward", "0.5", "--max-trainers", "3", "--submit-window", "60", "--reveal-window", "30",
          "--result-window", "60", "--key-file", key["owner"]], owner_dir)
     run(["trainer", "join", "2", "--key-file", key["trainer-1"]], owner_dir)
     chain = MarketContract(Chain.connect(str(info["rpc"])), str(info["contract"]))

@@ -56,7 +56,7 @@ def proof_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
                          proof="groth16", chain="anvil", store_dir=str(tmp / "store"), seed=1)
     splits = digits_splits(5, "iid", 1)
     with open_environment(chain="anvil", n_accounts=9, store="local", store_dir=str(tmp / "store")) as env:
-        task_id, spec = post_task(env, env.accounts[0], env.accounts[1].address, cfg, splits.validation, 10**18)
+        task_id, spec = post_task(env, env.accounts[0], cfg, splits.validation, 10**18)
         attack = [None, None, None, None, "sign_flip"]
         nodes = [TrainerNode(env.contract, env.store, a, s, attack=attack[i], seed=1)
                  for i, (a, s) in enumerate(zip(env.accounts[2:7], splits.trainers))]
@@ -202,7 +202,7 @@ def test_proof_from_another_task_is_rejected(proof_env: dict[str, Any]) -> None:
     env = ctx["env"]
     cfg = SimulateConfig(trainers=5, attackers=1, attack="sign_flip", rounds=1, robust="multikrum", f=1,
                          proof="groth16", chain="anvil", seed=1)
-    tasks = [post_task(env, env.accounts[0], env.accounts[1].address, cfg, ctx["validation"], 10**18)[0] for _ in range(2)]
+    tasks = [post_task(env, env.accounts[0], cfg, ctx["validation"], 10**18)[0] for _ in range(2)]
     for task in tasks:
         for node in ctx["nodes"]:
             node.join(task)

@@ -28,6 +28,7 @@ def _flaky(lookup: Any) -> tuple[Chain, MarketContract, Any, Any]:
     accts = dev_accounts(3)
     chain.fund(accts, 1000 * 10**18)
     contract = MarketContract.deploy(chain, accts[0])
+    contract.registry.register(accts[1])
     eth = chain.w3.eth
     real_send = eth.send_raw_transaction
     calls = {"n": 0}
@@ -50,7 +51,7 @@ def test_a_lagging_lookup_waits_for_the_transaction_already_sent() -> None:
 
     chain, contract, owner, agg = _flaky(lagging)
 
-    task_id, _ = contract.create_task(owner, aggregator=agg.address, **TASK)
+    task_id, _ = contract.create_task(owner, **TASK)
 
     assert task_id == 1 and contract.task_count() == 1 and contract.task(1).escrow == TASK["reward_wei"]
 
@@ -62,5 +63,5 @@ def test_a_node_that_stays_down_says_the_transaction_may_have_been_sent() -> Non
     chain, contract, owner, agg = _flaky(down)
 
     with pytest.raises(NodeUnreachable, match="may have been sent: check it before sending again"):
-        contract.create_task(owner, aggregator=agg.address, **TASK)
+        contract.create_task(owner, **TASK)
     assert contract.task_count() == 1  # it was sent: the user is told to check, not to send again

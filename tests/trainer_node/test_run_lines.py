@@ -39,7 +39,7 @@ SPLITS = digits_splits(3, "iid", 0)
 
 def post(env: Environment, spec: TaskSpec = MEAN, rounds: int = 1, max_trainers: int = 1, window: int = 3600) -> int:
     request = TaskRequest(spec=spec, validation_commitment=dataset_commitment(SPLITS.validation),
-                          aggregator=env.accounts[1].address, rounds=rounds, reward_wei=ETH, max_trainers=max_trainers,
+                          rounds=rounds, reward_wei=ETH, max_trainers=max_trainers,
                           submit_window=window, result_window=window)
     return create_task(env.contract, env.store, env.accounts[0], request).task_id
 

@@ -141,7 +141,7 @@ function cards(task) {
 
 // one line under the title: the fixed schedule, the stake and the current round's phase
 function scheduleLine(task) {
-  const backup = task.backup_aggregator ? ` · backup ${task.result_window} s` : "";
+  const backup = task.backup ? ` · backup ${task.result_window} s` : "";
   const stake = BigInt(task.stake_wei || "0") > 0n ? `stake ${eth(task.stake_wei)} ${UNIT} per trainer (${eth(task.stakes_held_wei)} held)` : "no stake";
   const now = task.status === "finished" ? "finished" :
     `round ${task.current_round}: ${task.round_state} · ${task.committed_count} committed · ${task.revealed_count} revealed · ${task.round_state_text}`;
@@ -230,7 +230,7 @@ async function drawTask(taskId) {
     h("h2", { class: "title", id: "task-title", "data-task": taskId }, `Task ${taskId} `,
       task.name ? h("span", { class: "task-name", id: "task-name" }, task.name + " ") : null, badge(task.status === "finished" ? "result" : "open", task.status)),
     h("div", { class: "muted" }, `${settled}/${task.rounds} rounds settled · ${trainers.length} trainers · owner `,
-      h("code", { title: task.owner }, short(task.owner)), " · aggregator ", h("code", { title: task.aggregator }, short(task.aggregator)),
+      h("code", { title: task.owner }, short(task.owner)), " · aggregators: a panel of ", h("span", { id: "task-panel" }, `${task.panel}${task.backup ? " + backup" : ""}`), ` drawn each round (${task.quorum} agree)`,
       " · ", specLine, " · spec ", h("code", { class: "cid", title: task.spec_cid }, shortCid(task.spec_cid))),
     scheduleLine(task),
     cards(task),

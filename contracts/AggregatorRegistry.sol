@@ -1,0 +1,356 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {Address} from "@openzeppelin/contracts/utils/Address.sol";
+import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol";
+
+/// @title AggregatorRegistry
+/// @notice Bonded aggregators for one ContributionMarket. Anyone registers with at least `minBond` (ETH);
+/// each round of each task, the market draws that round's panel (and backup) from the members with the
+/// round's seed, which no party can know before the round's reveal window closed. So no owner picks who
+/// judges its task. The market records each panel member's vote (the hash of the result it posted) here
+/// and, when a round is decided, has a member that voted against the decided result, or stayed silent
+/// while it was its turn, lose `penalty` of its bond to the round's trainers (pull payments: `credits`).
+/// A member leaves the draw with `exit` (or when a penalty takes its bond below `minBond`) and takes its
+/// bond back `exitDelay` seconds later; a member that left still answers for the rounds it was drawn for.
+/// @dev Draws are evaluated "as of" the block that sealed the round: a member counts if it registered in
+/// or before that block and had not left before it. Members are kept in one append-only list (registered
+/// in block order), so the draw at block B looks only at the prefix registered by B, and later
+/// registrations, exits and penalties cannot change a draw already made. Members are drawn uniformly
+/// (one minimum bond buys one ticket): sybils need a bond each, and lose it when silent or outvoted.
+contract AggregatorRegistry is ReentrancyGuard {
+    /// @notice Most entries the list can hold at once (a withdrawn bond's entry is taken by the next registration).
+    uint256 public constant MAX_MEMBERS = 1024;
+    /// @notice Random entries a draw tries per seat before it walks forward from the last one.
+    uint256 public constant DRAW_TRIES = 64;
+    /// @notice Largest panel a draw returns.
+    uint256 public constant MAX_DRAW = 16;
+
+    /// @notice The only contract that may draw votes and penalties.
+    address public immutable market;
+    /// @notice Least bond (wei) to be drawn.
+    uint256 public immutable minBond;
+    /// @notice Wei a member loses per offence (silent when drawn, or voting against the decided result).
+    uint256 public immutable penalty;
+    /// @notice Seconds from leaving the draw until the bond can be withdrawn.
+    uint256 public immutable exitDelay;
+
+    struct Member {
+        address account;
+        uint32 since; // block of registration
+        uint32 leftBlock; // block it left the draw (0: in it)
+        uint32 leftTime; // timestamp it left the draw
+        uint128 bond;
+    }
+
+    Member[] private _members;
+    /// @dev Entries whose bond was withdrawn: the next registrations take them (so the list cannot be filled for good).
+    uint256[] private _freeEntries;
+    /// @notice 1-based position of an account's latest entry (0: never registered).
+    mapping(address account => uint256) public entryOf;
+    /// @notice Members in the draw now.
+    uint256 public activeCount;
+    /// @notice Wei owed to trainers from penalties (withdraw with `withdrawCredit`).
+    mapping(address account => uint256) public credits;
+    mapping(uint256 taskId => mapping(uint256 round => mapping(address member => bytes32))) private _votes;
+
+    event Registered(address indexed account, uint256 entry, uint256 bond);
+    event BondAdded(address indexed account, uint256 amount, uint256 bond);
+    event Left(address indexed account, uint256 bond);
+    event BondWithdrawn(address indexed account, uint256 amount);
+    event Voted(uint256 indexed taskId, uint256 indexed round, address indexed member, bytes32 result);
+    event Penalised(uint256 indexed taskId, uint256 indexed round, address indexed member, uint256 amount);
+    event Credited(uint256 indexed taskId, uint256 indexed round, address indexed account, uint256 amount);
+    event CreditWithdrawn(address indexed account, uint256 amount);
+
+    // Each error's @notice is the one-line message the client shows for it.
+    /// @notice only the market may do this ({caller} is not)
+    error RegistryNotMarket(address caller);
+    /// @notice a bond of at least {needed} wei is needed to be drawn (sent {sent})
+    error RegistryBondTooLow(uint256 needed, uint256 sent);
+    /// @notice the registry is full
+    error RegistryFull();
+    /// @notice {account} is not a registered aggregator
+    error RegistryNotMember(address account);
+    /// @notice {account} has already left the draw
+    error RegistryAlreadyLeft(address account);
+    /// @notice {account} is still in the draw: leave it first (`market aggregator exit`)
+    error RegistryStillIn(address account);
+    /// @notice the bond is locked until unix time {until} (the registry's exit delay after leaving the draw)
+    error RegistryExitPending(uint256 until);
+    /// @notice nothing to withdraw
+    error RegistryNothingToWithdraw();
+    /// @notice {member} has already posted its result for this round
+    error RegistryAlreadyVoted(address member);
+    /// @notice bad registry configuration (market, least bond, penalty)
+    error RegistryBadConfig();
+
+    /// @param market_ the market this registry serves (its address is known before it is deployed)
+    /// @param minBond_ least bond to be drawn (wei, > 0)
+    /// @param penalty_ wei lost per offence (> 0, at most `minBond_`)
+    /// @param exitDelay_ seconds between leaving the draw and withdrawing the bond
+    constructor(address market_, uint256 minBond_, uint256 penalty_, uint256 exitDelay_) {
+        if (market_ == address(0) || minBond_ == 0 || penalty_ == 0 || penalty_ > minBond_ || minBond_ > type(uint128).max) {
+            revert RegistryBadConfig();
+        }
+        market = market_;
+        minBond = minBond_;
+        penalty = penalty_;
+        exitDelay = exitDelay_;
+    }
+
+    modifier onlyMarket() {
+        if (msg.sender != market) revert RegistryNotMarket(msg.sender);
+        _;
+    }
+
+    // ------------------------------------------------------------ members
+
+    /// @notice Join the draw with `msg.value` as bond (at least `minBond`), or add to the bond of a member
+    /// still in the draw. A member that left registers again (as a new entry) once its bond is withdrawn.
+    function register() external payable nonReentrant {
+        uint256 entry = entryOf[msg.sender];
+        if (entry != 0) {
+            Member storage m = _members[entry - 1];
+            if (m.leftBlock == 0) {
+                m.bond += uint128(msg.value);
+                emit BondAdded(msg.sender, msg.value, m.bond);
+                return;
+            }
+            revert RegistryExitPending(uint256(m.leftTime) + exitDelay); // left, bond not withdrawn yet
+        }
+        if (msg.value < minBond || msg.value > type(uint128).max) revert RegistryBondTooLow(minBond, msg.value);
+        Member memory fresh = Member(msg.sender, uint32(block.number), 0, 0, uint128(msg.value));
+        uint256 index;
+        if (_freeEntries.length != 0) {
+            // a withdrawn entry: every round it could be drawn for is over (rounds last at most half the exit
+            // delay), and registered now it counts for no draw made before this block
+            index = _freeEntries[_freeEntries.length - 1];
+            _freeEntries.pop();
+            _members[index] = fresh;
+        } else {
+            if (_members.length >= MAX_MEMBERS) revert RegistryFull();
+            index = _members.length;
+            _members.push(fresh);
+        }
+        entryOf[msg.sender] = index + 1;
+        activeCount += 1;
+        emit Registered(msg.sender, index + 1, msg.value);
+    }
+
+    /// @notice Leave the draw (rounds already drawn still count); the bond can be withdrawn `exitDelay` later.
+    function exit() external {
+        Member storage m = _entry(msg.sender);
+        if (m.leftBlock != 0) revert RegistryAlreadyLeft(msg.sender);
+        _leave(m);
+    }
+
+    /// @notice Take the bond back, `exitDelay` seconds after leaving the draw.
+    function withdrawBond() external nonReentrant {
+        Member storage m = _entry(msg.sender);
+        if (m.leftBlock == 0) revert RegistryStillIn(msg.sender);
+        uint256 until = uint256(m.leftTime) + exitDelay;
+        if (block.timestamp < until) revert RegistryExitPending(until);
+        uint256 amount = m.bond;
+        if (amount == 0) revert RegistryNothingToWithdraw();
+        m.bond = 0;
+        uint256 entry = entryOf[msg.sender];
+        entryOf[msg.sender] = 0;
+        _freeEntries.push(entry - 1);
+        emit BondWithdrawn(msg.sender, amount);
+        Address.sendValue(payable(msg.sender), amount);
+    }
+
+    /// @notice Withdraw what penalties credited to the caller.
+    function withdrawCredit() external nonReentrant {
+        uint256 amount = credits[msg.sender];
+        if (amount == 0) revert RegistryNothingToWithdraw();
+        credits[msg.sender] = 0;
+        emit CreditWithdrawn(msg.sender, amount);
+        Address.sendValue(payable(msg.sender), amount);
+    }
+
+    // -------------------------------------------------------------- views
+
+    /// @notice Entries ever registered (members that left included).
+    function memberCount() external view returns (uint256) {
+        return _members.length;
+    }
+
+    /// @notice One entry: (account, registration block, block it left (0: in the draw), bond).
+    function memberAt(uint256 index) external view returns (address, uint256, uint256, uint256) {
+        Member storage m = _members[index];
+        return (m.account, m.since, m.leftBlock, m.bond);
+    }
+
+    /// @notice True while `account` is in the draw.
+    function isActive(address account) public view returns (bool) {
+        uint256 entry = entryOf[account];
+        return entry != 0 && !_left(_members[entry - 1]);
+    }
+
+    /// @notice The result hash `member` voted for in a round (0: none).
+    function voteOf(uint256 taskId, uint256 round, address member) external view returns (bytes32) {
+        return _votes[taskId][round][member];
+    }
+
+    /// @notice Draw up to `k` distinct members as of block `atBlock` with `seed`, never `exclude`. Each seat j
+    /// tries up to DRAW_TRIES entries at keccak256(seed, j, try) mod (entries) and takes the first that was in the
+    /// draw at `atBlock` (registered by then, not left before) and is not taken: every such member is equally
+    /// likely, however many dead entries lie around it. Only if every try misses does it walk forward from the
+    /// last one. Fewer than `k` come back when fewer qualify.
+    function draw(bytes32 seed, uint256 atBlock, uint256 k, address exclude)
+        public
+        view
+        returns (address[] memory picked)
+    {
+        if (k > MAX_DRAW) k = MAX_DRAW;
+        uint256 count = _members.length;
+        picked = new address[](k);
+        uint256 got = 0;
+        for (uint256 j = 0; j < k && count != 0; ++j) {
+            uint256 at = 0;
+            bool found = false;
+            for (uint256 tries = 0; tries < DRAW_TRIES && !found; ++tries) {
+                at = uint256(keccak256(abi.encode(seed, j, tries))) % count;
+                found = _drawable(_members[at], atBlock, exclude, picked, got);
+            }
+            for (uint256 p = 1; p < count && !found; ++p) {
+                at = (at + 1) % count;
+                found = _drawable(_members[at], atBlock, exclude, picked, got);
+            }
+            if (found) picked[got++] = _members[at].account;
+        }
+        assembly ("memory-safe") {
+            mstore(picked, got)
+        }
+    }
+
+    /// @notice How many of `panel` (a round's drawn members) voted for `result`.
+    function tally(uint256 taskId, uint256 round, address[] calldata panel, bytes32 result)
+        external
+        view
+        returns (uint256 count)
+    {
+        for (uint256 i = 0; i < panel.length; ++i) {
+            if (_votes[taskId][round][panel[i]] == result) ++count;
+        }
+    }
+
+    /// @notice The members of `panel` that voted for `result` in a round.
+    function votersFor(uint256 taskId, uint256 round, address[] calldata panel, bytes32 result)
+        external
+        view
+        returns (address[] memory out)
+    {
+        out = new address[](panel.length);
+        uint256 n = 0;
+        for (uint256 i = 0; i < panel.length; ++i) {
+            if (_votes[taskId][round][panel[i]] == result) out[n++] = panel[i];
+        }
+        assembly ("memory-safe") {
+            mstore(out, n)
+        }
+    }
+
+    /// @notice Who of a round's drawn `panel` (its first `k` the panel proper, then the backup) answers for
+    /// the round's outcome: members that voted for a result other than `decided` (when one was decided), and,
+    /// when `late` (the panel's window is over), panel members that did not vote, and, when nothing was
+    /// decided (`decided` zero), a silent backup too. `voter` is taken as voting for `decided` (its vote decides it
+    /// and is recorded after).
+    function offenders(
+        uint256 taskId,
+        uint256 round,
+        address[] calldata panel,
+        uint256 k,
+        bytes32 decided,
+        bool late,
+        address voter
+    ) external view returns (address[] memory out) {
+        out = new address[](panel.length);
+        uint256 n = 0;
+        for (uint256 i = 0; i < panel.length; ++i) {
+            bytes32 v = panel[i] == voter ? decided : _votes[taskId][round][panel[i]];
+            bool silent = v == bytes32(0) && late && (i < k || decided == bytes32(0));
+            if (silent || (v != bytes32(0) && decided != bytes32(0) && v != decided)) out[n++] = panel[i];
+        }
+        assembly ("memory-safe") {
+            mstore(out, n)
+        }
+    }
+
+    // ------------------------------------------------------------- market
+
+    /// @notice Record `member`'s vote for result `result` in a round.
+    function vote(uint256 taskId, uint256 round, address member, bytes32 result) external onlyMarket {
+        if (_votes[taskId][round][member] != bytes32(0)) revert RegistryAlreadyVoted(member);
+        _votes[taskId][round][member] = result;
+        emit Voted(taskId, round, member, result);
+    }
+
+    /// @notice Take `penalty` (at most the bond) from each offender and split it all equally among `to`
+    /// (cumulative rounding: not a wei is lost). A member left with less than `minBond` leaves the draw.
+    /// With nobody in `to`, the penalties are not taken.
+    function penalise(uint256 taskId, uint256 round, address[] calldata members, address[] calldata to)
+        external
+        onlyMarket
+    {
+        if (to.length == 0) return;
+        uint256 taken = 0;
+        for (uint256 i = 0; i < members.length; ++i) {
+            uint256 entry = entryOf[members[i]];
+            if (entry == 0) continue;
+            Member storage m = _members[entry - 1];
+            uint256 amount = m.bond < penalty ? m.bond : penalty;
+            if (amount == 0) continue;
+            m.bond -= uint128(amount);
+            taken += amount;
+            emit Penalised(taskId, round, members[i], amount);
+            if (m.leftBlock == 0 && m.bond < minBond) _leave(m);
+        }
+        uint256 paid = 0;
+        for (uint256 j = 1; j <= to.length && taken != 0; ++j) {
+            uint256 amount = (taken * j) / to.length - paid;
+            if (amount == 0) continue;
+            paid += amount;
+            credits[to[j - 1]] += amount;
+            emit Credited(taskId, round, to[j - 1], amount);
+        }
+    }
+
+    // ----------------------------------------------------------- internal
+
+    function _entry(address account) private view returns (Member storage) {
+        uint256 entry = entryOf[account];
+        if (entry == 0) revert RegistryNotMember(account);
+        return _members[entry - 1];
+    }
+
+    function _left(Member storage m) private view returns (bool) {
+        return m.leftBlock != 0;
+    }
+
+    function _leave(Member storage m) private {
+        m.leftBlock = uint32(block.number);
+        m.leftTime = uint32(block.timestamp);
+        activeCount -= 1;
+        emit Left(m.account, m.bond);
+    }
+
+    /// @dev In the draw at block `atBlock` (registered in or before it, not left before it), not `exclude`, not taken.
+    function _drawable(Member storage m, uint256 atBlock, address exclude, address[] memory picked, uint256 got)
+        private
+        view
+        returns (bool)
+    {
+        if (m.since > atBlock || (m.leftBlock != 0 && m.leftBlock < atBlock) || m.account == exclude) return false;
+        return !_taken(picked, got, m.account);
+    }
+
+    function _taken(address[] memory picked, uint256 got, address account) private pure returns (bool) {
+        for (uint256 i = 0; i < got; ++i) {
+            if (picked[i] == account) return true;
+        }
+        return false;
+    }
+}

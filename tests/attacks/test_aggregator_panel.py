@@ -1,0 +1,262 @@
+"""Cheaters against who judges a round: the owner with a bonded second key, a silent aggregator, a dissenting
+panel member.
+
+The owner names no aggregator: each round's panel (and backup) is drawn from the market's registry of bonded
+aggregators with the round's seed, and a round settles only when the task's quorum of drawn members posted the
+same result. Each test plays real rounds (trainer nodes train, the aggregator service computes) on the
+in-process chain, lets the cheater try, and checks the balances the chain shows: who was credited, what the
+owner got back, whose bond was taken and to whom it went, to the wei.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aggregator.service import Aggregator, lost_mask
+from market.chain.contract import TaskInfo
+from market.chain.registry import DEV_BOND
+from market.data import dataset_commitment, digits_splits
+from market.errors import ContractRevert
+from market.spec import RobustSpec, TaskSpec
+from owner.task import TaskRequest, create_task
+from simulator.environment import Environment, open_environment
+from tests.support.rounds import play_round
+from trainer_node.node import TrainerNode
+
+TRAINERS = 3
+SPLITS = digits_splits(TRAINERS, "iid", 0)
+REWARD = 3 * 10**18
+FEE_BPS = 500
+#: a quick task: the mean of the updates (the robust rule and the valuation do not matter to who judges)
+SPEC = TaskSpec().model_copy(update={"robust": RobustSpec(rule="mean", f=0)})
+
+
+@dataclass
+class Stage:
+    env: Environment
+    task_id: int
+    nodes: list[TrainerNode]
+    aggregators: dict[str, Aggregator]  # every registered aggregator's service, by address
+
+    @property
+    def contract(self) -> Any:
+        return self.env.contract
+
+    def info(self) -> TaskInfo:
+        return self.contract.task(self.task_id)
+
+    def drawn(self) -> tuple[list[Aggregator], Aggregator | None]:
+        panel, backup = self.contract.panel(self.task_id)
+        return [self.aggregators[a] for a in panel], (self.aggregators[backup] if backup else None)
+
+    def bond(self, agg: Aggregator) -> int:
+        m = self.contract.registry.member(agg.account.address)
+        assert m is not None
+        return m.bond
+
+    def credits(self) -> dict[str, int]:
+        """What the registry owes each trainer from penalties."""
+        return {n.address: self.contract.registry.credit(n.address) for n in self.nodes}
+
+
+@contextlib.contextmanager
+def stage(tmp_path: Path, aggregators: int, **task: Any) -> Iterator[Stage]:
+    """Accounts: the owner, ``aggregators`` registered aggregators, then the trainers (joined)."""
+    n = 1 + aggregators + TRAINERS
+    with open_environment(chain="tester", n_accounts=n, store="local", store_dir=str(tmp_path / "store"),
+                          aggregators=range(1, 1 + aggregators)) as env:
+        request = TaskRequest(spec=SPEC, validation_commitment=dataset_commitment(SPLITS.validation), rounds=1,
+                              reward_wei=REWARD, max_trainers=TRAINERS, fee_bps=FEE_BPS, **task)
+        task_id = create_task(env.contract, env.store, env.accounts[0], request).task_id
+        nodes = [TrainerNode(env.contract, env.store, env.accounts[1 + aggregators + i], SPLITS.trainers[i])
+                 for i in range(TRAINERS)]
+        for node in nodes:
+            node.join(task_id)
+        aggs = {str(a.address): Aggregator(env.contract, env.store, a, SPLITS.validation)
+                for a in env.accounts[1:1 + aggregators]}
+        yield Stage(env, task_id, nodes, aggs)
+
+
+def forge(s: Stage, agg: Aggregator, kind: str) -> Any:
+    """``agg`` posts a forged result for the current round: ``refund`` marks every update lost (the pool would
+    carry over and go back to the owner at the end), ``redirect`` pays the whole pool to the first trainer,
+    ``lazy`` posts the round's input model with an equal split (no work done)."""
+    snap = s.contract.round_snapshot(s.task_id)
+    seed, info = agg.seed_and_info(snap)
+    n = info.submitted_count
+    model = info.latest_model_cid or ""
+    if kind == "refund":
+        bps, mask = [0] * n, (1 << n) - 1
+    elif kind == "redirect":
+        bps, mask = [10_000] + [0] * (n - 1), 0
+    else:
+        bps, mask = [10_000 // n + (1 if j < 10_000 % n else 0) for j in range(n)], 0
+    return s.contract.post_result(agg.account, s.task_id, info.current_round, model, model, bps, seed=seed, lost_mask=mask)
+
+
+@pytest.mark.parametrize("kind", ["refund", "redirect"])
+def test_the_owners_bonded_second_key_on_the_panel_is_outvoted_and_loses_its_bond(tmp_path: Path, kind: str) -> None:
+    # three registered aggregators, one of them the owner's second key; a panel of 3 with a quorum of 2 draws all three
+    with stage(tmp_path, aggregators=3, panel=3, quorum=2) as s:
+        sybil = s.aggregators[str(s.env.accounts[3].address)]
+        played = play_round(s.env, s.nodes, post=False)
+        assert {a.lower() for a in played.revealed} == {n.address.lower() for n in s.nodes}
+        panel, _ = s.drawn()
+        assert sybil in panel and len(panel) == 3
+        honest = [a for a in panel if a is not sybil]
+        bond0, credits0 = s.bond(sybil), s.credits()
+
+        forge(s, sybil, kind)  # the owner's key posts first: a vote, nothing is credited yet
+        assert s.info().current_round == 0 and s.info().credited == 0
+        first = honest[0].run_round(s.task_id)
+        assert first.decided is False  # one forged and one honest vote: no quorum yet
+        second = honest[1].run_round(s.task_id)
+
+        assert second.decided and s.info().finished
+        want = honest_credits(s, second)
+        info = s.info()
+        pool = REWARD
+        fee = pool * FEE_BPS // 10_000
+        credited = s.contract.credited(s.task_id, 0)
+        # the honest result is what pays: every trainer its honest share, nothing back to the owner, nothing carried
+        assert sum(credited.values()) == pool - fee == info.credited and info.refunded == 0 and info.carry_pool == 0
+        assert [credited.get(n.address, 0) for n in s.nodes] == want
+        assert info.fees == fee and all(s.contract.owed(s.task_id, a.account.address) == fee // 2 for a in honest)
+        assert s.contract.owed(s.task_id, sybil.account.address) == 0  # no fee for the forged vote
+        # the owner's key lost the penalty, split among the trainers the honest result paid
+        penalty = s.contract.registry.penalty()
+        assert s.bond(sybil) == bond0 - penalty
+        paid = [n.address for n in s.nodes if credited.get(n.address, 0)]
+        gained = {a: s.credits()[a] - credits0[a] for a in credits0}
+        assert sum(gained.values()) == penalty and all(gained[a] > 0 for a in paid)
+        assert all(s.bond(a) == DEV_BOND for a in honest)
+
+
+def honest_credits(s: Stage, posted: Any) -> list[int]:
+    """The credits the honest result gives, per trainer in join order: the pool less the fee, by cumulative rounding
+    over its basis points."""
+    pool = REWARD - REWARD * FEE_BPS // 10_000
+    cum = paid = 0
+    out = []
+    for n in s.nodes:
+        cum += int(posted.receipt.bps.get(n.address, 0))
+        amount = pool * cum // 10_000 - paid
+        paid += amount
+        out.append(amount)
+    return out
+
+
+def test_a_forged_result_alone_never_settles_a_quorum_task(tmp_path: Path) -> None:
+    with stage(tmp_path, aggregators=3, panel=3, quorum=2) as s:
+        sybil = s.aggregators[str(s.env.accounts[3].address)]
+        play_round(s.env, s.nodes, post=False)
+        forge(s, sybil, "refund")
+        with pytest.raises(ContractRevert, match="RegistryAlreadyVoted|already posted"):
+            forge(s, sybil, "refund")  # one vote per member: it cannot reach the quorum alone
+        assert s.info().current_round == 0 and s.info().credited == 0 and s.info().refunded == 0
+
+
+def test_a_silent_aggregator_is_replaced_by_its_backup_and_loses_bond_to_the_paid_trainers(tmp_path: Path) -> None:
+    with stage(tmp_path, aggregators=2, panel=1, backup=True) as s:
+        play_round(s.env, s.nodes, post=False)
+        (primary,), backup = s.drawn()
+        assert backup is not None and backup is not primary
+        with pytest.raises(ContractRevert, match="not on this round's panel"):
+            backup.run_round(s.task_id)  # the backup may not post in the panel's window
+        bond0 = s.bond(primary)
+        _opens, _submit, _reveal, result_deadline, _final = s.contract.schedule(s.task_id)
+        s.env.chain.advance_to(result_deadline)  # the primary stayed silent through its window
+
+        posted = backup.run_round(s.task_id)
+
+        assert posted.decided and s.info().finished
+        penalty = s.contract.registry.penalty()
+        assert s.bond(primary) == bond0 - penalty and s.bond(backup) == DEV_BOND
+        credited = s.contract.credited(s.task_id, 0)
+        paid = [n for n in s.nodes if credited.get(n.address, 0)]
+        assert paid and sum(s.credits().values()) == penalty
+        assert s.contract.owed(s.task_id, backup.account.address) == REWARD * FEE_BPS // 10_000
+        assert s.contract.owed(s.task_id, primary.account.address) == 0
+        # a trainer takes its share of the bond out of the registry
+        before = s.env.chain.balance(paid[0].address)
+        got = s.contract.registry.withdraw_credit(paid[0].account)
+        assert got == s.contract.registry.credit(paid[0].address) + got and got > 0
+        assert s.env.chain.balance(paid[0].address) > before  # (less gas)
+
+
+def test_a_dissenting_panel_member_loses_bond_and_gets_no_fee(tmp_path: Path) -> None:
+    with stage(tmp_path, aggregators=3, panel=3, quorum=2) as s:
+        play_round(s.env, s.nodes, post=False)
+        panel, _ = s.drawn()
+        lazy, h1, h2 = panel
+        bonds = {a.account.address: s.bond(a) for a in panel}
+        h1.run_round(s.task_id)
+        forge(s, lazy, "lazy")  # posts the input model with an equal split: no work
+        posted = h2.run_round(s.task_id)
+
+        assert posted.decided
+        penalty = s.contract.registry.penalty()
+        assert s.bond(lazy) == bonds[lazy.account.address] - penalty
+        assert s.bond(h1) == bonds[h1.account.address] and s.bond(h2) == bonds[h2.account.address]
+        fee = REWARD * FEE_BPS // 10_000
+        assert [s.contract.owed(s.task_id, a.account.address) for a in (lazy, h1, h2)] == [0, fee // 2, fee - fee // 2]
+        assert sum(s.credits().values()) == penalty
+
+
+def test_a_silent_panel_loses_bond_to_the_trainers_that_prove_their_updates(tmp_path: Path) -> None:
+    with stage(tmp_path, aggregators=1, panel=1) as s:
+        play_round(s.env, s.nodes, post=False)
+        (silent,), backup = s.drawn()
+        assert backup is None
+        bond0 = s.bond(silent)
+        info = s.info()
+        s.env.chain.advance_to(info.opens_at(0) + info.results_end_offset)
+        provers = s.nodes[:2]
+        for node in provers:
+            node.prove_available(s.task_id, 0)
+        s.env.chain.advance_to(info.opens_at(1))
+
+        settled = s.contract.settlement(s.contract.settle_without_result(s.env.accounts[0], s.task_id))
+
+        penalty = s.contract.registry.penalty()
+        assert settled["settlement"] == "fallback" and settled["penalties"] == {silent.account.address: penalty}
+        assert s.bond(silent) == bond0 - penalty
+        credits = s.credits()
+        assert [credits[n.address] for n in s.nodes] == [penalty // 2, penalty - penalty // 2, 0]
+
+
+@pytest.mark.parametrize("n", [1, 3])
+def test_an_all_rejected_result_without_a_proof_is_refused_by_the_round_verifier(n: int) -> None:
+    """Marking every revealed update malformed used to need no Groth16 proof (the verifier returned true for no valid
+    update, and the pool went back to the owner); now no proof backs that claim and the verifier refuses it."""
+    from eth_abi import encode as abi_encode
+    from eth_utils import keccak
+
+    from market.chain.client import Chain
+    from market.chain.compile import load_artifact
+    from market.chain.devchain import dev_accounts
+
+    chain = Chain.tester()
+    (deployer,) = dev_accounts(1)
+    chain.fund([deployer], 10**20)
+    groth16 = chain.deploy(deployer, load_artifact("MockVerifier"), True, True)  # would accept any proof
+    rv = chain.w3.eth.contract(address=chain.deploy(deployer, load_artifact("RoundVerifier"), 16, [n], [groth16]),
+                               abi=load_artifact("RoundVerifier")["abi"])
+    prev = b"\x00" * 32
+    subs = [(i + 1, int.from_bytes(keccak(b"cid%d" % i)), int.from_bytes(keccak(b"com%d" % i))) for i in range(n)]
+    digest = prev
+    for index, cid, com in subs:
+        digest = keccak(abi_encode(["bytes32", "uint256", "bytes32", "bytes32"],
+                                   [digest, index, cid.to_bytes(32, "big"), com.to_bytes(32, "big")]))
+    everyone = (1 << n) - 1
+    proof = abi_encode(["uint256[8]", "bytes32", "uint256[3][]", "uint256", "uint256"],
+                       [[0] * 8, prev, [list(s) for s in subs], everyone, 0])
+    ok = chain.call(rv.functions.verifyRound(1, 0, digest, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, [0] * n,
+                                             everyone, proof))
+    assert ok is False

@@ -1,0 +1,606 @@
+"""The aggregator registry and the panel rules (in-process EVM): bonds, the draw as of a round's seal block,
+votes and the quorum, the fee split among the agreeing voters, penalties (outvoted, silent when late, silent in
+the fallback) credited to the trainers, exits and the exit delay, a member penalised out of the draw.
+
+The fixture's registry holds ``m.aggregator`` alone; tests with a panel above one register more members (the
+outsider and the last trainers), so the task's trainers are always the first ones."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from eth_utils import keccak
+from web3.logs import DISCARD
+
+from market.chain.compile import load_artifact
+from market.chain.contract import MarketContract
+from market.chain.registry import DEV_EXIT_DELAY, DEV_MIN_BOND, DEV_PENALTY
+from market.cid import compute_cid
+from market.errors import ContractRevert
+from tests.conftest import Market
+from tests.contracts.helpers import (
+    MODEL,
+    RECEIPT,
+    SHORT,
+    STAKE,
+    advance_to,
+    assert_conserved,
+    create,
+    cumulative,
+    drawn,
+    join_all,
+    mock_verifier,
+    play_round,
+    post,
+    prove,
+    register,
+    schedule,
+    seal,
+    settle_after_deadline,
+)
+
+
+def revert_name(excinfo: pytest.ExceptionInfo[ContractRevert]) -> str:
+    return excinfo.value.name
+
+
+def members(m: Market, n: int) -> list[LocalAccount]:
+    """``n`` registered aggregators, the fixture's first: the outsider then the last trainers join it (so a
+    task's trainers are ``m.trainers[:5 - (n - 2)]``)."""
+    extra = [m.outsider, m.trainers[4], m.trainers[3]][: n - 1]
+    register(m, *extra)
+    return [m.aggregator, *extra]
+
+
+def vote(m: Market, task_id: int, round_: int, bps: list[int], sender: LocalAccount) -> dict[str, Any] | None:
+    """``sender`` posts ``bps`` (one vote); the settlement, or None when the quorum is not reached yet."""
+    return m.contract.settlement_if_any(post(m, task_id, round_, bps, sender=sender))
+
+
+def _mine(m: Market, n: int) -> None:
+    m.chain.w3.provider.ethereum_tester.mine_blocks(n)  # type: ignore[attr-defined]
+
+
+def exit_delay(m: Market) -> int:
+    return int(m.chain.call(m.contract.registry.c.functions.exitDelay()))
+
+
+def bond(m: Market, who: LocalAccount) -> int:
+    entry = m.contract.registry.member(who.address)
+    assert entry is not None
+    return entry.bond
+
+
+# ------------------------------------------------------------------ bonds
+def test_a_registration_below_the_minimum_bond_is_refused(market: Market) -> None:
+    reg = market.contract.registry
+    assert (reg.min_bond(), reg.penalty(), reg.market()) == (DEV_MIN_BOND, DEV_PENALTY, market.contract.address)
+    for value in (0, DEV_MIN_BOND - 1):
+        with pytest.raises(ContractRevert) as exc:
+            reg.register(market.outsider, value)
+        assert revert_name(exc) == "RegistryBondTooLow"
+    assert not reg.is_active(market.outsider.address) and reg.member(market.outsider.address) is None
+    assert reg.active_count() == 1
+    first = bond(market, market.aggregator)
+    assert first >= DEV_MIN_BOND
+
+    reg.register(market.outsider, DEV_MIN_BOND)
+    reg.register(market.outsider, 5)  # a member in the draw adds to its bond (any amount)
+
+    assert reg.is_active(market.outsider.address) and reg.active_count() == 2
+    assert [(e.account, e.bond, e.active) for e in reg.members()] == \
+        [(market.aggregator.address, first, True), (market.outsider.address, DEV_MIN_BOND + 5, True)]
+    assert market.chain.balance(reg.address) == first + DEV_MIN_BOND + 5
+
+
+@pytest.mark.parametrize("args", [("zero_market",), ("min_bond", 0), ("penalty", 0), ("penalty", DEV_MIN_BOND + 1)])
+def test_a_registry_with_a_bad_configuration_is_refused(market: Market, args: tuple[Any, ...]) -> None:
+    config = {"market": market.contract.address, "min_bond": DEV_MIN_BOND, "penalty": DEV_PENALTY}
+    if args[0] == "zero_market":
+        config["market"] = "0x" + "00" * 20
+    else:
+        config[args[0]] = args[1]
+    art = load_artifact("AggregatorRegistry")
+    factory = market.chain.w3.eth.contract(abi=art["abi"], bytecode=art["bytecode"])
+    ctor = factory.constructor(config["market"], config["min_bond"], config["penalty"], DEV_EXIT_DELAY)
+    with pytest.raises(ContractRevert) as exc:
+        market.chain.transact(market.owner, ctor)
+    assert revert_name(exc) == "RegistryBadConfig"
+
+
+def _some_args(m: Market, inputs: list[dict[str, Any]]) -> list[Any]:
+    """Plausible arguments for a function's ABI inputs (numbers 1, the outsider's address, a non-zero word)."""
+    value = {"uint256": 1, "address": m.outsider.address, "bytes32": b"\x01" * 32, "address[]": [m.outsider.address]}
+    return [value[i["type"]] for i in inputs]
+
+
+def test_only_the_market_records_votes_and_penalties(market: Market) -> None:
+    reg = market.contract.registry
+    abi = {i["name"]: i for i in reg.c.abi if i["type"] == "function"}
+    for name in ("vote", "penalise"):
+        call = getattr(reg.c.functions, name)(*_some_args(market, abi[name]["inputs"]))
+        with pytest.raises(ContractRevert) as exc:
+            market.chain.transact(market.outsider, call)
+        assert revert_name(exc) == "RegistryNotMarket"
+    with pytest.raises(ContractRevert) as exc2:
+        reg.withdraw_credit(market.outsider)
+    assert revert_name(exc2) == "RegistryNothingToWithdraw"
+
+
+# --------------------------------------------------------------- the draw
+def test_the_draw_never_returns_the_owner_a_later_registration_or_a_member_that_had_left(market: Market) -> None:
+    """draw(seed, atBlock, k, exclude): members registered by ``atBlock`` and not gone before it, never ``exclude``."""
+    reg = market.contract.registry
+    x, y, z = market.trainers[:3]
+    register(market, market.owner)
+    r_x = reg.register(x)["blockNumber"]
+    r_y = reg.register(y)["blockNumber"]
+    left_x = reg.exit(x)["blockNumber"]
+    r_z = reg.register(z)["blockNumber"]
+    agg, owner = market.aggregator.address, market.owner.address
+    expected = {r_x: {agg, x.address}, r_y: {agg, x.address, y.address}, left_x: {agg, x.address, y.address},
+                r_z: {agg, y.address, z.address}}  # x left at left_x: still in a draw as of that block, not after
+
+    for at_block, eligible in expected.items():
+        for i in range(40):
+            seed = keccak(i.to_bytes(4, "big") + at_block.to_bytes(4, "big"))
+            one = reg.draw(seed, at_block, 1, owner)
+            assert len(one) == 1 and one[0] in eligible, (at_block, one)
+            everyone = reg.draw(seed, at_block, 16, owner)
+            assert set(everyone) == eligible and len(everyone) == len(eligible)  # distinct, all of them
+    assert owner in reg.draw(b"\x05" * 32, r_z, 16, "0x" + "00" * 20)  # registered: drawn for others' tasks
+
+
+def test_a_round_draws_as_of_its_seal_block(market: Market) -> None:
+    """A member that left before the round was sealed is not drawn, nor one that registered after: a backup task
+    whose second member left has no backup that round (and the late registrant cannot post)."""
+    register(market, market.outsider)
+    task_id = create(market, rounds=2, max_trainers=1, backup=True, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    market.contract.registry.exit(market.outsider)
+    play_round(market, task_id, 0, [a])  # sealed by the only reveal
+    late = market.trainers[4]
+    register(market, late)
+
+    assert drawn(market, task_id) == ([market.aggregator], None)
+    advance_to(market, schedule(market, task_id)["result"])  # the backup window: still only the panel member
+    with pytest.raises(ContractRevert) as exc:
+        post(market, task_id, 0, [10_000], sender=late)
+    assert revert_name(exc) == "MarketNotAggregator"
+    post(market, task_id, 0, [10_000], sender=market.aggregator)
+
+    play_round(market, task_id, 1, [a])  # round 1 is sealed after `late` registered: it is drawn now
+    (primary,), backup = drawn(market, task_id)
+    assert {primary, backup} == {market.aggregator, late}
+
+
+def test_every_member_in_the_draw_is_equally_likely(market: Market) -> None:
+    """Entries [aggregator, x (left), y]: were a draw to start at a uniform entry and probe forward, a start at x
+    would go on to y, and y would be drawn 2/3 of the time (a member could buy odds by registering throwaway
+    accounts just before itself and letting them leave). Each member in the draw must be as likely as the other."""
+    reg = market.contract.registry
+    x, y = market.trainers[:2]
+    register(market, x, y)
+    at = reg.exit(x)["blockNumber"] + 1
+    _mine(market, 1)
+    picks = [reg.draw(keccak(i.to_bytes(4, "big")), at, 1, market.owner.address)[0] for i in range(600)]
+    share = picks.count(y.address) / len(picks)
+    assert abs(share - 0.5) < 0.08, f"y drawn {share:.0%} of the time with one bond of two"
+
+
+# ------------------------------------------------------- votes and quorum
+def test_a_second_identical_vote_settles_and_the_dissenter_pays_the_paid_trainers(market: Market) -> None:
+    """panel 3, quorum 2: a vote alone settles nothing; a dissenting vote neither; the second vote for the same
+    result settles the round: the fee to the two that agreed, the dissenter's penalty to the paid trainers."""
+    members(market, 3)
+    task_id = create(market, rounds=1, reward=10_000, max_trainers=3, stake_wei=STAKE, panel=3, quorum=2, fee_bps=1000,
+                     **SHORT)
+    a, b, c = market.trainers[:3]
+    join_all(market, task_id, [a, b, c])
+    play_round(market, task_id, 0, [a, b, c])
+    panel, backup = drawn(market, task_id)
+    assert backup is None and len(panel) == 3
+    p1, p2, p3 = panel
+    reg = market.contract.registry
+
+    assert vote(market, task_id, 0, [6000, 4000, 0], p1) is None
+    assert reg.vote_of(task_id, 0, p1.address) != b"\x00" * 32
+    with pytest.raises(ContractRevert) as exc:  # one vote each
+        post(market, task_id, 0, [6000, 4000, 0], sender=p1)
+    assert revert_name(exc) == "RegistryAlreadyVoted"
+    assert vote(market, task_id, 0, [5000, 5000, 0], p2) is None  # the dissent
+    assert market.contract.task(task_id).current_round == 0
+    bonds = {p.address: bond(market, p) for p in panel}
+
+    settled = vote(market, task_id, 0, [6000, 4000, 0], p3)
+
+    assert settled is not None and settled["settlement"] == "result"
+    penalty = reg.penalty()
+    assert settled["penalties"] == {p2.address: penalty}
+    assert settled["fee"] == 1000
+    assert [market.contract.seat(task_id, p.address).earned for p in (p1, p2, p3)] == [500, 0, 500]
+    assert [market.contract.owed(task_id, t.address) for t in (a, b)] == \
+        [x + STAKE for x in cumulative(9000, [6000, 4000])]  # the pool less the fee, by the agreed basis points
+    assert {p.address: bond(market, p) for p in panel} == {**bonds, p2.address: bonds[p2.address] - penalty}
+    credits = cumulative(penalty, [1, 1])  # to a and b, paid; not to c (0 bps)
+    assert [reg.credit(t.address) for t in (a, b, c)] == [*credits, 0]
+    assert market.contract.task(task_id).fees == 1000
+
+    before = market.chain.balance(reg.address)
+    assert reg.withdraw_credit(a) == credits[0]
+    assert market.chain.balance(reg.address) == before - credits[0]
+    assert reg.credit(a.address) == 0
+    assert market.contract.withdraw(p1, task_id) == 500  # the fee is withdrawn from the market
+    assert_conserved(market, task_id)
+
+
+def test_the_fee_is_split_among_the_agreeing_voters_by_the_wei(market: Market) -> None:
+    """A 2001-wei pool at 50 %: a fee of 1000 wei among three agreeing voters, by cumulative rounding in panel
+    order (333, 333, 334); the trainers get the other 1001."""
+    members(market, 3)
+    task_id = create(market, rounds=1, reward=2001, max_trainers=2, panel=3, quorum=3, fee_bps=5000, **SHORT)
+    a, b = market.trainers[:2]
+    join_all(market, task_id, [a, b])
+    play_round(market, task_id, 0, [a, b])
+    panel, _ = drawn(market, task_id)
+    for p in panel[:2]:
+        assert vote(market, task_id, 0, [3000, 7000], p) is None
+
+    receipt = post(market, task_id, 0, [3000, 7000], sender=panel[2])
+
+    fees = market.contract.c.events.FeeCredited().process_receipt(receipt, errors=DISCARD)
+    assert [(e["args"]["aggregator"], int(e["args"]["amount"])) for e in fees] == \
+        list(zip([p.address for p in panel], [333, 333, 334]))
+    assert [market.contract.owed(task_id, p.address) for p in panel] == [333, 333, 334]
+    assert [market.contract.owed(task_id, t.address) for t in (a, b)] == cumulative(1001, [3000, 7000])
+    t = market.contract.task(task_id)
+    assert (t.fees, t.credited, t.refunded, t.escrow) == (1000, 1001, 0, 0)
+    assert market.contract.settlement(receipt)["penalties"] == {}
+    assert_conserved(market, task_id)
+
+
+def test_a_result_that_pays_nobody_still_pays_the_fee_and_carries_the_rest(market: Market) -> None:
+    """A proof task whose verifier accepts an all-lost result: the panel earns its fee, the pool less the fee
+    carries over to the next round, the lost stakes too."""
+    verifier = mock_verifier(market)
+    task_id = create(market, rounds=2, reward=2000, max_trainers=1, stake_wei=STAKE, fee_bps=2500,
+                     verifier=verifier.address, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    play_round(market, task_id, 0, [a])
+
+    receipt = post(market, task_id, 0, [0], lost_mask=1, proof=b"\x01")
+
+    assert market.contract.settlement(receipt)["fee"] == 250
+    t = market.contract.task(task_id)
+    assert (t.fees, t.carry_pool, t.carry, t.credited) == (250, 750, STAKE, 0)
+    assert market.contract.owed(task_id, market.aggregator.address) == 250
+    assert_conserved(market, task_id)
+
+
+def test_the_fallback_pays_no_fee(market: Market) -> None:
+    task_id = create(market, rounds=1, reward=1000, max_trainers=1, fee_bps=5000, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    ups = play_round(market, task_id, 0, [a])
+    prove(market, task_id, 0, a, ups[a.address])
+
+    settled = market.contract.settlement(settle_after_deadline(market, task_id))
+
+    assert (settled["fee"], settled["credited"]) == (0, 1000)
+    assert market.contract.task(task_id).fees == 0
+    assert_conserved(market, task_id)
+
+
+# -------------------------------------------------------------- penalties
+def test_a_silent_panel_member_is_penalised_when_the_backup_settles_the_round(market: Market) -> None:
+    """panel 2, quorum 2, with a backup: one panel member votes in its window, the other stays silent; in the
+    backup window the backup's identical vote settles the round. The silent member pays the paid trainers; the
+    fee goes to the two voters."""
+    members(market, 3)
+    task_id = create(market, rounds=1, reward=1000, max_trainers=2, panel=2, quorum=2, backup=True, fee_bps=1000,
+                     **SHORT)
+    a, b = market.trainers[:2]
+    join_all(market, task_id, [a, b])
+    play_round(market, task_id, 0, [a, b])
+    (p1, p2), backup = drawn(market, task_id)
+    assert backup is not None
+    with pytest.raises(ContractRevert) as exc:  # not in the panel's window
+        post(market, task_id, 0, [10_000, 0], sender=backup)
+    assert revert_name(exc) == "MarketNotAggregator"
+    assert vote(market, task_id, 0, [10_000, 0], p1) is None
+    advance_to(market, schedule(market, task_id)["result"])
+
+    settled = vote(market, task_id, 0, [10_000, 0], backup)
+
+    penalty = market.contract.registry.penalty()
+    assert settled is not None and settled["penalties"] == {p2.address: penalty}
+    assert [market.contract.registry.credit(t.address) for t in (a, b)] == [penalty, 0]  # b was paid 0 bps
+    assert [market.contract.owed(task_id, p.address) for p in (p1, p2, backup)] == [50, 0, 50]
+    assert market.contract.owed(task_id, a.address) == 900
+    assert_conserved(market, task_id)
+
+
+@pytest.mark.parametrize("provers", [2, 0])
+def test_the_fallback_penalises_the_silent_drawn_members_to_the_provers(market: Market, provers: int) -> None:
+    """panel 3, quorum 2, backup: two panel members disagree, the third and the backup stay silent. No result:
+    the fallback penalises the silent two (not the voters) to the trainers that proved their update available;
+    with nobody proved, nothing is taken."""
+    members(market, 4)
+    task_id = create(market, rounds=1, reward=1000, max_trainers=2, panel=3, quorum=2, backup=True, **SHORT)
+    a, b = market.trainers[:2]
+    join_all(market, task_id, [a, b])
+    ups = play_round(market, task_id, 0, [a, b])
+    (p1, p2, p3), backup = drawn(market, task_id)
+    assert backup is not None
+    assert vote(market, task_id, 0, [10_000, 0], p1) is None
+    assert vote(market, task_id, 0, [0, 10_000], p2) is None
+    for t in (a, b)[:provers]:
+        prove(market, task_id, 0, t, ups[t.address])
+    bonds = {p.address: bond(market, p) for p in (p1, p2, p3, backup)}
+
+    settled = market.contract.settlement(settle_after_deadline(market, task_id))
+
+    penalty = market.contract.registry.penalty()
+    reg = market.contract.registry
+    assert settled["settlement"] == "fallback"
+    if provers:
+        assert settled["penalties"] == {p3.address: penalty, backup.address: penalty}
+        assert [reg.credit(t.address) for t in (a, b)] == cumulative(2 * penalty, [1, 1])
+        bonds[p3.address] -= penalty
+        bonds[backup.address] -= penalty
+    else:
+        assert settled["penalties"] == {}
+        assert [reg.credit(t.address) for t in (a, b)] == [0, 0]
+    assert {p.address: bond(market, p) for p in (p1, p2, p3, backup)} == bonds
+    assert_conserved(market, task_id)
+
+
+def test_a_member_penalised_below_the_minimum_bond_leaves_the_draw(market: Market) -> None:
+    """The outsider holds exactly the minimum: one penalty takes it out of the draw (it keeps what is left,
+    withdrawable after the exit delay); a member with a larger bond (the fixture's aggregator, topped up) stays in."""
+    register(market, market.outsider)
+    register(market, market.aggregator, bond=DEV_MIN_BOND)  # adds to its bond: at least twice the minimum
+    kept = bond(market, market.aggregator) - DEV_PENALTY
+    task_id = create(market, rounds=2, max_trainers=1, backup=True, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    ups = play_round(market, task_id, 0, [a])
+    prove(market, task_id, 0, a, ups[a.address])  # nobody posts: both drawn members are silent
+    reg = market.contract.registry
+
+    settled = market.contract.settlement(settle_after_deadline(market, task_id))
+
+    penalty = reg.penalty()
+    assert settled["penalties"] == {market.aggregator.address: penalty, market.outsider.address: penalty}
+    gone = reg.member(market.outsider.address)
+    assert gone is not None and not gone.active and gone.bond == DEV_MIN_BOND - penalty
+    assert reg.is_active(market.aggregator.address) and bond(market, market.aggregator) == kept
+    assert reg.active_count() == 1
+    with pytest.raises(ContractRevert) as exc:  # a backup task now needs a second member
+        create(market, backup=True)
+    assert revert_name(exc) == "MarketFewAggregators"
+
+    play_round(market, task_id, 1, [a])
+    assert drawn(market, task_id) == ([market.aggregator], None)
+    advance_to(market, schedule(market, task_id)["result"])
+    with pytest.raises(ContractRevert) as exc2:
+        post(market, task_id, 1, [10_000], sender=market.outsider)
+    assert revert_name(exc2) == "MarketNotAggregator"
+    post(market, task_id, 1, [10_000], sender=market.aggregator)
+
+    advance_to(market, market.chain.w3.eth.get_block(gone.left_block)["timestamp"] + exit_delay(market))
+    assert reg.withdraw_bond(market.outsider) == DEV_MIN_BOND - penalty
+
+
+# ------------------------------------------------------------------- exit
+def test_two_rounds_must_fit_in_the_exit_delay(market: Market) -> None:
+    """A member's bond stays at stake (and its entry is not reused) for any round it may be drawn for: a market
+    whose registry lets bonds go after 360 s takes rounds of at most 180 s."""
+    short = MarketContract.deploy(market.chain, market.owner, exit_delay=360)
+    short.registry.register(market.aggregator)
+    m = replace(market, contract=short)
+    assert create(m, rounds=1, **SHORT) == 1  # 60 + 2 * 30 + 60 = 180 s
+    with pytest.raises(ContractRevert) as exc:
+        create(m, rounds=1, **{**SHORT, "result_window": 61})
+    assert revert_name(exc) == "MarketRoundTooLong"
+    assert "181" in str(exc.value) and "360" in str(exc.value)
+
+
+def test_a_bond_is_withdrawn_only_exit_delay_after_leaving(market: Market) -> None:
+    reg = market.contract.registry
+    o = market.outsider
+    register(market, o)
+    with pytest.raises(ContractRevert) as exc:
+        reg.withdraw_bond(o)
+    assert revert_name(exc) == "RegistryStillIn"
+
+    left = reg.exit(o)
+    assert not reg.is_active(o.address) and reg.active_count() == 1
+    with pytest.raises(ContractRevert) as exc2:
+        reg.exit(o)
+    assert revert_name(exc2) == "RegistryAlreadyLeft"
+    until = market.chain.w3.eth.get_block(left["blockNumber"])["timestamp"] + exit_delay(market)
+    for moment in (market.chain.clock(), until - 1):
+        advance_to(market, moment)
+        with pytest.raises(ContractRevert) as exc3:
+            reg.withdraw_bond(o)
+        assert revert_name(exc3) == "RegistryExitPending" and str(until) in str(exc3.value)
+    with pytest.raises(ContractRevert) as exc4:  # nor register again while the bond is still held
+        reg.register(o)
+    assert revert_name(exc4) == "RegistryExitPending"
+    advance_to(market, until)
+    before = market.chain.balance(reg.address)
+
+    assert reg.withdraw_bond(o) == DEV_MIN_BOND
+
+    assert market.chain.balance(reg.address) == before - DEV_MIN_BOND
+    with pytest.raises(ContractRevert) as exc5:
+        reg.withdraw_bond(o)
+    assert revert_name(exc5) == "RegistryNotMember"  # its entry was freed with the bond
+    reg.register(o)  # a new entry
+    entries = [e.account for e in reg.members()]
+    assert entries.count(o.address) == 1 and market.aggregator.address in entries  # the withdrawn entry is reused
+    assert reg.is_active(o.address) and reg.active_count() == 2 and bond(market, o) == DEV_MIN_BOND
+
+
+def test_a_member_that_left_still_answers_for_the_round_it_was_drawn_for(market: Market) -> None:
+    """Drawn, then gone before its window: still penalised (within the exit delay)."""
+    task_id = create(market, rounds=1, max_trainers=1, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    ups = play_round(market, task_id, 0, [a])
+    seal(market, task_id)
+    market.contract.registry.exit(market.aggregator)
+    prove(market, task_id, 0, a, ups[a.address])
+
+    settled = market.contract.settlement(settle_after_deadline(market, task_id))
+
+    assert settled["penalties"] == {market.aggregator.address: market.contract.registry.penalty()}
+
+
+def test_a_late_fallback_blames_no_member_that_was_not_drawn(market: Market) -> None:
+    """Three members, a panel of one. The drawn member leaves at once, and nobody settles the round until after the
+    exit delay: the member takes its bond back, a newcomer registers into its freed entry, then the fallback would
+    draw the round's panel again. The newcomer registered after the seal, so that draw would skip its entry and land
+    on one of the two others, never on the panel: a fallback settled a period late or more blames nobody (so the
+    member that left escapes, the price of not blaming an innocent)."""
+    register(market, market.outsider, market.trainers[4])
+    task_id = create(market, rounds=1, max_trainers=1, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    ups = play_round(market, task_id, 0, [a])
+    market.contract.seal(a, task_id)  # keeps the seed: the fallback can still draw the panel, however late
+    (leaver,), _ = drawn(market, task_id)
+    others = {market.aggregator.address, market.outsider.address, market.trainers[4].address} - {leaver.address}
+    reg = market.contract.registry
+    left = reg.exit(leaver)
+    prove(market, task_id, 0, a, ups[a.address])
+    advance_to(market, market.chain.w3.eth.get_block(left["blockNumber"])["timestamp"] + exit_delay(market))
+    reg.withdraw_bond(leaver)
+    register(market, market.trainers[3])  # takes the freed entry
+    assert market.chain.clock() > schedule(market, task_id)["end"]  # the round is long over, not yet settled
+    bonds = {o: reg.member(o).bond for o in others}  # type: ignore[union-attr]
+
+    settled = market.contract.settlement(settle_after_deadline(market, task_id))
+
+    assert settled["penalties"] == {}
+    assert {o: reg.member(o).bond for o in others} == bonds  # type: ignore[union-attr]
+    assert settled["settlement"] == "fallback" and market.contract.owed(task_id, a.address) == 10**18
+
+
+# ----------------------------------------------------- seal and the panel
+def test_an_early_vote_is_not_penalised_when_the_seal_blocks_hash_expires(market: Market) -> None:
+    """Three members, panel 3, quorum 2: p1 votes at once; the others take longer than 256 blocks and nobody
+    called seal in between. Were the round sealed again, another seed would draw the panel and p1's vote (cast
+    with the old seed) would count against the result the others agree on: the first vote keeps the seed, so the
+    round cannot be sealed again, and p1 shares the fee with p2 instead of losing its bond."""
+    members(market, 3)
+    task_id = create(market, rounds=1, reward=1000, max_trainers=1, panel=3, quorum=2, fee_bps=1000,
+                     submit_window=60, reveal_window=30, result_window=3600)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    play_round(market, task_id, 0, [a])
+    (p1, _, _), _ = drawn(market, task_id)
+    assert vote(market, task_id, 0, [10_000], p1) is None
+    _mine(market, 257)
+    with pytest.raises(ContractRevert) as exc:  # the first vote kept the seed
+        market.contract.seal(a, task_id)
+    assert revert_name(exc) == "MarketAlreadySealed"
+    p2 = next(p for p in drawn(market, task_id)[0] if p != p1)
+
+    settled = vote(market, task_id, 0, [10_000], p2)  # the second identical vote: decided
+
+    assert settled is not None and settled["penalties"] == {}
+    assert [market.contract.owed(task_id, p.address) for p in (p1, p2)] == [50, 50]  # the fee, shared
+
+
+def test_no_new_panel_once_the_result_windows_are_over(market: Market) -> None:
+    """The aggregator is drawn and stays silent; it leaves the registry and the outsider registers after the
+    seal. Nobody kept the seed; 256 blocks later, in the availability window, sealing the round again (a new seed,
+    a new panel that never had a window to post in) is refused. The fallback then has no seed, so it blames
+    nobody: neither the outsider, never drawn, nor the silent aggregator (nobody kept the seed in time)."""
+    task_id = create(market, rounds=1, max_trainers=1, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    ups = play_round(market, task_id, 0, [a])  # sealed by the only reveal; nobody keeps the seed
+    market.contract.registry.exit(market.aggregator)
+    register(market, market.outsider)
+    prove(market, task_id, 0, a, ups[a.address])  # the result windows are over
+    _mine(market, 257)
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.seal(a, task_id)
+    assert revert_name(exc) == "MarketResultWindowClosed"
+
+    settled = market.contract.settlement(settle_after_deadline(market, task_id))
+
+    assert settled["penalties"] == {}
+
+
+def test_a_round_sealed_again_draws_from_the_members_of_its_first_seal(market: Market) -> None:
+    """Within the result windows an expired, unkept seed is replaced by sealing again: another seed, but the
+    panel is still drawn from the members in the draw at the first seal (a member that registered in between
+    cannot be drawn)."""
+    register(market, market.outsider)
+    task_id = create(market, rounds=1, max_trainers=1, backup=True, submit_window=60, reveal_window=30,
+                     result_window=3600)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    play_round(market, task_id, 0, [a])
+    first = market.contract.task(task_id).seal_block
+    market.contract.registry.exit(market.outsider)  # still in the draw as of the first seal
+    late = market.trainers[4]
+    register(market, late)
+    _mine(market, 257)
+    market.contract.seal(a, task_id)  # sealed again: a new seed
+    assert market.contract.task(task_id).seal_block > first
+
+    (primary,), backup = drawn(market, task_id)
+
+    assert {primary, backup} == {market.aggregator, market.outsider}
+    with pytest.raises(ContractRevert) as exc:
+        post(market, task_id, 0, [10_000], sender=late)
+    assert revert_name(exc) == "MarketNotAggregator"
+    post(market, task_id, 0, [10_000], sender=primary)
+
+
+def test_the_fallback_of_a_proof_task_blames_nobody(market: Market) -> None:
+    """With a verifier, a panel may be unable to post (no proof backs a round with no valid update): the fallback
+    penalises no silent member there."""
+    verifier = mock_verifier(market)
+    task_id = create(market, rounds=1, max_trainers=1, verifier=verifier.address, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    ups = play_round(market, task_id, 0, [a])
+    market.contract.seal(a, task_id)  # the seed is kept: the panel could be blamed
+    prove(market, task_id, 0, a, ups[a.address])
+
+    settled = market.contract.settlement(settle_after_deadline(market, task_id))
+
+    assert (settled["settlement"], settled["penalties"]) == ("fallback", {})
+
+
+def test_identical_means_the_same_model_seed_lost_mask_and_pay(market: Market) -> None:
+    """A vote is the hash of what the panel must agree on (the model, the seed, the lost mask, the basis points),
+    not of the receipt (each member posts its own): the same basis points with another model are another result,
+    whose poster is outvoted; the same result with another receipt agrees."""
+    members(market, 3)
+    task_id = create(market, rounds=1, max_trainers=1, panel=3, quorum=2, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    play_round(market, task_id, 0, [a])
+    p1, p2, p3 = drawn(market, task_id)[0]
+    seed = market.contract.round_seed(task_id)
+    assert vote(market, task_id, 0, [10_000], p1) is None
+    other = market.contract.post_result(p2, task_id, 0, compute_cid(b"another model"), RECEIPT, [10_000], seed=seed)
+    assert market.contract.settlement_if_any(other) is None
+
+    own_receipt = market.contract.post_result(p3, task_id, 0, MODEL, compute_cid(b"p3's receipt"), [10_000], seed=seed)
+    settled = market.contract.settlement_if_any(own_receipt)
+
+    assert settled is not None and settled["penalties"] == {p2.address: market.contract.registry.penalty()}
+    assert market.contract.task(task_id).latest_model_cid == MODEL
