@@ -215,6 +215,10 @@ class Aggregator:
             return "closed"
         return "backup" if backup is not None and backup.lower() == me else None
 
+    def voted(self, task_id: int, round_: int) -> bool:
+        """Whether this key already posted its result for ``round_`` (a vote waiting for the quorum)."""
+        return self.contract.registry.vote_of(task_id, round_, self.account.address) != b"\x00" * 32
+
     def reveals_closed(self, task_id: int) -> bool:
         """Whether the current round's reveals are over (or the task finished): by :meth:`Chain.clock`,
         the reveal deadline passed, or every committer revealed (the contract then sealed the round)."""
@@ -299,7 +303,7 @@ class Aggregator:
         if self.my_window(info, round_seed) is None:
             raise MarketError(f"task {task_id} round {r}: this key ({self.account.address}) was not drawn for the round's "
                               "panel; nothing posted")
-        if self.contract.registry.vote_of(task_id, r, self.account.address) != b"\x00" * 32:
+        if self.voted(task_id, r):
             raise MarketError(f"task {task_id} round {r}: this key already posted its result; the round settles once "
                               f"{info.quorum} of the panel's {info.panel} post the same one")
         outcome, model_cid, receipt = self.compute_round(view, snap, round_seed)
@@ -385,7 +389,7 @@ class Aggregator:
             except SeedExpired:  # nobody kept it in time: seal again (a new seed; the panel as of the first seal)
                 self.contract.seal(self.account, task_id)
                 continue
-            voted = self.contract.registry.vote_of(task_id, r, self.account.address) != b"\x00" * 32
+            voted = self.voted(task_id, r)
             if mine is None or voted or (mine == "backup" and state.phase == "closed"):
                 why = ("not drawn for this round's panel" if mine is None else
                        f"posted; waiting for {info.quorum} of {info.panel} identical results" if voted else

@@ -9,12 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
 from market.chain.compile import load_artifact
 from market.chain.contract import commit_hash
 from market.cid import compute_cid
+from market.errors import ContractRevert
 from tests.conftest import Market
 
 SPEC = compute_cid(b"spec")
@@ -24,6 +26,11 @@ RECEIPT = compute_cid(b"receipt")
 STAKE = 10**17
 #: the shortest windows the contract allows (seconds)
 SHORT = {"submit_window": 60, "reveal_window": 30, "result_window": 60}
+
+
+def revert_name(excinfo: "pytest.ExceptionInfo[ContractRevert]") -> str:
+    """The contract's custom error a test's ``pytest.raises(ContractRevert)`` caught."""
+    return excinfo.value.name
 
 
 def create(m: Market, rounds: int = 2, reward: int = 10**18, max_trainers: int = 3, **kw: Any) -> int:

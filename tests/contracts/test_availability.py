@@ -45,6 +45,7 @@ from tests.contracts.helpers import (
     post,
     prove,
     register,
+    revert_name,
     schedule,
     settle_after_deadline,
     update,
@@ -53,10 +54,6 @@ from tests.contracts.helpers import (
 # getTask's TaskView: period, by position
 T_PERIOD = [c["name"] for c in next(i for i in load_artifact("ContributionMarket")["abi"] if i.get("name") == "getTask")
             ["outputs"][0]["components"]].index("period")
-
-
-def revert_name(excinfo: pytest.ExceptionInfo[ContractRevert]) -> str:
-    return excinfo.value.name
 
 
 def prove_now(m: Market, task_id: int, round_: int, trainer: LocalAccount, upd: Update) -> Any:

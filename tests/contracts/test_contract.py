@@ -33,15 +33,12 @@ from tests.contracts.helpers import (
     prove,
     register,
     reveal,
+    revert_name,
     schedule,
     seal,
     settle_after_deadline,
     update,
 )
-
-
-def revert_name(excinfo: pytest.ExceptionInfo[ContractRevert]) -> str:
-    return excinfo.value.name
 
 
 # ---------------------------------------------------------------- create

@@ -37,14 +37,11 @@ from tests.contracts.helpers import (
     post,
     prove,
     register,
+    revert_name,
     schedule,
     seal,
     settle_after_deadline,
 )
-
-
-def revert_name(excinfo: pytest.ExceptionInfo[ContractRevert]) -> str:
-    return excinfo.value.name
 
 
 def members(m: Market, n: int) -> list[LocalAccount]:
