@@ -398,10 +398,11 @@ class EscrowDriver:
 
     def now(self) -> int:
         """The earliest timestamp the next transaction can run at: eth-tester's pending block (the later of
-        the wall clock and the latest block's), Anvil's latest block plus one."""
+        the wall clock and the latest block's), Anvil's latest block's own (after ``evm_setNextBlockTimestamp``
+        Anvil may mine the next block within the same second)."""
         if self.tester is not None:
             return int(self.tester.get_block_by_number("pending")["timestamp"])
-        return int(self.w3.eth.get_block("latest")["timestamp"]) + 1
+        return int(self.w3.eth.get_block("latest")["timestamp"])
 
     def last_block(self) -> int:
         """The latest block's number (that of the last transaction)."""
