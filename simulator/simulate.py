@@ -142,15 +142,17 @@ def spec_for(cfg: SimulateConfig) -> TaskSpec:
 
 
 def post_task(
-    env: Environment, owner: LocalAccount, cfg: SimulateConfig, validation: Dataset, reward: int
+    env: Environment, owner: LocalAccount, cfg: SimulateConfig, validation: Dataset, reward: int,
+    on_note: Callable[[str], None] | None = None,
 ) -> tuple[int, TaskSpec]:
-    """The owner's step of a simulation: :func:`owner.task.create_task` with the simulation's spec."""
+    """The owner's step of a simulation: :func:`owner.task.create_task` with the simulation's spec
+    (``on_note`` hears its one-time steps, such as building a proof setup)."""
     request = TaskRequest(
         spec=spec_for(cfg), validation_commitment=dataset_commitment(validation), rounds=cfg.rounds, reward_wei=reward,
         max_trainers=max(cfg.trainers, 1), stake_wei=cfg.stake_wei, panel=cfg.panel, quorum=cfg.quorum,
         backup=env.contract.registry.active_count() > cfg.panel if cfg.backup is None else cfg.backup, fee_bps=cfg.fee_bps,
     )
-    created = create_task(env.contract, env.store, owner, request)
+    created = create_task(env.contract, env.store, owner, request, progress=on_note)
     return created.task_id, created.spec
 
 
@@ -277,8 +279,10 @@ def run_round(sim: Simulation) -> dict[str, Any]:
     return entry
 
 
-def simulate(cfg: SimulateConfig, on_round: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run the marketplace end to end and return the report."""
+def simulate(cfg: SimulateConfig, on_round: Callable[[dict[str, Any]], None] | None = None,
+             on_note: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the marketplace end to end and return the report (``on_round`` after each settled round,
+    ``on_note`` for one-time set-up steps such as a proof task's development setup)."""
     cfg.check()
     splits = digits_splits(cfg.trainers, cfg.partition, cfg.seed)
     n_accounts = cfg.trainers + 1 + cfg.aggregators
@@ -292,7 +296,7 @@ def simulate(cfg: SimulateConfig, on_round: Callable[[dict[str, Any]], None] | N
         agg_accounts = [env.accounts[1], *env.accounts[2 + cfg.trainers:]]
         reward = reward_of(cfg.reward)
         start_block = env.chain.w3.eth.block_number
-        task_id, spec = post_task(env, owner, cfg, splits.validation, reward)
+        task_id, spec = post_task(env, owner, cfg, splits.validation, reward, on_note)
         attack_of = [cfg.attack if i >= cfg.trainers - cfg.attackers else None for i in range(cfg.trainers)]
         honest_cids: list[str] = []
         honest_blobs: dict[str, bytes] = {}

@@ -30,9 +30,8 @@ def deploy_round_verifier(
     from market.chain.compile import load_artifact
 
     shapes = shapes_for(spec, sizes)
-    verifiers = []
-    for shape in shapes:
-        built = build(shape, progress)
-        verifiers.append(chain.deploy(account, built.verifier))
+    # the largest first: its powers of tau serve the smaller shapes too (else a fresh machine builds two)
+    built = {shape: build(shape, progress) for shape in sorted(shapes, key=lambda s: -s.n)}
+    verifiers = [chain.deploy(account, built[shape].verifier) for shape in shapes]
     # RoundVerifier derives each size's selector itself (see ``selector``, which tests check it against)
     return chain.deploy(account, load_artifact("RoundVerifier"), spec.proof.sketch_k, [s.n for s in shapes], verifiers)

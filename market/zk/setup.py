@@ -45,6 +45,7 @@ CIRCUIT = ROOT / "zk" / "round.circom"
 NODE_BIN = ROOT / "node_modules" / ".bin"
 MIN_POWER = 12
 DEV_ENTROPY = "poc-market development setup - NOT FOR PRODUCTION"
+DEV_NAME = "dev"  # the name of the development contributions (one per phase, made on the machine that builds)
 
 Progress = Callable[[str], None]
 
@@ -150,16 +151,21 @@ def ptau(power: int, progress: Progress | None = None) -> Path:
             return hit
         snarkjs = _tool("snarkjs")
         if progress:
-            progress(f"zk setup: powers of tau 2^{power} (development, one time)")
+            progress(f"zk setup: powers of tau 2^{power} (development, one time; 3-5 min for 2^13 on 2 cores)")
         with tempfile.TemporaryDirectory(dir=base) as tmp:
             t = Path(tmp)
             _run([snarkjs, "powersoftau", "new", "bn128", str(power), str(t / "0.ptau")], "powersoftau new")
             _run([snarkjs, "powersoftau", "contribute", str(t / "0.ptau"), str(t / "1.ptau"),
-                  "--name=dev", f"-e={DEV_ENTROPY}"], "powersoftau contribute")
+                  f"--name={DEV_NAME}", f"-e={DEV_ENTROPY}"], "powersoftau contribute")
             _run([snarkjs, "powersoftau", "prepare", "phase2", str(t / "1.ptau"), str(t / "final.ptau")],
                  "powersoftau prepare phase2")
             os.replace(t / "final.ptau", final)
     return final
+
+
+def ptau_for(constraints: int, shape: Shape, progress: Progress | None = None) -> Path:
+    """The powers of tau a circuit of ``shape`` with ``constraints`` is set up over (see :func:`ptau`)."""
+    return ptau(bits_for(constraints + public_input_count(shape.n) + 1), progress)
 
 
 def _main_source(shape: Shape) -> str:
@@ -171,18 +177,21 @@ def _main_source(shape: Shape) -> str:
     )
 
 
-def _compile_verifier(sol: Path) -> dict:
+def _compile_verifier(sol: Path, runtime: bool = False) -> dict:
+    """The Groth16 verifier's artifact (with ``runtime``: also its deployed code, whose keccak is the code
+    hash the market's allowlist holds; the verifier has no immutables, so that code is exactly what runs)."""
     import solcx
 
     from market.chain.compile import SOLC_VERSION, solc_binary
 
+    wanted = ["abi", "evm.bytecode.object"] + (["evm.deployedBytecode.object"] if runtime else [])
     std = {
         "language": "Solidity",
         "sources": {"Verifier.sol": {"content": sol.read_text()}},
         "settings": {
             "optimizer": {"enabled": True, "runs": 200},
             "evmVersion": "paris",  # plain precompile calls: runs on any EVM node
-            "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}},
+            "outputSelection": {"*": {"*": wanted}},
         },
     }
     try:
@@ -190,7 +199,24 @@ def _compile_verifier(sol: Path) -> dict:
     except solcx.exceptions.SolcError as exc:
         raise ConfigError(f"verifier compilation failed: {str(exc).splitlines()[0]}") from None
     (name, c), = out["contracts"]["Verifier.sol"].items()
-    return {"contractName": name, "compiler": SOLC_VERSION, "abi": c["abi"], "bytecode": "0x" + c["evm"]["bytecode"]["object"]}
+    art = {"contractName": name, "compiler": SOLC_VERSION, "abi": c["abi"], "bytecode": "0x" + c["evm"]["bytecode"]["object"]}
+    if runtime:
+        art["deployedBytecode"] = "0x" + c["evm"]["deployedBytecode"]["object"]
+    return art
+
+
+def compile_circuit(shape: Shape, work: Path) -> int:
+    """``zk/round.circom`` for ``shape`` compiled into ``work`` (main.r1cs, main_js/main.wasm); returns the
+    number of non-linear constraints. Anyone can run this from the source: the r1cs is deterministic."""
+    circom = _tool("circom2")
+    (work / "main.circom").write_text(_main_source(shape))
+    # circom2 (WebAssembly) only sees paths under the working directory's ancestors: run it from /
+    rel = lambda p: os.path.relpath(p, "/")  # noqa: E731
+    out = _run([circom, rel(work / "main.circom"), "--r1cs", "--wasm", "--O2",
+                "-l", rel(ROOT / "node_modules"), "-l", rel(ROOT / "zk"), "-o", rel(work)],
+               f"circom {shape.name}", cwd=Path("/"))
+    m = re.search(r"non-linear constraints: (\d+)", out)
+    return int(m.group(1)) if m else 0
 
 
 def build(shape: Shape, progress: Progress | None = None) -> Built:
@@ -201,28 +227,21 @@ def build(shape: Shape, progress: Progress | None = None) -> Built:
     with _lock(final.parent / f".{final.name}.lock"):
         if (final / "meta.json").exists():
             return Built(shape, final, json.loads((final / "meta.json").read_text()))
-        circom, snarkjs = _tool("circom2"), _tool("snarkjs")
+        snarkjs = _tool("snarkjs")
         if progress:
             progress(f"zk setup: circuit {shape.name} (one time)")
         t0 = time.perf_counter()
         work = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{shape.name}-"))
         try:
-            (work / "main.circom").write_text(_main_source(shape))
-            # circom2 (WebAssembly) only sees paths under the working directory's ancestors: run it from /
-            rel = lambda p: os.path.relpath(p, "/")  # noqa: E731
-            out = _run([circom, rel(work / "main.circom"), "--r1cs", "--wasm", "--O2",
-                        "-l", rel(ROOT / "node_modules"), "-l", rel(ROOT / "zk"), "-o", rel(work)],
-                       f"circom {shape.name}", cwd=Path("/"))
-            m = re.search(r"non-linear constraints: (\d+)", out)
-            constraints = int(m.group(1)) if m else 0
+            constraints = compile_circuit(shape, work)
             t1 = time.perf_counter()
             power = bits_for(constraints + public_input_count(shape.n) + 1)
-            pt = ptau(power, progress)
+            pt = ptau_for(constraints, shape, progress)
             t2 = time.perf_counter()
             if progress:
                 progress(f"zk setup: proving key {shape.name} ({constraints} constraints)")
             _run([snarkjs, "groth16", "setup", str(work / "main.r1cs"), str(pt), str(work / "0.zkey")], "groth16 setup")
-            _run([snarkjs, "zkey", "contribute", str(work / "0.zkey"), str(work / "main.zkey"), "--name=dev",
+            _run([snarkjs, "zkey", "contribute", str(work / "0.zkey"), str(work / "main.zkey"), f"--name={DEV_NAME}",
                   f"-e={DEV_ENTROPY}"], "zkey contribute")
             (work / "0.zkey").unlink()
             _run([snarkjs, "zkey", "export", "verificationkey", str(work / "main.zkey"), str(work / "vkey.json")],

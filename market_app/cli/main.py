@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from market.errors import MarketError
-from market_app.cli import data, devnet, roles, serve, simulate, task
+from market_app.cli import data, devnet, roles, serve, simulate, task, zk
 from market_app.cli.common import _OneLineParser
 from market_app.settings import check_environment, load_dotenv
 
@@ -20,7 +20,7 @@ from market_app.settings import check_environment, load_dotenv
 def build_parser() -> argparse.ArgumentParser:
     ap = _OneLineParser(prog="market", description="Proof-of-Contribution market: collaborative training paid by contribution.")
     sub = ap.add_subparsers(dest="command", required=True)
-    for module in (simulate, devnet, data, task, roles, serve):  # in this order: the order of `market --help`
+    for module in (simulate, devnet, data, task, roles, serve, zk):  # in this order: the order of `market --help`
         module.add_parser(sub)
     return ap
 

@@ -78,6 +78,10 @@ def _print_round(console: Any, report_trainers: list[dict[str, Any]], entry: dic
     if panel:
         phase += (f"  ·  judged by {', '.join(_short(a) for a in panel['agreed'])} ({len(panel['agreed'])} of the "
                   f"{len(panel['drawn'])} drawn agreed)")
+    proof = entry.get("proof") or {}
+    if proof.get("verified_on_chain"):
+        phase += (f"  ·  {proof.get('system', 'groth16').capitalize()} proof verified on chain "
+                  f"(n{proof['n']}-k{proof['k']}-f{proof['f']}, proved in {float(proof['prove_s']):.1f} s)")
     lost = int(reveal.get("stakes_lost_wei", 0) or 0)
     caption = ("round value: this round's Shapley share; bps: the pool's split"
                + (" by each trainer's running sum of values" if entry.get("payout") == "cumulative" else "")
@@ -218,7 +222,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 f"outliers {[_short(a) for a in entry['outliers']]}, rejected {len(entry['rejected'])}"
             )
 
-    hooks: dict[str, Any] = {"on_round": on_round}
+    def on_note(message: str) -> None:
+        if not args.quiet:
+            bars.progress.console.print(message)
+
+    hooks: dict[str, Any] = {"on_round": on_round, "on_note": on_note}
     if "on_progress" in inspect.signature(simulate).parameters:  # finer hook, when the simulator offers it
         hooks["on_progress"] = bars.on_progress
     with bars.progress:
@@ -236,7 +244,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 #: ``market demo``'s own defaults (the rest are ``market simulate``'s)
-DEMO_DEFAULTS: dict[str, object] = dict(trainers=5, attackers=1, attack="sign_flip", rounds=3, partition="dirichlet:0.5", seed=0)
+#: Proven rounds by default: Multi-Krum is the robust rule the round circuit proves (``--proof none --robust ccdrop``
+#: is ``market simulate``'s unproven default); the first run builds the development setup for n = 5 and 4 (~3-5 min)
+DEMO_DEFAULTS: dict[str, object] = dict(trainers=5, attackers=1, attack="sign_flip", rounds=3, partition="dirichlet:0.5",
+                                        seed=0, proof="groth16", robust="multikrum")
 #: ``SimulateConfig``'s defaults, as ``--help`` shows them (parsing must not import torch; a test keeps them equal)
 SIMULATE_DEFAULTS: dict[str, object] = dict(trainers=6, attackers=0, attack="sign_flip", rounds=3, robust="ccdrop",
                                             valuation="auto", model="logreg", partition="iid", seed=0, reward="1",

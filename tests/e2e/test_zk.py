@@ -214,3 +214,43 @@ def test_proof_from_another_task_is_rejected(proof_env: dict[str, Any]) -> None:
     assert env.contract.credited(tasks[1], 0) == {} and env.contract.task(tasks[1]).current_round == 0
     _post(first, p)  # and it still settles its own round
     assert env.contract.task(tasks[0]).finished
+
+
+def _market(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from market_app.cli.main import main
+
+    code = main(argv)
+    return code, capsys.readouterr().out
+
+
+def test_zk_audit_checks_the_task_setup_and_a_fresh_contribution_is_not_the_deployed_code(
+        proof_env: dict[str, Any], tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """`market zk audit` from the circuit's source to the task's deployed verifier and the market's allowlist;
+    a phase-2 contribution is listed by the next audit, and its verifier is not the one the task uses."""
+    from market.zk.setup import Shape, build
+
+    env, task_id = proof_env["env"], proof_env["task_id"]
+    chain = ["--task", str(task_id), "--rpc", env.chain.w3.provider.endpoint_uri, "--contract", env.contract.address, "--quiet"]
+    code, out = _market(["zk", "audit", "--shape", "5:16:1", *chain], capsys)
+    assert code == 0, out
+    for line in ("ok   proving key", "ok   deployed", "ok   allowlist", "phase 2 contribution #1: dev", "warning: development setup"):
+        assert line in out, out
+
+    alice = tmp_path / "alice.zkey"
+    code, out = _market(["zk", "contribute", str(build(Shape(5, 16, 1)).zkey), str(alice), "--name", "alice"], capsys)
+    assert code == 0 and alice.is_file()
+    published = out.split("publish its hash: ")[1].split()[0]
+    assert len(published) == 128, out  # 64 bytes in hex
+
+    code, out = _market(["zk", "audit", "--shape", "5:16:1", "--zkey", str(alice), *chain], capsys)
+    assert code == 1, out
+    assert "ok   proving key" in out and f"phase 2 contribution #2: alice  {published}" in out, out
+    assert "FAIL deployed" in out and "setup FAILED: deployed" in out, out
+
+
+def test_zk_audit_refuses_a_proving_key_of_another_circuit(capsys: pytest.CaptureFixture[str]) -> None:
+    from market.zk.setup import Shape, build
+
+    code, out = _market(["zk", "audit", "--shape", "4:16:0", "--zkey", str(build(Shape(5, 16, 1)).zkey), "--quiet"], capsys)
+    assert code == 1
+    assert "FAIL proving key" in out and "setup FAILED: proving key" in out, out
