@@ -52,6 +52,9 @@ contract AggregatorRegistry is ReentrancyGuard {
     uint256 public activeCount;
     /// @notice Wei owed to trainers from penalties (withdraw with `withdrawCredit`).
     mapping(address account => uint256) public credits;
+    /// @notice Wei of penalties taken in rounds that paid nobody to credit them to (an all-lost result, a
+    /// fallback with no update proved available): out of circulation for good, never anyone's.
+    uint256 public burned;
     mapping(uint256 taskId => mapping(uint256 round => mapping(address member => bytes32))) private _votes;
 
     event Registered(address indexed account, uint256 entry, uint256 bond);
@@ -61,6 +64,7 @@ contract AggregatorRegistry is ReentrancyGuard {
     event Voted(uint256 indexed taskId, uint256 indexed round, address indexed member, bytes32 result);
     event Penalised(uint256 indexed taskId, uint256 indexed round, address indexed member, uint256 amount);
     event Credited(uint256 indexed taskId, uint256 indexed round, address indexed account, uint256 amount);
+    event PenaltyBurned(uint256 indexed taskId, uint256 indexed round, uint256 amount);
     event CreditWithdrawn(address indexed account, uint256 amount);
 
     // Each error's @notice is the one-line message the client shows for it.
@@ -290,12 +294,12 @@ contract AggregatorRegistry is ReentrancyGuard {
 
     /// @notice Take `penalty` (at most the bond) from each offender and split it all equally among `to`
     /// (cumulative rounding: not a wei is lost). A member left with less than `minBond` leaves the draw.
-    /// With nobody in `to`, the penalties are not taken.
+    /// With nobody in `to`, the penalties are taken all the same and burned (`burned`): an offender never
+    /// escapes its penalty because the round paid nobody, and no party that decides a round can collect it.
     function penalise(uint256 taskId, uint256 round, address[] calldata members, address[] calldata to)
         external
         onlyMarket
     {
-        if (to.length == 0) return;
         uint256 taken = 0;
         for (uint256 i = 0; i < members.length; ++i) {
             uint256 entry = entryOf[members[i]];
@@ -307,6 +311,13 @@ contract AggregatorRegistry is ReentrancyGuard {
             taken += amount;
             emit Penalised(taskId, round, members[i], amount);
             if (m.leftBlock == 0 && m.bond < minBond) _leave(m);
+        }
+        if (to.length == 0) {
+            if (taken != 0) {
+                burned += taken;
+                emit PenaltyBurned(taskId, round, taken);
+            }
+            return;
         }
         uint256 paid = 0;
         for (uint256 j = 1; j <= to.length && taken != 0; ++j) {

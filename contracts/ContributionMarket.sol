@@ -815,7 +815,8 @@ contract ContributionMarket is ReentrancyGuard {
         uint256 credited = _splitAvailable(t, taskId, round);
         t.emptyStreak = 0;
         _settle(t, taskId, round, SETTLED_BY_FALLBACK, credited, 0, _noResult());
-        if (silent.length != 0 && provers.length != 0) registry.penalise(taskId, round, silent, provers);
+        // with no update proved available, the silent members' penalties are burned (nobody to credit them to)
+        if (silent.length != 0) registry.penalise(taskId, round, silent, provers);
     }
 
     // ------------------------------------------------------------------ views

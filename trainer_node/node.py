@@ -262,6 +262,22 @@ class TrainerNode:
                                                 reveal_salt(self.account, task_id, round_, sub.cid), blob)
         return SubmitResult(task_id, round_, sub.cid, int(receipt["gasUsed"]), 0.0, time.perf_counter() - t1)
 
+    def keep_seed(self, task_id: int) -> bool:
+        """Once the reveals are closed: seal the round if nobody did, then keep its seed in storage while the seal
+        block's hash is readable (256 blocks). The seed fixes the round's drawn panel; kept, the panel stays the
+        one that must answer for the round (a silent member is fined in the fallback) even when no aggregator
+        runs. False when there was nothing to do (another party did it, or the hash is gone)."""
+        info = self.contract.task(task_id)
+        if not info.seal_block and info.submitted_count:
+            try:
+                self.contract.seal(self.account, task_id)
+            except ContractRevert as exc:
+                if exc.name not in ("MarketAlreadySealed", "MarketRevealOpen", "MarketWrongRound", "MarketTaskFinished"):
+                    raise
+                return False
+            info = self.contract.task(task_id)
+        return self.contract.keep_seed(self.account, task_id, info)
+
     def run(self, task_id: int, *, once: bool = False, timeout: float = 3600.0, poll: float = 0.5,
             say: Callable[[str], None] = print) -> RunSummary:
         """Join (with the task's stake), then commit and reveal every round until the task ends (``once``:
@@ -375,6 +391,10 @@ class TrainerNode:
                 once_per_phase(r, "late", SubmissionsClosed(r, state.submit_deadline, state.now).line("waiting for the next round"))
             else:
                 summary.submitted.setdefault(r, None)
+                if revealed and state.phase in ("closed", "backup") and (r, "seed") not in said:
+                    said.add((r, "seed"))
+                    if self.keep_seed(task_id):
+                        say(f"round {r}: kept the round's seed on chain (its drawn panel must answer for the round)")
                 once_per_phase(r, "settle", f"round {r}: {state.text()}")
             if not wait_phase(info, state.phase, f"round {r} of task {task_id} to move on"):
                 return summary

@@ -488,7 +488,8 @@ class MarketContract:
         """The ``RoundSettled`` event of a settling receipt: round, settlement (result | fallback | refunded),
         credited and refunded wei, how many trainers were credited (``TrainerCredited`` events), the stakes
         lost (``StakeLost``), the aggregators' fee (``FeeCredited``) and the bond penalties (the registry's
-        ``Penalised``). None for a ``postResult`` that was only a vote (the quorum not reached yet)."""
+        ``Penalised``; ``penalties_burned``: the part taken in a round that paid nobody to credit it to). None for a
+        ``postResult`` that was only a vote (the quorum not reached yet)."""
         settled = self.c.events.RoundSettled().process_receipt(receipt, errors=DISCARD)
         if not settled:
             return None
@@ -497,12 +498,14 @@ class MarketContract:
         lost = self.c.events.StakeLost().process_receipt(receipt, errors=DISCARD)
         fees = self.c.events.FeeCredited().process_receipt(receipt, errors=DISCARD)
         penalties = self.registry.c.events.Penalised().process_receipt(receipt, errors=DISCARD)
+        burned = self.registry.c.events.PenaltyBurned().process_receipt(receipt, errors=DISCARD)
         a = ev["args"]
         return {"round": int(a["round"]), "settlement": SETTLEMENT.get(int(a["mode"]), str(a["mode"])),
                 "credited": int(a["credited"]), "refunded": int(a["refunded"]), "trainers": len(paid),
                 "stakes_lost": sum(int(e["args"]["amount"]) for e in lost),
                 "fee": sum(int(e["args"]["amount"]) for e in fees),
-                "penalties": {Web3.to_checksum_address(e["args"]["member"]): int(e["args"]["amount"]) for e in penalties}}
+                "penalties": {Web3.to_checksum_address(e["args"]["member"]): int(e["args"]["amount"]) for e in penalties},
+                "penalties_burned": sum(int(e["args"]["amount"]) for e in burned)}
 
     def withdraw(self, account: LocalAccount, task_id: int, recipient: str | None = None) -> int:
         """Withdraw everything ``task_id`` owes ``account`` (to ``recipient``, default itself); return the amount

@@ -106,6 +106,10 @@ class RegistryContract:
         a, since, left, bond = self.chain.call(self.c.functions.memberAt(entry - 1))
         return Member(Web3.to_checksum_address(a), int(since), int(left), int(bond))
 
+    def burned(self) -> int:
+        """Wei of penalties taken in rounds that paid nobody to credit them to (kept out of circulation)."""
+        return int(self.chain.call(self.c.functions.burned()))
+
     def credit(self, account: str) -> int:
         """Wei of penalties owed to ``account`` (withdraw with :meth:`withdraw_credit`)."""
         return int(self.chain.call(self.c.functions.credits(Web3.to_checksum_address(account))))

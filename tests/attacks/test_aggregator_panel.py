@@ -260,3 +260,49 @@ def test_an_all_rejected_result_without_a_proof_is_refused_by_the_round_verifier
     ok = chain.call(rv.functions.verifyRound(1, 0, digest, b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, [0] * n,
                                              everyone, proof))
     assert ok is False
+
+
+@pytest.mark.parametrize("nodes_keep_the_seed", [True, False])
+def test_a_silent_panel_cannot_wait_out_the_seed_when_trainer_nodes_keep_it(tmp_path: Path, nodes_keep_the_seed: bool,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Attack A3a: no aggregator runs and the drawn member stays silent; once the seal block's hash is gone (256
+    blocks) the chain no longer knows who was drawn, so the fallback fines nobody. A trainer node that runs keeps the
+    seed as soon as the reveals close, and the silent member pays. (With ``nodes_keep_the_seed`` False, the node's
+    keeping is switched off: the member escapes, as it did before.)"""
+    if not nodes_keep_the_seed:
+        monkeypatch.setattr(TrainerNode, "keep_seed", lambda self, task_id: False)
+    with stage(tmp_path, aggregators=1, panel=1) as s:
+        me, *others = s.nodes
+        (silent,) = s.aggregators.values()  # the registry's only member: every draw is its
+        bond0 = s.bond(silent)
+        info = s.info()
+        lines: list[str] = []
+
+        def say(line: str) -> None:
+            lines.append(line)
+            if line.startswith("round 0: committed to "):
+                for n in others:
+                    n.run_round(s.task_id)  # the last seat: commits close
+            elif line.startswith("round 0: revealed "):
+                for n in others:
+                    n.reveal_round(s.task_id)  # every committer revealed: the last reveal seals the round
+            elif line.startswith("round 0: ") and ("result" in line or "kept the round's seed" in line) \
+                    and (0, "waited") not in waited:
+                waited.add((0, "waited"))
+                s.env.chain.w3.provider.ethereum_tester.mine_blocks(300)  # type: ignore[attr-defined]  # hash gone
+                s.env.chain.advance_to(info.opens_at(0) + info.results_end_offset)  # nobody posted
+            elif line.startswith("round 0: no result came"):
+                s.env.chain.advance_to(info.opens_at(1))  # the availability window ends: the node settles the round
+
+        waited: set[tuple[int, str]] = set()
+        me.run(s.task_id, timeout=60, say=say)
+
+        assert any("proved the update" in line for line in lines), lines
+        assert s.info().finished
+        penalty = s.contract.registry.penalty()
+        if nodes_keep_the_seed:
+            assert any("kept the round's seed" in line for line in lines), lines
+            assert s.bond(silent) == bond0 - penalty
+            assert s.credits()[me.address] == penalty  # the one trainer that proved its update available
+        else:
+            assert s.bond(silent) == bond0 and sum(s.credits().values()) == 0

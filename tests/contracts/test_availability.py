@@ -269,7 +269,7 @@ def test_the_fallback_pays_only_the_trainers_that_proved_their_updates(market: M
     # d never revealed and nobody called seal: the round had no seed, so no panel was drawn and none is penalised
     assert market.contract.settlement(receipt) == {"round": 0, "settlement": "fallback", "credited": 500 + STAKE,
                                                    "refunded": 0, "trainers": 2, "stakes_lost": STAKE, "fee": 0,
-                                                   "penalties": {}}
+                                                   "penalties": {}, "penalties_burned": 0}
     assert earned(market, task_id, [a, b, c, d]) == [shares[0], 0, shares[1], 0]
     assert [market.contract.seat(task_id, t.address).stake for t in (a, b, c, d)] == [STAKE, STAKE, STAKE, 0]
     assert market.contract.trainer_index(task_id, b.address) == 2  # b keeps its seat; d's is freed
@@ -299,7 +299,7 @@ def test_a_fallback_with_no_update_proved_carries_the_pool_and_the_lost_stakes(m
 
     assert market.contract.settlement(receipt) == {"round": 0, "settlement": "fallback", "credited": 0,
                                                    "refunded": 0, "trainers": 0, "stakes_lost": STAKE, "fee": 0,
-                                                   "penalties": {}}  # never sealed (c did not reveal): no panel
+                                                   "penalties": {}, "penalties_burned": 0}  # never sealed (c did not reveal): no panel
     t = market.contract.task(task_id)
     assert (t.carry_pool, t.carry, t.escrow, t.credited, t.refunded) == (500, STAKE, 500, 0, 0)
     assert earned(market, task_id, [a, b, c]) == [0, 0, 0]

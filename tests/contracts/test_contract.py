@@ -905,7 +905,7 @@ def test_fallback_pays_only_revealed_updates_and_gives_them_the_non_revealers_st
     assert market.contract.owed(task_id, b.address) == 0  # stake lost too
     assert market.contract.settlement(receipt) == {"round": 0, "settlement": "fallback", "credited": 1000 + STAKE,
                                                    "refunded": 0, "trainers": 2, "stakes_lost": STAKE, "fee": 0,
-                                                   "penalties": {}}  # never sealed (b did not reveal): no panel
+                                                   "penalties": {}, "penalties_burned": 0}  # never sealed (b did not reveal): no panel
     assert market.contract.task(task_id).refunded == 0
     assert_conserved(market, task_id)
 

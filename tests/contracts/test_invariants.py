@@ -526,6 +526,7 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             self.members = list(self.d.members)  # the registry's two aggregators, in registration order
             self.bonds = dict.fromkeys(self.members, MEMBER_BOND)  # the model: each member's bond
             self.reg_credit: dict[str, int] = {}  # the model: penalties credited to trainers in the registry
+            self.burned = 0  # the model: penalties taken in rounds that paid nobody (kept by the registry for good)
             self.fees: dict[int, int] = {}  # the model: fees paid per task
             self.agg_earned: dict[tuple[int, str], int] = {}  # the model: fees a member has not withdrawn, per task
             self.outsider = a[9]
@@ -598,18 +599,21 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
         def _penalties(self, task_id: int, r: int, offenders: list[str], to: list[str],
                        events: list[tuple[str, dict[str, Any]]]) -> None:
             """Check a settlement's penalties against the model: each offender loses the penalty (at most its bond),
-            split among ``to`` by cumulative rounding in order; nothing is taken when ``to`` is empty."""
+            split among ``to`` by cumulative rounding in order; burned (``PenaltyBurned``) when ``to`` is empty."""
             penalised = [(a["member"], int(a["amount"])) for n, a in events if n == "Penalised"]
             credited = [(a["account"], int(a["amount"])) for n, a in events if n == "Credited"]
-            expected: list[tuple[str, int]] = []
-            if to:
-                expected = [(m, min(self.bonds[m], PENALTY)) for m in offenders if min(self.bonds[m], PENALTY)]
+            burned = [int(a["amount"]) for n, a in events if n == "PenaltyBurned"]
+            expected = [(m, min(self.bonds[m], PENALTY)) for m in offenders if min(self.bonds[m], PENALTY)]
             total = sum(x for _, x in expected)
             expected_credits = [(a, x) for a, x in zip(to, cumulative(total, [1] * len(to))) if x] if total else []
             assert penalised == expected, f"task {task_id} round {r}: penalised {penalised}, model {expected}"
             assert credited == expected_credits, f"task {task_id} round {r}: credited {credited}, model {expected_credits}"
+            assert burned == ([total] if total and not to else []), f"task {task_id} round {r}: burned {burned}, taken {total}"
+            self.burned += sum(burned)
+            if burned:
+                event("penalty burned: nobody to credit it to")
             assert all(int(a["taskId"]) == task_id and int(a["round"]) == r for n, a in events
-                       if n in ("Penalised", "Credited"))
+                       if n in ("Penalised", "Credited", "PenaltyBurned"))
             for m, x in expected:
                 self.bonds[m] -= x
             for a, x in expected_credits:
@@ -1307,12 +1311,12 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
 
         @invariant()
         def registry_is_conserved(self) -> None:
-            """The registry holds exactly the members' bonds and the penalties credited to trainers, both as the
-            model says; both members stay in the draw (the model's draw assumes it)."""
+            """The registry holds exactly the members' bonds, the penalties credited to trainers and those burned,
+            all as the model says; both members stay in the draw (the model's draw assumes it)."""
             bonds, credits, balance = self.d.registry_state(self.trainers)
             assert bonds == [self.bonds[m] for m in self.members], f"bonds {bonds}, model {self.bonds}"
             assert credits == {a: self.reg_credit.get(a, 0) for a in self.trainers}, f"credits {credits}, model {self.reg_credit}"
-            assert balance == sum(bonds) + sum(credits.values())
+            assert balance == sum(bonds) + sum(credits.values()) + self.burned
             assert all(b >= MIN_BOND for b in bonds), "a member fell out of the draw: raise MEMBER_BOND"
 
         @invariant()
@@ -1373,7 +1377,7 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     assert self._send(a, self.d.registry.functions.withdrawCredit()) is not None
             self.registry_is_conserved()
             _, _, reg_balance = self.d.registry_state(self.trainers)
-            assert reg_balance == sum(self.bonds.values()), "the registry holds more than the members' bonds"
+            assert reg_balance == sum(self.bonds.values()) + self.burned, "the registry holds more than the members' bonds"
 
     return EscrowMachine
 

@@ -52,9 +52,9 @@ def members(m: Market, n: int) -> list[LocalAccount]:
     return [m.aggregator, *extra]
 
 
-def vote(m: Market, task_id: int, round_: int, bps: list[int], sender: LocalAccount) -> dict[str, Any] | None:
+def vote(m: Market, task_id: int, round_: int, bps: list[int], sender: LocalAccount, **kw: Any) -> dict[str, Any] | None:
     """``sender`` posts ``bps`` (one vote); the settlement, or None when the quorum is not reached yet."""
-    return m.contract.settlement_if_any(post(m, task_id, round_, bps, sender=sender))
+    return m.contract.settlement_if_any(post(m, task_id, round_, bps, sender=sender, **kw))
 
 
 def _mine(m: Market, n: int) -> None:
@@ -326,7 +326,8 @@ def test_a_silent_panel_member_is_penalised_when_the_backup_settles_the_round(ma
 def test_the_fallback_penalises_the_silent_drawn_members_to_the_provers(market: Market, provers: int) -> None:
     """panel 3, quorum 2, backup: two panel members disagree, the third and the backup stay silent. No result:
     the fallback penalises the silent two (not the voters) to the trainers that proved their update available;
-    with nobody proved, nothing is taken."""
+    with nobody proved, the penalties are taken all the same and burned (attack A11: before, they were not taken,
+    so a silent panel lost nothing when it also kept the trainers from being paid)."""
     members(market, 4)
     task_id = create(market, rounds=1, reward=1000, max_trainers=2, panel=3, quorum=2, backup=True, **SHORT)
     a, b = market.trainers[:2]
@@ -348,12 +349,43 @@ def test_the_fallback_penalises_the_silent_drawn_members_to_the_provers(market: 
     if provers:
         assert settled["penalties"] == {p3.address: penalty, backup.address: penalty}
         assert [reg.credit(t.address) for t in (a, b)] == cumulative(2 * penalty, [1, 1])
-        bonds[p3.address] -= penalty
-        bonds[backup.address] -= penalty
+        assert settled["penalties_burned"] == 0 and reg.burned() == 0
     else:
-        assert settled["penalties"] == {}
+        assert settled["penalties"] == {p3.address: penalty, backup.address: penalty}
+        assert settled["penalties_burned"] == 2 * penalty and reg.burned() == 2 * penalty
         assert [reg.credit(t.address) for t in (a, b)] == [0, 0]
+    bonds[p3.address] -= penalty
+    bonds[backup.address] -= penalty
     assert {p.address: bond(market, p) for p in (p1, p2, p3, backup)} == bonds
+    held = sum(e.bond for e in reg.members()) + sum(reg.credit(t.address) for t in (a, b)) + reg.burned()
+    assert market.chain.balance(reg.address) == held  # bonds, credits and burned penalties: not a wei more or less
+    assert_conserved(market, task_id)
+
+
+def test_an_outvoted_member_of_a_result_that_pays_nobody_still_loses_its_penalty(market: Market) -> None:
+    """Attack A11, the decided case: panel 3, quorum 2; two members post an all-lost result, the third a result
+    that pays. The dissenter is penalised although no trainer is paid to credit it to: the penalty is burned,
+    not skipped (and not given to the members that decided, who could otherwise outvote an honest member for it)."""
+    members(market, 3)
+    task_id = create(market, rounds=1, reward=1000, max_trainers=2, panel=3, quorum=2, **SHORT)
+    a, b = market.trainers[:2]
+    join_all(market, task_id, [a, b])
+    play_round(market, task_id, 0, [a, b])
+    (p1, p2, p3), _ = drawn(market, task_id)
+    reg = market.contract.registry
+    bonds = {p.address: bond(market, p) for p in (p1, p2, p3)}
+    held = market.chain.balance(reg.address)
+    assert vote(market, task_id, 0, [0, 0], p1, lost_mask=3) is None
+    assert vote(market, task_id, 0, [10_000, 0], p2) is None
+
+    settled = vote(market, task_id, 0, [0, 0], p3, lost_mask=3)
+
+    penalty = reg.penalty()
+    assert settled is not None and settled["credited"] == 0
+    assert settled["penalties"] == {p2.address: penalty} and settled["penalties_burned"] == penalty
+    assert {p.address: bond(market, p) for p in (p1, p2, p3)} == {**bonds, p2.address: bonds[p2.address] - penalty}
+    assert [reg.credit(x.address) for x in (a, b, p1, p3)] == [0, 0, 0, 0] and reg.burned() == penalty
+    assert market.chain.balance(reg.address) == held  # taken from the bond, kept by the registry for good
     assert_conserved(market, task_id)
 
 
