@@ -12,6 +12,12 @@ caller such as the RoundVerifier), ``verify_tx_gas`` the whole transaction.  The
 ``proof_bytes`` is the Groth16 proof itself (8 words); ``calldata_bytes`` what postResult's
 ``proof`` argument carries for that round (proof, previous digest, the round's submissions
 and the utilities hash).
+
+Output (issue 15's format): ``{"setup_s": {"n<N>-k<K>-f<F>": seconds}, "zk_setup_s": seconds,
+"cases": [{"task", "n", "constraints", "prove_s", "verify_gas", "proof_bytes", "calldata_bytes",
+"binds_utilities", "binds", ...}]}``.  ``binds_utilities`` is False: the circuit takes the coalition
+utilities as the prover's input (hashed into a public input), so a proof binds the outliers, values
+and basis points to them, not them to the models; ``binds`` lists what each proof does bind.
 """
 
 from __future__ import annotations
@@ -54,11 +60,16 @@ def case(chain: Chain, account, n: int, k: int, f: int) -> dict:  # type: ignore
     calldata_gas = sum(16 if b else 4 for b in data)
     ok = chain.w3.eth.call({"to": address, "data": data}, "latest")[-1] == 1
     calldata = encode_round_proof(proof, b"\x00" * 32, [(i + 1, b"\x01" * 32, b"\x02" * 32) for i in range(n)], 0, st.public[-1])
-    return {"n": n, "k": k, "f": f, "constraints": int(built.meta["constraints"]), "power": int(built.meta["power"]),
+    return {"task": "digits (default spec, Multi-Krum over sketches)", "n": n, "k": k, "f": f, "constraints": int(built.meta["constraints"]), "power": int(built.meta["power"]),
             "prove_s": round(proof.prove_s, 3), "verify_gas": int(rcpt["gasUsed"]) - 21_000 - calldata_gas,
             "verify_tx_gas": int(rcpt["gasUsed"]), "verified": bool(ok), "proof_bytes": 256,
             "calldata_bytes": len(calldata), "built_s": round(sum(built.meta.get(k, 0.0) for k in ("compile_s", "ptau_s", "keys_s")), 1),
-            "setup_this_run_s": round(setup_s, 1)}
+            "setup_this_run_s": round(setup_s, 1), "binds_utilities": False, "binds": BINDS}
+
+
+#: what a round proof binds (zk/round.circom), and what it does not
+BINDS = {"sketch_commitments": True, "outliers": "Multi-Krum over the committed sketches", "values": "cyclic Shapley over the utilities",
+         "basis_points": True, "utilities": False, "rejections": False, "projection_drawn_after_reveal": False}
 
 
 def main() -> int:
@@ -70,7 +81,7 @@ def main() -> int:
     args = ap.parse_args()
     cases = [tuple(int(x) for x in c.split(":")) for c in args.cases.split(",")]
     out = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-           "development_setup": True, "cases": []}
+           "development_setup": True, "setup_s": {}, "cases": []}
     t_all = time.perf_counter()
     with AnvilProcess() as anvil:
         chain = Chain.connect(anvil.rpc_url)
@@ -79,6 +90,7 @@ def main() -> int:
             print(f"n={n} k={k} ...", flush=True)
             out["cases"].append(case(chain, account, n, k, args.f))
             c = out["cases"][-1]
+            out["setup_s"][f"n{c['n']}-k{c['k']}-f{c['f']}"] = c["built_s"]
             print(f"  {c['constraints']:>7} constraints  prove {c['prove_s']:6.2f} s  verify {c['verify_gas']:>7} gas  "
                   f"proof {c['proof_bytes']} B (calldata {c['calldata_bytes']} B)  built in {c['built_s']} s", flush=True)
             Path(args.json).write_text(json.dumps(out, indent=1))
@@ -91,8 +103,8 @@ def main() -> int:
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "market.zk.setup"], check=True, env={**os.environ, "MARKET_ZK_DIR": empty},
                            cwd=Path(__file__).resolve().parents[1])
-            out["setup_s"] = round(time.perf_counter() - t0, 1)
-            print(f"  setup_s {out['setup_s']} s", flush=True)
+            out["zk_setup_s"] = round(time.perf_counter() - t0, 1)
+            print(f"  zk_setup_s {out['zk_setup_s']} s", flush=True)
     out["total_s"] = round(time.perf_counter() - t_all, 1)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1))
