@@ -781,7 +781,9 @@ contract ContributionMarket is ReentrancyGuard {
         t.emptyStreak = 0;
         _settle(t, taskId, round, SETTLED_BY_RESULT, credited, 0, res);
         if (t.quorum > 1) registry.vote(taskId, round, msg.sender, h);
-        if (offenders.length != 0) registry.penalise(taskId, round, offenders, paidTo);
+        // a result that pays nobody fines nobody: an update served only to the dissenter would make an honest member
+        // lose bond for free (its bytes then look unavailable to the majority); the fallback burns instead
+        if (offenders.length != 0 && paidTo.length != 0) registry.penalise(taskId, round, offenders, paidTo);
     }
 
     // --------------------------------------------------------------- liveness

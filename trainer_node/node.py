@@ -266,17 +266,16 @@ class TrainerNode:
         """Once the reveals are closed: seal the round if nobody did, then keep its seed in storage while the seal
         block's hash is readable (256 blocks). The seed fixes the round's drawn panel; kept, the panel stays the
         one that must answer for the round (a silent member is fined in the fallback) even when no aggregator
-        runs. False when there was nothing to do (another party did it, or the hash is gone)."""
-        info = self.contract.task(task_id)
-        if not info.seal_block and info.submitted_count:
-            try:
-                self.contract.seal(self.account, task_id)
-            except ContractRevert as exc:
-                if exc.name not in ("MarketAlreadySealed", "MarketRevealOpen", "MarketWrongRound", "MarketTaskFinished"):
-                    raise
-                return False
+        runs. Best effort: False when there was nothing to do or the chain refused (another party sealed or kept it
+        first, a result settled the round meanwhile, the windows closed, the hash is gone); it never stops ``run``."""
+        try:
             info = self.contract.task(task_id)
-        return self.contract.keep_seed(self.account, task_id, info)
+            if not info.seal_block and info.submitted_count:
+                self.contract.seal(self.account, task_id)
+                info = self.contract.task(task_id)
+            return self.contract.keep_seed(self.account, task_id, info)
+        except MarketError:  # a race with another party's transaction: the round goes on without this node's help
+            return False
 
     def run(self, task_id: int, *, once: bool = False, timeout: float = 3600.0, poll: float = 0.5,
             say: Callable[[str], None] = print) -> RunSummary:

@@ -26,6 +26,8 @@ from market.cid import cid_digest, cid_from_digest
 from market.errors import ChainError, ConfigError, ContractRevert, UnknownTaskError
 
 ZERO_ADDRESS = "0x0000000000000000000000000000000000000000"
+#: blocks short of the 256 whose hashes the EVM keeps, past which ``keep_seed`` no longer tries
+KEEP_SEED_MARGIN = 16
 ZERO32 = b"\x00" * 32
 SETTLEMENT = {1: "result", 2: "fallback", 3: "refunded"}
 MAX_ROUNDS = 10_000  # the contract's MAX_ROUNDS
@@ -602,7 +604,8 @@ class MarketContract:
         if task.finished or not task.seal_block or self.seed_kept(task_id, r):
             return False
         latest = int(self.chain.with_retry(lambda: self.chain.w3.eth.block_number, what="read the block number"))
-        if not task.seal_block < latest + 1 <= task.seal_block + 256:
+        # a margin of blocks before the hash is gone: a keep mined past it would seal the round again (a new panel)
+        if not task.seal_block < latest + 1 <= task.seal_block + 256 - KEEP_SEED_MARGIN:
             return False
         try:
             self.seal(caller, task_id)

@@ -226,9 +226,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if not args.quiet:
             bars.progress.console.print(message)
 
-    hooks: dict[str, Any] = {"on_round": on_round, "on_note": on_note}
-    if "on_progress" in inspect.signature(simulate).parameters:  # finer hook, when the simulator offers it
+    hooks: dict[str, Any] = {"on_round": on_round}
+    offered = inspect.signature(simulate).parameters
+    if "on_progress" in offered:  # finer hook, when the simulator offers it
         hooks["on_progress"] = bars.on_progress
+    if "on_note" in offered:  # one-time set-up steps (a proof task's development setup)
+        hooks["on_note"] = on_note
     with bars.progress:
         report = simulate(cfg, **hooks)
     if not args.quiet:

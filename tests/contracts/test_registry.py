@@ -362,10 +362,11 @@ def test_the_fallback_penalises_the_silent_drawn_members_to_the_provers(market: 
     assert_conserved(market, task_id)
 
 
-def test_an_outvoted_member_of_a_result_that_pays_nobody_still_loses_its_penalty(market: Market) -> None:
-    """Attack A11, the decided case: panel 3, quorum 2; two members post an all-lost result, the third a result
-    that pays. The dissenter is penalised although no trainer is paid to credit it to: the penalty is burned,
-    not skipped (and not given to the members that decided, who could otherwise outvote an honest member for it)."""
+def test_a_result_that_pays_nobody_fines_no_dissenter(market: Market) -> None:
+    """Panel 3, quorum 2: two members post an all-lost result, the third a result that pays. Nobody is paid, so
+    nobody is fined: a trainer that serves its update's bytes only to one member makes that honest member the
+    dissenter of an all-lost majority, and a penalty there would cost it bond for free (attacker pass, attack 3).
+    A cheating dissenter escapes its penalty in that one case (left open: attack A11's decided case)."""
     members(market, 3)
     task_id = create(market, rounds=1, reward=1000, max_trainers=2, panel=3, quorum=2, **SHORT)
     a, b = market.trainers[:2]
@@ -374,18 +375,14 @@ def test_an_outvoted_member_of_a_result_that_pays_nobody_still_loses_its_penalty
     (p1, p2, p3), _ = drawn(market, task_id)
     reg = market.contract.registry
     bonds = {p.address: bond(market, p) for p in (p1, p2, p3)}
-    held = market.chain.balance(reg.address)
     assert vote(market, task_id, 0, [0, 0], p1, lost_mask=3) is None
     assert vote(market, task_id, 0, [10_000, 0], p2) is None
 
     settled = vote(market, task_id, 0, [0, 0], p3, lost_mask=3)
 
-    penalty = reg.penalty()
     assert settled is not None and settled["credited"] == 0
-    assert settled["penalties"] == {p2.address: penalty} and settled["penalties_burned"] == penalty
-    assert {p.address: bond(market, p) for p in (p1, p2, p3)} == {**bonds, p2.address: bonds[p2.address] - penalty}
-    assert [reg.credit(x.address) for x in (a, b, p1, p3)] == [0, 0, 0, 0] and reg.burned() == penalty
-    assert market.chain.balance(reg.address) == held  # taken from the bond, kept by the registry for good
+    assert settled["penalties"] == {} and settled["penalties_burned"] == 0 and reg.burned() == 0
+    assert {p.address: bond(market, p) for p in (p1, p2, p3)} == bonds
     assert_conserved(market, task_id)
 
 
@@ -633,3 +630,34 @@ def test_identical_means_the_same_model_seed_lost_mask_and_pay(market: Market) -
 
     assert settled is not None and settled["penalties"] == {p2.address: market.contract.registry.penalty()}
     assert market.contract.task(task_id).latest_model_cid == MODEL
+
+
+@pytest.mark.parametrize("race", ["result_settles_first", "window_closes_first"])
+def test_a_trainer_node_keeping_the_seed_survives_a_race(market: Market, race: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`TrainerNode.keep_seed` (which `run` calls once the reveals close) reads the task, then seals. A result that
+    settles the round, or the end of the windows, landing in between made the seal revert and stopped the node
+    (attacker pass, attack 4): it is best effort now and says False."""
+    from types import SimpleNamespace
+
+    from trainer_node.node import TrainerNode
+
+    task_id = create(market, rounds=2, reward=1000, max_trainers=1, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    play_round(market, task_id, 0, [a])  # the only reveal seals the round; nobody kept the seed yet
+    if race == "window_closes_first":
+        advance_to(market, schedule(market, task_id)["final"] - 5)
+    real_seal = market.contract.seal
+
+    def raced_seal(caller: LocalAccount, tid: int) -> Any:  # another transaction is mined just before the node's
+        if race == "result_settles_first":
+            post(market, task_id, 0, [10_000], sender=market.aggregator)  # a panel of one: the round settles
+        else:
+            advance_to(market, schedule(market, task_id)["final"])
+        return real_seal(caller, tid)
+
+    monkeypatch.setattr(market.contract, "seal", raced_seal)
+    node = SimpleNamespace(contract=market.contract, account=a)  # keep_seed uses only these two
+
+    assert TrainerNode.keep_seed(node, task_id) is False  # type: ignore[arg-type]
