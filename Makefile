@@ -34,12 +34,13 @@ demo: install
 zk-setup: install
 	$(PY) -m market.zk.setup
 
-# two workers (pytest-xdist): half the tests wait on chains, nodes and subprocesses; 11 min instead of 21 here
+# two workers (pytest-xdist): half the tests wait on chains, nodes and subprocesses; 11 min instead of 21 here.
+# --dist loadfile: a file's tests run in order on one worker (some share a module's chain and build on each other)
 test: install browser zk-setup
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-fast: install
-	$(PY) -m pytest -q -n 2 -m "not slow"
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow"
 
 # The contract's state machine at full strength (200 examples x 30 steps; `make test` runs 50 x 30)
 test-invariants: install

@@ -30,12 +30,13 @@ Exit status 1 on any mismatch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from web3 import Web3
 
 from market.chain.contract import MarketContract, RoundInfo, RoundSnapshot, Submission, TaskInfo
+from market.checks import Checks
 from market.cid import cid_digest, cid_from_digest, normalize_cid
 from market.data import Dataset, dataset_commitment
 from market.errors import DataError, MarketError, StoreError
@@ -44,17 +45,8 @@ from market.store import ContentStore
 from market.task import TaskView, decode_model, load_task, read_receipt
 
 
-@dataclass
-class Report:
-    checks: list[tuple[str, bool, str]] = field(default_factory=list)
-
-    def add(self, name: str, ok: bool, detail: str) -> bool:
-        self.checks.append((name, ok, detail))
-        return ok
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.checks) and all(ok for _, ok, _ in self.checks)
+class Report(Checks):
+    """What ``market verify`` found for one round."""
 
 
 def _diff(a: Any, b: Any, left: str = "receipt", right: str = "recomputed") -> str:

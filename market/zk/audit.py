@@ -27,6 +27,7 @@ from pathlib import Path
 
 from eth_utils import keccak
 
+from market.checks import Checks
 from market.errors import ConfigError
 from market.zk.setup import DEV_NAME, Built, Progress, Shape, _compile_verifier, _run, _tool, compile_circuit, ptau_for
 
@@ -40,20 +41,11 @@ class Contribution:
 
 
 @dataclass
-class Audit:
-    shape: Shape
-    checks: list[tuple[str, bool, str]] = field(default_factory=list)
+class Audit(Checks):
+    shape: Shape = Shape(2, 16, 0)
     ptau_contributions: list[Contribution] = field(default_factory=list)
     zkey_contributions: list[Contribution] = field(default_factory=list)
     code_hash: bytes = b""
-
-    def add(self, name: str, ok: bool, detail: str) -> bool:
-        self.checks.append((name, ok, detail))
-        return ok
-
-    @property
-    def ok(self) -> bool:
-        return bool(self.checks) and all(ok for _, ok, _ in self.checks)
 
     @property
     def development(self) -> bool:
@@ -97,7 +89,7 @@ def runtime_code_hash(zkey: Path, work: Path) -> bytes:
 def audit_setup(shape: Shape, zkey: Path, ptau: Path | None = None, progress: Progress | None = None) -> Audit:
     """Check ``zkey`` (a proving key for ``shape``) against the circuit's source and ``ptau`` (default: the
     cached powers of tau the development setup would use); every step is a check in the result."""
-    audit = Audit(shape)
+    audit = Audit(shape=shape)
     if not zkey.is_file():
         raise ConfigError(f"no proving key at {zkey}")
     if ptau is not None and not ptau.is_file():

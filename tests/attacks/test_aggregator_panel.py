@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from aggregator.service import Aggregator, lost_mask
+from aggregator.service import Aggregator
 from market.chain.contract import TaskInfo
 from market.chain.registry import DEV_BOND
 from market.data import dataset_commitment, digits_splits
