@@ -608,7 +608,9 @@ contract ContributionMarket is ReentrancyGuard {
     /// @notice Close the current round's reveal window once its deadline passed (anyone may; the hash of
     /// this block then seeds the round). On a sealed round: keep its seed in storage while the seal
     /// block's hash is readable, or, once it is not (256 blocks later) and nobody kept it, seal it again
-    /// here, so that a late result never gets a seed a revealer could have computed in advance.
+    /// here, so that a late result never gets a seed a revealer could have computed in advance. A first seal
+    /// or a new one only while half the panel's result window is left: a round nobody sealed by then settles
+    /// by the fallback, which blames no aggregator (no panel was drawn in time).
     function seal(uint256 taskId) external {
         Task storage t = _liveTask(taskId);
         uint256 round = t.currentRound;
@@ -633,6 +635,10 @@ contract ContributionMarket is ReentrancyGuard {
                 return;
             }
         }
+        // a new seal draws a new panel: only while it has at least half the panel's result window left to post in
+        // (else a trainer could seal at the window's end and have a panel that never had a window fined as silent)
+        uint256 lastSeal = revealDeadline + t.resultWindow / 2;
+        if (block.timestamp >= lastSeal) revert MarketResultWindowClosed(lastSeal);
         t.sealBlock = uint32(block.number);
         emit RoundSealed(taskId, round, block.number);
     }

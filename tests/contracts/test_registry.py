@@ -661,3 +661,55 @@ def test_a_trainer_node_keeping_the_seed_survives_a_race(market: Market, race: s
     node = SimpleNamespace(contract=market.contract, account=a)  # keep_seed uses only these two
 
     assert TrainerNode.keep_seed(node, task_id) is False  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("prover", [False, True])
+def test_a_round_nobody_sealed_in_time_gets_no_panel_and_blames_nobody(market: Market, prover: bool) -> None:
+    """A trainer coalition leaves the round unsealed (one committer never reveals) and seals it once the windows are
+    over: the panel drawn then never had a window, yet the fallback fined it as silent, the penalty burned or
+    credited to the coalition's prover (attacker pass, attack 1). A first seal now needs half the panel's result
+    window left; past that the round settles by the fallback and blames nobody."""
+    register(market, market.outsider)
+    task_id = create(market, rounds=1, reward=1000, max_trainers=2, panel=1, backup=True, **SHORT)
+    a, b = market.trainers[:2]
+    join_all(market, task_id, [a, b])
+    ups = play_round(market, task_id, 0, [a, b], revealers=[a])
+    assert market.contract.task(task_id).seal_block == 0
+    sch = schedule(market, task_id)
+    reg = market.contract.registry
+    bonds = {p.address: bond(market, p) for p in (market.aggregator, market.outsider)}
+    info = market.contract.task(task_id)
+    last_seal = sch["reveal"] + info.result_window // 2
+    advance_to(market, last_seal)
+
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.seal(a, task_id)
+    assert revert_name(exc) == "MarketResultWindowClosed"
+    if prover:
+        prove(market, task_id, 0, a, ups[a.address])
+    settled = market.contract.settlement(settle_after_deadline(market, task_id))
+
+    assert settled["settlement"] == "fallback" and settled["penalties"] == {} and settled["penalties_burned"] == 0
+    assert {p.address: bond(market, p) for p in (market.aggregator, market.outsider)} == bonds
+    assert reg.credit(a.address) == 0 and reg.burned() == 0
+    assert_conserved(market, task_id)
+
+
+def test_an_expired_seed_is_not_sealed_again_once_half_the_window_is_gone(market: Market) -> None:
+    """Nobody kept the seed and its block's hash is gone: sealing again draws a new panel. At the end of the backup
+    window that panel could not post and was fined (attacker pass, attack 2); a new seal now needs half the panel's
+    result window left."""
+    register(market, market.outsider, market.trainers[4])
+    task_id = create(market, rounds=1, reward=1000, max_trainers=1, panel=1, backup=True, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    play_round(market, task_id, 0, [a])  # the only reveal seals the round
+    _mine(market, 257)
+    sch = schedule(market, task_id)
+    info = market.contract.task(task_id)
+    advance_to(market, sch["reveal"] + info.result_window // 2)
+
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.seal(a, task_id)
+
+    assert revert_name(exc) == "MarketResultWindowClosed"
