@@ -40,7 +40,7 @@ from market.chain.contract import (
 )
 from market.commitment import update_sketch
 from market.data import Dataset, dataset_commitment
-from market.errors import ConfigError, MalformedUpdateError, MarketError, StoreError
+from market.errors import ConfigError, ContractRevert, MalformedUpdateError, MarketError, StoreError
 from market.failpoints import failpoint
 from market.receipt import Receipt
 from market.spec import TaskSpec
@@ -288,6 +288,19 @@ class Aggregator:
         )
         return outcome, model_cid, receipt
 
+    def _seal_or_wait(self, task_id: int, r: int, phase: str, timeout: float, poll: float,
+                      say: Callable[[str], None]) -> None:
+        """Seal round ``r`` (again); once less than half the panel's window is left the contract refuses a new seal
+        (no panel is drawn too late to post): say so and wait for the round to move on to the fallback."""
+        try:
+            self.contract.seal(self.account, task_id)
+        except ContractRevert as exc:
+            if exc.name != "MarketResultWindowClosed":
+                raise
+            say(f"round {r}: too late to seal: no panel can be drawn for it any more; it settles by the fallback "
+                "once its windows are over")
+            wait_until(lambda: self.contract.moved_on(task_id, r, phase), timeout, f"round {r} of task {task_id}", poll)
+
     def run_round(self, task_id: int) -> PostedRound:
         """Aggregate and post the current round of ``task_id`` (its reveals must be closed)."""
         snap = self.contract.round_snapshot(task_id)  # the round's one read of the task
@@ -379,7 +392,7 @@ class Aggregator:
                            f"round {r} of task {task_id}", poll)
                 continue
             if info.seal_block == 0:  # the reveal deadline passed and nobody sealed the round: seal it (anyone may)
-                self.contract.seal(self.account, task_id)
+                self._seal_or_wait(task_id, r, state.phase, timeout, poll, say)
                 continue
             # keep the seed at once (whoever is drawn): otherwise, 256 blocks on, anyone could seal the round again
             if self.contract.keep_seed(self.account, task_id, info):
@@ -387,7 +400,7 @@ class Aggregator:
             try:
                 mine = self.my_window(info)
             except SeedExpired:  # nobody kept it in time: seal again (a new seed; the panel as of the first seal)
-                self.contract.seal(self.account, task_id)
+                self._seal_or_wait(task_id, r, state.phase, timeout, poll, say)
                 continue
             voted = self.voted(task_id, r)
             if mine is None or voted or (mine == "backup" and state.phase == "closed"):

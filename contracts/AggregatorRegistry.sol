@@ -283,6 +283,22 @@ contract AggregatorRegistry is ReentrancyGuard {
         }
     }
 
+    /// @notice Those of `members` that cast no vote in the round (in order).
+    function silentAmong(uint256 taskId, uint256 round, address[] calldata members)
+        external
+        view
+        returns (address[] memory out)
+    {
+        out = new address[](members.length);
+        uint256 n = 0;
+        for (uint256 i = 0; i < members.length; ++i) {
+            if (_votes[taskId][round][members[i]] == bytes32(0)) out[n++] = members[i];
+        }
+        assembly ("memory-safe") {
+            mstore(out, n)
+        }
+    }
+
     // ------------------------------------------------------------- market
 
     /// @notice Record `member`'s vote for result `result` in a round.

@@ -781,15 +781,16 @@ contract ContributionMarket is ReentrancyGuard {
         // decided: every read first, then the market's own writes, then the registry's (the vote, the penalties)
         address[] memory offenders = _offenders(t, taskId, round, panel, h);
         address[] memory paidTo = offenders.length != 0 ? _paidTrainers(taskId, round, bps) : new address[](0);
+        // a result that pays nobody fines only the silent (burned): a dissenter there may be an honest member that was
+        // served bytes the majority was not, and a penalty would cost it bond for free
+        if (offenders.length != 0 && paidTo.length == 0) offenders = registry.silentAmong(taskId, round, offenders);
         _payFee(t, taskId, round, _agreed(t, taskId, round, panel, h));
         uint256 credited = _payRound(t, taskId, round, bps, res.lostMask, paid);
         t.latestModelCid = res.modelCid;
         t.emptyStreak = 0;
         _settle(t, taskId, round, SETTLED_BY_RESULT, credited, 0, res);
         if (t.quorum > 1) registry.vote(taskId, round, msg.sender, h);
-        // a result that pays nobody fines nobody: an update served only to the dissenter would make an honest member
-        // lose bond for free (its bytes then look unavailable to the majority); the fallback burns instead
-        if (offenders.length != 0 && paidTo.length != 0) registry.penalise(taskId, round, offenders, paidTo);
+        if (offenders.length != 0) registry.penalise(taskId, round, offenders, paidTo);
     }
 
     // --------------------------------------------------------------- liveness

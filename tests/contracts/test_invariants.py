@@ -764,9 +764,8 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                 late = self.d.last_timestamp() >= opens + before[T_SUBMIT] + before[T_REVEAL_W] + before[T_RESULT_W]
                 if late and poster != drawn[0]:
                     offenders = [drawn[0]]
+                # (a result that pays nobody burns the silent member's penalty: with a panel of one, offenders are silent)
                 to = [a for a in sorted(revealed, key=order.__getitem__) if paid and paid[a]]
-                if not to:  # a result that pays nobody fines nobody (the fallback burns instead)
-                    offenders = []
             elif mode == SETTLED_BY_FALLBACK:
                 seed = self._known_seed(task_id, r, before)
                 if self.d.last_timestamp() >= self._opens(before, r + 2):  # the draw may have changed since

@@ -362,11 +362,43 @@ def test_the_fallback_penalises_the_silent_drawn_members_to_the_provers(market: 
     assert_conserved(market, task_id)
 
 
+@pytest.mark.parametrize("panel", [1, 3])
+def test_a_silent_member_of_a_result_that_pays_nobody_loses_its_penalty_burned(market: Market, panel: int) -> None:
+    """The members drawn that stayed silent through the panel's window are fined even when the result decided in the
+    backup window pays nobody: the penalty is burned (second attacker pass: the first fix spared them too)."""
+    members(market, panel + 1)
+    quorum = 1 if panel == 1 else 2
+    task_id = create(market, rounds=1, reward=1000, max_trainers=1, panel=panel, quorum=quorum, backup=True, **SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    play_round(market, task_id, 0, [a])
+    drawn_panel, backup = drawn(market, task_id)
+    assert backup is not None
+    reg = market.contract.registry
+    voters = drawn_panel[:quorum - 1]  # with a quorum of 2, one panel member votes all-lost; the rest stay silent
+    silent = [p for p in drawn_panel if p not in voters]
+    for p in voters:
+        assert vote(market, task_id, 0, [0], p, lost_mask=1) is None
+    bonds = {p.address: bond(market, p) for p in [*drawn_panel, backup]}
+    advance_to(market, schedule(market, task_id)["result"])  # the panel's window is over
+
+    settled = vote(market, task_id, 0, [0], backup, lost_mask=1)
+
+    penalty = reg.penalty()
+    assert settled is not None and settled["credited"] == 0
+    assert settled["penalties"] == {p.address: penalty for p in silent}
+    assert settled["penalties_burned"] == penalty * len(silent) == reg.burned()
+    assert {p.address: bond(market, p) for p in [*drawn_panel, backup]} == \
+        {**bonds, **{p.address: bonds[p.address] - penalty for p in silent}}
+    assert_conserved(market, task_id)
+
+
 def test_a_result_that_pays_nobody_fines_no_dissenter(market: Market) -> None:
     """Panel 3, quorum 2: two members post an all-lost result, the third a result that pays. Nobody is paid, so
-    nobody is fined: a trainer that serves its update's bytes only to one member makes that honest member the
-    dissenter of an all-lost majority, and a penalty there would cost it bond for free (attacker pass, attack 3).
-    A cheating dissenter escapes its penalty in that one case (left open: attack A11's decided case)."""
+    the dissenter is not fined: a trainer that serves its update's bytes only to one member makes that honest member
+    the dissenter of an all-lost majority, and a penalty there would cost it bond for free (attacker pass, attack 3).
+    A cheating dissenter escapes its penalty in that one case (left open: attack A11's decided case); silent members
+    are still fined (the test above)."""
     members(market, 3)
     task_id = create(market, rounds=1, reward=1000, max_trainers=2, panel=3, quorum=2, **SHORT)
     a, b = market.trainers[:2]
