@@ -29,7 +29,7 @@ Exit status 1 on any mismatch.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -360,8 +360,8 @@ def _replay(contract: MarketContract, store: ContentStore, view: TaskView, snap:
 def _check_proof(contract: MarketContract, task_id: int, round_: int, view: Any, receipt: Receipt, info: Any,
                  subs: list[Any], call: dict[str, Any], add: Callable[[str, bool, str], bool]) -> None:
     from market.zk import statement as zs
-    from market.zk.prover import decode_round_proof, verify_py
-    from market.zk.setup import Shape, build
+    from market.zk.prover import decode_round_proof
+    from market.zk.setup import Shape
 
     inputs = receipt.details.proof
     decision = inputs.decision() if inputs else None
@@ -384,9 +384,41 @@ def _check_proof(contract: MarketContract, task_id: int, round_: int, view: Any,
     # the proof, from the postResult transaction
     words, _prev, _subs, _mask, util_hash = decode_round_proof(bytes(call["proof"]))
     shape = Shape(decision.n, inputs.k, decision.f)
-    good = util_hash == st.public[-1] and verify_py(build(shape).vkey, words, st.public)
-    add("proof", good, f"Groth16 proof verifies for {shape.name}" if good
-        else "the posted proof does not verify against the receipt and the chain")
+    good, how = util_hash == st.public[-1], "the utilities hash differs"
+    if good:
+        good, how = _verify_groth16(contract, view.info.verifier, shape, words, st.public)
+    add("proof", good, f"Groth16 proof verifies for {shape.name} ({how})" if good
+        else f"the posted proof does not verify against the receipt and the chain ({how})")
+
+
+def _verify_groth16(contract: MarketContract, verifier: str, shape: Any, words: Sequence[int],
+                    public: Sequence[int]) -> tuple[bool, str]:
+    """The proof against the key of the verifier the task's RoundVerifier calls for ``shape.n``: in pure Python
+    (py_ecc) when this machine's setup for the shape has that very verifier code, else by calling the deployed
+    verifier (another machine's setup has another key; ``market zk audit`` checks where the deployed key came from)."""
+    from market.chain.compile import load_artifact
+    from market.zk.deploy import selector
+    from market.zk.prover import verify_py
+    from market.zk.setup import cached
+
+    rv = contract.chain.w3.eth.contract(address=Web3.to_checksum_address(verifier), abi=load_artifact("RoundVerifier")["abi"])
+    part = Web3.to_checksum_address(contract.chain.call(rv.functions.verifierFor(shape.n)))
+    local = cached(shape)
+    if local is not None:
+        # the deployed code embeds its key's points: this machine's key is the deployed one when they all appear in it
+        code = bytes(contract.chain.w3.eth.get_code(part))
+        vk = local.vkey
+        points = [vk["vk_alpha_1"][0], vk["vk_alpha_1"][1], *vk["vk_delta_2"][0], *vk["vk_delta_2"][1],
+                  *(c for p in vk["IC"] for c in p[:2])]
+        if code and all(int(x).to_bytes(32, "big").lstrip(b"\0") in code for x in points):  # (pushed without leading zeros)
+            return verify_py(vk, words, public), "checked in Python with this machine's key, the deployed one"
+    data = selector(shape.n) + b"".join(int(w).to_bytes(32, "big") for w in (*words, *public))
+    try:
+        ret = bytes(contract.chain.w3.eth.call({"to": part, "data": data}))
+    except Exception:  # noqa: BLE001 - a reverting verifier is a proof that does not verify
+        ret = b""
+    ok = len(ret) == 32 and int.from_bytes(ret, "big") == 1
+    return ok, f"checked by the deployed verifier {part}; audit its key with `market zk audit --shape {shape.n}:{shape.k}:{shape.f}`"
 
 
 __all__ = ["Report", "chain_initial_model", "expected_mask", "posted_result", "previous_model", "verify_round"]

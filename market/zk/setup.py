@@ -219,6 +219,14 @@ def compile_circuit(shape: Shape, work: Path) -> int:
     return int(m.group(1)) if m else 0
 
 
+def cached(shape: Shape) -> Built | None:
+    """This machine's setup for ``shape`` if it was built already (never builds)."""
+    final = cache_dir() / "circuits" / f"{shape.name}-{_source_hash()}"
+    if (final / "meta.json").exists():
+        return Built(shape, final, json.loads((final / "meta.json").read_text()))
+    return None
+
+
 def build(shape: Shape, progress: Progress | None = None) -> Built:
     """The compiled circuit, proving key and verifier contract for ``shape`` (cached)."""
     final = cache_dir() / "circuits" / f"{shape.name}-{_source_hash()}"

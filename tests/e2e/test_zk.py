@@ -254,3 +254,23 @@ def test_zk_audit_refuses_a_proving_key_of_another_circuit(capsys: pytest.Captur
     code, out = _market(["zk", "audit", "--shape", "4:16:0", "--zkey", str(build(Shape(5, 16, 1)).zkey), "--quiet"], capsys)
     assert code == 1
     assert "FAIL proving key" in out and "setup FAILED: proving key" in out, out
+
+
+def test_verify_on_another_machine_checks_the_proof_with_the_deployed_verifier(
+        proof_env: dict[str, Any], tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`market verify` on a machine whose development setup differs (or that has none) used the local key and
+    called a valid proof invalid (or built a setup for minutes first); it now checks the proof with the deployed
+    verifier's key, in Python when this machine has that very key, else by calling the deployed verifier."""
+    ctx = proof_env
+    r = ctx["round0"]["round"]
+    here = verify_round(ctx["env"].contract, ctx["env"].store, ctx["task_id"], r)
+    (detail,) = [d for name, ok, d in here.checks if name == "proof" and ok]
+    assert "checked in Python with this machine's key" in detail
+
+    monkeypatch.setenv("MARKET_ZK_DIR", str(tmp_path / "another-machine"))  # no setup here: nothing to build
+    there = verify_round(ctx["env"].contract, ctx["env"].store, ctx["task_id"], r)
+
+    assert there.ok, there.checks
+    (detail,) = [d for name, ok, d in there.checks if name == "proof" and ok]
+    assert "checked by the deployed verifier" in detail and "market zk audit --shape" in detail
+    assert not (tmp_path / "another-machine").exists()  # nothing was built
