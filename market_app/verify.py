@@ -396,12 +396,11 @@ def _verify_groth16(contract: MarketContract, verifier: str, shape: Any, words: 
     """The proof against the key of the verifier the task's RoundVerifier calls for ``shape.n``: in pure Python
     (py_ecc) when this machine's setup for the shape has that very verifier code, else by calling the deployed
     verifier (another machine's setup has another key; ``market zk audit`` checks where the deployed key came from)."""
-    from market.chain.compile import load_artifact
     from market.zk.deploy import selector
     from market.zk.prover import verify_py
     from market.zk.setup import cached
 
-    rv = contract.chain.w3.eth.contract(address=Web3.to_checksum_address(verifier), abi=load_artifact("RoundVerifier")["abi"])
+    rv = contract.round_verifier(verifier)
     part = Web3.to_checksum_address(contract.chain.call(rv.functions.verifierFor(shape.n)))
     local = cached(shape)
     if local is not None:

@@ -347,9 +347,13 @@ class MarketContract:
     def code_hash(self, address: str) -> bytes:
         return keccak(bytes(self.chain.w3.eth.get_code(Web3.to_checksum_address(address))))
 
+    def round_verifier(self, verifier: str) -> Any:
+        """The RoundVerifier at ``verifier``, as a web3 contract."""
+        return self.chain.w3.eth.contract(address=Web3.to_checksum_address(verifier), abi=load_artifact("RoundVerifier")["abi"])
+
     def components(self, verifier: str) -> list[str]:
         """The contracts ``verifier`` calls (its ``components()``: the Groth16 verifiers of a RoundVerifier)."""
-        c = self.chain.w3.eth.contract(address=Web3.to_checksum_address(verifier), abi=load_artifact("RoundVerifier")["abi"])
+        c = self.round_verifier(verifier)
         return [Web3.to_checksum_address(a) for a in self.chain.call(c.functions.components())]
 
     def code_kind(self, code_hash: bytes) -> int:

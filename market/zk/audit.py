@@ -9,7 +9,8 @@ checks the chain from the circuit's source to that hash, with nothing taken on t
 3. the proving key against that r1cs and that file (``snarkjs zkey verify``): its phase-2
    contributions, each a hash anyone can compare with what the contributor published;
 4. the Solidity verifier exported from the proving key, compiled with the project's pinned solc:
-   its code hash, to compare with the verifier deployed for a task and with the market's allowlist.
+   its code hash (``Audit.code_hash``, information, not a check), to compare with the verifier deployed
+   for a task and with the market's allowlist.
 
 The development setup (:mod:`market.zk.setup`) has one contribution in each phase, made on the
 machine that built it: **whoever ran it can forge proofs under it**.  The audit says so.  A production setup takes a
@@ -42,7 +43,7 @@ class Contribution:
 
 @dataclass
 class Audit(Checks):
-    shape: Shape = Shape(2, 16, 0)
+    shape: Shape = field(kw_only=True)
     ptau_contributions: list[Contribution] = field(default_factory=list)
     zkey_contributions: list[Contribution] = field(default_factory=list)
     code_hash: bytes = b""
@@ -121,7 +122,6 @@ def audit_setup(shape: Shape, zkey: Path, ptau: Path | None = None, progress: Pr
             return audit
         say("exporting and compiling the Solidity verifier")
         audit.code_hash = runtime_code_hash(zkey, work)
-        audit.add("verifier code", True, f"code hash 0x{audit.code_hash.hex()}")
     return audit
 
 

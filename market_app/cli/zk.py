@@ -41,7 +41,6 @@ def _on_chain(args: argparse.Namespace, audit: Audit, emit: Callable[[str, bool,
     market allows that code (and the RoundVerifier's) on its allowlist."""
     from web3 import Web3
 
-    from market.chain.compile import load_artifact
     from market.chain.contract import ZERO_ADDRESS
 
     contract = _contract(args)
@@ -49,7 +48,7 @@ def _on_chain(args: argparse.Namespace, audit: Audit, emit: Callable[[str, bool,
     if info.verifier == ZERO_ADDRESS:
         raise ConfigError(f"task {args.task} has no verifier: its rounds are settled by its panel's votes, not by proofs")
     shape = audit.shape
-    rv = contract.chain.w3.eth.contract(address=Web3.to_checksum_address(info.verifier), abi=load_artifact("RoundVerifier")["abi"])
+    rv = contract.round_verifier(info.verifier)
     k = int(contract.chain.call(rv.functions.sketchK()))
     emit("sketch length", k == shape.k, f"the task's RoundVerifier checks sketches of {k}" + ("" if k == shape.k else f", not {shape.k}"))
     part = Web3.to_checksum_address(contract.chain.call(rv.functions.verifierFor(shape.n)))
@@ -82,6 +81,8 @@ def cmd_zk_audit(args: argparse.Namespace) -> int:
                         progress=None if args.quiet else (lambda m: print(f"... {m}", flush=True)))
     for name, ok, detail in audit.checks:
         emit(name, ok, detail)
+    if audit.code_hash:
+        print(f"     verifier code hash 0x{audit.code_hash.hex()}")
     if audit.ok and args.task is not None:
         _on_chain(args, audit, emit)
     for phase, cs in (("powers of tau", audit.ptau_contributions), ("phase 2", audit.zkey_contributions)):
