@@ -36,7 +36,9 @@ from market.chain.contract import (
     Submission,
     TaskInfo,
     amount_text,
+    result_hash,
     round_state,
+    vote_commitment,
 )
 from market.commitment import update_sketch
 from market.data import Dataset, dataset_commitment
@@ -48,6 +50,8 @@ from market.store import ContentStore, put_json
 from market.task import TaskView, fetch_global_model, load_task, read_receipt, wait_until
 from market.tensors import decode_state, encode_state, flatten
 from market.zk.sketch import binder, commitment_bytes
+
+ZERO32 = b"\x00" * 32
 
 #: seconds the aggregator gives the whole round's fetches (one budget, not one per update)
 FETCH_BUDGET_S = 120.0
@@ -70,6 +74,34 @@ class PostedRound:
     stakes_lost_wei: int = 0  # stakes the result took from trainers (no reveal, or lost updates)
     decided: bool = True  # False: a vote the round's quorum has not matched yet (nothing credited by it)
     fee_wei: int = 0  # the aggregators' fee the deciding post paid (split among the members that agreed)
+    #: "posted", or "committed": a panel member committed to its result and posts it once the panel's votes open
+    stage: str = "posted"
+    commit_gas: int = 0  # gas of the commitment this call made (``commitVote``), if it made one
+
+
+@dataclass(frozen=True)
+class Computed:
+    """A round's result, computed and stored but not yet posted (kept from a member's commitment to its vote)."""
+
+    seed: bytes
+    outcome: RoundOutcome
+    model_cid: str
+    receipt_cid: str
+    receipt: Receipt
+    proved: Any  # aggregator.proof's proved round, or None
+    compute_s: float
+
+    @property
+    def bps(self) -> list[int]:
+        return self.receipt.bps_vector
+
+    @property
+    def lost_mask(self) -> int:
+        return lost_mask(self.receipt)
+
+    def vote_commitment(self, member: str) -> bytes:
+        """What ``member`` commits to before posting this result (``commitVote``)."""
+        return vote_commitment(result_hash(self.model_cid, self.seed, self.lost_mask, self.bps), member)
 
 
 def update_binding(task_id: int, round_: int, trainer: str) -> dict[str, str]:
@@ -196,6 +228,7 @@ class Aggregator:
         self.account = account
         self.validation = validation
         self.progress: Any = None  # optional callable(str) for long steps (zk setup, proving)
+        self._computed: dict[tuple[int, int], Computed] = {}  # the latest round computed and not yet posted
 
     def check_task(self, view: TaskView) -> None:
         """This key may serve the task: it is in the market's aggregator registry, and the validation set is the
@@ -217,7 +250,21 @@ class Aggregator:
 
     def voted(self, task_id: int, round_: int) -> bool:
         """Whether this key already posted its result for ``round_`` (a vote waiting for the quorum)."""
-        return self.contract.registry.vote_of(task_id, round_, self.account.address) != b"\x00" * 32
+        return self.contract.registry.vote_of(task_id, round_, self.account.address) != ZERO32
+
+    def committed(self, task_id: int, round_: int) -> bool:
+        """Whether this key committed to its result for ``round_`` (``commitVote``)."""
+        return self.contract.registry.vote_commitment_of(task_id, round_, self.account.address) != ZERO32
+
+    def votes_open(self, task_id: int, info: TaskInfo, seed: bytes | None = None) -> bool:
+        """Whether votes are taken now: every drawn member (the panel and its backup) has committed to a result (read
+        from mined blocks, never a pending one), or the panel's window is seven eighths through."""
+        state = round_state(info, self.contract.chain.clock())
+        if state.now >= state.votes_open_at:
+            return True
+        panel, backup = self.contract.panel(task_id, info, seed)
+        drawn = panel + ([backup] if backup else [])
+        return all(self.contract.registry.vote_commitment_of(task_id, info.current_round, m) != ZERO32 for m in drawn)
 
     def reveals_closed(self, task_id: int) -> bool:
         """Whether the current round's reveals are over (or the task finished): by :meth:`Chain.clock`,
@@ -302,7 +349,13 @@ class Aggregator:
             wait_until(lambda: self.contract.moved_on(task_id, r, phase), timeout, f"round {r} of task {task_id}", poll)
 
     def run_round(self, task_id: int) -> PostedRound:
-        """Aggregate and post the current round of ``task_id`` (its reveals must be closed)."""
+        """Aggregate and post the current round of ``task_id`` (its reveals must be closed).
+
+        On a task whose quorum is more than one, a drawn member (the backup too, in the panel's window) first
+        commits to its result (``commitVote``) and posts it once every drawn member has committed, or once the
+        panel's window is seven eighths through (so no member can copy another's result), the backup only in its
+        own window: until then the returned round's ``stage`` is ``"committed"``, nothing is posted, and a later
+        call posts it (the result is kept; after a restart it is computed again, byte for byte the same)."""
         snap = self.contract.round_snapshot(task_id)  # the round's one read of the task
         view = load_task(self.contract, self.store, task_id, snap.info)
         self.check_task(view)
@@ -313,38 +366,56 @@ class Aggregator:
             raise MarketError(f"task {task_id} round {r}: nothing was revealed; settle it with `market task settle {task_id}`")
         t0 = time.perf_counter()
         round_seed, info = self.seed_and_info(snap)
-        if self.my_window(info, round_seed) is None:
+        window = self.my_window(info, round_seed)
+        if window is None:
             raise MarketError(f"task {task_id} round {r}: this key ({self.account.address}) was not drawn for the round's "
                               "panel; nothing posted")
         if self.voted(task_id, r):
             raise MarketError(f"task {task_id} round {r}: this key already posted its result; the round settles once "
                               f"{info.quorum} of the panel's {info.panel} post the same one")
-        outcome, model_cid, receipt = self.compute_round(view, snap, round_seed)
-        bps = receipt.bps_vector
-        receipt_cid = put_json(self.store, receipt.to_json())
-        proved = None
-        if view.spec.proof.system != "none":
-            from aggregator.proof import prove_round
-
-            proved = prove_round(self.contract, snap, outcome, model_cid, receipt_cid, self.progress)
-        compute_s = time.perf_counter() - t0
+        me = self.account.address
+        sealed_vote = info.quorum > 1  # every drawn member commits to its result before any is seen
+        commitment = self.contract.registry.vote_commitment_of(task_id, r, me) if sealed_vote else ZERO32
+        state = round_state(info, self.contract.chain.clock())
+        if sealed_vote and commitment == ZERO32 and state.now >= state.vote_commits_close:
+            raise MarketError(f"task {task_id} round {r}: the drawn members' commitments closed at unix time "
+                              f"{state.vote_commits_close} and this member committed to no result, so it cannot post one")
+        early_backup = window == "backup" and state.phase == "closed"  # commits now, posts in its own window
+        done = self._computed.get((task_id, r))
+        if done is None or done.seed != round_seed:
+            done = self._compute(view, snap, round_seed, t0)
+            self._computed = {(task_id, r): done}
+        commit_gas = 0
+        if sealed_vote:
+            if commitment == ZERO32:
+                tx = self.contract.commit_vote(self.account, task_id, r, done.model_cid, done.bps, seed=round_seed,
+                                               lost_mask=done.lost_mask)
+                commit_gas = int(tx["gasUsed"])
+                if early_backup or not self.votes_open(task_id, info, round_seed):
+                    return self._posted(task_id, r, done, commit_gas, {}, stage="committed", commit_gas=commit_gas)
+            elif commitment != done.vote_commitment(me):
+                raise MarketError(f"task {task_id} round {r}: this key committed to another result than the one it "
+                                  "computed now; the contract would refuse it (nothing posted)")
+            elif early_backup or not self.votes_open(task_id, info, round_seed):
+                return self._posted(task_id, r, done, 0, {}, stage="committed")
         failpoint("aggregator_before_post")
         t1 = time.perf_counter()
         if self.contract.task(task_id).current_round != r:  # the second read: posting into a settled round reverts
             raise MarketError(f"task {task_id} round {r} was settled meanwhile; nothing posted")
-        proof = proved.calldata if proved is not None else b""
-        tx = self.contract.post_result(self.account, task_id, r, model_cid, receipt_cid, bps, proof,
-                                       seed=round_seed, lost_mask=lost_mask(receipt))
+        proof = done.proved.calldata if done.proved is not None else b""
+        try:
+            tx = self.contract.post_result(self.account, task_id, r, done.model_cid, done.receipt_cid, done.bps, proof,
+                                           seed=round_seed, lost_mask=done.lost_mask)
+        except ContractRevert as exc:
+            if exc.name != "RegistryCommitsOpen":
+                raise
+            # a clock a little ahead of the chain's: the votes are not open yet at the next block; try again later
+            return self._posted(task_id, r, done, 0, {}, stage="committed", commit_gas=commit_gas)
+        self._computed.pop((task_id, r), None)
         chain_s = time.perf_counter() - t1
-        seconds = {
-            "aggregate": float(outcome.timings.get("aggregate", 0.0)),
-            "valuation": float(outcome.timings.get("valuation", 0.0)),
-            "compute": compute_s,
-            "chain": chain_s,
-        }
-        posted = PostedRound(task_id, r, model_cid, receipt_cid, receipt, outcome, bps, int(tx["gasUsed"]), seconds)
-        if proved is not None:
-            posted.proof = {**proved.report(), "verified_on_chain": True}
+        posted = self._posted(task_id, r, done, int(tx["gasUsed"]), {"chain": chain_s}, commit_gas=commit_gas)
+        if done.proved is not None:
+            posted.proof = {**done.proved.report(), "verified_on_chain": True}
         paid = self.contract.settlement_if_any(tx)  # read from the receipt's events: no chain read
         if paid is None:  # a vote: the round settles once the task's quorum of identical results is in
             posted.decided = False
@@ -353,6 +424,30 @@ class Aggregator:
         posted.stakes_lost_wei = paid["stakes_lost"]
         posted.fee_wei = paid["fee"]
         return posted
+
+    def _compute(self, view: TaskView, snap: RoundSnapshot, round_seed: bytes, t0: float) -> Computed:
+        """The round's result (and its proof, on a proof task), stored."""
+        outcome, model_cid, receipt = self.compute_round(view, snap, round_seed)
+        receipt_cid = put_json(self.store, receipt.to_json())
+        proved = None
+        if view.spec.proof.system != "none":
+            from aggregator.proof import prove_round
+
+            proved = prove_round(self.contract, snap, outcome, model_cid, receipt_cid, self.progress)
+        return Computed(round_seed, outcome, model_cid, receipt_cid, receipt, proved, time.perf_counter() - t0)
+
+    @staticmethod
+    def _posted(task_id: int, r: int, done: Computed, gas: int, seconds: dict[str, float], *,
+                stage: str = "posted", commit_gas: int = 0) -> PostedRound:
+        seconds = {
+            "aggregate": float(done.outcome.timings.get("aggregate", 0.0)),
+            "valuation": float(done.outcome.timings.get("valuation", 0.0)),
+            "compute": done.compute_s,
+            "chain": 0.0,
+            **seconds,
+        }
+        return PostedRound(task_id, r, done.model_cid, done.receipt_cid, done.receipt, done.outcome, done.bps, gas,
+                           seconds, decided=stage != "committed", stage=stage, commit_gas=commit_gas)
 
     def serve(self, task_id: int, *, once: bool = False, timeout: float = 7200.0, poll: float = 0.5,
               say: Callable[[str], None] = print) -> None:
@@ -403,14 +498,27 @@ class Aggregator:
                 self._seal_or_wait(task_id, r, state.phase, timeout, poll, say)
                 continue
             voted = self.voted(task_id, r)
-            if mine is None or voted or (mine == "backup" and state.phase == "closed"):
+            sealed = info.quorum > 1  # every drawn member commits to its result first
+            committed = sealed and mine is not None and self.committed(task_id, r)
+            # the backup posts only in its own window; with a quorum it first commits in the panel's window
+            backup_waits = mine == "backup" and state.phase == "closed" and (
+                not sealed or committed or state.now >= state.vote_commits_close)
+            if mine is None or voted or backup_waits:
                 why = ("not drawn for this round's panel" if mine is None else
                        f"posted; waiting for {info.quorum} of {info.panel} identical results" if voted else
                        f"drawn as the backup: the panel may post until unix time {state.result_deadline}")
                 say(f"round {r}: {why}")
                 wait_until(lambda: self.contract.moved_on(task_id, r, state.phase), timeout, f"round {r} of task {task_id}", poll)
                 continue
-            say(f"round {r}: reveals closed ({info.submitted_count} updates of {info.committed_count} committed); aggregating")
+            if committed and not self.votes_open(task_id, info):
+                say(f"round {r}: committed to its result; posting it once every drawn member has committed to theirs, "
+                    f"or at unix time {state.votes_open_at}")
+                wait_until(lambda: self.contract.moved_on(task_id, r, state.phase)
+                           or self.votes_open(task_id, self.contract.task(task_id)), timeout,
+                           f"the panel's commitments in round {r} of task {task_id}", poll)
+                continue
+            say(f"round {r}: the panel's commitments are in; posting its result" if committed else
+                f"round {r}: reveals closed ({info.submitted_count} updates of {info.committed_count} committed); aggregating")
             try:
                 posted = self.run_round(task_id)
             except MarketError as exc:
@@ -424,6 +532,14 @@ class Aggregator:
                     say(f"round {r}: settled by the rest of the panel while this member computed")
                 if once:
                     return
+                continue
+            if posted.stage == "committed":
+                if posted.commit_gas:
+                    when = "in the backup window, if the panel has not settled the round" if mine == "backup" else \
+                        "once the drawn members' commitments are in"
+                    say(f"round {r}: committed to its result ({posted.commit_gas} gas); it is posted {when}")
+                else:  # the chain did not take the vote yet (its clock behind this machine's): again shortly
+                    time.sleep(max(poll, 1.0))
                 continue
             if not posted.decided:
                 say(f"round {r}: posted model {posted.model_cid} as one of {info.panel} panel members ({posted.gas} gas); "

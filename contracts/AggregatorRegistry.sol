@@ -46,6 +46,9 @@ contract AggregatorRegistry is ReentrancyGuard {
     Member[] private _members;
     /// @dev Entries whose bond was withdrawn: the next registrations take them (so the list cannot be filled for good).
     uint256[] private _freeEntries;
+    /// @dev (block << 32 | length) each block the list grew in, oldest first: its length as of any block, so that a
+    /// draw made as of a block keeps its seats whoever registers later (each seat is taken modulo that length).
+    uint64[] private _lengths;
     /// @notice 1-based position of an account's latest entry (0: never registered).
     mapping(address account => uint256) public entryOf;
     /// @notice Members in the draw now.
@@ -56,12 +59,14 @@ contract AggregatorRegistry is ReentrancyGuard {
     /// fallback with no update proved available): out of circulation for good, never anyone's.
     uint256 public burned;
     mapping(uint256 taskId => mapping(uint256 round => mapping(address member => bytes32))) private _votes;
+    mapping(uint256 taskId => mapping(uint256 round => mapping(address member => bytes32))) private _voteCommitments;
 
     event Registered(address indexed account, uint256 entry, uint256 bond);
     event BondAdded(address indexed account, uint256 amount, uint256 bond);
     event Left(address indexed account, uint256 bond);
     event BondWithdrawn(address indexed account, uint256 amount);
     event Voted(uint256 indexed taskId, uint256 indexed round, address indexed member, bytes32 result);
+    event VoteCommitted(uint256 indexed taskId, uint256 indexed round, address indexed member, bytes32 commitment);
     event Penalised(uint256 indexed taskId, uint256 indexed round, address indexed member, uint256 amount);
     event Credited(uint256 indexed taskId, uint256 indexed round, address indexed account, uint256 amount);
     event PenaltyBurned(uint256 indexed taskId, uint256 indexed round, uint256 amount);
@@ -86,6 +91,12 @@ contract AggregatorRegistry is ReentrancyGuard {
     error RegistryNothingToWithdraw();
     /// @notice {member} has already posted its result for this round
     error RegistryAlreadyVoted(address member);
+    /// @notice {member} has already committed to its result for this round
+    error RegistryAlreadyCommitted(address member);
+    /// @notice {member} did not commit to this result before posting it (every drawn member commits first: `commitVote`)
+    error RegistryVoteNotCommitted(address member);
+    /// @notice the round's results are taken once every drawn member has committed to one, or once commitments closed
+    error RegistryCommitsOpen();
     /// @notice bad registry configuration (market, least bond, penalty)
     error RegistryBadConfig();
 
@@ -136,6 +147,7 @@ contract AggregatorRegistry is ReentrancyGuard {
             if (_members.length >= MAX_MEMBERS) revert RegistryFull();
             index = _members.length;
             _members.push(fresh);
+            _recordLength();
         }
         entryOf[msg.sender] = index + 1;
         activeCount += 1;
@@ -198,8 +210,30 @@ contract AggregatorRegistry is ReentrancyGuard {
         return _votes[taskId][round][member];
     }
 
+    /// @notice The commitment `member` made to its result in a round (0: none): keccak256(abi.encode(result, member)).
+    function voteCommitmentOf(uint256 taskId, uint256 round, address member) external view returns (bytes32) {
+        return _voteCommitments[taskId][round][member];
+    }
+
+    /// @notice How many entries the list held at the end of block `atBlock` (a draw as of that block looks at these only).
+    function lengthAt(uint256 atBlock) public view returns (uint256) {
+        uint256 n = _lengths.length;
+        if (n < 1) return 0;
+        uint256 last = _lengths[n - 1];
+        if (last >> 32 <= atBlock) return uint32(last); // nearly always: no registration since the draw's block
+        // the first checkpoint after `atBlock`, by bisection (registrations after it cost the caller log2 reads)
+        uint256 lo = 0;
+        uint256 hi = n - 1;
+        while (lo < hi) {
+            uint256 mid = (lo + hi) / 2;
+            if (_lengths[mid] >> 32 <= atBlock) lo = mid + 1;
+            else hi = mid;
+        }
+        return lo > 0 ? uint32(_lengths[lo - 1]) : 0;
+    }
+
     /// @notice Draw up to `k` distinct members as of block `atBlock` with `seed`, never `exclude`. Each seat j
-    /// tries up to DRAW_TRIES entries at keccak256(seed, j, try) mod (entries) and takes the first that was in the
+    /// tries up to DRAW_TRIES entries at keccak256(seed, j, try) mod (entries as of `atBlock`) and takes the first that was in the
     /// draw at `atBlock` (registered by then, not left before) and is not taken: every such member is equally
     /// likely, however many dead entries lie around it. Only if every try misses does it walk forward from the
     /// last one. Fewer than `k` come back when fewer qualify.
@@ -209,7 +243,9 @@ contract AggregatorRegistry is ReentrancyGuard {
         returns (address[] memory picked)
     {
         if (k > MAX_DRAW) k = MAX_DRAW;
-        uint256 count = _members.length;
+        // the list's length as of `atBlock`, not now: a registration after the draw's block would otherwise move
+        // every seat (the modulus) and let anyone re-draw a round's panel for the price of a refundable bond
+        uint256 count = lengthAt(atBlock);
         picked = new address[](k);
         uint256 got = 0;
         for (uint256 j = 0; j < k && count != 0; ++j) {
@@ -258,9 +294,10 @@ contract AggregatorRegistry is ReentrancyGuard {
     }
 
     /// @notice Who of a round's drawn `panel` (its first `k` the panel proper, then the backup) answers for
-    /// the round's outcome: members that voted for a result other than `decided` (when one was decided), and,
-    /// when `late` (the panel's window is over), panel members that did not vote, and, when nothing was
-    /// decided (`decided` zero), a silent backup too. `voter` is taken as voting for `decided` (its vote decides it
+    /// the round's outcome: members that voted for a result other than `decided` (when one was decided), drawn
+    /// members that committed to no result (`commitVote`) when one was decided, and, when `late` (the panel's
+    /// window is over), panel members that did not vote, and, when nothing was decided (`decided` zero), a
+    /// silent backup too. `voter` is taken as voting for `decided` (its vote decides it
     /// and is recorded after).
     function offenders(
         uint256 taskId,
@@ -275,8 +312,9 @@ contract AggregatorRegistry is ReentrancyGuard {
         uint256 n = 0;
         for (uint256 i = 0; i < panel.length; ++i) {
             bytes32 v = panel[i] == voter ? decided : _votes[taskId][round][panel[i]];
-            bool silent = v == bytes32(0) && late && (i < k || decided == bytes32(0));
-            if (silent || (v != bytes32(0) && decided != bytes32(0) && v != decided)) out[n++] = panel[i];
+            if (_offends(taskId, round, panel[i], v, decided, late && (i < k || decided == bytes32(0)))) {
+                out[n++] = panel[i];
+            }
         }
         assembly ("memory-safe") {
             mstore(out, n)
@@ -301,9 +339,27 @@ contract AggregatorRegistry is ReentrancyGuard {
 
     // ------------------------------------------------------------- market
 
-    /// @notice Record `member`'s vote for result `result` in a round.
-    function vote(uint256 taskId, uint256 round, address member, bytes32 result) external onlyMarket {
+    /// @notice Record `member`'s commitment to the result it will post in a round (once: it cannot change it).
+    function commitVote(uint256 taskId, uint256 round, address member, bytes32 commitment) external onlyMarket {
+        if (_voteCommitments[taskId][round][member] != bytes32(0)) revert RegistryAlreadyCommitted(member);
+        _voteCommitments[taskId][round][member] = commitment;
+        emit VoteCommitted(taskId, round, member, commitment);
+    }
+
+    /// @notice Record `member`'s vote for result `result` in a round. The member must have committed to exactly
+    /// this result, and votes are taken only once every one of the round's `drawn` members (the panel and its
+    /// backup) has committed, or once the market says they are `open` (commitments closed a while ago): no
+    /// member sees another's result before committing to its own.
+    function vote(uint256 taskId, uint256 round, address member, bytes32 result, address[] calldata drawn, bool open)
+        external
+        onlyMarket
+    {
         if (_votes[taskId][round][member] != bytes32(0)) revert RegistryAlreadyVoted(member);
+        mapping(address => bytes32) storage committed = _voteCommitments[taskId][round];
+        if (committed[member] != keccak256(abi.encode(result, member))) revert RegistryVoteNotCommitted(member);
+        for (uint256 i = 0; i < drawn.length && !open; ++i) {
+            if (committed[drawn[i]] == bytes32(0)) revert RegistryCommitsOpen();
+        }
         _votes[taskId][round][member] = result;
         emit Voted(taskId, round, member, result);
     }
@@ -346,6 +402,27 @@ contract AggregatorRegistry is ReentrancyGuard {
     }
 
     // ----------------------------------------------------------- internal
+
+    /// @dev Whether a drawn `member` whose vote is `v` (0: none) answers for a round decided for `decided` (0: none):
+    /// it voted otherwise; or it did not vote and `silenceCounts` (the panel's window is over), or a result was
+    /// decided while it had committed to none (the votes were taken without it, so its commitments had closed: it
+    /// held every vote back to seven eighths of the window).
+    function _offends(uint256 taskId, uint256 round, address member, bytes32 v, bytes32 decided, bool silenceCounts)
+        private
+        view
+        returns (bool)
+    {
+        if (v != bytes32(0)) return decided != bytes32(0) && v != decided;
+        return silenceCounts || (decided != bytes32(0) && _voteCommitments[taskId][round][member] == bytes32(0));
+    }
+
+    function _recordLength() private {
+        uint256 n = _lengths.length;
+        uint64 packed = uint64((block.number << 32) | _members.length);
+        // the same block as the last checkpoint (never a later one): it now holds the block's final length
+        if (n > 0 && _lengths[n - 1] >> 32 >= block.number) _lengths[n - 1] = packed;
+        else _lengths.push(packed);
+    }
 
     function _entry(address account) private view returns (Member storage) {
         uint256 entry = entryOf[account];

@@ -62,6 +62,10 @@ contract ContributionMarket is ReentrancyGuard {
     uint256 public constant MIN_SUBMIT_WINDOW = 60;
     uint256 public constant MIN_REVEAL_WINDOW = 30;
     uint256 public constant MIN_RESULT_WINDOW = 60;
+    /// @dev ... and with a quorum above one, whose window has four phases (compute, commit by 6/8, a gap, vote from
+    /// 7/8): an eighth of it is a minute, several blocks on any chain (shorter, an honest member could find no
+    /// block to vote in before the window ends, and be fined for a silent member's sake)
+    uint256 private constant MIN_QUORUM_RESULT_WINDOW = 480;
     /// @notice Longest window (seconds): 30 days.
     uint256 public constant MAX_WINDOW = 30 days;
 
@@ -290,7 +294,7 @@ contract ContributionMarket is ReentrancyGuard {
     error MarketFewAggregators(uint256 needed, uint256 active);
     /// @notice rounds must be between 1 and 10000 (got {rounds})
     error MarketBadRounds(uint256 rounds);
-    /// @notice windows must be at least 60 s to submit, 30 s to reveal, 60 s for the result, and at most 30 days
+    /// @notice windows must be at least 60 s to submit, 30 s to reveal, 60 s for the result (480 s with a quorum above one), and at most 30 days
     error MarketBadWindows();
     /// @notice max trainers must be between 1 and 256 (got {maxTrainers})
     error MarketBadMaxTrainers(uint256 maxTrainers);
@@ -372,6 +376,8 @@ contract ContributionMarket is ReentrancyGuard {
     error MarketResultWindowOpen(uint256 deadline);
     /// @notice too late: the result window closed at unix time {deadline}
     error MarketResultWindowClosed(uint256 deadline);
+    /// @notice too late to commit to a result: the panel's commitments closed at unix time {closedAt}
+    error MarketVoteCommitsClosed(uint256 closedAt);
     /// @notice expected {expected} basis-point entries (one per revealed update), got {given}
     error MarketWrongLength(uint256 expected, uint256 given);
     /// @notice basis points sum to {sum}, not 10000 (0 only when every update is marked lost, or with a proof)
@@ -744,7 +750,7 @@ contract ContributionMarket is ReentrancyGuard {
         Task storage t = _liveTask(taskId);
         if (round != t.currentRound) revert MarketWrongRound(t.currentRound, round);
         if (res.modelCid == bytes32(0) || res.receiptCid == bytes32(0)) revert MarketZeroCid();
-        address[] memory panel = _checkPoster(t, taskId, round, res.seed);
+        address[] memory panel = _checkPoster(t, taskId, round, res.seed, _late(t, round));
         bool paid = _checkBasisPoints(t, bps, res.lostMask) != 0;
         if (t.verifier != address(0)) {
             if (!_verified(t, taskId, round, res, bps, proof)) revert MarketInvalidProof();
@@ -770,12 +776,8 @@ contract ContributionMarket is ReentrancyGuard {
         bytes32 h = keccak256(abi.encode(res.modelCid, res.seed, res.lostMask, bps));
         if (t.quorum > 1 && registry.tally(taskId, round, panel, h) + 1 < t.quorum) {
             // votes wait in the registry until `quorum` agree; a quorum of one decides at once (nothing to keep)
-            if (_seeds[taskId][round] == bytes32(0)) {
-                // the first vote keeps the seed, so nobody can seal the round again and draw another panel
-                _seeds[taskId][round] = res.seed;
-                emit SeedKept(taskId, round, res.seed);
-            }
-            registry.vote(taskId, round, msg.sender, h);
+            _keepSeed(taskId, round, res.seed);
+            _vote(t, taskId, round, h, panel);
             return;
         }
         // decided: every read first, then the market's own writes, then the registry's (the vote, the penalties)
@@ -789,8 +791,38 @@ contract ContributionMarket is ReentrancyGuard {
         t.latestModelCid = res.modelCid;
         t.emptyStreak = 0;
         _settle(t, taskId, round, SETTLED_BY_RESULT, credited, 0, res);
-        if (t.quorum > 1) registry.vote(taskId, round, msg.sender, h);
+        if (t.quorum > 1) _vote(t, taskId, round, h, panel);
         if (offenders.length != 0) registry.penalise(taskId, round, offenders, paidTo);
+    }
+
+    /// @notice On a task whose quorum is more than one, every drawn member (the panel and its backup) commits to
+    /// its result before it posts it: `commitment` = keccak256(abi.encode(h, member)), with h =
+    /// keccak256(abi.encode(modelCid, seed, lostMask, bps)) of the result it will post. Commitments are taken once
+    /// per member until six eighths into the panel's result window; votes are taken once every drawn member has
+    /// committed, or from seven eighths on. So no member (the backup included) sees another's result before it is
+    /// bound to its own, and nobody earns a fee by copying one. The first commitment keeps the round's seed.
+    function commitVote(uint256 taskId, uint256 round, bytes32 commitment) external {
+        Task storage t = _liveTask(taskId);
+        if (round != t.currentRound) revert MarketWrongRound(t.currentRound, round);
+        bytes32 seed = _seed(t, taskId, round);
+        _checkPoster(t, taskId, round, seed, true);
+        uint256 closesAt = _resultTime(t, round, 6);
+        if (block.timestamp >= closesAt) revert MarketVoteCommitsClosed(closesAt);
+        _keepSeed(taskId, round, seed);
+        registry.commitVote(taskId, round, msg.sender, commitment);
+    }
+
+    /// @dev Record the caller's vote, which must open its commitment (`commitVote`).
+    function _vote(Task storage t, uint256 taskId, uint256 round, bytes32 h, address[] memory panel) private {
+        registry.vote(taskId, round, msg.sender, h, panel, block.timestamp >= _resultTime(t, round, 7));
+    }
+
+    /// @dev Keep the round's seed, so nobody can seal the round again and draw another panel.
+    function _keepSeed(uint256 taskId, uint256 round, bytes32 seed) private {
+        if (_seeds[taskId][round] == bytes32(0)) {
+            _seeds[taskId][round] = seed;
+            emit SeedKept(taskId, round, seed);
+        }
     }
 
     // --------------------------------------------------------------- liveness
@@ -979,7 +1011,7 @@ contract ContributionMarket is ReentrancyGuard {
         if (
             p.submitWindow < MIN_SUBMIT_WINDOW || p.revealWindow < MIN_REVEAL_WINDOW
                 || p.resultWindow < MIN_RESULT_WINDOW || p.submitWindow > MAX_WINDOW || p.revealWindow > MAX_WINDOW
-                || p.resultWindow > MAX_WINDOW
+                || p.resultWindow > MAX_WINDOW || (p.quorum > 1 && p.resultWindow < MIN_QUORUM_RESULT_WINDOW)
         ) revert MarketBadWindows();
         if (p.maxTrainers == 0 || p.maxTrainers > MAX_TRAINERS) revert MarketBadMaxTrainers(p.maxTrainers);
         if (p.emptyRoundsToReclaim > MAX_ROUNDS) revert MarketBadRounds(p.emptyRoundsToReclaim);
@@ -1078,7 +1110,7 @@ contract ContributionMarket is ReentrancyGuard {
 
     /// @dev Results are taken from the reveal's close until the last result deadline, with the round's seed,
     /// from the round's panel (in the backup window, also from its backup), never from a trainer of the task.
-    function _checkPoster(Task storage t, uint256 taskId, uint256 round, bytes32 seed)
+    function _checkPoster(Task storage t, uint256 taskId, uint256 round, bytes32 seed, bool late)
         private
         view
         returns (address[] memory panel)
@@ -1091,7 +1123,7 @@ contract ContributionMarket is ReentrancyGuard {
         if (block.timestamp >= finalDeadline) revert MarketResultWindowClosed(finalDeadline);
         _checkSeed(t, taskId, round, seed);
         panel = _panel(t, taskId, seed);
-        if (!_onPanel(t, panel, msg.sender, _late(t, round)) || _seats[taskId][msg.sender].index != 0) {
+        if (!_onPanel(t, panel, msg.sender, late) || _seats[taskId][msg.sender].index != 0) {
             revert MarketNotAggregator(msg.sender);
         }
     }
@@ -1176,6 +1208,15 @@ contract ContributionMarket is ReentrancyGuard {
     function _late(Task storage t, uint256 round) private view returns (bool) {
         (, uint256 revealDeadline) = _revealWindow(t, round);
         return block.timestamp >= revealDeadline + t.resultWindow;
+    }
+
+    /// @dev `eighths` eighths into the panel's result window of `round`. Its vote commitments close at 6/8 (a first
+    /// seal comes at least half a window before its end, so a drawn panel has at least a quarter of it to commit
+    /// in); votes open at 7/8 unless every drawn member committed: the gap keeps a vote sent early by a clock
+    /// running ahead from being seen while a commitment can still land.
+    function _resultTime(Task storage t, uint256 round, uint256 eighths) private view returns (uint256) {
+        (, uint256 revealDeadline) = _revealWindow(t, round);
+        return revealDeadline + (uint256(t.resultWindow) * eighths) / 8;
     }
 
     /// @dev The aggregators' fee on a round's pool.

@@ -44,6 +44,10 @@ def parse_eth(text: str) -> int:
     return int(wei)
 
 
+#: the contract's shortest result window for a quorum above one (its members commit by 6/8 of it and vote from 7/8)
+MIN_QUORUM_RESULT_WINDOW = 480
+
+
 class TaskRequest(BaseModel):
     """Everything ``createTask`` needs from the owner; the spec is published by :func:`create_task`."""
 
@@ -84,6 +88,9 @@ class TaskRequest(BaseModel):
         if not (self.panel < 2 * q and q <= self.panel):
             raise ValueError(f"a quorum of {q} does not decide a panel of {self.panel}: it must be more than half "
                              "the panel and at most all of it")
+        if q > 1 and self.result_window < MIN_QUORUM_RESULT_WINDOW:
+            raise ValueError(f"a result window of {self.result_window} s is too short for a quorum of {q}: the "
+                             f"contract takes at least {MIN_QUORUM_RESULT_WINDOW} s (its members commit, then vote)")
         return self
 
 

@@ -186,7 +186,7 @@ def collusion_hook(store: ContentStore, honest_cids: list[str],
 
 def post_by_panel(sim: Simulation) -> tuple[PostedRound, list[int], dict[str, Any]]:
     """The round's drawn panel members each recompute the round and post, until the quorum settles it; the deciding
-    post, the gas of every post (votes included), and who was drawn and agreed."""
+    post, the gas of every transaction (commitments and votes), and who was drawn and agreed."""
     contract = sim.env.contract
     info = contract.task(sim.task_id)
     if info.seal_block == 0:  # the reveal deadline passed with some committers silent: anyone seals the round
@@ -194,12 +194,25 @@ def post_by_panel(sim: Simulation) -> tuple[PostedRound, list[int], dict[str, An
     panel, backup = contract.panel(sim.task_id)
     gas: list[int] = []
     agreed: list[str] = []
-    for member in panel:
+    nodes = []
+    for member in panel + ([backup] if backup else []):
         node = sim.aggregators.get(member)
         if node is None:
             raise ConfigError(f"aggregator {member} was drawn for task {sim.task_id} but is not one of this simulation's "
                               "(an --rpc chain with other aggregators registered)")
+        nodes.append((member, node))
+    if info.quorum == 1:  # the panel's member posts at once
+        nodes = nodes[:1]
+    # with a quorum of more than one, every drawn member (the backup too) first commits to its result; the last
+    # commitment opens the votes, and that member posts at once; then the panel's others post theirs
+    for member, node in nodes + nodes[:len(panel)]:
+        if node.voted(sim.task_id, info.current_round):
+            continue
         posted = node.run_round(sim.task_id)
+        if posted.commit_gas:
+            gas.append(posted.commit_gas)
+        if posted.stage == "committed":
+            continue
         gas.append(posted.gas)
         agreed.append(member)
         if posted.decided:

@@ -84,10 +84,13 @@ def anvil_market(anvil: AnvilProcess) -> Market:
 
 
 @pytest.fixture
-def devnet(tmp_path: Path, market_home: Path) -> Iterator[tuple[Path, dict[str, object]]]:
-    """`market devnet` as a process (its settings in the test's MARKET_HOME); yields (work folder, settings)."""
+def devnet(tmp_path: Path, market_home: Path, request: pytest.FixtureRequest) -> Iterator[tuple[Path, dict[str, object]]]:
+    """`market devnet` as a process (its settings in the test's MARKET_HOME); yields (work folder, settings). A test
+    marked ``@pytest.mark.devnet_args("--aggregators", "3")`` gives the devnet more arguments."""
     port = free_port()
-    proc = subprocess.Popen(MARKET + ["devnet", "--port", str(port), "--accounts", "8"], cwd=tmp_path, env=clean_env(),
+    marker = request.node.get_closest_marker("devnet_args")
+    extra = [str(a) for a in marker.args] if marker else []
+    proc = subprocess.Popen(MARKET + ["devnet", "--port", str(port), "--accounts", "8", *extra], cwd=tmp_path, env=clean_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     info_file = market_home / "devnet.json"
     deadline = time.monotonic() + 60

@@ -152,6 +152,16 @@ class RoundState:
         return None if end is None else max(0, end - self.now)
 
     @property
+    def vote_commits_close(self) -> int:
+        """When the drawn members' vote commitments close (``commitVote``): six eighths into the panel's window."""
+        return self.reveal_deadline + (6 * (self.result_deadline - self.reveal_deadline)) // 8
+
+    @property
+    def votes_open_at(self) -> int:
+        """When votes are taken even if a drawn member committed to nothing: seven eighths into the panel's window."""
+        return self.reveal_deadline + (7 * (self.result_deadline - self.reveal_deadline)) // 8
+
+    @property
     def closed_early(self) -> bool:
         """Commitments closed before the deadline because the task's full trainer count committed."""
         return self.phase not in ("settled", "waiting", "open") and self.committed >= self.max_trainers \
@@ -175,6 +185,17 @@ class RoundState:
         if self.phase == "settleable":
             return f"anyone may settle it with `market task settle {self.task_id} --round {self.round}`"
         return "settled"
+
+
+def result_hash(model_cid: str, seed: bytes, lost_mask: int, bps: Sequence[int]) -> bytes:
+    """What a panel votes for (the contract's ``h``): keccak256(abi.encode(modelCid, seed, lostMask, bps))."""
+    return keccak(abi_encode(["bytes32", "bytes32", "uint256", "uint16[]"],
+                             [cid_digest(model_cid), seed, lost_mask, list(bps)]))
+
+
+def vote_commitment(result: bytes, member: str) -> bytes:
+    """A panel member's commitment to the result it will post: keccak256(abi.encode(result, member))."""
+    return keccak(abi_encode(["bytes32", "address"], [result, Web3.to_checksum_address(member)]))
 
 
 def round_state(info: "TaskInfo", now: int) -> RoundState:
@@ -473,6 +494,14 @@ class MarketContract:
         res = (cid_digest(model_cid), cid_digest(receipt_cid), seed, lost_mask)
         return self.chain.transact(aggregator, self.c.functions.postResult(task_id, round_, res, bps, proof))
 
+    def commit_vote(
+        self, aggregator: LocalAccount, task_id: int, round_: int, model_cid: str, bps: list[int], *, seed: bytes,
+        lost_mask: int = 0,
+    ) -> Any:
+        """Commit to the result :meth:`post_result` will post (a drawn member of a task whose quorum is more than one)."""
+        commitment = vote_commitment(result_hash(model_cid, seed, lost_mask, bps), aggregator.address)
+        return self.chain.transact(aggregator, self.c.functions.commitVote(task_id, round_, commitment))
+
     def settle_without_result(self, caller: LocalAccount, task_id: int) -> Any:
         return self.chain.transact(caller, self.c.functions.settleWithoutResult(task_id))
 
@@ -614,8 +643,8 @@ class MarketContract:
         try:
             self.seal(caller, task_id)
         except ContractRevert as exc:
-            if exc.name in ("MarketAlreadySealed", "MarketWrongRound", "MarketTaskFinished"):
-                return False  # another party kept it first, or the round moved on
+            if exc.name in ("MarketAlreadySealed", "MarketWrongRound", "MarketTaskFinished", "MarketResultWindowClosed"):
+                return False  # another party kept it first, the round moved on, or its windows ended meanwhile
             raise
         return True
 

@@ -234,7 +234,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Wait for each round's reveals to close (its reveal window ends, or every committer has revealed), "
         "read the round's seed, fetch the revealed updates, aggregate, value every contribution and post the result "
         "with the seed and the stakes lost; settle a round in which nothing was revealed; one line per phase. The "
-        "task's backup aggregator runs the same command and posts in its own window if the aggregator did not.",
+        "task's backup aggregator runs the same command and posts in its own window if the aggregator did not. On a "
+        "task whose quorum is more than one, each drawn member (the backup too) first commits to its result, then "
+        "posts it once every drawn member has committed (or seven eighths into the panel's window).",
     )
     q.add_argument("task", type=_task_id)
     _chain_opts(q)

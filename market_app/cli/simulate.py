@@ -250,7 +250,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 #: Proven rounds by default: Multi-Krum is the robust rule the round circuit proves (``--proof none --robust ccdrop``
 #: is ``market simulate``'s unproven default); the first run builds the development setup for n = 5 and 4 (~3-5 min)
 DEMO_DEFAULTS: dict[str, object] = dict(trainers=5, attackers=1, attack="sign_flip", rounds=3, partition="dirichlet:0.5",
-                                        seed=0, proof="groth16", robust="multikrum")
+                                        seed=0, proof="groth16", robust="multikrum", panel=3, fee_bps=100)
 #: ``SimulateConfig``'s defaults, as ``--help`` shows them (parsing must not import torch; a test keeps them equal)
 SIMULATE_DEFAULTS: dict[str, object] = dict(trainers=6, attackers=0, attack="sign_flip", rounds=3, robust="ccdrop",
                                             valuation="auto", model="logreg", partition="iid", seed=0, reward="1",

@@ -65,7 +65,7 @@ def _stake(text: str) -> int:
 def cmd_task_create(args: argparse.Namespace) -> int:
     from market.data import dataset_commitment
     from market.spec import TaskSpec, load_spec_file
-    from owner.task import TaskRequest, check_funds, create_task
+    from owner.task import check_funds, create_task, task_request
 
     # local inputs first: a bad spec file or option is reported before anything is contacted
     spec = load_spec_file(args.spec) if args.spec else TaskSpec()
@@ -81,23 +81,26 @@ def cmd_task_create(args: argparse.Namespace) -> int:
             raise ConfigError(f"{option} {value}: the contract takes {low} to {high} seconds (30 days)")
     _in_range(args.max_trainers, "--max-trainers", 1, 256)
     _in_range(args.empty_rounds_to_reclaim, "--empty-rounds-to-reclaim", 0, 10_000)
-    _in_range(args.panel, "--panel", 1, 7)
-    quorum = args.panel // 2 + 1 if args.quorum is None else args.quorum
-    if not (args.panel < 2 * quorum <= 2 * args.panel):
-        raise ConfigError(f"--quorum {quorum}: a panel of {args.panel} needs more than half of it and at most all of it")
+    if args.panel is not None:
+        _in_range(args.panel, "--panel", 1, 7)
+        _quorum(args.panel, args.quorum)
     _in_range(args.fee_bps, "--fee-bps", 0, 5000)
     validation = _load_dataset(args.validation, spec.data)  # checked against the task's own spec, before anything is sent
     owner = _account(args)
     contract = _contract(args)
     check_funds(contract, owner.address, reward)
     have = contract.registry.active_count()
+    args.panel, note = default_panel(args.panel, spec.proof.system != "none", have)
+    if note:
+        print(note, file=sys.stderr)
+    quorum = _quorum(args.panel, args.quorum)
     if args.backup is None:  # by default, a backup whenever the registry holds one more than the panel
         args.backup = have > args.panel
     need = args.panel + (1 if args.backup else 0)
     if have < need:
         raise ConfigError(f"the market's registry has {have} bonded aggregators; a panel of {args.panel}"
                           f"{' with a backup' if args.backup else ''} needs {need} (ask for a smaller --panel, or --no-backup)")
-    request = TaskRequest(
+    request = task_request(
         spec=spec, validation_commitment=dataset_commitment(validation), rounds=args.rounds,
         reward_wei=reward, submit_window=args.submit_window, reveal_window=args.reveal_window,
         result_window=args.result_window, max_trainers=args.max_trainers, stake_wei=stake, backup=args.backup,
@@ -109,6 +112,34 @@ def cmd_task_create(args: argparse.Namespace) -> int:
     print(_schedule_line(info))
     print(_stake_line(info))
     return 0
+
+
+#: the default panel of a proof task (when the registry holds that many aggregators): a quorum of 2 must agree
+PROOF_PANEL = 3
+
+
+def default_panel(panel: int | None, proof_task: bool, registered: int) -> tuple[int, str | None]:
+    """The panel a task asks for: ``panel`` when given; else :data:`PROOF_PANEL` for a proof task when the registry
+    holds that many aggregators (the proof binds the pay to the coalition utilities, not the utilities to the
+    models, so a quorum of members that each recompute them must agree), else 1. With a note when a proof task
+    gets a panel of one."""
+    if panel is not None:
+        return panel, None
+    if not proof_task:
+        return 1, None
+    if registered >= PROOF_PANEL:
+        return PROOF_PANEL, None
+    return 1, (f"note: a panel of one (the registry holds {registered} aggregators): the drawn member alone vouches for "
+               f"the coalition utilities, which the round's proof does not bind; ask for --panel {PROOF_PANEL} once it "
+               f"holds {PROOF_PANEL}")
+
+
+def _quorum(panel: int, quorum: int | None) -> int:
+    """The quorum for ``panel`` (default: more than half of it); a one-line error when it is not a majority."""
+    q = panel // 2 + 1 if quorum is None else quorum
+    if not (panel < 2 * q <= 2 * panel):
+        raise ConfigError(f"--quorum {q}: a panel of {panel} needs more than half of it and at most all of it")
+    return q
 
 
 def _schedule_line(info: TaskInfo) -> str:
@@ -441,15 +472,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--max-trainers trainers have committed), a reveal window, the panel's result window and, with "
         "--backup, the backup's window. Each round's panel (and backup) is drawn from the market's registry of "
         "bonded aggregators with the round's seed: the owner picks nobody. The contract takes windows of at least 60 s (commit), "
-        "30 s (reveal) and 60 s (result), at most 30 days each.",
+        "30 s (reveal) and 60 s (result; 480 s with a quorum above one), at most 30 days each.",
     )
     _chain_opts(q)
     q.add_argument("--spec", help="task spec file (.json or .toml; see docs/spec-reference.md, or write one with "
                    "`market task init`); default: the built-in digits spec")
     q.add_argument("--validation", required=True, help="validation set (.npz/.csv) you give the aggregator; "
                    "checked against the spec before anything is sent")
-    q.add_argument("--panel", type=int, default=1, metavar="K",
-                   help="aggregators drawn from the registry each round, 1..7 (default 1); each recomputes the round")
+    q.add_argument("--panel", type=int, metavar="K",
+                   help="aggregators drawn from the registry each round, 1..7; each recomputes the round (default 1; "
+                   f"{PROOF_PANEL} for a task whose spec asks for proofs when the registry holds {PROOF_PANEL}, since "
+                   "the proof does not bind the coalition utilities)")
     q.add_argument("--quorum", type=int, metavar="Q",
                    help="identical results that settle a round (default: more than half the panel); panel members that "
                    "post another result lose bond")
@@ -470,7 +503,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q.add_argument("--reveal-window", type=int, default=600, metavar="SECONDS",
                    help="seconds committers then have to reveal, at least 30")
     q.add_argument("--result-window", type=int, default=3600, metavar="SECONDS",
-                   help="seconds the aggregator then has to post (and the backup after it), at least 60; after that "
+                   help="seconds the aggregator then has to post (and the backup after it), at least 60 (480 with a "
+                   "quorum above one: its members commit, then vote); after that "
                    "anyone may `market task settle`")
     q.add_argument("--max-trainers", type=int, default=64, metavar="N",
                    help="most trainers that may join, 1..256; commits close early only when this many have committed")

@@ -302,7 +302,8 @@ def test_verify_a_round_the_task_does_not_have(cli: Any, market: Market, tmp_pat
                           "(default 3600)", "--reveal-window SECONDS", "(default 600)", "--stake ETH", "(default 0)",
                           "--panel K", "--quorum Q", "--fee-bps BPS", "--backup", "drawn from the market's registry",
                           "--empty-rounds-to-reclaim K", "trainers must join",
-                          "early only when --max-trainers", "at least 60 s (commit), 30 s (reveal) and 60 s (result)"]),
+                          "early only when --max-trainers", "at least 60 s (commit), 30 s (reveal) and 60 s (result; 480 s "
+                          "with a quorum above one)"]),
     (["trainer"], ["before the round you want closes", "closes early only when the task's max-trainers", "stake"]),
     (["trainer", "withdraw"], ["--task N", "--to ADDRESS", "every task you joined"]),
     (["trainer", "leave"], ["--task N", "between rounds"]),
@@ -367,3 +368,20 @@ def _idle_status(m: Market, tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.strip().startswith(f"error: task {t} was created with --empty-rounds-to-reclaim 0: the owner never "
                                           "reclaims early")
+
+
+@pytest.mark.parametrize(("panel", "proof", "registered", "want", "noted"), [
+    (None, False, 5, 1, False),  # a task without proofs: one member, as before
+    (None, True, 3, 3, False),   # a proof task: three, so that two must agree on the utilities the proof does not bind
+    (None, True, 2, 1, True),    # ... unless the registry is too small: one, and the owner is told why it matters
+    (2, True, 5, 2, False),      # what the owner asks for, whatever the task
+])
+def test_a_proof_tasks_default_panel_is_three_when_the_registry_holds_three(
+        panel: int | None, proof: bool, registered: int, want: int, noted: bool) -> None:
+    from market_app.cli.task import default_panel
+
+    got, note = default_panel(panel, proof, registered)
+
+    assert got == want and (note is not None) == noted
+    if note:
+        assert "does not bind" in note and "--panel 3" in note

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from aggregator.service import Aggregator
-from market.chain.contract import TaskInfo
+from aggregator.service import Aggregator, lost_mask
+from market.chain.contract import TaskInfo, round_state
 from market.chain.registry import DEV_BOND
 from market.data import dataset_commitment, digits_splits
 from market.errors import ContractRevert
@@ -83,10 +83,10 @@ def stage(tmp_path: Path, aggregators: int, **task: Any) -> Iterator[Stage]:
         yield Stage(env, task_id, nodes, aggs)
 
 
-def forge(s: Stage, agg: Aggregator, kind: str) -> Any:
-    """``agg`` posts a forged result for the current round: ``refund`` marks every update lost (the pool would
-    carry over and go back to the owner at the end), ``redirect`` pays the whole pool to the first trainer,
-    ``lazy`` posts the round's input model with an equal split (no work done)."""
+def forge(s: Stage, agg: Aggregator, kind: str, *, commit: bool = True, post: bool = True) -> Any:
+    """``agg`` commits to (``commit``) and posts (``post``) a forged result for the current round: ``refund`` marks
+    every update lost (the pool would carry over and go back to the owner at the end), ``redirect`` pays the whole
+    pool to the first trainer, ``lazy`` posts the round's input model with an equal split (no work done)."""
     snap = s.contract.round_snapshot(s.task_id)
     seed, info = agg.seed_and_info(snap)
     n = info.submitted_count
@@ -97,7 +97,16 @@ def forge(s: Stage, agg: Aggregator, kind: str) -> Any:
         bps, mask = [10_000] + [0] * (n - 1), 0
     else:
         bps, mask = [10_000 // n + (1 if j < 10_000 % n else 0) for j in range(n)], 0
+    if commit:
+        s.contract.commit_vote(agg.account, s.task_id, info.current_round, model, bps, seed=seed, lost_mask=mask)
+    if not post:
+        return None
     return s.contract.post_result(agg.account, s.task_id, info.current_round, model, model, bps, seed=seed, lost_mask=mask)
+
+
+def open_votes(s: Stage) -> None:
+    """Move the clock to when votes are taken even if a drawn member committed to nothing (7/8 of the panel's window)."""
+    s.env.chain.advance_to(round_state(s.info(), 0).votes_open_at)
 
 
 @pytest.mark.parametrize("kind", ["refund", "redirect"])
@@ -112,11 +121,14 @@ def test_the_owners_bonded_second_key_on_the_panel_is_outvoted_and_loses_its_bon
         honest = [a for a in panel if a is not sybil]
         bond0, credits0 = s.bond(sybil), s.credits()
 
-        forge(s, sybil, kind)  # the owner's key posts first: a vote, nothing is credited yet
-        assert s.info().current_round == 0 and s.info().credited == 0
-        first = honest[0].run_round(s.task_id)
-        assert first.decided is False  # one forged and one honest vote: no quorum yet
-        second = honest[1].run_round(s.task_id)
+        forge(s, sybil, kind, post=False)  # the owner's key commits to its forgery first
+        assert honest[0].run_round(s.task_id).stage == "committed"  # no votes before every member committed
+        with pytest.raises(ContractRevert, match="RegistryCommitsOpen|every member has committed"):
+            forge(s, sybil, kind, commit=False)
+        first = honest[1].run_round(s.task_id)  # the last commitment: its vote goes in at once
+        forge(s, sybil, kind, commit=False)  # a vote, nothing is credited yet
+        assert first.decided is False and s.info().current_round == 0 and s.info().credited == 0
+        second = honest[0].run_round(s.task_id)  # one forged and two honest votes
 
         assert second.decided and s.info().finished
         want = honest_credits(s, second)
@@ -156,9 +168,13 @@ def test_a_forged_result_alone_never_settles_a_quorum_task(tmp_path: Path) -> No
     with stage(tmp_path, aggregators=3, panel=3, quorum=2) as s:
         sybil = s.aggregators[str(s.env.accounts[3].address)]
         play_round(s.env, s.nodes, post=False)
-        forge(s, sybil, "refund")
+        forge(s, sybil, "refund", post=False)
+        open_votes(s)  # nobody else committed: the votes open when commitments close
+        forge(s, sybil, "refund", commit=False)
         with pytest.raises(ContractRevert, match="RegistryAlreadyVoted|already posted"):
-            forge(s, sybil, "refund")  # one vote per member: it cannot reach the quorum alone
+            forge(s, sybil, "refund", commit=False)  # one vote per member: it cannot reach the quorum alone
+        with pytest.raises(ContractRevert, match="MarketVoteCommitsClosed"):
+            forge(s, sybil, "refund")  # nor commit again  # one vote per member: it cannot reach the quorum alone
         assert s.info().current_round == 0 and s.info().credited == 0 and s.info().refunded == 0
 
 
@@ -196,9 +212,11 @@ def test_a_dissenting_panel_member_loses_bond_and_gets_no_fee(tmp_path: Path) ->
         panel, _ = s.drawn()
         lazy, h1, h2 = panel
         bonds = {a.account.address: s.bond(a) for a in panel}
-        h1.run_round(s.task_id)
-        forge(s, lazy, "lazy")  # posts the input model with an equal split: no work
-        posted = h2.run_round(s.task_id)
+        assert h1.run_round(s.task_id).stage == "committed"
+        forge(s, lazy, "lazy", post=False)  # commits to the input model with an equal split: no work
+        assert h2.run_round(s.task_id).decided is False  # the last to commit votes at once
+        forge(s, lazy, "lazy", commit=False)
+        posted = h1.run_round(s.task_id)
 
         assert posted.decided
         penalty = s.contract.registry.penalty()
@@ -207,6 +225,81 @@ def test_a_dissenting_panel_member_loses_bond_and_gets_no_fee(tmp_path: Path) ->
         fee = REWARD * FEE_BPS // 10_000
         assert [s.contract.owed(s.task_id, a.account.address) for a in (lazy, h1, h2)] == [0, fee // 2, fee - fee // 2]
         assert sum(s.credits().values()) == penalty
+
+
+@pytest.mark.parametrize("copier_commits", ["nothing", "junk_to_open_the_votes"])
+def test_a_lazy_member_cannot_copy_a_result_another_member_posted(tmp_path: Path, copier_commits: str) -> None:
+    """Attack A5: a drawn member does no work, waits for another member's result to appear on chain and posts the
+    same (the model CID, seed, lost mask and basis points are in the posted transaction), taking half the fee. Before
+    votes were committed first, the copy agreed with the honest vote and decided the round. Now every member commits
+    to its result before any is seen: a copier that committed nothing cannot commit once the votes are open, and one
+    that committed junk to open them early cannot post anything else."""
+    with stage(tmp_path, aggregators=3, panel=3, quorum=2) as s:
+        play_round(s.env, s.nodes, post=False)
+        panel, _ = s.drawn()
+        h1, h2, copier = panel
+        assert h1.run_round(s.task_id).stage == "committed"
+        if copier_commits == "junk_to_open_the_votes":
+            forge(s, copier, "lazy", post=False)
+        else:
+            assert h2.run_round(s.task_id).stage == "committed"
+            open_votes(s)  # the copier never commits: the votes open when commitments close
+        first = h2.run_round(s.task_id) if copier_commits != "nothing" else h1.run_round(s.task_id)
+        assert first.stage == "posted" and first.decided is False
+        seed = s.contract.round_seed(s.task_id)
+        r = s.info().current_round
+        with pytest.raises(ContractRevert, match="MarketVoteCommitsClosed|RegistryAlreadyCommitted"):
+            s.contract.commit_vote(copier.account, s.task_id, r, first.model_cid, first.bps, seed=seed,
+                                   lost_mask=lost_mask(first.receipt))
+        with pytest.raises(ContractRevert, match="RegistryVoteNotCommitted"):
+            s.contract.post_result(copier.account, s.task_id, r, first.model_cid, first.receipt_cid, first.bps, seed=seed,
+                                   lost_mask=lost_mask(first.receipt))
+        second = (h1 if copier_commits != "nothing" else h2).run_round(s.task_id)
+
+        assert second.decided
+        fee = REWARD * FEE_BPS // 10_000
+        assert s.contract.owed(s.task_id, copier.account.address) == 0
+        assert s.contract.owed(s.task_id, h1.account.address) + s.contract.owed(s.task_id, h2.account.address) == fee
+
+
+def test_a_member_restarted_after_committing_computes_the_same_result_and_posts_it(tmp_path: Path) -> None:
+    """Between a member's commitment and its vote its result lives in memory only: a restarted service (a new
+    ``Aggregator``, nothing kept) computes the round again, byte for byte the same, so its vote opens the
+    commitment it made before the crash; nothing is lost and nobody is fined."""
+    with stage(tmp_path, aggregators=3, panel=3, quorum=2) as s:
+        play_round(s.env, s.nodes, post=False)
+        panel, _ = s.drawn()
+        bonds = {a.account.address: s.bond(a) for a in panel}
+        assert panel[0].run_round(s.task_id).stage == "committed"
+        restarted = Aggregator(s.contract, s.env.store, panel[0].account, SPLITS.validation)
+        assert panel[1].run_round(s.task_id).stage == "committed"
+        assert panel[2].run_round(s.task_id).decided is False  # the last commitment opens the votes
+
+        posted = restarted.run_round(s.task_id)
+
+        assert posted.decided and s.info().finished
+        assert {a.account.address: s.bond(a) for a in panel} == bonds
+
+
+def test_a_vote_sent_before_the_chain_opens_the_votes_is_tried_again(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A member whose clock runs ahead of the chain's (or whose transaction lands in a block stamped a little early)
+    sends its vote before the chain takes votes: the service keeps its result and tries again, instead of giving up
+    the round and being fined with the silent member (attacker pass)."""
+    with stage(tmp_path, aggregators=3, panel=3, quorum=2) as s:
+        play_round(s.env, s.nodes, post=False)
+        (a, b, _silent), _ = s.drawn()
+        assert a.run_round(s.task_id).stage == "committed"
+        assert b.run_round(s.task_id).stage == "committed"
+        monkeypatch.setattr(a, "votes_open", lambda *args, **kw: True)  # a clock ahead: "seven eighths" too early
+
+        early = a.run_round(s.task_id)
+
+        assert (early.stage, early.gas) == ("committed", 0) and not a.voted(s.task_id, 0)
+        monkeypatch.undo()
+        open_votes(s)
+        assert a.run_round(s.task_id).stage == "posted" and a.voted(s.task_id, 0)
+        assert b.run_round(s.task_id).decided
 
 
 def test_a_silent_panel_loses_bond_to_the_trainers_that_prove_their_updates(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,11 +62,11 @@ def proven_task(tmp_path: Path, aggregators: int, panel: int, quorum: int) -> It
         yield env, task_id, nodes, aggs
 
 
-def forge_and_prove(env: Environment, task_id: int, agg: Aggregator, favoured: str) -> tuple[dict[str, int], Any]:
+def forge_and_prove(env: Environment, task_id: int, agg: Aggregator, favoured: str) -> tuple[dict[str, int], Callable[[], Any]]:
     """``agg`` computes the round honestly, then forges the utilities: full accuracy (4096/4096) for every coalition
     that holds ``favoured``, none for the others, so every marginal value is the favoured trainer's; it proves the
-    forged numbers and posts them.
-    Returns the forged basis points by trainer and the posting's receipt (it raises if the chain refuses)."""
+    forged numbers and, on a task whose quorum is more than one, commits to its vote.
+    Returns the forged basis points by trainer and a call that posts them (it raises if the chain refuses)."""
     view = load_task(env.contract, env.store, task_id)
     snap = env.contract.round_snapshot(task_id, view.info.current_round, view.info)
     seed, info = agg.seed_and_info(snap)
@@ -92,9 +92,14 @@ def forge_and_prove(env: Environment, task_id: int, agg: Aggregator, favoured: s
     calldata = encode_round_proof(proof, env.contract.digest_before(task_id, snap.round),
                                   [(s.index, cid_digest(s.cid), s.commitment) for s in sorted(subs, key=lambda s: s.seq)],
                                   inputs.rejected_mask([s.trainer for s in subs]), st.public[-1])
-    tx = env.contract.post_result(agg.account, task_id, snap.round, model_cid, forged_cid, bps, calldata, seed=seed,
-                                  lost_mask=lost_mask(receipt))
-    return {s.trainer: b for s, b in zip(subs, bps)}, tx
+    if info.quorum > 1:
+        env.contract.commit_vote(agg.account, task_id, snap.round, model_cid, bps, seed=seed, lost_mask=lost_mask(receipt))
+
+    def post() -> Any:
+        return env.contract.post_result(agg.account, task_id, snap.round, model_cid, forged_cid, bps, calldata, seed=seed,
+                                        lost_mask=lost_mask(receipt))
+
+    return {s.trainer: b for s, b in zip(subs, bps)}, post
 
 
 def honest_split(pool: int, bps_by_trainer: dict[str, int], order: list[str]) -> dict[str, int]:
@@ -117,11 +122,13 @@ def test_a_proof_over_forged_utilities_is_outvoted_in_a_panel_of_three_and_the_f
         favoured = nodes[0].address
         bond0 = env.contract.registry.member(forger.account.address).bond
 
-        forged_bps, _ = forge_and_prove(env, task_id, forger, favoured)  # verifies on chain: one vote, nothing credited
+        forged_bps, post_forgery = forge_and_prove(env, task_id, forger, favoured)  # committed to its forged vote
+        assert honest[0].run_round(task_id).stage == "committed"
+        first = honest[1].run_round(task_id)  # the last commitment: its vote goes in at once
+        post_forgery()  # verifies on chain: one vote, nothing credited
         assert env.contract.task(task_id).credited == 0 and env.contract.task(task_id).current_round == 0
-        first = honest[0].run_round(task_id)
         assert not first.decided  # one forged, one honest: no quorum yet
-        second = honest[1].run_round(task_id)
+        second = honest[0].run_round(task_id)
         assert second.decided
 
         honest_bps = {a: int(b) for a, b in second.receipt.bps.items()}
@@ -145,7 +152,8 @@ def test_a_proof_over_forged_utilities_by_a_panel_of_one_does_not_settle(tmp_pat
         play_round(env, nodes, task_id=task_id, post=False)
         (member,), _ = env.contract.panel(task_id)
         favoured = nodes[0].address
-        forged_bps, _ = forge_and_prove(env, task_id, aggs[member], favoured)
+        forged_bps, post_forgery = forge_and_prove(env, task_id, aggs[member], favoured)
+        post_forgery()
         credited = env.contract.credited(task_id, 0)
         assert env.contract.task(task_id).current_round == 0, \
             f"the forged result settled the round: {forged_bps[favoured]} bps, {credited.get(favoured, 0)} wei to the favoured trainer"

@@ -26,6 +26,8 @@ RECEIPT = compute_cid(b"receipt")
 STAKE = 10**17
 #: the shortest windows the contract allows (seconds)
 SHORT = {"submit_window": 60, "reveal_window": 30, "result_window": 60}
+#: the shortest windows of a task whose quorum is more than one (its members commit, then vote: eighths of a minute)
+QUORUM_SHORT = {**SHORT, "result_window": 480}
 
 
 def revert_name(excinfo: "pytest.ExceptionInfo[ContractRevert]") -> str:
@@ -80,7 +82,10 @@ def schedule(m: Market, task_id: int) -> dict[str, int]:
     ``end`` ends the availability window (the next round opens)."""
     opens, submit, reveal_, result, final = m.contract.schedule(task_id)
     end = opens + m.contract.task(task_id).period
-    return {"opens": opens, "submit": submit, "reveal": reveal_, "result": result, "final": final, "end": end}
+    commits = reveal_ + (6 * (result - reveal_)) // 8  # the drawn members' vote commitments close
+    votes = reveal_ + (7 * (result - reveal_)) // 8  # votes are taken even if a drawn member committed to nothing
+    return {"opens": opens, "submit": submit, "reveal": reveal_, "commits": commits, "votes": votes, "result": result,
+            "final": final, "end": end}
 
 
 def commit(m: Market, task_id: int, round_: int, trainer: LocalAccount, upd: Update | None = None,
@@ -149,6 +154,15 @@ def post(m: Market, task_id: int, round_: int, bps: list[int], *, lost_mask: int
     s = seed(m, task_id) if seed_ is None else seed_
     return m.contract.post_result(sender or m.aggregator, task_id, round_, MODEL, RECEIPT, bps, proof,
                                   seed=s, lost_mask=lost_mask)
+
+
+def commit_votes(m: Market, task_id: int, round_: int, votes: dict[LocalAccount, list[int]], *, lost_mask: int = 0,
+                 model: str = MODEL) -> None:
+    """Drawn members commit to the results :func:`post` will post for them (``commitVote``; sealing first)."""
+    seal(m, task_id)
+    s = seed(m, task_id)
+    for member, bps in votes.items():
+        m.contract.commit_vote(member, task_id, round_, model, bps, seed=s, lost_mask=lost_mask)
 
 
 def join_all(m: Market, task_id: int, trainers: list[LocalAccount]) -> None:

@@ -16,7 +16,7 @@ from eth_utils import keccak
 from web3.logs import DISCARD
 
 from market.chain.compile import load_artifact
-from market.chain.contract import MarketContract
+from market.chain.contract import MarketContract, result_hash, vote_commitment
 from market.chain.registry import DEV_EXIT_DELAY, DEV_MIN_BOND, DEV_PENALTY
 from market.cid import compute_cid
 from market.errors import ContractRevert
@@ -24,10 +24,12 @@ from tests.conftest import Market
 from tests.contracts.helpers import (
     MODEL,
     RECEIPT,
+    QUORUM_SHORT,
     SHORT,
     STAKE,
     advance_to,
     assert_conserved,
+    commit_votes,
     create,
     cumulative,
     drawn,
@@ -40,6 +42,7 @@ from tests.contracts.helpers import (
     revert_name,
     schedule,
     seal,
+    seed,
     settle_after_deadline,
 )
 
@@ -110,14 +113,15 @@ def test_a_registry_with_a_bad_configuration_is_refused(market: Market, args: tu
 
 def _some_args(m: Market, inputs: list[dict[str, Any]]) -> list[Any]:
     """Plausible arguments for a function's ABI inputs (numbers 1, the outsider's address, a non-zero word)."""
-    value = {"uint256": 1, "address": m.outsider.address, "bytes32": b"\x01" * 32, "address[]": [m.outsider.address]}
+    value = {"uint256": 1, "address": m.outsider.address, "bytes32": b"\x01" * 32, "address[]": [m.outsider.address],
+             "bool": True}
     return [value[i["type"]] for i in inputs]
 
 
 def test_only_the_market_records_votes_and_penalties(market: Market) -> None:
     reg = market.contract.registry
     abi = {i["name"]: i for i in reg.c.abi if i["type"] == "function"}
-    for name in ("vote", "penalise"):
+    for name in ("commitVote", "vote", "penalise"):
         call = getattr(reg.c.functions, name)(*_some_args(market, abi[name]["inputs"]))
         with pytest.raises(ContractRevert) as exc:
             market.chain.transact(market.outsider, call)
@@ -195,7 +199,7 @@ def test_a_second_identical_vote_settles_and_the_dissenter_pays_the_paid_trainer
     result settles the round: the fee to the two that agreed, the dissenter's penalty to the paid trainers."""
     members(market, 3)
     task_id = create(market, rounds=1, reward=10_000, max_trainers=3, stake_wei=STAKE, panel=3, quorum=2, fee_bps=1000,
-                     **SHORT)
+                     **QUORUM_SHORT)
     a, b, c = market.trainers[:3]
     join_all(market, task_id, [a, b, c])
     play_round(market, task_id, 0, [a, b, c])
@@ -203,6 +207,7 @@ def test_a_second_identical_vote_settles_and_the_dissenter_pays_the_paid_trainer
     assert backup is None and len(panel) == 3
     p1, p2, p3 = panel
     reg = market.contract.registry
+    commit_votes(market, task_id, 0, {p1: [6000, 4000, 0], p2: [5000, 5000, 0], p3: [6000, 4000, 0]})
 
     assert vote(market, task_id, 0, [6000, 4000, 0], p1) is None
     assert reg.vote_of(task_id, 0, p1.address) != b"\x00" * 32
@@ -239,11 +244,12 @@ def test_the_fee_is_split_among_the_agreeing_voters_by_the_wei(market: Market) -
     """A 2001-wei pool at 50 %: a fee of 1000 wei among three agreeing voters, by cumulative rounding in panel
     order (333, 333, 334); the trainers get the other 1001."""
     members(market, 3)
-    task_id = create(market, rounds=1, reward=2001, max_trainers=2, panel=3, quorum=3, fee_bps=5000, **SHORT)
+    task_id = create(market, rounds=1, reward=2001, max_trainers=2, panel=3, quorum=3, fee_bps=5000, **QUORUM_SHORT)
     a, b = market.trainers[:2]
     join_all(market, task_id, [a, b])
     play_round(market, task_id, 0, [a, b])
     panel, _ = drawn(market, task_id)
+    commit_votes(market, task_id, 0, {p: [3000, 7000] for p in panel})
     for p in panel[:2]:
         assert vote(market, task_id, 0, [3000, 7000], p) is None
 
@@ -300,7 +306,7 @@ def test_a_silent_panel_member_is_penalised_when_the_backup_settles_the_round(ma
     fee goes to the two voters."""
     members(market, 3)
     task_id = create(market, rounds=1, reward=1000, max_trainers=2, panel=2, quorum=2, backup=True, fee_bps=1000,
-                     **SHORT)
+                     **QUORUM_SHORT)
     a, b = market.trainers[:2]
     join_all(market, task_id, [a, b])
     play_round(market, task_id, 0, [a, b])
@@ -309,6 +315,8 @@ def test_a_silent_panel_member_is_penalised_when_the_backup_settles_the_round(ma
     with pytest.raises(ContractRevert) as exc:  # not in the panel's window
         post(market, task_id, 0, [10_000, 0], sender=backup)
     assert revert_name(exc) == "MarketNotAggregator"
+    commit_votes(market, task_id, 0, {p1: [10_000, 0], backup: [10_000, 0]})  # the backup commits in the panel's window
+    advance_to(market, schedule(market, task_id)["votes"])  # p2 committed nothing: the votes open at 7/8
     assert vote(market, task_id, 0, [10_000, 0], p1) is None
     advance_to(market, schedule(market, task_id)["result"])
 
@@ -329,12 +337,15 @@ def test_the_fallback_penalises_the_silent_drawn_members_to_the_provers(market: 
     with nobody proved, the penalties are taken all the same and burned (attack A11: before, they were not taken,
     so a silent panel lost nothing when it also kept the trainers from being paid)."""
     members(market, 4)
-    task_id = create(market, rounds=1, reward=1000, max_trainers=2, panel=3, quorum=2, backup=True, **SHORT)
+    task_id = create(market, rounds=1, reward=1000, max_trainers=2, panel=3, quorum=2, backup=True, **QUORUM_SHORT)
     a, b = market.trainers[:2]
     join_all(market, task_id, [a, b])
     ups = play_round(market, task_id, 0, [a, b])
     (p1, p2, p3), backup = drawn(market, task_id)
     assert backup is not None
+    commit_votes(market, task_id, 0, {p1: [10_000, 0]})
+    commit_votes(market, task_id, 0, {p2: [0, 10_000]})
+    advance_to(market, schedule(market, task_id)["votes"])
     assert vote(market, task_id, 0, [10_000, 0], p1) is None
     assert vote(market, task_id, 0, [0, 10_000], p2) is None
     for t in (a, b)[:provers]:
@@ -368,7 +379,7 @@ def test_a_silent_member_of_a_result_that_pays_nobody_loses_its_penalty_burned(m
     backup window pays nobody: the penalty is burned (second attacker pass: the first fix spared them too)."""
     members(market, panel + 1)
     quorum = 1 if panel == 1 else 2
-    task_id = create(market, rounds=1, reward=1000, max_trainers=1, panel=panel, quorum=quorum, backup=True, **SHORT)
+    task_id = create(market, rounds=1, reward=1000, max_trainers=1, panel=panel, quorum=quorum, backup=True, **QUORUM_SHORT)
     a = market.trainers[0]
     market.contract.join(a, task_id)
     play_round(market, task_id, 0, [a])
@@ -377,6 +388,8 @@ def test_a_silent_member_of_a_result_that_pays_nobody_loses_its_penalty_burned(m
     reg = market.contract.registry
     voters = drawn_panel[:quorum - 1]  # with a quorum of 2, one panel member votes all-lost; the rest stay silent
     silent = [p for p in drawn_panel if p not in voters]
+    commit_votes(market, task_id, 0, {p: [0] for p in [*voters, backup] if quorum > 1}, lost_mask=1)
+    advance_to(market, schedule(market, task_id)["votes"])
     for p in voters:
         assert vote(market, task_id, 0, [0], p, lost_mask=1) is None
     bonds = {p.address: bond(market, p) for p in [*drawn_panel, backup]}
@@ -400,13 +413,15 @@ def test_a_result_that_pays_nobody_fines_no_dissenter(market: Market) -> None:
     A cheating dissenter escapes its penalty in that one case (left open: attack A11's decided case); silent members
     are still fined (the test above)."""
     members(market, 3)
-    task_id = create(market, rounds=1, reward=1000, max_trainers=2, panel=3, quorum=2, **SHORT)
+    task_id = create(market, rounds=1, reward=1000, max_trainers=2, panel=3, quorum=2, **QUORUM_SHORT)
     a, b = market.trainers[:2]
     join_all(market, task_id, [a, b])
     play_round(market, task_id, 0, [a, b])
     (p1, p2, p3), _ = drawn(market, task_id)
     reg = market.contract.registry
     bonds = {p.address: bond(market, p) for p in (p1, p2, p3)}
+    commit_votes(market, task_id, 0, {p1: [0, 0], p3: [0, 0]}, lost_mask=3)
+    commit_votes(market, task_id, 0, {p2: [10_000, 0]})
     assert vote(market, task_id, 0, [0, 0], p1, lost_mask=3) is None
     assert vote(market, task_id, 0, [10_000, 0], p2) is None
 
@@ -564,16 +579,22 @@ def test_an_early_vote_is_not_penalised_when_the_seal_blocks_hash_expires(market
     market.contract.join(a, task_id)
     play_round(market, task_id, 0, [a])
     (p1, _, _), _ = drawn(market, task_id)
-    assert vote(market, task_id, 0, [10_000], p1) is None
+    commit_votes(market, task_id, 0, {p1: [10_000]})
     _mine(market, 257)
-    with pytest.raises(ContractRevert) as exc:  # the first vote kept the seed
+    with pytest.raises(ContractRevert) as exc:  # the first commitment kept the seed
         market.contract.seal(a, task_id)
     assert revert_name(exc) == "MarketAlreadySealed"
     p2 = next(p for p in drawn(market, task_id)[0] if p != p1)
+    commit_votes(market, task_id, 0, {p2: [10_000]})
+    advance_to(market, schedule(market, task_id)["votes"])  # the third member committed nothing
+    assert vote(market, task_id, 0, [10_000], p1) is None
+
+    (p3,) = [p for p in drawn(market, task_id)[0] if p not in (p1, p2)]
 
     settled = vote(market, task_id, 0, [10_000], p2)  # the second identical vote: decided
 
-    assert settled is not None and settled["penalties"] == {}
+    assert settled is not None  # p1 is not fined; the member that never committed is
+    assert settled["penalties"] == {p3.address: market.contract.registry.penalty()}
     assert [market.contract.owed(task_id, p.address) for p in (p1, p2)] == [50, 50]  # the fee, shared
 
 
@@ -647,12 +668,14 @@ def test_identical_means_the_same_model_seed_lost_mask_and_pay(market: Market) -
     not of the receipt (each member posts its own): the same basis points with another model are another result,
     whose poster is outvoted; the same result with another receipt agrees."""
     members(market, 3)
-    task_id = create(market, rounds=1, max_trainers=1, panel=3, quorum=2, **SHORT)
+    task_id = create(market, rounds=1, max_trainers=1, panel=3, quorum=2, **QUORUM_SHORT)
     a = market.trainers[0]
     market.contract.join(a, task_id)
     play_round(market, task_id, 0, [a])
     p1, p2, p3 = drawn(market, task_id)[0]
     seed = market.contract.round_seed(task_id)
+    commit_votes(market, task_id, 0, {p1: [10_000], p3: [10_000]})
+    commit_votes(market, task_id, 0, {p2: [10_000]}, model=compute_cid(b"another model"))
     assert vote(market, task_id, 0, [10_000], p1) is None
     other = market.contract.post_result(p2, task_id, 0, compute_cid(b"another model"), RECEIPT, [10_000], seed=seed)
     assert market.contract.settlement_if_any(other) is None
@@ -745,3 +768,195 @@ def test_an_expired_seed_is_not_sealed_again_once_half_the_window_is_gone(market
         market.contract.seal(a, task_id)
 
     assert revert_name(exc) == "MarketResultWindowClosed"
+
+
+# ------------------------------------------------- votes committed before they are seen (attack A5)
+def _quorum_task(market: Market, **kw: Any) -> tuple[int, list[LocalAccount], LocalAccount | None]:
+    members(market, 4 if kw.get("backup") else 3)
+    task_id = create(market, rounds=1, reward=1000, max_trainers=1, panel=3, quorum=2, fee_bps=1000, **{**QUORUM_SHORT, **kw})
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    play_round(market, task_id, 0, [a])
+    panel, backup = drawn(market, task_id)
+    return task_id, panel, backup
+
+
+def test_a_vote_waits_until_every_member_committed_or_commitments_close(market: Market) -> None:
+    """A panel member's vote is taken only once every member of the panel committed to its result, or once
+    commitments close (three quarters into the panel's window): before, no member could see another's result."""
+    task_id, (p1, p2, p3), _ = _quorum_task(market)
+    commit_votes(market, task_id, 0, {p1: [10_000], p2: [10_000]})
+    with pytest.raises(ContractRevert) as exc:
+        vote(market, task_id, 0, [10_000], p1)
+    assert revert_name(exc) == "RegistryCommitsOpen"
+    commit_votes(market, task_id, 0, {p3: [10_000]})  # the last commitment opens the votes at once
+
+    assert vote(market, task_id, 0, [10_000], p1) is None
+    assert vote(market, task_id, 0, [10_000], p2) is not None
+
+
+def test_a_member_posts_only_the_result_it_committed_to(market: Market) -> None:
+    """Once committed, a member cannot change its result (say, to the one another member posted first), nor commit
+    again; a member that committed to nothing cannot post once the commitments close."""
+    task_id, (p1, p2, p3), _ = _quorum_task(market)
+    commit_votes(market, task_id, 0, {p1: [10_000], p2: [10_000]}, model=compute_cid(b"p2 changes its mind"))
+    with pytest.raises(ContractRevert) as exc:
+        commit_votes(market, task_id, 0, {p1: [10_000]})
+    assert revert_name(exc) == "RegistryAlreadyCommitted"
+    advance_to(market, schedule(market, task_id)["votes"])
+    with pytest.raises(ContractRevert) as exc:
+        commit_votes(market, task_id, 0, {p3: [10_000]})
+    assert revert_name(exc) == "MarketVoteCommitsClosed"
+
+    for member in (p1, p3):  # p1 committed to another model, p3 to nothing
+        with pytest.raises(ContractRevert) as exc:
+            vote(market, task_id, 0, [10_000], member)
+        assert revert_name(exc) == "RegistryVoteNotCommitted"
+    assert market.contract.task(task_id).current_round == 0
+
+
+def test_the_backup_commits_in_the_panels_window_too(market: Market) -> None:
+    """Every drawn member commits before any vote is seen, the backup too (attacker pass: a backup that posted without
+    a commitment copied the one vote the panel posted, for half the fee): commitments come from the drawn members
+    only, in the panel's window; the backup posts the result it committed to in its own window, and one that
+    committed to nothing cannot post there."""
+    task_id, (p1, p2, p3), backup = _quorum_task(market, backup=True)
+    assert backup is not None
+    for who in (market.owner, market.trainers[0]):
+        with pytest.raises(ContractRevert) as exc:
+            commit_votes(market, task_id, 0, {who: [10_000]})
+        assert revert_name(exc) == "MarketNotAggregator"
+    commit_votes(market, task_id, 0, {p1: [10_000], p2: [10_000], p3: [10_000]})
+    with pytest.raises(ContractRevert) as exc:  # the backup has not committed: no vote yet
+        vote(market, task_id, 0, [10_000], p1)
+    assert revert_name(exc) == "RegistryCommitsOpen"
+    advance_to(market, schedule(market, task_id)["votes"])
+    assert vote(market, task_id, 0, [10_000], p1) is None
+    advance_to(market, schedule(market, task_id)["result"])
+    with pytest.raises(ContractRevert) as exc:  # it saw p1's vote, but committed to nothing in time
+        vote(market, task_id, 0, [10_000], backup)
+    assert revert_name(exc) == "RegistryVoteNotCommitted"
+
+    settled = vote(market, task_id, 0, [10_000], p2)  # a panel member that committed may still vote, late
+
+    penalty = market.contract.registry.penalty()
+    assert settled is not None  # p3 committed and never voted, the backup never committed
+    assert settled["penalties"] == {p3.address: penalty, backup.address: penalty}
+    assert_conserved(market, task_id)
+
+
+def test_a_backup_that_committed_settles_the_round_in_its_window(market: Market) -> None:
+    task_id, (p1, p2, p3), backup = _quorum_task(market, backup=True)
+    assert backup is not None
+    commit_votes(market, task_id, 0, {p1: [10_000], backup: [10_000]})
+    advance_to(market, schedule(market, task_id)["votes"])
+    assert vote(market, task_id, 0, [10_000], p1) is None
+    with pytest.raises(ContractRevert) as exc:  # the backup posts only in its own window
+        vote(market, task_id, 0, [10_000], backup)
+    assert revert_name(exc) == "MarketNotAggregator"
+    advance_to(market, schedule(market, task_id)["result"])
+
+    settled = vote(market, task_id, 0, [10_000], backup)
+
+    penalty = market.contract.registry.penalty()
+    assert settled is not None and settled["penalties"] == {p2.address: penalty, p3.address: penalty}
+    assert_conserved(market, task_id)
+
+
+def test_a_commitment_is_bound_to_its_round_and_keeps_the_seed(market: Market) -> None:
+    """A commitment names its round (a late transaction cannot land in the next one) and keeps the round's seed, so
+    the round cannot be sealed again under the committed members."""
+    task_id, (p1, _, _), _ = _quorum_task(market)
+    s = seed(market, task_id)
+    with pytest.raises(ContractRevert) as exc:
+        market.contract.commit_vote(p1, task_id, 1, MODEL, [10_000], seed=s)
+    assert revert_name(exc) == "MarketWrongRound"
+    assert not market.contract.seed_kept(task_id, 0)
+    commit_votes(market, task_id, 0, {p1: [10_000]})
+    assert market.contract.seed_kept(task_id, 0)
+    assert market.contract.registry.vote_commitment_of(task_id, 0, p1.address) == \
+        vote_commitment(result_hash(MODEL, s, 0, [10_000]), p1.address)
+
+
+def test_between_the_commitments_close_and_the_votes_open_neither_is_taken(market: Market) -> None:
+    """From six eighths of the panel's window no commitment is taken, and until seven eighths no vote unless every
+    drawn member committed: a vote sent a little early (a clock running ahead) cannot be seen, pending, by a member
+    that then still commits to it (attacker pass: with one instant for both, that copy went through)."""
+    task_id, (p1, p2, p3), _ = _quorum_task(market)
+    commit_votes(market, task_id, 0, {p1: [10_000], p2: [10_000]})
+    advance_to(market, schedule(market, task_id)["commits"])
+    with pytest.raises(ContractRevert) as exc:
+        vote(market, task_id, 0, [10_000], p1)
+    assert revert_name(exc) == "RegistryCommitsOpen"
+    with pytest.raises(ContractRevert) as exc:
+        commit_votes(market, task_id, 0, {p3: [10_000]})
+    assert revert_name(exc) == "MarketVoteCommitsClosed"
+    advance_to(market, schedule(market, task_id)["votes"])
+
+    assert vote(market, task_id, 0, [10_000], p1) is None
+    assert vote(market, task_id, 0, [10_000], p2) is not None
+
+
+@pytest.mark.parametrize("panel", [1, 3])
+def test_registering_after_the_seal_does_not_draw_the_round_again(market: Market, panel: int) -> None:
+    """A draw is as of the round's seal block, and so is the length of the list it takes its seats modulo. Before,
+    the modulus was the list's length now: anyone (an owner with a bonded second key, a member left off the panel)
+    could register throwaway members after the seal until the draw came out as it liked, and have a panel that
+    had committed replaced mid-round (attacker pass: 57 refundable bonds moved a colluder onto a panel of 3)."""
+    members(market, 4)
+    task_id = create(market, rounds=1, reward=1000, max_trainers=1, panel=panel, quorum=panel // 2 + 1, backup=True,
+                     **QUORUM_SHORT)
+    a = market.trainers[0]
+    market.contract.join(a, task_id)
+    play_round(market, task_id, 0, [a])
+    seal(market, task_id)
+    before = market.contract.panel(task_id)
+    draw_block = market.contract.task(task_id).seal_block
+    length = market.contract.registry.length_at(draw_block)
+
+    for fresh in market.trainers[1:3]:  # registrations after the seal, some in later blocks
+        register(market, fresh)
+        _mine(market, 3)
+
+    assert market.contract.panel(task_id) == before
+    assert market.contract.registry.length_at(draw_block) == length
+    assert market.contract.registry.length_at(market.chain.w3.eth.block_number) == length + 2
+
+
+def test_a_quorum_needs_a_result_window_of_eight_minutes(market: Market) -> None:
+    """A quorum's window has four phases; at 60 s an eighth is shorter than a 12 s chain's blocks, and a silent member
+    could leave the honest majority no block to vote in before the window ends, then have it fined in the fallback
+    (attacker pass). The contract takes 480 s at least for a quorum above one (60 s for a panel of one)."""
+    members(market, 3)
+    with pytest.raises(ContractRevert) as exc:
+        create(market, rounds=1, panel=3, quorum=2, **{**SHORT, "result_window": 479})
+    assert revert_name(exc) == "MarketBadWindows"
+    assert create(market, rounds=1, panel=3, quorum=2, **QUORUM_SHORT) > 0
+    assert create(market, rounds=1, panel=3, quorum=3, **QUORUM_SHORT) > 0
+    assert create(market, rounds=1, panel=1, **SHORT) > 0
+
+    from market.errors import ConfigError
+    from owner.task import task_request
+
+    with pytest.raises(ConfigError, match="too short for a quorum of 2"):
+        task_request(validation_commitment=b"\x01" * 32, reward_wei=1, panel=3, result_window=479)
+
+
+@pytest.mark.parametrize("who", ["backup", "panel_member"])
+def test_a_drawn_member_that_never_commits_is_fined_when_the_round_is_decided(market: Market, who: str) -> None:
+    """A drawn member without a commitment holds every vote back to seven eighths of the window; once the others
+    decide the round without it, it answers as silent (attacker pass: a silent backup did this for free)."""
+    task_id, (p1, p2, p3), backup = _quorum_task(market, backup=True)
+    assert backup is not None
+    absent = backup if who == "backup" else p3
+    commit_votes(market, task_id, 0, {m: [10_000] for m in (p1, p2, p3, backup) if m is not absent})
+    with pytest.raises(ContractRevert) as exc:
+        vote(market, task_id, 0, [10_000], p1)
+    assert revert_name(exc) == "RegistryCommitsOpen"
+    advance_to(market, schedule(market, task_id)["votes"])
+    assert vote(market, task_id, 0, [10_000], p1) is None
+
+    settled = vote(market, task_id, 0, [10_000], p2)
+
+    assert settled is not None and settled["penalties"] == {absent.address: market.contract.registry.penalty()}
+    assert_conserved(market, task_id)

@@ -183,14 +183,19 @@ def test_verify_catches_a_forged_utility(proof_env: dict[str, Any]) -> None:
 
 
 def test_simulate_report_fills_the_proof_field(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`market demo`'s way of settling: a proven round judged by a panel of 3 (quorum 2) whose members commit to
+    their results before voting."""
     from simulator.simulate import simulate
 
     store = tmp_path_factory.mktemp("zk-sim") / "store"
     cfg = SimulateConfig(trainers=5, attackers=1, attack="sign_flip", rounds=1, robust="multikrum", f=1,
-                         proof="groth16", chain="anvil", store_dir=str(store), seed=2)
+                         proof="groth16", chain="anvil", store_dir=str(store), seed=2, panel=3, fee_bps=100)
     report = simulate(cfg)
 
     (entry,) = report["rounds"]
+    assert len(entry["panel"]["drawn"]) == 3 and len(entry["panel"]["agreed"]) == 2 and int(entry["panel"]["fee_wei"]) > 0
+    assert entry["panel"]["backup"] is not None  # the simulation registers a backup too
+    assert len(entry["gas"]["panel_votes"]) == 4 + 2  # every drawn member's commitment (the backup's too), two votes
     attacker = report["trainers"][-1]["address"]
     assert entry["proof"]["system"] == "groth16" and entry["proof"]["verified_on_chain"] is True
     assert entry["proof"]["prove_s"] > 0 and entry["seconds"]["prove"] == entry["proof"]["prove_s"]

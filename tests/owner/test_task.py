@@ -22,18 +22,18 @@ def test_create_task_sends_the_schedule_the_stake_the_backup_and_the_reclaim_rul
                           aggregators=(1, 2, 3)) as env:
         request = task_request(validation_commitment=dataset_commitment(splits.validation), backup=True, panel=2,
                                fee_bps=250, rounds=2, reward_wei=10**18, submit_window=120,
-                               reveal_window=45, result_window=90, max_trainers=3, stake_wei=10**16,
+                               reveal_window=45, result_window=480, max_trainers=3, stake_wei=10**16,
                                empty_rounds_to_reclaim=2)
         created = create_task(env.contract, env.store, env.accounts[0], request)
         info = env.contract.task(created.task_id)
 
-        assert (info.submit_window, info.reveal_window, info.result_window) == (120, 45, 90)
+        assert (info.submit_window, info.reveal_window, info.result_window) == (120, 45, 480)
         assert (info.has_backup, info.panel, info.quorum, info.fee_bps) == (True, 2, 2, 250)
-        assert info.period == 120 + 45 + 90 + 90 + 45  # the backup's window, then availability (= reveal window)
+        assert info.period == 120 + 45 + 480 + 480 + 45  # the backup's window, then availability (= reveal window)
         assert info.opens_at(1) - info.opens_at(0) == info.period and info.round_opened_at == info.start_at
         assert (info.stake, info.empty_rounds_to_reclaim, info.max_trainers) == (10**16, 2, 3)
         opens, submit, reveal, result, final = env.contract.schedule(created.task_id)
-        assert (submit - opens, reveal - submit, result - reveal, final - result) == (120, 45, 90, 90)
+        assert (submit - opens, reveal - submit, result - reveal, final - result) == (120, 45, 480, 480)
 
 
 def test_without_a_backup_the_period_has_one_result_window(tmp_path: Path) -> None:
