@@ -226,8 +226,10 @@ def cmd_task_status(args: argparse.Namespace) -> int:
         print(f"round {info.current_round}: {state.phase}: {state.committed} committed, {state.submitted} revealed "
               f"(at most {info.max_trainers}); {state.text()}{early}")
         backup_dl = f", backup window closes {state.final_deadline}" if info.has_backup else ""
+        votes = (f" (the drawn members commit to their results until {state.vote_commits_close}; votes once all have, "
+                 f"or from {state.votes_open_at})") if info.quorum > 1 else ""
         print(f"round {info.current_round} times (unix): opens {state.opens_at}, commits close {state.submit_deadline}, "
-              f"reveals close {state.reveal_deadline}, result window closes {state.result_deadline}{backup_dl}; "
+              f"reveals close {state.reveal_deadline}, result window closes {state.result_deadline}{votes}{backup_dl}; "
               f"next round opens {state.round_end}")
     if info.refundable:
         print(f"refunds: {_money(info.refundable, info.token, exact=True)} the owner can withdraw with "

@@ -285,6 +285,22 @@ def test_status_shows_the_schedule_and_the_stake(cli: Any, market: Market) -> No
             f"closes {result_dl}; next round opens {info.opens_at(1)}") in out and final == result_dl
 
 
+def test_status_of_a_quorum_task_says_when_its_members_commit_and_vote(cli: Any, market: Market) -> None:
+    from tests.contracts.helpers import register
+
+    register(market, market.outsider, market.trainers[4])  # three aggregators
+    t, _ = market.contract.create_task(
+        market.owner, spec_cid=compute_cid(b"spec"), initial_model_cid=compute_cid(b"init"),
+        validation_commitment=b"\x11" * 32, rounds=1, reward_wei=ETH, max_trainers=2, submit_window=100,
+        reveal_window=50, result_window=800, panel=3, quorum=2)
+    code, out, _ = cli("task", "status", str(t))
+    _opens, _submit, reveal_dl, result_dl, _final = market.contract.schedule(t)
+
+    assert code == 0 and "a panel of 3 drawn from the registry each round, 2 identical results settle it" in out
+    assert (f"result window closes {result_dl} (the drawn members commit to their results until {reveal_dl + 600}; "
+            f"votes once all have, or from {reveal_dl + 700})") in out
+
+
 # --------------------------------------------------------------------------- verify
 def test_verify_a_round_the_task_does_not_have(cli: Any, market: Market, tmp_path: Path) -> None:
     t = create(market, rounds=3)
