@@ -30,6 +30,7 @@ from aggregator.receipt import build_receipt
 from aggregator.round import aggregate_round
 from aggregator.validate import Published
 from market.chain.contract import (
+    ZERO32,
     MarketContract,
     RoundSnapshot,
     SeedExpired,
@@ -50,8 +51,6 @@ from market.store import ContentStore, put_json
 from market.task import TaskView, fetch_global_model, load_task, read_receipt, wait_until
 from market.tensors import decode_state, encode_state, flatten
 from market.zk.sketch import binder, commitment_bytes
-
-ZERO32 = b"\x00" * 32
 
 #: seconds the aggregator gives the whole round's fetches (one budget, not one per update)
 FETCH_BUDGET_S = 120.0
@@ -74,7 +73,7 @@ class PostedRound:
     stakes_lost_wei: int = 0  # stakes the result took from trainers (no reveal, or lost updates)
     decided: bool = True  # False: a vote the round's quorum has not matched yet (nothing credited by it)
     fee_wei: int = 0  # the aggregators' fee the deciding post paid (split among the members that agreed)
-    #: "posted", or "committed": a panel member committed to its result and posts it once the panel's votes open
+    #: "posted", or "committed": a drawn member committed to its result and posts it once the votes open
     stage: str = "posted"
     commit_gas: int = 0  # gas of the commitment this call made (``commitVote``), if it made one
 

@@ -277,7 +277,7 @@ contract AggregatorRegistry is ReentrancyGuard {
         }
     }
 
-    /// @notice The members of `panel` that voted for `result` in a round.
+    /// @notice The members of `panel` that voted for `result` in a round (`result` 0: those that cast no vote).
     function votersFor(uint256 taskId, uint256 round, address[] calldata panel, bytes32 result)
         external
         view
@@ -315,22 +315,6 @@ contract AggregatorRegistry is ReentrancyGuard {
             if (_offends(taskId, round, panel[i], v, decided, late && (i < k || decided == bytes32(0)))) {
                 out[n++] = panel[i];
             }
-        }
-        assembly ("memory-safe") {
-            mstore(out, n)
-        }
-    }
-
-    /// @notice Those of `members` that cast no vote in the round (in order).
-    function silentAmong(uint256 taskId, uint256 round, address[] calldata members)
-        external
-        view
-        returns (address[] memory out)
-    {
-        out = new address[](members.length);
-        uint256 n = 0;
-        for (uint256 i = 0; i < members.length; ++i) {
-            if (_votes[taskId][round][members[i]] == bytes32(0)) out[n++] = members[i];
         }
         assembly ("memory-safe") {
             mstore(out, n)

@@ -785,7 +785,7 @@ contract ContributionMarket is ReentrancyGuard {
         address[] memory paidTo = offenders.length != 0 ? _paidTrainers(taskId, round, bps) : new address[](0);
         // a result that pays nobody fines only the silent (burned): a dissenter there may be an honest member that was
         // served bytes the majority was not, and a penalty would cost it bond for free
-        if (offenders.length != 0 && paidTo.length == 0) offenders = registry.silentAmong(taskId, round, offenders);
+        if (offenders.length != 0 && paidTo.length == 0) offenders = registry.votersFor(taskId, round, offenders, bytes32(0));
         _payFee(t, taskId, round, _agreed(t, taskId, round, panel, h));
         uint256 credited = _payRound(t, taskId, round, bps, res.lostMask, paid);
         t.latestModelCid = res.modelCid;
@@ -1108,9 +1108,10 @@ contract ContributionMarket is ReentrancyGuard {
         if (seed != expected) revert MarketWrongSeed(expected);
     }
 
-    /// @dev Results are taken from the reveal's close until the last result deadline, with the round's seed,
-    /// from the round's panel (in the backup window, also from its backup), never from a trainer of the task.
-    function _checkPoster(Task storage t, uint256 taskId, uint256 round, bytes32 seed, bool late)
+    /// @dev Results (and commitments) are taken from the reveal's close until the last result deadline, with the
+    /// round's seed, from the round's panel (with `backupToo`, also from its backup: in the backup window, or a
+    /// commitment), never from a trainer of the task.
+    function _checkPoster(Task storage t, uint256 taskId, uint256 round, bytes32 seed, bool backupToo)
         private
         view
         returns (address[] memory panel)
@@ -1123,7 +1124,7 @@ contract ContributionMarket is ReentrancyGuard {
         if (block.timestamp >= finalDeadline) revert MarketResultWindowClosed(finalDeadline);
         _checkSeed(t, taskId, round, seed);
         panel = _panel(t, taskId, seed);
-        if (!_onPanel(t, panel, msg.sender, late) || _seats[taskId][msg.sender].index != 0) {
+        if (!_onPanel(t, panel, msg.sender, backupToo) || _seats[taskId][msg.sender].index != 0) {
             revert MarketNotAggregator(msg.sender);
         }
     }
@@ -1206,8 +1207,7 @@ contract ContributionMarket is ReentrancyGuard {
 
     /// @dev True once the panel's result window of `round` is over (the backup's window, or after it).
     function _late(Task storage t, uint256 round) private view returns (bool) {
-        (, uint256 revealDeadline) = _revealWindow(t, round);
-        return block.timestamp >= revealDeadline + t.resultWindow;
+        return block.timestamp >= _resultTime(t, round, 8);
     }
 
     /// @dev `eighths` eighths into the panel's result window of `round`. Its vote commitments close at 6/8 (a first

@@ -35,7 +35,7 @@ from typing import Any
 
 from web3 import Web3
 
-from market.chain.contract import MarketContract, RoundInfo, RoundSnapshot, Submission, TaskInfo
+from market.chain.contract import MarketContract, RoundInfo, RoundSnapshot, Submission, TaskInfo, result_hash
 from market.checks import Checks
 from market.cid import cid_digest, cid_from_digest, normalize_cid
 from market.data import Dataset, dataset_commitment
@@ -188,14 +188,11 @@ def verify_round(contract: MarketContract, store: ContentStore, task_id: int, ro
     return rep
 
 
-def result_hash(call: dict[str, Any]) -> bytes:
-    """What a panel member's post votes for: ``keccak256(abi.encode(modelCid, seed, lostMask, bps))`` of its
-    ``postResult`` arguments (each member posts its own receipt)."""
-    from eth_abi import encode as abi_encode
-    from eth_utils import keccak
-
-    return keccak(abi_encode(["bytes32", "bytes32", "uint256", "uint16[]"],
-                             [call["modelCid"], call["seed"], int(call["lostMask"]), [int(b) for b in call["bps"]]]))
+def posted_result_hash(call: dict[str, Any]) -> bytes:
+    """What a panel member's post votes for (:func:`market.chain.contract.result_hash`) of its ``postResult``
+    arguments (each member posts its own receipt)."""
+    return result_hash(cid_from_digest(bytes(call["modelCid"])), bytes(call["seed"]), int(call["lostMask"]),
+                       [int(b) for b in call["bps"]])
 
 
 def _check_panel(contract: MarketContract, task_id: int, round_: int, chain: TaskInfo, call: dict[str, Any],
@@ -209,7 +206,7 @@ def _check_panel(contract: MarketContract, task_id: int, round_: int, chain: Tas
         return
     k = chain.panel + (1 if chain.has_backup else 0)
     drawn = contract.registry.draw(bytes(call["seed"]), seal, k, chain.owner)
-    settled = result_hash(call)
+    settled = posted_result_hash(call)
     if chain.quorum > 1:
         votes = contract.votes(task_id, round_, chain)
     else:  # a quorum of one decides at once, nothing is stored: the settling transaction's sender is the vote

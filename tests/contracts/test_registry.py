@@ -783,7 +783,7 @@ def _quorum_task(market: Market, **kw: Any) -> tuple[int, list[LocalAccount], Lo
 
 def test_a_vote_waits_until_every_member_committed_or_commitments_close(market: Market) -> None:
     """A panel member's vote is taken only once every member of the panel committed to its result, or once
-    commitments close (three quarters into the panel's window): before, no member could see another's result."""
+    votes open at seven eighths of the panel's window: before, no member could see another's result."""
     task_id, (p1, p2, p3), _ = _quorum_task(market)
     commit_votes(market, task_id, 0, {p1: [10_000], p2: [10_000]})
     with pytest.raises(ContractRevert) as exc:
