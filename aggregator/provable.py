@@ -1,6 +1,6 @@
 """The round a proof task runs, as ``zk/round.circom`` proves it (pure: no chain, no store).
 
-Multi-Krum over the committed sketches of the valid updates, FedAvg of the survivors, cyclic-
+Multi-Krum over the committed sketches of the valid updates, the model by ccdrop over the survivors' full updates, cyclic-
 permutation Shapley over integer utilities (equal FedAvg weights), largest-remainder basis points; the circuit's inputs
 come back as :class:`market.receipt.ProofInputs` and the statement as ``RoundOutcome.decision``.
 """
@@ -15,13 +15,39 @@ from torch import Tensor
 
 from aggregator.fedavg import fedavg, next_state
 from aggregator.outcome import RoundOutcome, payout_record, published_accuracy
-from aggregator.robust import effective_f
+from aggregator.robust import effective_f, get_rule
 from aggregator.validate import Published, validate_all
 from aggregator.valuation.utility import CoalitionUtility
 from market.payout import contribution_shares, cumulative_shares, cumulative_values, to_basis_points
 from market.receipt import ProofInputs
 from market.spec import TaskSpec
 from market.zk import statement as zs
+
+#: The rule a proof task runs over the full updates of the sketch rule's survivors. The circuit's outlier rule sees
+#: each update only through its committed sketch, a projection public before training, so an update can hide any
+#: component in the projection's null space (the same sketch as an honest update; tests/attacks/test_null_space.py).
+#: The round's model is this rule's aggregate of the survivors (centered clipping bounds what any one update does to
+#: it), and a survivor the rule flags by evidence (far from the aggregate and not pointing its way) is a null player
+#: of every coalition: its value is 0 exactly, so it is paid nothing. Neither is bound by the proof: a quorum of drawn
+#: members recomputes them, and `market verify --validation` replays them.
+FULL_RULE = "ccdrop"
+
+
+def full_update_check(spec: TaskSpec, deltas: Sequence[Tensor]) -> tuple[Tensor | None, tuple[int, ...], dict[str, list[float]]]:
+    """:data:`FULL_RULE` over ``deltas`` (with the task's ``f``, lowered to what the rule supports): the model update,
+    the indices it flags, and its per-update treatment (e.g. each update's clipping factor)."""
+    if not deltas:
+        return None, (), {}
+    vectors = torch.stack(list(deltas)).to(torch.float64)
+    f_eff = effective_f(len(deltas), spec.robust.f, FULL_RULE)
+    if f_eff == 0:
+        return fedavg(vectors, [1.0] * len(deltas)), (), {}
+    decision = get_rule(FULL_RULE, f_eff)(vectors)
+    kept = set(decision.selected)
+    update = decision.aggregate if not decision.reweight and decision.aggregate is not None else \
+        fedavg(vectors[sorted(kept)], [1.0] * len(kept))
+    details = {k: [float(x) for x in v] for k, v in decision.details.items()}
+    return update.to(torch.float64), tuple(i for i in range(len(deltas)) if i not in kept), details
 
 
 def provable_round(
@@ -38,7 +64,8 @@ def provable_round(
     order: Mapping[str, int] | None = None,
 ) -> RoundOutcome:
     """The round ``zk/round.circom`` proves: Multi-Krum over the sketches of the valid updates
-    (slots in the given order, join order), FedAvg of the survivors, cyclic-permutation Shapley
+    (slots in the given order, join order), the model by :data:`FULL_RULE` over the survivors' full updates (what
+    it flags is in no coalition), coalition models by FedAvg, cyclic-permutation Shapley
     over integer utilities (1/4096 accuracy), largest-remainder basis points."""
 
     addresses = tuple(a for a, _ in submissions)
@@ -54,9 +81,12 @@ def provable_round(
         decision = zs.decide(sketches, [binders[a] for a in valid.addresses], f_eff, perm)
         survivors = tuple(valid.addresses[i] for i in decision.survivors)
     slot = {a: i for i, a in enumerate(valid.addresses)}
-    kept = [valid.deltas[slot[a]] for a in survivors]
-    weights = [1.0] * len(survivors)  # equal weights: a claimed sample count decides nothing
-    new_state = next_state(global_state, fedavg(torch.stack(kept), weights) if kept else None)
+    update, flagged_at, details = full_update_check(spec, [valid.deltas[slot[a]] for a in survivors])
+    flagged = tuple(survivors[j] for j in flagged_at)  # null players: in no coalition's model
+    members = tuple(a for a in survivors if a not in flagged)
+    kept = [valid.deltas[slot[a]] for a in members]
+    weights = [1.0] * len(members)  # equal weights: a claimed sample count decides nothing
+    new_state = next_state(global_state, update)
     t1 = time.perf_counter()
 
     util: list[int] = []
@@ -64,17 +94,17 @@ def provable_round(
     utilities: dict[str, float] = {}
     before = after = None
     evaluations = 0
-    if decision is not None and survivors:
+    if decision is not None and members:
         oracle = CoalitionUtility(spec, global_state, kept, weights, x_val, y_val, utility=spec.valuation.utility)
-        surv_index = {slot[a]: j for j, a in enumerate(survivors)}
-        keys = [frozenset(surv_index[i] for i in c if i in surv_index) for c in decision.coalitions]
+        member_index = {slot[a]: j for j, a in enumerate(members)}
+        keys = [frozenset(member_index[i] for i in c if i in member_index) for c in decision.coalitions]
         acc = oracle.evaluate_many(keys)
         util = [zs.quantize_utility(a) for a in acc]
         evaluations = oracle.evaluations
         values = zs.slot_values(n, perm, util)
         before, after = util[0] / zs.UTIL_SCALE, util[1] / zs.UTIL_SCALE
         for key, a in zip(keys, acc):
-            utilities[",".join(sorted(survivors[j] for j in key))] = a
+            utilities[",".join(sorted(members[j] for j in key))] = a
     elif decision is not None:
         util = [0] * len(decision.coalitions)
     published = published_accuracy(spec, new_state, x_val, y_val)
@@ -94,8 +124,12 @@ def provable_round(
         "f": spec.robust.f,
         "f_effective": f_eff,
         "scores": {a: float(decision.scores[i]) for i, a in enumerate(valid.addresses)} if decision else {},
-        "update": "fedavg",
-        "treatment": {a: {"outlier": a in outliers} for a in valid.addresses},
+        # the model: FULL_RULE's aggregate of the survivors' full updates; a survivor it flags is in no coalition
+        "update": FULL_RULE,
+        "full_rule_flagged": list(flagged),
+        "treatment": {a: {"outlier": a in outliers, "flagged_by_full_rule": a in flagged,
+                          **({k: v[survivors.index(a)] for k, v in details.items()} if a in survivors else {})}
+                      for a in valid.addresses},
     }
     proof = ProofInputs(
         system=spec.proof.system,

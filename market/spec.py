@@ -166,8 +166,9 @@ class ProofSpec(_Frozen):
     aggregator also proves, and the task's RoundVerifier checks on chain before
     anything is credited, that the outliers are Multi-Krum over the committed
     sketches (``robust.f``) and the basis points the cyclic-permutation Shapley
-    split of the published utilities; such a task needs ``robust.rule = "multikrum"``
-    and ``valuation.payout = "round"``.
+    split of the published utilities (the model, which the proof does not bind, is
+    ccdrop over the survivors' full updates: ``aggregator.provable.FULL_RULE``);
+    such a task needs ``robust.rule = "multikrum"`` and ``valuation.payout = "round"``.
     """
 
     system: Literal["none", "groth16"] = "none"

@@ -15,8 +15,10 @@ re-posts another's CID and commitment is caught, as the binder names the other. 
 pairwise distances to within a factor ``1 +- O(1/sqrt(k))`` (Johnson-Lindenstrauss),
 which is what the provable outlier rule (Multi-Krum over sketches) needs.
 Known limit: the projection is public before training, so an attacker can hide
-a component in its null space; the full update is still checked by the
-aggregator's validation (norm bound) and `market verify` replay.
+a component in its null space, which the outlier rule cannot see; the proven round
+therefore takes its model from a robust rule over the full updates, and leaves what
+that rule flags out of every coalition (``aggregator.provable.FULL_RULE``), and
+`market verify` replays the full updates.
 """
 
 from __future__ import annotations
