@@ -48,6 +48,29 @@ def parse_eth(text: str) -> int:
 MIN_QUORUM_RESULT_WINDOW = 480
 
 
+#: the default panel (when the registry holds that many aggregators): a quorum of 2 of 3 members, each recomputing the
+#: round, must agree before anything is credited; a panel of one decides the pay alone
+DEFAULT_PANEL = 3
+
+
+def default_panel(panel: int | None, proof_task: bool, registered: int, result_window: int) -> tuple[int, str | None]:
+    """The panel a task asks for: ``panel`` when given; else :data:`DEFAULT_PANEL` when the registry holds that many
+    aggregators and the result window leaves a quorum time to commit and vote, else 1, with a note that says who then
+    decides the pay unchecked (for a proof task: the coalition utilities and the rejections, which the proof does
+    not bind; for any other task: everything)."""
+    if panel is not None:
+        return panel, None
+    if registered >= DEFAULT_PANEL and result_window >= MIN_QUORUM_RESULT_WINDOW:
+        return DEFAULT_PANEL, None
+    why = (f"the registry holds {registered} aggregators" if registered < DEFAULT_PANEL else
+           f"a result window of {result_window} s is under the {MIN_QUORUM_RESULT_WINDOW} s a quorum needs")
+    unchecked = ("the coalition utilities and the rejections, which the round's proof does not bind" if proof_task
+                 else "every trainer's pay, which nobody checks")
+    return 1, (f"note: a panel of one ({why}): the drawn aggregator alone decides {unchecked}; a panel of "
+               f"{DEFAULT_PANEL} needs {DEFAULT_PANEL} bonded aggregators and a result window of at least "
+               f"{MIN_QUORUM_RESULT_WINDOW} s")
+
+
 class TaskRequest(BaseModel):
     """Everything ``createTask`` needs from the owner; the spec is published by :func:`create_task`."""
 

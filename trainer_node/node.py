@@ -112,6 +112,18 @@ def reveal_salt(account: LocalAccount, task_id: int, round_: int, cid: str) -> b
                   + round_.to_bytes(32, "big") + cid_digest(cid))
 
 
+def unchecked_note(info: TaskInfo) -> str | None:
+    """What a trainer should know before it trains for a task whose rounds one drawn aggregator judges alone (a
+    quorum of one): nobody checks the pay it posts (on a proof task, the coalition utilities and the rejections,
+    which the proof does not bind). None for a task a quorum of drawn members judges."""
+    if info.quorum > 1:
+        return None
+    unchecked = ("the coalition utilities and rejections its proof does not bind" if info.verifier != ZERO_ADDRESS
+                 else "every trainer's pay, and nobody checks it")
+    return (f"note: task {info.task_id} is judged by one drawn aggregator (a panel of {info.panel}, quorum 1): it alone "
+            f"decides {unchecked}")
+
+
 class TrainerNode:
     def __init__(
         self,
@@ -294,6 +306,9 @@ class TrainerNode:
         """
         if self.join(task_id):
             say(f"joined task {task_id} as {self.address}")
+            note = unchecked_note(self.contract.task(task_id))
+            if note:
+                say(note)
         summary = RunSummary(task_id)
         said: set[tuple[int, str]] = set()
 

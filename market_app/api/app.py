@@ -76,7 +76,7 @@ from market_app.api.models import (
     stake_wei,
 )
 from market_app.api.reads import MarketReader
-from owner.task import TaskRequest, create_task, task_request
+from owner.task import TaskRequest, create_task, default_panel, task_request
 
 log = logging.getLogger("market_app.api.app")
 DASHBOARD = Path(__file__).resolve().parent / "dashboard"
@@ -318,12 +318,14 @@ def create_app(
 
 
 def _create(contract: MarketContract, store: ContentStore, owner: LocalAccount, body: CreateTaskRequest) -> CreatedTask:
+    spec = body.spec or TaskRequest.model_fields["spec"].get_default(call_default_factory=True)
+    panel, note = default_panel(body.panel, spec.proof.system != "none", contract.registry.active_count(), body.result_window)
     request = task_request(
-        spec=body.spec or TaskRequest.model_fields["spec"].get_default(call_default_factory=True),
+        spec=spec,
         validation_commitment=bytes.fromhex(body.validation_commitment[2:]),
         rounds=body.rounds, reward_wei=reward_wei(body.reward_eth), submit_window=body.submit_window,
         reveal_window=body.reveal_window, result_window=body.result_window, max_trainers=body.max_trainers,
-        stake_wei=stake_wei(body.stake_eth), backup=body.backup, panel=body.panel, quorum=body.quorum, fee_bps=body.fee_bps,
+        stake_wei=stake_wei(body.stake_eth), backup=body.backup, panel=panel, quorum=body.quorum, fee_bps=body.fee_bps,
         empty_rounds_to_reclaim=body.empty_rounds_to_reclaim,
     )
     try:
@@ -332,7 +334,7 @@ def _create(contract: MarketContract, store: ContentStore, owner: LocalAccount, 
         raise InsufficientFunds(f"the chain refused the transaction: {exc}") from None
     return CreatedTask(
         task_id=created.task_id, owner=str(owner.address), spec_cid=created.spec_cid, reward_wei=str(request.reward_wei),
-        tx_hash=created.tx_hash, gas_used=created.gas_used,
+        tx_hash=created.tx_hash, gas_used=created.gas_used, panel=panel, note=note,
     )
 
 

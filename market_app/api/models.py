@@ -288,7 +288,10 @@ class CreateTaskRequest(BaseModel):
     max_trainers: int = Field(64, ge=1, le=MAX_TRAINERS)
     stake_eth: str = Field("0", description="each trainer's stake in ETH (0: none, for development)", pattern=_ETH)
     backup: bool = Field(False, description="also draw a backup aggregator each round (the registry must hold panel + 1)")
-    panel: int = Field(1, ge=1, le=7, description="aggregators drawn from the market's registry each round")
+    panel: int | None = Field(None, ge=1, le=7, description="aggregators drawn from the market's registry each round "
+                              "(default: 3, quorum 2, when the registry holds 3 and result_window leaves a quorum time "
+                              "to commit and vote; else 1, and the one drawn member decides the pay unchecked: see "
+                              "the response's note)")
     quorum: int | None = Field(None, ge=1, le=7, description="identical results that settle a round (default: more than "
                                "half the panel)")
     fee_bps: int = Field(0, ge=0, le=5000, description="the aggregators' fee: basis points of each round's pool")
@@ -346,3 +349,5 @@ class CreatedTask(_Out):
     reward_wei: Wei
     tx_hash: str
     gas_used: int
+    panel: int = Field(description="aggregators drawn each round (quorum: more than half of them, unless asked)")
+    note: str | None = Field(None, description="why the task got a panel of one, and what that leaves unchecked")

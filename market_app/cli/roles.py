@@ -11,7 +11,7 @@ from market_app.cli.common import _account, _chain_opts, _check_address, _contra
 # --------------------------------------------------------------------- trainer
 def cmd_trainer_join(args: argparse.Namespace) -> int:
     from market.chain.contract import amount_text
-    from trainer_node.node import TrainerNode
+    from trainer_node.node import TrainerNode, unchecked_note
 
     contract = _contract(args)
     node = TrainerNode(contract, _store(args), _account(args), data=None)  # type: ignore[arg-type]
@@ -19,6 +19,9 @@ def cmd_trainer_join(args: argparse.Namespace) -> int:
     info = contract.task(args.task)
     stake = f" with a stake of {amount_text(info.stake, info.token)}" if info.stake else " (the task takes no stake)"
     print(f"{node.address} {'joined' if sent else 'had already joined'} task {args.task}{stake}")
+    note = unchecked_note(info)
+    if note:
+        print(note)
     return 0
 
 

@@ -65,7 +65,7 @@ def _stake(text: str) -> int:
 def cmd_task_create(args: argparse.Namespace) -> int:
     from market.data import dataset_commitment
     from market.spec import TaskSpec, load_spec_file
-    from owner.task import check_funds, create_task, task_request
+    from owner.task import check_funds, create_task, default_panel, task_request
 
     # local inputs first: a bad spec file or option is reported before anything is contacted
     spec = load_spec_file(args.spec) if args.spec else TaskSpec()
@@ -90,7 +90,7 @@ def cmd_task_create(args: argparse.Namespace) -> int:
     contract = _contract(args)
     check_funds(contract, owner.address, reward)
     have = contract.registry.active_count()
-    args.panel, note = default_panel(args.panel, spec.proof.system != "none", have)
+    args.panel, note = default_panel(args.panel, spec.proof.system != "none", have, args.result_window)
     if note:
         print(note, file=sys.stderr)
     quorum = _quorum(args.panel, args.quorum)
@@ -112,26 +112,6 @@ def cmd_task_create(args: argparse.Namespace) -> int:
     print(_schedule_line(info))
     print(_stake_line(info))
     return 0
-
-
-#: the default panel of a proof task (when the registry holds that many aggregators): a quorum of 2 must agree
-PROOF_PANEL = 3
-
-
-def default_panel(panel: int | None, proof_task: bool, registered: int) -> tuple[int, str | None]:
-    """The panel a task asks for: ``panel`` when given; else :data:`PROOF_PANEL` for a proof task when the registry
-    holds that many aggregators (the proof binds the pay to the coalition utilities, not the utilities to the
-    models, so a quorum of members that each recompute them must agree), else 1. With a note when a proof task
-    gets a panel of one."""
-    if panel is not None:
-        return panel, None
-    if not proof_task:
-        return 1, None
-    if registered >= PROOF_PANEL:
-        return PROOF_PANEL, None
-    return 1, (f"note: a panel of one (the registry holds {registered} aggregators): the drawn member alone vouches for "
-               f"the coalition utilities, which the round's proof does not bind; ask for --panel {PROOF_PANEL} once it "
-               f"holds {PROOF_PANEL}")
 
 
 def _quorum(panel: int, quorum: int | None) -> int:
@@ -482,9 +462,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q.add_argument("--validation", required=True, help="validation set (.npz/.csv) you give the aggregator; "
                    "checked against the spec before anything is sent")
     q.add_argument("--panel", type=int, metavar="K",
-                   help="aggregators drawn from the registry each round, 1..7; each recomputes the round (default 1; "
-                   f"{PROOF_PANEL} for a task whose spec asks for proofs when the registry holds {PROOF_PANEL}, since "
-                   "the proof does not bind the coalition utilities)")
+                   help="aggregators drawn from the registry each round, 1..7; each recomputes the round (default "
+                   "3, quorum 2, when the registry holds 3 and --result-window leaves a "
+                   "quorum time to commit and vote; else 1, and the one drawn member decides the pay unchecked)")
     q.add_argument("--quorum", type=int, metavar="Q",
                    help="identical results that settle a round (default: more than half the panel); panel members that "
                    "post another result lose bond")

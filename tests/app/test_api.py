@@ -223,6 +223,22 @@ def test_create_task_takes_the_schedule_stake_and_backup(fresh: Scenario) -> Non
                                                                                           120 + 45 + 2 * 90 + 45)
 
 
+def test_a_created_task_is_judged_by_a_panel_of_three_once_the_registry_holds_three(fresh: Scenario) -> None:
+    m = fresh.market
+    client = _creating_client(fresh)
+
+    alone = client.post("/api/tasks", json=_create_body(m.aggregator.address), headers=AUTH)
+    for member in (m.outsider, m.trainers[4]):
+        m.contract.registry.register(member)
+    checked = client.post("/api/tasks", json=_create_body(m.aggregator.address), headers=AUTH)
+
+    assert alone.status_code == checked.status_code == 201, (alone.text, checked.text)
+    assert alone.json()["panel"] == 1 and alone.json()["note"].startswith("note: a panel of one (the registry holds 1")
+    assert "alone decides every trainer's pay" in alone.json()["note"]
+    info = m.contract.task(checked.json()["task_id"])
+    assert (checked.json()["panel"], checked.json()["note"], info.panel, info.quorum) == (3, None, 3, 2)
+
+
 @pytest.mark.parametrize("patch, field", [
     ({"aggregator": "0x" + "12" * 20}, "aggregator"),  # the owner names no aggregator: an unknown field
     ({"panel": 0}, "panel"),

@@ -386,18 +386,20 @@ def _idle_status(m: Market, tmp_path: Path) -> None:
                                           "reclaims early")
 
 
-@pytest.mark.parametrize(("panel", "proof", "registered", "want", "noted"), [
-    (None, False, 5, 1, False),  # a task without proofs: one member, as before
-    (None, True, 3, 3, False),   # a proof task: three, so that two must agree on the utilities the proof does not bind
-    (None, True, 2, 1, True),    # ... unless the registry is too small: one, and the owner is told why it matters
-    (2, True, 5, 2, False),      # what the owner asks for, whatever the task
+@pytest.mark.parametrize(("panel", "proof", "registered", "window", "want", "noted"), [
+    (None, False, 3, 3600, 3, False),  # any task: three, two of which must agree before anything is credited
+    (None, True, 5, 480, 3, False),    # a proof task too: the proof binds neither the utilities nor the rejections
+    (None, True, 2, 3600, 1, True),    # ... unless the registry is too small: one, and the owner is told what it means
+    (None, False, 5, 479, 1, True),    # ... or the result window leaves a quorum no time to commit and vote
+    (2, True, 5, 60, 2, False),        # what the owner asks for, whatever the task
 ])
-def test_a_proof_tasks_default_panel_is_three_when_the_registry_holds_three(
-        panel: int | None, proof: bool, registered: int, want: int, noted: bool) -> None:
-    from market_app.cli.task import default_panel
+def test_a_tasks_default_panel_is_three_when_the_registry_holds_three(
+        panel: int | None, proof: bool, registered: int, window: int, want: int, noted: bool) -> None:
+    from owner.task import default_panel
 
-    got, note = default_panel(panel, proof, registered)
+    got, note = default_panel(panel, proof, registered, window)
 
     assert got == want and (note is not None) == noted
     if note:
-        assert "does not bind" in note and "--panel 3" in note
+        assert note.startswith("note: a panel of one (") and "alone decides" in note and "a panel of 3 needs" in note
+        assert ("does not bind" in note) == proof

@@ -96,6 +96,9 @@ def test_a_node_prints_each_phase_and_what_it_earned(env: Environment) -> None:
 
     credited = env.contract.credited_by_round(task_id)[me.address]  # round -> wei (a round valued 0 is absent)
     assert lines[0] == f"joined task {task_id} as {me.address}"
+    # a panel of one: the trainer is told who alone decides its pay
+    assert lines[1] == (f"note: task {task_id} is judged by one drawn aggregator (a panel of 1, quorum 1): it alone "
+                        "decides every trainer's pay, and nobody checks it")
     expected = []
     for r in range(2):
         if r:
@@ -107,8 +110,8 @@ def test_a_node_prints_each_phase_and_what_it_earned(env: Environment) -> None:
                      rf"round {r}: settled: credited {credited.get(r, 0) / ETH:.6f} ETH"]
     expected.append(rf"task {task_id} finished: credited {sum(credited.values()) / ETH:.6f} ETH in all; "
                     r"withdraw with `market trainer withdraw`")
-    assert len(lines) == 1 + len(expected), lines
-    for line, pattern in zip(lines[1:], expected):
+    assert len(lines) == 2 + len(expected), lines
+    for line, pattern in zip(lines[2:], expected):
         assert re.fullmatch(pattern, line), (line, pattern)
     assert summary.total_credited_wei == sum(credited.values()) > 0
     assert set(summary.outcomes) == {0, 1} and summary.outcomes[0] == "paid"
