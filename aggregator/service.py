@@ -16,9 +16,12 @@ while its result window is open.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
@@ -47,7 +50,7 @@ from market.errors import ConfigError, ContractRevert, MalformedUpdateError, Mar
 from market.failpoints import failpoint
 from market.receipt import Receipt
 from market.spec import TaskSpec
-from market.store import ContentStore, put_json
+from market.store import ContentStore, data_dir, put_json
 from market.task import TaskView, fetch_global_model, load_task, read_receipt, wait_until
 from market.tensors import decode_state, encode_state, flatten
 from market.zk.sketch import binder, commitment_bytes
@@ -63,7 +66,7 @@ class PostedRound:
     model_cid: str
     receipt_cid: str
     receipt: Receipt
-    outcome: RoundOutcome
+    outcome: RoundOutcome | None  # None: a result the service kept from before a restart (see ``receipt``)
     bps: list[int]
     gas: int
     seconds: dict[str, float] = field(default_factory=dict)
@@ -83,11 +86,11 @@ class Computed:
     """A round's result, computed and stored but not yet posted (kept from a member's commitment to its vote)."""
 
     seed: bytes
-    outcome: RoundOutcome
+    outcome: RoundOutcome | None  # None: a result kept on disk from before a restart (its receipt says what it is)
     model_cid: str
     receipt_cid: str
     receipt: Receipt
-    proved: Any  # aggregator.proof's proved round, or None
+    proved: Any  # aggregator.proof's proved round (or the proof kept with a kept result), or None
     compute_s: float
 
     @property
@@ -101,6 +104,24 @@ class Computed:
     def vote_commitment(self, member: str) -> bytes:
         """What ``member`` commits to before posting this result (``commitVote``)."""
         return vote_commitment(result_hash(self.model_cid, self.seed, self.lost_mask, self.bps), member)
+
+    def to_json(self) -> dict[str, Any]:
+        """What posting this result needs, for :meth:`Aggregator.kept_vote` (the model and receipt are in the store)."""
+        proof = self.proved
+        return {"seed": self.seed.hex(), "model_cid": self.model_cid, "receipt_cid": self.receipt_cid,
+                "compute_s": self.compute_s, "calldata": proof.calldata.hex() if proof is not None else None,
+                "proof": proof.report() if proof is not None else None}
+
+
+@dataclass(frozen=True)
+class KeptProof:
+    """A round proof kept on disk with its result: the calldata ``postResult`` carries, and what was reported."""
+
+    calldata: bytes
+    reported: dict[str, Any]
+
+    def report(self) -> dict[str, Any]:
+        return dict(self.reported)
 
 
 def update_binding(task_id: int, round_: int, trainer: str) -> dict[str, str]:
@@ -220,14 +241,43 @@ def prior_round(store: ContentStore, snap: RoundSnapshot) -> PriorRound:
 
 class Aggregator:
     def __init__(
-        self, contract: MarketContract, store: ContentStore, account: LocalAccount, validation: Dataset
+        self, contract: MarketContract, store: ContentStore, account: LocalAccount, validation: Dataset,
+        votes_dir: Path | None = None,
     ) -> None:
+        """``votes_dir``: where a drawn member keeps the result it commits to until it has posted it (default
+        ``votes/`` in :func:`market.store.data_dir`), so that a restart posts what it committed to."""
         self.contract = contract
         self.store = store
         self.account = account
         self.validation = validation
+        self.votes_dir = votes_dir if votes_dir is not None else data_dir() / "votes"
         self.progress: Any = None  # optional callable(str) for long steps (zk setup, proving)
         self._computed: dict[tuple[int, int], Computed] = {}  # the latest round computed and not yet posted
+
+    def _vote_file(self, task_id: int, round_: int) -> Path:
+        market = self.contract.address.lower()
+        return self.votes_dir / f"{self.contract.chain.chain_id}-{market}-{task_id}-{round_}-{self.account.address.lower()}.json"
+
+    def keep_vote(self, task_id: int, round_: int, done: Computed) -> None:
+        """Write what posting ``done`` needs to disk (atomically) before committing to it."""
+        path = self._vote_file(task_id, round_)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(done.to_json()))
+        os.replace(tmp, path)
+
+    def kept_vote(self, task_id: int, round_: int, commitment: bytes) -> Computed | None:
+        """The result this member kept for ``round_`` before a restart, if it is the one it committed to on chain
+        (None if there is none, or it is unreadable, or it is not that one: the round is then computed again)."""
+        path = self._vote_file(task_id, round_)
+        try:
+            kept = json.loads(path.read_text())
+            proof = KeptProof(bytes.fromhex(kept["calldata"]), kept["proof"]) if kept["calldata"] is not None else None
+            done = Computed(bytes.fromhex(kept["seed"]), None, kept["model_cid"], kept["receipt_cid"],
+                            read_receipt(self.store, kept["receipt_cid"]), proof, float(kept["compute_s"]))
+        except (OSError, ValueError, KeyError, TypeError, MarketError):
+            return None
+        return done if done.vote_commitment(self.account.address) == commitment else None
 
     def check_task(self, view: TaskView) -> None:
         """This key may serve the task: it is in the market's aggregator registry, and the validation set is the
@@ -381,12 +431,15 @@ class Aggregator:
                               f"{state.vote_commits_close} and this member committed to no result, so it cannot post one")
         early_backup = window == "backup" and state.phase == "closed"  # commits now, posts in its own window
         done = self._computed.get((task_id, r))
+        if done is None and commitment != ZERO32:  # committed before a restart: post what it committed to
+            done = self.kept_vote(task_id, r, commitment)
         if done is None or done.seed != round_seed:
             done = self._compute(view, snap, round_seed, t0)
-            self._computed = {(task_id, r): done}
+        self._computed = {(task_id, r): done}
         commit_gas = 0
         if sealed_vote:
             if commitment == ZERO32:
+                self.keep_vote(task_id, r, done)  # on disk before the commitment: a restart posts this very result
                 tx = self.contract.commit_vote(self.account, task_id, r, done.model_cid, done.bps, seed=round_seed,
                                                lost_mask=done.lost_mask)
                 commit_gas = int(tx["gasUsed"])
@@ -411,6 +464,7 @@ class Aggregator:
             # a clock a little ahead of the chain's: the votes are not open yet at the next block; try again later
             return self._posted(task_id, r, done, 0, {}, stage="committed", commit_gas=commit_gas)
         self._computed.pop((task_id, r), None)
+        self._vote_file(task_id, r).unlink(missing_ok=True)
         chain_s = time.perf_counter() - t1
         posted = self._posted(task_id, r, done, int(tx["gasUsed"]), {"chain": chain_s}, commit_gas=commit_gas)
         if done.proved is not None:
@@ -438,9 +492,10 @@ class Aggregator:
     @staticmethod
     def _posted(task_id: int, r: int, done: Computed, gas: int, seconds: dict[str, float], *,
                 stage: str = "posted", commit_gas: int = 0) -> PostedRound:
+        timings = done.outcome.timings if done.outcome is not None else {}
         seconds = {
-            "aggregate": float(done.outcome.timings.get("aggregate", 0.0)),
-            "valuation": float(done.outcome.timings.get("valuation", 0.0)),
+            "aggregate": float(timings.get("aggregate", 0.0)),
+            "valuation": float(timings.get("valuation", 0.0)),
             "compute": done.compute_s,
             "chain": 0.0,
             **seconds,

@@ -21,8 +21,9 @@ import pytest
 from aggregator.service import Aggregator, lost_mask
 from market.chain.contract import TaskInfo, round_state
 from market.chain.registry import DEV_BOND
+from market.cid import normalize_cid
 from market.data import dataset_commitment, digits_splits
-from market.errors import ContractRevert
+from market.errors import ContractRevert, MarketError
 from market.spec import RobustSpec, TaskSpec
 from owner.task import TaskRequest, create_task
 from simulator.environment import Environment, open_environment
@@ -279,6 +280,39 @@ def test_a_member_restarted_after_committing_computes_the_same_result_and_posts_
 
         assert posted.decided and s.info().finished
         assert {a.account.address: s.bond(a) for a in panel} == bonds
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_a_member_restarted_after_committing_posts_the_result_it_kept_when_an_update_is_gone(tmp_path: Path,
+                                                                                          kept: bool) -> None:
+    """A member restarted after its commitment, when an update it fetched before is no longer to be had (a trainer
+    went offline, its store was wiped): computed again, the round differs (the update is now "unavailable") and
+    the member could not open its commitment, so it would be fined as silent. It kept what it committed to on disk
+    before committing, and posts that. ``kept=False``: the file is gone too, and the member says why it cannot post."""
+    with stage(tmp_path, aggregators=3, panel=3, quorum=2) as s:
+        played = play_round(s.env, s.nodes, post=False)
+        panel, _ = s.drawn()
+        bonds = {a.account.address: s.bond(a) for a in panel}
+        assert panel[0].run_round(s.task_id).stage == "committed"
+        assert panel[1].run_round(s.task_id).stage == "committed"
+        first = panel[2].run_round(s.task_id)  # the last commitment opens the votes: its vote goes in at once
+        assert first.decided is False
+        (s.env.store.root / normalize_cid(played.committed[s.nodes[0].address])).unlink()  # that update is gone from the store
+        if not kept:
+            for f in panel[0].votes_dir.iterdir():
+                f.unlink()
+        restarted = Aggregator(s.contract, s.env.store, panel[0].account, SPLITS.validation)
+
+        if not kept:
+            with pytest.raises(MarketError, match="committed to another result than the one it computed now"):
+                restarted.run_round(s.task_id)
+            return
+        posted = restarted.run_round(s.task_id)
+
+        assert posted.decided and s.info().finished and posted.outcome is None
+        assert posted.receipt_cid == first.receipt_cid and posted.bps == first.bps
+        assert {a.account.address: s.bond(a) for a in panel} == bonds
+        assert not list(restarted.votes_dir.glob(f"*-{restarted.account.address.lower()}.json"))  # posted: let go
 
 
 def test_a_vote_sent_before_the_chain_opens_the_votes_is_tried_again(tmp_path: Path,
