@@ -1,6 +1,6 @@
 """The round a proof task runs, as ``zk/round.circom`` proves it (pure: no chain, no store).
 
-Multi-Krum over the committed sketches of the valid updates, the model by ccdrop over the survivors' full updates, cyclic-
+Multi-Krum over the committed sketches of the valid updates, the model by ccdrop over the full updates, cyclic-
 permutation Shapley over integer utilities (equal FedAvg weights), largest-remainder basis points; the circuit's inputs
 come back as :class:`market.receipt.ProofInputs` and the statement as ``RoundOutcome.decision``.
 """
@@ -23,13 +23,16 @@ from market.receipt import ProofInputs
 from market.spec import TaskSpec
 from market.zk import statement as zs
 
-#: The rule a proof task runs over the full updates of the sketch rule's survivors. The circuit's outlier rule sees
+#: The rule a proof task's model comes from, run over every valid full update. The circuit's outlier rule sees
 #: each update only through its committed sketch, a projection public before training, so an update can hide any
 #: component in the projection's null space (the same sketch as an honest update; tests/attacks/test_null_space.py).
-#: The round's model is this rule's aggregate of the survivors (centered clipping bounds what any one update does to
-#: it), and a survivor the rule flags by evidence (far from the aggregate and not pointing its way) is a null player
-#: of every coalition: its value is 0 exactly, so it is paid nothing. Neither is bound by the proof: a quorum of drawn
-#: members recomputes them, and `market verify --validation` replays them.
+#: The round's model is this rule's aggregate of the valid updates (the unproven default rule: centered clipping
+#: bounds what any one update does to it, and what it flags by evidence is dropped), so the proven round's model is
+#: the one an unproven round of the default rule would publish, whatever the sketches show. The pay is not changed by it: coalitions are valued by the
+#: FedAvg of their members, as the circuit's utilities say, so an update that hurts the coalitions it joins has a
+#: negative value and is paid nothing (leaving a flagged update out of the coalitions instead measurably cost honest
+#: non-iid trainers their pay: flagged in 16 of 30 late rounds). The model is not bound by the proof: a quorum of
+#: drawn members recomputes it, and `market verify --validation` replays it.
 FULL_RULE = "ccdrop"
 
 
@@ -64,8 +67,8 @@ def provable_round(
     order: Mapping[str, int] | None = None,
 ) -> RoundOutcome:
     """The round ``zk/round.circom`` proves: Multi-Krum over the sketches of the valid updates
-    (slots in the given order, join order), the model by :data:`FULL_RULE` over the survivors' full updates (what
-    it flags is in no coalition), coalition models by FedAvg, cyclic-permutation Shapley
+    (slots in the given order, join order), the model by :data:`FULL_RULE` over the valid full updates,
+    coalition models by the FedAvg of their members, cyclic-permutation Shapley
     over integer utilities (1/4096 accuracy), largest-remainder basis points."""
 
     addresses = tuple(a for a, _ in submissions)
@@ -81,11 +84,10 @@ def provable_round(
         decision = zs.decide(sketches, [binders[a] for a in valid.addresses], f_eff, perm)
         survivors = tuple(valid.addresses[i] for i in decision.survivors)
     slot = {a: i for i, a in enumerate(valid.addresses)}
-    update, flagged_at, details = full_update_check(spec, [valid.deltas[slot[a]] for a in survivors])
-    flagged = tuple(survivors[j] for j in flagged_at)  # null players: in no coalition's model
-    members = tuple(a for a in survivors if a not in flagged)
-    kept = [valid.deltas[slot[a]] for a in members]
-    weights = [1.0] * len(members)  # equal weights: a claimed sample count decides nothing
+    kept = [valid.deltas[slot[a]] for a in survivors]
+    update, flagged_at, details = full_update_check(spec, list(valid.deltas))
+    flagged = tuple(valid.addresses[j] for j in flagged_at)  # left out of the model (not of the coalitions: FULL_RULE)
+    weights = [1.0] * len(survivors)  # equal weights: a claimed sample count decides nothing
     new_state = next_state(global_state, update)
     t1 = time.perf_counter()
 
@@ -94,17 +96,17 @@ def provable_round(
     utilities: dict[str, float] = {}
     before = after = None
     evaluations = 0
-    if decision is not None and members:
+    if decision is not None and survivors:
         oracle = CoalitionUtility(spec, global_state, kept, weights, x_val, y_val, utility=spec.valuation.utility)
-        member_index = {slot[a]: j for j, a in enumerate(members)}
-        keys = [frozenset(member_index[i] for i in c if i in member_index) for c in decision.coalitions]
+        surv_index = {slot[a]: j for j, a in enumerate(survivors)}
+        keys = [frozenset(surv_index[i] for i in c if i in surv_index) for c in decision.coalitions]
         acc = oracle.evaluate_many(keys)
         util = [zs.quantize_utility(a) for a in acc]
         evaluations = oracle.evaluations
         values = zs.slot_values(n, perm, util)
         before, after = util[0] / zs.UTIL_SCALE, util[1] / zs.UTIL_SCALE
         for key, a in zip(keys, acc):
-            utilities[",".join(sorted(members[j] for j in key))] = a
+            utilities[",".join(sorted(survivors[j] for j in key))] = a
     elif decision is not None:
         util = [0] * len(decision.coalitions)
     published = published_accuracy(spec, new_state, x_val, y_val)
@@ -124,12 +126,11 @@ def provable_round(
         "f": spec.robust.f,
         "f_effective": f_eff,
         "scores": {a: float(decision.scores[i]) for i, a in enumerate(valid.addresses)} if decision else {},
-        # the model: FULL_RULE's aggregate of the survivors' full updates; a survivor it flags is in no coalition
+        # the model: FULL_RULE's aggregate of the valid full updates (what it flags is left out of the model only)
         "update": FULL_RULE,
         "full_rule_flagged": list(flagged),
         "treatment": {a: {"outlier": a in outliers, "flagged_by_full_rule": a in flagged,
-                          **({k: v[survivors.index(a)] for k, v in details.items()} if a in survivors else {})}
-                      for a in valid.addresses},
+                          **{k: v[slot[a]] for k, v in details.items()}} for a in valid.addresses},
     }
     proof = ProofInputs(
         system=spec.proof.system,

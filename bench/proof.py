@@ -70,7 +70,7 @@ def case(chain: Chain, account, n: int, k: int, f: int) -> dict:  # type: ignore
 #: what a round proof binds (zk/round.circom), and what it does not
 BINDS = {"sketch_commitments": True, "outliers": "Multi-Krum over the committed sketches", "values": "cyclic Shapley over the utilities",
          "basis_points": True, "utilities": False, "rejections": False, "projection_drawn_after_reveal": False,
-         "model": False}  # the model: ccdrop over the survivors' full updates, recomputed by the panel's quorum
+         "model": False}  # the model: ccdrop over the valid full updates, recomputed by the panel's quorum
 
 
 def main() -> int:

@@ -167,7 +167,7 @@ class ProofSpec(_Frozen):
     anything is credited, that the outliers are Multi-Krum over the committed
     sketches (``robust.f``) and the basis points the cyclic-permutation Shapley
     split of the published utilities (the model, which the proof does not bind, is
-    ccdrop over the survivors' full updates: ``aggregator.provable.FULL_RULE``);
+    ccdrop over the valid full updates: ``aggregator.provable.FULL_RULE``);
     such a task needs ``robust.rule = "multikrum"`` and ``valuation.payout = "round"``.
     """
 

@@ -16,9 +16,8 @@ pairwise distances to within a factor ``1 +- O(1/sqrt(k))`` (Johnson-Lindenstrau
 which is what the provable outlier rule (Multi-Krum over sketches) needs.
 Known limit: the projection is public before training, so an attacker can hide
 a component in its null space, which the outlier rule cannot see; the proven round
-therefore takes its model from a robust rule over the full updates, and leaves what
-that rule flags out of every coalition (``aggregator.provable.FULL_RULE``), and
-`market verify` replays the full updates.
+therefore takes its model from the default robust rule over the full updates
+(``aggregator.provable.FULL_RULE``), and `market verify` replays the full updates.
 """
 
 from __future__ import annotations

@@ -10,9 +10,11 @@ sketch rule's survivors):
 * quiet: its norm no larger than its honest update's, the hidden part pushing every input towards class 0.
 
 Each took the round's model to under 10 % test accuracy (the honest round: 90.7 %). The proven round now takes the
-model from ``aggregator.provable.FULL_RULE`` (ccdrop) over the survivors' full updates, and a survivor that rule
-flags is a null player of every coalition: the model stays within a point or two of the honest one, and the
-attacker is paid nothing.
+model from ``aggregator.provable.FULL_RULE`` (ccdrop, the unproven default rule) over the survivors' full updates:
+the model is the one an unproven round of the default rule publishes (to the bit), within a point or two of the
+honest one against these two, and the attacker, whose coalitions score worse, is paid nothing. That makes the
+proven round's model as robust as an unproven round's, no more: an attacker aligned enough with the others that
+ccdrop keeps it (``aligned``, found by the attacker pass) costs up to 8 points in both.
 
 Real parts: local training on digits, the round code the proof path runs and, in the last test, Anvil, trainer
 nodes, the aggregator service and a Groth16 proof verified on chain.
@@ -33,6 +35,7 @@ import aggregator.provable as provable
 from aggregator.fedavg import fedavg
 from aggregator.outcome import RoundOutcome
 from aggregator.provable import provable_round
+from aggregator.round import aggregate_round
 from market.data import Dataset, digits_splits
 from market.models import accuracy, build_model, model_with_state, state_of
 from market.spec import TaskSpec
@@ -51,12 +54,17 @@ SPLITS = digits_splits(N, "iid", 1)
 Craft = Callable[[Tensor, Dataset, int, TaskSpec], Tensor]
 
 
+def _seen_basis(task_id: int, spec: TaskSpec, size: int) -> np.ndarray:
+    """An orthonormal basis of what the task's sketch projection sees (its rows' span): the rest is its null space."""
+    signs = np.stack([np.where(_row_signs(sketch_seed(task_id), j, 0, size), 1.0, -1.0) for j in range(spec.proof.sketch_k)])
+    return np.linalg.qr(signs.T)[0]
+
+
 def _hide(honest: Tensor, direction: np.ndarray, norm: float, task_id: int, spec: TaskSpec) -> Tensor:
     """The part of ``honest`` the task's sketch projection sees, plus ``direction``'s part in its null space, the
     whole ``norm`` long: the sketch of the result is that of ``honest`` (to within rounding)."""
     h = honest.to(torch.float64).numpy()
-    signs = np.stack([np.where(_row_signs(sketch_seed(task_id), j, 0, h.size), 1.0, -1.0) for j in range(spec.proof.sketch_k)])
-    basis, _ = np.linalg.qr(signs.T)  # orthonormal basis of the projection's row space
+    basis = _seen_basis(task_id, spec, h.size)
     seen = basis @ (basis.T @ h)
     hidden = direction - basis @ (basis.T @ direction)
     hidden *= np.sqrt(norm**2 - seen @ seen) / np.linalg.norm(hidden)
@@ -79,7 +87,26 @@ def quiet(honest: Tensor, data: Dataset, task_id: int, spec: TaskSpec) -> Tensor
     return _hide(honest, direction, 0.98 * float(honest.norm()), task_id, spec)
 
 
-def _round(craft: Craft | None) -> tuple[RoundOutcome, list[str], list[int], list[int]]:
+def aligned(honest: Tensor, data: Dataset, task_id: int, spec: TaskSpec) -> Tensor:
+    """Its honest sketch, half its honest norm along its own hidden direction (so its cosine with the others stays
+    above ccdrop's 0.3 and it is not flagged) and 1.5x its honest norm towards class 0, hidden too."""
+    h = honest.to(torch.float64).numpy()
+    x, y = data.x.to(torch.float64).numpy(), data.y.numpy()
+    towards = -np.eye(spec.data.n_classes)[y]
+    towards[:, 0] += 1.0
+    bad = np.concatenate([towards.sum(0), (towards.T @ x).ravel()])
+    basis = _seen_basis(task_id, spec, h.size)
+    own = h - basis @ (basis.T @ h)
+    own /= np.linalg.norm(own)
+    bad -= basis @ (basis.T @ bad)
+    bad -= (bad @ own) * own
+    bad /= np.linalg.norm(bad)
+    norm = float(np.linalg.norm(h))
+    return torch.tensor(basis @ (basis.T @ h) + 0.5 * norm * own + 1.5 * norm * bad).float()
+
+
+def _round(craft: Craft | None, spec: TaskSpec | None = None) -> tuple[RoundOutcome, list[str], list[int], list[int]]:
+    """One round of 5 trainers, trainer 0 crafted by ``craft``: the proven round, or ``spec``'s unproven one."""
     g = state_of(build_model(SPEC.model, SPEC.data))
     deltas = [flatten(local_update(SPEC, g, SPLITS.trainers[i], seed=i)) for i in range(N)]
     honest0 = deltas[0]
@@ -91,7 +118,10 @@ def _round(craft: Craft | None) -> tuple[RoundOutcome, list[str], list[int], lis
     k, scale, seed = SPEC.proof.sketch_k, SPEC.proof.sketch_scale, sketch_seed(TASK)
     sketches = {a: sketch_vector(d, seed, k, scale) for a, d in zip(addresses, deltas)}
     binders = {a: i + 7 for i, a in enumerate(addresses)}
-    out = provable_round(SPEC, g, subs, SPLITS.validation.x, SPLITS.validation.y, 0, b"\x01" * 32, binders, sketches)
+    if spec is not None:
+        out = aggregate_round(spec, g, subs, SPLITS.validation.x, SPLITS.validation.y)
+    else:
+        out = provable_round(SPEC, g, subs, SPLITS.validation.x, SPLITS.validation.y, 0, b"\x01" * 32, binders, sketches)
     return out, addresses, sketches[addresses[0]], sketch_vector(honest0, seed, k, scale)
 
 
@@ -126,15 +156,19 @@ def test_a_null_space_update_does_not_wreck_a_proven_round_and_earns_nothing(cra
     assert _test_accuracy(out.new_state) > _test_accuracy(honest.new_state) - 0.03
     assert out.bps[0] == 0 and sum(out.bps) == 10_000
     assert out.robust["update"] == provable.FULL_RULE
-    if out.robust["treatment"][addresses[0]]["flagged_by_full_rule"]:  # a null player: in no coalition's model
-        assert all(addresses[0] not in key.split(",") for key in out.utilities)
 
 
-def test_an_honest_proven_round_flags_nobody_by_the_full_rule() -> None:
-    out, addresses, _, _ = _round(None)
+@pytest.mark.parametrize("craft", [None, loud, quiet, aligned])
+def test_a_proven_rounds_model_is_the_one_an_unproven_round_of_the_default_rule_publishes(craft: Craft | None) -> None:
+    proven, addresses, _, _ = _round(craft)
+    unproven, _, _, _ = _round(craft, TaskSpec())
 
-    assert out.robust["full_rule_flagged"] == []
-    assert sum(b > 0 for b in out.bps) >= N - 1  # the sketch rule's quota leaves at most one unpaid
+    assert TaskSpec().robust.rule == provable.FULL_RULE
+    assert all(torch.equal(proven.new_state[k], unproven.new_state[k]) for k in unproven.new_state)
+    if craft is not None:
+        assert proven.bps[0] == 0
+    else:
+        assert proven.robust["full_rule_flagged"] == []
 
 
 @pytest.mark.zk
