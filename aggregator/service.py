@@ -263,7 +263,10 @@ class Aggregator:
         path = self._vote_file(task_id, round_)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(done.to_json()))
+        with tmp.open("w") as f:
+            json.dump(done.to_json(), f)
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the commitment is sent, power loss included
         os.replace(tmp, path)
 
     def kept_vote(self, task_id: int, round_: int, commitment: bytes) -> Computed | None:

@@ -53,22 +53,26 @@ MIN_QUORUM_RESULT_WINDOW = 480
 DEFAULT_PANEL = 3
 
 
-def default_panel(panel: int | None, proof_task: bool, registered: int, result_window: int) -> tuple[int, str | None]:
+def default_panel(panel: int | None, proof_task: bool, drawable: int, result_window: int,
+                  backup: bool = False) -> tuple[int, str | None]:
     """The panel a task asks for: ``panel`` when given; else :data:`DEFAULT_PANEL` when the registry holds that many
-    aggregators and the result window leaves a quorum time to commit and vote, else 1, with a note that says who then
-    decides the pay unchecked (for a proof task: the coalition utilities and the rejections, which the proof does
-    not bind; for any other task: everything)."""
-    if panel is not None:
+    aggregators the task can draw (``drawable``: the owner is never drawn), one more with a ``backup``, and the result
+    window leaves a quorum time to commit and vote; else 1. With a note whenever the panel is one, saying what the one
+    drawn member then decides unchecked (for a proof task: the coalition utilities and the rejections, which the
+    proof does not bind; for any other task: everything)."""
+    if panel is not None and panel > 1:
         return panel, None
-    if registered >= DEFAULT_PANEL and result_window >= MIN_QUORUM_RESULT_WINDOW:
+    need = DEFAULT_PANEL + (1 if backup else 0)
+    if panel is None and drawable >= need and result_window >= MIN_QUORUM_RESULT_WINDOW:
         return DEFAULT_PANEL, None
-    why = (f"the registry holds {registered} aggregators" if registered < DEFAULT_PANEL else
+    why = ("asked for" if panel is not None else
+           f"the registry holds {drawable} aggregators this owner's task can draw" if drawable < need else
            f"a result window of {result_window} s is under the {MIN_QUORUM_RESULT_WINDOW} s a quorum needs")
     unchecked = ("the coalition utilities and the rejections, which the round's proof does not bind" if proof_task
                  else "every trainer's pay, which nobody checks")
     return 1, (f"note: a panel of one ({why}): the drawn aggregator alone decides {unchecked}; a panel of "
-               f"{DEFAULT_PANEL} needs {DEFAULT_PANEL} bonded aggregators and a result window of at least "
-               f"{MIN_QUORUM_RESULT_WINDOW} s")
+               f"{DEFAULT_PANEL} needs {DEFAULT_PANEL} bonded aggregators besides the owner and a result window of at "
+               f"least {MIN_QUORUM_RESULT_WINDOW} s")
 
 
 class TaskRequest(BaseModel):

@@ -87,6 +87,10 @@ class RegistryContract:
     def active_count(self) -> int:
         return int(self.chain.call(self.c.functions.activeCount()))
 
+    def drawable_count(self, owner: str) -> int:
+        """Members a task of ``owner`` can draw from: those in the draw, but the owner (never drawn for its tasks)."""
+        return self.active_count() - (1 if self.is_active(owner) else 0)
+
     def is_active(self, account: str) -> bool:
         return bool(self.chain.call(self.c.functions.isActive(Web3.to_checksum_address(account))))
 

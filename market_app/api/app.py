@@ -319,7 +319,8 @@ def create_app(
 
 def _create(contract: MarketContract, store: ContentStore, owner: LocalAccount, body: CreateTaskRequest) -> CreatedTask:
     spec = body.spec or TaskRequest.model_fields["spec"].get_default(call_default_factory=True)
-    panel, note = default_panel(body.panel, spec.proof.system != "none", contract.registry.active_count(), body.result_window)
+    drawable = contract.registry.drawable_count(owner.address)  # the owner is never drawn for its own task
+    panel, note = default_panel(body.panel, spec.proof.system != "none", drawable, body.result_window, body.backup)
     request = task_request(
         spec=spec,
         validation_commitment=bytes.fromhex(body.validation_commitment[2:]),

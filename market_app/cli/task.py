@@ -89,16 +89,15 @@ def cmd_task_create(args: argparse.Namespace) -> int:
     owner = _account(args)
     contract = _contract(args)
     check_funds(contract, owner.address, reward)
-    have = contract.registry.active_count()
-    args.panel, note = default_panel(args.panel, spec.proof.system != "none", have, args.result_window)
-    if note:
-        print(note, file=sys.stderr)
+    have = contract.registry.drawable_count(owner.address)  # the owner is never drawn for its own task
+    args.panel, note = default_panel(args.panel, spec.proof.system != "none", have, args.result_window,
+                                     bool(args.backup))
     quorum = _quorum(args.panel, args.quorum)
     if args.backup is None:  # by default, a backup whenever the registry holds one more than the panel
         args.backup = have > args.panel
     need = args.panel + (1 if args.backup else 0)
     if have < need:
-        raise ConfigError(f"the market's registry has {have} bonded aggregators; a panel of {args.panel}"
+        raise ConfigError(f"the market's registry has {have} bonded aggregators this owner's task can draw; a panel of {args.panel}"
                           f"{' with a backup' if args.backup else ''} needs {need} (ask for a smaller --panel, or --no-backup)")
     request = task_request(
         spec=spec, validation_commitment=dataset_commitment(validation), rounds=args.rounds,
@@ -111,6 +110,8 @@ def cmd_task_create(args: argparse.Namespace) -> int:
     print(f"task {created.task_id} created: {args.rounds} rounds, reward {_eth(reward)} ETH escrowed, spec {created.spec_cid}")
     print(_schedule_line(info))
     print(_stake_line(info))
+    if note:  # once the task exists: a command that fails prints its one-line error only
+        print(note, file=sys.stderr)
     return 0
 
 

@@ -227,16 +227,25 @@ def test_a_created_task_is_judged_by_a_panel_of_three_once_the_registry_holds_th
     m = fresh.market
     client = _creating_client(fresh)
 
-    alone = client.post("/api/tasks", json=_create_body(m.aggregator.address), headers=AUTH)
-    for member in (m.outsider, m.trainers[4]):
-        m.contract.registry.register(member)
-    checked = client.post("/api/tasks", json=_create_body(m.aggregator.address), headers=AUTH)
+    def create(**patch: object) -> dict[str, object]:
+        res = client.post("/api/tasks", json={**_create_body(m.aggregator.address), **patch}, headers=AUTH)
+        assert res.status_code == 201, res.text
+        return dict(res.json())
 
-    assert alone.status_code == checked.status_code == 201, (alone.text, checked.text)
-    assert alone.json()["panel"] == 1 and alone.json()["note"].startswith("note: a panel of one (the registry holds 1")
-    assert "alone decides every trainer's pay" in alone.json()["note"]
-    info = m.contract.task(checked.json()["task_id"])
-    assert (checked.json()["panel"], checked.json()["note"], info.panel, info.quorum) == (3, None, 3, 2)
+    alone = create()
+    m.contract.registry.register(m.outsider)
+    m.contract.registry.register(m.owner)  # three in the draw, but the owner is never drawn for its own task
+    owners_own = create()
+    m.contract.registry.register(m.trainers[4])
+    checked = create()
+    with_backup = create(backup=True)  # a backup needs a fourth
+
+    assert alone["panel"] == 1 and str(alone["note"]).startswith("note: a panel of one (the registry holds 1 ")
+    assert "alone decides every trainer's pay" in str(alone["note"])
+    assert owners_own["panel"] == 1 and "the registry holds 2 aggregators" in str(owners_own["note"])
+    assert with_backup["panel"] == 1 and "the registry holds 3 aggregators" in str(with_backup["note"])
+    info = m.contract.task(int(str(checked["task_id"])))
+    assert (checked["panel"], checked["note"], info.panel, info.quorum) == (3, None, 3, 2)
 
 
 @pytest.mark.parametrize("patch, field", [

@@ -137,7 +137,7 @@ CASES: list[tuple[str, str, str]] = [
     ("create-panel-0", CREATE + " --panel 0", "--panel"),
     ("create-panel-8", CREATE + " --panel 8", "--panel"),
     ("create-quorum-low", CREATE + " --panel 3 --quorum 1", "--quorum 1: a panel of 3 needs more than half"),
-    ("create-panel-unfilled", CREATE + " --panel 3", "registry has 1 bonded aggregators; a panel of 3 needs 3"),
+    ("create-panel-unfilled", CREATE + " --panel 3", "registry has 1 bonded aggregators this owner's task can draw; a panel of 3 needs 3"),
     ("create-backup-unfilled", CREATE + " --backup", "needs 2"),
     ("create-fee-high", CREATE + " --fee-bps 5001", "--fee-bps"),
     ("create-reward-text", CREATE + " --reward ten", "not a number of ETH"),

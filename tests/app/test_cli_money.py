@@ -386,20 +386,22 @@ def _idle_status(m: Market, tmp_path: Path) -> None:
                                           "reclaims early")
 
 
-@pytest.mark.parametrize(("panel", "proof", "registered", "window", "want", "noted"), [
-    (None, False, 3, 3600, 3, False),  # any task: three, two of which must agree before anything is credited
-    (None, True, 5, 480, 3, False),    # a proof task too: the proof binds neither the utilities nor the rejections
-    (None, True, 2, 3600, 1, True),    # ... unless the registry is too small: one, and the owner is told what it means
-    (None, False, 5, 479, 1, True),    # ... or the result window leaves a quorum no time to commit and vote
-    (2, True, 5, 60, 2, False),        # what the owner asks for, whatever the task
+@pytest.mark.parametrize(("panel", "proof", "drawable", "window", "backup", "want", "why"), [
+    (None, False, 3, 3600, False, 3, None),  # any task: three, two of which must agree before anything is credited
+    (None, True, 5, 480, True, 3, None),     # a proof task too: the proof binds neither the utilities nor the rejections
+    (None, True, 2, 3600, False, 1, "the registry holds 2 aggregators"),  # too few: one, and the owner is told
+    (None, False, 3, 3600, True, 1, "the registry holds 3 aggregators"),  # ... counting the backup it asked for
+    (None, False, 5, 479, False, 1, "a result window of 479 s"),  # ... or a quorum would have no time to vote
+    (1, False, 5, 3600, False, 1, "asked for"),  # what the owner asks for, told what it means
+    (2, True, 5, 60, False, 2, None),        # what the owner asks for, whatever the task
 ])
 def test_a_tasks_default_panel_is_three_when_the_registry_holds_three(
-        panel: int | None, proof: bool, registered: int, window: int, want: int, noted: bool) -> None:
+        panel: int | None, proof: bool, drawable: int, window: int, backup: bool, want: int, why: str | None) -> None:
     from owner.task import default_panel
 
-    got, note = default_panel(panel, proof, registered, window)
+    got, note = default_panel(panel, proof, drawable, window, backup)
 
-    assert got == want and (note is not None) == noted
+    assert got == want and (note is None) == (why is None)
     if note:
-        assert note.startswith("note: a panel of one (") and "alone decides" in note and "a panel of 3 needs" in note
+        assert note.startswith(f"note: a panel of one ({why}") and "alone decides" in note and "a panel of 3 needs" in note
         assert ("does not bind" in note) == proof
