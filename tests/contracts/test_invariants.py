@@ -1,10 +1,13 @@
 """Stateful invariant fuzzing of the escrow (Hypothesis ``RuleBasedStateMachine``).
 
 Random sequences over several tasks and trainers at once: create (random rounds, reward, stake, windows,
-a backup or not, the aggregators' fee, empty rounds to reclaim; and a fee above 50 %, refused), join / top up /
+a backup or not, the aggregators' fee, empty rounds to reclaim, a panel and quorum; and a fee above 50 %, a
+quorum of half the panel or less, a quorum above one with a result window under 480 s, a panel the members but
+the owner cannot fill, refused), join / top up /
 leave (and joins with the wrong stake, and a registered aggregator's join, refused), commit (valid, junk, wrong
 round), reveal (valid, wrong salt), seal, post result (random basis points and ``lostMask``; and bad sums,
-paid-and-lost entries, wrong seeds, a sender the round did not draw), prove an update available (its bytes; and
+paid-and-lost entries, wrong seeds, a sender the round did not draw), commit to a vote and vote (below), prove an
+update available (its bytes; and
 wrong bytes, a wrong salt, the wrong round, too early, without a reveal, twice), settle without a result
 (fallback split among the updates proved available, or an empty-round refund), reclaim, withdraw (to itself or
 another address; a trainer's penalty credits from the registry; an aggregator's fees), withdraw refunds, and time
@@ -15,23 +18,45 @@ Every valid commitment is to a random byte string (the "update"): cid = sha256(b
 keccak(abi.encode(cid, commitment, salt, trainer, task, round)); the machine keeps the preimage per (task,
 round, trainer) so that the trainer can later prove the update available by posting the bytes.
 
-The market's registry holds two bonded aggregators (accounts 2 and 3); every task has a panel of one (quorum
-one), so each round the registry draws, with the round's seed as of its seal block, never the owner, the round's
-panel member and (with a backup) the other as its backup (the machine asks the registry whom it drew).
+The market's registry holds four bonded aggregators: accounts 2, 3 and 8, and owner 1 (never drawn for its own
+tasks, so only owner 0's tasks can have a panel of three and a backup). A task's (panel, quorum) is (1, 1) (the
+first task, and the commonest), (2, 2), (3, 2) or (3, 3) (a second task, made at the start, has one of the last
+three); each round the registry draws, with the round's seed as of its first seal block, never the owner, the
+panel and (with a backup) one more member as its backup (the machine asks the registry whom it drew). With a
+quorum of one the panel member's result settles the round at once. Above one (a result window of at least
+480 s), a result is a vote: every drawn member, the backup too, first commits (``commitVote``:
+keccak(abi.encode(h, member)), h = keccak(abi.encode(modelCid, seed, lostMask, bps))) before 6/8 of the panel's
+window; votes are taken once every drawn member committed, or from 7/8; a vote must open its commitment; the
+round settles when ``quorum`` votes agree. The machine keeps every commitment and vote (and checks the registry's
+record of them, ``voteCommitmentOf`` / ``voteOf``, after each voted round); a round's two candidate results are
+"A" (the honest one: it pays someone) and "B" (another model, other pay, or all lost). ``play_round`` (and
+``play_quorum_round``, which picks a live quorum task) plays a quorum round: an account the round did not draw
+tries to commit; the drawn members are all honest (commit to A), or one deviates (commits to B, to nothing, at
+6/8 -- refused, or a second early: in time --, or commits to A and never votes), or all but one commit to B, or
+each picks its own; some commit twice (refused); a vote before the votes open (refused unless all committed);
+then the drawn members vote in random order (the minority first, or not; first the result they did not commit
+to, refused), in the panel's window or the backup's, until a quorum agrees, else the round goes to the proofs of
+availability and the fallback. The ``commit_vote`` / ``cast_vote`` / ``post_result`` rules commit and vote at
+random times, by random members. Every commitment and vote goes through exactly when the model says (drawn, the
+backup only in its window, committed to that very result, once, before 6/8 / once the votes are open, within
+the windows).
 
 After every step:
 
 * money is conserved to the wei: the contract's balance equals, over every task, escrow + stakes held +
   carry + carryPool + credits and fees not withdrawn + refunds not withdrawn; withdrawn + balance equals
   everything deposited; per task, reward + stakes deposited == credited + refunded + escrow + stakes held +
-  carry + carryPool + stakes returned + fees (a result pays ``feeBps`` of its round's pool to its poster, out of
-  the pool: the trainers share the rest); carry, carryPool, fees and each aggregator's fees are what the model
-  says;
-* the registry holds exactly the members' bonds and the penalties credited to trainers: a result posted in the
-  backup window by anyone but the panel member costs the silent panel member the penalty, to the trainers the
-  result pays; a fallback costs every drawn member (when the round's seed can still be had, and the fallback
-  comes less than a period late), to the trainers that proved their update available; with nobody to pay,
-  nothing is taken;
+  carry + carryPool + stakes returned + fees (a result pays ``feeBps`` of its round's pool, out of the pool, to
+  the members that voted for it, equally, cumulative rounding, in draw order with the deciding voter last: with a
+  quorum of one, its poster; the trainers share the rest); carry, carryPool, fees and each aggregator's fees are
+  what the model says;
+* the registry holds exactly the members' bonds, the penalties credited to trainers and those burned: a result
+  costs the penalty to each drawn member that voted for another result, each drawn member (backup too) that
+  committed to none, and, posted once the panel's window is over (the backup window), each silent panel member
+  (with a quorum of one: the panel member, when the backup posted), credited to the trainers the result pays
+  (paying nobody: only the members that did not vote are fined, and it is burned); a fallback costs every drawn
+  member that did not vote (when the round's seed can still be had, and the fallback comes less than a period
+  late), to the trainers that proved their update available (burned with nobody to pay);
 * no honest stake is lost: every trainer's stake is exactly what the model says -- a stake is lost only
   by a committer that did not reveal or an update marked in ``lostMask`` (a fallback marks nobody), and every
   settlement's ``StakeLost`` events are exactly those; no ``StakeLost`` ever names a revealer a result did not
@@ -53,25 +78,32 @@ After every step:
 * the fixed schedule holds: period == submit + 2*reveal + result*(1 or 2 with a backup); a commit lands
   inside its round's scheduled window, a reveal after commits closed and before the reveal deadline, a
   result from the drawn panel member in its window, or from it or the drawn backup in the next, never after
-  the last result window; a proof of availability only after the last result window;
+  the last result window; a vote commitment before 6/8 of the panel's window, a vote from 7/8 (or once every
+  drawn member committed); a proof of availability only after the last result window;
 * the calls that must fail do (wrong stake, wrong round, wrong reveal, bad basis points, wrong seed, a proof
-  with the wrong bytes / salt / round, before the window, without a reveal, or twice).
+  with the wrong bytes / salt / round, before the window, without a reveal, or twice; a commitment to a vote
+  from an account not drawn, late or twice; a vote without a commitment, for another result than committed,
+  before the votes open, from the backup in the panel's window, twice, or after the round was decided).
+
+The events (``--hypothesis-show-statistics``) count the quorum rounds: "quorum: decided by ...", "quorum: fined:
+dissent", "quorum: fined: uncommitted", "quorum: fined: silent panel member (late)", the refusals by reason.
 
 At the end every task is driven to its end and everyone withdraws: every balance must reach zero (nothing
 locked), and every trainer withdraws its penalty credits (the registry is left with the bonds only). The
 in-process EVM runs the long campaign (transactions through eth-tester's unlocked accounts, the fastest path, with
 the market's and the registry's storage read directly); a shorter one runs on Anvil.
 
-Size: ``make test`` runs the fast profile (50 examples x 30 steps, about 65 s on a loaded 2-core machine). The
-issue's campaign, 200 examples x 30 steps, is ``make test-invariants`` (``INVARIANT_PROFILE=full pytest
-tests/contracts/test_invariants.py``; about 250 s on the same machine). ``INVARIANT_EXAMPLES`` /
-``INVARIANT_STEPS`` override either.
+Size: ``make test`` runs the fast profile (50 examples x 30 steps, about 75 s in-process plus 45 s on Anvil on a
+quiet 2-core machine; the quorum rounds added about 40 s). The issue's campaign, 200 examples x 30 steps, is
+``make test-invariants`` (``INVARIANT_PROFILE=full pytest tests/contracts/test_invariants.py``; about 410 s
+in-process on the same machine). ``INVARIANT_EXAMPLES`` / ``INVARIANT_STEPS`` override either.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -115,9 +147,12 @@ T_FEE_BPS, T_PANEL, T_QUORUM, T_EMPTY_K, T_EMPTY_STREAK = (_TASK_VIEW.index(n) f
                                                            ("feeBps", "panel", "quorum", "emptyRoundsToReclaim",
                                                             "emptyStreak"))
 T_DRAW = _TASK_VIEW.index("drawBlock")  # the block the round's panel is drawn as of (its first seal)
-# the registry the machine deploys: its two members' bonds (far above the minimum, so that no run's penalties take
-# either out of the draw), the penalty, and the longest draw (AggregatorRegistry.MAX_DRAW)
+# the registry the machine deploys: its members' bonds (far above the minimum, so that no run's penalties take
+# any out of the draw), the penalty, and the longest draw (AggregatorRegistry.MAX_DRAW)
 MIN_BOND, PENALTY, EXIT_DELAY, MEMBER_BOND = 10**18, 10**17, 7 * 86400, 50 * 10**18
+#: (panel, quorum) of the tasks `create` makes, (1, 1) the commonest; (2, 1) is refused (2 * quorum <= panel)
+SHAPES = [(1, 1), (2, 2), (1, 1), (3, 2), (3, 3), (1, 1), (2, 1), (2, 2)]
+MIN_QUORUM_RESULT_WINDOW = 480  # ContributionMarket's least result window for a quorum above one
 # seat(task, trainer)'s struct (SeatView), by position
 S_INDEX, S_EARNED, S_STAKE, S_AVAILABLE = 0, 3, 4, 6
 S_PAID = 7  # the in-process storage read only: the seat's `paid` flag
@@ -182,6 +217,17 @@ def _commit_hash(blob: bytes, commitment: bytes, salt: bytes, trainer: str, task
     return keccak(abi_encode(types, [hashlib.sha256(blob).digest(), commitment, salt, trainer, task_id, round_]))
 
 
+def _result_hash(model: bytes, seed: bytes, mask: int, bps: list[int]) -> bytes:
+    """What a panel votes for (the contract's ``h``, ``market.chain.contract.result_hash``):
+    keccak256(abi.encode(modelCid, seed, lostMask, bps))."""
+    return keccak(abi_encode(["bytes32", "bytes32", "uint256", "uint16[]"], [model, seed, mask, bps]))
+
+
+def _vote_commitment(h: bytes, member: str) -> bytes:
+    """A member's commitment to the result ``h`` it will post: keccak256(abi.encode(h, member))."""
+    return keccak(abi_encode(["bytes32", "address"], [h, member]))
+
+
 def _event_specs(abi: list[dict[str, Any]]) -> dict[bytes, tuple[str, list[tuple[str, str, bool]]]]:
     specs = {}
     for e in abi:
@@ -223,11 +269,10 @@ class EscrowDriver:
         self.c = w3.eth.contract(address=address, abi=art["abi"])
         self.registry = w3.eth.contract(address=registry, abi=reg_art["abi"])
         self._registry_address = bytes.fromhex(registry[2:])
-        # the machine's two aggregators (accounts 2 and 3), in this order: the registry's entries 0 and 1
-        self.members = accounts[2:4]
-        for who in self.members:
-            tx = self.registry.functions.register().transact({"from": who, "value": MEMBER_BOND, "gas": 500_000})
-            assert w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
+        # the machine's aggregators, in this order (the registry's entries 0 to 3): accounts 2 and 3 first (the
+        # layout check plays with these two), then, after it, account 8 and owner 1 (never drawn for its own tasks)
+        self.members = [accounts[2], accounts[3], accounts[8], accounts[1]]
+        self._register(self.members[:2])
         self.events = {**_event_specs(art["abi"]), **_event_specs(reg_art["abi"])}
         lens = load_artifact("MarketLens")
         tx = w3.eth.contract(abi=lens["abi"], bytecode=lens["bytecode"]).constructor().transact(
@@ -246,7 +291,13 @@ class EscrowDriver:
         self._set_time = set_time
         if tester is not None:
             self._check_layout()
+        self._register(self.members[2:])
         self.base = snapshot()
+
+    def _register(self, members: list[str]) -> None:
+        for who in members:
+            tx = self.registry.functions.register().transact({"from": who, "value": MEMBER_BOND, "gas": 500_000})
+            assert self.w3.eth.wait_for_transaction_receipt(tx)["status"] == 1
 
     # ------------------------------------------------- storage (in-process only)
     def _storage(self) -> Any:
@@ -404,6 +455,16 @@ class EscrowDriver:
             return int(self.tester.get_block_by_number("pending")["timestamp"])
         return int(self.w3.eth.get_block("latest")["timestamp"])
 
+    def now_range(self) -> tuple[int, int]:
+        """The earliest and latest timestamps the next transaction may run at: :meth:`now` exactly in-process while
+        the chain is ahead of the wall clock (as it is once a round's windows moved it on), a few seconds later while
+        it is not (the wall clock ticks); on Anvil, whose blocks after ``evm_setNextBlockTimestamp`` follow the wall
+        clock, up to half a minute later (a loaded machine)."""
+        now = self.now()
+        if self.tester is None:
+            return now, now + 30
+        return (now, now) if now > time.time() + 2 else (now, now + 3)
+
     def last_block(self) -> int:
         """The latest block's number (that of the last transaction)."""
         if self.tester is not None:
@@ -523,7 +584,7 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             self.d.reset()
             a = self.d.accounts
             self.owners, self.trainers = a[0:2], a[4:4 + TRAINERS]
-            self.members = list(self.d.members)  # the registry's two aggregators, in registration order
+            self.members = list(self.d.members)  # the registry's four aggregators, in registration order
             self.bonds = dict.fromkeys(self.members, MEMBER_BOND)  # the model: each member's bond
             self.reg_credit: dict[str, int] = {}  # the model: penalties credited to trainers in the registry
             self.burned = 0  # the model: penalties taken in rounds that paid nobody (kept by the registry for good)
@@ -551,6 +612,14 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             self.carry_pool: dict[int, int] = {}  # the model: pools carried (per task)
             self.stakes_to_owner: dict[int, int] = {}  # lost stakes refunded to the owner (no paid stakeholder)
             self.paid_seat: set[tuple[int, str]] = set()  # (task, trainer): a round credited it since it took its seat
+            # quorum voting, by (task, round): the result hash each member committed to (commitVote; a junk commitment
+            # is a hash no result has), each member's recorded vote, and the round's two candidate results
+            # (modelCid, lostMask, bps): "A" (the honest one) and "B" (another)
+            self.vote_commits: dict[tuple[int, int], dict[str, bytes]] = {}
+            self.votes: dict[tuple[int, int], dict[str, bytes]] = {}
+            self.candidates: dict[tuple[int, int], dict[str, tuple[bytes, int, list[int]]]] = {}
+            self.quorum_tasks: list[int] = []  # the tasks whose quorum is above one
+            self.draws: dict[tuple[bytes, int, int, str], list[str]] = {}  # the registry's draws asked so far
             self.lost_log: set[tuple[int, int, str]] = set()  # every StakeLost: (task, round, trainer)
             self.marked_log: set[tuple[int, int, str]] = set()  # updates a result marked in lostMask
             self.nonce = 0
@@ -582,19 +651,23 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             backup = bool(s[T_BACKUP])
             return self._opens(s, r) + s[T_SUBMIT] + s[T_REVEAL_W] + s[T_RESULT_W] * (2 if backup else 1)
 
-        def _panel(self, s: tuple[Any, ...], seed: bytes) -> tuple[str, str | None]:
-            """Task state ``s``'s current round's panel member and backup (None without one): the registry's draw
-            with ``seed`` as of the round's first seal (how it picks is test_registry's business; here: both members
-            are in every draw, so a panel of one and a backup are two distinct members, and never the owner)."""
+        def _panel(self, s: tuple[Any, ...], seed: bytes) -> list[str]:
+            """Task state ``s``'s current round's drawn members: its panel (the first ``panel``) then, with a backup,
+            the backup; the registry's draw with ``seed`` as of the round's first seal (how it picks is
+            test_registry's business; here: every member is in every draw, and `create` asks for no more than the
+            members other than the owner, so the draw is that many distinct members, never the owner)."""
             k = int(s[T_PANEL]) + (1 if s[T_BACKUP] else 0)
             assert s[T_DRAW] and s[T_DRAW] <= s[T_SEAL], "a panel drawn as of no seal, or of a later one"
-            drawn = [Web3.to_checksum_address(x) for x in
-                     self.d.call(self.d.registry.functions.draw(seed, int(s[T_DRAW]), k, s[T_OWNER]))]
+            key = (seed, int(s[T_DRAW]), k, s[T_OWNER])  # a draw as of a past block never changes
+            if key not in self.draws:
+                self.draws[key] = [Web3.to_checksum_address(x) for x in
+                                   self.d.call(self.d.registry.functions.draw(seed, int(s[T_DRAW]), k, s[T_OWNER]))]
+            drawn = self.draws[key]
             assert len(drawn) == k and len(set(drawn)) == k and set(drawn) <= set(self.members), f"drew {drawn}"
             assert s[T_OWNER] not in drawn, "the owner was drawn for its own task"
-            if s[T_BACKUP]:
-                event(f"drawn: {'first' if drawn[0] == self.members[0] else 'second'} member on the panel")
-            return drawn[0], (drawn[1] if s[T_BACKUP] else None)
+            if s[T_OWNER] in self.members:
+                event("drawn: for a task of an owner that is a member (not drawn)")
+            return drawn
 
         def _penalties(self, task_id: int, r: int, offenders: list[str], to: list[str],
                        events: list[tuple[str, dict[str, Any]]]) -> None:
@@ -620,6 +693,54 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                 self.reg_credit[a] = self.reg_credit.get(a, 0) + x
             if expected:
                 event(f"penalised: {len(expected)} member(s)")
+
+        def _result_blame(self, task_id: int, r: int, before: tuple[Any, ...], poster: str, drawn: list[str], h: bytes,
+                          pays: bool) -> tuple[list[str], list[str]]:
+            """The model of a result's offenders and fee takers (in draw order; the poster, whose vote decides, last
+            among the takers). Offenders: with a quorum of one, the panel member when the backup posted (in its
+            window); above one, of the drawn members (the backup last): those that voted for another result, those
+            that committed to none, and, posted once the panel's window is over, the panel's members that did not
+            vote (not the backup). A result that pays nobody fines only those that did not vote (a dissenter may
+            have been served other bytes)."""
+            k, q = int(before[T_PANEL]), int(before[T_QUORUM])
+            late = self.d.last_timestamp() >= self._reveal_deadline(before, r) + before[T_RESULT_W]
+            if q == 1:
+                return ([drawn[0]] if poster != drawn[0] else []), [poster]
+            votes = self.votes.get((task_id, r), {})
+            commits = self.vote_commits.get((task_id, r), {})
+            assert commits.get(poster) == h, "a deciding vote without a commitment to it"
+            offenders, why = [], set()
+            for i, m in enumerate(drawn):
+                v = h if m == poster else votes.get(m)
+                if v is not None and v != h:
+                    offenders.append(m)
+                    why.add("dissent")
+                elif v is None and late and i < k:
+                    offenders.append(m)
+                    why.add("silent panel member (late)")
+                elif v is None and m not in commits:
+                    offenders.append(m)
+                    why.add("uncommitted" + (" backup" if i >= k else ""))
+            agreed = [m for m in drawn if votes.get(m) == h] + [poster]
+            assert len(agreed) >= q, "decided by fewer votes than the quorum"
+            event(f"quorum: decided by {len(agreed)} of panel {k} (quorum {q})" + (" in the backup window" if late else ""))
+            if offenders and not pays:
+                spared = [m for m in offenders if m in votes]
+                offenders = [m for m in offenders if m not in votes]
+                if spared:
+                    event("quorum: dissent spared (the result pays nobody)")
+                why = {w for w in why if w != "dissent"} if spared else why
+            for w in sorted(why):
+                event(f"quorum: fined: {w}")
+            return offenders, agreed
+
+        def _reveal_deadline(self, s: tuple[Any, ...], r: int) -> int:
+            return self._opens(s, r) + int(s[T_SUBMIT]) + int(s[T_REVEAL_W])
+
+        def _result_time(self, s: tuple[Any, ...], r: int, eighths: int) -> int:
+            """``eighths`` eighths into round ``r``'s panel result window (the contract's ``_resultTime``): vote
+            commitments close at 6, votes open at 7 (earlier once every drawn member committed), the window ends at 8."""
+            return self._reveal_deadline(s, r) + int(s[T_RESULT_W]) * eighths // 8
 
         def _known_seed(self, task_id: int, r: int, before: tuple[Any, ...]) -> bytes | None:
             """The seed a settlement in the latest block could read (the fallback's ``_seedIfKnown``): the kept one,
@@ -704,11 +825,12 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
 
         def _settled(self, task_id: int, before: tuple[Any, ...], events: list[tuple[str, dict[str, Any]]],
                      marked: set[str], paid: dict[str, int] | None, poster: str | None = None,
-                     drawn: tuple[str, str | None] | None = None) -> None:
+                     drawn: list[str] | None = None, h: bytes | None = None) -> None:
             """Check a settlement of round ``before[T_CURRENT]`` against the model: who lost a stake, who was
             credited how much (to the wei, in order), the aggregators' fee and penalties, and where the pool, the
             lost stakes, carry and carryPool went (``paid``: a result's basis points by revealed trainer, posted by
-            ``poster`` of the round's ``drawn`` (panel member, backup); None for settleWithoutResult)."""
+            ``poster`` of the round's ``drawn`` (panel, then backup) with result hash ``h``, the vote that decided
+            it; None for settleWithoutResult)."""
             r = int(before[T_CURRENT])
             (settled,) = [a for n, a in events if n == "RoundSettled"]
             mode = int(settled["mode"])
@@ -741,41 +863,48 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             carry, carry_pool = self.carry[task_id], self.carry_pool[task_id]
             assert (before[T_CARRY], before[T_CARRY_POOL]) == (carry, carry_pool)
             refund, round_credits = 0, []
-            # the aggregators' fee: basis points of the round's pool, only for a result (all of it to the poster,
-            # the only voter with a quorum of one), out of the pool
-            fee = pool * int(before[T_FEE_BPS]) // BPS if mode == SETTLED_BY_RESULT else 0
-            fees = [(a["aggregator"], int(a["amount"])) for n, a in events if n == "FeeCredited"]
-            assert fees == ([(poster, fee)] if fee else []), f"fees {fees}, model {fee} to {poster}"
-            if fee:
-                event("fee paid")
-                self.fees[task_id] += fee
-                self.agg_earned[(task_id, poster)] = self.agg_earned.get((task_id, poster), 0) + fee
-            # penalties: a result posted late (the backup window) by anyone but the panel member costs the silent
-            # panel member, to the paid trainers; a fallback costs every drawn member (none voted: a vote decides),
-            # to the trainers that proved their update, when the round's seed (its panel) can still be had
+            votes = self.votes.get((task_id, r), {})  # the votes recorded before this settlement
+            # penalties: a result costs the members that voted for another result, the drawn members (backup too)
+            # that committed to none, and, posted late (the backup window), the panel's silent members, to the
+            # trainers it pays (paying nobody: only those that did not vote, burned); a fallback costs every drawn
+            # member that did not vote, to the trainers that proved their update, when the round's seed (its panel)
+            # can still be had
             offenders: list[str] = []
             to: list[str] = []
+            agreed: list[str] = []  # the members the fee goes to: those that voted for the decided result, then the poster
             if mode == SETTLED_BY_RESULT:
-                assert poster is not None and drawn is not None
-                # (a quorum of one decides at once: the registry need not record the vote)
-                votes = [a["member"] for n, a in events if n == "Voted"]
-                assert votes in ([], [poster]), f"votes {votes}, poster {poster}"
-                opens = self._opens(before, r)
-                late = self.d.last_timestamp() >= opens + before[T_SUBMIT] + before[T_REVEAL_W] + before[T_RESULT_W]
-                if late and poster != drawn[0]:
-                    offenders = [drawn[0]]
-                # (a result that pays nobody burns the silent member's penalty: with a panel of one, offenders are silent)
+                assert poster is not None and drawn is not None and h is not None
                 to = [a for a in sorted(revealed, key=order.__getitem__) if paid and paid[a]]
+                offenders, agreed = self._result_blame(task_id, r, before, poster, drawn, h, bool(to))
+                voted = [(a["member"], bytes(a["result"])) for n, a in events if n == "Voted"]
+                # (a quorum of one decides at once: the registry need not record the vote)
+                assert voted == ([(poster, h)] if before[T_QUORUM] > 1 else []), f"votes {voted}, poster {poster}"
+                if before[T_QUORUM] > 1:
+                    self.votes.setdefault((task_id, r), {})[poster] = h
             elif mode == SETTLED_BY_FALLBACK:
                 seed = self._known_seed(task_id, r, before)
                 if self.d.last_timestamp() >= self._opens(before, r + 2):  # the draw may have changed since
                     event("fallback: a period late, nobody to blame")
                 elif seed is not None:
-                    primary, backup = self._panel(before, seed)
-                    offenders = [primary] + ([backup] if backup else [])
+                    offenders = [m for m in self._panel(before, seed) if m not in votes]
+                    if before[T_QUORUM] > 1:
+                        event(f"quorum: fallback ({'no quorum among votes' if votes else 'nobody voted'})")
+                        if votes and len(offenders) < len(self._panel(before, seed)):
+                            event("quorum: fallback spares the members that voted")
                 else:
                     event("fallback: no seed, no panel to blame")
                 to = sorted(available, key=order.__getitem__)
+            # the aggregators' fee: basis points of the round's pool, only for a result, out of the pool, split
+            # equally (cumulative rounding, every share emitted) among the members that voted for it
+            fee = pool * int(before[T_FEE_BPS]) // BPS if mode == SETTLED_BY_RESULT else 0
+            fees = [(a["aggregator"], int(a["amount"])) for n, a in events if n == "FeeCredited"]
+            shares = list(zip(agreed, cumulative(fee, [1] * len(agreed)))) if fee else []
+            assert fees == shares, f"fees {fees}, model {shares}"
+            if fee:
+                event("fee paid" + (f" (split among {len(agreed)} voters)" if len(agreed) > 1 else ""))
+                self.fees[task_id] += fee
+                for m, x in shares:
+                    self.agg_earned[(task_id, m)] = self.agg_earned.get((task_id, m), 0) + x
             self._penalties(task_id, r, offenders, to, events)
             if mode == SETTLED_BY_REFUND:  # empty round: its pool back, the lost stakes carried
                 refund, carry = pool, carry + lost_sum
@@ -846,28 +975,61 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     fee=st.sampled_from([0, 1, 2500, 5000]), data=st.data())
         def first_task(self, rounds: int, reward: int, stake: int, backup: bool, trainers: set[int], fee: int,
                        data: st.DataObject) -> None:
-            """A task, some trainers in it, and its first round played."""
-            self.create(0, rounds, reward, 4, 0, stake, 2, backup, fee)
+            """A task (a panel of one), some trainers in it, and its first round played."""
+            self.create(0, rounds, reward, 4, 0, stake, 2, backup, fee, (1, 1), False)
             assert self.tasks, "the first task must be created"
-            self.join(0, trainers, False)
+            task = len(self.tasks) - 1  # (the initialisers run in any order)
+            self.join(task, trainers, False)
             self.money_is_conserved()
-            self.play_round(0, data)
+            self.play_round(task, data)
+
+        @initialize(rounds=st.integers(1, 3), reward=st.integers(3, 10**18), stake=st.sampled_from([0, 7, 10**17]),
+                    backup=st.booleans(), trainers=st.sets(st.integers(0, TRAINERS - 1), min_size=1),
+                    fee=st.sampled_from([2500, 1, 0, 5000]), shape=st.sampled_from([(3, 2), (2, 2), (3, 3)]),
+                    windows=st.integers(0, 1), ending=st.sampled_from(["result", "backup", "result", "available"]),
+                    data=st.data())
+        def quorum_task(self, rounds: int, reward: int, stake: int, backup: bool, trainers: set[int], fee: int,
+                        shape: tuple[int, int], windows: int, ending: str, data: st.DataObject) -> None:
+            """A task whose quorum is above one (of owner 0: every shape can be drawn, backup too), some trainers in
+            it, and its first round played (mostly to its votes)."""
+            self.create(0, rounds, reward, 4, windows, stake, 2, backup, fee, shape, False)
+            task = len(self.tasks) - 1
+            assert task >= 0 and self.tasks[task] in self.quorum_tasks, "the quorum task must be created"
+            self.join(task, trainers, False)
+            self.money_is_conserved()
+            self.play_round(task, data, ending)
 
         @precondition(lambda self: len(self.tasks) < 3)
         @rule(owner=st.integers(0, 1), rounds=st.integers(1, 3), reward=st.integers(0, 10**18),
               max_trainers=st.integers(1, 5), windows=st.integers(0, 1), stake=st.sampled_from([0, 1, 7, 10**17]),
-              k=st.integers(0, 2), backup=st.booleans(), fee=st.sampled_from([0, 0, 0, 1, 999, 2500, 5000, 5001]))
+              k=st.integers(0, 2), backup=st.booleans(), fee=st.sampled_from([0, 0, 0, 1, 999, 2500, 5000, 5001]),
+              shape=st.sampled_from(SHAPES), short=st.sampled_from([False, False, False, False, True]))
         def create(self, owner: int, rounds: int, reward: int, max_trainers: int, windows: int, stake: int, k: int,
-                   backup: bool, fee: int) -> None:
-            """A task of one of two owners: a panel of one drawn each round from the registry's two members (and,
-            with ``backup``, the other one as its backup), the aggregators' fee ``fee`` basis points of each pool."""
+                   backup: bool, fee: int, shape: tuple[int, int], short: bool) -> None:
+            """A task of one of two owners: a panel of ``shape`` = (panel, quorum) drawn each round from the
+            registry's members other than the owner (and, with ``backup``, one more as its backup), the aggregators'
+            fee ``fee`` basis points of each pool. A quorum above one needs a result window of at least 480 s
+            (``short``: a second less, refused); a quorum of half the panel or less is refused, and so is a panel
+            (with its backup) larger than the members other than the owner."""
+            panel, quorum = shape
             submit, reveal, result = ((60, 30, 60), (90, 45, 75))[windows]
+            if quorum > 1:
+                result = (MIN_QUORUM_RESULT_WINDOW, 600)[windows] - int(short)
             # (spec, model, validation, verifier, feeBps, panel, quorum, backup, rounds, windows, maxTrainers, k, stake)
-            params = (keccak(b"spec"), keccak(b"init"), b"\x00" * 32, ZERO, fee, 1, 1, backup,
+            params = (keccak(b"spec"), keccak(b"init"), b"\x00" * 32, ZERO, fee, panel, quorum, backup,
                       rounds, submit, reveal, result, max_trainers, k, stake)
             events = self._send(self.owners[owner], self.d.c.functions.createTask(params, ZERO, reward), value=reward)
-            assert (events is not None) == (reward >= rounds and fee <= 5000), \
-                "createTask must accept exactly the rewards >= rounds with a fee of at most 50 %"
+            drawable = len([m for m in self.members if m != self.owners[owner]])  # every member is active
+            ok_shape = 2 * quorum > panel and (quorum == 1 or result >= MIN_QUORUM_RESULT_WINDOW)
+            assert (events is not None) == (reward >= rounds and fee <= 5000 and ok_shape
+                                            and panel + backup <= drawable), \
+                "createTask must accept exactly the rewards >= rounds with a fee of at most 50 %, a quorum above " \
+                "half the panel (with a result window of 480 s or more above one) and enough members but the owner"
+            if events is None:
+                if reward >= rounds and fee <= 5000:
+                    event("create refused: " + ("panel" if not ok_shape else "too few members but the owner"))
+            elif quorum > 1:
+                event(f"create: panel {panel}, quorum {quorum}" + (" + backup" if backup else ""))
             for name, args in events or []:
                 if name == "TaskCreated":
                     task_id = int(args["taskId"])
@@ -881,7 +1043,9 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     self.carry[task_id] = self.carry_pool[task_id] = self.stakes_to_owner[task_id] = 0
                     self.fees[task_id] = 0
                     s = self._state(task_id)
-                    assert (s[T_FEE_BPS], s[T_PANEL], s[T_QUORUM], bool(s[T_BACKUP])) == (fee, 1, 1, backup)
+                    assert (s[T_FEE_BPS], s[T_PANEL], s[T_QUORUM], bool(s[T_BACKUP])) == (fee, panel, quorum, backup)
+                    if quorum > 1:
+                        self.quorum_tasks.append(task_id)
                     assert s[T_PERIOD] == submit + 2 * reveal + result * (2 if backup else 1), \
                         "period != submit + reveal + result (x2 with a backup) + availability (= reveal)"
                     assert self._results_end(s, 1) + reveal == self._opens(s, 2)
@@ -906,7 +1070,7 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     self.task_in[t] += due
                     self.stake_of[(t, who)] = self.stake_of.get((t, who), 0) + due
 
-        @rule(task=st.integers(0, 20), member=st.integers(0, 1))
+        @rule(task=st.integers(0, 20), member=st.integers(0, 3))
         def aggregator_joins(self, task: int, member: int) -> None:
             """A registered aggregator may not join a task as a trainer (it could be drawn to judge it)."""
             t = self._task(task)
@@ -927,17 +1091,18 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                 event("left: seat freed")
 
         @rule(task=st.integers(0, 20), data=st.data())
-        def commit(self, task: int, data: st.DataObject) -> None:
+        def commit(self, task: int, data: st.DataObject, joined_only: bool = False) -> None:
             """Some trainers commit to the current round: a valid hash, junk that cannot be revealed, or one
-            for the wrong round (refused)."""
+            for the wrong round (refused); with ``joined_only``, only joined trainers, the first one valid."""
             t = self._task(task)
             r = int(self._state(t)[T_CURRENT])
             joined = [i for i, a in enumerate(self.trainers) if (t, a) in self.join_index]
-            pool = joined if joined and data.draw(st.integers(0, 5)) else list(range(TRAINERS))  # mostly joined
-            for trainer in sorted(data.draw(st.sets(st.sampled_from(pool), min_size=1))):
+            pool = joined if joined and (joined_only or data.draw(st.integers(0, 5))) else list(range(TRAINERS))  # mostly joined
+            for i, trainer in enumerate(sorted(data.draw(st.sets(st.sampled_from(pool), min_size=1)))):
                 who = self.trainers[trainer]
                 # (Hypothesis favours the ends of a list: they are the common case)
-                kind = data.draw(st.sampled_from(["valid", "valid", "junk", "valid", "wrong_round", "valid", "valid"]))
+                kind = "valid" if joined_only and not i else data.draw(
+                    st.sampled_from(["valid", "valid", "junk", "valid", "wrong_round", "valid", "valid"]))
                 blob, commitment, salt = self._blob(), self._bytes32(), self._bytes32()
                 h = _commit_hash(blob, commitment, salt, who, t, r) if kind == "valid" else self._bytes32()
                 events = self._send(who, self.d.c.functions.commit(t, r + (kind == "wrong_round"), h))
@@ -953,14 +1118,17 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     assert opens <= when < opens + s[T_SUBMIT], "a commit outside the round's scheduled window"
 
         @rule(task=st.integers(0, 20), data=st.data())
-        def reveal(self, task: int, data: st.DataObject) -> None:
-            """Some committers (or others) reveal: the committed values, or a wrong salt (refused)."""
+        def reveal(self, task: int, data: st.DataObject, one_valid: bool = False) -> None:
+            """Some committers (or others) reveal: the committed values, or a wrong salt (refused); with
+            ``one_valid``, a valid committer among them reveals its values."""
             t = self._task(task)
             r = int(self._state(t)[T_CURRENT])
             committed = self.commits.get((t, r), {})
             pool = sorted(committed) or self.trainers
-            for who in sorted(data.draw(st.sets(st.sampled_from(pool), min_size=1))):
-                valid = data.draw(st.sampled_from([True, True, False, True, True]))
+            revealers = data.draw(st.sets(st.sampled_from(pool), min_size=1))
+            sure = next((w for w in sorted(revealers) + pool if committed.get(w)), None) if one_valid else None
+            for who in sorted(revealers | ({sure} if sure else set())):
+                valid = who == sure or data.draw(st.sampled_from([True, True, False, True, True]))
                 secret = committed.get(who) or (self._bytes32(), self._bytes32(), self._bytes32())
                 cid, commitment, salt = secret
                 if not valid:
@@ -1007,6 +1175,23 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                        ["valid", "valid", "zero", "bad_sum", "valid", "bad_length", "paid_and_lost", "wrong_seed",
                         "all_lost", "valid"])
 
+        @rule(task=st.integers(0, 20), data=st.data())
+        def commit_vote(self, task: int, data: st.DataObject) -> None:
+            """A member (or a trainer, or an outsider) commits to a result of a task's current round: the honest
+            candidate, the other one, or junk; exactly a drawn member's first commitment before 6/8 of the panel's
+            window goes through (on any task: with a quorum of one it binds nobody, but keeps the seed)."""
+            t = self._task(task)
+            who = data.draw(st.sampled_from([*self.members, *self.members, self.outsider, self.trainers[0]]))
+            self._commit_vote(t, who, data.draw(st.sampled_from(["A", "A", "B", "junk"])), data)
+
+        @precondition(lambda self: self.quorum_tasks)
+        @rule(task=st.integers(0, 20), member=st.integers(0, 3), which=st.sampled_from(["A", "B", "A"]), data=st.data())
+        def cast_vote(self, task: int, member: int, which: str, data: st.DataObject) -> None:
+            """A member votes a candidate result of a quorum task's current round, whenever: exactly what the model
+            allows goes through (drawn, committed to it, votes open, in its window, once)."""
+            t = self.quorum_tasks[task % len(self.quorum_tasks)]
+            self._vote(t, self.members[member], self._candidates(t, int(self._state(t)[T_CURRENT]), data)[which])
+
         def _post(self, t: int, data: st.DataObject, kinds: list[str], right_sender: bool = False) -> None:
             """Post a result for task ``t``'s current round: random basis points over the revealed updates and a
             random ``lostMask`` over the unpaid ones (``valid``), or a result the contract must refuse."""
@@ -1016,20 +1201,10 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             if r < before[T_ROUNDS] and before[T_COUNT_ROUND] == r and before[T_REVEALED] and not before[T_SEAL]:
                 self.seal(task, data.draw(st.integers(0, TRAINERS - 1)))  # mostly too early: the contract refuses
                 before = self._state(t)
-            revealed = sorted(self.reveals.get((t, r), set()), key=lambda a: self.join_index[(t, a)])
+            revealed = self._revealed(t, r)
             n = len(revealed)
             kind = data.draw(st.sampled_from(kinds))
-            bps = [0] * n
-            if n:
-                paid_count = data.draw(st.integers(1, n))
-                paid_at = sorted(data.draw(st.permutations(range(n)))[:paid_count])
-                cuts = sorted(data.draw(st.lists(st.integers(0, BPS), min_size=paid_count - 1, max_size=paid_count - 1)))
-                for j, share in zip(paid_at, [b - a for a, b in zip([0, *cuts], [*cuts, BPS])]):
-                    bps[j] = share
-            zero_at = [j for j in range(n) if bps[j] == 0]
-            mask = 0
-            for j in zero_at:
-                mask |= int(data.draw(st.booleans())) << j
+            bps, mask = self._split(n, data)
             if kind == "zero":
                 bps = [0] * n
             elif kind == "all_lost":  # every revealed update junk: all zero, all marked
@@ -1050,35 +1225,286 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             opens = self._opens(before, min(r, int(before[T_ROUNDS]) - 1))
             result_dl = opens + before[T_SUBMIT] + before[T_REVEAL_W] + before[T_RESULT_W]
             in_primary = self.d.now() < result_dl
-            # the round's panel member and backup, drawn with the round's seed (when it can be had: else no post
-            # goes through, and anyone is as wrong a sender as any other)
+            # the round's panel and backup, drawn with the round's seed (when it can be had: else no post goes
+            # through, and anyone is as wrong a sender as any other)
             drawn = self._panel(before, real_seed) if real_seed is not None else None
-            primary, backup = drawn if drawn else (self.members[0], None)
+            k = int(before[T_PANEL])
+            panel, backup = (drawn[:k], drawn[k] if len(drawn) > k else None) if drawn else (self.members[:1], None)
             # (drawn whatever the window: the panel depends on block hashes, which differ between replays of a run,
             # and Hypothesis needs every run of a test case to draw the same things)
             to_backup = data.draw(st.sampled_from([True, False, True]))
-            right = backup if backup is not None and to_backup and not in_primary else primary
+            right = backup if backup is not None and to_backup and not in_primary else panel[0]
             sender = right if right_sender else data.draw(
                 st.sampled_from([right, right, *self.members, self.owners[0], right, right]))
-            res = (keccak(b"model"), keccak(b"receipt"), seed, mask)
-            events = self._send(sender, self.d.c.functions.postResult(t, r, res, bps, b""))
+            model = keccak(b"model")
             zero_ok = kind in ("zero", "all_lost") and n and mask == (1 << n) - 1
+            if before[T_QUORUM] > 1:  # a vote: it must open the sender's commitment (rarely one to these bps)
+                self._vote(t, sender, (model, mask, bps), seed, n > 0 and (kind == "valid" or bool(zero_ok)))
+                return
+            res = (model, keccak(b"receipt"), seed, mask)
+            events = self._send(sender, self.d.c.functions.postResult(t, r, res, bps, b""))
             if (kind != "valid" and not zero_ok) or not n:
                 assert events is None, f"a {kind} result went through"
             if events is not None:
                 when = self.d.last_timestamp()
                 assert drawn is not None, "a result went through without a drawn panel"
                 if when < result_dl:
-                    assert sender == primary, "a result from anyone but the panel member in its window"
+                    assert sender == panel[0], "a result from anyone but the panel member in its window"
                 else:
-                    assert backup is not None and sender in (primary, backup), \
+                    assert backup is not None and sender in (panel[0], backup), \
                         "a result after the panel's window without a backup window, or from anyone but the drawn two"
                     event("posted in the backup window by the " + ("backup" if sender == backup else "panel member"))
                 assert when < self._results_end(before, r), "a result after the round's last result window"
                 assert not self.available.get((t, r)), "a result after an update was proved available"
             if events is not None:
                 marked = {revealed[j] for j in range(n) if (mask >> j) & 1}
-                self._settled(t, before, events, marked, dict(zip(revealed, bps)), sender, drawn)
+                h = _result_hash(model, seed, mask, bps)
+                self._settled(t, before, events, marked, dict(zip(revealed, bps)), sender, drawn, h)
+
+        # ----------------------------------------------------- quorum voting
+        def _seed_now(self, t: int) -> bytes | None:
+            """Task ``t``'s current round's seed, as the next transaction would read it (None: none to be had)."""
+            seed = self.d.try_call(self.d.c.functions.roundSeed(t))
+            return None if seed is None else bytes(seed)
+
+        def _candidates(self, t: int, r: int, data: st.DataObject) -> dict[str, tuple[bytes, int, list[int]]]:
+            """Round ``r``'s two candidate results (modelCid, lostMask, bps): "A", random basis points that pay
+            someone, and "B", another: another model with the same pay, other random pay, or an all-lost result
+            (which pays nobody). Drawn once the round is sealed (its reveals final), then kept."""
+            key = (t, r)
+            if key in self.candidates:
+                return self.candidates[key]
+            n = len(self._revealed(t, r))
+            bps, mask = self._split(n, data)
+            other = data.draw(st.sampled_from(["model", "pay", "all_lost", "model"]))
+            if other == "pay":
+                obps, omask = self._split(n, data)
+            elif other == "all_lost":
+                obps, omask = [0] * n, (1 << n) - 1
+            else:
+                obps, omask = bps, mask
+            out = {"A": (keccak(b"model"), mask, bps), "B": (keccak(b"another model"), omask, obps)}
+            s = self._state(t)
+            if s[T_SEAL] and s[T_COUNT_ROUND] == r:
+                self.candidates[key] = out
+            return out
+
+        def _commit_outcome(self, t: int, s: tuple[Any, ...], r: int, drawn: list[str] | None, who: str,
+                            when: int) -> str | None:
+            """The model of ``commitVote`` by ``who`` at ``when``: None (it goes through) or why it is refused."""
+            if drawn is None or r >= s[T_ROUNDS]:
+                return "no seed"
+            if who not in drawn:
+                return "not drawn"
+            if who in self.vote_commits.get((t, r), {}):
+                return "committed twice"
+            if when >= self._result_time(s, r, 6):
+                return "after 6/8 of the window"
+            return None
+
+        def _commit_vote(self, t: int, who: str, which: str, data: st.DataObject) -> None:
+            """``who`` commits (``commitVote``) to the current round's candidate result ``which`` ("A", "B"), or to
+            junk (a hash no result has); exactly what the model allows goes through."""
+            before = self._state(t)
+            r = int(before[T_CURRENT])
+            seed = self._seed_now(t)
+            drawn = self._panel(before, seed) if seed is not None and r < before[T_ROUNDS] else None
+            if which == "junk" or seed is None:
+                h = self._bytes32()
+            else:
+                model, mask, bps = self._candidates(t, r, data)[which]
+                h = _result_hash(model, seed, mask, bps)
+            lo, hi = self.d.now_range()
+            expected = {self._commit_outcome(t, before, r, drawn, who, lo), self._commit_outcome(t, before, r, drawn, who, hi)}
+            commitment = _vote_commitment(h, who)
+            events = self._send(who, self.d.c.functions.commitVote(t, r, commitment))
+            if events is None:
+                assert len(expected) > 1 or expected != {None}, f"a commitment to a vote refused ({who}, round {r})"
+                event(f"quorum: commitment refused: {sorted(x or '' for x in expected)[-1]}")
+                return
+            assert self._commit_outcome(t, before, r, drawn, who, self.d.last_timestamp()) is None, \
+                f"a commitment went through that the model refuses: {expected}"
+            committed = [(a["member"], int(a["round"]), bytes(a["commitment"])) for n, a in events if n == "VoteCommitted"]
+            assert committed == [(who, r, commitment)], f"VoteCommitted {committed}"
+            self.vote_commits.setdefault((t, r), {})[who] = h
+
+        def _vote_outcome(self, t: int, s: tuple[Any, ...], r: int, drawn: list[str], who: str, h: bytes,
+                          when: int) -> tuple[str, str]:
+            """The model of a vote (``postResult`` of a valid result with the round's seed) for result hash ``h`` by
+            ``who`` at ``when`` on a quorum above one: ("refused", why), ("vote", "") (recorded, no quorum yet) or
+            ("decide", "") (``quorum`` votes agree with it)."""
+            k, q = int(s[T_PANEL]), int(s[T_QUORUM])
+            if when >= self._results_end(s, r):
+                return "refused", "after the last result window"
+            if who not in drawn:
+                return "refused", "not drawn"
+            if drawn.index(who) >= k and when < self._result_time(s, r, 8):
+                return "refused", "the backup before its window"
+            votes, commits = self.votes.get((t, r), {}), self.vote_commits.get((t, r), {})
+            if who in votes:
+                return "refused", "voted twice"
+            if commits.get(who) != h:
+                return "refused", ("not what it committed to" if who in commits else "no commitment")
+            if when < self._result_time(s, r, 7) and not all(m in commits for m in drawn):
+                return "refused", "before the votes open"
+            tally = sum(1 for m in drawn if votes.get(m) == h)
+            return ("decide" if tally + 1 >= q else "vote"), ""
+
+        def _vote(self, t: int, who: str, result: tuple[bytes, int, list[int]], seed: bytes | None = None,
+                  valid: bool = True) -> str:
+            """``who`` posts ``result`` (modelCid, lostMask, bps; ``valid``: the contract takes its basis points)
+            for task ``t``'s current round, whose quorum is above one, with ``seed`` (the round's by default): a
+            vote. What the model predicts happens, exactly: refused, recorded, or the round decided (the
+            settlement checked by ``_settled``). Returns "refused", "vote" or "decide"."""
+            before = self._state(t)
+            r = int(before[T_CURRENT])
+            model, mask, bps = result
+            real = self._seed_now(t)
+            seed = real if seed is None else seed
+            drawn = self._panel(before, real) if real is not None and r < before[T_ROUNDS] else None
+            h = _result_hash(model, seed or bytes(32), mask, bps)
+
+            def outcome(when: int) -> tuple[str, str]:
+                if not valid or drawn is None or seed != real:
+                    return "refused", ("an invalid result" if not valid else "no seed" if drawn is None else "wrong seed")
+                return self._vote_outcome(t, before, r, drawn, who, h, when)
+
+            lo, hi = self.d.now_range()
+            expected = {outcome(lo), outcome(hi)}
+            res = (model, keccak(b"receipt"), seed or bytes(32), mask)
+            events = self._send(who, self.d.c.functions.postResult(t, r, res, bps, b""))
+            if events is None:
+                assert len(expected) > 1 or next(iter(expected))[0] == "refused", \
+                    f"a vote the model takes was refused: {expected} ({who}, round {r})"
+                event(f"quorum: vote refused: {max(expected)[1]}")
+                return "refused"
+            got, why = outcome(self.d.last_timestamp())
+            assert got != "refused", f"a vote went through that the model refuses: {why}"
+            assert drawn is not None and seed is not None
+            settled = [a for n, a in events if n == "RoundSettled"]
+            assert bool(settled) == (got == "decide"), f"settled {settled}, model {got}"
+            if got == "vote":
+                voted = [(a["member"], int(a["round"]), bytes(a["result"])) for n, a in events if n == "Voted"]
+                assert voted == [(who, r, h)], f"Voted {voted}"
+                assert {n for n, _ in events} <= {"Voted", "SeedKept"}, f"a vote did more: {events}"
+                self.votes.setdefault((t, r), {})[who] = h
+                event("quorum: vote recorded, no quorum yet")
+                return got
+            assert not self.available.get((t, r)), "a result after an update was proved available"
+            revealed = self._revealed(t, r)
+            marked = {revealed[j] for j in range(len(revealed)) if (mask >> j) & 1}
+            self._settled(t, before, events, marked, dict(zip(revealed, bps)), who, drawn, h)
+            return got
+
+        def _quorum_round(self, t: int, data: st.DataObject, late: bool) -> bool:
+            """The result of task ``t``'s current round, whose quorum is above one, voted by its drawn members (every
+            transaction's outcome predicted by the model): an account the round did not draw tries to commit; each
+            drawn member commits to the honest result, or another, or none, or tries at 6/8 of the panel's window
+            (refused; a second before: in time); maybe one commits twice or votes before the votes open; then (in
+            the backup window when ``late``) the drawn members vote in random order: each its result, or first the
+            other one (refused), or not at all, until ``quorum`` agree. Returns whether the round was decided."""
+            task = self.tasks.index(t)
+            s = self._state(t)
+            r = int(s[T_CURRENT])
+            if r >= s[T_ROUNDS] or not self.reveals.get((t, r)):
+                event("quorum: a round with nothing revealed")
+                return False
+            if not s[T_SEAL] or s[T_COUNT_ROUND] != r:
+                self.d.advance_to(self._reveal_deadline(s, r))
+                self.seal(task, data.draw(st.integers(0, TRAINERS - 1)))
+            seed = self._seed_now(t)
+            if seed is None:
+                event("quorum: no seed to vote with")
+                return False
+            s = self._state(t)
+            drawn = self._panel(s, seed)
+            k = int(s[T_PANEL])
+            cands = self._candidates(t, r, data)
+            if data.draw(st.sampled_from([False, True, False])):  # an account the round did not draw
+                self._commit_vote(t, data.draw(st.sampled_from([*(m for m in self.members if m not in drawn),
+                                                                 self.outsider, self.trainers[0]])), "A", data)
+            # each drawn member's plan: the honest result "A", another "B", none, late (at 6/8), or "silent" (commits to
+            # A, never votes): one member deviates from an honest panel (when the others can still make the quorum), or
+            # from a panel that agrees on B (the one for A then dissents: fined if B pays anyone), or each picks its
+            # own, or all are honest
+            style = data.draw(st.sampled_from(["one deviant", "honest", "mixed", "one deviant", "B majority"]))
+            plans = dict.fromkeys(drawn, "A")
+            if style == "one deviant" and len(drawn) > s[T_QUORUM]:
+                plans[data.draw(st.sampled_from(drawn))] = data.draw(st.sampled_from(["none", "B", "late", "silent", "B"]))
+            elif style == "B majority" and len(drawn) > s[T_QUORUM]:
+                plans = dict.fromkeys(drawn, "B")
+                plans[data.draw(st.sampled_from(drawn))] = "A"
+            elif style == "mixed":
+                plans = {m: data.draw(st.sampled_from(["B", "A", "none", "A", "late", "silent", "A"])) for m in drawn}
+            for m in drawn:
+                if plans[m] == "silent":
+                    self._commit_vote(t, m, "A", data)
+                elif plans[m] in ("A", "B"):
+                    self._commit_vote(t, m, plans[m], data)
+                    if data.draw(st.sampled_from([False, False, False, False, False, True])):  # twice: refused
+                        self._commit_vote(t, m, "B", data)
+            committed = [m for m in drawn[:k] if m in self.vote_commits.get((t, r), {})]
+            early = ""
+            if committed and plans[committed[0]] != "silent" and data.draw(st.sampled_from([False, True, False])):
+                # before the votes open (unless every drawn member committed): refused
+                early = self._vote(t, committed[0], cands["B" if plans[committed[0]] == "B" else "A"])
+            for m in drawn:
+                if plans[m] == "late":  # at 6/8 of the panel's window: refused (a second before: in time)
+                    self.d.advance_to(self._result_time(s, r, 6) + data.draw(st.sampled_from([0, 0, 3, -1])))
+                    self._commit_vote(t, m, "A", data)
+                    plans[m] = "A"
+            if not all(m in self.vote_commits.get((t, r), {}) for m in drawn):
+                self.d.advance_to(self._result_time(s, r, 7) + data.draw(st.sampled_from([0, 0, 10, -1])))
+            if late and s[T_BACKUP]:  # the panel's window over: its silent members answer for it
+                self.d.advance_to(self._result_time(s, r, 8))
+            decided = early == "decide"
+            order = data.draw(st.permutations(drawn))
+            if data.draw(st.booleans()):  # the minority first (else a quorum may end the round before it votes)
+                minority = "A" if style == "B majority" else "B"
+                order.sort(key=lambda m: plans[m] != minority)
+            for m in order:
+                if decided:
+                    break
+                if plans[m] == "silent":
+                    continue
+                how = data.draw(st.sampled_from(["vote", "vote", "other first", "vote", "vote", "vote"]))
+                mine = "B" if plans[m] == "B" else "A"
+                if how == "other first":  # not what it committed to: refused
+                    self._vote(t, m, cands["B" if mine == "A" else "A"])
+                decided = self._vote(t, m, cands[mine]) == "decide"
+            assert decided == (self._state(t)[T_CURRENT] != r)
+            if decided and data.draw(st.sampled_from([False, True, False])):  # a vote after it was decided: refused
+                res = (keccak(b"model"), keccak(b"receipt"), seed, cands["A"][1])
+                assert self._send(drawn[0], self.d.c.functions.postResult(t, r, res, cands["A"][2], b"")) is None, \
+                    "a vote for a round already decided went through"
+            if not decided:
+                event("quorum: no quorum by the panel")
+            reg = self.d.registry.functions
+            for m in drawn:  # the registry's record of the round's commitments and votes is the model's
+                h = self.vote_commits.get((t, r), {}).get(m)
+                assert bytes(self.d.call(reg.voteCommitmentOf(t, r, m))) == (bytes(32) if h is None else _vote_commitment(h, m))
+                assert bytes(self.d.call(reg.voteOf(t, r, m))) == self.votes.get((t, r), {}).get(m, bytes(32))
+            return decided
+
+        def _revealed(self, t: int, r: int) -> list[str]:
+            """Round ``r``'s revealed trainers in seat order (that of a result's basis points)."""
+            return sorted(self.reveals.get((t, r), set()), key=lambda a: self.join_index[(t, a)])
+
+        def _split(self, n: int, data: st.DataObject) -> tuple[list[int], int]:
+            """Random basis points over ``n`` revealed updates (some of them paid, summing to 10,000) and a random
+            ``lostMask`` over the unpaid ones."""
+            bps = [0] * n
+            if n:
+                paid_count = data.draw(st.integers(1, n))
+                paid_at = sorted(data.draw(st.permutations(range(n)))[:paid_count])
+                cuts = sorted(data.draw(st.lists(st.integers(0, BPS), min_size=paid_count - 1, max_size=paid_count - 1)))
+                for j, share in zip(paid_at, [b - a for a, b in zip([0, *cuts], [*cuts, BPS])]):
+                    bps[j] = share
+            mask = 0
+            for j in range(n):
+                if bps[j] == 0:
+                    mask |= int(data.draw(st.booleans())) << j
+            return bps, mask
 
         @rule(task=st.integers(0, 20), data=st.data())
         def prove_available(self, task: int, data: st.DataObject) -> None:
@@ -1135,11 +1561,12 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     assert self._send(who, fn) is None, "proved available twice"
 
         @rule(task=st.integers(0, 20), data=st.data())
-        def play_round(self, task: int, data: st.DataObject) -> None:
+        def play_round(self, task: int, data: st.DataObject, ending: str | None = None) -> None:
             """A round of task ``task`` played forward with random choices, every invariant checked after each
             transaction: some trainers join or top up, some commit (valid or junk), time moves to the commit
-            deadline (or past the reveals), some committers reveal, then a result (by the aggregator, or the
-            backup in its window), a settlement after every window, or nothing."""
+            deadline (or past the reveals), some committers reveal, then (``ending``, else drawn) a result (by the
+            aggregator, or the backup in its window; with a quorum above one, the drawn members' commitments and
+            votes: ``_quorum_round``), a settlement after every window, or nothing."""
             t = self._task(task)
             s = self._state(t)
             if s[T_CURRENT] >= s[T_ROUNDS]:
@@ -1158,28 +1585,35 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             if unstaked:
                 self.join(task, set(data.draw(st.lists(st.sampled_from(unstaked), max_size=3))) or {unstaked[0]}, False)
                 self.money_is_conserved()
-            self.commit(task, data)
+            # (a round played for its quorum's votes: its commits from joined trainers, its reveals in time)
+            quorum_vote = ending is not None and s[T_QUORUM] > 1
+            self.commit(task, data, joined_only=quorum_vote)
             self.money_is_conserved()
             s = self._state(t)
             opens = self._opens(s, r)
             commit_dl = opens + s[T_SUBMIT]
             reveal_dl = commit_dl + s[T_REVEAL_W]
             result_dl = reveal_dl + s[T_RESULT_W]
-            late = data.draw(st.sampled_from([False, False, True, False, False]))  # sleep through the reveal window
+            # sleep through the reveal window, or not
+            late = not quorum_vote and data.draw(st.sampled_from([False, False, True, False, False]))
             self.d.advance_to(reveal_dl + 1 if late else commit_dl + data.draw(st.integers(0, 10)))
             if self.commits.get((t, r)):
-                self.reveal(task, data)
+                self.reveal(task, data, one_valid=quorum_vote)
                 self.money_is_conserved()
-            ending = data.draw(st.sampled_from(["result", "available", "backup", "result", "settle", "none", "result",
-                                                "available", "backup", "result"]))
+            ending = ending or data.draw(st.sampled_from(["result", "available", "backup", "result", "settle", "none",
+                                                          "result", "available", "backup", "result"]))
             event(f"ending {ending}")
-            if ending in ("result", "backup"):
+            if ending in ("result", "backup") and s[T_QUORUM] > 1:
+                if not self._quorum_round(t, data, ending == "backup"):
+                    ending = "available"  # no quorum: the proofs of availability and the fallback
+            elif ending in ("result", "backup"):
                 if not self._state(t)[T_SEAL]:
                     self.d.advance_to(reveal_dl)  # so that the round can be sealed
                 if ending == "backup" and s[T_BACKUP]:
                     self.d.advance_to(result_dl)
                 self._post(t, data, ["valid", "valid", "all_lost", "valid"], right_sender=True)
-            elif ending in ("settle", "available"):  # no result: some revealers prove their updates, then the fallback
+            # no result: some revealers prove their updates, then the fallback
+            if ending in ("settle", "available") and self._state(t)[T_CURRENT] == r:
                 revealed = sorted(self.reveals.get((t, r), set()))
                 if revealed:
                     if ending == "available" and self.d.now() < self._results_end(s, r):  # too early: refused
@@ -1192,6 +1626,18 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
                     self.money_is_conserved()
                 self.d.advance_to(self._opens(s, r + 1))
                 self.settle(task, data.draw(st.integers(0, TRAINERS - 1)))
+
+        def _live_quorum_tasks(self) -> list[int]:
+            return [t for t, s in zip(self.quorum_tasks, map(self._state, self.quorum_tasks)) if s[T_CURRENT] < s[T_ROUNDS]]
+
+        @precondition(lambda self: self._live_quorum_tasks())
+        @rule(task=st.integers(0, 20), backup=st.sampled_from([False, True, False]), data=st.data())
+        def play_quorum_round(self, task: int, backup: bool, data: st.DataObject) -> None:
+            """A round of a live task whose quorum is above one played to its votes (``play_round``), in the
+            panel's window or (``backup``) the backup's."""
+            live = self._live_quorum_tasks()
+            t = live[task % len(live)]
+            self.play_round(self.tasks.index(t), data, "backup" if backup else "result")
 
         @rule(task=st.integers(0, 20), data=st.data())
         def play_another_round(self, task: int, data: st.DataObject) -> None:
@@ -1235,7 +1681,7 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             return events is not None
 
         @rule(task=st.integers(0, 20), trainers=st.sets(st.integers(0, TRAINERS - 1), min_size=1), to_other=st.booleans(),
-              credit=st.booleans(), member=st.sampled_from([None, 0, 1]))
+              credit=st.booleans(), member=st.sampled_from([None, 0, 1, 2, 3]))
         def withdraw(self, task: int, trainers: set[int], to_other: bool, credit: bool, member: int | None) -> None:
             """Trainers withdraw what a task owes them (to themselves or another address) and, with ``credit``, the
             penalties the registry credited them; an aggregator withdraws its fees."""
