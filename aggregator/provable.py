@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 
-import torch
 from torch import Tensor
 
-from aggregator.fedavg import fedavg, next_state
+from aggregator.fedavg import next_state
 from aggregator.outcome import RoundOutcome, payout_record, published_accuracy
-from aggregator.robust import effective_f, get_rule
+from aggregator.robust import effective_f
+from aggregator.robust_rule import robust_update, run_rule
 from aggregator.validate import Published, validate_all
 from aggregator.valuation.utility import CoalitionUtility
 from market.payout import contribution_shares, cumulative_shares, cumulative_values, to_basis_points
@@ -37,20 +37,13 @@ FULL_RULE = "ccdrop"
 
 
 def full_update_check(spec: TaskSpec, deltas: Sequence[Tensor]) -> tuple[Tensor | None, tuple[int, ...], dict[str, list[float]]]:
-    """:data:`FULL_RULE` over ``deltas`` (with the task's ``f``, lowered to what the rule supports): the model update,
-    the indices it flags, and its per-update treatment (e.g. each update's clipping factor)."""
-    if not deltas:
-        return None, (), {}
-    vectors = torch.stack(list(deltas)).to(torch.float64)
-    f_eff = effective_f(len(deltas), spec.robust.f, FULL_RULE)
-    if f_eff == 0:
-        return fedavg(vectors, [1.0] * len(deltas)), (), {}
-    decision = get_rule(FULL_RULE, f_eff)(vectors)
-    kept = set(decision.selected)
-    update = decision.aggregate if not decision.reweight and decision.aggregate is not None else \
-        fedavg(vectors[sorted(kept)], [1.0] * len(kept))
+    """:data:`FULL_RULE` over ``deltas``, run as an unproven round runs its rule (:mod:`aggregator.robust_rule`, the
+    task's ``f``): the model update, the indices it flags, and its per-update treatment (e.g. each clipping factor)."""
+    decision, _ = run_rule(spec.robust.model_copy(update={"rule": FULL_RULE, "params": {}}), deltas)
+    kept = [deltas[i] for i in decision.selected]
+    update = robust_update(decision, kept, [1.0] * len(kept))
     details = {k: [float(x) for x in v] for k, v in decision.details.items()}
-    return update.to(torch.float64), tuple(i for i in range(len(deltas)) if i not in kept), details
+    return update, tuple(i for i in range(len(deltas)) if i not in decision.selected), details
 
 
 def provable_round(

@@ -28,14 +28,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import torch
 from torch import Tensor
 
-from aggregator.fedavg import fedavg, next_state
+from aggregator.fedavg import next_state
 from aggregator.outcome import RoundOutcome, payout_record, published_accuracy
 from aggregator.provable import provable_round
-from aggregator.robust import Mean, RobustDecision, RobustRule, effective_f, get_rule, max_f
+from aggregator.robust import RobustDecision
 from aggregator.robust.base import EVIDENCE_ALIGNMENT, EVIDENCE_OPPOSITION, EVIDENCE_RATIO
+from aggregator.robust_rule import robust_update, run_rule
 from aggregator.validate import Published, ValidUpdates, validate_all
 from aggregator.valuation import value_survivors
 from aggregator.valuation.estimators import choose_valuation
@@ -43,32 +43,8 @@ from market.payout import contribution_shares, cumulative_shares, cumulative_val
 from market.spec import TaskSpec
 
 
-def _robust_rule(spec: TaskSpec, n: int) -> tuple[RobustRule, int]:
-    """The rule to run over ``n`` valid updates and the ``f`` it runs with.
-
-    ``f`` is lowered to what the rule supports with ``n`` inputs; if that leaves
-    0 while the spec asked for ``f > 0`` (or the rule cannot run at all) the
-    round runs plain ``mean``.  A spec with ``f = 0`` runs its rule with ``f = 0``.
-    """
-    name, f = spec.robust.rule, spec.robust.f
-    params = dict(spec.robust.params)
-    get_rule(name, f, **params)  # reject an unknown rule or bad params even when the round falls back to mean
-    if name == "mean":
-        return Mean(), 0
-    f_eff = effective_f(n, f, name)
-    if f_eff == 0 and (f > 0 or max_f(name, n) < 0):
-        return Mean(), 0
-    if isinstance(params.get("m"), int):
-        params["m"] = min(params["m"], n - f_eff)  # a smaller round cannot keep more than n - f
-    return get_rule(name, f_eff, **params), f_eff
-
-
 def _select(spec: TaskSpec, valid: ValidUpdates) -> tuple[RobustDecision, dict[str, Any]]:
-    if valid.deltas:
-        rule, f_eff = _robust_rule(spec, len(valid.deltas))
-        decision = rule(torch.stack(valid.deltas).to(torch.float64))
-    else:
-        f_eff, decision = 0, RobustDecision("mean", (), (), 0)
+    decision, f_eff = run_rule(spec.robust, valid.deltas)
     kept = set(decision.selected)
     record = {
         "rule": spec.robust.rule,
@@ -89,13 +65,6 @@ def _select(spec: TaskSpec, valid: ValidUpdates) -> tuple[RobustDecision, dict[s
         },
     }
     return decision, record
-
-
-def _robust_update(decision: RobustDecision, kept: list[Tensor], weights: list[float]) -> Tensor | None:
-    """The flat model update: the rule's aggregate, or FedAvg of the survivors when the rule allows it."""
-    if not decision.reweight and decision.aggregate is not None:
-        return decision.aggregate.to(torch.float64)
-    return fedavg(torch.stack(kept), weights) if kept else None
 
 
 def aggregate_round(
@@ -141,7 +110,7 @@ def aggregate_round(
     survivors = tuple(valid.addresses[i] for i in decision.selected)
     kept = [valid.deltas[i] for i in decision.selected]
     weights = [1.0] * len(survivors)  # equal: see the module docstring
-    new_state = next_state(global_state, _robust_update(decision, kept, weights))
+    new_state = next_state(global_state, robust_update(decision, kept, weights))
     t1 = time.perf_counter()
 
     name = choose_valuation(spec.valuation, len(survivors), arch=spec.model.arch, n_val=int(y_val.numel()), hidden=spec.model.hidden)
