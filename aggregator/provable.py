@@ -1,8 +1,10 @@
 """The round a proof task runs, as ``zk/round.circom`` proves it (pure: no chain, no store).
 
-Multi-Krum over the committed sketches of the valid updates, the model by ccdrop over the full updates, cyclic-
-permutation Shapley over integer utilities (equal FedAvg weights), largest-remainder basis points; the circuit's inputs
-come back as :class:`market.receipt.ProofInputs` and the statement as ``RoundOutcome.decision``.
+Multi-Krum over the committed sketches of the valid updates (``proof.sketch_f`` left out of the pay, 0 by default),
+the model by ccdrop over the full updates, the pay as an unproven round of the default rule pays (the task's
+valuation of the updates ccdrop kept, cumulative), encoded as the integer utilities of an additive game whose
+cyclic-permutation Shapley values the circuit splits into largest-remainder basis points; the circuit's inputs come
+back as :class:`market.receipt.ProofInputs` and the statement as ``RoundOutcome.decision``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from aggregator.outcome import RoundOutcome, payout_record, published_accuracy
 from aggregator.robust import effective_f
 from aggregator.robust_rule import robust_update, run_rule
 from aggregator.validate import Published, validate_all
+from aggregator.valuation import value_with
 from aggregator.valuation.utility import CoalitionUtility
 from market.payout import contribution_shares, cumulative_shares, cumulative_values, to_basis_points
 from market.receipt import ProofInputs
@@ -28,11 +31,11 @@ from market.zk import statement as zs
 #: component in the projection's null space (the same sketch as an honest update; tests/attacks/test_null_space.py).
 #: The round's model is this rule's aggregate of the valid updates (the unproven default rule: centered clipping
 #: bounds what any one update does to it, and what it flags by evidence is dropped), so the proven round's model is
-#: the one an unproven round of the default rule would publish, whatever the sketches show. The pay is not changed by it: coalitions are valued by the
-#: FedAvg of their members, as the circuit's utilities say, so an update that hurts the coalitions it joins has a
-#: negative value and is paid nothing (leaving a flagged update out of the coalitions instead measurably cost honest
-#: non-iid trainers their pay: flagged in 16 of 30 late rounds). The model is not bound by the proof: a quorum of
-#: drawn members recomputes it, and `market verify --validation` replays it.
+#: the one an unproven round of the default rule would publish, whatever the sketches show; and what it flags is
+#: left out of the coalitions and the pay, as an unproven round leaves it out (an update flagged but kept in the
+#: coalitions handed the marginal of repairing it to whichever honest trainer followed it in the base permutation:
+#: 2-3x the others' pay, attacker pass). The model is not bound by the proof: a quorum of drawn members recomputes
+#: it, and `market verify --validation` replays it.
 FULL_RULE = "ccdrop"
 
 
@@ -44,6 +47,51 @@ def full_update_check(spec: TaskSpec, deltas: Sequence[Tensor]) -> tuple[Tensor 
     update = robust_update(decision, kept, [1.0] * len(kept))
     details = {k: [float(x) for x in v] for k, v in decision.details.items()}
     return update, tuple(i for i in range(len(deltas)) if i not in decision.selected), details
+
+
+#: Integer units per unit of value the circuit's values start at (:func:`_carry` halves them until the game's
+#: utilities fit the circuit's 13 bits: values adding up to several thousand units, the split to within a bp).
+TARGET_SCALE = 1 << 24
+
+
+def _carry(n: int, perm: Sequence[int], paid: Sequence[bool], target: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The utilities the circuit proves, circuit order: the additive game whose cyclic-permutation Shapley value of
+    each slot is its ``target`` (integers; a slot that is not a ``paid`` player: 0), and each slot's value
+    (:func:`market.zk.statement.with_prior` over a table of zeros).
+
+    The circuit splits the pool over max(value, 0) of the sketch rule's survivors, or equally among them all when no
+    value is positive; a survivor the model's rule flagged is paid nothing by the unproven rule, in that case too.
+    So a target at most 0 is made 0 (the split treats it alike), and when no player's target is positive while a
+    slot that is not a player exists, each player's value is made exactly 1, the others' 0: the equal split among the
+    players, as an unproven round's. The values must add up to a multiple of ``n`` (the full coalition is shared by
+    every rotation): the remainder (fewer than ``n`` units) is taken off a slot whose value is 0 when there is one,
+    else off the largest target (all targets doubled first while it is at most ``n``). Targets too wide for the
+    circuit's utilities are halved, all alike (a positive one stays positive): the split stays, to within one unit
+    of values that add up to several thousand.
+    """
+    zeros = [0] * (2 + n * (n - 1))
+    target = [max(t, 0) for t in target]
+    halved = False
+    while True:
+        if not all(paid) and not any(t > 0 for t, ok in zip(target, paid) if ok):
+            target = [1 if ok else 0 for ok in paid]
+        carry = list(target)
+        rem = sum(carry) % n
+        if rem:
+            zero = [j for j in range(n) if target[j] == 0]
+            sink = zero[0] if zero else max(range(n), key=lambda j: (target[j], -j))
+            if not zero and target[sink] <= n and not halved:
+                target = [2 * t for t in target]
+                continue
+            carry[sink] -= rem
+        try:
+            out, carried = zs.with_prior(n, perm, zeros, carry)
+            return out, carried
+        except ValueError:
+            if max(target) <= 1:
+                raise
+            halved = True
+            target = [(t + 1) // 2 for t in target]  # a positive one stays positive
 
 
 def provable_round(
@@ -58,17 +106,19 @@ def provable_round(
     sketch_of: Mapping[str, Sequence[int]],
     earlier: Sequence[Published] = (),
     order: Mapping[str, int] | None = None,
+    prior_values: Mapping[str, float] | None = None,
 ) -> RoundOutcome:
-    """The round ``zk/round.circom`` proves: Multi-Krum over the sketches of the valid updates
-    (slots in the given order, join order), the model by :data:`FULL_RULE` over the valid full updates,
-    coalition models by the FedAvg of their members, cyclic-permutation Shapley
-    over integer utilities (1/4096 accuracy), largest-remainder basis points."""
+    """The round ``zk/round.circom`` proves: Multi-Krum over the sketches of the valid updates (slots in the given
+    order, join order), the model by :data:`FULL_RULE` over the valid full updates, and the pay an unproven round of
+    the default rule pays: the task's valuation (``prior_values``: the last receipt's cumulative values) of the
+    sketch survivors :data:`FULL_RULE` kept, whose other updates are paid 0. The circuit proves the split of the
+    values the published utilities give (:func:`_carry`), not the valuation itself."""
 
     addresses = tuple(a for a, _ in submissions)
     t0 = time.perf_counter()
     valid = validate_all(spec, global_state, submissions, earlier, order)
     n = len(valid.addresses)
-    f_eff = effective_f(n, spec.robust.f, "multikrum") if n else 0
+    f_eff = effective_f(n, spec.proof.sketch_f, "multikrum") if n else 0
     sketches = [list(sketch_of[a]) for a in valid.addresses]
     perm = zs.permutation(digest, n) if n else []
     survivors: tuple[str, ...] = ()
@@ -77,47 +127,66 @@ def provable_round(
         decision = zs.decide(sketches, [binders[a] for a in valid.addresses], f_eff, perm)
         survivors = tuple(valid.addresses[i] for i in decision.survivors)
     slot = {a: i for i, a in enumerate(valid.addresses)}
-    kept = [valid.deltas[slot[a]] for a in survivors]
     update, flagged_at, details = full_update_check(spec, list(valid.deltas))
-    flagged = tuple(valid.addresses[j] for j in flagged_at)  # left out of the model (not of the coalitions: FULL_RULE)
-    weights = [1.0] * len(survivors)  # equal weights: a claimed sample count decides nothing
+    flagged = tuple(valid.addresses[j] for j in flagged_at)  # left out of the model, the coalitions and the pay
+    # the players of the round's coalition game: the sketch rule's survivors the full-update rule did not flag (as
+    # an unproven round of the default rule values and pays exactly the updates its rule kept); the others are
+    # null players, valued exactly 0, since a flagged update inside the coalitions handed the marginal of repairing
+    # it to whichever honest trainer followed it in the base permutation: a lottery (attacker pass)
+    players = tuple(a for a in survivors if a not in flagged)
+    kept = [valid.deltas[slot[a]] for a in players]
+    weights = [1.0] * len(players)  # equal weights: a claimed sample count decides nothing
     new_state = next_state(global_state, update)
     t1 = time.perf_counter()
 
+    prior = {a: float(v) for a, v in (prior_values or {}).items()}
     util: list[int] = []
     values: list[int] = [0] * n
+    this_round: dict[str, float] = {}
     utilities: dict[str, float] = {}
     before = after = None
     evaluations = 0
-    if decision is not None and survivors:
-        oracle = CoalitionUtility(spec, global_state, kept, weights, x_val, y_val, utility=spec.valuation.utility)
-        surv_index = {slot[a]: j for j, a in enumerate(survivors)}
-        keys = [frozenset(surv_index[i] for i in c if i in surv_index) for c in decision.coalitions]
-        acc = oracle.evaluate_many(keys)
-        util = [zs.quantize_utility(a) for a in acc]
+    method, record = "none", {}
+    if decision is not None and players:
+        # the players are valued as an unproven round of the default rule values the updates its rule kept (the
+        # task's valuation, e.g. exact Shapley over gce); the utilities the circuit proves are the additive game whose
+        # cyclic-permutation Shapley values are the players' cumulative values (the proof does not bind the
+        # valuation: the panel's quorum recomputes it, `market verify --validation` replays it)
+        oracle = CoalitionUtility(spec, global_state, kept, weights, x_val, y_val, utility=spec.valuation.utility,
+                                  metric=spec.valuation.metric)
+        valued = value_with(spec, oracle, players, int(y_val.numel()), seed)
         evaluations = oracle.evaluations
-        values = zs.slot_values(n, perm, util)
-        before, after = util[0] / zs.UTIL_SCALE, util[1] / zs.UTIL_SCALE
-        for key, a in zip(keys, acc):
-            utilities[",".join(sorted(survivors[j] for j in key))] = a
-    elif decision is not None:
-        util = [0] * len(decision.coalitions)
+        before, after = valued.accuracy_before, valued.accuracy_after
+        this_round = dict(zip(players, valued.values))
+        # what the unproven round pays by: the cumulative value (prior plus this round's), or this round's
+        paid_on = cumulative_values(prior, this_round) if spec.valuation.payout == "cumulative" else this_round
+        target = [int(round(paid_on[a] * TARGET_SCALE)) if a in this_round else 0 for a in valid.addresses]
+        util, values = _carry(n, perm, [a in this_round for a in valid.addresses], target)
+        utilities = dict(valued.utilities)
+        method, record = valued.method, valued.record
+    elif decision is not None:  # every survivor flagged (the full-update rule flags fewer than half: not reached)
+        raise ValueError("every update the sketch rule kept was flagged by the model's rule: nobody to value")
     published = published_accuracy(spec, new_state, x_val, y_val)
     t2 = time.perf_counter()
 
-    value_of = {a: values[slot[a]] for a in valid.addresses}
+    value_of = {a: values[slot[a]] for a in valid.addresses}  # what the circuit splits the pool by
     eligible = [a in survivors for a in addresses]
     # rejected submitters are ineligible and the eligible keep their order, so this equals the circuit's
     # split over the valid slots (market.zk.statement.settle asserts that when proving)
     bps = to_basis_points([value_of.get(a, 0) for a in addresses], eligible)
-    flat_values = [value_of.get(a, 0) / zs.UTIL_SCALE for a in addresses]
+    if any(b for a, b in zip(addresses, bps) if a in flagged):  # _carry rules this out; never post such a split
+        raise AssertionError(f"a flagged update would be paid: {dict(zip(addresses, bps))}")
+    flat_values = [float(this_round.get(a, 0.0)) for a in addresses]  # 0 for the updates the round did not value
     outliers = tuple(a for a in valid.addresses if a not in survivors)
-    cumulative = cumulative_values({}, dict(zip(addresses, flat_values)))
+    # the record the next round carries, as an unproven round's: this round's values added (0 for an update flagged
+    # by the full-update rule or left out by the sketch rule, as an unproven round adds 0 for its outliers)
+    cumulative = cumulative_values(prior, dict(zip(addresses, flat_values)))
     robust = {
         "rule": "multikrum",
         "applied": "multikrum-sketch" if f_eff else "mean",
-        "f": spec.robust.f,
+        "f": spec.proof.sketch_f,
         "f_effective": f_eff,
+        "full_rule_f": spec.robust.f,
         "scores": {a: float(decision.scores[i]) for i, a in enumerate(valid.addresses)} if decision else {},
         # the model: FULL_RULE's aggregate of the valid full updates (what it flags is left out of the model only)
         "update": FULL_RULE,
@@ -147,7 +216,7 @@ def provable_round(
         outliers=outliers,
         survivors=survivors,
         robust=robust,
-        valuation="cyclic-shapley",
+        valuation=method,
         seed=seed,
         contributions=dict(zip(addresses, flat_values)),
         shares=dict(zip(addresses, contribution_shares(flat_values, eligible))),
@@ -158,10 +227,13 @@ def provable_round(
         accuracy_after=after,
         accuracy_model=published,
         timings={"aggregate": t1 - t0, "valuation": t2 - t1},
-        valuation_record={"method": "cyclic-shapley", "permutation": list(perm), "utility_scale": zs.UTIL_SCALE},
+        valuation_record={**record, "proven": "cyclic-shapley", "permutation": list(perm),
+                          "target_scale": TARGET_SCALE,
+                          # each valid slot's value in the circuit: what the pool is split by, in integers
+                          "proven_values": dict(zip(valid.addresses, values))},
         cumulative_values=cumulative,
         cumulative_shares=cumulative_shares(cumulative),
-        payout=payout_record(spec, "cyclic-shapley"),
+        payout=payout_record(spec, method),
         proof=proof,
         decision=decision,
     )

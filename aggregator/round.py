@@ -103,7 +103,8 @@ def aggregate_round(
     if spec.proof.system != "none":
         if proof_seed is None or binders is None or sketches is None:
             raise ValueError("a proof task's round needs the round seed and each submitter's binder and sketch")
-        return provable_round(spec, global_state, submissions, x_val, y_val, seed, proof_seed, binders, sketches, earlier, order)
+        return provable_round(spec, global_state, submissions, x_val, y_val, seed, proof_seed, binders, sketches, earlier, order,
+                              prior_values)
     t0 = time.perf_counter()
     valid = validate_all(spec, global_state, submissions, earlier, order)
     decision, robust = _select(spec, valid)

@@ -1,7 +1,12 @@
 """Does pay follow contribution?  Integer wei credited per trainer, on the real round code, in-process.
 
     python bench/fairness.py --json fairness.json [--quick] [--markdown fairness.md] [--workers K]
-                             [--seeds ...] [--rounds R] [--candidates]
+                             [--seeds ...] [--rounds R] [--candidates] [--proof]
+
+``--proof`` runs a proof task's rounds instead (``aggregator.provable.provable_round``, with each update's sketch,
+a binder and a round seed as the chain gives them): its pay should be the default task's, table for table
+(``bench/results/fairness-proof.md``); with ``--candidates`` it compares the proof task's settings
+(``PROOF_CANDIDATES``: the old per-round accuracy split with ``proof.sketch_f = 1`` among them).
 
 The marketplace's pure pieces, no chain: digits over ``n = 8`` trainers; each
 round every trainer runs :func:`trainer_node.train.local_update` from the
@@ -65,6 +70,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from eth_abi import encode as abi_encode  # noqa: E402
+from eth_utils import keccak  # noqa: E402
 from scipy import stats  # noqa: E402  (a dev dependency, installed by make install)
 
 from aggregator.round import aggregate_round  # noqa: E402
@@ -73,6 +80,7 @@ from market.data import Dataset, digits_splits  # noqa: E402
 from market.models import accuracy, build_model, model_with_state, state_of  # noqa: E402
 from market.spec import TaskSpec, ValuationSpec  # noqa: E402
 from market.tensors import decode_state, encode_state, flatten  # noqa: E402
+from market.zk.sketch import sketch_seed, sketch_vector  # noqa: E402
 from trainer_node.attacks import Collusion, attack_seed, poison_update  # noqa: E402
 from trainer_node.train import local_update  # noqa: E402
 
@@ -161,8 +169,37 @@ def credit(pool: int, bps: Sequence[int]) -> list[int]:
     return [pool * int(b) // BPS for b in bps]
 
 
-def spec_for(seed: int, valuation: dict[str, Any] | None = None) -> TaskSpec:
+#: what ``--proof`` changes in the default spec: a proof task (its pay encoded for zk/round.circom, aggregator/provable.py)
+PROOF_TASK: dict[str, Any] = {"proof": {"system": "groth16"}, "robust": {"rule": "multikrum", "f": 1}}
+PROOF_TASK_ID = 1  # the task id the sketches' public projection is drawn for
+PROOF_CANDIDATES: tuple[tuple[str, dict[str, Any]], ...] = (
+    # a proof task's old settings: per round, accuracy, Multi-Krum over the sketches leaving 1 out of the pay (the
+    # old circuit-rule valuation itself, cyclic Shapley over the coalition utilities, measured Gini 0.39, 48 zero-paid)
+    ("proof/round/accuracy/sketch_f1", {"payout": "round", "metric": "accuracy", "sketch_f": 1}),
+    ("proof/cumulative/accuracy/sketch_f1", {"payout": "cumulative", "metric": "accuracy", "sketch_f": 1}),
+    ("proof/cumulative/accuracy", {"payout": "cumulative", "metric": "accuracy"}),
+    ("proof/cumulative/gce/sketch_f1", {"payout": "cumulative", "metric": "gce", "sketch_f": 1}),
+    ("proof/cumulative/gce", {"payout": "cumulative", "metric": "gce"}),  # a proof task's default now
+)
+
+
+def proof_kwargs(spec: TaskSpec, seed: int, r: int, deltas: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """What a proof task's round takes besides the updates, as the nodes commit to it and the chain draws it:
+    each update's sketch (of ``deltas``: flat, as decoded), a binder per submitter and the round's seed."""
+    k, scale, at = spec.proof.sketch_k, spec.proof.sketch_scale, sketch_seed(PROOF_TASK_ID)
+    return {"proof_seed": keccak(abi_encode(["uint256", "uint256"], [seed, r])),
+            "binders": {a: j + 1 for j, a in enumerate(deltas)},
+            "sketches": {a: sketch_vector(d, at, k, scale) for a, d in deltas.items()}}
+
+
+def spec_for(seed: int, valuation: dict[str, Any] | None = None, proof: bool = False) -> TaskSpec:
     base = TaskSpec()
+    if proof:
+        valuation = dict(valuation or {})
+        sketch_f = valuation.pop("sketch_f", 0)
+        base = TaskSpec.model_validate({**PROOF_TASK, "proof": {**PROOF_TASK["proof"], "sketch_f": sketch_f},
+                                        "valuation": valuation})
+        return base.model_copy(update={"model_seed": seed})
     update: dict[str, Any] = {"model_seed": seed}
     if valuation:
         update["valuation"] = ValuationSpec(**{**base.valuation.model_dump(), **valuation})
@@ -251,7 +288,7 @@ def _table_matches(table: np.ndarray, survivors: Sequence[str], recorded: dict[s
 
 def run_market(scenario: str, seed: int, rounds: int, n: int = N, candidate: str | None = None,
                valuation: dict[str, Any] | None = None, reference: bool = False,
-               earlier: bool = True) -> dict[str, Any]:
+               earlier: bool = True, proof: bool = False) -> dict[str, Any]:
     """One market run of ``rounds`` rounds: every trainer's credits (wei) per round and what decided them.
 
     ``valuation``: overrides of the spec's valuation (a candidate rule); ``reference``: also compare each
@@ -260,7 +297,7 @@ def run_market(scenario: str, seed: int, rounds: int, n: int = N, candidate: str
     """
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    spec = spec_for(seed, valuation)
+    spec = spec_for(seed, valuation, proof)
     setup = scenario_setup(scenario, seed, n, rounds)
     datas, val, behaviour, joins = setup["datas"], setup["validation"], setup["behaviour"], setup["joins"]
     g0 = state_of(build_model(spec.model, spec.data, spec.model_seed))
@@ -298,6 +335,8 @@ def run_market(scenario: str, seed: int, rounds: int, n: int = N, candidate: str
             subs.append((_address(i), blob))
             deltas[_address(i)] = flatten(decode_state(blob)[0])  # exactly what the round decodes
         kw: dict[str, Any] = {"earlier": list(published)} if earlier else {}
+        if proof:
+            kw.update(proof_kwargs(spec, seed, r, deltas))
         out = aggregate_round(spec, g, subs, val.x, val.y, seed=spec.valuation.seed + r, prior_values=prior, **kw)
         bps = list(out.bps)
         assert len(bps) == len(subs) and sum(bps) in (0, BPS), bps
@@ -533,7 +572,7 @@ def markdown(report: dict[str, Any]) -> str:
         for metric in REPORTED.get(s["name"], ()):
             lines.append(f"| {s['name']} | {metric} | {_fmt(s['metrics'].get(metric))} | – | – |")
     lines.append("")
-    lines.append(f"n = {d['n']} trainers, {d['rounds']} rounds, seeds {d['seeds']}, digits/logreg; robust "
+    lines.append(f"n = {d['n']} trainers, {d['rounds']} rounds, seeds {d['seeds']}, digits/logreg{'; a proof task (Multi-Krum over sketches)' if d.get('proof_task') else ''}; robust "
                  f"{d['robust']['rule']} f = {d['robust']['f']}, valuation {d['valuation']['rule']} "
                  f"(metric {d['valuation']['metric']}, payout {d['valuation']['payout']}); reward {d['reward_wei']} wei; "
                  f"{report['meta']['wall_s']:.0f} s wall.")
@@ -599,17 +638,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-earlier", action="store_true",
                     help="do not pass the previous round's updates to the round's copy check")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: CPU count)")
+    ap.add_argument("--proof", action="store_true",
+                    help="a proof task's rounds (as zk/round.circom proves them: aggregator/provable.py); "
+                         "--candidates then compares its settings")
     args = ap.parse_args(argv)
     args.seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2, 3, 4])
     args.rounds = args.rounds or (3 if args.quick else 5)
     cand_seeds = args.candidate_seeds or args.seeds[:3]
     earlier = not args.no_earlier
 
-    jobs: list[tuple[Any, ...]] = [(s, seed, args.rounds, args.n, None, None, False, earlier)
+    candidates = PROOF_CANDIDATES if args.proof else CANDIDATES
+    jobs: list[tuple[Any, ...]] = [(s, seed, args.rounds, args.n, None, None, False, earlier, args.proof)
                                    for s in args.scenarios for seed in args.seeds]
     if args.candidates:
-        jobs += [(s, seed, args.rounds, args.n, name, val, True, earlier)
-                 for name, val in CANDIDATES for s in CANDIDATE_SCENARIOS for seed in cand_seeds]
+        jobs += [(s, seed, args.rounds, args.n, name, val, not args.proof, earlier, args.proof)
+                 for name, val in candidates for s in CANDIDATE_SCENARIOS for seed in cand_seeds]
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     if args.workers > 1:
@@ -619,7 +662,7 @@ def main(argv: list[str] | None = None) -> int:
         results = [_run(j) for j in jobs]
     wall = time.perf_counter() - t0
 
-    base = TaskSpec()
+    base = spec_for(0, None, args.proof)
     default = [r for r in results if r["candidate"] is None]
     report: dict[str, Any] = {
         "default": {
@@ -631,12 +674,13 @@ def main(argv: list[str] | None = None) -> int:
             "earlier_passed": any(r["earlier_passed"] for r in results),
             "noisy_free_rider_sigma": NOISY_SIGMA, "copier_sigma": COPY_SIGMA, "late_join_round": LATE_JOIN_ROUND,
             "turncoat_rounds": TURNCOAT_ROUNDS,
+            "proof_task": args.proof,
         },
         "scenarios": [scenario_metrics(s, [r for r in default if r["scenario"] == s]) for s in args.scenarios],
     }
     if args.candidates:
         report["candidates"] = [summarise_candidate(name, val, [r for r in results if r["candidate"] == name])
-                                for name, val in CANDIDATES]
+                                for name, val in candidates]
         report["candidate_seeds"] = cand_seeds
     report["goals"] = evaluate_goals(report["scenarios"])
     report["meta"] = {

@@ -16,7 +16,10 @@ Writes ``{"default_rule": str, "cells": [{"partition", "attack", "rule",
 "accuracy", "attacker_share"}], "clean": {"iid": float, "dirichlet:0.5": float},
 "meta": {...}}``: ``accuracy`` is the mean over seeds, ``attacker_share`` the
 attackers' total share of everything credited over all rounds (mean over seeds),
-``clean`` is plain FedAvg with all 10 trainers honest.  ``meta`` has the
+``clean`` is plain FedAvg with all 10 trainers honest. A rule named ``proof`` (``proof:sketch_f=K``) runs a proof
+task's rounds instead (``aggregator.provable``: its model ccdrop's with ``f``, its pay the default valuation's of
+what ccdrop kept, Multi-Krum over the sketches leaving ``K`` out of the pay), paid cumulatively as the market pays
+(its cells pass each round's cumulative values on; the other rules' cells do not: per-round pay).  ``meta`` has the
 configuration, per-seed accuracies, timings and the machine's load.  Plain
 FedAvg appears as rule ``mean``.  A markdown table goes to ``--markdown`` (default:
 the JSON path with ``.md``) and stdout.  ``--quick``: one seed, 5 rounds.
@@ -40,12 +43,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from aggregator.round import aggregate_round  # noqa: E402
+from bench.fairness import PROOF_TASK, proof_kwargs  # noqa: E402
 from market.data import Splits, digits_splits  # noqa: E402
 from market.models import accuracy, build_model, model_with_state, state_of  # noqa: E402
 from market.spec import RobustSpec, TaskSpec  # noqa: E402
-from market.tensors import encode_state  # noqa: E402
+from market.tensors import decode_state, encode_state, flatten  # noqa: E402
 from trainer_node.attacks import (  # noqa: E402
-    ATTACK_NAMES, Collusion, attack_seed, get_attack, poison_data, poison_update,
+    ATTACK_NAMES,
+    Collusion,
+    attack_seed,
+    get_attack,
+    poison_data,
+    poison_update,
 )
 from trainer_node.train import local_update  # noqa: E402
 
@@ -74,13 +83,19 @@ def parse_rule(text: str) -> RobustSpec:
 def run_cell(partition: str, attack: str | None, rule: str, seed: int, rounds: int, n: int, f: int) -> dict[str, Any]:
     """One market run; final test accuracy and the attackers' share of all basis points credited."""
     torch.set_num_threads(1)
-    base = TaskSpec()
-    robust = parse_rule(rule).model_copy(update={"f": f})
-    spec = base.model_copy(update={"robust": robust, "model_seed": seed})
+    proof = rule.partition(":")[0] == "proof"
+    if proof:  # a proof task (bench/fairness.py's PROOF_TASK): its model ccdrop's with f, its sketch rule sketch_f
+        sketch_f = int(parse_rule(rule).params.get("sketch_f", 0))
+        spec = TaskSpec.model_validate({**PROOF_TASK, "robust": {"rule": "multikrum", "f": f},
+                                        "proof": {**PROOF_TASK["proof"], "sketch_f": sketch_f}, "model_seed": seed})
+    else:
+        robust = parse_rule(rule).model_copy(update={"f": f})
+        spec = TaskSpec().model_copy(update={"robust": robust, "model_seed": seed})
     splits: Splits = digits_splits(n, partition, seed)
     g = state_of(build_model(spec.model, spec.data, spec.model_seed))
     attackers = set(range(n - f, n)) if attack else set()
     attacker_bps = 0
+    prior: dict[str, float] = {}
     excluded = 0  # attacker-rounds in which the attacker was an outlier or rejected
     t0 = time.perf_counter()
     for r in range(rounds):
@@ -104,7 +119,11 @@ def run_cell(partition: str, attack: str | None, rule: str, seed: int, rounds: i
             else:
                 delta = honest[i]
             subs.append((_address(i), encode_state(delta, {"kind": "delta", "samples": str(len(data))})))
-        out = aggregate_round(spec, g, subs, splits.validation.x, splits.validation.y, seed=spec.valuation.seed + r)
+        kw: dict[str, Any] = {}
+        if proof:  # and the cumulative values so far, as the service passes them (the unproven cells: none, per round)
+            kw = {"prior_values": prior, **proof_kwargs(spec, seed, r, {a: flatten(decode_state(b)[0]) for a, b in subs})}
+        out = aggregate_round(spec, g, subs, splits.validation.x, splits.validation.y, seed=spec.valuation.seed + r, **kw)
+        prior = dict(out.cumulative_values)
         attacker_bps += sum(out.bps[i] for i in attackers)
         excluded += sum(1 for i in attackers if _address(i) not in out.survivors)
         g = out.new_state

@@ -128,8 +128,8 @@ class ValuationSpec(_Frozen):
     trainer's running sum of values over the rounds so far (negative rounds count
     against it; shares clip at 0), which averages the per-round noise out
     (``bench/fairness.py``); ``round`` splits each round's pool by that round's values.
-    A proof task pays per round on accuracy: when its spec leaves ``payout`` and
-    ``metric`` out, they are ``round`` and ``accuracy``.
+    A proof task takes the same rules: the circuit proves the split of the values they give
+    (:mod:`aggregator.provable`).
     """
 
     rule: str = "auto"
@@ -165,15 +165,24 @@ class ProofSpec(_Frozen):
     projected update, 12-bit signed entries).  With ``system = "groth16"`` the
     aggregator also proves, and the task's RoundVerifier checks on chain before
     anything is credited, that the outliers are Multi-Krum over the committed
-    sketches (``robust.f``) and the basis points the cyclic-permutation Shapley
-    split of the published utilities (the model, which the proof does not bind, is
-    ccdrop over the valid full updates: ``aggregator.provable.FULL_RULE``);
-    such a task needs ``robust.rule = "multikrum"`` and ``valuation.payout = "round"``.
+    sketches (``sketch_f`` of them) and the basis points the split of the
+    cyclic-permutation Shapley values of the published utilities. Those utilities are
+    the additive game whose values are the task's own valuation of the updates the
+    model's rule kept (cumulative with the ``cumulative`` payout): the split an unproven
+    round pays. The model (ccdrop over the valid full updates, with ``robust.f``:
+    ``aggregator.provable.FULL_RULE``) and the valuation are not bound by the proof: the
+    panel's quorum recomputes them. Such a task needs ``robust.rule = "multikrum"``.
     """
 
     system: Literal["none", "groth16"] = "none"
     sketch_k: int = Field(16, ge=16, le=64)
     sketch_scale: int = Field(8, ge=1, le=1 << 16)
+    #: updates the proven Multi-Krum over the sketches leaves out of each round's pay (at most what the round's
+    #: size allows). 0, the default: Multi-Krum always leaves out this many, honest or not, so it paid equal
+    #: honest trainers a lottery and the trainers with the most data least (bench/fairness.py --proof); an
+    #: update that hurts the coalitions it joins is paid nothing by its value, and the model is ccdrop's
+    #: over the full updates with ``robust.f`` (:data:`aggregator.provable.FULL_RULE`).
+    sketch_f: int = Field(0, ge=0)
 
 
 class TaskSpec(_Frozen):
@@ -191,36 +200,11 @@ class TaskSpec(_Frozen):
     model_seed: int = 0
     initial_model_cid: str | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _proof_defaults(cls, data: Any) -> Any:
-        """A proof task proves a per-round split of accuracy utilities: unless given, pay per round on accuracy."""
-        if not isinstance(data, dict):
-            return data
-        proof = data.get("proof")
-        system = proof.get("system") if isinstance(proof, dict) else getattr(proof, "system", "none")
-        if system in (None, "none"):
-            return data
-        val = data.get("valuation", {})
-        if isinstance(val, ValuationSpec):
-            given = val.model_fields_set
-            val = val.model_dump()
-        elif isinstance(val, dict):
-            given = set(val)
-        else:
-            return data
-        filled = {**val, **{k: v for k, v in (("payout", "round"), ("metric", "accuracy")) if k not in given}}
-        return {**data, "valuation": filled}
-
     @model_validator(mode="after")
     def _provable(self) -> "TaskSpec":
         if self.proof.system != "none":
             if self.robust.rule != "multikrum":
                 raise ValueError(f"proof.system {self.proof.system!r} proves Multi-Krum over sketches: set robust.rule to 'multikrum'")
-            if self.valuation.payout != "round":
-                raise ValueError(f"proof.system {self.proof.system!r} pays per round: set valuation.payout to 'round'")
-            if self.valuation.metric != "accuracy":
-                raise ValueError(f"proof.system {self.proof.system!r} proves accuracy utilities: set valuation.metric to 'accuracy'")
         return self
 
     @model_validator(mode="after")

@@ -74,6 +74,7 @@ class SimulateConfig(BaseModel):
     ipfs_api: str | None = None
     proof: Literal["none", "groth16"] = "none"
     sketch_k: int = Field(16, ge=16, le=64)
+    sketch_f: int = Field(0, ge=0)  # a proof task's Multi-Krum over the sketches: updates left out of each round's pay
     panel: int = Field(1, ge=1, le=7)  # aggregators drawn each round (each recomputes the round)
     quorum: int | None = Field(None, ge=1, le=7)  # identical results that settle a round (default: a majority)
     backup: bool | None = None  # draw a backup aggregator too (None: when the registry holds one more than the panel)
@@ -131,12 +132,12 @@ class SimulateConfig(BaseModel):
 
 def spec_for(cfg: SimulateConfig) -> TaskSpec:
     """The task spec a simulation posts: the default digits task with the simulation's options."""
-    return TaskSpec(  # validated, so a proof task gets its per-round accuracy defaults (TaskSpec._proof_defaults)
+    return TaskSpec(
         model=ModelSpec(arch=cfg.model),
         training=TRAINING_FOR[cfg.model],
         robust=RobustSpec(rule=cfg.robust, f=cfg.suspected),
         valuation=ValuationSpec(rule=cfg.valuation, seed=cfg.seed),
-        proof=ProofSpec(system=cfg.proof, sketch_k=cfg.sketch_k),
+        proof=ProofSpec(system=cfg.proof, sketch_k=cfg.sketch_k, sketch_f=cfg.sketch_f),
         model_seed=cfg.seed,
     )
 
@@ -269,6 +270,8 @@ def run_round(sim: Simulation) -> dict[str, Any]:
         "receipt_cid": posted.receipt_cid,
         "accuracy": acc,
         "outliers": list(receipt.outliers),
+        # a proof task's updates its model's rule (ccdrop) left out: paid nothing that round (aggregator.provable)
+        "flagged": list(receipt.details.robust.get("full_rule_flagged", [])),
         "rejected": dict(receipt.rejected),
         "contributions": {a: float(receipt.contributions.get(a, 0.0)) for a in addresses},
         "bps": {a: int(receipt.bps.get(a, 0)) for a in addresses},

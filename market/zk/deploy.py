@@ -15,7 +15,7 @@ from market.zk.statement import provable_f, public_input_count
 
 def shapes_for(spec: TaskSpec, sizes: Iterable[int]) -> list[Shape]:
     """The circuit shape of each round size (valid submitters), ``f`` lowered as the round lowers it."""
-    return [Shape(n, spec.proof.sketch_k, provable_f(n, spec.robust.f)) for n in sorted(set(sizes)) if n >= 2]
+    return [Shape(n, spec.proof.sketch_k, provable_f(n, spec.proof.sketch_f)) for n in sorted(set(sizes)) if n >= 2]
 
 
 def selector(n: int) -> bytes:

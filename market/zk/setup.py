@@ -277,7 +277,7 @@ def main() -> int:
     """``python -m market.zk.setup [n:k:f ...]``: build shapes ahead (default: the test suite's)."""
     import sys
 
-    specs = sys.argv[1:] or ["5:16:1", "4:16:0"]  # the larger first: the smaller reuses its powers of tau
+    specs = sys.argv[1:] or ["5:16:1", "5:16:0", "4:16:0"]  # the larger first: the smaller reuses its powers of tau
     for text in specs:
         n, k, f = (int(x) for x in text.split(":"))
         t0 = time.perf_counter()

@@ -149,6 +149,48 @@ def slot_values(n: int, perm: Sequence[int], util: Sequence[int]) -> list[int]:
     return values
 
 
+def with_prior(n: int, perm: Sequence[int], util: Sequence[int], carry: Sequence[int]) -> tuple[list[int], list[int]]:
+    """``util`` (circuit order) plus an additive game: the circuit's value of slot ``j`` over the result is its
+    value over ``util`` plus ``carried[j]`` (returned: ``carry``, exactly when ``n`` divides its sum).
+
+    Shapley values are linear in the game, and an additive game (``v(S) = sum of a_j over S``) gives each player
+    exactly its ``a_j``. So rotation ``r``'s prefix ``t`` gets ``sum of a[j][r]`` over its first ``t`` slots, the
+    full coalition ``D``, the empty one 0: a slot's marginal in rotation ``r`` gains ``a[j][r]``, its value
+    ``sum_r a[j][r]``. The full coalition is shared by every rotation, so each rotation's ``a`` must add up to
+    the same ``D``: ``a[j][r] = carry_j // n`` plus one in ``carry_j mod n`` rotations, laid out round-robin
+    over the slots, which fills every rotation alike only when ``n`` divides the sum of the carries; so the
+    ``sum mod n`` remainder units are first taken from the largest carries, one each (ties to the lower slot).
+    Then every entry is shifted by one constant (marginals are differences), so the least is 0. Integers
+    throughout; a ValueError when the result does not fit the circuit's ``UTIL_BITS``.
+    """
+    if len(carry) != n or len(util) != 2 + n * (n - 1) or sorted(perm) != list(range(n)):
+        raise ValueError(f"with_prior needs {n} carries, {2 + n * (n - 1)} utilities and a permutation of {n} slots")
+    x = [int(v) for v in carry]
+    rem = sum(x) % n
+    carried = list(x)
+    for j in sorted(range(n), key=lambda j: (-x[j], j))[:rem]:
+        carried[j] -= 1
+    d = sum(carried) // n
+    a = [[c // n] * n for c in carried]
+    unit = 0
+    for j, c in enumerate(carried):
+        for _ in range(c % n):
+            a[j][unit % n] += 1
+            unit += 1
+    out = [util[0], util[1] + d]
+    for r in range(n):
+        order = [perm[(r + t) % n] for t in range(n)]
+        offset = 0
+        for t in range(1, n):
+            offset += a[order[t - 1]][r]
+            out.append(util[2 + r * (n - 1) + t - 1] + offset)
+    low = min(out)
+    out = [u - low for u in out]
+    if max(out) >= 1 << UTIL_BITS:
+        raise ValueError(f"the carried utilities span {max(out)} units, more than the circuit's {UTIL_BITS} bits")
+    return out, carried
+
+
 @dataclass(frozen=True)
 class Settlement:
     values: tuple[int, ...]
@@ -162,8 +204,8 @@ def settle(decision: Decision, util: Sequence[int], binding_value: int) -> Settl
     n, f = decision.n, decision.f
     if len(util) != len(decision.coalitions):
         raise ValueError(f"expected {len(decision.coalitions)} utilities, got {len(util)}")
-    if any(not 0 <= x <= UTIL_SCALE for x in util):
-        raise ValueError("utilities must be integers in [0, 4096]")
+    if any(not 0 <= x < 1 << UTIL_BITS for x in util):
+        raise ValueError(f"utilities must be integers in [0, {(1 << UTIL_BITS) - 1}]")
     values = slot_values(n, decision.perm, util)
     out = [1 if i in decision.outliers else 0 for i in range(n)]
     bps = to_basis_points(values, [not o for o in out])
@@ -231,7 +273,7 @@ def public_input_count(n: int) -> int:
 __all__ = [
     "Decision", "Settlement", "SKETCH_BITS", "UTIL_BITS", "binding", "bits_for", "decide", "pack_bps",
     "pack_permutation", "permutation", "public_input_count", "quantize_utility", "settle", "slot_values",
-    "utility_hash",
+    "utility_hash", "with_prior",
 ]
 
 

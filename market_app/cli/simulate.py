@@ -96,7 +96,7 @@ def _print_round(console: Any, report_trainers: list[dict[str, Any]], entry: dic
     for t in report_trainers:
         a = t["address"]
         shown = _reveal_status(a, reveal, n)
-        if a in entry["outliers"]:
+        if a in entry["outliers"] or a in entry.get("flagged", ()):
             status = "outlier"
         elif a in entry["rejected"]:
             status = "rejected: " + entry["rejected"][a]
@@ -187,9 +187,10 @@ class _SimProgress:
                  note=f"round {entry['round']}: accuracy {entry['accuracy']:.3f}")
         p.update(self.train, completed=self.done_rounds * self.cfg.trainers,
                  note=f"{sec.get('train', 0.0):.1f} s this round")
-        kept = sum(1 for a in entry["bps"] if a not in entry["outliers"] and a not in entry["rejected"])
+        out = set(entry["outliers"]) | set(entry.get("flagged", ()))
+        kept = sum(1 for a in entry["bps"] if a not in out and a not in entry["rejected"])
         p.update(self.value, completed=self.done_rounds,
-                 note=f"{kept} kept, {len(entry['outliers'])} outliers, {len(entry['rejected'])} rejected, "
+                 note=f"{kept} kept, {len(out)} outliers, {len(entry['rejected'])} rejected, "
                       f"{sec.get('valuation', 0.0):.2f} s")
 
     def on_progress(self, stage: str, done: int, total: int) -> None:
@@ -254,7 +255,7 @@ DEMO_DEFAULTS: dict[str, object] = dict(trainers=5, attackers=1, attack="sign_fl
 #: ``SimulateConfig``'s defaults, as ``--help`` shows them (parsing must not import torch; a test keeps them equal)
 SIMULATE_DEFAULTS: dict[str, object] = dict(trainers=6, attackers=0, attack="sign_flip", rounds=3, robust="ccdrop",
                                             valuation="auto", model="logreg", partition="iid", seed=0, reward="1",
-                                            stake="0", chain="anvil", store="local", proof="none", sketch_k=16,
+                                            stake="0", chain="anvil", store="local", proof="none", sketch_k=16, sketch_f=0,
                                             panel=1, fee_bps=0)
 
 
@@ -293,10 +294,13 @@ def _sim_opts(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--store-dir", help="folder of the local store (default: $MARKET_STORE_DIR, the devnet's with --rpc, else the per-user store)")
     p.add_argument("--ipfs-api", help="Kubo RPC API URL for --store kubo")
     p.add_argument("--proof", choices=["none", "groth16"],
-                   help="groth16: prove every round (Multi-Krum over sketches + cyclic Shapley) and verify it on chain "
+                   help="groth16: prove every round (cyclic Shapley, cumulative, over the published utilities) and verify it on chain "
                         "before crediting; needs --robust multikrum; the first run builds a development setup (~1-2 min)"
                         + dflt("proof"))
     p.add_argument("--sketch-k", type=int, metavar="K", help="sketch length trainers commit to (16..64)" + dflt("sketch_k"))
+    p.add_argument("--sketch-f", type=int, metavar="F", help="with --proof: updates the proven Multi-Krum over the "
+                   "sketches leaves out of each round's pay, honest or not (0: none; a harmful update is paid nothing "
+                   "by its value and the model's rule)" + dflt("sketch_f"))
     p.add_argument("--panel", type=int, metavar="K", help="aggregators drawn from the registry each round; each "
                    "recomputes the round and posts (the simulation registers the panel plus a backup)" + dflt("panel"))
     p.add_argument("--quorum", type=int, metavar="Q", help="identical results that settle a round (default: more than "

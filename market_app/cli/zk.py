@@ -115,7 +115,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "with --task, also check that the task's RoundVerifier calls that code for rounds of N valid updates and that "
         "the market allows it. Exit 1 on any failed check.")
     a.add_argument("--shape", type=_shape, required=True, metavar="N:K:F",
-                   help="round size (valid updates), sketch length, outliers removed, e.g. 5:16:1")
+                   help="round size (valid updates), sketch length, outliers removed, e.g. 5:16:0")
     a.add_argument("--zkey", help="the proving key to audit (default: this machine's development setup for the shape)")
     a.add_argument("--ptau", help="the powers of tau file it claims to use (default: this machine's cached one)")
     a.add_argument("--task", type=_task_id, metavar="T", help="also check this task's deployed verifier and the allowlist")

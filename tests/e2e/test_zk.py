@@ -52,8 +52,10 @@ def test_poseidon_known_answer() -> None:
 @pytest.fixture(scope="module")
 def proof_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("zk")
+    # sketch_f = 1: the circuit's Multi-Krum over the sketches leaves the attacker out (the default, 0, leaves
+    # nobody out: an attacker is then paid nothing by its value and the model's rule)
     cfg = SimulateConfig(trainers=5, attackers=1, attack="sign_flip", rounds=3, robust="multikrum", f=1,
-                         proof="groth16", chain="anvil", store_dir=str(tmp / "store"), seed=1)
+                         proof="groth16", sketch_f=1, chain="anvil", store_dir=str(tmp / "store"), seed=1)
     splits = digits_splits(5, "iid", 1)
     with open_environment(chain="anvil", n_accounts=9, store="local", store_dir=str(tmp / "store")) as env:
         task_id, spec = post_task(env, env.accounts[0], cfg, splits.validation, 10**18)
@@ -184,7 +186,7 @@ def test_verify_catches_a_forged_utility(proof_env: dict[str, Any]) -> None:
 
 def test_simulate_report_fills_the_proof_field(tmp_path_factory: pytest.TempPathFactory) -> None:
     """`market demo`'s way of settling: a proven round judged by a panel of 3 (quorum 2) whose members commit to
-    their results before voting."""
+    their results before voting; it credits what the same round unproven credits."""
     from simulator.simulate import simulate
 
     store = tmp_path_factory.mktemp("zk-sim") / "store"
@@ -199,7 +201,16 @@ def test_simulate_report_fills_the_proof_field(tmp_path_factory: pytest.TempPath
     attacker = report["trainers"][-1]["address"]
     assert entry["proof"]["system"] == "groth16" and entry["proof"]["verified_on_chain"] is True
     assert entry["proof"]["prove_s"] > 0 and entry["seconds"]["prove"] == entry["proof"]["prove_s"]
-    assert entry["outliers"] == [attacker] and entry["credited_wei"][attacker] == "0"
+    # Multi-Krum over the sketches leaves nobody out by default (sketch_f = 0); the model's rule flags the
+    # attacker, which is paid nothing
+    assert entry["outliers"] == [] and entry["flagged"] == [attacker] and entry["credited_wei"][attacker] == "0"
+    # and the proven round pays every trainer what the unproven default round pays (to within a basis point of
+    # rounding: the circuit's integer values split by largest remainder)
+    plain = simulate(cfg.model_copy(update={"proof": "none", "robust": "ccdrop",
+                                            "store_dir": str(tmp_path_factory.mktemp("plain-sim") / "store")}))
+    (unproven,) = plain["rounds"]
+    assert unproven["proof"] is None and unproven["bps"].keys() == entry["bps"].keys()
+    assert all(abs(unproven["bps"][a] - b) <= 1 for a, b in entry["bps"].items()), (unproven["bps"], entry["bps"])
 
 
 def test_proof_from_another_task_is_rejected(proof_env: dict[str, Any]) -> None:
@@ -256,7 +267,7 @@ def test_zk_audit_checks_the_task_setup_and_a_fresh_contribution_is_not_the_depl
 def test_zk_audit_refuses_a_proving_key_of_another_circuit(capsys: pytest.CaptureFixture[str]) -> None:
     from market.zk.setup import Shape, build
 
-    code, out = _market(["zk", "audit", "--shape", "4:16:0", "--zkey", str(build(Shape(5, 16, 1)).zkey), "--quiet"], capsys)
+    code, out = _market(["zk", "audit", "--shape", "4:16:0", "--zkey", str(build(Shape(5, 16, 0)).zkey), "--quiet"], capsys)
     assert code == 1
     assert "FAIL proving key" in out and "setup FAILED: proving key" in out, out
 
