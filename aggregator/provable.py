@@ -9,8 +9,10 @@ back as :class:`market.receipt.ProofInputs` and the statement as ``RoundOutcome.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping, Sequence
+from fractions import Fraction
 
 from torch import Tensor
 
@@ -49,48 +51,49 @@ def full_update_check(spec: TaskSpec, deltas: Sequence[Tensor]) -> tuple[Tensor 
     return update, tuple(i for i in range(len(deltas)) if i not in decision.selected), details
 
 
-#: Integer units per unit of value the circuit's values start at (:func:`_carry` halves them until the game's
-#: utilities fit the circuit's 13 bits: values adding up to several thousand units, the split to within a bp).
-TARGET_SCALE = 1 << 24
+def _targets(values: Sequence[float], paid: Sequence[bool]) -> list[int]:
+    """The circuit values a split by ``values`` (the players' cumulative values; 0 for the slots that are not
+    ``paid`` players) is proven with: the positive values' shares of their sum, exactly (``Fraction`` of the
+    floats), in integers that add up to at most ``8191 * n - 3 * n`` (the most the circuit's 13-bit utilities hold:
+    :func:`_carry`), a positive value at least 1; 0 for the rest, whom the split pays nothing alike. So the split
+    is the unproven round's to within a unit of several thousand per trainer, whatever the values' scale."""
+    n = len(values)
+    positive = [Fraction(v) if ok and v > 0 else Fraction(0) for v, ok in zip(values, paid)]
+    total = sum(positive, Fraction(0))
+    if total == 0:
+        return [0] * n
+    room = ((1 << zs.UTIL_BITS) - 1 - 3) * n
+    return [max(1, math.floor(p / total * room)) if p > 0 else 0 for p in positive]
 
 
 def _carry(n: int, perm: Sequence[int], paid: Sequence[bool], target: Sequence[int]) -> tuple[list[int], list[int]]:
     """The utilities the circuit proves, circuit order: the additive game whose cyclic-permutation Shapley value of
-    each slot is its ``target`` (integers; a slot that is not a ``paid`` player: 0), and each slot's value
-    (:func:`market.zk.statement.with_prior` over a table of zeros).
+    each slot is its ``target`` (integers at least 0, :func:`_targets`; a slot that is not a ``paid`` player: 0),
+    and each slot's value (:func:`market.zk.statement.with_prior` over a table of zeros).
 
     The circuit splits the pool over max(value, 0) of the sketch rule's survivors, or equally among them all when no
     value is positive; a survivor the model's rule flagged is paid nothing by the unproven rule, in that case too.
-    So a target at most 0 is made 0 (the split treats it alike), and when no player's target is positive while a
-    slot that is not a player exists, each player's value is made exactly 1, the others' 0: the equal split among the
-    players, as an unproven round's. The values must add up to a multiple of ``n`` (the full coalition is shared by
-    every rotation): the remainder (fewer than ``n`` units) is taken off a slot whose value is 0 when there is one,
-    else off the largest target (all targets doubled first while it is at most ``n``). Targets too wide for the
-    circuit's utilities are halved, all alike (a positive one stays positive): the split stays, to within one unit
-    of values that add up to several thousand.
+    So when no player's target is positive while a slot that is not a player exists, each player's value is made
+    exactly 1, the others' 0: the equal split among the players, as an unproven round's. The values must add up to a
+    multiple of ``n`` (the full coalition is shared by every rotation): the remainder (fewer than ``n`` units) is
+    taken off a slot whose value is 0 when there is one, else one unit each off the largest targets. Targets that
+    still do not fit the circuit's utilities are halved, all alike (a positive one stays positive).
     """
     zeros = [0] * (2 + n * (n - 1))
-    target = [max(t, 0) for t in target]
-    halved = False
+    target = list(target)
+    if not all(paid) and not any(t > 0 for t, ok in zip(target, paid) if ok):
+        target = [1 if ok else 0 for ok in paid]
     while True:
-        if not all(paid) and not any(t > 0 for t, ok in zip(target, paid) if ok):
-            target = [1 if ok else 0 for ok in paid]
         carry = list(target)
         rem = sum(carry) % n
-        if rem:
-            zero = [j for j in range(n) if target[j] == 0]
-            sink = zero[0] if zero else max(range(n), key=lambda j: (target[j], -j))
-            if not zero and target[sink] <= n and not halved:
-                target = [2 * t for t in target]
-                continue
-            carry[sink] -= rem
+        zero = [j for j in range(n) if target[j] == 0]
+        if rem and zero:
+            carry[zero[0]] -= rem
         try:
-            out, carried = zs.with_prior(n, perm, zeros, carry)
-            return out, carried
+            return zs.with_prior(n, perm, zeros, carry)
         except ValueError:
             if max(target) <= 1:
                 raise
-            halved = True
             target = [(t + 1) // 2 for t in target]  # a positive one stays positive
 
 
@@ -160,8 +163,8 @@ def provable_round(
         this_round = dict(zip(players, valued.values))
         # what the unproven round pays by: the cumulative value (prior plus this round's), or this round's
         paid_on = cumulative_values(prior, this_round) if spec.valuation.payout == "cumulative" else this_round
-        target = [int(round(paid_on[a] * TARGET_SCALE)) if a in this_round else 0 for a in valid.addresses]
-        util, values = _carry(n, perm, [a in this_round for a in valid.addresses], target)
+        paid = [a in this_round for a in valid.addresses]
+        util, values = _carry(n, perm, paid, _targets([paid_on.get(a, 0.0) for a in valid.addresses], paid))
         utilities = dict(valued.utilities)
         method, record = valued.method, valued.record
     elif decision is not None:  # every survivor flagged (the full-update rule flags fewer than half: not reached)
@@ -228,7 +231,7 @@ def provable_round(
         accuracy_model=published,
         timings={"aggregate": t1 - t0, "valuation": t2 - t1},
         valuation_record={**record, "proven": "cyclic-shapley", "permutation": list(perm),
-                          "target_scale": TARGET_SCALE,
+
                           # each valid slot's value in the circuit: what the pool is split by, in integers
                           "proven_values": dict(zip(valid.addresses, values))},
         cumulative_values=cumulative,

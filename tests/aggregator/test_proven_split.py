@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aggregator.provable import _carry
+from aggregator.provable import _carry, _targets
 from market.payout import to_basis_points
 from market.zk import statement as zs
 
@@ -54,28 +54,7 @@ def _split(n: int, perm: list[int], paid: list[bool], target: list[int]) -> list
     return to_basis_points(_proven(n, perm, paid, target), [True] * n)  # every slot a sketch survivor (sketch_f 0)
 
 
-@settings(max_examples=300, deadline=None)
-@given(tables(), st.data())
-def test_the_proven_split_is_the_targets_split_and_a_flagged_update_gets_nothing(
-        case: tuple[int, list[int], list[int], list[int]], data: st.DataObject) -> None:
-    n, perm, _, _ = case
-    paid = data.draw(st.lists(st.booleans(), min_size=n, max_size=n).filter(any))
-    target = [data.draw(st.integers(-(10**9), 10**9)) if ok else 0 for ok in paid]
-    values = _proven(n, perm, paid, target)
-    bps = to_basis_points(values, [True] * n)
-    assert sum(bps) == 10_000
-    assert all(b == 0 for b, ok in zip(bps, paid) if not ok)
-    if any(t > 0 for t, ok in zip(target, paid) if ok):
-        want = to_basis_points([float(t) if ok else 0.0 for t, ok in zip(target, paid)], paid)
-        assert all(v > 0 for v, t, ok in zip(values, target, paid) if ok and t > 0)  # whoever is owed pay gets some
-        # the targets are halved until the carried utilities fit: the split to within a unit of the halved values
-        unit = 10_000 / sum(v for v, ok in zip(values, paid) if ok and v > 0)
-        assert all(abs(a - b) <= 2 + unit for a, b in zip(bps, want)), (bps, want, values, target)
-    else:  # no player's value positive: the equal split among the players, as the default rule pays
-        assert bps == to_basis_points([0.0] * n, paid)
-
-
-@pytest.mark.parametrize("case", ["no_value_positive", "targets_halved"])
+@pytest.mark.parametrize("case", ["no_value_positive", "large_values"])
 def test_attacker_pass_cases_a_flagged_update_is_not_paid(case: str) -> None:
     """Hand-built inputs of the attacker pass: a flagged update with a large positive value of its own once drew
     a third of the pool by the circuit's equal split (honest values -6, -6), or 5 % when the carries were halved."""
@@ -84,8 +63,28 @@ def test_attacker_pass_cases_a_flagged_update_is_not_paid(case: str) -> None:
     perm = list(range(n))
     rng.shuffle(perm)
     paid = [True] * (n - 1) + [False]
-    target = [-6, -6, 0] if case == "no_value_positive" else [10**12, 3 * 10**11, 7 * 10**11, 0]
-    bps = _split(n, perm, paid, target)
+    values = [-6.0, -6.0, 0.0] if case == "no_value_positive" else [1e12, 3e11, 7e11, 0.0]
+    bps = _split(n, perm, paid, _targets(values, paid))
     assert bps[-1] == 0 and sum(bps) == 10_000
     if case == "no_value_positive":
         assert bps == [5000, 5000, 0]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.integers(2, 16), st.data())
+def test_the_proven_split_does_not_depend_on_the_values_scale(n: int, data: st.DataObject) -> None:
+    """Attacker pass: targets at a fixed 2^24 units per unit of value lost the split once values were small (a task
+    of small updates, lr 1e-6: a trainer the unproven round paid 110 bp got 0; values under 3e-8 made every player
+    equal). The targets are now each positive value's exact share of their sum."""
+    perm = data.draw(st.permutations(list(range(n))))
+    paid = data.draw(st.lists(st.booleans(), min_size=n, max_size=n).filter(any))
+    scale = data.draw(st.sampled_from([1e-12, 1e-8, 1e-4, 1.0, 1e4]))
+    raw = data.draw(st.lists(st.floats(-1.0, 1.0, allow_nan=False), min_size=n, max_size=n))
+    values = [v * scale if ok else 0.0 for v, ok in zip(raw, paid)]
+    proven_values = _proven(n, list(perm), paid, _targets(values, paid))
+    proven = to_basis_points(proven_values, [True] * n)  # every slot a survivor of the sketch rule (sketch_f = 0)
+    want = to_basis_points(values, paid)  # what the unproven round pays: the flagged slots are not eligible
+    assert sum(proven) == 10_000
+    assert all(b == 0 for b, ok in zip(proven, paid) if not ok)  # a flagged update: nothing, equal split or not
+    assert all(v > 0 for v, u, ok in zip(proven_values, values, paid) if ok and u > 0)  # whoever is owed gets a value
+    assert all(abs(a - b) <= 1 for a, b in zip(proven, want)), (proven, want, values)
