@@ -14,7 +14,10 @@ position ``t`` is ``perm[(r + t) % n]`` and its marginal is
 ``U(prefix t+1) - U(prefix t)``.  Each slot is thus valued once at every
 position (a stratified Monte Carlo Shapley with n permutations, n·(n-1)+2
 distinct prefix utilities), unbiased over the random base permutation.
-Utilities are validation accuracy in units of 1/4096 (13-bit integers).
+Utilities are 13-bit integers. The circuit reads them as coalition utilities; a proof
+task publishes the additive game (:func:`with_prior`) whose values are the pay the
+default rule computes (``aggregator.provable``), so the proof binds the split, and the
+panel's quorum the valuation.
 """
 
 from __future__ import annotations
@@ -42,13 +45,6 @@ def bits_for(n: int) -> int:
     while (1 << b) < n:
         b += 1
     return b
-
-
-def quantize_utility(accuracy: float) -> int:
-    """Validation accuracy in [0, 1] as a 13-bit integer (units of 1/4096)."""
-    if not 0.0 <= accuracy <= 1.0:
-        raise ValueError(f"utility {accuracy!r} is not an accuracy in [0, 1]")
-    return int(round(accuracy * UTIL_SCALE))
 
 
 def permutation(digest: bytes, n: int) -> list[int]:
@@ -272,7 +268,7 @@ def public_input_count(n: int) -> int:
 
 __all__ = [
     "Decision", "Settlement", "SKETCH_BITS", "UTIL_BITS", "binding", "bits_for", "decide", "pack_bps",
-    "pack_permutation", "permutation", "public_input_count", "quantize_utility", "settle", "slot_values",
+    "pack_permutation", "permutation", "public_input_count", "settle", "slot_values",
     "utility_hash", "with_prior",
 ]
 
