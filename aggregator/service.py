@@ -16,10 +16,12 @@ while its result window is open.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,6 +259,32 @@ class Aggregator:
     def _vote_file(self, task_id: int, round_: int) -> Path:
         market = self.contract.address.lower()
         return self.votes_dir / f"{self.contract.chain.chain_id}-{market}-{task_id}-{round_}-{self.account.address.lower()}.json"
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[None]:
+        """Hold this key's lock in its votes folder while serving (``market aggregator run``): a second service of
+        the same key on the same market from the same data folder would commit, and keep its votes, over this
+        one's; it gets a one-line error instead. The lock goes with the process (an OS file lock)."""
+        market = self.contract.address.lower()
+        path = self.votes_dir / f".{self.contract.chain.chain_id}-{market}-{self.account.address.lower()}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a+") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.seek(0)
+                holder = f.read().strip() or "?"
+                raise ConfigError(
+                    f"another `market aggregator run` (pid {holder}) is serving {self.account.address} on this market "
+                    f"with the votes folder {self.votes_dir}: stop it first (two would commit over each other)") from None
+            f.seek(0)
+            f.truncate()
+            f.write(str(os.getpid()))
+            f.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def keep_vote(self, task_id: int, round_: int, done: Computed) -> None:
         """Write what posting ``done`` needs to disk (atomically) before committing to it."""

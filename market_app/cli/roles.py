@@ -95,7 +95,8 @@ def cmd_aggregator_run(args: argparse.Namespace) -> int:
     store = _store(args)
     validation = _load_dataset(args.validation, _task_spec(args, contract, store).data)  # the task's own schema
     agg = Aggregator(contract, store, _account(args), validation)
-    agg.serve(args.task, once=args.once, timeout=args.timeout, say=_say)
+    with agg.serving():  # one service per key and data folder
+        agg.serve(args.task, once=args.once, timeout=args.timeout, say=_say)
     return 0
 
 

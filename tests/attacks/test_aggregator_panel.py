@@ -23,7 +23,7 @@ from market.chain.contract import TaskInfo, round_state
 from market.chain.registry import DEV_BOND
 from market.cid import normalize_cid
 from market.data import dataset_commitment, digits_splits
-from market.errors import ContractRevert, MarketError
+from market.errors import ConfigError, ContractRevert, MarketError
 from market.spec import RobustSpec, TaskSpec
 from owner.task import TaskRequest, create_task
 from simulator.environment import Environment, open_environment
@@ -313,6 +313,21 @@ def test_a_member_restarted_after_committing_posts_the_result_it_kept_when_an_up
         assert posted.receipt_cid == first.receipt_cid and posted.bps == first.bps
         assert {a.account.address: s.bond(a) for a in panel} == bonds
         assert not list(restarted.votes_dir.glob(f"*-{restarted.account.address.lower()}.json"))  # posted: let go
+
+
+def test_a_second_service_of_the_same_key_is_refused_while_the_first_runs(tmp_path: Path) -> None:
+    """Two ``market aggregator run`` of one key from one data folder would commit and keep votes over each other
+    (the kept vote of one overwritten by the other's): the second is refused with a one-line error until the first
+    stops."""
+    with stage(tmp_path, aggregators=1, panel=1, quorum=1) as s:
+        member = next(iter(s.aggregators.values()))
+        other = Aggregator(s.contract, s.env.store, member.account, SPLITS.validation)
+        with member.serving():
+            with pytest.raises(ConfigError, match=r"another `market aggregator run` \(pid \d+\) is serving"):
+                with other.serving():
+                    pass
+        with other.serving():  # the first stopped: the lock is free
+            pass
 
 
 def test_a_vote_sent_before_the_chain_opens_the_votes_is_tried_again(tmp_path: Path,
