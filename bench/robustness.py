@@ -18,8 +18,9 @@ Writes ``{"default_rule": str, "cells": [{"partition", "attack", "rule",
 attackers' total share of everything credited over all rounds (mean over seeds),
 ``clean`` is plain FedAvg with all 10 trainers honest. A rule named ``proof`` (``proof:sketch_f=K``) runs a proof
 task's rounds instead (``aggregator.provable``: its model ccdrop's with ``f``, its pay the default valuation's of
-what ccdrop kept, Multi-Krum over the sketches leaving ``K`` out of the pay), paid cumulatively as the market pays
-(its cells pass each round's cumulative values on; the other rules' cells do not: per-round pay).  ``meta`` has the
+what ccdrop kept, Multi-Krum over the sketches leaving ``K`` out of the pay). Every cell passes each round's
+cumulative values on to the next, as the aggregator service does, so the pay is the market's (cumulative by
+default; before 2026-12-01 the bench passed none, and its attacker shares were per-round pay).  ``meta`` has the
 configuration, per-seed accuracies, timings and the machine's load.  Plain
 FedAvg appears as rule ``mean``.  A markdown table goes to ``--markdown`` (default:
 the JSON path with ``.md``) and stdout.  ``--quick``: one seed, 5 rounds.
@@ -119,9 +120,10 @@ def run_cell(partition: str, attack: str | None, rule: str, seed: int, rounds: i
             else:
                 delta = honest[i]
             subs.append((_address(i), encode_state(delta, {"kind": "delta", "samples": str(len(data))})))
-        kw: dict[str, Any] = {}
-        if proof:  # and the cumulative values so far, as the service passes them (the unproven cells: none, per round)
-            kw = {"prior_values": prior, **proof_kwargs(spec, seed, r, {a: flatten(decode_state(b)[0]) for a, b in subs})}
+        # the cumulative values so far, as the service passes them: the market pays by them (valuation.payout)
+        kw: dict[str, Any] = {"prior_values": prior}
+        if proof:
+            kw.update(proof_kwargs(spec, seed, r, {a: flatten(decode_state(b)[0]) for a, b in subs}))
         out = aggregate_round(spec, g, subs, splits.validation.x, splits.validation.y, seed=spec.valuation.seed + r, **kw)
         prior = dict(out.cumulative_values)
         attacker_bps += sum(out.bps[i] for i in attackers)
