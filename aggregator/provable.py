@@ -21,8 +21,7 @@ from aggregator.outcome import RoundOutcome, payout_record, published_accuracy
 from aggregator.robust import effective_f
 from aggregator.robust_rule import robust_update, run_rule
 from aggregator.validate import Published, validate_all
-from aggregator.valuation import value_with
-from aggregator.valuation.utility import CoalitionUtility
+from aggregator.valuation import value_survivors
 from market.payout import contribution_shares, cumulative_shares, cumulative_values, to_basis_points
 from market.receipt import ProofInputs
 from market.spec import TaskSpec
@@ -68,33 +67,25 @@ def _targets(values: Sequence[float], paid: Sequence[bool]) -> list[int]:
 
 def _carry(n: int, perm: Sequence[int], paid: Sequence[bool], target: Sequence[int]) -> tuple[list[int], list[int]]:
     """The utilities the circuit proves, circuit order: the additive game whose cyclic-permutation Shapley value of
-    each slot is its ``target`` (integers at least 0, :func:`_targets`; a slot that is not a ``paid`` player: 0),
-    and each slot's value (:func:`market.zk.statement.with_prior` over a table of zeros).
+    each slot is its ``target`` (:func:`_targets`; a slot that is not a ``paid`` player: 0), and each slot's value
+    (:func:`market.zk.statement.plus_additive_game` over a table of zeros).
 
     The circuit splits the pool over max(value, 0) of the sketch rule's survivors, or equally among them all when no
     value is positive; a survivor the model's rule flagged is paid nothing by the unproven rule, in that case too.
     So when no player's target is positive while a slot that is not a player exists, each player's value is made
     exactly 1, the others' 0: the equal split among the players, as an unproven round's. The values must add up to a
     multiple of ``n`` (the full coalition is shared by every rotation): the remainder (fewer than ``n`` units) is
-    taken off a slot whose value is 0 when there is one, else one unit each off the largest targets. Targets that
-    still do not fit the circuit's utilities are halved, all alike (a positive one stays positive).
+    taken off a slot whose value is 0 when there is one, else one unit each off the largest targets. The targets
+    add up to at most ``8189 * n``, so the game fits the circuit's 13-bit utilities.
     """
-    zeros = [0] * (2 + n * (n - 1))
-    target = list(target)
     if not all(paid) and not any(t > 0 for t, ok in zip(target, paid) if ok):
         target = [1 if ok else 0 for ok in paid]
-    while True:
-        carry = list(target)
-        rem = sum(carry) % n
-        zero = [j for j in range(n) if target[j] == 0]
-        if rem and zero:
-            carry[zero[0]] -= rem
-        try:
-            return zs.with_prior(n, perm, zeros, carry)
-        except ValueError:
-            if max(target) <= 1:
-                raise
-            target = [(t + 1) // 2 for t in target]  # a positive one stays positive
+    carry = list(target)
+    rem = sum(carry) % n
+    zero = [j for j in range(n) if target[j] == 0]
+    if rem and zero:
+        carry[zero[0]] -= rem
+    return zs.plus_additive_game(n, perm, [0] * (2 + n * (n - 1)), carry)
 
 
 def provable_round(
@@ -155,10 +146,8 @@ def provable_round(
         # task's valuation, e.g. exact Shapley over gce); the utilities the circuit proves are the additive game whose
         # cyclic-permutation Shapley values are the players' cumulative values (the proof does not bind the
         # valuation: the panel's quorum recomputes it, `market verify --validation` replays it)
-        oracle = CoalitionUtility(spec, global_state, kept, weights, x_val, y_val, utility=spec.valuation.utility,
-                                  metric=spec.valuation.metric)
-        valued = value_with(spec, oracle, players, int(y_val.numel()), seed)
-        evaluations = oracle.evaluations
+        valued = value_survivors(spec, global_state, players, kept, weights, x_val, y_val, seed)
+        evaluations = valued.evaluations
         before, after = valued.accuracy_before, valued.accuracy_after
         this_round = dict(zip(players, valued.values))
         # what the unproven round pays by: the cumulative value (prior plus this round's), or this round's
@@ -191,7 +180,7 @@ def provable_round(
         "f_effective": f_eff,
         "full_rule_f": spec.robust.f,
         "scores": {a: float(decision.scores[i]) for i, a in enumerate(valid.addresses)} if decision else {},
-        # the model: FULL_RULE's aggregate of the valid full updates (what it flags is left out of the model only)
+        # the model: FULL_RULE's aggregate of the valid full updates (what it flags is left out of the pay too)
         "update": FULL_RULE,
         "full_rule_flagged": list(flagged),
         "treatment": {a: {"outlier": a in outliers, "flagged_by_full_rule": a in flagged,
@@ -231,7 +220,6 @@ def provable_round(
         accuracy_model=published,
         timings={"aggregate": t1 - t0, "valuation": t2 - t1},
         valuation_record={**record, "proven": "cyclic-shapley", "permutation": list(perm),
-
                           # each valid slot's value in the circuit: what the pool is split by, in integers
                           "proven_values": dict(zip(valid.addresses, values))},
         cumulative_values=cumulative,

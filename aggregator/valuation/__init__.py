@@ -85,16 +85,11 @@ def value_survivors(
     seed: int,
 ) -> RoundValuation:
     """Value each survivor's update (at least one) by the task's valuation rule."""
-    utility = CoalitionUtility(spec, global_state, deltas, weights, x_val, y_val, utility=spec.valuation.utility,
-                               metric=spec.valuation.metric)
-    return value_with(spec, utility, survivors, int(y_val.numel()), seed)
-
-
-def value_with(spec: TaskSpec, utility: CoalitionUtility, survivors: Sequence[str], n_val: int, seed: int) -> RoundValuation:
-    """:func:`value_survivors` over a coalition utility already built (its player ``i`` is ``survivors[i]``)."""
     n = len(survivors)
+    n_val = int(y_val.numel())
     metric = spec.valuation.metric
     name = choose_valuation(spec.valuation, n, arch=spec.model.arch, n_val=n_val, hidden=spec.model.hidden)
+    utility = CoalitionUtility(spec, global_state, deltas, weights, x_val, y_val, utility=spec.valuation.utility, metric=metric)
     result = estimate(name, n, utility, seed, dict(spec.valuation.params))
     before, after = utility(frozenset()), utility(frozenset(range(n)))
     acc_before, acc_after = utility.accuracy(frozenset()), utility.accuracy(frozenset(range(n)))

@@ -15,7 +15,7 @@ position ``t`` is ``perm[(r + t) % n]`` and its marginal is
 position (a stratified Monte Carlo Shapley with n permutations, n·(n-1)+2
 distinct prefix utilities), unbiased over the random base permutation.
 Utilities are 13-bit integers. The circuit reads them as coalition utilities; a proof
-task publishes the additive game (:func:`with_prior`) whose values are the pay the
+task publishes the additive game (:func:`plus_additive_game`) whose values are the pay the
 default rule computes (``aggregator.provable``), so the proof binds the split, and the
 panel's quorum the valuation.
 """
@@ -145,7 +145,7 @@ def slot_values(n: int, perm: Sequence[int], util: Sequence[int]) -> list[int]:
     return values
 
 
-def with_prior(n: int, perm: Sequence[int], util: Sequence[int], carry: Sequence[int]) -> tuple[list[int], list[int]]:
+def plus_additive_game(n: int, perm: Sequence[int], util: Sequence[int], carry: Sequence[int]) -> tuple[list[int], list[int]]:
     """``util`` (circuit order) plus an additive game: the circuit's value of slot ``j`` over the result is its
     value over ``util`` plus ``carried[j]`` (returned: ``carry``, exactly when ``n`` divides its sum).
 
@@ -160,7 +160,7 @@ def with_prior(n: int, perm: Sequence[int], util: Sequence[int], carry: Sequence
     throughout; a ValueError when the result does not fit the circuit's ``UTIL_BITS``.
     """
     if len(carry) != n or len(util) != 2 + n * (n - 1) or sorted(perm) != list(range(n)):
-        raise ValueError(f"with_prior needs {n} carries, {2 + n * (n - 1)} utilities and a permutation of {n} slots")
+        raise ValueError(f"plus_additive_game needs {n} carries, {2 + n * (n - 1)} utilities and a permutation of {n} slots")
     x = [int(v) for v in carry]
     rem = sum(x) % n
     carried = list(x)
@@ -269,7 +269,7 @@ def public_input_count(n: int) -> int:
 __all__ = [
     "Decision", "Settlement", "SKETCH_BITS", "UTIL_BITS", "binding", "bits_for", "decide", "pack_bps",
     "pack_permutation", "permutation", "public_input_count", "settle", "slot_values",
-    "utility_hash", "with_prior",
+    "plus_additive_game", "utility_hash",
 ]
 
 

@@ -2,7 +2,7 @@
 
 The circuit values each slot by cyclic-permutation Shapley over the published utilities and splits the pool over
 max(value, 0) of the sketch rule's survivors (equally among them all when no value is positive). The aggregator
-publishes an additive game (``market.zk.statement.with_prior``) whose values are the targets: each slot's cumulative
+publishes an additive game (``market.zk.statement.plus_additive_game``) whose values are the targets: each slot's cumulative
 value under the task's valuation, 0 for an update the model's rule flagged.
 """
 
@@ -33,7 +33,7 @@ def tables(draw: st.DrawFn) -> tuple[int, list[int], list[int], list[int]]:
 def test_the_carried_game_adds_exactly_the_carry_to_each_slots_value(case: tuple[int, list[int], list[int], list[int]]) -> None:
     n, perm, util, carry = case
     try:
-        out, carried = zs.with_prior(n, perm, util, carry)
+        out, carried = zs.plus_additive_game(n, perm, util, carry)
     except ValueError as exc:  # only when the result cannot fit the circuit's utilities
         assert "bits" in str(exc)
         return
