@@ -14,6 +14,11 @@ in round 0); each number is the largest seen over every trainer and every size. 
 the last reveal of the round, which also seals it. ``withdraw`` is a trainer's mid-task withdrawal
 of its credits; ``withdraw_final`` the one after the task ended, which also returns the stake.
 ``postResult`` runs without proof verification, every committer revealed and none is marked lost.
+
+``draw`` is the registry's draw of a panel of 3 and its backup (the view every commitment, vote and settlement
+of a round calls; eth_estimateGas, the 21,000 of a transaction included), the most over 16 seeds: with the
+registry's 4 members only (``dead_0``), after a flood of ``FLOOD`` throwaway members registered and left
+(``dead_left``), and once their bonds were withdrawn (``dead_withdrawn``). ``--flood 0`` skips it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ COMMIT_REVEAL_BUDGET = 120_000
 WITHDRAW_BUDGET = 40_000
 BLOCK_GAS_LIMIT = 30_000_000
 WINDOWS = {"submit_window": 60, "reveal_window": 30, "result_window": 60}
+FLOOD = 1_000  # throwaway members of the draw flood (the registry holds at most 1,024 entries)
+DRAW_SEEDS = 16
 
 
 def post_result_budget(n: int) -> int:
@@ -85,11 +92,35 @@ def _round(chain: Chain, market: MarketContract, task_id: int, r: int, trainers:
     return commits, reveals, int(rc["gasUsed"])
 
 
-def measure(sizes: list[int], chain_kind: str = "anvil") -> dict[str, Any]:
+def _draw_gas(chain: Chain, market: MarketContract, owner: str) -> int:
+    """The most gas a draw of a panel of 3 and its backup takes, as of the latest block, over DRAW_SEEDS seeds."""
+    at = chain.w3.eth.block_number
+    fns = [market.registry.c.functions.draw(keccak(b"draw" + i.to_bytes(4, "big")), at, 4, owner) for i in range(DRAW_SEEDS)]
+    return max(int(fn.estimate_gas({"from": owner})) for fn in fns)
+
+
+def measure_flood(chain: Chain, market: MarketContract, owner: Any, throwaways: list[Any]) -> dict[str, int]:
+    """Draw gas before and after ``throwaways`` register and leave (then withdraw): dead entries must cost nothing."""
+    out = {"members": market.registry.active_count(), "dead": len(throwaways), "dead_0": _draw_gas(chain, market, owner.address)}
+    for a in throwaways:
+        market.registry.register(a)
+    for a in throwaways:
+        market.registry.exit(a)
+    chain.advance_time(1)
+    out["dead_left"] = _draw_gas(chain, market, owner.address)
+    chain.advance_time(int(chain.call(market.registry.c.functions.exitDelay())) + 1)
+    for a in throwaways:
+        market.registry.withdraw_bond(a)
+    chain.advance_time(1)
+    out["dead_withdrawn"] = _draw_gas(chain, market, owner.address)
+    return out
+
+
+def measure(sizes: list[int], chain_kind: str = "anvil", flood: int = FLOOD) -> dict[str, Any]:
     n_max = max(sizes)
-    accounts = dev_accounts(n_max + 4)  # the owner, the aggregator, the trainers, two more aggregators
+    accounts = dev_accounts(n_max + 4 + flood)  # the owner, the aggregator, the trainers, two more aggregators, throwaways
     out: dict[str, Any] = {"postResult": {}, "postResult_round0": {}, "detail": {}}
-    proc = AnvilProcess(accounts=n_max + 4) if chain_kind == "anvil" else None
+    proc = AnvilProcess(accounts=n_max + 4 + flood) if chain_kind == "anvil" else None
     try:
         if proc is not None:
             proc.start()
@@ -98,7 +129,8 @@ def measure(sizes: list[int], chain_kind: str = "anvil") -> dict[str, Any]:
             chain = Chain.tester()
             chain.fund(accounts, 10**20)
         market = MarketContract.deploy(chain, accounts[0])
-        owner, aggregator, trainers, extra = accounts[0], accounts[1], accounts[2:n_max + 2], accounts[n_max + 2:]
+        owner, aggregator, trainers = accounts[0], accounts[1], accounts[2:n_max + 2]
+        extra, throwaways = accounts[n_max + 2:n_max + 4], accounts[n_max + 4:]
         market.registry.register(aggregator)  # the registry's one member: every round's panel of one
         gas: dict[str, list[int]] = {k: [] for k in ("createTask", "join", "commit", "reveal", "commit_round0",
                                                      "reveal_round0", "withdraw", "withdraw_final")}
@@ -146,6 +178,8 @@ def measure(sizes: list[int], chain_kind: str = "anvil") -> dict[str, Any]:
                                                votes=2)
         out["postResult_panel3"] = {"n": n, "commit_vote": vote_commits[0], "first_vote": posts[0],
                                     "deciding_vote": posts[1]}
+        if throwaways:
+            out["draw"] = measure_flood(chain, market, owner, throwaways)
         for key, values in gas.items():
             out[key] = max(values)
         out["commit_plus_reveal"] = max(c + r for c, r in zip(gas["commit"], gas["reveal"]))
@@ -175,9 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--sizes", default="4,16,64", help="trainers per round to measure postResult at")
     ap.add_argument("--chain", choices=["anvil", "tester"], default="anvil", help="where to measure")
+    ap.add_argument("--flood", type=int, default=FLOOD, help="throwaway members of the draw flood (0: skip it)")
     args = ap.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
-    res = measure(sizes, args.chain)
+    res = measure(sizes, args.chain, args.flood)
     print(f"{'entry point':<34}{'gas used':>12}")
     for name in ("createTask", "join", "commit", "reveal", "commit_round0", "reveal_round0", "withdraw",
                  "withdraw_final"):
@@ -194,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     p3 = res["postResult_panel3"]
     print(f"{'(info) panel of 3, n=' + str(p3['n']):<34}commitment {p3['commit_vote']:,}, first vote {p3['first_vote']:,}, "
           f"deciding vote {p3['deciding_vote']:,}")
+    if "draw" in res:
+        d = res["draw"]
+        print(f"{'(info) draw, panel of 3 + backup':<34}{d['members']} members: {d['dead_0']:,}; {d['dead']:,} more registered "
+              f"and left: {d['dead_left']:,}; their bonds withdrawn: {d['dead_withdrawn']:,}")
     biggest = max(res["postResult_round0"].values())
     print(f"largest postResult uses {100 * biggest / BLOCK_GAS_LIMIT:.1f}% of a {BLOCK_GAS_LIMIT:,}-gas block")
     if args.json:

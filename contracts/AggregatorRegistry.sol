@@ -9,20 +9,20 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 /// each round of each task, the market draws that round's panel (and backup) from the members with the
 /// round's seed, which no party can know before the round's reveal window closed. So no owner picks who
 /// judges its task. The market records each panel member's vote (the hash of the result it posted) here
-/// and, when a round is decided, has a member that voted against the decided result, or stayed silent
-/// while it was its turn, lose `penalty` of its bond to the round's trainers (pull payments: `credits`).
+/// and, when a round is decided, has a member that stayed silent while it was its turn lose `penalty` of
+/// its bond to the round's trainers (pull payments: `credits`), and one that voted against the decided
+/// result lose it burned.
 /// A member leaves the draw with `exit` (or when a penalty takes its bond below `minBond`) and takes its
 /// bond back `exitDelay` seconds later; a member that left still answers for the rounds it was drawn for.
 /// @dev Draws are evaluated "as of" the block that sealed the round: a member counts if it registered in
-/// or before that block and had not left before it. Members are kept in one append-only list (registered
-/// in block order), so the draw at block B looks only at the prefix registered by B, and later
-/// registrations, exits and penalties cannot change a draw already made. Members are drawn uniformly
-/// (one minimum bond buys one ticket): sybils need a bond each, and lose it when silent or outvoted.
+/// or before that block and had not left before it. Who counts is kept as a bitmap over the entries, one
+/// bit per entry, with a checkpoint each block it changed in; a draw as of block B reads the bitmap as it
+/// stood at B (a few storage reads, however many entries lie dead), so later registrations, exits and
+/// penalties cannot change a draw already made, and dead entries cost a draw nothing. Members are drawn
+/// uniformly (one minimum bond buys one ticket): sybils need a bond each, and lose it when silent or outvoted.
 contract AggregatorRegistry is ReentrancyGuard {
     /// @notice Most entries the list can hold at once (a withdrawn bond's entry is taken by the next registration).
     uint256 public constant MAX_MEMBERS = 1024;
-    /// @notice Random entries a draw tries per seat before it walks forward from the last one.
-    uint256 public constant DRAW_TRIES = 64;
     /// @notice Largest panel a draw returns.
     uint256 public constant MAX_DRAW = 16;
 
@@ -46,9 +46,15 @@ contract AggregatorRegistry is ReentrancyGuard {
     Member[] private _members;
     /// @dev Entries whose bond was withdrawn: the next registrations take them (so the list cannot be filled for good).
     uint256[] private _freeEntries;
-    /// @dev (block << 32 | length) each block the list grew in, oldest first: its length as of any block, so that a
-    /// draw made as of a block keeps its seats whoever registers later (each seat is taken modulo that length).
-    uint64[] private _lengths;
+    /// @dev Entries per bitmap word; the top 32 bits of a checkpoint hold the block it holds from.
+    uint256 private constant WORD_BITS = 224;
+    uint256 private constant WORD_MASK = (1 << WORD_BITS) - 1;
+    uint256 private constant WORDS = (MAX_MEMBERS + WORD_BITS - 1) / WORD_BITS;
+    /// @dev Who can be drawn, per word of WORD_BITS entries: checkpoints (fromBlock << 224 | bits), oldest first;
+    /// bit i of word w is set as of a block when entry w * WORD_BITS + i could be drawn then (registered by that
+    /// block, not left before it). A registration sets its bit from its block on, a departure clears it from the
+    /// next block on.
+    uint256[][WORDS] private _inDraw;
     /// @notice 1-based position of an account's latest entry (0: never registered).
     mapping(address account => uint256) public entryOf;
     /// @notice Members in the draw now.
@@ -147,8 +153,8 @@ contract AggregatorRegistry is ReentrancyGuard {
             if (_members.length >= MAX_MEMBERS) revert RegistryFull();
             index = _members.length;
             _members.push(fresh);
-            _recordLength();
         }
+        _mark(index, true, block.number);
         entryOf[msg.sender] = index + 1;
         activeCount += 1;
         emit Registered(msg.sender, index + 1, msg.value);
@@ -161,20 +167,20 @@ contract AggregatorRegistry is ReentrancyGuard {
         _leave(m);
     }
 
-    /// @notice Take the bond back, `exitDelay` seconds after leaving the draw.
+    /// @notice Take the bond back, `exitDelay` seconds after leaving the draw (and free the entry: with a bond
+    /// penalised to nothing this is what lets the account register again).
     function withdrawBond() external nonReentrant {
         Member storage m = _entry(msg.sender);
         if (m.leftBlock == 0) revert RegistryStillIn(msg.sender);
         uint256 until = uint256(m.leftTime) + exitDelay;
         if (block.timestamp < until) revert RegistryExitPending(until);
         uint256 amount = m.bond;
-        if (amount == 0) revert RegistryNothingToWithdraw();
         m.bond = 0;
         uint256 entry = entryOf[msg.sender];
         entryOf[msg.sender] = 0;
-        _freeEntries.push(entry - 1);
+        _freeEntries.push(entry - 1); // also with nothing left to take (penalised to 0): the entry is freed all the same
         emit BondWithdrawn(msg.sender, amount);
-        Address.sendValue(payable(msg.sender), amount);
+        if (amount != 0) Address.sendValue(payable(msg.sender), amount);
     }
 
     /// @notice Withdraw what penalties credited to the caller.
@@ -215,51 +221,39 @@ contract AggregatorRegistry is ReentrancyGuard {
         return _voteCommitments[taskId][round][member];
     }
 
-    /// @notice How many entries the list held at the end of block `atBlock` (a draw as of that block looks at these only).
-    function lengthAt(uint256 atBlock) public view returns (uint256) {
-        uint256 n = _lengths.length;
-        if (n < 1) return 0;
-        uint256 last = _lengths[n - 1];
-        if (last >> 32 <= atBlock) return uint32(last); // nearly always: no registration since the draw's block
-        // the first checkpoint after `atBlock`, by bisection (registrations after it cost the caller log2 reads)
-        uint256 lo = 0;
-        uint256 hi = n - 1;
-        while (lo < hi) {
-            uint256 mid = (lo + hi) / 2;
-            if (_lengths[mid] >> 32 <= atBlock) lo = mid + 1;
-            else hi = mid;
-        }
-        return lo > 0 ? uint32(_lengths[lo - 1]) : 0;
-    }
-
-    /// @notice Draw up to `k` distinct members as of block `atBlock` with `seed`, never `exclude`. Each seat j
-    /// tries up to DRAW_TRIES entries at keccak256(seed, j, try) mod (entries as of `atBlock`) and takes the first that was in the
-    /// draw at `atBlock` (registered by then, not left before) and is not taken: every such member is equally
-    /// likely, however many dead entries lie around it. Only if every try misses does it walk forward from the
-    /// last one. Fewer than `k` come back when fewer qualify.
+    /// @notice Draw up to `k` distinct members as of block `atBlock` with `seed`, never `exclude`: each seat is
+    /// the r-th (r = keccak256(seed, try) mod how many are left) of the members that could be drawn at `atBlock`
+    /// (registered by then, not left before it) and are not taken yet, so every such member is equally likely,
+    /// and the cost does not depend on how many entries lie dead. Fewer than `k` come back when fewer qualify.
     function draw(bytes32 seed, uint256 atBlock, uint256 k, address exclude)
         public
         view
         returns (address[] memory picked)
     {
         if (k > MAX_DRAW) k = MAX_DRAW;
-        // the list's length as of `atBlock`, not now: a registration after the draw's block would otherwise move
-        // every seat (the modulus) and let anyone re-draw a round's panel for the price of a refundable bond
-        uint256 count = lengthAt(atBlock);
+        uint256[WORDS] memory bits;
+        uint256 left = 0;
+        uint256 used = (_members.length + WORD_BITS - 1) / WORD_BITS; // the list never shrinks: no entry beyond
+        for (uint256 w = 0; w < used; ++w) {
+            bits[w] = _bitsAt(_inDraw[w], atBlock);
+            left += _popcount(bits[w]);
+        }
         picked = new address[](k);
         uint256 got = 0;
-        for (uint256 j = 0; j < k && count != 0; ++j) {
-            uint256 at = 0;
-            bool found = false;
-            for (uint256 tries = 0; tries < DRAW_TRIES && !found; ++tries) {
-                at = uint256(keccak256(abi.encode(seed, j, tries))) % count;
-                found = _drawable(_members[at], atBlock, exclude, picked, got);
+        for (uint256 tries = 0; got < k && left != 0; ++tries) {
+            uint256 r = uint256(keccak256(abi.encode(seed, tries))) % left;
+            uint256 w = 0;
+            for (uint256 c = _popcount(bits[0]); r >= c; c = _popcount(bits[w])) {
+                r -= c;
+                ++w;
             }
-            for (uint256 p = 1; p < count && !found; ++p) {
-                at = (at + 1) % count;
-                found = _drawable(_members[at], atBlock, exclude, picked, got);
-            }
-            if (found) picked[got++] = _members[at].account;
+            uint256 i = _select(bits[w], r);
+            bits[w] &= ~(1 << i);
+            --left;
+            Member storage m = _members[w * WORD_BITS + i];
+            // the owner never judges its own task; an entry taken over since `atBlock` is not the member it held then
+            if (m.account == exclude || m.since > atBlock || _taken(picked, got, m.account)) continue;
+            picked[got++] = m.account;
         }
         assembly ("memory-safe") {
             mstore(picked, got)
@@ -348,15 +342,20 @@ contract AggregatorRegistry is ReentrancyGuard {
         emit Voted(taskId, round, member, result);
     }
 
-    /// @notice Take `penalty` (at most the bond) from each offender and split it all equally among `to`
-    /// (cumulative rounding: not a wei is lost). A member left with less than `minBond` leaves the draw.
-    /// With nobody in `to`, the penalties are taken all the same and burned (`burned`): an offender never
+    /// @notice Take `penalty` (at most the bond) from each offender. A silent member's (one that cast no vote) is
+    /// split equally among `to` (cumulative rounding: not a wei is lost): its silence held the round's trainers
+    /// up. A dissenter's (one that voted for another result) is burned (`burned`): a dissent costs nobody
+    /// anything, and credited it would go to whoever the decided result pays, which rewards whoever makes an
+    /// honest member dissent (a trainer serving its update to some members only) or outvotes it (a colluding
+    /// majority paying its own trainers). With nobody in `to`, every penalty is burned: an offender never
     /// escapes its penalty because the round paid nobody, and no party that decides a round can collect it.
+    /// A member left with less than `minBond` leaves the draw.
     function penalise(uint256 taskId, uint256 round, address[] calldata members, address[] calldata to)
         external
         onlyMarket
     {
         uint256 taken = 0;
+        uint256 burn = 0;
         for (uint256 i = 0; i < members.length; ++i) {
             uint256 entry = entryOf[members[i]];
             if (entry == 0) continue;
@@ -364,16 +363,14 @@ contract AggregatorRegistry is ReentrancyGuard {
             uint256 amount = m.bond < penalty ? m.bond : penalty;
             if (amount == 0) continue;
             m.bond -= uint128(amount);
-            taken += amount;
+            if (to.length == 0 || _votes[taskId][round][members[i]] != bytes32(0)) burn += amount;
+            else taken += amount;
             emit Penalised(taskId, round, members[i], amount);
             if (m.leftBlock == 0 && m.bond < minBond) _leave(m);
         }
-        if (to.length == 0) {
-            if (taken != 0) {
-                burned += taken;
-                emit PenaltyBurned(taskId, round, taken);
-            }
-            return;
+        if (burn != 0) {
+            burned += burn;
+            emit PenaltyBurned(taskId, round, burn);
         }
         uint256 paid = 0;
         for (uint256 j = 1; j <= to.length && taken != 0; ++j) {
@@ -400,12 +397,89 @@ contract AggregatorRegistry is ReentrancyGuard {
         return silenceCounts || (decided != bytes32(0) && _voteCommitments[taskId][round][member] == bytes32(0));
     }
 
-    function _recordLength() private {
-        uint256 n = _lengths.length;
-        uint64 packed = uint64((block.number << 32) | _members.length);
-        // the same block as the last checkpoint (never a later one): it now holds the block's final length
-        if (n > 0 && _lengths[n - 1] >> 32 >= block.number) _lengths[n - 1] = packed;
-        else _lengths.push(packed);
+    /// @dev Set (`on`) or clear entry `index`'s bit in the draw from block `fromBlock` on (this block or the
+    /// next): every checkpoint from `fromBlock` on takes the change (at most this block's and the next's), and
+    /// one at `fromBlock` is added if there is none.
+    function _mark(uint256 index, bool on, uint256 fromBlock) private {
+        uint256[] storage h = _inDraw[index / WORD_BITS];
+        uint256 bit = 1 << (index % WORD_BITS);
+        uint256 n = h.length;
+        uint256 i = n;
+        while (i > 0 && h[i - 1] >> WORD_BITS >= fromBlock) {
+            --i;
+            h[i] = on ? h[i] | bit : h[i] & ~bit;
+        }
+        // h[i] (if any) is from `fromBlock` or later: not later means there is one at `fromBlock` already
+        if (i < n && h[i] >> WORD_BITS <= fromBlock) return;
+        uint256 before = i == 0 ? 0 : h[i - 1] & WORD_MASK;
+        uint256 cp = (fromBlock << WORD_BITS) | (on ? before | bit : before & ~bit);
+        if (i == n) {
+            h.push(cp);
+            return;
+        }
+        h.push(h[n - 1]); // a checkpoint of the next block is there already: this block's goes before it
+        for (uint256 j = n - 1; j > i; --j) {
+            h[j] = h[j - 1];
+        }
+        h[i] = cp;
+    }
+
+    /// @dev The bits of one word as of block `atBlock`: its last checkpoint from `atBlock` or before. Searched
+    /// from the newest back, by doubling steps then bisection, so the reads grow with the log of the changes
+    /// since `atBlock`, not of the word's whole history (an attacker pass padded the history to make a draw
+    /// after a few changes read ~20 checkpoints per word).
+    function _bitsAt(uint256[] storage h, uint256 atBlock) private view returns (uint256) {
+        uint256 n = h.length;
+        if (n == 0) return 0;
+        if (h[n - 1] >> WORD_BITS <= atBlock) return h[n - 1] & WORD_MASK; // nearly always: no change since
+        // the answer's index lies in [lo, hi): h[hi] is after `atBlock`; gallop back to find an h[lo] that is not
+        uint256 hi = n - 1;
+        uint256 step = 1;
+        uint256 lo;
+        while (true) {
+            if (hi < step) {
+                lo = 0;
+                if (h[0] >> WORD_BITS > atBlock) return 0; // before the word's first checkpoint: nobody
+                break;
+            }
+            lo = hi - step;
+            if (h[lo] >> WORD_BITS <= atBlock) break;
+            hi = lo;
+            step <<= 1;
+        }
+        // h[lo] is at or before `atBlock`, h[hi] after: the last one at or before lies in [lo, hi)
+        while (hi - lo > 1) {
+            uint256 mid = (lo + hi) / 2;
+            if (h[mid] >> WORD_BITS <= atBlock) lo = mid;
+            else hi = mid;
+        }
+        return h[lo] & WORD_MASK;
+    }
+
+    /// @dev Set bits of `x` (at most 255 of them).
+    function _popcount(uint256 x) private pure returns (uint256) {
+        unchecked {
+            x -= (x >> 1) & 0x5555555555555555555555555555555555555555555555555555555555555555;
+            x = (x & 0x3333333333333333333333333333333333333333333333333333333333333333)
+                + ((x >> 2) & 0x3333333333333333333333333333333333333333333333333333333333333333);
+            x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f;
+            return (x * 0x0101010101010101010101010101010101010101010101010101010101010101) >> 248;
+        }
+    }
+
+    /// @dev Position of the `r`-th (from 0) set bit of `x` (which has more than `r`), by halving.
+    function _select(uint256 x, uint256 r) private pure returns (uint256 pos) {
+        for (uint256 width = 128; width != 0; width >>= 1) {
+            uint256 low = x & ((1 << width) - 1);
+            uint256 c = _popcount(low);
+            if (r >= c) {
+                r -= c;
+                x >>= width;
+                pos += width;
+            } else {
+                x = low;
+            }
+        }
     }
 
     function _entry(address account) private view returns (Member storage) {
@@ -419,20 +493,11 @@ contract AggregatorRegistry is ReentrancyGuard {
     }
 
     function _leave(Member storage m) private {
+        _mark(entryOf[m.account] - 1, false, block.number + 1); // still drawn as of this block, not after
         m.leftBlock = uint32(block.number);
         m.leftTime = uint32(block.timestamp);
         activeCount -= 1;
         emit Left(m.account, m.bond);
-    }
-
-    /// @dev In the draw at block `atBlock` (registered in or before it, not left before it), not `exclude`, not taken.
-    function _drawable(Member storage m, uint256 atBlock, address exclude, address[] memory picked, uint256 got)
-        private
-        view
-        returns (bool)
-    {
-        if (m.since > atBlock || (m.leftBlock != 0 && m.leftBlock < atBlock) || m.account == exclude) return false;
-        return !_taken(picked, got, m.account);
     }
 
     function _taken(address[] memory picked, uint256 got, address account) private pure returns (bool) {

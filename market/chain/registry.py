@@ -122,10 +122,6 @@ class RegistryContract:
         return [Web3.to_checksum_address(a) for a in
                 self.chain.call(self.c.functions.draw(seed, at_block, k, Web3.to_checksum_address(exclude)))]
 
-    def length_at(self, block: int) -> int:
-        """How many entries the member list held at the end of ``block`` (a draw as of that block looks at these)."""
-        return int(self.chain.call(self.c.functions.lengthAt(block)))
-
     def vote_of(self, task_id: int, round_: int, member: str) -> bytes:
         return bytes(self.chain.call(self.c.functions.voteOf(task_id, round_, Web3.to_checksum_address(member))))
 

@@ -252,8 +252,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q = asub.add_parser(
         "register", help="bond this key in the market's aggregator registry (or add to its bond)",
         description="Deposit a bond (ETH) in the market's registry of aggregators. Each round of each task draws its "
-        "panel (and backup) from the registry with the round's seed; a member drawn that stays silent, or posts a "
-        "result the quorum outvotes, loses the registry's penalty to the round's trainers.")
+        "panel (and backup) from the registry with the round's seed; a member drawn that stays silent loses the "
+        "registry's penalty to the round's trainers, one that posts a result the quorum outvotes loses it burned.")
     _chain_opts(q)
     q.add_argument("--bond", metavar="ETH", help="the bond (default: the registry's least bond)")
     q.set_defaults(func=cmd_aggregator_register)
@@ -267,5 +267,5 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q = asub.add_parser("withdraw", help="take the bond back after the exit delay (or, with --credits, penalty credits)")
     _chain_opts(q)
     q.add_argument("--credits", action="store_true", help="withdraw the penalties credited to this key (a trainer's "
-                   "share of a silent or outvoted aggregator's bond) instead of the bond")
+                   "share of a silent aggregator's bond) instead of the bond")
     q.set_defaults(func=cmd_aggregator_withdraw)

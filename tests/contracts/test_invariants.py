@@ -53,8 +53,9 @@ After every step:
 * the registry holds exactly the members' bonds, the penalties credited to trainers and those burned: a result
   costs the penalty to each drawn member that voted for another result, each drawn member (backup too) that
   committed to none, and, posted once the panel's window is over (the backup window), each silent panel member
-  (with a quorum of one: the panel member, when the backup posted), credited to the trainers the result pays
-  (paying nobody: only the members that did not vote are fined, and it is burned); a fallback costs every drawn
+  (with a quorum of one: the panel member, when the backup posted), the silent ones' credited to the trainers the
+  result pays, the dissenters' burned (paying nobody: only the members that did not vote are fined, and it is
+  burned); a fallback costs every drawn
   member that did not vote (when the round's seed can still be had, and the fallback comes less than a period
   late), to the trainers that proved their update available (burned with nobody to pay);
 * no honest stake is lost: every trainer's stake is exactly what the model says -- a stake is lost only
@@ -671,20 +672,23 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
 
         def _penalties(self, task_id: int, r: int, offenders: list[str], to: list[str],
                        events: list[tuple[str, dict[str, Any]]]) -> None:
-            """Check a settlement's penalties against the model: each offender loses the penalty (at most its bond),
-            split among ``to`` by cumulative rounding in order; burned (``PenaltyBurned``) when ``to`` is empty."""
+            """Check a settlement's penalties against the model: each offender loses the penalty (at most its bond);
+            a silent one's (no vote this round) is split among ``to`` by cumulative rounding in order, a dissenter's
+            (it voted) is burned, and every one is burned (``PenaltyBurned``, once) when ``to`` is empty."""
             penalised = [(a["member"], int(a["amount"])) for n, a in events if n == "Penalised"]
             credited = [(a["account"], int(a["amount"])) for n, a in events if n == "Credited"]
             burned = [int(a["amount"]) for n, a in events if n == "PenaltyBurned"]
             expected = [(m, min(self.bonds[m], PENALTY)) for m in offenders if min(self.bonds[m], PENALTY)]
-            total = sum(x for _, x in expected)
+            voted = self.votes.get((task_id, r), {})
+            burn = sum(x for m, x in expected if not to or m in voted)
+            total = sum(x for m, x in expected if to and m not in voted)
             expected_credits = [(a, x) for a, x in zip(to, cumulative(total, [1] * len(to))) if x] if total else []
             assert penalised == expected, f"task {task_id} round {r}: penalised {penalised}, model {expected}"
             assert credited == expected_credits, f"task {task_id} round {r}: credited {credited}, model {expected_credits}"
-            assert burned == ([total] if total and not to else []), f"task {task_id} round {r}: burned {burned}, taken {total}"
+            assert burned == ([burn] if burn else []), f"task {task_id} round {r}: burned {burned}, model {burn}"
             self.burned += sum(burned)
             if burned:
-                event("penalty burned: nobody to credit it to")
+                event("penalty burned: " + ("nobody to credit it to" if not to else "a dissent"))
             assert all(int(a["taskId"]) == task_id and int(a["round"]) == r for n, a in events
                        if n in ("Penalised", "Credited", "PenaltyBurned"))
             for m, x in expected:
@@ -865,8 +869,9 @@ def make_machine(driver_factory: Callable[[], EscrowDriver]) -> type[RuleBasedSt
             refund, round_credits = 0, []
             votes = self.votes.get((task_id, r), {})  # the votes recorded before this settlement
             # penalties: a result costs the members that voted for another result, the drawn members (backup too)
-            # that committed to none, and, posted late (the backup window), the panel's silent members, to the
-            # trainers it pays (paying nobody: only those that did not vote, burned); a fallback costs every drawn
+            # that committed to none, and, posted late (the backup window), the panel's silent members, the silent
+            # ones' to the trainers it pays, the dissenters' burned (paying nobody: only those that did not vote,
+            # burned); a fallback costs every drawn
             # member that did not vote, to the trainers that proved their update, when the round's seed (its panel)
             # can still be had
             offenders: list[str] = []

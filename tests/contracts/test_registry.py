@@ -194,9 +194,11 @@ def test_every_member_in_the_draw_is_equally_likely(market: Market) -> None:
 
 
 # ------------------------------------------------------- votes and quorum
-def test_a_second_identical_vote_settles_and_the_dissenter_pays_the_paid_trainers(market: Market) -> None:
+def test_a_second_identical_vote_settles_and_the_dissenters_penalty_is_burned(market: Market) -> None:
     """panel 3, quorum 2: a vote alone settles nothing; a dissenting vote neither; the second vote for the same
-    result settles the round: the fee to the two that agreed, the dissenter's penalty to the paid trainers."""
+    result settles the round: the fee to the two that agreed, the dissenter's penalty burned. Credited to the paid
+    trainers (as before), it rewarded whoever made an honest member the dissenter: a trainer serving its update to
+    the other members only, or a colluding majority paying its own trainers."""
     members(market, 3)
     task_id = create(market, rounds=1, reward=10_000, max_trainers=3, stake_wei=STAKE, panel=3, quorum=2, fee_bps=1000,
                      **QUORUM_SHORT)
@@ -228,14 +230,9 @@ def test_a_second_identical_vote_settles_and_the_dissenter_pays_the_paid_trainer
     assert [market.contract.owed(task_id, t.address) for t in (a, b)] == \
         [x + STAKE for x in cumulative(9000, [6000, 4000])]  # the pool less the fee, by the agreed basis points
     assert {p.address: bond(market, p) for p in panel} == {**bonds, p2.address: bonds[p2.address] - penalty}
-    credits = cumulative(penalty, [1, 1])  # to a and b, paid; not to c (0 bps)
-    assert [reg.credit(t.address) for t in (a, b, c)] == [*credits, 0]
+    assert [reg.credit(t.address) for t in (a, b, c)] == [0, 0, 0]
+    assert reg.burned() == penalty
     assert market.contract.task(task_id).fees == 1000
-
-    before = market.chain.balance(reg.address)
-    assert reg.withdraw_credit(a) == credits[0]
-    assert market.chain.balance(reg.address) == before - credits[0]
-    assert reg.credit(a.address) == 0
     assert market.contract.withdraw(p1, task_id) == 500  # the fee is withdrawn from the market
     assert_conserved(market, task_id)
 
@@ -899,8 +896,8 @@ def test_between_the_commitments_close_and_the_votes_open_neither_is_taken(marke
 
 @pytest.mark.parametrize("panel", [1, 3])
 def test_registering_after_the_seal_does_not_draw_the_round_again(market: Market, panel: int) -> None:
-    """A draw is as of the round's seal block, and so is the length of the list it takes its seats modulo. Before,
-    the modulus was the list's length now: anyone (an owner with a bonded second key, a member left off the panel)
+    """A draw is as of the round's seal block, and so is who it takes its seats among. Before, the seats were
+    taken modulo the list's length now: anyone (an owner with a bonded second key, a member left off the panel)
     could register throwaway members after the seal until the draw came out as it liked, and have a panel that
     had committed replaced mid-round (attacker pass: 57 refundable bonds moved a colluder onto a panel of 3)."""
     members(market, 4)
@@ -911,16 +908,11 @@ def test_registering_after_the_seal_does_not_draw_the_round_again(market: Market
     play_round(market, task_id, 0, [a])
     seal(market, task_id)
     before = market.contract.panel(task_id)
-    draw_block = market.contract.task(task_id).seal_block
-    length = market.contract.registry.length_at(draw_block)
-
     for fresh in market.trainers[1:3]:  # registrations after the seal, some in later blocks
         register(market, fresh)
         _mine(market, 3)
 
     assert market.contract.panel(task_id) == before
-    assert market.contract.registry.length_at(draw_block) == length
-    assert market.contract.registry.length_at(market.chain.w3.eth.block_number) == length + 2
 
 
 def test_a_quorum_needs_a_result_window_of_eight_minutes(market: Market) -> None:
