@@ -225,6 +225,9 @@ contract AggregatorRegistry is ReentrancyGuard {
     /// the r-th (r = keccak256(seed, try) mod how many are left) of the members that could be drawn at `atBlock`
     /// (registered by then, not left before it) and are not taken yet, so every such member is equally likely,
     /// and the cost does not depend on how many entries lie dead. Fewer than `k` come back when fewer qualify.
+    /// Only as of a block whose rounds can still run (less than the exit delay ago): an entry withdrawn and
+    /// taken by another account since is skipped, so a draw as of an older block may differ, and cost one
+    /// read per such entry (an attacker pass: 7M gas after 1,000 blocks of churn with an exit delay of 1 s).
     function draw(bytes32 seed, uint256 atBlock, uint256 k, address exclude)
         public
         view
