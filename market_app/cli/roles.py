@@ -133,7 +133,8 @@ def cmd_aggregator_status(args: argparse.Namespace) -> int:
     address = _check_address(args.address, "--address") if args.address else _account(args).address
     m = registry.member(address)
     print(f"registry {registry.address}: {registry.active_count()} aggregators in the draw; least bond "
-          f"{eth_text(registry.min_bond())} ETH, penalty {eth_text(registry.penalty())} ETH per offence")
+          f"{eth_text(registry.min_bond())} ETH, penalty {eth_text(registry.penalty())} ETH per offence (a silent "
+          f"member's to the round's paid trainers, a dissenter's burned: {eth_text(registry.burned())} ETH so far)")
     if m is None:
         print(f"{address}: not registered (`market aggregator register`)")
     else:
@@ -174,7 +175,11 @@ def cmd_aggregator_withdraw(args: argparse.Namespace) -> int:
         print(f"withdrew {eth_text(amount)} ETH of penalty credits to {acct.address}")
     else:
         amount = contract.registry.withdraw_bond(acct)
-        print(f"withdrew the bond of {eth_text(amount)} ETH to {acct.address}")
+        if amount:
+            print(f"withdrew the bond of {eth_text(amount)} ETH to {acct.address}")
+        else:
+            print(f"{acct.address}: penalties had taken the whole bond, so nothing was sent; its entry is freed and "
+                  "the key may register again")
     return 0
 
 
