@@ -17,8 +17,8 @@ import {ReentrancyGuard} from "@openzeppelin/contracts/utils/ReentrancyGuard.sol
 /// @dev Draws are evaluated "as of" the block that sealed the round: a member counts if it registered in
 /// or before that block and had not left before it. Who counts is kept as a bitmap over the entries, one
 /// bit per entry, with a checkpoint each block it changed in; a draw as of block B reads the bitmap as it
-/// stood at B (a few storage reads, however many entries lie dead), so later registrations, exits and
-/// penalties cannot change a draw already made, and dead entries cost a draw nothing. Members are drawn
+/// stood at B (two storage reads per 224 entries, a few more when the bitmap changed since B, however many
+/// entries lie dead), so later registrations, exits and penalties cannot change a draw already made. Members are drawn
 /// uniformly (one minimum bond buys one ticket): sybils need a bond each, and lose it when silent or outvoted.
 contract AggregatorRegistry is ReentrancyGuard {
     /// @notice Most entries the list can hold at once (a withdrawn bond's entry is taken by the next registration).
