@@ -23,7 +23,7 @@ from market.chain.contract import TaskInfo, round_state
 from market.chain.registry import DEV_BOND
 from market.cid import normalize_cid
 from market.data import dataset_commitment, digits_splits
-from market.errors import ConfigError, ContractRevert, MarketError
+from market.errors import BlobNotFoundError, ConfigError, ContractRevert, MarketError
 from market.spec import RobustSpec, TaskSpec
 from owner.task import TaskRequest, create_task
 from simulator.environment import Environment, open_environment
@@ -447,3 +447,50 @@ def test_a_silent_panel_cannot_wait_out_the_seed_when_trainer_nodes_keep_it(tmp_
             assert s.credits()[me.address] == penalty  # the one trainer that proved its update available
         else:
             assert s.bond(silent) == bond0 and sum(s.credits().values()) == 0
+
+
+class _ServesAllBut:
+    """A member's view of the store when a trainer serves its update's bytes to the other members only."""
+
+    def __init__(self, store: Any, withheld: str) -> None:
+        self.store, self.withheld = store, withheld
+
+    def put(self, data: bytes) -> str:
+        return str(self.store.put(data))
+
+    def get(self, cid: str, max_bytes: int | None = None) -> bytes:
+        if cid == self.withheld:
+            raise BlobNotFoundError(f"blob {cid} is not in the store")
+        return bytes(self.store.get(cid, max_bytes))
+
+
+def test_a_trainer_serving_its_update_to_some_members_only_gains_nothing_from_the_one_it_made_dissent(
+        tmp_path: Path) -> None:
+    """Attack (issue 15, availability): a trainer serves its update to two of the three drawn members only. The third
+    cannot fetch it, honestly marks it lost, is outvoted by the two that saw it, and loses its penalty. Credited to
+    the round's paid trainers (as it was), the withholder took its share of that honest member's 0.1 ETH (measured
+    here on the old registry: 0.0333 ETH, a third, as all three trainers were paid). A dissent's
+    penalty is burned now: the withholder gains nothing (the honest member's loss stays: telling an availability
+    dissent from a forged one needs each vote's lost mask on chain)."""
+    with stage(tmp_path, aggregators=3, panel=3, quorum=2) as s:
+        played = play_round(s.env, s.nodes, post=False)
+        panel, _ = s.drawn()
+        seen_by_all, seen_too, starved = panel
+        withholder = s.nodes[0]
+        starved.store = _ServesAllBut(s.env.store, played.cid(withholder))
+        bonds = {a.account.address: s.bond(a) for a in panel}
+        burned0 = s.contract.registry.burned()
+
+        for a in (seen_by_all, starved, seen_too):  # the last to commit votes at once
+            a.run_round(s.task_id)
+        starved.run_round(s.task_id)  # its dissenting vote
+        decided = seen_by_all.run_round(s.task_id)
+
+        assert decided.decided
+        credited = s.contract.credited(s.task_id, 0)
+        assert credited.get(withholder.address, 0) > 0  # the two that saw its update paid it
+        penalty = s.contract.registry.penalty()
+        assert s.bond(starved) == bonds[starved.account.address] - penalty
+        assert s.bond(seen_by_all) == DEV_BOND and s.bond(seen_too) == DEV_BOND
+        assert s.credits() == {n.address: 0 for n in s.nodes}, "a trainer was credited the dissenter's penalty"
+        assert s.contract.registry.burned() - burned0 == penalty
