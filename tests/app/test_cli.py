@@ -46,6 +46,19 @@ def test_simulate_on_anvil_writes_the_report(tmp_path: Path) -> None:
     assert report["rounds"][0]["gas"]["reveal"] > 0
 
 
+def test_simulate_takes_an_example_task_its_data_schema_and_usual_model(tmp_path: Path) -> None:
+    """`--task breast_cancer`: the task posted is the example's (30 features, 2 classes, logistic regression), its
+    trainers train on its real data, and the sign-flipper is paid nothing."""
+    run(["simulate", "--chain", "tester", "--task", "breast_cancer", "--trainers", "4", "--attackers", "1",
+         "--rounds", "3", "--report", "r.json", "--quiet"], tmp_path)
+    report = json.loads((tmp_path / "r.json").read_text())
+
+    assert report["config"]["task"] == "breast_cancer" and report["config"]["model"] is None
+    attacker = next(t["address"] for t in report["trainers"] if t["attack"] == "sign_flip")
+    assert all(r["credited_wei"][attacker] == "0" for r in report["rounds"])
+    assert report["final"]["accuracy"] >= 0.85
+
+
 def test_simulate_with_stakes_shows_the_reveal_phase_and_the_money_identity(tmp_path: Path) -> None:
     proc = run(["simulate", "--chain", "tester", "--trainers", "3", "--attackers", "1", "--rounds", "2", "--stake", "0.05",
                 "--report", "r.json"], tmp_path)
