@@ -76,9 +76,9 @@ from scipy import stats  # noqa: E402  (a dev dependency, installed by make inst
 
 from aggregator.round import aggregate_round  # noqa: E402
 from aggregator.validate import Published  # noqa: E402
-from market.data import Dataset, digits_splits  # noqa: E402
+from market.data import Dataset, example, example_splits  # noqa: E402
 from market.models import accuracy, build_model, model_with_state, state_of  # noqa: E402
-from market.spec import TaskSpec, ValuationSpec  # noqa: E402
+from market.spec import ModelSpec, TaskSpec, ValuationSpec  # noqa: E402
 from market.tensors import decode_state, encode_state, flatten  # noqa: E402
 from market.zk.sketch import sketch_seed, sketch_vector  # noqa: E402
 from trainer_node.attacks import Collusion, attack_seed, poison_update  # noqa: E402
@@ -192,9 +192,22 @@ def proof_kwargs(spec: TaskSpec, seed: int, r: int, deltas: dict[str, torch.Tens
             "sketches": {a: sketch_vector(d, at, k, scale) for a, d in deltas.items()}}
 
 
-def spec_for(seed: int, valuation: dict[str, Any] | None = None, proof: bool = False) -> TaskSpec:
-    base = TaskSpec()
+def task_spec(task: str = "digits") -> TaskSpec:
+    """The default task spec on example ``task``'s data with its usual model (and that model's local training)."""
+    if task == "digits":
+        return TaskSpec()
+    from simulator.simulate import TRAINING_FOR
+
+    ex = example(task)
+    return TaskSpec().model_copy(update={"data": ex.schema, "model": ModelSpec(arch=ex.arch),
+                                         "training": TRAINING_FOR[ex.arch]})
+
+
+def spec_for(seed: int, valuation: dict[str, Any] | None = None, proof: bool = False, task: str = "digits") -> TaskSpec:
+    base = task_spec(task)
     if proof:
+        if task != "digits":
+            raise ValueError(f"--proof runs the digits proof task only (not {task})")
         valuation = dict(valuation or {})
         sketch_f = valuation.pop("sketch_f", 0)
         base = TaskSpec.model_validate({**PROOF_TASK, "proof": {**PROOF_TASK["proof"], "sketch_f": sketch_f},
@@ -211,10 +224,10 @@ def _concat(shards: Sequence[Dataset]) -> Dataset:
     return Dataset(torch.cat([s.x for s in shards]), torch.cat([s.y for s in shards]))
 
 
-def scenario_setup(name: str, seed: int, n: int, rounds: int) -> dict[str, Any]:
+def scenario_setup(name: str, seed: int, n: int, rounds: int, task: str = "digits") -> dict[str, Any]:
     """Shards, each trainer's behaviour (None = honest) and first round, and what the metric compares pay with."""
     partition = "dirichlet:0.5" if name == "dirichlet" else "iid"
-    splits = digits_splits(n, partition, seed)
+    splits = example_splits(task, n, partition, seed)
     datas = list(splits.trainers)
     behaviour: list[str | None] = [None] * n
     joins = [0] * n
@@ -236,7 +249,7 @@ def scenario_setup(name: str, seed: int, n: int, rounds: int) -> dict[str, Any]:
             y = d.y.clone()
             k = int(round(frac * len(d)))
             idx = torch.from_numpy(rng.choice(len(d), size=k, replace=False))
-            y[idx] = torch.from_numpy(rng.integers(0, TaskSpec().data.n_classes, size=k))
+            y[idx] = torch.from_numpy(rng.integers(0, example(task).schema.n_classes, size=k))
             noisy.append(Dataset(d.x, y))
         datas = noisy
         extra["noise"] = noise
@@ -288,7 +301,7 @@ def _table_matches(table: np.ndarray, survivors: Sequence[str], recorded: dict[s
 
 def run_market(scenario: str, seed: int, rounds: int, n: int = N, candidate: str | None = None,
                valuation: dict[str, Any] | None = None, reference: bool = False,
-               earlier: bool = True, proof: bool = False) -> dict[str, Any]:
+               earlier: bool = True, proof: bool = False, task: str = "digits") -> dict[str, Any]:
     """One market run of ``rounds`` rounds: every trainer's credits (wei) per round and what decided them.
 
     ``valuation``: overrides of the spec's valuation (a candidate rule); ``reference``: also compare each
@@ -297,8 +310,8 @@ def run_market(scenario: str, seed: int, rounds: int, n: int = N, candidate: str
     """
     torch.set_num_threads(1)
     t0 = time.perf_counter()
-    spec = spec_for(seed, valuation, proof)
-    setup = scenario_setup(scenario, seed, n, rounds)
+    spec = spec_for(seed, valuation, proof, task)
+    setup = scenario_setup(scenario, seed, n, rounds, task)
     datas, val, behaviour, joins = setup["datas"], setup["validation"], setup["behaviour"], setup["joins"]
     g0 = state_of(build_model(spec.model, spec.data, spec.model_seed))
     g = g0
@@ -572,7 +585,7 @@ def markdown(report: dict[str, Any]) -> str:
         for metric in REPORTED.get(s["name"], ()):
             lines.append(f"| {s['name']} | {metric} | {_fmt(s['metrics'].get(metric))} | – | – |")
     lines.append("")
-    lines.append(f"n = {d['n']} trainers, {d['rounds']} rounds, seeds {d['seeds']}, digits/logreg{'; a proof task (Multi-Krum over sketches)' if d.get('proof_task') else ''}; robust "
+    lines.append(f"n = {d['n']} trainers, {d['rounds']} rounds, seeds {d['seeds']}, {d.get('task', 'digits')}/{d['model']['arch']}{'; a proof task (Multi-Krum over sketches)' if d.get('proof_task') else ''}; robust "
                  f"{d['robust']['rule']} f = {d['robust']['f']}, valuation {d['valuation']['rule']} "
                  f"(metric {d['valuation']['metric']}, payout {d['valuation']['payout']}); reward {d['reward_wei']} wei; "
                  f"{report['meta']['wall_s']:.0f} s wall.")
@@ -641,17 +654,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proof", action="store_true",
                     help="a proof task's rounds (as zk/round.circom proves them: aggregator/provable.py); "
                          "--candidates then compares its settings")
+    ap.add_argument("--task", default="digits", help="the example task (market.data.EXAMPLES; default digits)")
     args = ap.parse_args(argv)
+    example(args.task)
+    if args.proof and args.task != "digits":
+        ap.error(f"--proof runs the digits proof task only (not --task {args.task})")
     args.seeds = args.seeds or ([0, 1] if args.quick else [0, 1, 2, 3, 4])
     args.rounds = args.rounds or (3 if args.quick else 5)
     cand_seeds = args.candidate_seeds or args.seeds[:3]
     earlier = not args.no_earlier
 
     candidates = PROOF_CANDIDATES if args.proof else CANDIDATES
-    jobs: list[tuple[Any, ...]] = [(s, seed, args.rounds, args.n, None, None, False, earlier, args.proof)
+    jobs: list[tuple[Any, ...]] = [(s, seed, args.rounds, args.n, None, None, False, earlier, args.proof, args.task)
                                    for s in args.scenarios for seed in args.seeds]
     if args.candidates:
-        jobs += [(s, seed, args.rounds, args.n, name, val, not args.proof, earlier, args.proof)
+        jobs += [(s, seed, args.rounds, args.n, name, val, not args.proof, earlier, args.proof, args.task)
                  for name, val in candidates for s in CANDIDATE_SCENARIOS for seed in cand_seeds]
     load_before = os.getloadavg()
     t0 = time.perf_counter()
@@ -662,11 +679,11 @@ def main(argv: list[str] | None = None) -> int:
         results = [_run(j) for j in jobs]
     wall = time.perf_counter() - t0
 
-    base = spec_for(0, None, args.proof)
+    base = spec_for(0, None, args.proof, args.task)
     default = [r for r in results if r["candidate"] is None]
     report: dict[str, Any] = {
         "default": {
-            "n": args.n, "rounds": args.rounds, "seeds": args.seeds, "reward_wei": REWARD_WEI,
+            "task": args.task, "n": args.n, "rounds": args.rounds, "seeds": args.seeds, "reward_wei": REWARD_WEI,
             "valuation": base.valuation.model_dump(mode="json"), "robust": base.robust.model_dump(mode="json"),
             "validation": base.validation.model_dump(mode="json"), "model": base.model.model_dump(mode="json"),
             "training": base.training.model_dump(mode="json"),

@@ -45,10 +45,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from aggregator.round import aggregate_round  # noqa: E402
-from bench.fairness import PROOF_TASK, proof_kwargs  # noqa: E402
+from bench.fairness import PROOF_TASK, proof_kwargs, task_spec  # noqa: E402
 from market.data import Splits, example, example_splits  # noqa: E402
 from market.models import accuracy, build_model, model_with_state, state_of  # noqa: E402
-from market.spec import ModelSpec, RobustSpec, TaskSpec  # noqa: E402
+from market.spec import RobustSpec, TaskSpec  # noqa: E402
 from market.tensors import decode_state, encode_state, flatten  # noqa: E402
 from trainer_node.attacks import (  # noqa: E402
     ATTACK_NAMES,
@@ -80,15 +80,6 @@ def parse_rule(text: str) -> RobustSpec:
         key, _, value = item.partition("=")
         params[key] = json.loads(value) if value[:1].isdigit() or value[:1] == "-" else value
     return RobustSpec(rule=name, f=0, params=params)
-
-
-def task_spec(task: str) -> TaskSpec:
-    """The default task spec on example ``task``'s data with its usual model (and that model's local training)."""
-    from simulator.simulate import TRAINING_FOR
-
-    ex = example(task)
-    return TaskSpec().model_copy(update={"data": ex.schema, "model": ModelSpec(arch=ex.arch),
-                                         "training": TRAINING_FOR[ex.arch]})
 
 
 def run_cell(partition: str, attack: str | None, rule: str, seed: int, rounds: int, n: int, f: int,
