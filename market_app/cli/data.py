@@ -1,4 +1,4 @@
-"""``market data split | commitment``: digits shards for trainers, and the commitment of a data file (checked against a spec)."""
+"""``market data split | commitment``: an example task's shards for trainers, and the commitment of a data file (checked against a spec)."""
 
 from __future__ import annotations
 
@@ -10,20 +10,22 @@ from market_app.cli.common import _chain_opts, _in_range, _load_dataset, _task_i
 
 
 def cmd_data_split(args: argparse.Namespace) -> int:
-    from market.data import digits_splits, save_npz
+    from market.data import example, example_splits, save_npz
 
     _in_range(args.trainers, "--trainers", 1, 1000)
+    schema = example(args.example).schema  # an unknown name fails before anything is written
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"--out {out}: {exc.strerror}") from None
-    splits = digits_splits(args.trainers, args.partition, args.seed)
+    splits = example_splits(args.example, args.trainers, args.partition, args.seed)
     for i, shard in enumerate(splits.trainers, 1):
         save_npz(shard, out / f"trainer-{i}.npz")
     save_npz(splits.validation, out / "validation.npz")
     save_npz(splits.test, out / "test.npz")
-    print(f"wrote {len(splits.trainers)} trainer shards, validation.npz and test.npz to {out}")
+    print(f"wrote {len(splits.trainers)} {args.example} trainer shards, validation.npz and test.npz to {out} "
+          f"({schema.n_features} features, {schema.n_classes} classes)")
     return 0
 
 
@@ -50,7 +52,8 @@ def cmd_data_commitment(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("data", help="data utilities")
     dsub = p.add_subparsers(dest="data_command", required=True)
-    q = dsub.add_parser("split", help="write digits shards for N trainers plus validation/test sets (.npz)")
+    q = dsub.add_parser("split", help="write an example task's shards for N trainers plus validation/test sets (.npz)")
+    q.add_argument("--example", default="digits", help="digits | breast_cancer | mnist5k (default digits)")
     q.add_argument("--trainers", type=int, default=5)
     q.add_argument("--partition", default="iid")
     q.add_argument("--seed", type=int, default=0)
