@@ -1604,8 +1604,9 @@ def row12_unauthenticated_spending(create_app: Callable[..., Any], where: Where 
 
 
 # ================================================================== row 13
-class _Withholding:
-    """A store that answers every CID but one as ``store`` does: what a lying aggregator pretends to see."""
+class WithholdingStore:
+    """A store that answers every CID but one as ``store`` does: what a lying aggregator pretends to see, or what an
+    honest one sees when a trainer serves its update to the others only."""
 
     def __init__(self, store: Any, withheld: str) -> None:
         self.store, self.withheld = store, withheld
@@ -1656,7 +1657,7 @@ def row13_verify_tampered(verify: Callable[[MarketContract, Any, int, int, Datas
                 view = TaskView(replace(view.info, latest_model_cid=w.store.put(fake)), view.spec)
             if variant == "honest_update_called_unavailable":  # the aggregator "cannot fetch" an honest update
                 victim = next(sub for sub in snap.submissions if sub.trainer == w.honest[0].address)
-                agg = Aggregator(w.contract, _Withholding(w.store, victim.cid), agg.account, w.splits.validation)
+                agg = Aggregator(w.contract, WithholdingStore(w.store, victim.cid), agg.account, w.splits.validation)
             _outcome, model_cid, receipt = agg.compute_round(view, snap, seed)
             receipt_cid = put_json(w.store, receipt.to_json())
             bps, mask = list(receipt.bps_vector), lost_mask(receipt)

@@ -23,10 +23,11 @@ from market.chain.contract import TaskInfo, round_state
 from market.chain.registry import DEV_BOND
 from market.cid import normalize_cid
 from market.data import dataset_commitment, digits_splits
-from market.errors import BlobNotFoundError, ConfigError, ContractRevert, MarketError
+from market.errors import ConfigError, ContractRevert, MarketError
 from market.spec import RobustSpec, TaskSpec
 from owner.task import TaskRequest, create_task
 from simulator.environment import Environment, open_environment
+from simulator.scenarios import WithholdingStore
 from tests.support.rounds import play_round
 from trainer_node.node import TrainerNode
 
@@ -449,21 +450,6 @@ def test_a_silent_panel_cannot_wait_out_the_seed_when_trainer_nodes_keep_it(tmp_
             assert s.bond(silent) == bond0 and sum(s.credits().values()) == 0
 
 
-class _ServesAllBut:
-    """A member's view of the store when a trainer serves its update's bytes to the other members only."""
-
-    def __init__(self, store: Any, withheld: str) -> None:
-        self.store, self.withheld = store, withheld
-
-    def put(self, data: bytes) -> str:
-        return str(self.store.put(data))
-
-    def get(self, cid: str, max_bytes: int | None = None) -> bytes:
-        if cid == self.withheld:
-            raise BlobNotFoundError(f"blob {cid} is not in the store")
-        return bytes(self.store.get(cid, max_bytes))
-
-
 def test_a_trainer_serving_its_update_to_some_members_only_gains_nothing_from_the_one_it_made_dissent(
         tmp_path: Path) -> None:
     """Attack (issue 15, availability): a trainer serves its update to two of the three drawn members only. The third
@@ -477,7 +463,7 @@ def test_a_trainer_serving_its_update_to_some_members_only_gains_nothing_from_th
         panel, _ = s.drawn()
         seen_by_all, seen_too, starved = panel
         withholder = s.nodes[0]
-        starved.store = _ServesAllBut(s.env.store, played.cid(withholder))
+        starved.store = WithholdingStore(s.env.store, played.cid(withholder))  # the others are served
         bonds = {a.account.address: s.bond(a) for a in panel}
         burned0 = s.contract.registry.burned()
 
