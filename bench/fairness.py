@@ -78,7 +78,7 @@ from aggregator.round import aggregate_round  # noqa: E402
 from aggregator.validate import Published  # noqa: E402
 from market.data import Dataset, example, example_splits  # noqa: E402
 from market.models import accuracy, build_model, model_with_state, state_of  # noqa: E402
-from market.spec import ModelSpec, TaskSpec, ValuationSpec  # noqa: E402
+from market.spec import TaskSpec, ValuationSpec  # noqa: E402
 from market.tensors import decode_state, encode_state, flatten  # noqa: E402
 from market.zk.sketch import sketch_seed, sketch_vector  # noqa: E402
 from trainer_node.attacks import Collusion, attack_seed, poison_update  # noqa: E402
@@ -194,13 +194,9 @@ def proof_kwargs(spec: TaskSpec, seed: int, r: int, deltas: dict[str, torch.Tens
 
 def task_spec(task: str = "digits") -> TaskSpec:
     """The default task spec on example ``task``'s data with its usual model (and that model's local training)."""
-    if task == "digits":
-        return TaskSpec()
-    from simulator.simulate import TRAINING_FOR
+    from simulator.simulate import example_fields
 
-    ex = example(task)
-    return TaskSpec().model_copy(update={"data": ex.schema, "model": ModelSpec(arch=ex.arch),
-                                         "training": TRAINING_FOR[ex.arch]})
+    return TaskSpec().model_copy(update=example_fields(task))
 
 
 def spec_for(seed: int, valuation: dict[str, Any] | None = None, proof: bool = False, task: str = "digits") -> TaskSpec:

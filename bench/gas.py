@@ -100,7 +100,7 @@ def _draw_gas(chain: Chain, market: MarketContract, owner: str) -> int:
 
 
 def measure_flood(chain: Chain, market: MarketContract, owner: Any, throwaways: list[Any]) -> dict[str, int]:
-    """Draw gas before and after ``throwaways`` register and leave (then withdraw): dead entries must cost nothing."""
+    """Draw gas before and after ``throwaways`` register and leave (then withdraw): what dead entries add to a draw."""
     out = {"members": market.registry.active_count(), "dead": len(throwaways), "dead_0": _draw_gas(chain, market, owner.address)}
     for a in throwaways:
         market.registry.register(a)

@@ -142,12 +142,16 @@ class SimulateConfig(BaseModel):
         return self.f if self.f is not None else max(self.attackers, 1)
 
 
+def example_fields(task: str, arch: str | None = None) -> dict[str, Any]:
+    """A task spec's data, model and local training for example ``task`` (model ``arch``, else its usual one)."""
+    arch = arch or example(task).arch
+    return {"data": example(task).schema, "model": ModelSpec(arch=arch), "training": TRAINING_FOR[arch]}
+
+
 def spec_for(cfg: SimulateConfig) -> TaskSpec:
     """The task spec a simulation posts: the example task's data and the simulation's options."""
     return TaskSpec(
-        data=example(cfg.task).schema,
-        model=ModelSpec(arch=cfg.arch),
-        training=TRAINING_FOR[cfg.arch],
+        **example_fields(cfg.task, cfg.arch),
         robust=RobustSpec(rule=cfg.robust, f=cfg.suspected),
         valuation=ValuationSpec(rule=cfg.valuation, seed=cfg.seed),
         proof=ProofSpec(system=cfg.proof, sketch_k=cfg.sketch_k, sketch_f=cfg.sketch_f),
