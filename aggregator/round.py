@@ -38,7 +38,7 @@ from aggregator.robust.base import EVIDENCE_ALIGNMENT, EVIDENCE_OPPOSITION, EVID
 from aggregator.robust_rule import robust_update, run_rule
 from aggregator.validate import Published, ValidUpdates, validate_all
 from aggregator.valuation import value_survivors
-from aggregator.valuation.estimators import choose_valuation
+from aggregator.valuation.estimators import choose_valuation, model_cost
 from market.payout import contribution_shares, cumulative_shares, cumulative_values, to_basis_points
 from market.spec import TaskSpec
 
@@ -114,7 +114,7 @@ def aggregate_round(
     new_state = next_state(global_state, robust_update(decision, kept, weights))
     t1 = time.perf_counter()
 
-    name = choose_valuation(spec.valuation, len(survivors), arch=spec.model.arch, n_val=int(y_val.numel()), hidden=spec.model.hidden)
+    name = choose_valuation(spec.valuation, len(survivors), n_val=int(y_val.numel()), **model_cost(spec.model, spec.data))
     values: list[float] = []
     utilities: dict[str, float] = {}
     evaluations = 0

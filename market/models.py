@@ -1,4 +1,4 @@
-"""Model architectures named in the task spec: logistic regression, an MLP, a small CNN.
+"""Model architectures named in the task spec: logistic regression, an MLP, a small CNN, or declared layers.
 
 Every party builds the model from the spec alone, with a seeded initialisation,
 so the round-0 global model is reproducible from the spec.
@@ -11,6 +11,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from market.architecture import Activation, Conv2d, Dropout, Embedding, Flatten, GroupNorm, Layer, LayerNorm, Linear, Pool2d
 from market.spec import DataSchema, ModelSpec
 
 
@@ -36,19 +37,70 @@ class MLP(nn.Module):
 
 
 class SmallCNN(nn.Module):
-    def __init__(self, image_shape: tuple[int, int], n_classes: int, hidden: int) -> None:
+    def __init__(self, image_shape: tuple[int, int], n_classes: int, hidden: int, channels: int = 1) -> None:
         super().__init__()
         self.image_shape = image_shape
-        self.conv = nn.Conv2d(1, 8, kernel_size=3, padding=1)
+        self.channels = channels
+        self.conv = nn.Conv2d(channels, 8, kernel_size=3, padding=1)
         h, w = image_shape
         self.fc1 = nn.Linear(8 * (h // 2) * (w // 2), hidden)
         self.fc2 = nn.Linear(hidden, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = self.image_shape
-        z = torch.relu(self.conv(x.reshape(-1, 1, h, w)))
+        z = torch.relu(self.conv(x.reshape(-1, self.channels, h, w)))
         z = torch.nn.functional.max_pool2d(z, 2).flatten(1)
         return self.fc2(torch.relu(self.fc1(z)))
+
+
+class _Lookup(nn.Module):
+    """An embedding over the features read as whole numbers (the spec bounds them to the table)."""
+
+    def __init__(self, num_embeddings: int, dim: int) -> None:
+        super().__init__()
+        self.table = nn.Embedding(num_embeddings, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.table(x.round().long().clamp(0, self.table.num_embeddings - 1))
+
+
+_ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "gelu": nn.GELU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU}
+
+
+def _torch_layer(layer: Layer, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> nn.Module:
+    if isinstance(layer, Linear):
+        return nn.Linear(in_shape[0], out_shape[0], bias=layer.bias)
+    if isinstance(layer, Conv2d):
+        return nn.Conv2d(in_shape[0], layer.out_channels, layer.kernel_size, layer.stride, layer.padding, bias=layer.bias)
+    if isinstance(layer, Pool2d):
+        pool = nn.MaxPool2d if layer.type == "maxpool2d" else nn.AvgPool2d
+        return pool(layer.kernel_size, layer.stride or layer.kernel_size)
+    if isinstance(layer, GroupNorm):
+        return nn.GroupNorm(layer.groups, in_shape[0])
+    if isinstance(layer, LayerNorm):
+        return nn.LayerNorm(list(in_shape))
+    if isinstance(layer, Dropout):
+        return nn.Dropout(layer.p)
+    if isinstance(layer, Flatten):
+        return nn.Flatten(1)
+    if isinstance(layer, Embedding):
+        return _Lookup(layer.num_embeddings, layer.dim)
+    assert isinstance(layer, Activation)
+    return _ACTIVATIONS[layer.type]()
+
+
+class Declared(nn.Module):
+    """A ``model.arch = "layers"`` model: the declared layers in order, over one sample of ``input_shape``."""
+
+    def __init__(self, model: ModelSpec, data: DataSchema) -> None:
+        super().__init__()
+        summary = model.summary(data)
+        self.input_shape = summary.input_shape
+        shapes = [summary.input_shape, *(row.out_shape for row in summary.layers)]
+        self.layers = nn.Sequential(*(_torch_layer(layer, shapes[i], shapes[i + 1]) for i, layer in enumerate(model.layer_list())))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x.reshape(-1, *self.input_shape))
 
 
 def build_model(model: ModelSpec, data: DataSchema, seed: int = 0) -> nn.Module:
@@ -60,9 +112,11 @@ def build_model(model: ModelSpec, data: DataSchema, seed: int = 0) -> nn.Module:
             net: nn.Module = LogReg(data.n_features, data.n_classes)
         elif model.arch == "mlp":
             net = MLP(data.n_features, data.n_classes, model.hidden)
-        else:
+        elif model.arch == "cnn":
             assert data.image_shape is not None
-            net = SmallCNN(data.image_shape, data.n_classes, model.hidden)
+            net = SmallCNN(data.image_shape, data.n_classes, model.hidden, data.channels)
+        else:
+            net = Declared(model, data)
     finally:
         torch.random.set_rng_state(gen_state)
     return net

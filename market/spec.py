@@ -12,8 +12,17 @@ import math
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
+from market.architecture import MAX_PARAMETERS, Activation, Conv2d, Flatten, Layer, Linear, Pool2d, Summary, infer
 from market.errors import ConfigError
 
 
@@ -25,7 +34,6 @@ class _Frozen(BaseModel):
 #: and every trainer build its model); no model has more than MAX_PARAMETERS weights, 40 MB of float32
 MAX_FEATURES = 1_000_000
 MAX_CLASSES = 1_000
-MAX_PARAMETERS = 10_000_000
 
 
 class DataSchema(_Frozen):
@@ -36,8 +44,10 @@ class DataSchema(_Frozen):
     (:func:`market.data.load_shard`); nobody rescales data for you, so scale every feature
     column into ``feature_range`` (min-max per column) before training.
 
-    ``image_shape`` (rows, columns) says the features are an image, flattened row by row; only
-    ``model.arch = "cnn"`` uses it, and when given it must multiply out to ``n_features``.  It is
+    ``image_shape`` (rows, columns) says the features are an image of ``channels`` channels (1, the
+    default: grey; 3: colour), flattened channel by channel, each row by row; the ``cnn`` and a
+    ``layers`` model see it as ``[channels, rows, columns]``, and ``channels x rows x columns`` must be
+    ``n_features``.  It is
     ``None`` (not an image) unless a spec sets it: a spec that writes a ``data`` table without
     ``image_shape`` has none.  The built-in task (a spec with no ``data`` table at all) is
     scikit-learn's digits, :data:`DIGITS`, whose ``image_shape`` is ``(8, 8)``.
@@ -47,6 +57,7 @@ class DataSchema(_Frozen):
     n_features: int = Field(64, gt=0, le=MAX_FEATURES)
     n_classes: int = Field(10, ge=2, le=MAX_CLASSES)
     image_shape: tuple[int, int] | None = None
+    channels: int = Field(1, ge=1, le=64)
     feature_range: tuple[float, float] = (0.0, 1.0)
 
     @model_validator(mode="after")
@@ -59,12 +70,31 @@ class DataSchema(_Frozen):
                              f"{MAX_PARAMETERS} parameters a task's model may have")
         if self.image_shape is not None:
             h, w = self.image_shape
-            if h <= 0 or w <= 0 or h * w != self.n_features:
+            c = self.channels
+            if h <= 0 or w <= 0 or c * h * w != self.n_features:
+                got = f"[{h}, {w}]" + (f" x {c} channels" if c != 1 else "")
                 raise ValueError(
-                    f"image_shape must multiply out to n_features (got [{h}, {w}] for {self.n_features} features); "
-                    "leave it out unless the features are an image for model.arch 'cnn'"
+                    f"channels x image_shape must multiply out to n_features (got {got} for {self.n_features} features); "
+                    "leave image_shape out unless the features are an image"
                 )
+        elif self.channels != 1:
+            raise ValueError(f"channels = {self.channels} needs an image_shape [rows, columns]")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_default_channels(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # one channel is every spec written before channels existed: its JSON (and CID) stays what it was
+        out = handler(self)
+        if self.channels == 1:
+            out.pop("channels", None)
+        return out
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """One sample as the model sees it: ``(channels, rows, columns)`` for an image, ``(n_features,)`` otherwise."""
+        if self.image_shape is None:
+            return (self.n_features,)
+        return (self.channels, *self.image_shape)
 
 
 # The built-in task's data: scikit-learn's bundled digits, 8x8 images scaled to [0, 1], 10 classes.
@@ -72,8 +102,49 @@ DIGITS = DataSchema(name="digits", n_features=64, n_classes=10, image_shape=(8, 
 
 
 class ModelSpec(_Frozen):
-    arch: Literal["logreg", "mlp", "cnn"] = "logreg"
+    """The architecture: a built-in one (``logreg``, ``mlp``, ``cnn``) or ``layers``, a declared list of standard layers
+    (:mod:`market.architecture`).  :meth:`summary` gives every layer's output shape and weights, and the totals."""
+
+    arch: Literal["logreg", "mlp", "cnn", "layers"] = "logreg"
     hidden: int = Field(64, gt=0, le=4096)
+    layers: tuple[Layer, ...] | None = Field(None, max_length=64)
+
+    @model_serializer(mode="wrap")
+    def _without_absent_layers(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a spec that declares no layers publishes the same JSON (so the same CID) as before layers existed
+        out = handler(self)
+        if self.layers is None:
+            out.pop("layers", None)
+        return out
+
+    @model_validator(mode="after")
+    def _layers_iff_declared(self) -> "ModelSpec":
+        if self.arch == "layers" and not self.layers:
+            raise ValueError("model.arch 'layers' needs model.layers: the list of layers (docs/spec-reference.md, 'Your own model')")
+        if self.arch != "layers" and self.layers is not None:
+            raise ValueError(f"model.layers is only read with model.arch = 'layers', not {self.arch!r}: set arch = 'layers' or drop the list")
+        return self
+
+    def layer_list(self) -> tuple[Layer, ...]:
+        """The layers of this model; the built-in ones written as the declared layers they are."""
+        if self.arch == "layers":
+            assert self.layers is not None
+            return self.layers
+        if self.arch == "logreg":
+            return (Linear(type="linear"),)
+        if self.arch == "mlp":
+            return (Linear(type="linear", out_features=self.hidden), Activation(type="relu"), Linear(type="linear"))
+        return (Conv2d(type="conv2d", out_channels=8, kernel_size=3, padding=1), Activation(type="relu"),
+                Pool2d(type="maxpool2d", kernel_size=2), Flatten(type="flatten"),
+                Linear(type="linear", out_features=self.hidden), Activation(type="relu"), Linear(type="linear"))
+
+    def summary(self, data: DataSchema) -> Summary:
+        """Each layer's output shape, weights and multiply-adds over ``data``; ValueError naming the layer that does not fit."""
+        if self.arch == "cnn" and data.image_shape is None:
+            raise ValueError("model.arch 'cnn' needs data.image_shape")
+        flat = self.arch in ("logreg", "mlp")  # the built-in dense models read the flat features, even of an image
+        shape = (data.n_features,) if flat else data.input_shape
+        return infer(self.layer_list(), shape, data.n_classes, data.feature_range)
 
 
 class TrainingSpec(_Frozen):
@@ -208,21 +279,8 @@ class TaskSpec(_Frozen):
         return self
 
     @model_validator(mode="after")
-    def _model_size(self) -> "TaskSpec":
-        params = 0
-        if self.model.arch == "mlp":
-            params = self.data.n_features * self.model.hidden + self.model.hidden * self.data.n_classes
-        elif self.model.arch == "cnn":  # 8 channels after a 2x2 pool, then hidden, then the classes
-            params = 2 * self.data.n_features * self.model.hidden + self.model.hidden * self.data.n_classes
-        if params > MAX_PARAMETERS:
-            raise ValueError(f"a {self.model.arch} of {self.data.n_features} features, hidden {self.model.hidden} and "
-                             f"{self.data.n_classes} classes has {params} weights, more than {MAX_PARAMETERS}")
-        return self
-
-    @model_validator(mode="after")
-    def _cnn_needs_image(self) -> "TaskSpec":
-        if self.model.arch == "cnn" and self.data.image_shape is None:
-            raise ValueError("model.arch 'cnn' needs data.image_shape")
+    def _model_fits(self) -> "TaskSpec":
+        self.model.summary(self.data)  # every layer fits its input, and the weights and work stay within bounds
         return self
 
     def to_json_bytes(self) -> bytes:
@@ -266,8 +324,8 @@ def spec_field_errors(exc: ValidationError) -> list[str]:
     return out
 
 
-def load_spec_file(path: str | Path) -> TaskSpec:
-    """Read a spec from a ``.toml`` or ``.json`` file; a bad file is one ConfigError naming every bad field."""
+def read_spec_document(path: str | Path) -> dict[str, Any]:
+    """The object a ``.toml`` or ``.json`` spec file holds, not yet validated; a one-line ConfigError if it cannot be read."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -277,19 +335,28 @@ def load_spec_file(path: str | Path) -> TaskSpec:
         import tomllib
 
         try:
-            obj = tomllib.loads(text)
+            return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{p}: not valid TOML: {exc}") from None
-    else:
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:
-            raise ConfigError(f"{p}: not valid JSON: {exc}") from None
-        if not isinstance(obj, dict):
-            raise ConfigError(f"{p}: a task spec is a JSON object ({{...}}), not {type(obj).__name__}")
+    try:
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise ConfigError(f"{p}: not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{p}: a task spec is a JSON object ({{...}}), not {type(obj).__name__}")
+    return obj
+
+
+def validate_spec_document(obj: dict[str, Any], where: str) -> TaskSpec:
+    """``obj`` as a TaskSpec; a bad one is one ConfigError naming every bad field."""
     try:
         return TaskSpec.model_validate(obj)
     except ValidationError as exc:
         errors = spec_field_errors(exc)
-        head = f"{p}: {len(errors)} bad fields: " if len(errors) > 1 else f"{p}: "
+        head = f"{where}: {len(errors)} bad fields: " if len(errors) > 1 else f"{where}: "
         raise ConfigError(head + "; ".join(errors)) from None
+
+
+def load_spec_file(path: str | Path) -> TaskSpec:
+    """Read a spec from a ``.toml`` or ``.json`` file; a bad file is one ConfigError naming every bad field."""
+    return validate_spec_document(read_spec_document(path), str(Path(path)))

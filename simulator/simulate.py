@@ -23,7 +23,16 @@ from market.chain.devchain import dev_accounts
 from market.data import Dataset, dataset_commitment, example, example_splits, parse_partition
 from market.errors import ConfigError
 from market.models import accuracy, model_with_state
-from market.spec import ModelSpec, ProofSpec, RobustSpec, TaskSpec, TrainingSpec, ValuationSpec
+from market.spec import (
+    ModelSpec,
+    ProofSpec,
+    RobustSpec,
+    TaskSpec,
+    TrainingSpec,
+    ValuationSpec,
+    read_spec_document,
+    validate_spec_document,
+)
 from market.store import ContentStore
 from market.task import decode_model
 from market.tensors import decode_state
@@ -38,6 +47,7 @@ TRAINING_FOR: dict[str, TrainingSpec] = {
     "logreg": TrainingSpec(),
     "mlp": TrainingSpec(lr=0.1, momentum=0.9),
     "cnn": TrainingSpec(lr=0.1, momentum=0.9),
+    "layers": TrainingSpec(lr=0.1, momentum=0.9),
 }
 
 
@@ -63,6 +73,7 @@ class SimulateConfig(BaseModel):
     valuation: str = "auto"
     task: str = "digits"  # an example task of market.data.EXAMPLES: its data, schema and usual model
     model: Literal["logreg", "mlp", "cnn"] | None = None  # None: the example task's usual model
+    model_spec: str | None = None  # a spec file whose model (and training) tables replace --model's
     partition: str = "iid"
     seed: int = 0
     reward: str = "1"
@@ -96,7 +107,9 @@ class SimulateConfig(BaseModel):
 
     @property
     def arch(self) -> str:
-        """The model: ``--model``, else the example task's usual one."""
+        """The model: ``--model-spec``'s, else ``--model``, else the example task's usual one."""
+        if self.model_spec is not None:
+            return model_tables(self.model_spec, self.task)[0].arch
         return self.model or example(self.task).arch
 
     @field_validator("partition")
@@ -114,6 +127,10 @@ class SimulateConfig(BaseModel):
         if self.attackers and self.attackers == self.trainers and is_colluding(self.attack):
             raise ConfigError(f"--attack {self.attack} colludes with honest updates: leave at least one honest trainer")
         reward_of(self.reward)
+        if self.model_spec is not None:
+            if self.model is not None:
+                raise ConfigError("give --model or --model-spec, not both")
+            model_tables(self.model_spec, self.task)
         _ = self.stake_wei
         q = self.panel // 2 + 1 if self.quorum is None else self.quorum
         if not (self.panel < 2 * q <= 2 * self.panel):
@@ -148,10 +165,32 @@ def example_fields(task: str, arch: str | None = None) -> dict[str, Any]:
     return {"data": example(task).schema, "model": ModelSpec(arch=arch), "training": TRAINING_FOR[arch]}
 
 
+def model_tables(path: str, task: str) -> tuple[ModelSpec, TrainingSpec]:
+    """The ``model`` and ``training`` tables of the spec file ``path`` (training: the model's usual one if left out),
+    checked against example ``task``'s data; a file with other tables is refused (the simulation's options set those)."""
+    obj = read_spec_document(path)
+    other = sorted(set(obj) - {"model", "training"})
+    if other:
+        raise ConfigError(f"--model-spec {path}: only the model and training tables are read (the data is --task's, the "
+                          f"rules are the options'); remove {', '.join(other)}")
+    if "model" not in obj:
+        raise ConfigError(f"--model-spec {path}: it has no model table")
+    fields = example_fields(task, "logreg")
+    doc = {"data": fields["data"].model_dump(), "model": obj["model"]}
+    if "training" in obj:
+        doc["training"] = obj["training"]
+    spec = validate_spec_document(doc, f"--model-spec {path} (on the {task} task's data)")
+    training = spec.training if "training" in obj else TRAINING_FOR[spec.model.arch]
+    return spec.model, training
+
+
 def spec_for(cfg: SimulateConfig) -> TaskSpec:
     """The task spec a simulation posts: the example task's data and the simulation's options."""
+    fields = example_fields(cfg.task, cfg.arch if cfg.model_spec is None else None)
+    if cfg.model_spec is not None:
+        fields["model"], fields["training"] = model_tables(cfg.model_spec, cfg.task)
     return TaskSpec(
-        **example_fields(cfg.task, cfg.arch),
+        **fields,
         robust=RobustSpec(rule=cfg.robust, f=cfg.suspected),
         valuation=ValuationSpec(rule=cfg.valuation, seed=cfg.seed),
         proof=ProofSpec(system=cfg.proof, sketch_k=cfg.sketch_k, sketch_f=cfg.sketch_f),

@@ -26,7 +26,7 @@ import numpy as np
 from torch import Tensor
 
 from aggregator.valuation.batched import popcounts
-from aggregator.valuation.estimators import choose_valuation, estimate, predicted_exact_seconds
+from aggregator.valuation.estimators import choose_valuation, estimate, model_cost, predicted_exact_seconds
 from aggregator.valuation.utility import CoalitionUtility
 from market.spec import TaskSpec
 
@@ -88,7 +88,8 @@ def value_survivors(
     n = len(survivors)
     n_val = int(y_val.numel())
     metric = spec.valuation.metric
-    name = choose_valuation(spec.valuation, n, arch=spec.model.arch, n_val=n_val, hidden=spec.model.hidden)
+    cost = model_cost(spec.model, spec.data)
+    name = choose_valuation(spec.valuation, n, n_val=n_val, **cost)
     utility = CoalitionUtility(spec, global_state, deltas, weights, x_val, y_val, utility=spec.valuation.utility, metric=metric)
     result = estimate(name, n, utility, seed, dict(spec.valuation.params))
     before, after = utility(frozenset()), utility(frozenset(range(n)))
@@ -104,8 +105,7 @@ def value_survivors(
         "utility_before": before,  # U({}) and U(survivors): the values sum to their difference (efficiency)
         "utility_after": after,
         "rule": spec.valuation.rule,
-        "predicted_exact_s": predicted_exact_seconds(spec.model.arch, n, n_val, spec.model.hidden, metric=metric,
-                                                  utility=spec.valuation.utility),
+        "predicted_exact_s": predicted_exact_seconds(n=n, n_val=n_val, metric=metric, utility=spec.valuation.utility, **cost),
         "utilities_total": total,
         "utilities_recorded": len(utilities),
         "utilities_digest": digest,

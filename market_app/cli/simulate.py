@@ -254,7 +254,7 @@ DEMO_DEFAULTS: dict[str, object] = dict(trainers=5, attackers=1, attack="sign_fl
                                         seed=0, proof="groth16", robust="multikrum", panel=3, fee_bps=100)
 #: ``SimulateConfig``'s defaults, as ``--help`` shows them (parsing must not import torch; a test keeps them equal)
 SIMULATE_DEFAULTS: dict[str, object] = dict(trainers=6, attackers=0, attack="sign_flip", rounds=3, robust="ccdrop",
-                                            valuation="auto", task="digits", model=None, partition="iid", seed=0, reward="1",
+                                            valuation="auto", task="digits", model=None, model_spec=None, partition="iid", seed=0, reward="1",
                                             stake="0", chain="anvil", store="local", proof="none", sketch_k=16, sketch_f=0,
                                             panel=1, fee_bps=0)
 
@@ -284,6 +284,8 @@ def _sim_opts(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--task", help="the example task: digits | breast_cancer | mnist5k (data that ships inside installed "
                    "packages, nothing downloads)" + dflt("task"))
     p.add_argument("--model", help="logreg | mlp | cnn (default: the task's usual one: logreg, cnn for mnist5k)")
+    p.add_argument("--model-spec", metavar="FILE", help="a spec file (.toml/.json) with a model table, e.g. your own "
+                   "layers (docs/spec-reference.md, 'Your own model'), and optionally a training table; replaces --model")
     p.add_argument("--partition", help="iid | dirichlet:ALPHA" + dflt("partition"))
     p.add_argument("--seed", type=int, metavar="N", help="seed of the data split, training and valuation" + dflt("seed"))
     p.add_argument("--reward", metavar="ETH", help="reward in ETH (decimal)" + dflt("reward"))

@@ -24,6 +24,7 @@ from market_app.cli.common import (
 
 if TYPE_CHECKING:
     from market.chain.contract import MarketContract, TaskInfo
+    from market.spec import TaskSpec
 
 
 def _money(wei: int | str, token: str, exact: bool = False) -> str:
@@ -216,6 +217,58 @@ def cmd_task_status(args: argparse.Namespace) -> int:
         print(f"refunds: {_money(info.refundable, info.token, exact=True)} the owner can withdraw with "
               f"`market task refunds {info.task_id}`")
     print(f"spec {info.spec_cid}")
+    return 0
+
+
+def spec_lines(spec: TaskSpec) -> list[str]:
+    """What a trainer reads before joining: the data it must hold, the model layer by layer with its weights, the rules."""
+    d, m = spec.data, spec.model
+    summary = m.summary(d)
+    image = f", images [{d.channels}, {d.image_shape[0]}, {d.image_shape[1]}]" if d.image_shape is not None else ""
+    lines = [f"task {spec.name!r}",
+             f"data {d.name or '(unnamed)'}: {d.n_features} features in [{d.feature_range[0]:g}, {d.feature_range[1]:g}]{image}; "
+             f"labels 0..{d.n_classes - 1} ({d.n_classes} classes)",
+             f"model {m.arch}: {summary.params:,} weights, {summary.macs:,} multiply-adds per sample; "
+             f"each sample enters as [{', '.join(map(str, summary.input_shape))}]"]
+    width = max(len(row.text) for row in summary.layers)
+    for row in summary.layers:
+        shape = "[" + ", ".join(map(str, row.out_shape)) + "]"
+        lines.append(f"  {row.index:>2}  {row.text:<{width}}  -> {shape:<16} {row.params:>12,} weights")
+    t, r, v = spec.training, spec.robust, spec.valuation
+    lines += [f"training: {t.epochs} epochs of SGD a round, lr {t.lr:g}, momentum {t.momentum:g}, batch {t.batch_size}",
+              f"robust rule {r.rule} (f = {r.f}{', ' + json.dumps(r.params) if r.params else ''}); updates above norm "
+              f"{spec.validation.max_update_norm:g} or more than {spec.validation.copy_cosine:g} alike another refused",
+              f"valuation {v.rule} Shapley of {v.metric} ({v.utility} utility), paid {v.payout}",
+              "settlement: " + ("a Groth16 proof each round, checked on chain, plus the drawn panel" if spec.proof.system != "none"
+                               else "the drawn panel of aggregators recomputes each round (the task's quorum decides)")]
+    return lines
+
+
+def cmd_task_show(args: argparse.Namespace) -> int:
+    """A task's spec as a trainer should read it before joining: data, model layer by layer, rules."""
+    from market.spec import load_spec_file
+
+    if args.spec is not None:
+        if args.task is not None:
+            raise ConfigError("give a task number or --spec FILE, not both")
+        spec, where = load_spec_file(args.spec), args.spec
+    elif args.task is None:
+        raise ConfigError("name the task (`market task show T`) or a spec file (`market task show --spec FILE`)")
+    else:
+        from market.task import load_task
+
+        view = load_task(_contract(args), _store(args), args.task)
+        spec, where = view.spec, f"task {args.task}, spec {view.info.spec_cid}"
+    if args.json:
+        summary = spec.model.summary(spec.data)
+        print(json.dumps({"spec": spec.model_dump(mode="json"), "input_shape": list(summary.input_shape),
+                          "parameters": summary.params, "macs": summary.macs,
+                          "layers": [{"layer": r.text, "out_shape": list(r.out_shape), "parameters": r.params, "macs": r.macs}
+                                     for r in summary.layers]}, indent=2))
+        return 0
+    print(f"# {where}")
+    for line in spec_lines(spec):
+        print(line)
     return 0
 
 
@@ -506,6 +559,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q.add_argument("--name", help="the task's short name, 1 to 80 characters (default: the data file's name without extension)")
     q.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     q.set_defaults(func=cmd_task_init)
+    q = tsub.add_parser(
+        "show", help="a task's spec as a trainer reads it before joining: data, model layer by layer, weights, rules",
+        description="Print the task's spec, read by the CID the chain holds (or a local spec file with --spec): the "
+        "data every trainer's file must match, the model layer by layer with each layer's output shape and weights, "
+        "the total weights and work per sample, local training, the robust rule, the valuation and how rounds settle.")
+    q.add_argument("task", type=_task_id, nargs="?")
+    q.add_argument("--spec", metavar="FILE", help="show a spec file (.json/.toml) instead of a task on chain")
+    q.add_argument("--json", action="store_true", help="print the spec and the model's layer table as JSON")
+    _chain_opts(q, key=False)
+    q.set_defaults(func=cmd_task_show)
     for name, fn, helptext in (("status", cmd_task_status, "a task's state: is its round open, closed or settled?"),
                                ("results", cmd_task_results, "settled rounds and payouts")):
         q = tsub.add_parser(name, help=helptext)

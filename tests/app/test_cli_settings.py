@@ -123,8 +123,8 @@ def test_toml_spec_names_every_bad_field_once(tmp_path: Path) -> None:
         load_spec_file(f)
 
     assert str(err.value) == (
-        f"{f}: 3 bad fields: model.arch: Input should be 'logreg', 'mlp' or 'cnn' (got 'resnet'); "
-        "model.hiden: unknown field (allowed: arch, hidden); training.lr: Input should be greater than 0 (got -1)"
+        f"{f}: 3 bad fields: model.arch: Input should be 'logreg', 'mlp', 'cnn' or 'layers' (got 'resnet'); "
+        "model.hiden: unknown field (allowed: arch, hidden, layers); training.lr: Input should be greater than 0 (got -1)"
     )
 
 
