@@ -85,6 +85,8 @@ def _carry(n: int, perm: Sequence[int], paid: Sequence[bool], target: Sequence[i
     zero = [j for j in range(n) if target[j] == 0]
     if rem and zero:
         carry[zero[0]] -= rem
+    for _ in range(0 if zero else rem):  # one unit at a time off the largest target (the lowest slot of a tie)
+        carry[max(range(n), key=lambda j: (carry[j], -j))] -= 1
     return zs.plus_additive_game(n, perm, [0] * (2 + n * (n - 1)), carry)
 
 

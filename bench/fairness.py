@@ -77,7 +77,7 @@ from scipy import stats  # noqa: E402  (a dev dependency, installed by make inst
 from aggregator.round import aggregate_round  # noqa: E402
 from aggregator.validate import Published  # noqa: E402
 from market.data import Dataset, example, example_splits  # noqa: E402
-from market.models import accuracy, build_model, model_with_state, state_of  # noqa: E402
+from market.models import build_model, held_out_score, model_with_state, state_of  # noqa: E402
 from market.spec import TaskSpec, ValuationSpec  # noqa: E402
 from market.tensors import decode_state, encode_state, flatten  # noqa: E402
 from market.zk.sketch import sketch_seed, sketch_vector  # noqa: E402
@@ -245,7 +245,11 @@ def scenario_setup(name: str, seed: int, n: int, rounds: int, task: str = "digit
             y = d.y.clone()
             k = int(round(frac * len(d)))
             idx = torch.from_numpy(rng.choice(len(d), size=k, replace=False))
-            y[idx] = torch.from_numpy(rng.integers(0, example(task).schema.n_classes, size=k))
+            schema = example(task).schema
+            if schema.regression:  # a noisy label: anywhere in the label range
+                y[idx] = torch.from_numpy(rng.uniform(*schema.label_range, size=k).astype(np.float32))
+            else:
+                y[idx] = torch.from_numpy(rng.integers(0, schema.n_classes, size=k))
             noisy.append(Dataset(d.x, y))
         datas = noisy
         extra["noise"] = noise
@@ -389,7 +393,7 @@ def run_market(scenario: str, seed: int, rounds: int, n: int = N, candidate: str
         "addresses": [_address(i) for i in range(n)], "behaviour": behaviour, "joins": joins,
         "extra": setup["extra"], "credits": credits, "totals": [sum(c) for c in credits],
         "round_records": rounds_out, "earlier_passed": earlier,
-        "test_accuracy": accuracy(model_with_state(spec.model, spec.data, g), setup["test"].x, setup["test"].y),
+        "test_accuracy": held_out_score(spec.data, model_with_state(spec.model, spec.data, g), setup["test"].x, setup["test"].y),
     }
     if scenario == "dirichlet":
         result["standalone_accuracy"] = standalone_accuracy(spec, g0, datas, val, seed, rounds)
@@ -406,7 +410,7 @@ def standalone_accuracy(spec: TaskSpec, g0: dict[str, torch.Tensor], datas: Sequ
         for r in range(rounds):
             delta = local_update(spec, g, data, seed=_step_seed(seed, r, i))
             g = OrderedDict((k, g[k] + delta[k]) for k in g)
-        out.append(accuracy(model_with_state(spec.model, spec.data, g), val.x, val.y))
+        out.append(held_out_score(spec.data, model_with_state(spec.model, spec.data, g), val.x, val.y))
     return out
 
 
@@ -417,7 +421,7 @@ def _agreement(spec: TaskSpec, g: dict[str, torch.Tensor], out: Any, kept: list[
     weights = [1.0] * len(survivors)  # the round weighs every update equally
     mine = [out.contributions[a] for a in survivors]
     res: dict[str, Any] = {}
-    for metric in METRICS:
+    for metric in (("r2",) if spec.data.regression else METRICS):  # a regression task has the one metric
         values, table = exact_values(spec, g, kept, weights, val, metric)
         res[metric] = spearman(mine, values)
         if metric == spec.valuation.metric:

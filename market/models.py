@@ -16,7 +16,7 @@ from market.spec import DataSchema, ModelSpec
 
 
 class LogReg(nn.Module):
-    """Multinomial logistic regression: logits linear in the parameters."""
+    """Multinomial logistic regression: logits linear in the parameters (one output: linear regression)."""
 
     def __init__(self, n_features: int, n_classes: int) -> None:
         super().__init__()
@@ -109,12 +109,12 @@ def build_model(model: ModelSpec, data: DataSchema, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
     try:
         if model.arch == "logreg":
-            net: nn.Module = LogReg(data.n_features, data.n_classes)
+            net: nn.Module = LogReg(data.n_features, data.outputs)
         elif model.arch == "mlp":
-            net = MLP(data.n_features, data.n_classes, model.hidden)
+            net = MLP(data.n_features, data.outputs, model.hidden)
         elif model.arch == "cnn":
             assert data.image_shape is not None
-            net = SmallCNN(data.image_shape, data.n_classes, model.hidden, data.channels)
+            net = SmallCNN(data.image_shape, data.outputs, model.hidden, data.channels)
         else:
             net = Declared(model, data)
     finally:
@@ -138,3 +138,17 @@ def model_with_state(model: ModelSpec, data: DataSchema, state: dict[str, torch.
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     net.eval()
     return float((net(x).argmax(dim=1) == y).float().mean().item())
+
+
+@torch.no_grad()
+def r_squared(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """``1 - SSE / SST`` of a regression model's one output against real labels ``y``."""
+    net.eval()
+    target = y.to(torch.float64)
+    err = ((net(x)[:, 0].to(torch.float64) - target) ** 2).sum()
+    return float(1.0 - err / ((target - target.mean()) ** 2).sum().clamp_min(1e-12))
+
+
+def held_out_score(data: DataSchema, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """The task's headline score on held-out data: accuracy (classification) or R^2 (regression)."""
+    return r_squared(net, x, y) if data.regression else accuracy(net, x, y)

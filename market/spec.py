@@ -37,9 +37,12 @@ MAX_CLASSES = 1_000
 
 
 class DataSchema(_Frozen):
-    """Shape of every party's data: rows of ``n_features`` numbers in ``feature_range`` and a class label.
+    """Shape of every party's data: rows of ``n_features`` numbers in ``feature_range`` and a label.
 
-    Labels are the whole numbers ``0 .. n_classes - 1``.  Every data file (a trainer's shard, the
+    ``kind``: ``classification`` (the default): labels are the whole numbers ``0 .. n_classes - 1`` and
+    the model gives one score per class; ``regression``: labels are real numbers in ``label_range``
+    (scale them there first, like the features), the model gives one number, and ``n_classes`` is
+    not used (leave it out).  Every data file (a trainer's shard, the
     aggregator's validation set) is checked against this schema before it is used
     (:func:`market.data.load_shard`); nobody rescales data for you, so scale every feature
     column into ``feature_range`` (min-max per column) before training.
@@ -59,12 +62,19 @@ class DataSchema(_Frozen):
     image_shape: tuple[int, int] | None = None
     channels: int = Field(1, ge=1, le=64)
     feature_range: tuple[float, float] = (0.0, 1.0)
+    kind: Literal["classification", "regression"] = "classification"
+    label_range: tuple[float, float] = (0.0, 1.0)
 
     @model_validator(mode="after")
     def _shapes(self) -> "DataSchema":
-        lo, hi = self.feature_range
-        if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueError(f"feature_range must be two finite numbers [low, high] with low < high (got [{lo:g}, {hi:g}])")
+        for field in ("feature_range", "label_range"):
+            lo, hi = getattr(self, field)
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
+                raise ValueError(f"{field} must be two finite numbers [low, high] with low < high (got [{lo:g}, {hi:g}])")
+        if self.kind == "regression" and "n_classes" in self.model_fields_set:
+            raise ValueError("a regression task's labels are numbers, not classes: leave n_classes out")
+        if self.kind == "classification" and "label_range" in self.model_fields_set:
+            raise ValueError("label_range is for kind = 'regression'; a classification task's labels are 0 .. n_classes - 1")
         if self.n_features * self.n_classes > MAX_PARAMETERS:
             raise ValueError(f"n_features x n_classes = {self.n_features * self.n_classes} is more than the "
                              f"{MAX_PARAMETERS} parameters a task's model may have")
@@ -82,12 +92,36 @@ class DataSchema(_Frozen):
         return self
 
     @model_serializer(mode="wrap")
-    def _without_default_channels(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # one channel is every spec written before channels existed: its JSON (and CID) stays what it was
+    def _without_unused_fields(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # a one-channel classification schema is every spec written before channels and regression existed: its JSON
+        # (and CID) stays what it was; a regression schema has no classes to publish
         out = handler(self)
         if self.channels == 1:
             out.pop("channels", None)
+        if self.kind == "classification":
+            out.pop("kind", None)
+            out.pop("label_range", None)
+        else:
+            out.pop("n_classes", None)
         return out
+
+    @property
+    def regression(self) -> bool:
+        return self.kind == "regression"
+
+    @property
+    def outputs(self) -> int:
+        """What the model gives per sample: a score per class, or one number for regression."""
+        return 1 if self.regression else self.n_classes
+
+    @property
+    def label_space(self) -> int | tuple[float, float]:
+        """``n_classes`` (classification) or ``label_range`` (regression): what a label may be."""
+        return self.label_range if self.regression else self.n_classes
+
+    def labels_text(self) -> str:
+        lo, hi = self.label_range
+        return f"labels in [{lo:g}, {hi:g}] (regression)" if self.regression else f"labels 0..{self.n_classes - 1} ({self.n_classes} classes)"
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -108,6 +142,8 @@ class ModelSpec(_Frozen):
     arch: Literal["logreg", "mlp", "cnn", "layers"] = "logreg"
     hidden: int = Field(64, gt=0, le=4096)
     layers: tuple[Layer, ...] | None = Field(None, max_length=64)
+    #: the CID of the ONNX file the layers and the round-0 weights were converted from (``market task init --onnx``)
+    onnx_cid: str | None = Field(None, min_length=1, max_length=128)
 
     @model_serializer(mode="wrap")
     def _without_absent_layers(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
@@ -115,6 +151,8 @@ class ModelSpec(_Frozen):
         out = handler(self)
         if self.layers is None:
             out.pop("layers", None)
+        if self.onnx_cid is None:
+            out.pop("onnx_cid", None)
         return out
 
     @model_validator(mode="after")
@@ -123,6 +161,8 @@ class ModelSpec(_Frozen):
             raise ValueError("model.arch 'layers' needs model.layers: the list of layers (docs/spec-reference.md, 'Your own model')")
         if self.arch != "layers" and self.layers is not None:
             raise ValueError(f"model.layers is only read with model.arch = 'layers', not {self.arch!r}: set arch = 'layers' or drop the list")
+        if self.onnx_cid is not None and self.arch != "layers":
+            raise ValueError("model.onnx_cid names the ONNX file a 'layers' model was converted from: it needs arch = 'layers'")
         return self
 
     def layer_list(self) -> tuple[Layer, ...]:
@@ -144,7 +184,7 @@ class ModelSpec(_Frozen):
             raise ValueError("model.arch 'cnn' needs data.image_shape")
         flat = self.arch in ("logreg", "mlp")  # the built-in dense models read the flat features, even of an image
         shape = (data.n_features,) if flat else data.input_shape
-        return infer(self.layer_list(), shape, data.n_classes, data.feature_range)
+        return infer(self.layer_list(), shape, data.outputs, data.feature_range)
 
 
 class TrainingSpec(_Frozen):
@@ -195,7 +235,9 @@ class ValuationSpec(_Frozen):
     smooth like cross-entropy, so it keeps moving after accuracy has stopped, but bounded, so a
     trainer is not punished without limit for confident mistakes on classes it never saw),
     ``cross_entropy`` (minus the mean cross-entropy, nats) or ``accuracy``; chosen on
-    ``bench/fairness.py``.  ``payout``: ``cumulative`` (the default) pays each round's pool by each
+    ``bench/fairness.py``; a regression task takes (and needs) ``r2``, the coefficient of
+    determination ``1 - SSE / SST`` of the coalition's predictions (an affine function of
+    their mean squared error, so it splits the pool as the error would).  ``payout``: ``cumulative`` (the default) pays each round's pool by each
     trainer's running sum of values over the rounds so far (negative rounds count
     against it; shares clip at 0), which averages the per-round noise out
     (``bench/fairness.py``); ``round`` splits each round's pool by that round's values.
@@ -207,7 +249,7 @@ class ValuationSpec(_Frozen):
     exact_max_n: int | None = Field(None, ge=1, le=24)
     time_budget_s: float = Field(10.0, gt=0)
     utility: Literal["fedavg", "partial"] = "fedavg"
-    metric: Literal["gce", "cross_entropy", "accuracy"] = "gce"
+    metric: Literal["gce", "cross_entropy", "accuracy", "r2"] = "gce"
     payout: Literal["round", "cumulative"] = "cumulative"
     seed: int = 0
     params: dict[str, Any] = Field(default_factory=dict)
@@ -276,6 +318,19 @@ class TaskSpec(_Frozen):
         if self.proof.system != "none":
             if self.robust.rule != "multikrum":
                 raise ValueError(f"proof.system {self.proof.system!r} proves Multi-Krum over sketches: set robust.rule to 'multikrum'")
+        return self
+
+    @model_validator(mode="after")
+    def _metric_fits_the_labels(self) -> "TaskSpec":
+        if self.data.regression and self.valuation.metric != "r2":
+            raise ValueError(f"a regression task is valued by R^2 on the validation set: set valuation.metric = 'r2' "
+                             f"(not {self.valuation.metric!r})")
+        if not self.data.regression and self.valuation.metric == "r2":
+            raise ValueError("valuation.metric 'r2' is for data.kind = 'regression'; a classification task takes gce, "
+                             "cross_entropy or accuracy")
+        if self.data.regression and self.proof.system != "none":
+            raise ValueError("proof.system: proven rounds are offered for classification tasks; a regression task settles "
+                             "by its panel's quorum (set proof.system = 'none')")
         return self
 
     @model_validator(mode="after")

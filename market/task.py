@@ -40,10 +40,45 @@ def load_task(contract: MarketContract, store: ContentStore, task_id: int, info:
     return TaskView(info, spec)
 
 
-def initial_model_blob(spec: TaskSpec) -> bytes:
-    """The round-0 model every party can rebuild from the spec's seed."""
+def initial_model_blob(spec: TaskSpec, onnx: bytes | None = None) -> bytes:
+    """The round-0 model every party can rebuild: from the spec's seed, or, for a model converted from an ONNX file
+    (``model.onnx_cid``), that file's weights (``onnx``, its bytes; a one-line ConfigError if it is not that file)."""
     net = build_model(spec.model, spec.data, seed=spec.model_seed)
+    if spec.model.onnx_cid is not None:
+        net.load_state_dict(onnx_weights(spec, onnx))
     return encode_state(state_of(net), {"kind": "model"})
+
+
+def onnx_weights(spec: TaskSpec, onnx: bytes | None, source: str = "--onnx") -> "OrderedDict[str, torch.Tensor]":
+    """The weights of the ONNX file a spec's model was converted from, checked to be that file (its CID) and to
+    convert to exactly the spec's layers; a one-line ConfigError otherwise."""
+    from market.cid import compute_cid
+    from market.onnx_import import import_onnx
+
+    want = spec.model.onnx_cid
+    if onnx is None:
+        raise ConfigError(f"the spec's model was converted from the ONNX file {want}: give that file ({source} FILE)")
+    if compute_cid(onnx) != want:
+        raise ConfigError(f"{source}: this file is {compute_cid(onnx)}, not the ONNX file {want} the spec's model came from")
+    layers, weights = import_onnx(onnx, spec.data, source)
+    if layers != spec.model.layers:
+        raise ConfigError(f"{source}: the file converts to other layers than the spec's model.layers")
+    return weights
+
+
+def check_onnx_origin(spec: TaskSpec, store: ContentStore) -> str:
+    """For a spec whose model came from an ONNX file: convert the file the store holds (by ``model.onnx_cid``) again and
+    check it gives exactly the spec's layers and its round-0 weights. A line saying so; DataError naming what differs."""
+    assert spec.model.onnx_cid is not None and spec.initial_model_cid
+    try:
+        expected = initial_model_blob(spec, store.get(spec.model.onnx_cid))
+    except ConfigError as exc:
+        raise DataError(f"the task's ONNX file does not give its model: {exc}") from None
+    if store.get(spec.initial_model_cid) != expected:
+        raise DataError(f"the task's round-0 model {spec.initial_model_cid} is not the weights of its ONNX file "
+                        f"{spec.model.onnx_cid}")
+    return (f"converted from ONNX file {spec.model.onnx_cid}: checked, the file gives exactly these layers and the task's "
+            "round-0 weights")
 
 
 def decode_model(spec: TaskSpec, blob: bytes, what: str) -> "OrderedDict[str, torch.Tensor]":

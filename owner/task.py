@@ -81,6 +81,7 @@ class TaskRequest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     spec: TaskSpec = Field(default_factory=TaskSpec)
+    onnx: bytes | None = Field(None, description="the ONNX file the spec's model was converted from (model.onnx_cid)")
     validation_commitment: bytes = Field(description="32-byte commitment to the validation set the aggregator gets")
     rounds: int = Field(3, ge=1, le=MAX_ROUNDS)
     reward_wei: int = Field(gt=0)
@@ -147,9 +148,14 @@ class CreatedTask:
         return int(self.tx["gasUsed"])
 
 
-def publish_spec(store: ContentStore, spec: TaskSpec) -> tuple[TaskSpec, str]:
-    """Store the initial model, then the spec naming it; return (spec, spec CID)."""
-    model_cid = store.put(initial_model_blob(spec))
+def publish_spec(store: ContentStore, spec: TaskSpec, onnx: bytes | None = None) -> tuple[TaskSpec, str]:
+    """Store the initial model, then the spec naming it; return (spec, spec CID).
+
+    A model converted from an ONNX file (``model.onnx_cid``) takes that file's weights as its round-0 model, and the
+    file is stored too, so that every trainer can convert it again (``market task show``)."""
+    model_cid = store.put(initial_model_blob(spec, onnx))
+    if spec.model.onnx_cid is not None:
+        assert onnx is not None and store.put(onnx) == spec.model.onnx_cid
     spec = TaskSpec.model_validate({**spec.model_dump(mode="json"), "initial_model_cid": model_cid})
     return spec, put_json(store, spec.model_dump(mode="json"))
 
@@ -175,7 +181,7 @@ def create_task(
 ) -> CreatedTask:
     """Publish the spec and escrow the reward; return the new task."""
     check_funds(contract, owner.address, request.reward_wei)
-    spec, spec_cid = publish_spec(store, request.spec)
+    spec, spec_cid = publish_spec(store, request.spec, request.onnx)
     assert spec.initial_model_cid
     verifier: dict[str, str] = {}
     if spec.proof.system != "none":

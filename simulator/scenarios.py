@@ -56,7 +56,7 @@ from market.cid import cid_digest, compute_cid
 from market.commitment import submission_commitment
 from market.data import Dataset, Splits, dataset_commitment, digits_splits
 from market.errors import BlobNotFoundError, ChainError, ContractRevert, MalformedUpdateError, StoreError
-from market.models import accuracy, model_with_state
+from market.models import held_out_score, model_with_state
 from market.receipt import Receipt
 from market.spec import RobustSpec, TaskSpec, ValuationSpec
 from market.store import put_json
@@ -580,7 +580,7 @@ def books(w: World) -> Books:
     acc = None
     if info.latest_model_cid:
         state = decode_model(w.spec, w.store.get(info.latest_model_cid), "model")
-        acc = accuracy(model_with_state(w.spec.model, w.spec.data, state), w.splits.test.x, w.splits.test.y)
+        acc = held_out_score(w.spec.data, model_with_state(w.spec.model, w.spec.data, state), w.splits.test.x, w.splits.test.y)
     return Books(_per_trainer(evs, "TrainerJoined", t, amount="value"), _per_trainer(evs, "Withdrawn", t, who="account"),
                  _per_trainer(evs, "TrainerCredited", t), _per_trainer(evs, "StakeLost", t), info.reward,
                  info.refunds_withdrawn, ok, c.chain.balance(c.address), money, [p.receipt for p in w.posted], acc)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from eth_account.signers.local import LocalAccount
@@ -22,7 +23,7 @@ from aggregator.service import Aggregator, PostedRound
 from market.chain.devchain import dev_accounts
 from market.data import Dataset, dataset_commitment, example, example_splits, parse_partition
 from market.errors import ConfigError
-from market.models import accuracy, model_with_state
+from market.models import held_out_score, model_with_state
 from market.spec import (
     ModelSpec,
     ProofSpec,
@@ -74,6 +75,7 @@ class SimulateConfig(BaseModel):
     task: str = "digits"  # an example task of market.data.EXAMPLES: its data, schema and usual model
     model: Literal["logreg", "mlp", "cnn"] | None = None  # None: the example task's usual model
     model_spec: str | None = None  # a spec file whose model (and training) tables replace --model's
+    onnx: str | None = None  # an ONNX file: the model's layers and round-0 weights (market.onnx_import)
     partition: str = "iid"
     seed: int = 0
     reward: str = "1"
@@ -108,8 +110,8 @@ class SimulateConfig(BaseModel):
     @property
     def arch(self) -> str:
         """The model: ``--model-spec``'s, else ``--model``, else the example task's usual one."""
-        if self.model_spec is not None:
-            return model_tables(self.model_spec, self.task)[0].arch
+        if self.model_spec is not None or self.onnx is not None:
+            return "layers" if self.onnx is not None else model_tables(self.model_spec or "", self.task)[0].arch
         return self.model or example(self.task).arch
 
     @field_validator("partition")
@@ -127,10 +129,12 @@ class SimulateConfig(BaseModel):
         if self.attackers and self.attackers == self.trainers and is_colluding(self.attack):
             raise ConfigError(f"--attack {self.attack} colludes with honest updates: leave at least one honest trainer")
         reward_of(self.reward)
+        if sum(x is not None for x in (self.model, self.model_spec, self.onnx)) > 1:
+            raise ConfigError("give one of --model, --model-spec and --onnx")
         if self.model_spec is not None:
-            if self.model is not None:
-                raise ConfigError("give --model or --model-spec, not both")
             model_tables(self.model_spec, self.task)
+        if self.onnx is not None:
+            onnx_tables(self.onnx, self.task)
         _ = self.stake_wei
         q = self.panel // 2 + 1 if self.quorum is None else self.quorum
         if not (self.panel < 2 * q <= 2 * self.panel):
@@ -162,7 +166,12 @@ class SimulateConfig(BaseModel):
 def example_fields(task: str, arch: str | None = None) -> dict[str, Any]:
     """A task spec's data, model and local training for example ``task`` (model ``arch``, else its usual one)."""
     arch = arch or example(task).arch
-    return {"data": example(task).schema, "model": ModelSpec(arch=arch), "training": TRAINING_FOR[arch]}
+    schema = example(task).schema
+    own = example(task).training if arch == example(task).arch else None
+    fields: dict[str, Any] = {"data": schema, "model": ModelSpec(arch=arch), "training": own or TRAINING_FOR[arch]}
+    if schema.regression:  # valued by R^2, the one metric a regression task takes
+        fields["valuation"] = ValuationSpec(metric="r2")
+    return fields
 
 
 def model_tables(path: str, task: str) -> tuple[ModelSpec, TrainingSpec]:
@@ -176,7 +185,8 @@ def model_tables(path: str, task: str) -> tuple[ModelSpec, TrainingSpec]:
     if "model" not in obj:
         raise ConfigError(f"--model-spec {path}: it has no model table")
     fields = example_fields(task, "logreg")
-    doc = {"data": fields["data"].model_dump(), "model": obj["model"]}
+    doc = {"data": fields["data"].model_dump(), "model": obj["model"],
+           **({"valuation": fields["valuation"].model_dump()} if "valuation" in fields else {})}
     if "training" in obj:
         doc["training"] = obj["training"]
     spec = validate_spec_document(doc, f"--model-spec {path} (on the {task} task's data)")
@@ -184,15 +194,30 @@ def model_tables(path: str, task: str) -> tuple[ModelSpec, TrainingSpec]:
     return spec.model, training
 
 
+def onnx_tables(path: str, task: str) -> tuple[ModelSpec, TrainingSpec, bytes]:
+    """The model an ONNX file gives over example ``task``'s data (its layers and CID), the training a declared model
+    takes, and the file's bytes (the round-0 weights); a one-line ConfigError for a file that cannot be read or taken."""
+    from market.onnx_import import onnx_model
+
+    try:
+        blob = Path(path).read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"--onnx {path}: {exc.strerror}") from None
+    return onnx_model(blob, example(task).schema, f"--onnx {path}"), TRAINING_FOR["layers"], blob
+
+
 def spec_for(cfg: SimulateConfig) -> TaskSpec:
     """The task spec a simulation posts: the example task's data and the simulation's options."""
-    fields = example_fields(cfg.task, cfg.arch if cfg.model_spec is None else None)
+    fields = example_fields(cfg.task, cfg.arch if cfg.model_spec is None and cfg.onnx is None else None)
     if cfg.model_spec is not None:
         fields["model"], fields["training"] = model_tables(cfg.model_spec, cfg.task)
+    if cfg.onnx is not None:
+        fields["model"], fields["training"], _ = onnx_tables(cfg.onnx, cfg.task)
+    valuation = fields.pop("valuation", ValuationSpec()).model_copy(update={"rule": cfg.valuation, "seed": cfg.seed})
     return TaskSpec(
         **fields,
         robust=RobustSpec(rule=cfg.robust, f=cfg.suspected),
-        valuation=ValuationSpec(rule=cfg.valuation, seed=cfg.seed),
+        valuation=valuation,
         proof=ProofSpec(system=cfg.proof, sketch_k=cfg.sketch_k, sketch_f=cfg.sketch_f),
         model_seed=cfg.seed,
     )
@@ -205,7 +230,7 @@ def post_task(
     """The owner's step of a simulation: :func:`owner.task.create_task` with the simulation's spec
     (``on_note`` hears its one-time steps, such as building a proof setup)."""
     request = TaskRequest(
-        spec=spec_for(cfg), validation_commitment=dataset_commitment(validation), rounds=cfg.rounds, reward_wei=reward,
+        spec=spec_for(cfg), onnx=onnx_tables(cfg.onnx, cfg.task)[2] if cfg.onnx else None, validation_commitment=dataset_commitment(validation), rounds=cfg.rounds, reward_wei=reward,
         max_trainers=max(cfg.trainers, 1), stake_wei=cfg.stake_wei, panel=cfg.panel, quorum=cfg.quorum,
         backup=env.contract.registry.active_count() > cfg.panel if cfg.backup is None else cfg.backup, fee_bps=cfg.fee_bps,
     )
@@ -317,14 +342,15 @@ def run_round(sim: Simulation) -> dict[str, Any]:
     receipt = posted.receipt
     spec = sim.spec
     state = decode_model(spec, sim.env.store.get(posted.model_cid), "new model")
-    acc = accuracy(model_with_state(spec.model, spec.data, state), sim.test_x, sim.test_y)
+    acc = held_out_score(spec.data, model_with_state(spec.model, spec.data, state), sim.test_x, sim.test_y)
     addresses = [n.address for n in sim.trainers]
     shown = {s.trainer for s in receipt.submissions}
     entry = {
         "round": r,
         "model_cid": posted.model_cid,
         "receipt_cid": posted.receipt_cid,
-        "accuracy": acc,
+        "accuracy": acc,  # the test score: accuracy, or R^2 for a regression task ("score")
+        "score": "r2" if spec.data.regression else "accuracy",
         "outliers": list(receipt.outliers),
         # a proof task's updates its model's rule (ccdrop) left out: paid nothing that round (aggregator.provable)
         "flagged": list(receipt.details.robust.get("full_rule_flagged", [])),

@@ -26,7 +26,7 @@ collected by EPFL's ByzFL library (https://byzfl.epfl.ch):
   like a random walk: with 2 of 10 trainers attacking for 10 rounds it cost
   plain FedAvg only 12 (IID) / 17 (Dirichlet 0.5) points at this sigma, 9 / 13 at
   sigma 3).  Measured with ``bench/robustness.py``; see the README.
-- ``label_flip``: train honestly on labels ``y -> n_classes - 1 - y``
+- ``label_flip``: train honestly on labels ``y -> n_classes - 1 - y`` (regression: ``low + high - y``)
   (Tolpegin et al. 2020, "Data Poisoning Attacks Against Federated Learning
   Systems"; ByzFL ``LabelFlipping``).
 - ``free_rider``: submit a zero delta, i.e. the global model unchanged
@@ -84,7 +84,7 @@ NOISY_FREE_RIDER_SIGMA = 1e-3
 COPIER_SIGMA = 1e-6
 
 Delta = Mapping[str, Tensor]
-_DataFn = Callable[[Dataset, int], Dataset]
+_DataFn = Callable[[Dataset, "int | tuple[float, float]"], Dataset]
 
 
 @dataclass(frozen=True)
@@ -100,12 +100,15 @@ class Collusion:
 _UpdateFn = Callable[[Delta, int, float, "Collusion | None"], "OrderedDict[str, Tensor]"]
 
 
-def _same_data(data: Dataset, n_classes: int) -> Dataset:
+def _same_data(data: Dataset, labels: int | tuple[float, float]) -> Dataset:
     return data
 
 
-def _flip_labels(data: Dataset, n_classes: int) -> Dataset:
-    return Dataset(data.x, (n_classes - 1) - data.y)
+def _flip_labels(data: Dataset, labels: int | tuple[float, float]) -> Dataset:
+    """Classes ``y -> n_classes - 1 - y``; a regression label mirrored in its range, ``y -> low + high - y``."""
+    if isinstance(labels, tuple):
+        return Dataset(data.x, (labels[0] + labels[1]) - data.y)
+    return Dataset(data.x, (labels - 1) - data.y)
 
 
 def _same_update(delta: Delta, seed: int, strength: float, seen: Collusion | None) -> "OrderedDict[str, Tensor]":
@@ -217,8 +220,9 @@ def is_colluding(name: str) -> bool:
     return get_attack(name).colluding
 
 
-def poison_data(name: str, data: Dataset, n_classes: int) -> Dataset:
-    """The data the attacker trains on (unchanged unless the attack poisons data)."""
+def poison_data(name: str, data: Dataset, n_classes: int | tuple[float, float]) -> Dataset:
+    """The data the attacker trains on (unchanged unless the attack poisons data); ``n_classes``: the task's
+    :attr:`~market.spec.DataSchema.label_space` (a regression task's label range)."""
     return get_attack(name).poison_data(data, n_classes)
 
 

@@ -171,7 +171,7 @@ class TrainerNode:
         _cid, global_state = fetch_global_model(self.store, view)
         data = self.data
         if self.attack:
-            data = poison_data(self.attack, data, spec.data.n_classes)
+            data = poison_data(self.attack, data, spec.data.label_space)
         task_id, r = view.info.task_id, view.info.current_round
         seed = round_seed(self.seed, task_id, r, self.address)
         delta = local_update(spec, global_state, data, seed)

@@ -36,6 +36,11 @@ def _cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     return (torch.logsumexp(logits, dim=1) - logits.gather(1, y[:, None]).squeeze(1)).mean()
 
 
+def _squared_error(out: Tensor, y: Tensor) -> Tensor:
+    """Mean squared error of a regression model's one output (a regression task's local loss)."""
+    return ((out[:, 0] - y) ** 2).mean()
+
+
 def local_update(spec: TaskSpec, global_state: dict[str, Tensor], data: Dataset, seed: int) -> "OrderedDict[str, Tensor]":
     """Train ``spec.training.epochs`` epochs of SGD from ``global_state``; return ``local - global``.
 
@@ -49,14 +54,16 @@ def local_update(spec: TaskSpec, global_state: dict[str, Tensor], data: Dataset,
     net.train()
     opt = torch.optim.SGD(net.parameters(), lr=hp.lr, momentum=hp.momentum)
     gen = torch.Generator().manual_seed(seed)
-    x, y = data.x.to(torch.float32), data.y.to(torch.int64)
+    regression = spec.data.regression
+    x, y = data.x.to(torch.float32), (data.y.to(torch.float32) if regression else data.y.to(torch.int64))
+    loss_of = _squared_error if regression else _cross_entropy
     n = len(data)
     for _ in range(hp.epochs):
         order = torch.randperm(n, generator=gen)
         for start in range(0, n, hp.batch_size):
             idx = order[start : start + hp.batch_size]
             opt.zero_grad(set_to_none=True)
-            loss = _cross_entropy(net(x[idx]), y[idx])
+            loss = loss_of(net(x[idx]), y[idx])
             loss.backward()
             opt.step()
     local = state_of(net)

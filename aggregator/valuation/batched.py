@@ -78,7 +78,7 @@ from torch import Tensor, nn
 
 _DT = torch.float64
 _OP_ELEMENTS = 1 << 17  # elements per elementwise op in the linear path: large enough to amortise dispatch
-METRICS = ("accuracy", "cross_entropy", "gce")
+METRICS = ("accuracy", "cross_entropy", "gce", "r2")
 #: ``q`` of the generalized cross-entropy (Zhang & Sabuncu 2018, "Generalized Cross Entropy Loss for
 #: Training Deep Neural Networks with Noisy Labels", NeurIPS): ``L_q = (1 - p_y^q) / q``, cross-entropy
 #: as ``q -> 0``, one minus the true class's probability at ``q = 1``.  0.25 was chosen on
@@ -144,9 +144,20 @@ def mean_gce(logits: Tensor, y: Tensor, q: float = GCE_Q) -> Tensor:
     return ((1.0 - torch.exp(q * _log_p_true(logits, y))) / q).mean(-1)
 
 
+def r_squared(predictions: Tensor, y: Tensor) -> Tensor:
+    """``1 - SSE / SST`` of predictions ``[..., V, 1]`` (a regression model's one output) against labels ``[V]``
+    (float64; ``SST`` the labels' spread about their own mean, at least 1e-12 so that constant labels stay finite)."""
+    target = y.to(_DT)
+    err = ((predictions.to(_DT)[..., 0] - target) ** 2).sum(-1)
+    spread = ((target - target.mean()) ** 2).sum().clamp_min(1e-12)
+    return 1.0 - err / spread
+
+
 def score(logits: Tensor, y: Tensor, metric: str) -> Tensor:
     """The utility of models whose validation logits are ``[..., V, C]``: accuracy, or minus the mean
-    cross-entropy or generalized cross-entropy."""
+    cross-entropy or generalized cross-entropy; for a regression model (``C = 1``, real labels) ``r2``."""
+    if metric == "r2":
+        return r_squared(logits, y)
     if metric == "accuracy":
         return _accuracy(logits, y)
     return -(mean_gce(logits, y) if metric == "gce" else mean_cross_entropy(logits, y))
@@ -447,7 +458,7 @@ def vmap_table(
 
     n = deltas.shape[0]
     masks = torch.arange(1 << n) if masks is None else masks
-    x, w, y = x.to(_DT), weights.to(_DT), y.to(torch.int64)
+    x, w, y = x.to(_DT), weights.to(_DT), (y.to(_DT) if metric == "r2" else y.to(torch.int64))
     net = net.to(_DT).eval()
     names = sorted(template)
     sizes = [template[k].numel() for k in names]

@@ -284,9 +284,9 @@ def predicted_exact_seconds(
     """The cost model behind ``auto``: seconds the batched exact method takes on the reference machine.
 
     ``macs``: a declared model's multiply-adds per sample, (in convolutions, in the other layers)."""
-    if metric not in ("accuracy", "cross_entropy", "gce"):
-        raise ConfigError(f"unknown utility metric {metric!r}: use accuracy, cross_entropy or gce")
-    if arch == "layers":  # the generic vmap pass, whatever the metric
+    if metric not in ("accuracy", "cross_entropy", "gce", "r2"):
+        raise ConfigError(f"unknown utility metric {metric!r}: use accuracy, cross_entropy, gce or r2")
+    if arch == "layers" or metric == "r2":  # the generic vmap pass (every regression model takes it), whatever the metric
         conv, dense = macs
         per = LAYERS_COST_PER_CONV_MAC * conv + LAYERS_COST_PER_DENSE_MAC * dense + LAYERS_COST_FIXED
         return per * (1 << n) * n_val
@@ -305,11 +305,11 @@ def predicted_exact_seconds(
 
 def model_cost(model: ModelSpec, data: DataSchema) -> dict[str, Any]:
     """What the cost model needs to know of a task's model: ``arch``, ``hidden`` and, of a declared one, its ``macs``."""
-    if model.arch != "layers":
+    if model.arch != "layers" and not data.regression:
         return {"arch": model.arch, "hidden": model.hidden}
     rows = model.summary(data).layers
     conv = sum(row.macs for row, layer in zip(rows, model.layer_list()) if layer.type == "conv2d")
-    return {"arch": "layers", "hidden": model.hidden, "macs": (conv, sum(row.macs for row in rows) - conv)}
+    return {"arch": model.arch, "hidden": model.hidden, "macs": (conv, sum(row.macs for row in rows) - conv)}
 
 
 def choose_valuation(spec: ValuationSpec, n: int, *, arch: str = "logreg", n_val: int = 269, hidden: int = 64,

@@ -109,13 +109,19 @@ class CoalitionUtility:
             raise ValueError("coalition weights (sample counts) must be positive")
         self.n = len(deltas)
         self.evaluations = 0
-        self.fast = spec.model.arch == "logreg" if fast is None else fast
+        regression = spec.data.regression
+        self.fast = spec.model.arch == "logreg" and not regression if fast is None else fast
         self.naive = fast is False  # one coalition model at a time, for tables too
         self.utility = utility
         self.metric = metric
         self.threads = threads
-        if self.fast and spec.model.arch != "logreg":
-            raise ConfigError(f"the fast utility path needs a logreg model, not {spec.model.arch}")
+        if self.fast and (spec.model.arch != "logreg" or regression):
+            raise ConfigError(f"the fast utility path needs a logreg classification model, not {spec.model.arch} "
+                              f"{spec.data.kind}")
+        if regression != (metric == "r2"):
+            raise ConfigError(f"a {spec.data.kind} task's coalitions are not scored by {metric!r}" +
+                              (": use r2" if regression else ""))
+        self.regression = regression
         self._cache: dict[frozenset[int], float] = {}
         self._table: np.ndarray | None = None
         self._w = torch.tensor([float(w) for w in weights], dtype=torch.float64)
@@ -126,7 +132,7 @@ class CoalitionUtility:
         if self._deltas.shape[1] != d:
             raise ValueError(f"deltas have {self._deltas.shape[1]} values, the model has {d}")
         self._x = x_val.to(torch.float64)
-        self._y = y_val.to(torch.int64)
+        self._y = y_val.to(torch.float64) if regression else y_val.to(torch.int64)
         self._net = build_model(spec.model, spec.data).to(torch.float64).eval()
         if self.fast:
             self._logits0 = self._linear_logits(self._theta0)
@@ -181,7 +187,7 @@ class CoalitionUtility:
                 return np.array(self._evaluate([frozenset(i for i in range(self.n) if m >> i & 1) for m in range(1 << self.n)]))
             table = linear_ce_table if metric == "cross_entropy" else linear_table
             return table(w[:, None, None] * self._contrib, self._y, offset=self._logits0).numpy()
-        if isinstance(self._net, MLP) and metric != "gce":
+        if isinstance(self._net, MLP) and metric in ("accuracy", "cross_entropy"):
             players, offset = self._mlp_terms(w, fedavg)
             empty = self._forward(self._theta0) if fedavg else None
             if metric == "cross_entropy":
@@ -254,11 +260,12 @@ class CoalitionUtility:
         return [self._cache[k] for k in keys]
 
     def accuracy(self, coalition: Coalition) -> float:
-        """Validation accuracy of the coalition's model, whatever the metric (``U`` itself under ``accuracy``).
+        """Validation accuracy of the coalition's model, whatever the metric (``U`` itself under ``accuracy``);
+        a regression task's R^2 (its ``U``).
 
         For the other metrics it is computed aside: not cached, not counted in :attr:`evaluations`.
         """
-        if self.metric == "accuracy":
+        if self.metric == "accuracy" or self.regression:  # a regression task's score is its utility, R^2
             return self(coalition)
         with torch_threads(self.threads):
             return self._evaluate([self._key(coalition)], metric="accuracy")[0]

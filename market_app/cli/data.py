@@ -53,7 +53,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("data", help="data utilities")
     dsub = p.add_subparsers(dest="data_command", required=True)
     q = dsub.add_parser("split", help="write an example task's shards for N trainers plus validation/test sets (.npz)")
-    q.add_argument("--example", default="digits", help="digits | breast_cancer | mnist5k (default digits)")
+    q.add_argument("--example", default="digits", help="digits | breast_cancer | diabetes | mnist5k (default digits)")
     q.add_argument("--trainers", type=int, default=5)
     q.add_argument("--partition", default="iid")
     q.add_argument("--seed", type=int, default=0)

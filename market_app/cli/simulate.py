@@ -66,6 +66,11 @@ def _short_seed(seed: str) -> str:
     return seed[:10] + "…" if seed and len(seed) > 10 else (seed or "-")
 
 
+def _score(entry: dict[str, Any]) -> str:
+    """What a round's test score is: accuracy, or R² for a regression task."""
+    return "R²" if entry.get("score") == "r2" else "accuracy"
+
+
 def _print_round(console: Any, report_trainers: list[dict[str, Any]], entry: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -87,7 +92,7 @@ def _print_round(console: Any, report_trainers: list[dict[str, Any]], entry: dic
                + (" by each trainer's running sum of values" if entry.get("payout") == "cumulative" else "")
                + "; reveal: revealed, or committed and no reveal (stake lost), or — (no commitment)"
                + (f"; stakes lost this round: {_eth(lost)} ETH, paid to the round's paid trainers" if lost else ""))
-    table = Table(title=f"round {entry['round']}  ·  test accuracy {entry['accuracy']:.3f}{phase}", title_justify="left",
+    table = Table(title=f"round {entry['round']}  ·  test {_score(entry)} {entry['accuracy']:.3f}{phase}", title_justify="left",
                   caption=caption, caption_justify="left")
     for col in ("trainer", "attack", "reveal", "status", "round value", "bps", "credited ETH"):
         table.add_column(col, justify="right" if col in ("round value", "bps", "credited ETH") else "left",
@@ -154,7 +159,8 @@ def _print_final(console: Any, report: dict[str, Any]) -> None:
     table.add_row("escrow left", "-", _eth(fin["escrow_left_wei"]), *([""] if returned else []))
     console.print(table)
     line, _ok = _money_identity(report)
-    console.print(f"{line}; final accuracy {fin['accuracy']:.3f}")
+    last = report["rounds"][-1] if report["rounds"] else {}
+    console.print(f"{line}; final {_score(last)} {fin['accuracy']:.3f}")
 
 
 class _SimProgress:
@@ -184,7 +190,7 @@ class _SimProgress:
         sec = entry.get("seconds", {})
         p = self.progress
         p.update(self.rounds, completed=self.done_rounds,
-                 note=f"round {entry['round']}: accuracy {entry['accuracy']:.3f}")
+                 note=f"round {entry['round']}: {_score(entry)} {entry['accuracy']:.3f}")
         p.update(self.train, completed=self.done_rounds * self.cfg.trainers,
                  note=f"{sec.get('train', 0.0):.1f} s this round")
         out = set(entry["outliers"]) | set(entry.get("flagged", ()))
@@ -219,7 +225,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         bars.on_round(entry)
         if not args.quiet:
             bars.progress.console.print(
-                f"round {entry['round']}: accuracy {entry['accuracy']:.3f}, "
+                f"round {entry['round']}: {_score(entry)} {entry['accuracy']:.3f}, "
                 f"outliers {[_short(a) for a in entry['outliers']]}, rejected {len(entry['rejected'])}"
             )
 
@@ -254,7 +260,7 @@ DEMO_DEFAULTS: dict[str, object] = dict(trainers=5, attackers=1, attack="sign_fl
                                         seed=0, proof="groth16", robust="multikrum", panel=3, fee_bps=100)
 #: ``SimulateConfig``'s defaults, as ``--help`` shows them (parsing must not import torch; a test keeps them equal)
 SIMULATE_DEFAULTS: dict[str, object] = dict(trainers=6, attackers=0, attack="sign_flip", rounds=3, robust="ccdrop",
-                                            valuation="auto", task="digits", model=None, model_spec=None, partition="iid", seed=0, reward="1",
+                                            valuation="auto", task="digits", model=None, model_spec=None, onnx=None, partition="iid", seed=0, reward="1",
                                             stake="0", chain="anvil", store="local", proof="none", sketch_k=16, sketch_f=0,
                                             panel=1, fee_bps=0)
 
@@ -281,11 +287,13 @@ def _sim_opts(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--robust", help="robust rule, optionally nnm+/clip+/arc+ in front" + dflt("robust"))
     p.add_argument("--f", type=int, help="suspected attackers for the robust rule (default: --attackers, at least 1)")
     p.add_argument("--valuation", help="auto | exact | gtg | tmc | loo" + dflt("valuation"))
-    p.add_argument("--task", help="the example task: digits | breast_cancer | mnist5k (data that ships inside installed "
+    p.add_argument("--task", help="the example task: digits | breast_cancer | diabetes | mnist5k (data that ships inside installed "
                    "packages, nothing downloads)" + dflt("task"))
     p.add_argument("--model", help="logreg | mlp | cnn (default: the task's usual one: logreg, cnn for mnist5k)")
     p.add_argument("--model-spec", metavar="FILE", help="a spec file (.toml/.json) with a model table, e.g. your own "
                    "layers (docs/spec-reference.md, 'Your own model'), and optionally a training table; replaces --model")
+    p.add_argument("--onnx", metavar="MODEL.onnx", help="the model from an ONNX file (e.g. torch.onnx.export of your "
+                   "network): its layers, and its weights as the round-0 model; replaces --model")
     p.add_argument("--partition", help="iid | dirichlet:ALPHA" + dflt("partition"))
     p.add_argument("--seed", type=int, metavar="N", help="seed of the data split, training and valuation" + dflt("seed"))
     p.add_argument("--reward", metavar="ETH", help="reward in ETH (decimal)" + dflt("reward"))

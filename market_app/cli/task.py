@@ -86,6 +86,14 @@ def cmd_task_create(args: argparse.Namespace) -> int:
         _in_range(args.panel, "--panel", 1, 7)
         _quorum(args.panel, args.quorum)
     _in_range(args.fee_bps, "--fee-bps", 0, 5000)
+    onnx = _read_file(args.onnx, "--onnx") if args.onnx is not None else None
+    if spec.model.onnx_cid is None and onnx is not None:
+        raise ConfigError("--onnx: the spec's model names no ONNX file (model.onnx_cid): write the spec with "
+                          "`market task init --data FILE --onnx MODEL.onnx`")
+    if spec.model.onnx_cid is not None:
+        from market.task import onnx_weights
+
+        onnx_weights(spec, onnx)  # the file the spec names, converting to its layers: checked before anything is sent
     validation = _load_dataset(args.validation, spec.data)  # checked against the task's own spec, before anything is sent
     owner = _account(args)
     contract = _contract(args)
@@ -101,7 +109,7 @@ def cmd_task_create(args: argparse.Namespace) -> int:
         raise ConfigError(f"the market's registry has {have} bonded aggregators this owner's task can draw; a panel of {args.panel}"
                           f"{' with a backup' if args.backup else ''} needs {need} (ask for a smaller --panel, or --no-backup)")
     request = task_request(
-        spec=spec, validation_commitment=dataset_commitment(validation), rounds=args.rounds,
+        spec=spec, onnx=onnx, validation_commitment=dataset_commitment(validation), rounds=args.rounds,
         reward_wei=reward, submit_window=args.submit_window, reveal_window=args.reveal_window,
         result_window=args.result_window, max_trainers=args.max_trainers, stake_wei=stake, backup=args.backup,
         empty_rounds_to_reclaim=args.empty_rounds_to_reclaim, panel=args.panel, quorum=quorum, fee_bps=args.fee_bps,
@@ -155,7 +163,7 @@ def cmd_task_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from market.data import schema_from_file
-    from market.spec import TaskSpec
+    from market.spec import TaskSpec, TrainingSpec, ValuationSpec
 
     out = Path(args.out)
     if out.suffix != ".json":
@@ -166,19 +174,27 @@ def cmd_task_init(args: argparse.Namespace) -> int:
     name = args.name if args.name is not None else Path(args.data).stem[:80]
     if not 1 <= len(name.strip()) <= 80:
         raise ConfigError(f"--name {name!r}: a task name has 1 to 80 characters")
-    schema, notes = schema_from_file(args.data, name)
-    spec = TaskSpec(name=name, data=schema)
+    schema, notes = schema_from_file(args.data, name, regression=args.regression)
+    fields: dict[str, object] = {"valuation": ValuationSpec(metric="r2")} if schema.regression else {}
+    if args.onnx is not None:
+        from market.onnx_import import onnx_model
+
+        fields["model"] = onnx_model(_read_file(args.onnx, "--onnx"), schema, f"--onnx {args.onnx}")
+        fields["training"] = TrainingSpec(lr=0.1)  # the rate the built-in networks train at (docs/spec-reference.md)
+    spec = TaskSpec(name=name, data=schema, **fields)  # type: ignore[arg-type]
     doc = spec.model_dump(mode="json", exclude={"initial_model_cid"})  # create_task fills that in
     try:
         out.write_text(json.dumps(doc, indent=2) + "\n")
     except OSError as exc:
         raise ConfigError(f"--out {out}: {exc.strerror}") from None
     d = spec.data
+    labels = "labels in [0, 1] (regression, valued by R^2)" if d.regression else f"{d.n_classes} classes"
     print(f"wrote {out}: task {spec.name!r}, {d.n_features} features in [{d.feature_range[0]:g}, {d.feature_range[1]:g}], "
-          f"{d.n_classes} classes, model {spec.model.arch}; every other field has its default (docs/spec-reference.md)")
+          f"{labels}, model {spec.model.arch}; every other field has its default (docs/spec-reference.md)")
     for note in notes:
         print(f"note: {note}")
-    print(f"next: market task create --spec {out} --validation VALIDATION_FILE --reward ETH --rounds N")
+    onnx = f" --onnx {args.onnx}" if args.onnx is not None else ""
+    print(f"next: market task create --spec {out}{onnx} --validation VALIDATION_FILE --reward ETH --rounds N")
     return 0
 
 
@@ -220,6 +236,14 @@ def cmd_task_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_file(path: str, option: str) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: {exc.strerror}") from None
+
+
 def spec_lines(spec: TaskSpec) -> list[str]:
     """What a trainer reads before joining: the data it must hold, the model layer by layer with its weights, the rules."""
     d, m = spec.data, spec.model
@@ -227,7 +251,7 @@ def spec_lines(spec: TaskSpec) -> list[str]:
     image = f", images [{d.channels}, {d.image_shape[0]}, {d.image_shape[1]}]" if d.image_shape is not None else ""
     lines = [f"task {spec.name!r}",
              f"data {d.name or '(unnamed)'}: {d.n_features} features in [{d.feature_range[0]:g}, {d.feature_range[1]:g}]{image}; "
-             f"labels 0..{d.n_classes - 1} ({d.n_classes} classes)",
+             f"{d.labels_text()}",
              f"model {m.arch}: {summary.params:,} weights, {summary.macs:,} multiply-adds per sample; "
              f"each sample enters as [{', '.join(map(str, summary.input_shape))}]"]
     width = max(len(row.text) for row in summary.layers)
@@ -248,6 +272,7 @@ def cmd_task_show(args: argparse.Namespace) -> int:
     """A task's spec as a trainer should read it before joining: data, model layer by layer, rules."""
     from market.spec import load_spec_file
 
+    origin = ""
     if args.spec is not None:
         if args.task is not None:
             raise ConfigError("give a task number or --spec FILE, not both")
@@ -257,8 +282,13 @@ def cmd_task_show(args: argparse.Namespace) -> int:
     else:
         from market.task import load_task
 
-        view = load_task(_contract(args), _store(args), args.task)
+        store = _store(args)
+        view = load_task(_contract(args), store, args.task)
         spec, where = view.spec, f"task {args.task}, spec {view.info.spec_cid}"
+        if spec.model.onnx_cid is not None:
+            from market.task import check_onnx_origin
+
+            origin = check_onnx_origin(spec, store)  # a task whose ONNX file does not give its model: exit 1, named
     if args.json:
         summary = spec.model.summary(spec.data)
         print(json.dumps({"spec": spec.model_dump(mode="json"), "input_shape": list(summary.input_shape),
@@ -269,6 +299,9 @@ def cmd_task_show(args: argparse.Namespace) -> int:
     print(f"# {where}")
     for line in spec_lines(spec):
         print(line)
+    if spec.model.onnx_cid is not None:
+        print(origin if args.spec is None else f"converted from ONNX file {spec.model.onnx_cid} (checked once the task is "
+              "created: `market task show T` converts the published file again)")
     return 0
 
 
@@ -515,6 +548,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    "`market task init`); default: the built-in digits spec")
     q.add_argument("--validation", required=True, help="validation set (.npz/.csv) you give the aggregator; "
                    "checked against the spec before anything is sent")
+    q.add_argument("--onnx", metavar="MODEL.onnx", help="the ONNX file the spec's model was converted from (`market task "
+                   "init --onnx`): published with the task, its weights are the round-0 model")
     q.add_argument("--panel", type=int, metavar="K",
                    help="aggregators drawn from the registry each round, 1..7; each recomputes the round (default "
                    "3, quorum 2, when the registry holds 3 and --result-window leaves a "
@@ -558,6 +593,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q.add_argument("--out", default="spec.json", help="where to write the spec (a .json file; default spec.json)")
     q.add_argument("--name", help="the task's short name, 1 to 80 characters (default: the data file's name without extension)")
     q.add_argument("--force", action="store_true", help="overwrite --out if it exists")
+    q.add_argument("--onnx", metavar="MODEL.onnx", help="take the model from this ONNX file (e.g. torch.onnx.export of "
+                   "your network): written into the spec as declared layers, with the file's CID; its weights become "
+                   "the round-0 model at `market task create --onnx`")
+    q.add_argument("--regression", action="store_true", help="the label is a number to predict (scaled to [0, 1] like the "
+                   "features), not a class: data.kind = 'regression', valued by R^2")
     q.set_defaults(func=cmd_task_init)
     q = tsub.add_parser(
         "show", help="a task's spec as a trainer reads it before joining: data, model layer by layer, weights, rules",

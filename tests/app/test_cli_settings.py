@@ -124,7 +124,7 @@ def test_toml_spec_names_every_bad_field_once(tmp_path: Path) -> None:
 
     assert str(err.value) == (
         f"{f}: 3 bad fields: model.arch: Input should be 'logreg', 'mlp', 'cnn' or 'layers' (got 'resnet'); "
-        "model.hiden: unknown field (allowed: arch, hidden, layers); training.lr: Input should be greater than 0 (got -1)"
+        "model.hiden: unknown field (allowed: arch, hidden, layers, onnx_cid); training.lr: Input should be greater than 0 (got -1)"
     )
 
 

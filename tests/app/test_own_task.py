@@ -145,3 +145,64 @@ def test_an_owners_csv_and_declared_model_run_as_separate_processes(devnet: tupl
     assert "2 of 2 rounds verified" in run(["verify", "--task", "1", "--validation", "validation.csv"], cwd).stdout
     for i in (1, 2, 3):
         assert run(["trainer", "withdraw", "--key-file", str(keys / f"trainer-{i}.key")], cwd).stdout.startswith("task 1: withdrew")
+
+
+def test_simulate_runs_the_diabetes_regression_task(tmp_path: Path) -> None:
+    """`--task diabetes`: real labels, squared-error training, rounds valued and reported by R^2 (test R^2 at least
+    0.40, the issue's goal; least squares on the same split reaches 0.52) and sign-flippers paid nothing."""
+    proc = run(["simulate", "--chain", "tester", "--task", "diabetes", "--trainers", "6", "--attackers", "2", "--rounds", "3",
+                "--partition", "dirichlet:0.5", "--report", "r.json"], tmp_path)
+    report = json.loads((tmp_path / "r.json").read_text())
+
+    attackers = [t["address"] for t in report["trainers"] if t["attack"] == "sign_flip"]
+    assert all(r["credited_wei"][a] == "0" for r in report["rounds"] for a in attackers)
+    assert all(r["score"] == "r2" for r in report["rounds"]) and report["final"]["accuracy"] >= 0.40
+    assert "final R² " in proc.stdout and "test R² " in proc.stdout
+
+
+def export_onnx(path: Path) -> None:
+    """What an owner with a torch network does: export it (the TorchScript exporter, offline)."""
+    import warnings
+
+    import torch
+
+    torch.manual_seed(5)
+    net = torch.nn.Sequential(torch.nn.Linear(30, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net, (torch.rand(1, 30),), str(path), dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "n"}})
+
+
+def test_an_onnx_network_trains_as_well_as_the_same_network_declared(tmp_path: Path) -> None:
+    """The issue's check: a small torch network exported to ONNX trains in a task and reaches the accuracy of the same
+    network declared in the spec (each from its own round-0 weights: the file's, and the spec's seed)."""
+    export_onnx(tmp_path / "net.onnx")
+    (tmp_path / "net.toml").write_text('[model]\narch = "layers"\nlayers = [{type = "linear", out_features = 16}, '
+                                       '{type = "relu"}, {type = "linear"}]\n')
+    accuracy = {}
+    for option, path in (("--onnx", "net.onnx"), ("--model-spec", "net.toml")):
+        run(["simulate", "--chain", "tester", "--task", "breast_cancer", option, path, "--trainers", "4", "--rounds", "3",
+             "--report", f"{option[2:]}.json", "--quiet"], tmp_path)
+        accuracy[option] = json.loads((tmp_path / f"{option[2:]}.json").read_text())["final"]["accuracy"]
+
+    assert min(accuracy.values()) >= 0.93 and abs(accuracy["--onnx"] - accuracy["--model-spec"]) <= 0.02, accuracy
+
+
+def test_an_owner_brings_an_onnx_model_and_every_trainer_can_check_it(devnet: tuple[Path, dict[str, object]]) -> None:
+    cwd, info = devnet
+    keys = Path(info["accounts"][0]["key_file"]).parent  # type: ignore[index]
+    owners_files(cwd)
+    export_onnx(cwd / "net.onnx")
+    out = run(["task", "init", "--data", "trainer-1.csv", "--onnx", "net.onnx", "--out", "spec.json", "--name", "tumours"], cwd).stdout
+    assert "model layers" in out and "--onnx net.onnx" in out
+    other = cwd / "other.onnx"
+    other.write_bytes((cwd / "net.onnx").read_bytes()[:-1] + b"\x00")  # one byte changed: another file
+    create = ["task", "create", "--key-file", str(keys / "owner.key"), "--spec", "spec.json", "--validation", "validation.csv",
+              "--rounds", "1", "--reward", "0.1"]
+    assert "give that file (--onnx FILE)" in one_line_error(run(create, cwd, check=False))
+    assert "not the ONNX file" in one_line_error(run([*create, "--onnx", str(other)], cwd, check=False))
+    run([*create, "--onnx", "net.onnx"], cwd)
+
+    shown = run(["task", "show", "1"], cwd).stdout
+    assert "linear(out_features=16)" in shown and "the file gives exactly these layers and the task's round-0 weights" in shown

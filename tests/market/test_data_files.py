@@ -93,7 +93,8 @@ CSV_CASES = [
     ("bc.csv", "-3,5,0\n", "feature column 1 has values down to -3, outside the spec's data.feature_range [0, 1] "
      "(and 1 more column: 2): scale it (min-max per column) before training"),
     ("trainer-1.csv", "0.1,0.2,0\n0.3,0.4,1\n0.5,0.6,7\n", "label 7 in row 3 is not a class of this task (data.n_classes = 2: labels 0..1)"),
-    ("bc.csv", "0.1,0.2,0\n0.3,0.4,0.5\n", "label 0.5 in row 2 is not a class number (labels are the whole numbers 0..1)"),
+    ("bc.csv", "0.1,0.2,0\n0.3,0.4,0.5\n", "label 0.5 in row 2 is not a class number (labels are the whole numbers 0..1) "
+     "(a task that predicts a number: data.kind = 'regression')"),
     ("bc.csv", "a,b,diagnosis\n0.1,0.2,M\n",
      "row 2, column 'diagnosis' (3): 'M' is not a number (labels are the class numbers 0..1: map each class name to a number)"),
     ("bc.csv", "0.1,0.2,0\n0.3,nan,1\n", "row 2, column 2: nan is not allowed, features must be finite numbers"),
