@@ -199,6 +199,7 @@ class Table:
     y: np.ndarray  # float64 [n], labels as written
     header: list[str] | None  # a CSV's header row (feature names, then the label's), if it had one
     lines: np.ndarray | None  # a CSV's line number of every row (1 = the first line), None for .npz
+    image: tuple[int, int, int] | None = None  # (channels, rows, columns) of a file that holds images
 
     @property
     def n_features(self) -> int:
@@ -299,7 +300,48 @@ def _csv_rows(reader: Any) -> Any:
         yield reader.line_num, r
 
 
-def _read_npz(p: Path, n_features: int | None) -> Table:
+#: image files taken in a folder-per-class data set
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def _read_images(p: Path, image: tuple[int, int, int] | None) -> Table:
+    """A folder of images, one subfolder per class named by its number (``0/``, ``1/``, ...): features are the pixels
+    over 255, channel by channel, each row by row (``image``: the spec's (channels, rows, columns), when known)."""
+    from PIL import Image, UnidentifiedImageError
+
+    folders = sorted(d for d in p.iterdir() if d.is_dir())
+    if not folders:
+        raise ConfigError(f"{p}: an image folder holds one subfolder per class, named by its number (0/, 1/, ...)")
+    bad = [d.name for d in folders if not (d.name.isdigit() and str(int(d.name)) == d.name)]
+    if bad:
+        raise ConfigError(f"{p}: subfolder {bad[0]!r} is not a class number: name each class's folder 0, 1, 2, ...")
+    rows: list[np.ndarray] = []
+    labels: list[int] = []
+    for d in sorted(folders, key=lambda d: int(d.name)):
+        for f in sorted(d.iterdir()):
+            if f.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(f) as im:
+                    channels = image[0] if image else (1 if im.mode in ("1", "L", "I", "I;16", "F") else 3)
+                    h, w = (image[1], image[2]) if image else (im.height, im.width)
+                    if (im.height, im.width) != (h, w):
+                        raise ConfigError(f"{f}: the image is {im.height}x{im.width} pixels (rows x columns), the task's "
+                                          f"are {h}x{w}: resize it first")
+                    if channels not in (1, 3):
+                        raise ConfigError(f"{f}: images are read as grey (1 channel) or RGB (3), not {channels} channels")
+                    pixels = np.asarray(im.convert("L" if channels == 1 else "RGB"), dtype=np.float64) / 255.0
+            except (UnidentifiedImageError, OSError, ValueError) as exc:
+                raise ConfigError(f"{f}: not a readable image ({exc.__class__.__name__})") from None
+            image = image or (channels, h, w)
+            rows.append((pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)).reshape(-1))
+            labels.append(int(d.name))
+    if not rows:
+        raise ConfigError(f"{p}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class folders")
+    return Table(str(p), np.stack(rows), np.asarray(labels, dtype=np.float64), None, None, image)
+
+
+def _read_npz(p: Path, n_features: int | None, image: tuple[int, int, int] | None = None) -> Table:
     with np.load(p, allow_pickle=False) as z:
         if "x" not in z or "y" not in z:
             has = ", ".join(repr(k) for k in z.files) or "no arrays"
@@ -310,28 +352,43 @@ def _read_npz(p: Path, n_features: int | None) -> Table:
             raise ConfigError(f"{p}: {name} holds {a.dtype}, not numbers")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
+    shape: tuple[int, int, int] | None = None
+    if x.ndim in (3, 4):  # images: [n, rows, columns] or [n, channels, rows, columns]
+        shape = (1, *x.shape[1:]) if x.ndim == 3 else tuple(x.shape[1:])  # type: ignore[assignment]
+        if image is not None and shape != image:
+            last = x.ndim == 4 and tuple(x.shape[1:]) == (image[1], image[2], image[0])
+            hint = " (channels last: store x.transpose(0, 3, 1, 2))" if last else ""
+            raise ConfigError(f"{p}: x holds images of shape {list(x.shape[1:])}, the task's are [channels, rows, "
+                              f"columns] = {list(image)}{hint}")
+        x = x.reshape(len(x), -1)
     if x.ndim != 2:
-        raise ConfigError(f"{p}: x must be a 2-D array (one row of features per sample), got shape {x.shape}")
+        raise ConfigError(f"{p}: x must be a 2-D array (one row of features per sample) or images [n, channels, rows, "
+                          f"columns], got shape {x.shape}")
     if n_features is not None and x.shape[1] != n_features:
         raise ConfigError(f"{p}: expected {n_features} features per row (spec data.n_features = {n_features}), x has shape {x.shape}")
     if y.ndim != 1 or len(y) != len(x):
         raise ConfigError(f"{p}: y must hold one label per row of x: x has shape {x.shape}, y {y.shape}")
     if len(x) == 0:
         raise ConfigError(f"{p}: x has no rows")
-    return Table(str(p), x.astype(np.float64), y.astype(np.float64), None, None)
+    return Table(str(p), x.astype(np.float64), y.astype(np.float64), None, None, shape)
 
 
-def read_table(path: str | Path, n_features: int | None = None, n_classes: int | None = None) -> Table:
-    """Read a data file, ``.npz`` (arrays ``x``, ``y``) or ``.csv`` (label last, an optional header row).
+def read_table(path: str | Path, n_features: int | None = None, n_classes: int | None = None,
+               image: tuple[int, int, int] | None = None) -> Table:
+    """Read a data file, ``.npz`` (arrays ``x``, ``y``; ``x`` may hold images ``[n, channels, rows, columns]``),
+    ``.csv`` (label last, an optional header row) or a folder of images (one subfolder per class number).
 
-    ``n_features``/``n_classes``, when known, make the messages say what the spec expects.
-    Anything malformed is one :class:`ConfigError` line saying what is wrong and where.
+    ``n_features``/``n_classes``/``image`` (channels, rows, columns), when known, make the messages say what the spec
+    expects. Anything malformed is one :class:`ConfigError` line saying what is wrong and where.
     """
     p = Path(path)
+    if p.is_dir():
+        return _read_images(p, image)
     if p.suffix not in (".npz", ".csv"):
-        raise ConfigError(f"{p}: data files must be .npz or .csv (.npz: arrays x, y; .csv: the label in the last column)")
+        raise ConfigError(f"{p}: data files must be .npz or .csv (.npz: arrays x, y; .csv: the label in the last column), "
+                          "or a folder of images with one subfolder per class")
     try:
-        t = _read_npz(p, n_features) if p.suffix == ".npz" else _read_csv(p, n_features, n_classes)
+        t = _read_npz(p, n_features, image) if p.suffix == ".npz" else _read_csv(p, n_features, n_classes)
     except OSError as exc:
         raise ConfigError(f"cannot read data file {p}: {exc.strerror or exc}") from None
     except (ValueError, EOFError, zipfile.BadZipFile):
@@ -394,7 +451,14 @@ def real_labels(t: Table, label_range: tuple[float, float]) -> np.ndarray:
 
 
 def check_table(t: Table, schema: DataSchema) -> Dataset:
-    """``t`` as a Dataset if it fits ``schema`` (features, their range, labels), else one ConfigError line."""
+    """``t`` as a Dataset if it fits ``schema`` (features, their range, labels), else one ConfigError line.
+
+    The spec's preprocessing (``value * scale + shift``) is applied first, as every party applies it."""
+    if schema.scale != 1.0 or schema.shift != 0.0:
+        t = Table(t.path, t.x * schema.scale + schema.shift, t.y, t.header, t.lines, t.image)
+    if t.image is not None and schema.image_shape is not None and t.image != schema.input_shape:
+        raise ConfigError(f"{t.path}: holds images of [channels, rows, columns] = {list(t.image)}, the task's are "
+                          f"{list(schema.input_shape)}")
     if t.n_features != schema.n_features:  # read_table checks this when told n_features; a Table from elsewhere
         raise ConfigError(f"{t.path}: expected {_expected(schema.n_features)}, got {t.n_features} feature columns")
     low, high = schema.feature_range
@@ -420,30 +484,38 @@ def schema_from_file(path: str | Path, name: str = "", regression: bool = False)
     ``n_features`` from the columns, ``n_classes`` = the largest label + 1, ``feature_range`` [0, 1];
     refused (one ConfigError line) when a label is not a whole number >= 0, there is only one class,
     or a feature lies outside [0, 1] (the message names the columns to scale).  ``regression``: the
-    labels are numbers to predict, which must lie in [0, 1] too (``label_range``).
+    labels are numbers to predict, which must lie in [0, 1] too (``label_range``).  Images (an image
+    folder, or an .npz whose ``x`` is ``[n, channels, rows, columns]``) give ``image_shape`` and
+    ``channels``, and 8-bit pixels ``scale`` = 1/255.
     """
     t = read_table(path)
+    fields, notes = _image_fields(t), []
+    if t.image is not None and t.x.max() > 1 and t.x.min() >= 0 and t.x.max() <= 255 and np.all(t.x == np.round(t.x)):
+        fields["scale"] = 1 / 255  # 8-bit pixels: every party reads them over 255
+        t = Table(t.path, t.x / 255, t.y, t.header, t.lines, t.image)
+        notes.append("pixels are 0..255: the spec's data.scale = 1/255 makes every party read them in [0, 1]")
+    cols = out_of_range(t, 0.0, 1.0)
+    if cols:
+        raise ConfigError(range_error(t, cols, 0.0, 1.0, "the range", "scale every feature to [0, 1] (min-max per column) first"))
     if regression:
-        cols = out_of_range(t, 0.0, 1.0)
-        if cols:
-            raise ConfigError(range_error(t, cols, 0.0, 1.0, "the range", "scale every feature to [0, 1] (min-max per column) first"))
         y = real_labels(t, (0.0, 1.0))
-        notes = [] if np.ptp(y) > 0 else [f"every label in {t.path} is {y[0]:g}: there is nothing to learn"]
-        return DataSchema(name=name[:80], n_features=t.n_features, kind="regression"), notes
+        notes += [] if np.ptp(y) > 0 else [f"every label in {t.path} is {y[0]:g}: there is nothing to learn"]
+        return DataSchema(name=name[:80], n_features=t.n_features, kind="regression", **fields), notes
     y = whole_labels(t)
     n_classes = int(y.max()) + 1
     if n_classes < 2:
         raise ConfigError(f"{t.path}: every label is 0: a task needs at least 2 classes (labels 0, 1, ...)")
-    cols = out_of_range(t, 0.0, 1.0)
-    if cols:
-        raise ConfigError(range_error(t, cols, 0.0, 1.0, "the range", "scale every feature to [0, 1] (min-max per column) first"))
-    notes = []
     missing = sorted(set(range(n_classes)) - set(np.unique(y).tolist()))
     if missing:
         shown = ", ".join(str(c) for c in missing[:10]) + (", ..." if len(missing) > 10 else "")
         which = f"class {shown} has" if len(missing) == 1 else f"classes {shown} have"
         notes.append(f"labels go up to {n_classes - 1} but {which} no example in {t.path}")
-    return DataSchema(name=name[:80], n_features=t.n_features, n_classes=n_classes), notes
+    return DataSchema(name=name[:80], n_features=t.n_features, n_classes=n_classes, **fields), notes
+
+
+def _image_fields(t: Table) -> dict[str, Any]:
+    """A data file of images: the schema's image_shape and channels."""
+    return {} if t.image is None else {"image_shape": t.image[1:], "channels": t.image[0]}
 
 
 def load_shard(path: str | Path, schema: DataSchema) -> Dataset:
@@ -455,7 +527,9 @@ def load_shard(path: str | Path, schema: DataSchema) -> Dataset:
     and whole-number labels ``0 .. n_classes - 1`` (a regression task: numbers in ``label_range``);
     anything else is one ConfigError line.
     """
-    return check_table(read_table(path, schema.n_features, None if schema.regression else schema.n_classes), schema)
+    image = schema.input_shape if schema.image_shape is not None else None
+    return check_table(read_table(path, schema.n_features, None if schema.regression else schema.n_classes,
+                                  image), schema)  # type: ignore[arg-type]
 
 
 def dataset_commitment(ds: Dataset) -> bytes:

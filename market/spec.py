@@ -64,9 +64,15 @@ class DataSchema(_Frozen):
     feature_range: tuple[float, float] = (0.0, 1.0)
     kind: Literal["classification", "regression"] = "classification"
     label_range: tuple[float, float] = (0.0, 1.0)
+    #: the preprocessing every party applies when it reads a data file, before anything is checked: feature =
+    #: value * scale + shift (1/255 and 0 for 8-bit pixels; 1/std and -mean/std to normalise)
+    scale: float = 1.0
+    shift: float = 0.0
 
     @model_validator(mode="after")
     def _shapes(self) -> "DataSchema":
+        if not (math.isfinite(self.scale) and self.scale != 0 and math.isfinite(self.shift)):
+            raise ValueError(f"scale and shift must be finite numbers, scale not 0 (got {self.scale:g}, {self.shift:g})")
         for field in ("feature_range", "label_range"):
             lo, hi = getattr(self, field)
             if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
@@ -98,6 +104,9 @@ class DataSchema(_Frozen):
         out = handler(self)
         if self.channels == 1:
             out.pop("channels", None)
+        if self.scale == 1.0 and self.shift == 0.0:
+            out.pop("scale", None)
+            out.pop("shift", None)
         if self.kind == "classification":
             out.pop("kind", None)
             out.pop("label_range", None)

@@ -98,12 +98,13 @@ EXACT_COST_PER_COALITION_SAMPLE_CE = {"logreg": 5.0e-8, "mlp": 5.5e-7, "cnn": 1.
 GCE_LOGREG_COST_PER_COALITION_SAMPLE_PLAYER = 2.0e-8  # n = 16: 5.0 s (1.8e-8), load ~2
 _MLP_COST_WIDTH = 256
 _MLP_COST_FIXED = 3e-8
-#: a declared (``arch = "layers"``) model's vmap pass, per coalition x validation sample: seconds per multiply-add of its
-#: convolutions and of its other layers, plus a fixed part. Measured (gce, 1 torch thread, 300 samples): convolutions
-#: 9.0-9.4e-10 s per multiply-add (the digits CNN, n = 8, 0.97 s; a 28x28 CNN, n = 6, 2.72 s; two 16-channel
-#: convolutions on 28x28, n = 5, 4.95 s); dense layers 0.8-2.2e-10 (MLPs of width 64 to 512)
-LAYERS_COST_PER_CONV_MAC = 1.0e-9
-LAYERS_COST_PER_DENSE_MAC = 2.5e-10
+#: a declared (``arch = "layers"``) model's or the built-in CNN's vmap pass, per coalition x validation sample: seconds per
+#: multiply-add, plus a fixed part. Measured (gce, 1 torch thread, 300 samples, declared layers): a network with a
+#: convolution 9.0-9.4e-10 s per multiply-add of the whole network (the digits CNN, n = 8, 0.97 s; the same CNN on 28x28
+#: images, n = 6, 2.72 s: the built-in cnn on mnist5k, 12x the old fixed cnn constant; two 16-channel convolutions on
+#: 28x28, n = 5, 4.95 s); dense layers only 0.8-2.2e-10 (MLPs of width 64 to 512)
+LAYERS_COST_PER_MAC_CONV_NET = 1.0e-9
+LAYERS_COST_PER_MAC_DENSE_NET = 2.5e-10
 LAYERS_COST_FIXED = 3e-8
 
 
@@ -283,12 +284,13 @@ def predicted_exact_seconds(
 ) -> float:
     """The cost model behind ``auto``: seconds the batched exact method takes on the reference machine.
 
-    ``macs``: a declared model's multiply-adds per sample, (in convolutions, in the other layers)."""
+    ``macs``: the model's multiply-adds per sample, (in convolutions, in the other layers), for the models the
+    generic vmap pass values (declared layers, the CNN, any regression model); (0, 0): the older fixed constants."""
     if metric not in ("accuracy", "cross_entropy", "gce", "r2"):
         raise ConfigError(f"unknown utility metric {metric!r}: use accuracy, cross_entropy, gce or r2")
-    if arch == "layers" or metric == "r2":  # the generic vmap pass (every regression model takes it), whatever the metric
+    if any(macs) and (arch in ("layers", "cnn") or metric == "r2"):  # the generic vmap pass, whatever the metric
         conv, dense = macs
-        per = LAYERS_COST_PER_CONV_MAC * conv + LAYERS_COST_PER_DENSE_MAC * dense + LAYERS_COST_FIXED
+        per = (LAYERS_COST_PER_MAC_CONV_NET if conv else LAYERS_COST_PER_MAC_DENSE_NET) * (conv + dense) + LAYERS_COST_FIXED
         return per * (1 << n) * n_val
     if metric == "gce" and arch == "logreg" and utility == "fedavg":  # the cross-entropy table's own sums
         return EXACT_COST_PER_COALITION_SAMPLE_CE["logreg"] * (1 << n) * n_val
@@ -305,7 +307,7 @@ def predicted_exact_seconds(
 
 def model_cost(model: ModelSpec, data: DataSchema) -> dict[str, Any]:
     """What the cost model needs to know of a task's model: ``arch``, ``hidden`` and, of a declared one, its ``macs``."""
-    if model.arch != "layers" and not data.regression:
+    if model.arch in ("logreg", "mlp") and not data.regression:  # their own batched paths and constants
         return {"arch": model.arch, "hidden": model.hidden}
     rows = model.summary(data).layers
     conv = sum(row.macs for row, layer in zip(rows, model.layer_list()) if layer.type == "conv2d")

@@ -191,6 +191,9 @@ def cmd_task_init(args: argparse.Namespace) -> int:
     labels = "labels in [0, 1] (regression, valued by R^2)" if d.regression else f"{d.n_classes} classes"
     print(f"wrote {out}: task {spec.name!r}, {d.n_features} features in [{d.feature_range[0]:g}, {d.feature_range[1]:g}], "
           f"{labels}, model {spec.model.arch}; every other field has its default (docs/spec-reference.md)")
+    if d.image_shape is not None and spec.model.arch == "logreg":
+        notes.append(f"images [{d.channels}, {d.image_shape[0]}, {d.image_shape[1]}]: set model.arch = 'cnn' or declare "
+                     "your own layers (docs/spec-reference.md, 'Your own model'); the spec keeps logistic regression")
     for note in notes:
         print(f"note: {note}")
     onnx = f" --onnx {args.onnx}" if args.onnx is not None else ""
@@ -585,11 +588,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     q.set_defaults(func=cmd_task_create)
     q = tsub.add_parser(
         "init", help="write a starting task spec (JSON) from a data file",
-        description="Read a data file (.csv: label in the last column, optional header row; or .npz: arrays x, y) and "
-        "write a spec with its n_features, n_classes (largest label + 1) and feature_range [0, 1]; every other "
-        "field keeps its default (docs/spec-reference.md). Features must already be scaled to [0, 1].",
+        description="Read a data file (.csv: label in the last column, optional header row; .npz: arrays x, y, x may "
+        "hold images [n, channels, rows, columns]; or a folder of images, one subfolder per class number) and write a "
+        "spec with its n_features, n_classes (largest label + 1; with --regression, real labels in [0, 1]), image "
+        "shape and feature_range [0, 1]; with --onnx, the model from an ONNX file. Every other field keeps its default "
+        "(docs/spec-reference.md). Features must already be scaled to [0, 1] (8-bit image pixels get data.scale 1/255).",
     )
-    q.add_argument("--data", required=True, help="the data file to describe (.csv or .npz)")
+    q.add_argument("--data", required=True, help="the data file to describe: .csv, .npz (x may hold images [n, channels, "
+                   "rows, columns]) or a folder of images with one subfolder per class number")
     q.add_argument("--out", default="spec.json", help="where to write the spec (a .json file; default spec.json)")
     q.add_argument("--name", help="the task's short name, 1 to 80 characters (default: the data file's name without extension)")
     q.add_argument("--force", action="store_true", help="overwrite --out if it exists")

@@ -145,7 +145,8 @@ def test_a_bad_npz_is_one_line(tmp_path: Path, arrays: dict[str, np.ndarray], me
 
 @pytest.mark.parametrize("name, content, message", [
     ("shard.npz", b"PK\x03\x04 not a zip", "{f}: not a readable .npz file (numpy.savez(path, x=features, y=labels) writes one)"),
-    ("shard.txt", b"1,2,3\n", "{f}: data files must be .npz or .csv (.npz: arrays x, y; .csv: the label in the last column)"),
+    ("shard.txt", b"1,2,3\n", "{f}: data files must be .npz or .csv (.npz: arrays x, y; .csv: the label in the last column), "
+     "or a folder of images with one subfolder per class"),
     ("shard.csv", b"\xff\xfe\x00\x01", "{f}: not a text CSV file (it is not UTF-8)"),
     (None, b"", "cannot read data file {f}: No such file or directory"),
 ])
