@@ -29,6 +29,29 @@ def one_line_error(proc: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+def play_rounds(cwd: Path, info: dict[str, object], shards: list[str], validation: str,
+                task: int = 1) -> tuple[str, list[str], ClockDriver]:
+    """Trainer nodes (``trainer-1.key`` … with ``shards``) and the aggregator as separate processes against the devnet
+    until the task ends, the chain's clock moved to each round's opening rather than waited for. Every process must
+    exit 0; returns the aggregator's output, each trainer's and the clock driver."""
+    keys = Path(info["accounts"][0]["key_file"]).parent  # type: ignore[index]
+    trainers = [
+        subprocess.Popen(MARKET + ["trainer", "run", str(task), "--key-file", str(keys / f"trainer-{i}.key"),
+                                   "--data", shard, "--timeout", "120"],
+                         cwd=cwd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i, shard in enumerate(shards, start=1)
+    ]
+    outs = []
+    with ClockDriver(str(info["rpc"]), str(info["contract"]), task) as clock:
+        agg = run(["aggregator", "run", str(task), "--key-file", str(keys / "aggregator.key"),
+                   "--validation", validation, "--timeout", "120"], cwd, timeout=240)
+        for p in trainers:
+            out, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err
+            outs.append(out)
+    return agg.stdout, outs, clock
+
+
 def test_simulate_on_anvil_writes_the_report(tmp_path: Path) -> None:
     run(["simulate", "--trainers", "6", "--attackers", "1", "--attack", "sign_flip", "--rounds", "3", "--seed", "1",
          "--report", "r.json", "--quiet"], tmp_path)
@@ -106,23 +129,10 @@ def test_roles_as_separate_processes_against_a_devnet(devnet: tuple[Path, dict[s
     assert "task 1 created" in out and "stake 0.010000 ETH per trainer" in out
     for i in (1, 2, 3):
         assert "with a stake of 0.010000 ETH" in run(["trainer", "join", "1", "--key-file", str(keys / f"trainer-{i}.key")], cwd).stdout
-    env = clean_env()
-    trainers = [
-        subprocess.Popen(MARKET + ["trainer", "run", "1", "--key-file", str(keys / f"trainer-{i}.key"),
-                                   "--data", f"data/trainer-{i}.npz", "--timeout", "120"],
-                         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in (1, 2, 3)
-    ]
-    # round 1 opens by the task's schedule: the clock is moved there rather than waited for
-    with ClockDriver(str(info["rpc"]), str(info["contract"]), 1) as clock:
-        agg = run(["aggregator", "run", "1", "--key-file", str(keys / "aggregator.key"),
-                   "--validation", "data/validation.npz", "--timeout", "120"], cwd, timeout=240)
-        for p in trainers:
-            out, err = p.communicate(timeout=120)
-            assert p.returncode == 0, err
-            assert out.count("committed to") == 2 and out.count("revealed") == 2, out
+    agg, outs, clock = play_rounds(cwd, info, [f"data/trainer-{i}.npz" for i in (1, 2, 3)], "data/validation.npz")
+    assert all(out.count("committed to") == 2 and out.count("revealed") == 2 for out in outs), outs
     assert clock.error is None and (1, "waiting") in clock.moves
-    assert agg.stdout.count("posted model") == 2
+    assert agg.count("posted model") == 2
 
     results = json.loads(run(["task", "results", "1", "--json"], cwd).stdout)
     assert [r["settlement"] for r in results["rounds"]] == ["result", "result"]

@@ -8,15 +8,12 @@ The owner scales scikit-learn's breast cancer table itself and writes the CSV fi
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.app.chain_steps import ClockDriver
-from tests.app.test_cli import one_line_error, run
-from tests.conftest import MARKET, clean_env
+from tests.app.test_cli import one_line_error, play_rounds, run
 
 SPEC = """\
 name = "tumours"
@@ -124,20 +121,9 @@ def test_an_owners_csv_and_declared_model_run_as_separate_processes(devnet: tupl
     assert "wrong.csv" in one_line_error(wrong) and "30" in one_line_error(wrong)
     for i in (1, 2, 3):
         run(["trainer", "join", "1", "--key-file", str(keys / f"trainer-{i}.key")], cwd)
-    trainers = [
-        subprocess.Popen(MARKET + ["trainer", "run", "1", "--key-file", str(keys / f"trainer-{i}.key"),
-                                   "--data", f"trainer-{i}.csv", "--timeout", "120"],
-                         cwd=cwd, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        for i in (1, 2, 3)
-    ]
-    with ClockDriver(str(info["rpc"]), str(info["contract"]), 1) as clock:
-        agg = run(["aggregator", "run", "1", "--key-file", str(keys / "aggregator.key"),
-                   "--validation", "validation.csv", "--timeout", "120"], cwd, timeout=240)
-        for p in trainers:
-            out, err = p.communicate(timeout=120)
-            assert p.returncode == 0, err
-            assert out.count("revealed") == 2, out
-    assert clock.error is None and agg.stdout.count("posted model") == 2
+    agg, outs, clock = play_rounds(cwd, info, [f"trainer-{i}.csv" for i in (1, 2, 3)], "validation.csv")
+    assert all(out.count("revealed") == 2 for out in outs), outs
+    assert clock.error is None and agg.count("posted model") == 2
 
     results = json.loads(run(["task", "results", "1", "--json"], cwd).stdout)
     assert [r["settlement"] for r in results["rounds"]] == ["result", "result"]
