@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 #: the largest activation (values per sample, summed over layers) and work (multiply-adds per sample) a declared
 #: model may need: a spec is untrusted, and every trainer and aggregator runs its model
-MAX_ACTIVATIONS = 20_000_000
+MAX_ACTIVATIONS = 2_000_000
 MAX_MACS = 500_000_000
 #: no model has more weights than this: 40 MB of float32
 MAX_PARAMETERS = 10_000_000
@@ -137,6 +137,11 @@ class Summary:
     layers: tuple[LayerShape, ...]
 
     @property
+    def values(self) -> int:
+        """Values one sample holds through the model (its input and every layer's output): the memory a pass takes."""
+        return math.prod(self.input_shape) + sum(math.prod(row.out_shape) for row in self.layers)
+
+    @property
     def params(self) -> int:
         return sum(row.params for row in self.layers)
 
@@ -201,11 +206,16 @@ def infer(layers: tuple[_Layer, ...] | list[_Layer], input_shape: tuple[int, ...
             if isinstance(layer, Conv2d):
                 params = out_c * c * k * k + (out_c if layer.bias else 0)
                 macs = out_c * c * k * k * oh * ow
+            else:  # a pooling window reads k x k values for each output: work like a multiply-add each
+                macs = out_c * k * k * oh * ow
             shape = (out_c, oh, ow)
         elif isinstance(layer, GroupNorm):
             channels = shape[0]  # of a flat input, every feature is a channel
             if channels % layer.groups:
                 raise ValueError(f"{where}: groups = {layer.groups} must divide the {channels} channels of its input {_shape(shape)}")
+            if channels // layer.groups * math.prod(shape[1:]) < 2:
+                raise ValueError(f"{where}: each of its {layer.groups} groups would hold one value of {_shape(shape)}, which "
+                                 "cannot be normalised: use fewer groups")
             params = 2 * channels
         elif isinstance(layer, LayerNorm):
             params = 2 * math.prod(shape)
@@ -224,12 +234,15 @@ def infer(layers: tuple[_Layer, ...] | list[_Layer], input_shape: tuple[int, ...
             params = layer.num_embeddings * layer.dim
             shape = (shape[0], layer.dim)
         activations += math.prod(shape)
+        if not isinstance(layer, Linear | Conv2d | Pool2d | Flatten | Dropout):
+            macs = math.prod(shape)  # activations and normalisations: a few operations per value
         text = _text(layer) if not (isinstance(layer, Linear) and layer.out_features is None) else f"linear(out_features={outputs})"
         rows.append(LayerShape(i, text, shape, params, macs))
     if shape != (outputs,):
         raise ValueError(f"the last layer gives {_shape(shape)} per sample; the task needs [{outputs}] (its outputs): "
                          "end with a linear layer, out_features left out")
     summary = Summary(tuple(input_shape), tuple(rows))
+    activations = summary.values
     if summary.params > MAX_PARAMETERS:
         raise ValueError(f"the model has {summary.params} weights, more than the {MAX_PARAMETERS} a task's model may have")
     if activations > MAX_ACTIVATIONS:

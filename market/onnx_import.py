@@ -69,7 +69,12 @@ class _Reader:
             if t.data_location == onnx.TensorProto.EXTERNAL:
                 raise ConfigError(f"initializer {t.name!r} keeps its data in another file: save the model with its "
                                   "weights inside (onnx.save(model, path, save_as_external_data=False))")
-            self.consts[t.name] = numpy_helper.to_array(t)
+            value = numpy_helper.to_array(t)
+            if value.dtype.kind not in "fiu":
+                raise ConfigError(f"initializer {t.name!r} holds {value.dtype}, not real numbers")
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise ConfigError(f"initializer {t.name!r} holds values that are not finite numbers (NaN or infinity)")
+            self.consts[t.name] = value
         self.layers: list[Layer] = []
         self.weights: OrderedDict[str, torch.Tensor] = OrderedDict()
 
@@ -82,7 +87,12 @@ class _Reader:
         i = len(self.layers)
         self.layers.append(layer)
         for k, v in weights.items():
-            self.weights[f"layers.{i}.{k}"] = torch.from_numpy(np.array(v, dtype=np.float32))  # a writable copy
+            with np.errstate(over="ignore"):
+                value = np.array(v, dtype=np.float32)  # a writable copy, as every party holds weights
+            if not np.isfinite(value).all():
+                raise ConfigError(f"layer {i} ({layer.type}): its {k} is not finite as float32 (NaN, infinity, or "
+                                  "beyond 3.4e38)")
+            self.weights[f"layers.{i}.{k}"] = torch.from_numpy(value)
 
     def linear(self, w: np.ndarray, b: np.ndarray | None, where: str) -> None:  # w: [out, in]
         if w.ndim != 2 or (b is not None and b.shape != (w.shape[0],)):
@@ -93,7 +103,33 @@ class _Reader:
 
 
 def import_onnx(blob: bytes, data: DataSchema, source: str = "ONNX model") -> tuple[tuple[Layer, ...], "OrderedDict[str, torch.Tensor]"]:
-    """The graph in ``blob`` as declared layers over ``data``, and its weights (declared names); one ConfigError line otherwise."""
+    """The graph in ``blob`` as declared layers over ``data``, and its weights (declared names); one ConfigError line otherwise.
+
+    The file is untrusted: whatever in it is malformed (attributes of the wrong type, missing ones, tensors whose
+    bytes do not match their shape, weights that do not fit the layer their node describes, weights that are not
+    finite numbers) is that one line too, never a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        layers, weights = _convert(blob, data, source)
+        model = ModelSpec(arch="layers", layers=layers)
+        from market.models import build_model
+
+        build_model(model, data).load_state_dict(weights)  # every weight has its layer's exact shape
+    except ConfigError as exc:
+        text = str(exc)
+        raise ConfigError(text if text.startswith(source) else f"{source}: {text}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"{source}: a layer the market cannot build: {'.'.join(map(str, first['loc']))}: "
+                          f"{first['msg']}") from None
+    except (ValueError, TypeError, KeyError, IndexError, RuntimeError, AttributeError) as exc:
+        text = str(exc).splitlines()[0][:160] if str(exc) else exc.__class__.__name__
+        raise ConfigError(f"{source}: not a model the market can build: {text}") from None
+    return layers, weights
+
+
+def _convert(blob: bytes, data: DataSchema, source: str) -> tuple[tuple[Layer, ...], "OrderedDict[str, torch.Tensor]"]:
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -108,6 +144,10 @@ def import_onnx(blob: bytes, data: DataSchema, source: str = "ONNX model") -> tu
         raise ConfigError(f"{source}: the graph must take one input (the samples) and give one output")
     r = _Reader(graph)
     feature_input = next(i.name for i in graph.input if i.name not in r.consts)
+    elem = next(i for i in graph.input if i.name == feature_input).type.tensor_type.elem_type
+    if elem not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
+        raise ConfigError(f"{source}: the graph's input holds {onnx.TensorProto.DataType.Name(elem)}, not the real-valued "
+                          "features the market feeds it")
     current = feature_input
     pending_matmul: tuple[int, np.ndarray] | None = None  # a MatMul's weight, waiting for a bias Add
     for k, node in enumerate(graph.node):
@@ -149,6 +189,9 @@ def import_onnx(blob: bytes, data: DataSchema, source: str = "ONNX model") -> tu
                 raise ConfigError(f"{where}: only 2-D convolutions without groups or dilation are taken")
             b = r.const(node.input[2], where) if len(node.input) > 2 and node.input[2] else None
             kernel = _square(a.get("kernel_shape", w.shape[2:]), "kernels", where)
+            if tuple(w.shape[2:]) != (kernel, kernel) or (b is not None and b.shape != (w.shape[0],)):
+                raise ConfigError(f"{where}: its weight {list(w.shape)} (and bias {None if b is None else list(b.shape)}) "
+                                  f"do not fit a {kernel}x{kernel} convolution")
             stride = _square(a.get("strides", [1, 1]), "strides", where)
             layer = Conv2d(type="conv2d", out_channels=int(w.shape[0]), kernel_size=kernel, stride=stride,
                            padding=_pads(a, where), bias=b is not None)

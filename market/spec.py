@@ -34,6 +34,10 @@ class _Frozen(BaseModel):
 #: and every trainer build its model); no model has more than MAX_PARAMETERS weights, 40 MB of float32
 MAX_FEATURES = 1_000_000
 MAX_CLASSES = 1_000
+#: values one training step may hold (batch x values per sample): 400 MB of float32, about 1.2 GB with its gradients
+MAX_BATCH_VALUES = 100_000_000
+#: the largest magnitude a range may name: data is float32 once read
+MAX_MAGNITUDE = 1e30
 
 
 class DataSchema(_Frozen):
@@ -71,12 +75,14 @@ class DataSchema(_Frozen):
 
     @model_validator(mode="after")
     def _shapes(self) -> "DataSchema":
-        if not (math.isfinite(self.scale) and self.scale != 0 and math.isfinite(self.shift)):
+        if not (math.isfinite(self.scale) and self.scale != 0 and math.isfinite(self.shift) and abs(self.shift) <= MAX_MAGNITUDE
+                and abs(self.scale) <= MAX_MAGNITUDE):
             raise ValueError(f"scale and shift must be finite numbers, scale not 0 (got {self.scale:g}, {self.shift:g})")
         for field in ("feature_range", "label_range"):
             lo, hi = getattr(self, field)
-            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-                raise ValueError(f"{field} must be two finite numbers [low, high] with low < high (got [{lo:g}, {hi:g}])")
+            if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi and max(abs(lo), abs(hi)) <= MAX_MAGNITUDE):
+                raise ValueError(f"{field} must be two finite numbers [low, high] with low < high, within ±1e30 "
+                                 f"(got [{lo:g}, {hi:g}])")
         if self.kind == "regression" and "n_classes" in self.model_fields_set:
             raise ValueError("a regression task's labels are numbers, not classes: leave n_classes out")
         if self.kind == "classification" and "label_range" in self.model_fields_set:
@@ -344,7 +350,11 @@ class TaskSpec(_Frozen):
 
     @model_validator(mode="after")
     def _model_fits(self) -> "TaskSpec":
-        self.model.summary(self.data)  # every layer fits its input, and the weights and work stay within bounds
+        summary = self.model.summary(self.data)  # every layer fits its input, and the weights and work stay within bounds
+        if self.training.batch_size * summary.values > MAX_BATCH_VALUES:
+            raise ValueError(f"training.batch_size {self.training.batch_size} x the {summary.values} values a sample holds "
+                             f"through the model is more than the {MAX_BATCH_VALUES} a trainer's step may hold: use a "
+                             "smaller batch")
         return self
 
     def to_json_bytes(self) -> bytes:

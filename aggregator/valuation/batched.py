@@ -77,6 +77,10 @@ import torch
 from torch import Tensor, nn
 
 _DT = torch.float64
+#: what one forward of :func:`vmap_table` may hold (coalition models x validation samples x values per sample, in float64,
+#: about three copies live at a time); a spec's model is untrusted, and its validation set is the owner's
+VMAP_BYTES = 512 * 1024 * 1024
+_VMAP_BYTES_PER_VALUE = 8 * 3
 _OP_ELEMENTS = 1 << 17  # elements per elementwise op in the linear path: large enough to amortise dispatch
 METRICS = ("accuracy", "cross_entropy", "gce", "r2")
 #: ``q`` of the generalized cross-entropy (Zhang & Sabuncu 2018, "Generalized Cross Entropy Loss for
@@ -444,9 +448,13 @@ def vmap_table(
     chunk: int = 64,
     normalize: bool = True,
     metric: str = "accuracy",
+    values_per_sample: int = 0,
 ) -> Tensor:
     """Utility (:func:`score`: accuracy or minus the mean cross-entropy) of the coalitions ``masks``
     (default: all ``2^n``) of any model, ``chunk`` models per forward.
+
+    ``values_per_sample``: the values one sample holds through the model (``Summary.values``); the coalitions
+    and the validation samples of one forward are then cut so that it holds at most :data:`VMAP_BYTES`.
 
     Coalition ``S``'s parameters are ``theta0 + sum_{i in S} a_i deltas[i]``
     with ``a_i = weights[i] / sum_{j in S} weights[j]`` (``normalize``, FedAvg
@@ -464,18 +472,23 @@ def vmap_table(
     sizes = [template[k].numel() for k in names]
     shapes = [tuple(template[k].shape) for k in names]
 
-    def forward(flat: Tensor) -> Tensor:
+    def forward(flat: Tensor, xb: Tensor) -> Tensor:
         parts = torch.split(flat, sizes)
-        return functional_call(net, {k: p.reshape(s) for k, p, s in zip(names, parts, shapes)}, (x,))
+        return functional_call(net, {k: p.reshape(s) for k, p, s in zip(names, parts, shapes)}, (xb,))
 
-    batched = vmap(forward)
+    per_sample = _VMAP_BYTES_PER_VALUE * max(1, values_per_sample)
+    block = max(1, min(len(x), VMAP_BYTES // per_sample))  # validation samples of one forward
+    chunk = max(1, min(chunk, VMAP_BYTES // (per_sample * block)))  # coalition models of one forward
+    batched = vmap(forward, in_dims=(0, None))
     out = torch.empty(masks.numel(), dtype=_DT)
     for s in range(0, masks.numel(), chunk):
         a = membership(masks[s : s + chunk], n) * w
         if normalize:
             tot = a.sum(1, keepdim=True)
             a = a / torch.where(tot > 0, tot, torch.ones_like(tot))  # the empty coalition: all-zero weights
-        out[s : s + chunk] = score(batched(theta0.to(_DT) + a @ deltas.to(_DT)), y, metric)
+        flats = theta0.to(_DT) + a @ deltas.to(_DT)
+        logits = torch.cat([batched(flats, x[b : b + block]) for b in range(0, len(x), block)], dim=1)
+        out[s : s + chunk] = score(logits, y, metric)
     return out
 
 

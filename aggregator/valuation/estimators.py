@@ -310,7 +310,7 @@ def model_cost(model: ModelSpec, data: DataSchema) -> dict[str, Any]:
     if model.arch in ("logreg", "mlp") and not data.regression:  # their own batched paths and constants
         return {"arch": model.arch, "hidden": model.hidden}
     rows = model.summary(data).layers
-    conv = sum(row.macs for row, layer in zip(rows, model.layer_list()) if layer.type == "conv2d")
+    conv = sum(row.macs for row, layer in zip(rows, model.layer_list()) if layer.type in ("conv2d", "maxpool2d", "avgpool2d"))
     return {"arch": model.arch, "hidden": model.hidden, "macs": (conv, sum(row.macs for row in rows) - conv)}
 
 

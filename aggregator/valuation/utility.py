@@ -56,6 +56,7 @@ from torch import Tensor
 from aggregator.valuation.batched import (
     GCE_Q,
     METRICS,
+    VMAP_BYTES,
     MLPTerms,
     linear_ce_table,
     linear_table,
@@ -134,6 +135,8 @@ class CoalitionUtility:
         self._x = x_val.to(torch.float64)
         self._y = y_val.to(torch.float64) if regression else y_val.to(torch.int64)
         self._net = build_model(spec.model, spec.data).to(torch.float64).eval()
+        self._values = spec.model.summary(spec.data).values  # per sample: bounds the samples and models of one forward
+        self._block = max(1, VMAP_BYTES // (8 * 3 * self._values))
         if self.fast:
             self._logits0 = self._linear_logits(self._theta0)
             self._contrib = torch.stack([self._linear_logits(v) for v in self._deltas]) if deltas else None
@@ -167,7 +170,8 @@ class CoalitionUtility:
                     for j in range(self.n):
                         theta += row[j] * self._deltas[j]
                     self._net.load_state_dict(unflatten(theta, self._template))
-                    out.append(float(score(self._net(self._x), self._y, metric)))
+                    logits = torch.cat([self._net(self._x[b : b + self._block]) for b in range(0, len(self._x), self._block)])
+                    out.append(float(score(logits, self._y, metric)))
         return out
 
     @torch.no_grad()
@@ -194,7 +198,8 @@ class CoalitionUtility:
                 return mlp_ce_table(players, self._y, offset, empty=empty).numpy()
             return mlp_table(players, self._y, offset, empty=empty, weights=self._w).numpy()
         return vmap_table(
-            self._net, self._template, self._theta0, self._deltas, w, self._x, self._y, normalize=fedavg, metric=metric
+            self._net, self._template, self._theta0, self._deltas, w, self._x, self._y, normalize=fedavg, metric=metric,
+            values_per_sample=self._values,
         ).numpy()
 
     def _forward(self, theta: Tensor) -> Tensor:

@@ -207,7 +207,8 @@ def test_auto_valuation_prices_a_declared_model_by_its_multiply_adds() -> None:
     small_cost, big_cost = model_cost(small.model, small.data), model_cost(big.model, big.data)
     conv_small, dense_small = small_cost["macs"]
 
-    assert conv_small == 8 * 9 * 64 and dense_small == 128 * 64 + 64 * 10
+    # convolutions and pooling (each output reads its window), then the dense layers and one operation per activation
+    assert conv_small == 8 * 9 * 64 + 8 * 4 * 4 * 4 and dense_small == 128 * 64 + 64 * 10 + 8 * 8 * 8 + 64
     seconds = [predicted_exact_seconds(n=10, n_val=300, metric="gce", **c) for c in (small_cost, big_cost)]
     assert seconds[1] > 10 * seconds[0]
     # digits' CNN fits exact valuation at 10 trainers; the same CNN on 28x28 images is estimated instead
@@ -231,6 +232,58 @@ def test_the_built_in_cnn_is_priced_by_its_multiply_adds_too() -> None:
     so `auto` ran exact Shapley over 2^10 coalitions for minutes. Priced by its multiply-adds, it is estimated there."""
     digits, mnist = parse_spec({"model": {"arch": "cnn"}}), parse_spec({"data": MNIST, "model": {"arch": "cnn"}})
 
-    assert model_cost(mnist.model, mnist.data)["macs"] == (8 * 9 * 784, 8 * 14 * 14 * 64 + 64 * 10)
+    assert model_cost(mnist.model, mnist.data)["macs"] == (8 * 9 * 784 + 8 * 14 * 14 * 4, 8 * 14 * 14 * 64 + 64 * 10 + 8 * 784 + 64)
     assert choose_valuation(ValuationSpec(), 10, n_val=750, **model_cost(mnist.model, mnist.data)) == "gtg"
     assert choose_valuation(ValuationSpec(), 8, n_val=269, **model_cost(digits.model, digits.data)) == "exact"
+
+
+@pytest.mark.parametrize("layers, data, needle", [  # attacker pass (helper 36)
+    # pooling work was counted as nothing: 20 stride-1 31x31 pools over 1000x1000 took 7 s a sample
+    ([{"type": "maxpool2d", "kernel_size": 31, "stride": 1}] * 3 + [{"type": "flatten"}, {"type": "linear"}],
+     {"n_features": 250_000, "n_classes": 2, "image_shape": [500, 500]}, "multiply-adds per sample, more than"),
+    # one value per group: torch's group norm refuses to train on it (every trainer crashed)
+    ([{"type": "flatten"}, {"type": "linear", "out_features": 16}, {"type": "groupnorm", "groups": 16}, {"type": "linear"}],
+     None, "each of its 16 groups would hold one value"),
+])
+def test_work_and_normalisation_an_attacker_could_hide_are_refused(layers: list[dict[str, Any]], data: dict[str, Any] | None,
+                                                                     needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        declared(layers, data)
+    assert needle in str(err.value)
+
+
+def test_a_training_step_is_bounded_by_batch_times_the_values_a_sample_holds() -> None:
+    layers = [{"type": "conv2d", "out_channels": 64, "kernel_size": 3, "padding": 1}, {"type": "flatten"}, {"type": "linear"}]
+    big = {"n_features": 100 * 100, "n_classes": 2, "image_shape": [100, 100]}
+    ok = parse_spec({"data": big, "model": {"arch": "layers", "layers": layers}, "training": {"batch_size": 32}})
+    assert ok.training.batch_size * ok.model.summary(ok.data).values <= 100_000_000
+    with pytest.raises(ConfigError, match="training.batch_size 4096 x the"):
+        parse_spec({"data": big, "model": {"arch": "layers", "layers": layers}, "training": {"batch_size": 4096}})
+
+
+def test_the_coalition_table_holds_a_bounded_part_of_a_big_model_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table was one forward of 64 coalition models over the whole validation set: 2.35 GB for 2 trainers and 32
+    samples of a model with 1M values per sample (helper 36). Cut into blocks it is the same table."""
+    import aggregator.valuation.batched as batched
+
+    spec = declared([{"type": "conv2d", "out_channels": 4, "kernel_size": 3, "padding": 1}, {"type": "relu"},
+                     {"type": "flatten"}, {"type": "linear"}])
+    state = state_of(build_model(spec.model, spec.data))
+    d = sum(v.numel() for v in state.values())
+    g = torch.Generator().manual_seed(2)
+    deltas = [0.1 * torch.randn(d, generator=g) for _ in range(3)]
+    x, y = torch.rand(30, 64, generator=g), torch.randint(0, 10, (30,), generator=g)
+    whole = CoalitionUtility(spec, state, deltas, [1.0] * 3, x, y, metric="gce").table()
+    values = spec.model.summary(spec.data).values
+    monkeypatch.setattr(batched, "VMAP_BYTES", 24 * values * 7)  # 7 sample-models a forward: blocks of 7 samples, 1 model
+    calls: list[int] = []
+    real = torch.func.vmap
+
+    def counting_vmap(fn, *a, **k):  # type: ignore[no-untyped-def]
+        inner = real(fn, *a, **k)
+        return lambda flats, xb: calls.append(int(flats.shape[0]) * len(xb)) or inner(flats, xb)
+
+    monkeypatch.setattr(torch.func, "vmap", counting_vmap)
+    blocked = CoalitionUtility(spec, state, deltas, [1.0] * 3, x, y, metric="gce").table()
+
+    assert blocked == pytest.approx(whole, rel=1e-12, abs=1e-12) and max(calls) <= 7

@@ -7,6 +7,7 @@ import io
 import warnings
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
 import torch
@@ -124,3 +125,50 @@ def test_a_tasks_round_0_model_is_the_files_weights_and_anyone_can_check_it(tmp_
         update={"model": spec.model.model_copy(update={"onnx_cid": None})}), None))})
     with pytest.raises(DataError, match="is not the weights of its ONNX file"):
         check_onnx_origin(forged, store)
+
+
+def _crafted(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], elem: int = onnx.TensorProto.FLOAT) -> bytes:
+    from onnx import helper
+
+    x = helper.make_tensor_value_info("x", elem, [None, 1, 8, 8])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [None, 10])
+    graph = helper.make_graph(nodes, "g", [x], [y], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def _w(name: str, *shape: int, value: float | None = None, dtype: type = np.float32) -> onnx.TensorProto:
+    from onnx import numpy_helper
+
+    a = np.full(shape, value, dtype=dtype) if value is not None else np.random.default_rng(0).random(shape).astype(dtype)
+    return numpy_helper.from_array(a, name)
+
+
+_FC = [onnx.helper.make_node("Flatten", ["c"], ["f"]), onnx.helper.make_node("Gemm", ["f", "W2", "B2"], ["y"], transB=1)]
+_IMAGES = DataSchema(n_features=64, n_classes=10, image_shape=(8, 8))
+
+
+@pytest.mark.parametrize("make, needle", [  # attacker pass (helper 36): each of these was a traceback
+    (lambda: _crafted([onnx.helper.make_node("Conv", ["x", "W", "B"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]), *_FC],
+                      [_w("W", 4, 1, 5, 5), _w("B", 4), _w("W2", 10, 256), _w("B2", 10)]), "do not fit a 3x3 convolution"),
+    (lambda: _crafted([onnx.helper.make_node("Conv", ["x", "W", "B"], ["c"], pads=[1, 1, 1, 1]), *_FC],
+                      [_w("W", 4, 1, 3, 3), _w("B", 7), _w("W2", 10, 256), _w("B2", 10)]), "do not fit a 3x3 convolution"),
+    (lambda: _crafted([onnx.helper.make_node("MaxPool", ["x"], ["c"], kernel_shape=2), *_FC], [_w("W2", 10, 16), _w("B2", 10)]),
+     "not a model the market can build"),
+    (lambda: _crafted([onnx.helper.make_node("MaxPool", ["x"], ["c"]), *_FC], [_w("W2", 10, 64), _w("B2", 10)]),
+     "not a model the market can build"),
+    (lambda: _crafted([onnx.helper.make_node("Conv", ["x", "W"], ["c"], pads=[16] * 4), *_FC],
+                      [_w("W", 4, 1, 33, 33), _w("W2", 10, 256), _w("B2", 10)]), "a layer the market cannot build: kernel_size"),
+    (lambda: _crafted([onnx.helper.make_node("Flatten", ["x"], ["f"]), onnx.helper.make_node("Gemm", ["f", "W2"], ["y"], transB=1)],
+                      [_w("W2", 10, 64, value=float("nan"))]), "holds values that are not finite numbers"),
+    (lambda: _crafted([onnx.helper.make_node("Flatten", ["x"], ["f"]), onnx.helper.make_node("Gemm", ["f", "W2"], ["y"], transB=1)],
+                      [_w("W2", 10, 64, value=1e39, dtype=np.float64)]), "is not finite as float32"),
+    (lambda: _crafted([onnx.helper.make_node("Flatten", ["x"], ["f"]), onnx.helper.make_node("Gemm", ["f", "W2"], ["y"], transB=1)],
+                      [_w("W2", 10, 64)], elem=onnx.TensorProto.STRING), "the graph's input holds STRING"),
+    (lambda: _crafted([onnx.helper.make_node("Flatten", ["x"], ["f"]),
+                       onnx.helper.make_node("Gemm", ["f", "W2"], ["y"], transB=1, alpha="x")], [_w("W2", 10, 64)]),
+     "not a model the market can build"),
+])
+def test_a_malformed_onnx_file_is_one_line_never_a_traceback(make, needle: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ConfigError) as err:
+        import_onnx(make(), _IMAGES, "net.onnx")
+    assert str(err.value).startswith("net.onnx: ") and needle in str(err.value) and "\n" not in str(err.value)

@@ -132,3 +132,29 @@ def test_regression_coalitions_are_valued_by_r2_batched_as_one_at_a_time() -> No
     assert valued.values[3] < min(valued.values[:3])
     with pytest.raises(ConfigError, match="not scored by 'gce'"):
         CoalitionUtility(spec, g, deltas, [1.0] * 4, val.x, val.y, metric="gce")
+
+
+def test_a_data_free_bias_shift_is_worth_nothing_in_the_first_round() -> None:
+    """Attacker pass (helper 36): from random weights the round-0 model's predictions were off by a constant that the
+    public model and label_range reveal; an update moving only the output bias to the range's middle was worth +0.66
+    R^2 (honest: +1.05 to +1.12) and drew 13 % of a round. A regression model now starts predicting the middle."""
+    from market.tensors import flatten
+
+    splits = example_splits("diabetes", 4, seed=0)
+    spec = diabetes_spec()
+    g = state_of(build_model(spec.model, spec.data))
+    net = model_with_state(spec.model, spec.data, g)
+    assert torch.allclose(net(splits.validation.x)[:, 0], torch.full((len(splits.validation),), 0.5))
+    honest = [flatten(local_update(spec, g, t, seed=i)) for i, t in enumerate(splits.trainers)]
+    shift = {k: torch.zeros_like(v) for k, v in g.items()}
+    shift["linear.bias"] = torch.tensor([0.5 - float(net(splits.trainers[0].x)[:, 0].mean())])  # what it can compute
+    valued = value_survivors(spec, g, ["a", "b", "c", "d", "shift"], [*honest, flatten(shift)], [1.0] * 5,
+                             splits.validation.x, splits.validation.y, seed=0)
+
+    assert valued.values[4] <= 0 < min(valued.values[:4])
+
+
+def test_a_range_past_float32_is_refused() -> None:
+    """A label_range of [0, 1e308] let labels of 1e300 through, infinite once float32: NaN R^2 (helper 36)."""
+    with pytest.raises(ConfigError, match="within ±1e30"):
+        parse_spec({"data": {**REG, "label_range": [0, 1e308]}, "valuation": {"metric": "r2"}})

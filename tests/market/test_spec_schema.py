@@ -78,7 +78,7 @@ def test_feature_range_from_toml_and_its_check(tmp_path: Path) -> None:
     assert load_spec_file(f).data.feature_range == (-1.0, 1.0)
 
     f.write_text(BC_TOML + "feature_range = [1, 0]\n")
-    with pytest.raises(ConfigError, match=r"data: feature_range must be two finite numbers \[low, high\] with low < high \(got \[1, 0\]\)"):
+    with pytest.raises(ConfigError, match=r"data: feature_range must be two finite numbers \[low, high\] with low < high, within ±1e30 \(got \[1, 0\]\)"):
         load_spec_file(f)
 
 
