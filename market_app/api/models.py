@@ -95,6 +95,23 @@ _PHASES_TEXT = (
     "settled: the task finished")
 
 
+class LayerView(_Out):
+    layer: str = Field(description="the layer and its settings, e.g. conv2d(out_channels=8, kernel_size=3)")
+    out_shape: list[int] = Field(description="what it gives one sample")
+    parameters: int = Field(description="its trained weights")
+
+
+class ModelView(_Out):
+    """A task's model as the spec declares it: every party builds exactly this (market.architecture)."""
+
+    arch: str = Field(description="logreg, mlp, cnn or layers (declared)")
+    parameters: int = Field(description="trained weights in all")
+    macs: int = Field(description="multiply-adds (and pooling reads) per sample")
+    input_shape: list[int] = Field(description="one sample as the model sees it")
+    layers: list[LayerView]
+    onnx_cid: str | None = Field(None, description="the ONNX file the layers and round-0 weights were converted from")
+
+
 class TaskDetail(TaskSummary):
     verifier: str = Field(description="IRoundVerifier contract checking proofs; zero address = none")
     backup: bool = Field(False, description="a backup is drawn each round besides the panel; it may post in a "
@@ -128,6 +145,8 @@ class TaskDetail(TaskSummary):
     trainers: list[str] = Field(description="joined trainers, in joining order")
     spec: dict[str, Any] | None = Field(None, description="the task spec, fetched from the store by spec_cid")
     spec_error: str | None = Field(None, description="why the spec could not be shown")
+    model: ModelView | None = Field(None, description="the spec's model layer by layer, what a trainer reads before "
+                                    "joining (`market task show`); null when the spec cannot be read")
 
 
 class SubmissionView(_Out):

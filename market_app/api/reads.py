@@ -27,10 +27,13 @@ from market.chain.contract import MarketContract, RoundInfo, RoundState, Submiss
 from market.cid import normalize_cid
 from market.errors import ChainError, DataError, MarketError, NotFoundError, StoreError, UnknownTaskError
 from market.receipt import Receipt
+from market.spec import TaskSpec, parse_spec
 from market.store import ContentStore, get_json
 from market_app.api.models import (
     ChainStatus,
     ContributionMatrix,
+    LayerView,
+    ModelView,
     Payouts,
     RoundList,
     RoundView,
@@ -70,6 +73,14 @@ def task_name(store: ContentStore, spec_cid: str) -> str | None:
         return spec_name(get_json(store, spec_cid))
     except MarketError:
         return None
+
+
+def model_view(spec: TaskSpec) -> ModelView:
+    """The spec's model as the API shows it: every layer's output shape and weights, and the totals."""
+    summary = spec.model.summary(spec.data)
+    return ModelView(arch=spec.model.arch, parameters=summary.params, macs=summary.macs, input_shape=list(summary.input_shape),
+                     layers=[LayerView(layer=r.text, out_shape=list(r.out_shape), parameters=r.params) for r in summary.layers],
+                     onnx_cid=spec.model.onnx_cid)
 
 
 def json_safe(obj: Any) -> Any:
@@ -269,6 +280,12 @@ class MarketReader:
             spec_error = f"{exc} ({STORE_HINT})"
         except MarketError as exc:
             spec_error = str(exc)
+        model = None
+        if spec is not None:
+            try:
+                model = model_view(parse_spec(spec, f"spec {info.spec_cid}"))
+            except MarketError as exc:  # a spec nobody can train: say why
+                spec_error = str(exc)
         return TaskDetail(
             **self.summary(info).model_dump(), verifier=info.verifier,
             backup=info.has_backup, fees_wei=str(info.fees), submit_window=info.submit_window,
@@ -280,7 +297,7 @@ class MarketReader:
             revealed_count=0 if info.finished else state.submitted,
             chain_time=self.contract.chain.now(),
             round_state=state.phase, round_state_text=state.text(),  # type: ignore[arg-type]
-            trainers=events.joined, spec=spec, spec_error=spec_error,
+            trainers=events.joined, spec=spec, spec_error=spec_error, model=model,
         )
 
     def task_detail(self, task_id: int) -> TaskDetail:

@@ -64,6 +64,9 @@ def test_task_list_and_detail(client: TestClient, shared: Scenario) -> None:
     assert detail["trainers"] == [t.address for t in shared.trainers]
     assert detail["spec"]["name"] == "digits" and detail["spec_cid"] == shared.spec_cid
     assert detail["submission_deadline"] > detail["chain_time"]
+    # what a trainer reads before joining, as `market task show` prints it
+    assert detail["model"] == {"arch": "logreg", "parameters": 650, "macs": 640, "input_shape": [64], "onnx_cid": None,
+                               "layers": [{"layer": "linear(out_features=10)", "out_shape": [10], "parameters": 650}]}
 
 
 def test_one_round_and_its_submissions(client: TestClient, shared: Scenario) -> None:
