@@ -147,7 +147,8 @@ def test_a_data_free_bias_shift_is_worth_nothing_in_the_first_round() -> None:
     assert torch.allclose(net(splits.validation.x)[:, 0], torch.full((len(splits.validation),), 0.5))
     honest = [flatten(local_update(spec, g, t, seed=i)) for i, t in enumerate(splits.trainers)]
     shift = {k: torch.zeros_like(v) for k, v in g.items()}
-    shift["linear.bias"] = torch.tensor([0.5 - float(net(splits.trainers[0].x)[:, 0].mean())])  # what it can compute
+    with torch.no_grad():
+        shift["linear.bias"] = torch.tensor([0.5 - float(net(splits.trainers[0].x)[:, 0].mean())])  # what it can compute
     valued = value_survivors(spec, g, ["a", "b", "c", "d", "shift"], [*honest, flatten(shift)], [1.0] * 5,
                              splits.validation.x, splits.validation.y, seed=0)
 
