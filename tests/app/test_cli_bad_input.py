@@ -95,7 +95,7 @@ CASES: list[tuple[str, str, str]] = [
     ("sim-f-neg", "simulate --chain tester --quiet --f -1", "--f"),
     ("sim-attack", "simulate --chain tester --quiet --attack nope", "unknown attack"),
     ("split-example", "data split --example nope --out {dir}/split-nope", "unknown example task 'nope'"),
-    ("sim-task", "simulate --chain tester --quiet --task nope", "unknown example task 'nope'; choose from digits, breast_cancer, mnist5k"),
+    ("sim-task", "simulate --chain tester --quiet --task nope", "unknown example task 'nope'; choose from digits, breast_cancer, diabetes, mnist5k"),
     ("sim-robust", "simulate --chain tester --quiet --robust nope", "nope"),
     ("sim-valuation", "simulate --chain tester --quiet --valuation nope", "nope"),
     ("sim-model", "simulate --chain tester --quiet --model resnet", "--model"),

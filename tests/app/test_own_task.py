@@ -34,7 +34,7 @@ layers = [
 lr = 0.1
 """
 TABLE = """\
-model layers: 530 weights, 512 multiply-adds per sample; each sample enters as [30]
+model layers: 530 weights, 528 multiply-adds per sample; each sample enters as [30]
    0  linear(out_features=16)  -> [16]                      496 weights
    1  relu()                   -> [16]                        0 weights
    2  dropout(p=0.1)           -> [16]                        0 weights
@@ -77,7 +77,7 @@ def test_show_prints_a_declared_models_table_from_a_spec_file(tmp_path: Path) ->
     (["task", "show", "--spec", "nope.toml"], "cannot read task spec nope.toml"),
     (["simulate", "--chain", "tester", "--model-spec", "bad.toml"], "model.layers[0] (linear) needs a flat input, got [1, 8, 8]"),
     (["simulate", "--chain", "tester", "--model-spec", "extra.toml"], "only the model and training tables are read"),
-    (["simulate", "--chain", "tester", "--model-spec", "bad.toml", "--model", "mlp"], "give --model or --model-spec, not both"),
+    (["simulate", "--chain", "tester", "--model-spec", "bad.toml", "--model", "mlp"], "give one of --model, --model-spec and --onnx"),
 ])
 def test_bad_model_files_are_one_line_errors(tmp_path: Path, args: list[str], needle: str) -> None:
     (tmp_path / "bad.toml").write_text('[model]\narch = "layers"\nlayers = [{type = "linear"}]\n')
