@@ -116,8 +116,6 @@ Layer = Annotated[
     Linear | Conv2d | Pool2d | GroupNorm | LayerNorm | Activation | Dropout | Flatten | Embedding,
     Field(discriminator="type"),
 ]
-LAYER_TYPES = ("linear", "conv2d", "maxpool2d", "avgpool2d", "groupnorm", "layernorm", "relu", "tanh", "sigmoid", "gelu",
-               "leaky_relu", "elu", "dropout", "flatten", "embedding")
 
 
 @dataclass(frozen=True)
@@ -156,7 +154,8 @@ def _text(layer: _Layer) -> str:
     return f"{layer.type}({inner})"  # type: ignore[attr-defined]
 
 
-def _shape(shape: tuple[int, ...]) -> str:
+def shape_text(shape: tuple[int, ...]) -> str:
+    """``[16, 14, 14]``: a shape as the spec's messages and ``market task show`` write it."""
     return "[" + ", ".join(str(s) for s in shape) + "]"
 
 
@@ -175,14 +174,13 @@ def infer(layers: tuple[_Layer, ...] | list[_Layer], input_shape: tuple[int, ...
         raise ValueError("model.layers is empty: list the layers, the last one giving the task's outputs")
     shape = tuple(input_shape)
     rows: list[LayerShape] = []
-    activations = 0
     last = len(layers) - 1
     for i, layer in enumerate(layers):
         where = f"model.layers[{i}] ({layer.type})"  # type: ignore[attr-defined]
         params = macs = 0
         if isinstance(layer, Linear):
             if len(shape) != 1:
-                raise ValueError(f"{where} needs a flat input, got {_shape(shape)}: add {{type = \"flatten\"}} before it")
+                raise ValueError(f"{where} needs a flat input, got {shape_text(shape)}: add {{type = \"flatten\"}} before it")
             if layer.out_features is None and i != last:
                 raise ValueError(f"{where}: only the last layer may leave out out_features (it then gives the task's {outputs} outputs)")
             out = layer.out_features if layer.out_features is not None else outputs
@@ -191,7 +189,7 @@ def infer(layers: tuple[_Layer, ...] | list[_Layer], input_shape: tuple[int, ...
             shape = (out,)
         elif isinstance(layer, Conv2d | Pool2d):
             if len(shape) != 3:
-                raise ValueError(f"{where} needs an image [channels, rows, columns], got {_shape(shape)}: "
+                raise ValueError(f"{where} needs an image [channels, rows, columns], got {shape_text(shape)}: "
                                  "set data.image_shape (and data.channels) for image data, and put it before any flatten")
             c, h, w = shape
             k = layer.kernel_size
@@ -212,9 +210,9 @@ def infer(layers: tuple[_Layer, ...] | list[_Layer], input_shape: tuple[int, ...
         elif isinstance(layer, GroupNorm):
             channels = shape[0]  # of a flat input, every feature is a channel
             if channels % layer.groups:
-                raise ValueError(f"{where}: groups = {layer.groups} must divide the {channels} channels of its input {_shape(shape)}")
+                raise ValueError(f"{where}: groups = {layer.groups} must divide the {channels} channels of its input {shape_text(shape)}")
             if channels // layer.groups * math.prod(shape[1:]) < 2:
-                raise ValueError(f"{where}: each of its {layer.groups} groups would hold one value of {_shape(shape)}, which "
+                raise ValueError(f"{where}: each of its {layer.groups} groups would hold one value of {shape_text(shape)}, which "
                                  "cannot be normalised: use fewer groups")
             params = 2 * channels
         elif isinstance(layer, LayerNorm):
@@ -225,7 +223,7 @@ def infer(layers: tuple[_Layer, ...] | list[_Layer], input_shape: tuple[int, ...
             if i != 0:
                 raise ValueError(f"{where}: an embedding looks up the data's features, so it must be the first layer")
             if len(shape) != 1:
-                raise ValueError(f"{where}: an embedding takes the flat features, not an image {_shape(shape)}: "
+                raise ValueError(f"{where}: an embedding takes the flat features, not an image {shape_text(shape)}: "
                                  "leave data.image_shape out")
             lo, hi = feature_range
             if lo < 0 or hi > layer.num_embeddings - 1:
@@ -233,13 +231,12 @@ def infer(layers: tuple[_Layer, ...] | list[_Layer], input_shape: tuple[int, ...
                                  f"but data.feature_range is [{lo:g}, {hi:g}]")
             params = layer.num_embeddings * layer.dim
             shape = (shape[0], layer.dim)
-        activations += math.prod(shape)
         if not isinstance(layer, Linear | Conv2d | Pool2d | Flatten | Dropout):
             macs = math.prod(shape)  # activations and normalisations: a few operations per value
         text = _text(layer) if not (isinstance(layer, Linear) and layer.out_features is None) else f"linear(out_features={outputs})"
         rows.append(LayerShape(i, text, shape, params, macs))
     if shape != (outputs,):
-        raise ValueError(f"the last layer gives {_shape(shape)} per sample; the task needs [{outputs}] (its outputs): "
+        raise ValueError(f"the last layer gives {shape_text(shape)} per sample; the task needs [{outputs}] (its outputs): "
                          "end with a linear layer, out_features left out")
     summary = Summary(tuple(input_shape), tuple(rows))
     activations = summary.values

@@ -83,8 +83,7 @@ def load_diabetes_arrays() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_diabetes
 
     d = load_diabetes()
-    x, y = _min_max(d.data.astype(np.float64)), d.target.astype(np.float64)
-    return x, ((y - y.min()) / (y.max() - y.min())).astype(np.float32)
+    return _min_max(d.data.astype(np.float64)), _min_max(d.target.astype(np.float64)[:, None])[:, 0]
 
 
 def _min_max(x: np.ndarray) -> np.ndarray:

@@ -153,13 +153,19 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((net(x).argmax(dim=1) == y).float().mean().item())
 
 
+def r_squared_of(predictions: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``1 - SSE / SST`` of predictions ``[..., V, 1]`` (a regression model's one output) against labels ``[V]``
+    (float64; ``SST`` the labels' spread about their own mean, at least 1e-12 so that constant labels stay finite)."""
+    target = y.to(torch.float64)
+    err = ((predictions.to(torch.float64)[..., 0] - target) ** 2).sum(-1)
+    return 1.0 - err / ((target - target.mean()) ** 2).sum().clamp_min(1e-12)
+
+
 @torch.no_grad()
 def r_squared(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """``1 - SSE / SST`` of a regression model's one output against real labels ``y``."""
     net.eval()
-    target = y.to(torch.float64)
-    err = ((net(x)[:, 0].to(torch.float64) - target) ** 2).sum()
-    return float(1.0 - err / ((target - target.mean()) ** 2).sum().clamp_min(1e-12))
+    return float(r_squared_of(net(x), y))
 
 
 def held_out_score(data: DataSchema, net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

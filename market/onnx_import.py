@@ -28,6 +28,7 @@ import torch
 from market.architecture import Activation, Conv2d, Flatten, Layer, Linear, Pool2d
 from market.cid import compute_cid
 from market.errors import ConfigError
+from market.models import build_model
 from market.spec import DataSchema, ModelSpec
 
 #: the largest ONNX file taken: the most weights a task's model may have, as float32, and room for the graph
@@ -113,8 +114,6 @@ def import_onnx(blob: bytes, data: DataSchema, source: str = "ONNX model") -> tu
     try:
         layers, weights = _convert(blob, data, source)
         model = ModelSpec(arch="layers", layers=layers)
-        from market.models import build_model
-
         build_model(model, data).load_state_dict(weights)  # every weight has its layer's exact shape
     except ConfigError as exc:
         text = str(exc)
@@ -247,6 +246,15 @@ def _convert(blob: bytes, data: DataSchema, source: str) -> tuple[tuple[Layer, .
         if isinstance(r.layers[i], Conv2d) and name.endswith("weight") and tensor.shape[1] != shapes[i][0]:
             raise ConfigError(f"{source}: layer {i} (conv2d) takes {tensor.shape[1]} channels, but gets {shapes[i][0]} there")
     return tuple(r.layers), r.weights
+
+
+def read_onnx_file(path: str, option: str = "--onnx") -> bytes:
+    """The bytes of the ONNX file an option names; a one-line ConfigError if it cannot be read."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{option} {path}: {exc.strerror}") from None
 
 
 def onnx_model(blob: bytes, data: DataSchema, source: str = "ONNX model") -> ModelSpec:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from eth_account.signers.local import LocalAccount
@@ -24,6 +23,7 @@ from market.chain.devchain import dev_accounts
 from market.data import Dataset, dataset_commitment, example, example_splits, parse_partition
 from market.errors import ConfigError
 from market.models import held_out_score, model_with_state
+from market.onnx_import import read_onnx_file
 from market.spec import (
     ModelSpec,
     ProofSpec,
@@ -196,16 +196,12 @@ def model_tables(path: str, task: str) -> tuple[ModelSpec, TrainingSpec]:
     return spec.model, training
 
 
-def onnx_tables(path: str, task: str) -> tuple[ModelSpec, TrainingSpec, bytes]:
-    """The model an ONNX file gives over example ``task``'s data (its layers and CID), the training a declared model
-    takes, and the file's bytes (the round-0 weights); a one-line ConfigError for a file that cannot be read or taken."""
+def onnx_tables(path: str, task: str) -> tuple[ModelSpec, TrainingSpec]:
+    """The model an ONNX file gives over example ``task``'s data (its layers and CID) and the training a declared model
+    takes; a one-line ConfigError for a file that cannot be read or taken (its weights: :func:`post_task`)."""
     from market.onnx_import import onnx_model
 
-    try:
-        blob = Path(path).read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"--onnx {path}: {exc.strerror}") from None
-    return onnx_model(blob, example(task).schema, f"--onnx {path}"), TRAINING_FOR["layers"], blob
+    return onnx_model(read_onnx_file(path), example(task).schema, f"--onnx {path}"), TRAINING_FOR["layers"]
 
 
 def spec_for(cfg: SimulateConfig) -> TaskSpec:
@@ -214,7 +210,7 @@ def spec_for(cfg: SimulateConfig) -> TaskSpec:
     if cfg.model_spec is not None:
         fields["model"], fields["training"] = model_tables(cfg.model_spec, cfg.task)
     if cfg.onnx is not None:
-        fields["model"], fields["training"], _ = onnx_tables(cfg.onnx, cfg.task)
+        fields["model"], fields["training"] = onnx_tables(cfg.onnx, cfg.task)
     valuation = fields.pop("valuation", ValuationSpec()).model_copy(update={"rule": cfg.valuation, "seed": cfg.seed})
     return TaskSpec(
         **fields,
@@ -232,7 +228,7 @@ def post_task(
     """The owner's step of a simulation: :func:`owner.task.create_task` with the simulation's spec
     (``on_note`` hears its one-time steps, such as building a proof setup)."""
     request = TaskRequest(
-        spec=spec_for(cfg), onnx=onnx_tables(cfg.onnx, cfg.task)[2] if cfg.onnx else None, validation_commitment=dataset_commitment(validation), rounds=cfg.rounds, reward_wei=reward,
+        spec=spec_for(cfg), onnx=read_onnx_file(cfg.onnx) if cfg.onnx else None, validation_commitment=dataset_commitment(validation), rounds=cfg.rounds, reward_wei=reward,
         max_trainers=max(cfg.trainers, 1), stake_wei=cfg.stake_wei, panel=cfg.panel, quorum=cfg.quorum,
         backup=env.contract.registry.active_count() > cfg.panel if cfg.backup is None else cfg.backup, fee_bps=cfg.fee_bps,
     )

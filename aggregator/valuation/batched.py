@@ -76,6 +76,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from market.models import r_squared_of
+
 _DT = torch.float64
 #: what one forward of :func:`vmap_table` may hold (coalition models x validation samples x values per sample, in float64,
 #: about three copies live at a time); a spec's model is untrusted, and its validation set is the owner's
@@ -148,20 +150,11 @@ def mean_gce(logits: Tensor, y: Tensor, q: float = GCE_Q) -> Tensor:
     return ((1.0 - torch.exp(q * _log_p_true(logits, y))) / q).mean(-1)
 
 
-def r_squared(predictions: Tensor, y: Tensor) -> Tensor:
-    """``1 - SSE / SST`` of predictions ``[..., V, 1]`` (a regression model's one output) against labels ``[V]``
-    (float64; ``SST`` the labels' spread about their own mean, at least 1e-12 so that constant labels stay finite)."""
-    target = y.to(_DT)
-    err = ((predictions.to(_DT)[..., 0] - target) ** 2).sum(-1)
-    spread = ((target - target.mean()) ** 2).sum().clamp_min(1e-12)
-    return 1.0 - err / spread
-
-
 def score(logits: Tensor, y: Tensor, metric: str) -> Tensor:
     """The utility of models whose validation logits are ``[..., V, C]``: accuracy, or minus the mean
     cross-entropy or generalized cross-entropy; for a regression model (``C = 1``, real labels) ``r2``."""
     if metric == "r2":
-        return r_squared(logits, y)
+        return r_squared_of(logits, y)
     if metric == "accuracy":
         return _accuracy(logits, y)
     return -(mean_gce(logits, y) if metric == "gce" else mean_cross_entropy(logits, y))
@@ -477,7 +470,7 @@ def vmap_table(
         return functional_call(net, {k: p.reshape(s) for k, p, s in zip(names, parts, shapes)}, (xb,))
 
     per_sample = _VMAP_BYTES_PER_VALUE * max(1, values_per_sample)
-    block = max(1, min(len(x), VMAP_BYTES // per_sample))  # validation samples of one forward
+    block = min(len(x), sample_block(values_per_sample))  # validation samples of one forward
     # coalition models of one forward: their activations, and their weights (the flat vectors and vmap's batched copies
     # of every parameter: a 10M-weight embedding table held 64 times was 11 GB, helper 37)
     per_model = max(per_sample * block, _VMAP_BYTES_PER_VALUE * theta0.numel())
@@ -493,6 +486,11 @@ def vmap_table(
         logits = torch.cat([batched(flats, x[b : b + block]) for b in range(0, len(x), block)], dim=1)
         out[s : s + chunk] = score(logits, y, metric)
     return out
+
+
+def sample_block(values_per_sample: int) -> int:
+    """Validation samples one forward of a model takes at a time so that it holds at most :data:`VMAP_BYTES`."""
+    return max(1, VMAP_BYTES // (_VMAP_BYTES_PER_VALUE * max(1, values_per_sample)))
 
 
 def shapley_weights(n: int) -> np.ndarray:

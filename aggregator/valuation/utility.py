@@ -56,13 +56,13 @@ from torch import Tensor
 from aggregator.valuation.batched import (
     GCE_Q,
     METRICS,
-    VMAP_BYTES,
     MLPTerms,
     linear_ce_table,
     linear_table,
     mlp_ce_table,
     mlp_table,
     naive_table,
+    sample_block,
     score,
     torch_threads,
     vmap_table,
@@ -136,7 +136,7 @@ class CoalitionUtility:
         self._y = y_val.to(torch.float64) if regression else y_val.to(torch.int64)
         self._net = build_model(spec.model, spec.data).to(torch.float64).eval()
         self._values = spec.model.summary(spec.data).values  # per sample: bounds the samples and models of one forward
-        self._block = max(1, VMAP_BYTES // (8 * 3 * self._values))
+        self._block = sample_block(self._values)
         if self.fast:
             self._logits0 = self._linear_logits(self._theta0)
             self._contrib = torch.stack([self._linear_logits(v) for v in self._deltas]) if deltas else None

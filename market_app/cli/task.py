@@ -86,7 +86,10 @@ def cmd_task_create(args: argparse.Namespace) -> int:
         _in_range(args.panel, "--panel", 1, 7)
         _quorum(args.panel, args.quorum)
     _in_range(args.fee_bps, "--fee-bps", 0, 5000)
-    onnx = _read_file(args.onnx, "--onnx") if args.onnx is not None else None
+    if args.onnx is not None:
+        from market.onnx_import import read_onnx_file
+
+    onnx = read_onnx_file(args.onnx) if args.onnx is not None else None
     if spec.model.onnx_cid is None and onnx is not None:
         raise ConfigError("--onnx: the spec's model names no ONNX file (model.onnx_cid): write the spec with "
                           "`market task init --data FILE --onnx MODEL.onnx`")
@@ -163,7 +166,7 @@ def cmd_task_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from market.data import schema_from_file
-    from market.spec import TaskSpec, TrainingSpec, ValuationSpec
+    from market.spec import TaskSpec, ValuationSpec
 
     out = Path(args.out)
     if out.suffix != ".json":
@@ -177,10 +180,11 @@ def cmd_task_init(args: argparse.Namespace) -> int:
     schema, notes = schema_from_file(args.data, name, regression=args.regression)
     fields: dict[str, object] = {"valuation": ValuationSpec(metric="r2")} if schema.regression else {}
     if args.onnx is not None:
-        from market.onnx_import import onnx_model
+        from market.onnx_import import onnx_model, read_onnx_file
+        from simulator.simulate import TRAINING_FOR
 
-        fields["model"] = onnx_model(_read_file(args.onnx, "--onnx"), schema, f"--onnx {args.onnx}")
-        fields["training"] = TrainingSpec(lr=0.1)  # the rate the built-in networks train at (docs/spec-reference.md)
+        fields["model"] = onnx_model(read_onnx_file(args.onnx), schema, f"--onnx {args.onnx}")
+        fields["training"] = TRAINING_FOR["layers"]  # the rate a declared network trains at (docs/spec-reference.md)
     spec = TaskSpec(name=name, data=schema, **fields)  # type: ignore[arg-type]
     doc = spec.model_dump(mode="json", exclude={"initial_model_cid"})  # create_task fills that in
     try:
@@ -239,16 +243,10 @@ def cmd_task_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_file(path: str, option: str) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read()
-    except OSError as exc:
-        raise ConfigError(f"{option} {path}: {exc.strerror}") from None
-
-
 def spec_lines(spec: TaskSpec) -> list[str]:
     """What a trainer reads before joining: the data it must hold, the model layer by layer with its weights, the rules."""
+    from market.architecture import shape_text
+
     d, m = spec.data, spec.model
     summary = m.summary(d)
     image = f", images [{d.channels}, {d.image_shape[0]}, {d.image_shape[1]}]" if d.image_shape is not None else ""
@@ -256,10 +254,10 @@ def spec_lines(spec: TaskSpec) -> list[str]:
              f"data {d.name or '(unnamed)'}: {d.n_features} features in [{d.feature_range[0]:g}, {d.feature_range[1]:g}]{image}; "
              f"{d.labels_text()}",
              f"model {m.arch}: {summary.params:,} weights, {summary.macs:,} multiply-adds per sample; "
-             f"each sample enters as [{', '.join(map(str, summary.input_shape))}]"]
+             f"each sample enters as {shape_text(summary.input_shape)}"]
     width = max(len(row.text) for row in summary.layers)
     for row in summary.layers:
-        shape = "[" + ", ".join(map(str, row.out_shape)) + "]"
+        shape = shape_text(row.out_shape)
         lines.append(f"  {row.index:>2}  {row.text:<{width}}  -> {shape:<16} {row.params:>12,} weights")
     t, r, v = spec.training, spec.robust, spec.valuation
     lines += [f"training: {t.epochs} epochs of SGD a round, lr {t.lr:g}, momentum {t.momentum:g}, batch {t.batch_size}",
