@@ -34,6 +34,12 @@ Coalition weights are the shard sizes, or 1 with ``--equal-weights``.
   (:data:`aggregator.valuation.estimators.EXACT_COST_PER_COALITION_SAMPLE_CE`).
   ``--validation`` changes the validation set's size (the rest trains).
 
+- ``cost_model`` (``--cost-model``): the generic pass that values declared networks (``arch = "layers"``, the
+  built-in CNN, regression): for each network, a coalition table (``CoalitionUtility.table``, the vmap pass) and
+  one coalition at a time (what GTG runs), timed on the example task's validation set with random updates, and
+  the seconds per multiply-add per coalition-sample they give -- the constants behind ``auto``'s prediction
+  (:data:`aggregator.valuation.estimators.LAYERS_COST_PER_MAC_CONV_NET` and ``..._DENSE_NET``).
+
 Threads: ``--threads`` (default 1).  The machine is shared; with 2 OpenMP
 threads and a busy second core every parallel region waits for the
 descheduled thread (measured up to 14x slower), so one thread gives steadier
@@ -200,7 +206,56 @@ def scaling(arch: str, ns: range, naive_budget: float, metrics: tuple[str, ...] 
     return rows
 
 
+def _cost_networks() -> list[tuple[str, str, ModelSpec, int]]:
+    """(name, example task, model, players) of the cost-model rows: conv nets and dense ones, small and large."""
+    from market.architecture import Activation, Flatten, Linear
+    from market.data import MNIST_CNN
+
+    def dense(width: int) -> ModelSpec:
+        return ModelSpec(arch="layers", layers=(Flatten(type="flatten"), Linear(type="linear", out_features=width),
+                                                Activation(type="relu"), Linear(type="linear")))
+
+    return [("cnn (built-in)", "digits", ModelSpec(arch="cnn"), 8), ("mnist5k CNN", "mnist5k", MNIST_CNN, 6),
+            ("cnn (built-in)", "mnist5k", ModelSpec(arch="cnn"), 6), ("dense 64", "digits", dense(64), 8),
+            ("dense 512", "mnist5k", dense(512), 6)]
+
+
+def cost_model(metric: str = "gce") -> list[dict[str, Any]]:
+    """Seconds per multiply-add per coalition-sample of the generic pass, as a table and one coalition at a time."""
+    from aggregator.valuation.estimators import model_cost
+    from market.data import example, example_splits
+    from market.spec import ValuationSpec
+
+    rows = []
+    for name, task, model, n in _cost_networks():
+        splits = example_splits(task, 2)
+        spec = TaskSpec(model=model, data=example(task).schema, valuation=ValuationSpec(metric=metric))
+        state = state_of(build_model(spec.model, spec.data))
+        d = sum(v.numel() for v in state.values())
+        g = torch.Generator().manual_seed(0)
+        deltas = [0.01 * torch.randn(d, generator=g) for _ in range(n)]
+        x, y = splits.validation.x, splits.validation.y
+        conv, other = model_cost(spec.model, spec.data)["macs"]
+        t = time.perf_counter()
+        CoalitionUtility(spec, state, deltas, [1.0] * n, x, y, metric=metric).table()
+        table_s = time.perf_counter() - t
+        single = CoalitionUtility(spec, state, deltas, [1.0] * n, x, y, metric=metric)
+        coalitions = [frozenset(range(k)) for k in range(1, n + 1)]
+        t = time.perf_counter()
+        single.evaluate_many(coalitions)
+        one_s = (time.perf_counter() - t) / len(coalitions)
+        per = (conv + other) * len(y)
+        rows.append({"model": name, "task": task, "n": n, "validation_samples": len(y), "macs_conv": conv, "macs_other": other,
+                     "table_seconds": table_s, "table_s_per_mac": table_s / ((1 << n) * per),
+                     "one_coalition_seconds": one_s, "one_coalition_s_per_mac": one_s / per})
+        print(f"  {name:15} {task:8} n={n} table {table_s:.2f} s ({rows[-1]['table_s_per_mac']:.2e} s/MAC), "
+              f"one coalition {one_s:.3f} s ({rows[-1]['one_coalition_s_per_mac']:.2e} s/MAC)", flush=True)
+    return rows
+
+
 def print_tables(result: dict[str, Any]) -> None:
+    if not result["quality"] and not result["scaling"]:
+        return
     print("\nquality against exact Shapley (logreg, digits; mean over seeds, worst in brackets)")
     print(f"{'metric':13} {'round':>5} {'n':>3} {'method':6} {'spearman':>16} {'MAE share':>16} {'evaluations':>20} {'% of exact':>10} {'seconds':>8}")
     for r in result["quality"]:
@@ -234,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric", choices=[*METRICS, "both"], default="both", help="utility metric (default: both)")
     ap.add_argument("--validation", type=int, default=VALIDATION, help=f"validation samples (default {VALIDATION})")
     ap.add_argument("--equal-weights", action="store_true", help="coalition weights 1 instead of the shard sizes")
+    ap.add_argument("--cost-model", action="store_true", help="only the generic pass's cost per multiply-add (declared networks)")
     ap.add_argument("--quality-n", type=int, nargs="+", default=[10, 16])
     ap.add_argument("--start-round", type=int, nargs="+", default=[0], help="quality rounds: FedAvg rounds run first (default 0)")
     args = ap.parse_args(argv)
@@ -247,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"quality": [], "scaling": [], "scenarios": [], "machine": machine,
                               "settings": {"validation": args.validation, "equal_weights": args.equal_weights, "metrics": list(metrics)}}
     t_start = time.perf_counter()
+    if args.cost_model:
+        print("cost model (generic pass, gce) ...", flush=True)
+        result["cost_model"] = cost_model()
+        args.skip_quality = args.skip_scaling = True
     if not args.skip_quality:
         for start_round in args.start_round:
             for metric in metrics:

@@ -99,11 +99,12 @@ GCE_LOGREG_COST_PER_COALITION_SAMPLE_PLAYER = 2.0e-8  # n = 16: 5.0 s (1.8e-8), 
 _MLP_COST_WIDTH = 256
 _MLP_COST_FIXED = 3e-8
 #: a declared (``arch = "layers"``) model's or the built-in CNN's vmap pass, per coalition x validation sample: seconds per
-#: multiply-add, plus a fixed part. Measured (gce, 1 torch thread, 300 samples, declared layers): a network with a
-#: convolution 9.0-9.4e-10 s per multiply-add of the whole network (the digits CNN, n = 8, 0.97 s; the same CNN on 28x28
-#: images, n = 6, 2.72 s: the built-in cnn on mnist5k, 12x the old fixed cnn constant; two 16-channel convolutions on
-#: 28x28, n = 5, 4.95 s); dense layers only 0.8-2.2e-10 (MLPs of width 64 to 512)
-LAYERS_COST_PER_MAC_CONV_NET = 1.0e-9
+#: multiply-add, plus a fixed part. Measured by ``bench/valuation.py --cost-model`` (gce, 1 torch thread, forwards cut
+#: to stay in cache, :data:`aggregator.valuation.batched.FORWARD_BYTES`): networks with a convolution 1.4-3.4e-10 s per
+#: multiply-add of the whole network (the digits CNN, n = 8: 0.34 s; mnist5k's CNN, n = 6: 4.4 s; the built-in cnn on
+#: 28x28 images, n = 6: 1.35 s), so 4e-10 leaves room for a busy machine; dense layers only 0.4-0.9e-10 as a table
+#: (MLPs of width 64 and 512). Before the forwards were cut, 4-6e-10 idle and up to 1e-9 under load.
+LAYERS_COST_PER_MAC_CONV_NET = 4.0e-10
 LAYERS_COST_PER_MAC_DENSE_NET = 2.5e-10
 LAYERS_COST_FIXED = 3e-8
 

@@ -31,3 +31,16 @@ def test_robustness_bench_writes_cells_clean_and_default_rule(tmp_path: Path) ->
     }
     assert all(set(c) >= {"partition", "attack", "rule", "accuracy", "attacker_share"} for c in report["cells"])
     assert 0.0 < report["clean"]["iid"] <= 1.0 and (tmp_path / "r.md").read_text().startswith("**iid**")
+
+
+def test_skip_mean_runs_the_attacks_against_the_named_rules_only(tmp_path: Path) -> None:
+    """For slow tasks: no plain-FedAvg run under attack, while the clean baseline (plain FedAvg) still runs."""
+    out = tmp_path / "r.json"
+
+    _bench().main(["--json", str(out), "--rounds", "1", "--seeds", "0", "--partitions", "iid", "--attacks",
+                   "sign_flip", "--rules", "ccdrop", "--workers", "1", "--skip-mean"])
+
+    report = json.loads(out.read_text())
+    assert {(c["attack"], c["rule"]) for c in report["cells"]} == {("sign_flip", "ccdrop")}
+    assert report["meta"]["runs"] == 2 and 0.0 < report["clean"]["iid"] <= 1.0
+    assert [e["rule"] for e in report["ranking"]] == ["ccdrop"]
