@@ -55,6 +55,17 @@ def assert_summary_is_the_torch_model(spec: TaskSpec) -> None:
         assert outputs_per_layer(net, x) == [row.out_shape for row in summary.layers]
 
 
+def watch_vmap(monkeypatch: pytest.MonkeyPatch, sizes: list[int], count: str) -> None:
+    """Record each vmap forward's size: its coalition ``models``, or ``sample_models`` (models x samples)."""
+    real = torch.func.vmap
+
+    def counting_vmap(fn, *a, **k):  # type: ignore[no-untyped-def]
+        inner = real(fn, *a, **k)
+        return lambda flats, xb: sizes.append(int(flats.shape[0]) * (len(xb) if count == "sample_models" else 1)) or inner(flats, xb)
+
+    monkeypatch.setattr(torch.func, "vmap", counting_vmap)
+
+
 def test_the_reference_example_is_a_valid_model_and_its_table_is_the_torch_models() -> None:
     text = REFERENCE.read_text().split("#### Your own model", 1)[1]
     block = re.search(r"```\n(\[model\].*?)```", text, flags=re.S)
@@ -277,13 +288,7 @@ def test_the_coalition_table_holds_a_bounded_part_of_a_big_model_at_a_time(monke
     values = spec.model.summary(spec.data).values
     monkeypatch.setattr(batched, "VMAP_BYTES", 24 * values * 7)  # 7 sample-models a forward: blocks of 7 samples, 1 model
     calls: list[int] = []
-    real = torch.func.vmap
-
-    def counting_vmap(fn, *a, **k):  # type: ignore[no-untyped-def]
-        inner = real(fn, *a, **k)
-        return lambda flats, xb: calls.append(int(flats.shape[0]) * len(xb)) or inner(flats, xb)
-
-    monkeypatch.setattr(torch.func, "vmap", counting_vmap)
+    watch_vmap(monkeypatch, calls, 'sample_models')
     blocked = CoalitionUtility(spec, state, deltas, [1.0] * 3, x, y, metric="gce").table()
 
     assert blocked == pytest.approx(whole, rel=1e-12, abs=1e-12) and max(calls) <= 7
@@ -310,13 +315,7 @@ def test_forwards_take_the_validation_set_in_cache_sized_blocks_and_give_the_sam
     whole_one = CoalitionUtility(spec, state, deltas, [1.0] * 3, x, y, metric="gce").evaluate_many(coalitions)
     monkeypatch.setattr(batched, "FORWARD_BYTES", 24 * values * 6)  # 6 sample-models a forward
     sizes: list[int] = []
-    real = torch.func.vmap
-
-    def counting_vmap(fn, *a, **k):  # type: ignore[no-untyped-def]
-        inner = real(fn, *a, **k)
-        return lambda flats, xb: sizes.append(int(flats.shape[0]) * len(xb)) or inner(flats, xb)
-
-    monkeypatch.setattr(torch.func, "vmap", counting_vmap)
+    watch_vmap(monkeypatch, sizes, 'sample_models')
     blocked_table = CoalitionUtility(spec, state, deltas, [1.0] * 3, x, y, metric="gce").table()
     one = CoalitionUtility(spec, state, deltas, [1.0] * 3, x, y, metric="gce")
     assert one._block == 6
@@ -344,13 +343,7 @@ def test_the_coalition_table_holds_few_copies_of_a_big_weight_table_at_a_time(mo
     whole = CoalitionUtility(spec, state, deltas, [1.0] * 4, x, y, metric="gce").table()
     monkeypatch.setattr(batched, "VMAP_BYTES", 24 * d * 3)
     models: list[int] = []
-    real = torch.func.vmap
-
-    def counting_vmap(fn, *a, **k):  # type: ignore[no-untyped-def]
-        inner = real(fn, *a, **k)
-        return lambda flats, xb: models.append(int(flats.shape[0])) or inner(flats, xb)
-
-    monkeypatch.setattr(torch.func, "vmap", counting_vmap)
+    watch_vmap(monkeypatch, models, 'models')
     blocked = CoalitionUtility(spec, state, deltas, [1.0] * 4, x, y, metric="gce").table()
 
     assert blocked == pytest.approx(whole, rel=1e-12, abs=1e-12) and max(models) <= 3 and sum(models) == 16
