@@ -24,8 +24,9 @@ cumulative values on to the next, as the aggregator service does, so the pay is 
 default; before 2026-12-01 the bench passed none, and its attacker shares were per-round pay).  ``meta`` has the
 configuration, per-seed accuracies, timings and the machine's load.  Plain
 FedAvg appears as rule ``mean``.  A markdown table goes to ``--markdown`` (default:
-the JSON path with ``.md``) and stdout.  ``--quick``: one seed, 5 rounds.  ``--skip-mean``: the attacks run only against ``--rules`` (plain FedAvg still
-gives the clean baseline), for tasks whose runs are slow (mnist5k).
+the JSON path with ``.md``) and stdout.  ``--quick``: one seed, 5 rounds.  ``--skip-mean``: the
+attacks run only against ``--rules`` (plain FedAvg still gives the clean baseline), for tasks whose
+runs are slow (mnist5k).
 """
 
 from __future__ import annotations

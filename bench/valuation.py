@@ -227,14 +227,15 @@ def cost_model(metric: str = "gce") -> list[dict[str, Any]]:
     from market.spec import ValuationSpec
 
     rows = []
-    for name, task, model, n in _cost_networks():
-        splits = example_splits(task, 2)
+    networks = _cost_networks()
+    validation = {task: example_splits(task, 2).validation for task in {task for _, task, _, _ in networks}}
+    for name, task, model, n in networks:
         spec = TaskSpec(model=model, data=example(task).schema, valuation=ValuationSpec(metric=metric))
         state = state_of(build_model(spec.model, spec.data))
         d = sum(v.numel() for v in state.values())
         g = torch.Generator().manual_seed(0)
         deltas = [0.01 * torch.randn(d, generator=g) for _ in range(n)]
-        x, y = splits.validation.x, splits.validation.y
+        x, y = validation[task].x, validation[task].y
         conv, other = model_cost(spec.model, spec.data)["macs"]
         t = time.perf_counter()
         CoalitionUtility(spec, state, deltas, [1.0] * n, x, y, metric=metric).table()

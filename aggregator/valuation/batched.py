@@ -83,12 +83,12 @@ _DT = torch.float64
 #: about three copies live at a time); a spec's model is untrusted, and its validation set is the owner's
 VMAP_BYTES = 512 * 1024 * 1024
 #: ... and what it holds to stay in cache (the same accounting, L3 here is 32 MB): a model's forward over a few dozen
-#: samples at a time instead of the whole validation set is bit for bit the same and much faster in float64 -- mnist5k's
-#: CNN on 750 samples, 1 thread: 0.203 s a coalition whole, 0.054-0.061 s in blocks of 8-32 samples; its vmap table
-#: (n = 6, gce) 12.4 s in forwards of 64 models x 604 samples, 4.1-4.6 s at 1-36 sample-models; the digits CNN's
-#: (n = 8) 0.62 s at 64 models x 269 samples, 0.18-0.28 s at 269-1,024 sample-models (``bench/valuation.py``).
-#: A constant, not the machine's cache size: how a forward is cut can move a float64 logit's last bit, so every
-#: replay must cut the same way
+#: samples at a time instead of the whole validation set gives the same utilities and is much faster in float64 --
+#: mnist5k's CNN on 750 samples, 1 thread: 0.203 s a coalition whole, 0.054-0.061 s in blocks of 8-32 samples; its
+#: vmap table (n = 6, gce) 12.4 s in forwards of 604 samples, 4.1-4.6 s at 14-28 sample-models (6.0-8.8 s at 2-4);
+#: the digits CNN's (n = 8) 0.62 s at 64 models x 269 samples, 0.18-0.28 s at 269-2,048 sample-models
+#: (``bench/valuation.py --cost-model``). A constant, not the machine's cache size: how a forward is cut can move a
+#: float64 logit's last bit (vmap forwards of 2 samples did), so every replay must cut the same way
 FORWARD_BYTES = 32 * 1024 * 1024
 _VMAP_BYTES_PER_VALUE = 8 * 3
 _OP_ELEMENTS = 1 << 17  # elements per elementwise op in the linear path: large enough to amortise dispatch

@@ -86,10 +86,11 @@ def cmd_task_create(args: argparse.Namespace) -> int:
         _in_range(args.panel, "--panel", 1, 7)
         _quorum(args.panel, args.quorum)
     _in_range(args.fee_bps, "--fee-bps", 0, 5000)
+    onnx = None
     if args.onnx is not None:
         from market.onnx_import import read_onnx_file
 
-    onnx = read_onnx_file(args.onnx) if args.onnx is not None else None
+        onnx = read_onnx_file(args.onnx)
     if spec.model.onnx_cid is None and onnx is not None:
         raise ConfigError("--onnx: the spec's model names no ONNX file (model.onnx_cid): write the spec with "
                           "`market task init --data FILE --onnx MODEL.onnx`")
