@@ -343,9 +343,6 @@ class TaskSpec(_Frozen):
         if not self.data.regression and self.valuation.metric == "r2":
             raise ValueError("valuation.metric 'r2' is for data.kind = 'regression'; a classification task takes gce, "
                              "cross_entropy or accuracy")
-        if self.data.regression and self.proof.system != "none":
-            raise ValueError("proof.system: proven rounds are offered for classification tasks; a regression task settles "
-                             "by its panel's quorum (set proof.system = 'none')")
         return self
 
     @model_validator(mode="after")

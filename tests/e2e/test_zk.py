@@ -17,7 +17,7 @@ from web3 import Web3
 
 from aggregator.proof import prove_round
 from aggregator.service import Aggregator, lost_mask
-from market.data import digits_splits
+from market.data import digits_splits, example_splits
 from market.errors import ChainError
 from market.store import put_json
 from market.task import load_task
@@ -290,3 +290,38 @@ def test_verify_on_another_machine_checks_the_proof_with_the_deployed_verifier(
     (detail,) = [d for name, ok, d in there.checks if name == "proof" and ok]
     assert "checked by the deployed verifier" in detail and "market zk audit --shape" in detail
     assert not (tmp_path / "another-machine").exists()  # nothing was built
+
+
+def test_a_regression_task_settles_proven_rounds(tmp_path: Any) -> None:
+    """Proven rounds are offered for regression too (the circuit proves Multi-Krum over the sketches and the split of
+    the published utilities, whatever the metric): a diabetes task valued by R^2 settles rounds whose proofs the chain
+    checks before crediting, `market verify` replays each, and they pay what the unproven default round pays."""
+    from simulator.simulate import simulate
+
+    cfg = SimulateConfig(task="diabetes", trainers=5, attackers=1, attack="sign_flip", rounds=2, robust="multikrum", f=1,
+                         proof="groth16", chain="anvil", store_dir=str(tmp_path / "store"), seed=2)
+    splits = example_splits("diabetes", 5, "iid", 2)
+    with open_environment(chain="anvil", n_accounts=9, store="local", store_dir=str(tmp_path / "store")) as env:
+        task_id, spec = post_task(env, env.accounts[0], cfg, splits.validation, 10**18)
+        assert spec.data.regression and spec.valuation.metric == "r2" and spec.proof.system == "groth16"
+        attack = [None, None, None, None, "sign_flip"]
+        nodes = [TrainerNode(env.contract, env.store, a, s, attack=attack[i], seed=2)
+                 for i, (a, s) in enumerate(zip(env.accounts[2:7], splits.trainers))]
+        for node in nodes:
+            node.join(task_id)
+        agg = Aggregator(env.contract, env.store, env.accounts[1], splits.validation)
+        for r in range(2):
+            posted = play_round(env, nodes, agg, task_id=task_id).posted
+            assert posted is not None and posted.proof is not None and posted.proof["verified_on_chain"] is True
+            # the sign-flipper (the last seat) is paid nothing, the honest trainers the whole pool
+            assert posted.bps[-1] == 0 and sum(posted.bps) == 10_000 and all(b > 0 for b in posted.bps[:-1])
+            rep = verify_round(env.contract, env.store, task_id, r, splits.validation)
+            assert rep.ok, rep.checks
+            assert {name for name, ok, _ in rep.checks if ok} >= {"statement", "proof", "payout", "replay"}
+
+    proven = simulate(cfg.model_copy(update={"store_dir": str(tmp_path / "sim-proven")}))
+    plain = simulate(cfg.model_copy(update={"proof": "none", "robust": "ccdrop", "store_dir": str(tmp_path / "sim-plain")}))
+    for a, b in zip(proven["rounds"], plain["rounds"]):
+        assert a["proof"]["verified_on_chain"] is True and b["proof"] is None
+        assert a["bps"].keys() == b["bps"].keys()
+        assert all(abs(b["bps"][t] - v) <= 1 for t, v in a["bps"].items()), (a["bps"], b["bps"])

@@ -33,8 +33,6 @@ def diabetes_spec(**update: object) -> TaskSpec:
     ({"data": {"n_features": 3, "n_classes": 2}, "valuation": {"metric": "r2"}}, "valuation.metric 'r2' is for data.kind = 'regression'"),
     ({"data": {"n_features": 3, "n_classes": 2, "label_range": [0, 5]}}, "label_range is for kind = 'regression'"),
     ({"data": {**REG, "label_range": [1, 1]}, "valuation": {"metric": "r2"}}, "label_range must be two finite numbers"),
-    ({"data": REG, "valuation": {"metric": "r2"}, "robust": {"rule": "multikrum"}, "proof": {"system": "groth16"}},
-     "proven rounds are offered for classification tasks"),
 ])
 def test_a_regression_spec_that_does_not_add_up_is_refused_in_one_line(doc: dict[str, object], needle: str) -> None:
     with pytest.raises(ConfigError) as err:
