@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from market.models import model_with_state
+from market.models import model_with_state, r_squared
 from market.receipt import ProofInputs
 from market.spec import TaskSpec
 from market.zk import statement as zs
@@ -25,11 +25,14 @@ def payout_record(spec: TaskSpec, estimator: str) -> dict[str, str]:
 
 def published_accuracy(spec: TaskSpec, state: dict[str, Tensor], x_val: Tensor, y_val: Tensor) -> float | None:
     """Validation accuracy of the model a round publishes (``state``, float32 as stored and as the next round
-    loads it): correct predictions / samples, an exact ratio like the coalition utilities; None without data."""
+    loads it): correct predictions / samples, an exact ratio like the coalition utilities; on a regression task its
+    R^2 (the task's score; an argmax over one output scored every regression round 0); None without data."""
     n = int(y_val.numel())
     if n == 0:
         return None
     net = model_with_state(spec.model, spec.data, state)
+    if spec.data.regression:
+        return r_squared(net, x_val, y_val)
     correct = int((net(x_val).argmax(dim=-1) == y_val).sum())
     return correct / n
 

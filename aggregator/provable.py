@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from fractions import Fraction
 
 from torch import Tensor
@@ -90,6 +90,16 @@ def _carry(n: int, perm: Sequence[int], paid: Sequence[bool], target: Sequence[i
     return zs.plus_additive_game(n, perm, [0] * (2 + n * (n - 1)), carry)
 
 
+def proven_split(spec: TaskSpec, slots: Sequence[str], perm: Sequence[int], players: Collection[str],
+                 contributions: Mapping[str, float], prior: Mapping[str, float]) -> tuple[list[int], list[int]]:
+    """The utilities the circuit proves and each slot's value (what it splits the pool by): the split an unproven
+    round pays, by each player's cumulative value (``prior`` plus this round's ``contributions``) or this round's
+    (``payout = "round"``); the valid ``slots`` that are not ``players`` are paid nothing."""
+    on = cumulative_values(prior, contributions) if spec.valuation.payout == "cumulative" else contributions
+    paid = [a in players for a in slots]
+    return _carry(len(slots), perm, paid, _targets([on.get(a, 0.0) for a in slots], paid))
+
+
 def provable_round(
     spec: TaskSpec,
     global_state: dict[str, Tensor],
@@ -152,10 +162,7 @@ def provable_round(
         evaluations = valued.evaluations
         before, after = valued.accuracy_before, valued.accuracy_after
         this_round = dict(zip(players, valued.values))
-        # what the unproven round pays by: the cumulative value (prior plus this round's), or this round's
-        paid_on = cumulative_values(prior, this_round) if spec.valuation.payout == "cumulative" else this_round
-        paid = [a in this_round for a in valid.addresses]
-        util, values = _carry(n, perm, paid, _targets([paid_on.get(a, 0.0) for a in valid.addresses], paid))
+        util, values = proven_split(spec, valid.addresses, perm, players, this_round, prior)
         utilities = dict(valued.utilities)
         method, record = valued.method, valued.record
     elif decision is not None:  # every survivor flagged (the full-update rule flags fewer than half: not reached)

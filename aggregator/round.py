@@ -25,7 +25,7 @@ refunds the pool).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from torch import Tensor
@@ -65,6 +65,16 @@ def _select(spec: TaskSpec, valid: ValidUpdates) -> tuple[RobustDecision, dict[s
         },
     }
     return decision, record
+
+
+def pay_split(spec: TaskSpec, addresses: Sequence[str], paid: Collection[str], contributions: Mapping[str, float],
+              prior: Mapping[str, float]) -> tuple[dict[str, float], list[int]]:
+    """An unproven round's pay from its values: each trainer's cumulative value (``prior`` plus this round's
+    ``contributions``, which name every address) and the basis points of ``addresses``, the ``paid`` ones (the
+    survivors) split by their cumulative value (``payout = "cumulative"``) or this round's (``"round"``)."""
+    cumulative = cumulative_values(prior, contributions)
+    on = cumulative if spec.valuation.payout == "cumulative" else contributions
+    return cumulative, to_basis_points([on[a] for a in addresses], [a in paid for a in addresses])
 
 
 def aggregate_round(
@@ -131,8 +141,7 @@ def aggregate_round(
     value_of = dict(zip(survivors, values))
     flat_values = [value_of.get(a, 0.0) for a in addresses]
     eligible = [a in value_of for a in addresses]
-    cumulative = cumulative_values(prior_values or {}, dict(zip(addresses, flat_values)))
-    paid_on = [cumulative[a] for a in addresses] if spec.valuation.payout == "cumulative" else flat_values
+    cumulative, bps = pay_split(spec, addresses, survivors, dict(zip(addresses, flat_values)), prior_values or {})
     return RoundOutcome(
         new_state=new_state,
         addresses=addresses,
@@ -146,7 +155,7 @@ def aggregate_round(
         seed=seed,
         contributions=dict(zip(addresses, flat_values)),
         shares=dict(zip(addresses, contribution_shares(flat_values, eligible))),
-        bps=tuple(to_basis_points(paid_on, eligible)),
+        bps=tuple(bps),
         utilities=utilities,
         evaluations=evaluations,
         accuracy_before=before,

@@ -21,7 +21,7 @@ import fcntl
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from eth_account.signers.local import LocalAccount
 from torch import Tensor
 
 from aggregator.fetch import fetch_updates, update_size_cap
+from aggregator.ledger import split_problem
 from aggregator.outcome import RoundOutcome
 from aggregator.receipt import build_receipt
 from aggregator.round import aggregate_round
@@ -50,6 +51,7 @@ from market.commitment import update_sketch
 from market.data import Dataset, dataset_commitment
 from market.errors import ConfigError, ContractRevert, MalformedUpdateError, MarketError, StoreError
 from market.failpoints import failpoint
+from market.payout import cumulative_values
 from market.receipt import Receipt
 from market.spec import TaskSpec
 from market.store import ContentStore, data_dir, put_json
@@ -206,12 +208,18 @@ def valuation_seed(round_seed: bytes) -> int:
 class PriorRound:
     """What a round takes from the earlier rounds settled by a result (their receipts, read by CID)."""
 
-    values: dict[str, float]  # each trainer's cumulative contribution value so far (the latest receipt's)
+    values: dict[str, float]  # each trainer's sum of its values in the earlier rounds (aggregator.ledger)
     updates: list[Published]  # every update and global update published so far: copies of them are refused
+    # earlier rounds whose receipt's values do not give what it paid: their values are left out of ``values``
+    left_out: dict[int, str] = field(default_factory=dict)
 
 
-def prior_round(store: ContentStore, snap: RoundSnapshot) -> PriorRound:
-    """Cumulative values of the latest earlier settled round, and every update published before this round."""
+def prior_round(store: ContentStore, snap: RoundSnapshot, spec: TaskSpec,
+                revealed: Mapping[int, Sequence[Submission]] | None = None) -> PriorRound:
+    """Each trainer's sum of its values in the earlier settled rounds (each receipt's own values, taken when they
+    give what its round paid and its submitters are the round's ``revealed`` ones on chain, from
+    :meth:`MarketContract.all_submissions`: :func:`aggregator.ledger.split_problem`), and every update published
+    before this round."""
     flat: dict[str, Tensor | None] = {}  # by CID: a round's model is the next round's input
 
     def read(cid: str) -> Tensor | None:
@@ -224,12 +232,18 @@ def prior_round(store: ContentStore, snap: RoundSnapshot) -> PriorRound:
 
     updates: list[Published] = []
     values: dict[str, float] = {}
+    left_out: dict[int, str] = {}
     for r in sorted(snap.settled):
         done = snap.settled[r]
         if r >= snap.round or not done.receipt_cid:
             continue
         receipt = read_receipt(store, done.receipt_cid)
-        values = dict(receipt.details.cumulative_values)
+        on_chain = [s.trainer for s in revealed[r]] if revealed is not None else None
+        problem = split_problem(spec, receipt, values, on_chain, stored=False)
+        if problem is None:
+            values = cumulative_values(values, receipt.details.contributions)  # = its cumulative_values
+        else:
+            left_out[r] = problem
         cid_of = {s.trainer: s.cid for s in receipt.submissions}
         for trainer in [*receipt.details.survivors, *receipt.details.outliers]:
             delta = read(cid_of[trainer]) if trainer in cid_of else None
@@ -238,7 +252,7 @@ def prior_round(store: ContentStore, snap: RoundSnapshot) -> PriorRound:
         new, old = read(receipt.model_cid), read(receipt.input_model_cid)
         if new is not None and old is not None and new.shape == old.shape and bool((new != old).any()):
             updates.append(Published("", f"round {r}'s global update", new.double() - old.double()))
-    return PriorRound(values, updates)
+    return PriorRound(values, updates, left_out)
 
 
 class Aggregator:
@@ -404,7 +418,11 @@ class Aggregator:
                 "binders": {s.trainer: binder(task_id, r, s.trainer, s.cid) for s in subs},
                 "sketches": sketches,
             }
-        prior = prior_round(self.store, snap)
+        prior = prior_round(self.store, snap, view.spec, self.contract.all_submissions(task_id, snap.info, snap.settled))
+        for earlier, problem in prior.left_out.items():
+            if self.progress:
+                self.progress(f"round {earlier}'s receipt is left out of the values carried on ({problem}); "
+                              f"`market verify --task {task_id} --round {earlier}` shows it")
         outcome = aggregate_round(view.spec, global_state, usable, self.validation.x, self.validation.y, seed=seed,
                                   prior_values=prior.values, earlier=prior.updates,
                                   order={s.trainer: s.commit_seq for s in subs}, **proof_args)

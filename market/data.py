@@ -554,6 +554,21 @@ def load_shard(path: str | Path, schema: DataSchema) -> Dataset:
                                   image), schema)  # type: ignore[arg-type]
 
 
+def check_validation_set(ds: Dataset) -> Dataset:
+    """``ds`` if it can value updates; a one-line ConfigError when it cannot tell one model from another's worth:
+    fewer than 2 rows, or every label the same (R^2 has no spread to explain, and a regression utility floored
+    there ranked an update that did nothing above every honest one: attacker pass 39; a classification set of one
+    class pays for predicting that class)."""
+    n = int(ds.y.shape[0])
+    if n < 2:
+        raise ConfigError(f"the validation set has {n} row{'s' if n != 1 else ''}; it needs at least 2 to value updates")
+    if bool((ds.y == ds.y[0]).all()):
+        label = f"{float(ds.y[0]):g}" if ds.y.is_floating_point() else f"class {int(ds.y[0])}"
+        raise ConfigError(f"every label of the validation set is {label}: it cannot tell a better model from a worse "
+                          "one; use labels that vary, as the task's real data does")
+    return ds
+
+
 def dataset_commitment(ds: Dataset) -> bytes:
     """sha2-256 over a dataset's canonical bytes (shape, float32 features, int64 labels).
 

@@ -11,12 +11,17 @@ Checks, each printed with its result (a failed one with a one-line reason):
                 outlier update, and the stakes lost are exactly the rejections that are not copies
   input model   the receipt's input model is the chain's previous model: the model of the latest earlier
                 round settled by a result, else the task's initial model (the spec's, which is the chain's)
+  values        the values the receipt hands on to the next round follow from its own: its contributions name
+                every submitter (0 for an update it did not value), its cumulative values are the earlier
+                receipts' sums plus its contributions, and its basis points are the split they give (a
+                receipt's stored cumulative values are never read back: a forged one moved later rounds' pay)
   rejections    every revealed update re-checked without the validation set, from the chain's previous
                 model: fetched (unavailable), metadata naming its trainer, task and round, sketch commitment,
                 malformed, shape, dtype, NaN, norm, zero update, copy; the receipt's rejections must be
                 exactly these, with the same reasons
   replay        (with --validation) the whole round recomputed with the chain's seed from the chain's
-                previous model: rejections, outliers, utilities, basis points, payout rule and the model's CID
+                previous model: rejections, outliers, utilities, values, cumulative values, basis points,
+                payout rule and the model's CID
   statement     (proof tasks) outliers, values and bps follow from the receipt's sketches and
                 utilities by the circuit's rules, and equal what was posted
   proof         (proof tasks) the Groth16 proof in the postResult transaction verifies (py_ecc)
@@ -31,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from web3 import Web3
 
@@ -43,6 +48,9 @@ from market.errors import DataError, MarketError, StoreError
 from market.receipt import Receipt
 from market.store import ContentStore
 from market.task import TaskView, decode_model, load_task, read_receipt
+
+if TYPE_CHECKING:
+    from aggregator.service import PriorRound
 
 
 class Report(Checks):
@@ -173,8 +181,9 @@ def verify_round(contract: MarketContract, store: ContentStore, task_id: int, ro
     except MarketError as exc:
         add("rejections", False, f"cannot re-check the updates: {exc}")
     snap = RoundSnapshot(chain, round_, tuple(subs), settled)
-    if state is not None and prev_blob is not None:
-        _check_rejections(view, store, snap, receipt, state, len(prev_blob), add)
+    prior = _check_values(contract, view, store, snap, receipt, add)
+    if state is not None and prev_blob is not None and prior is not None:
+        _check_rejections(view, store, snap, receipt, state, len(prev_blob), prior, add)
 
     if validation is not None:
         if "0x" + dataset_commitment(validation).hex() != chain.validation_commitment:
@@ -277,22 +286,36 @@ def _check_payout(receipt: Receipt, add: Callable[[str, bool, str], bool]) -> No
         f"{len(receipt.rejected)} rejected, {len(receipt.lost)} stakes lost" if not wrong else "; ".join(wrong))
 
 
+def _check_values(contract: MarketContract, view: TaskView, store: ContentStore, snap: RoundSnapshot, receipt: Receipt,
+                  add: Callable[[str, bool, str], bool]) -> PriorRound | None:
+    """The values the receipt carries to the next round follow from the earlier receipts' and give what it paid
+    (:func:`aggregator.ledger.split_problem`); the earlier rounds read, or None when they cannot be."""
+    from aggregator.ledger import split_problem
+    from aggregator.service import prior_round
+
+    try:
+        prior = prior_round(store, snap, view.spec, contract.all_submissions(snap.task_id, snap.info, snap.settled))
+    except MarketError as exc:
+        add("values", False, f"cannot read the earlier rounds' receipts: {exc}")
+        return None
+    problem = split_problem(view.spec, receipt, prior.values, [s.trainer for s in snap.submissions])
+    skipped = "".join(f"; round {r}'s values left out: {why}" for r, why in prior.left_out.items())
+    add("values", problem is None, ("its cumulative values are the earlier rounds' plus its own, and its basis points "
+                                    "their split" + skipped) if problem is None else problem + skipped)
+    return prior
+
+
 def _check_rejections(view: TaskView, store: ContentStore, snap: RoundSnapshot, receipt: Receipt, state: Any,
-                      model_bytes: int, add: Callable[[str, bool, str], bool]) -> None:
+                      model_bytes: int, prior: PriorRound, add: Callable[[str, bool, str], bool]) -> None:
     """Every check that needs no validation set, re-run on the revealed updates from the chain's previous model."""
     from aggregator.fetch import fetch_updates, update_size_cap
-    from aggregator.service import FETCH_BUDGET_S, prefilter, prior_round
+    from aggregator.service import FETCH_BUDGET_S, prefilter
     from aggregator.validate import validate_all
 
     subs = list(snap.submissions)
     task_id, round_ = snap.task_id, snap.round
     fetched = fetch_updates(store, [s.cid for s in subs], budget_s=FETCH_BUDGET_S, max_bytes=update_size_cap(model_bytes))
     usable, prerejected, _sketches = prefilter(view.spec, task_id, round_, subs, store, fetched)
-    try:
-        prior = prior_round(store, snap)
-    except MarketError as exc:
-        add("rejections", False, f"cannot read the earlier rounds' receipts to re-check copies: {exc}")
-        return
     valid = validate_all(view.spec, state, usable, prior.updates, {s.trainer: s.seq for s in subs})
     found = {**prerejected, **valid.rejected}
     unavailable = {s.trainer for s in subs if isinstance(fetched.get(s.cid), StoreError)}
@@ -345,11 +368,13 @@ def _replay(contract: MarketContract, store: ContentStore, view: TaskView, snap:
         "outliers": (receipt.outliers, again.outliers),
         "lost": (sorted(receipt.lost), sorted(again.lost)),
         "payout rule": (details.payout, out.payout),
+        "values": (details.contributions, out.contributions),
+        "cumulative values": (details.cumulative_values, out.cumulative_values),
         "utilities": (details.proof.utilities if details.proof else details.utilities,
                       out.proof.utilities if out.proof else out.utilities),
     }
     wrong = [k for k, (a, b) in fields.items() if a != b]
-    add("replay", not wrong, "rejections, outliers, utilities, bps, stakes lost, payout rule and model CID recomputed "
+    add("replay", not wrong, "rejections, outliers, utilities, values, bps, stakes lost, payout rule and model CID recomputed "
         "with the chain's seed" if not wrong else f"differs in {', '.join(wrong)}: "
         + "; ".join(f"{k}: {_diff(*fields[k], left='posted')}" for k in wrong))
 

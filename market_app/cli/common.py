@@ -118,6 +118,13 @@ def _load_dataset(path: str, schema: Any = None) -> Any:
     return load_shard(path, schema if schema is not None else TaskSpec().data)
 
 
+def _load_validation(path: str, schema: Any) -> Any:
+    """A validation set checked against ``schema`` and able to value updates (:func:`market.data.check_validation_set`)."""
+    from market.data import check_validation_set
+
+    return check_validation_set(_load_dataset(path, schema))
+
+
 def _task_spec(args: argparse.Namespace, contract: Any = None, store: Any = None) -> Any:
     """Task ``args.task``'s spec as published (chain + store): the schema its data files must fit."""
     from market.task import load_task

@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 
 from market.errors import ConfigError
-from market_app.cli.common import _account, _chain_opts, _check_address, _contract, _load_dataset, _store, _task_id, _task_spec
+from market_app.cli.common import (
+    _account,
+    _chain_opts,
+    _check_address,
+    _contract,
+    _load_dataset,
+    _load_validation,
+    _store,
+    _task_id,
+    _task_spec,
+)
 
 
 # --------------------------------------------------------------------- trainer
@@ -93,7 +103,7 @@ def cmd_aggregator_run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--timeout {args.timeout}: must be a positive number of seconds")
     contract = _contract(args)
     store = _store(args)
-    validation = _load_dataset(args.validation, _task_spec(args, contract, store).data)  # the task's own schema
+    validation = _load_validation(args.validation, _task_spec(args, contract, store).data)  # the task's own schema
     agg = Aggregator(contract, store, _account(args), validation)
     with agg.serving():  # one service per key and data folder
         agg.serve(args.task, once=args.once, timeout=args.timeout, say=_say)

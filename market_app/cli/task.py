@@ -15,7 +15,7 @@ from market_app.cli.common import (
     _contract,
     _eth,
     _in_range,
-    _load_dataset,
+    _load_validation,
     _reward,
     _store,
     _task_id,
@@ -98,7 +98,7 @@ def cmd_task_create(args: argparse.Namespace) -> int:
         from market.task import onnx_weights
 
         onnx_weights(spec, onnx)  # the file the spec names, converting to its layers: checked before anything is sent
-    validation = _load_dataset(args.validation, spec.data)  # checked against the task's own spec, before anything is sent
+    validation = _load_validation(args.validation, spec.data)  # checked against the task's own spec, before anything is sent
     owner = _account(args)
     contract = _contract(args)
     check_funds(contract, owner.address, reward)

@@ -137,7 +137,7 @@ def test_an_honest_round_passes(played: Played) -> None:
     rep = verify_round(played.env.contract, played.env.store, played.task_id, 0)
 
     assert rep.ok, rep.checks
-    assert {"receipt", "submissions", "calldata", "payout", "input model", "rejections"} <= set(_checks(rep))
+    assert {"receipt", "submissions", "calldata", "payout", "input model", "values", "rejections"} <= set(_checks(rep))
 
 
 def test_an_honest_round_passes_the_replay_with_the_chains_seed(played: Played) -> None:
@@ -176,6 +176,8 @@ def test_a_receipt_claiming_a_rejection_that_does_not_hold_fails(played: Played)
     ok, detail = checks["rejections"]
     assert not ok and f"({NAN}) but its update passes every check that needs no validation set" in detail
     assert checks["calldata"][0] and checks["payout"][0]  # the forgery is consistent with itself and the chain
+    ok, detail = checks["values"]  # but not with its own values, which still pay the victim
+    assert not ok and "its values give" in detail
 
 
 def test_the_cli_exits_1_with_one_line_per_failed_check(played: Played, monkeypatch: pytest.MonkeyPatch,
@@ -192,7 +194,7 @@ def test_the_cli_exits_1_with_one_line_per_failed_check(played: Played, monkeypa
     assert main(["verify", "--task", str(played.task_id)]) == 1
     out = capsys.readouterr().out
     fails = [ln for ln in out.splitlines() if ln.startswith("FAIL")]
-    assert [ln.split()[1] for ln in fails] == ["calldata", "input", "rejections"]
+    assert [ln.split()[1] for ln in fails] == ["calldata", "input", "values", "rejections"]
     assert "rounds 1, 2, 3 FAILED verification" in out
     assert all(len(ln) < 320 for ln in fails)
 

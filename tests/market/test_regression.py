@@ -157,3 +157,48 @@ def test_a_range_past_float32_is_refused() -> None:
     """A label_range of [0, 1e308] let labels of 1e300 through, infinite once float32: NaN R^2 (helper 36)."""
     with pytest.raises(ConfigError, match="within ±1e30"):
         parse_spec({"data": {**REG, "label_range": [0, 1e308]}, "valuation": {"metric": "r2"}})
+
+
+@pytest.mark.parametrize("rows, needle", [
+    ("0.1,0.2,0.5\n0.3,0.4,0.5\n0.6,0.7,0.5\n", "every label of the validation set is 0.5: it cannot tell a better model"),
+    ("0.1,0.2,0.5\n", "the validation set has 1 row; it needs at least 2 to value updates"),
+])
+def test_a_validation_set_that_cannot_value_updates_is_refused_before_anything_is_sent(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], rows: str, needle: str) -> None:
+    """Attacker pass 39: constant labels (R^2's spread 0, floored) paid a trainer whose update did nothing 10000 bps
+    and the honest ones 0; the owner's own sybil could take back the pool. Refused at `task create`, in one line,
+    before the key, the chain or the store is touched (no key file and no chain here)."""
+    from market_app.cli.main import main
+
+    spec, val = tmp_path / "spec.json", tmp_path / "val.csv"
+    spec.write_text(json.dumps({"name": "t", "data": {"n_features": 2, "kind": "regression"},
+                                "valuation": {"metric": "r2"}}))
+    val.write_text(rows)
+
+    code = main(["task", "create", "--spec", str(spec), "--validation", str(val), "--reward", "1", "--rounds", "2",
+                 "--key-file", str(tmp_path / "absent.key"), "--rpc", "http://127.0.0.1:9"])
+
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and needle in err[0], err
+
+
+def test_a_classification_validation_set_of_one_class_is_refused() -> None:
+    from market.data import Dataset, check_validation_set
+
+    with pytest.raises(ConfigError, match="every label of the validation set is class 3"):
+        check_validation_set(Dataset(torch.zeros(4, 2), torch.full((4,), 3)))
+    ok = Dataset(torch.zeros(2, 2), torch.tensor([3, 1]))
+    assert check_validation_set(ok) is ok
+
+
+def test_a_regression_round_publishes_its_models_r2() -> None:
+    """Attacker pass 39: the receipt's accuracy_model was an argmax over one output, 0.0 in every regression round."""
+    from aggregator.outcome import published_accuracy
+
+    spec = diabetes_spec()
+    splits = example_splits("diabetes", 2, "iid", 0)
+    x, y = splits.validation.x, splits.validation.y
+    state = state_of(build_model(spec.model, spec.data))
+    score = published_accuracy(spec, state, x, y)
+
+    assert score == r_squared(model_with_state(spec.model, spec.data, state), x, y) and score != 0.0
