@@ -49,6 +49,17 @@ def test_poseidon_known_answer() -> None:
     assert poseidon([1, 2]) == 7853200120776062878684798364095072458815029376092732009249414926327459813530
 
 
+def _joined(env: Any, cfg: SimulateConfig, splits: Any) -> tuple[int, Any, list[TrainerNode], Aggregator]:
+    """``cfg``'s task posted on ``env`` and its trainers joined (the last one attacks, with ``cfg.attack``), and the
+    aggregator that serves it (one key; the validation set of ``splits``)."""
+    task_id, spec = post_task(env, env.accounts[0], cfg, splits.validation, 10**18)
+    nodes = [TrainerNode(env.contract, env.store, a, s, attack=cfg.attack if i == cfg.trainers - 1 else None, seed=cfg.seed)
+             for i, (a, s) in enumerate(zip(env.accounts[2:2 + cfg.trainers], splits.trainers))]
+    for node in nodes:
+        node.join(task_id)
+    return task_id, spec, nodes, Aggregator(env.contract, env.store, env.accounts[1], splits.validation)
+
+
 @pytest.fixture(scope="module")
 def proof_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("zk")
@@ -58,13 +69,7 @@ def proof_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, An
                          proof="groth16", sketch_f=1, chain="anvil", store_dir=str(tmp / "store"), seed=1)
     splits = digits_splits(5, "iid", 1)
     with open_environment(chain="anvil", n_accounts=9, store="local", store_dir=str(tmp / "store")) as env:
-        task_id, spec = post_task(env, env.accounts[0], cfg, splits.validation, 10**18)
-        attack = [None, None, None, None, "sign_flip"]
-        nodes = [TrainerNode(env.contract, env.store, a, s, attack=attack[i], seed=1)
-                 for i, (a, s) in enumerate(zip(env.accounts[2:7], splits.trainers))]
-        for node in nodes:
-            node.join(task_id)
-        agg = Aggregator(env.contract, env.store, env.accounts[1], splits.validation)
+        task_id, spec, nodes, agg = _joined(env, cfg, splits)
         yield {"env": env, "task_id": task_id, "spec": spec, "nodes": nodes, "agg": agg, "validation": splits.validation}
 
 
@@ -302,14 +307,8 @@ def test_a_regression_task_settles_proven_rounds(tmp_path: Any) -> None:
                          proof="groth16", chain="anvil", store_dir=str(tmp_path / "store"), seed=2)
     splits = example_splits("diabetes", 5, "iid", 2)
     with open_environment(chain="anvil", n_accounts=9, store="local", store_dir=str(tmp_path / "store")) as env:
-        task_id, spec = post_task(env, env.accounts[0], cfg, splits.validation, 10**18)
+        task_id, spec, nodes, agg = _joined(env, cfg, splits)
         assert spec.data.regression and spec.valuation.metric == "r2" and spec.proof.system == "groth16"
-        attack = [None, None, None, None, "sign_flip"]
-        nodes = [TrainerNode(env.contract, env.store, a, s, attack=attack[i], seed=2)
-                 for i, (a, s) in enumerate(zip(env.accounts[2:7], splits.trainers))]
-        for node in nodes:
-            node.join(task_id)
-        agg = Aggregator(env.contract, env.store, env.accounts[1], splits.validation)
         for r in range(2):
             posted = play_round(env, nodes, agg, task_id=task_id).posted
             assert posted is not None and posted.proof is not None and posted.proof["verified_on_chain"] is True
