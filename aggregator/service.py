@@ -418,7 +418,9 @@ class Aggregator:
                 "binders": {s.trainer: binder(task_id, r, s.trainer, s.cid) for s in subs},
                 "sketches": sketches,
             }
-        prior = prior_round(self.store, snap, view.spec, self.contract.all_submissions(task_id, snap.info, snap.settled))
+        checked = any(e < r and done.receipt_cid for e, done in snap.settled.items())  # receipts to check: reveals to read
+        revealed = self.contract.all_submissions(task_id, snap.info, snap.settled) if checked else {}
+        prior = prior_round(self.store, snap, view.spec, revealed)
         for earlier, problem in prior.left_out.items():
             if self.progress:
                 self.progress(f"round {earlier}'s receipt is left out of the values carried on ({problem}); "

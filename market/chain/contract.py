@@ -736,7 +736,7 @@ class MarketContract:
 
     def _checked(self, task: TaskInfo, r: int, subs: list[Submission], settled: dict[int, RoundInfo]) -> list[Submission]:
         done = settled.get(r)
-        expected = task.submissions_digest if r == task.current_round or done is None else done.submissions_digest
+        expected = done.submissions_digest if done is not None else task.submissions_digest  # a settled round: its own
         if submissions_digest(_digest_before(task.task_id, r, settled), subs) != expected:
             raise ChainError(f"task {task.task_id} round {r}: submission events do not match the on-chain digest")
         return sorted(subs, key=lambda s: s.index)

@@ -176,8 +176,8 @@ def test_a_receipt_claiming_a_rejection_that_does_not_hold_fails(played: Played)
     ok, detail = checks["rejections"]
     assert not ok and f"({NAN}) but its update passes every check that needs no validation set" in detail
     assert checks["calldata"][0] and checks["payout"][0]  # the forgery is consistent with itself and the chain
-    ok, detail = checks["values"]  # but not with its own values, which still pay the victim
-    assert not ok and "its values give" in detail
+    ok, detail = checks["values"]  # but not with its own lists: a rejection the validation did not make
+    assert not ok and "its addresses are not its submitters less the updates it refused" in detail
 
 
 def test_the_cli_exits_1_with_one_line_per_failed_check(played: Played, monkeypatch: pytest.MonkeyPatch,
