@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aggregator.provable import proven_split
+from aggregator.provable import proven_bps, proven_split
 from aggregator.round import pay_split
-from market.payout import cumulative_values, to_basis_points
+from market.payout import cumulative_values
 from market.receipt import Receipt
 from market.spec import TaskSpec
 
@@ -85,8 +85,7 @@ def _problem(spec: TaskSpec, receipt: Receipt, prior: Mapping[str, float], revea
             _, values = proven_split(spec, valid, d.proof.perm, players, d.contributions, prior)
         if values != list(d.proof.values):
             return f"its proven values {list(d.proof.values)} are not the split of its values {values}"
-        value_of = dict(zip(valid, values))
-        bps = to_basis_points([value_of.get(a, 0) for a in d.addresses], [a in survivors for a in d.addresses])
+        bps = proven_bps(d.addresses, valid, values, survivors)
     paid = [receipt.bps.get(a, 0) for a in d.addresses]
     if bps != paid:
         return f"it paid {paid} bps, its values give {bps}"

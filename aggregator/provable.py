@@ -100,6 +100,15 @@ def proven_split(spec: TaskSpec, slots: Sequence[str], perm: Sequence[int], play
     return _carry(len(slots), perm, paid, _targets([on.get(a, 0.0) for a in slots], paid))
 
 
+def proven_bps(addresses: Sequence[str], slots: Sequence[str], values: Sequence[int], survivors: Collection[str]) -> list[int]:
+    """The basis points a proven round posts for ``addresses``: the survivors split by their slot's ``values`` (what
+    the circuit splits the pool by, ``slots`` order). Rejected submitters are ineligible and the eligible keep their
+    order, so this equals the circuit's split over the valid slots (market.zk.statement.settle asserts that when
+    proving)."""
+    value_of = dict(zip(slots, values))
+    return to_basis_points([value_of.get(a, 0) for a in addresses], [a in survivors for a in addresses])
+
+
 def provable_round(
     spec: TaskSpec,
     global_state: dict[str, Tensor],
@@ -170,11 +179,8 @@ def provable_round(
     published = published_accuracy(spec, new_state, x_val, y_val)
     t2 = time.perf_counter()
 
-    value_of = {a: values[slot[a]] for a in valid.addresses}  # what the circuit splits the pool by
     eligible = [a in survivors for a in addresses]
-    # rejected submitters are ineligible and the eligible keep their order, so this equals the circuit's
-    # split over the valid slots (market.zk.statement.settle asserts that when proving)
-    bps = to_basis_points([value_of.get(a, 0) for a in addresses], eligible)
+    bps = proven_bps(addresses, valid.addresses, values, survivors)
     if any(b for a, b in zip(addresses, bps) if a in flagged):  # _carry rules this out; never post such a split
         raise AssertionError(f"a flagged update would be paid: {dict(zip(addresses, bps))}")
     flat_values = [float(this_round.get(a, 0.0)) for a in addresses]  # 0 for the updates the round did not value

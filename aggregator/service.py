@@ -214,6 +214,14 @@ class PriorRound:
     left_out: dict[int, str] = field(default_factory=dict)
 
 
+def earlier_reveals(contract: MarketContract, snap: RoundSnapshot) -> dict[int, list[Submission]]:
+    """Every round's revealed submissions (:meth:`MarketContract.all_submissions`: two log queries), which an
+    earlier receipt's submitters must be (:func:`prior_round`); nothing is read when no earlier round has one."""
+    if not any(r < snap.round and done.receipt_cid for r, done in snap.settled.items()):
+        return {}
+    return contract.all_submissions(snap.task_id, snap.info, snap.settled)
+
+
 def prior_round(store: ContentStore, snap: RoundSnapshot, spec: TaskSpec,
                 revealed: Mapping[int, Sequence[Submission]] | None = None) -> PriorRound:
     """Each trainer's sum of its values in the earlier settled rounds (each receipt's own values, taken when they
@@ -418,9 +426,7 @@ class Aggregator:
                 "binders": {s.trainer: binder(task_id, r, s.trainer, s.cid) for s in subs},
                 "sketches": sketches,
             }
-        checked = any(e < r and done.receipt_cid for e, done in snap.settled.items())  # receipts to check: reveals to read
-        revealed = self.contract.all_submissions(task_id, snap.info, snap.settled) if checked else {}
-        prior = prior_round(self.store, snap, view.spec, revealed)
+        prior = prior_round(self.store, snap, view.spec, earlier_reveals(self.contract, snap))
         for earlier, problem in prior.left_out.items():
             if self.progress:
                 self.progress(f"round {earlier}'s receipt is left out of the values carried on ({problem}); "

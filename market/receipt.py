@@ -74,8 +74,8 @@ class ReceiptDetails(BaseModel):
     evaluations: int = 0
     accuracy_before: float | None = None
     accuracy_after: float | None = None  # U(survivors): the survivors' coalition utility
-    # validation accuracy (R^2 on a regression task) of the model the round published (``model_cid``, the next round's input); None in
-    # receipts written before it was recorded (readers then fall back to ``accuracy_after``)
+    # validation accuracy (R^2 on a regression task) of the model the round published (``model_cid``, the next
+    # round's input); None in receipts written before it was recorded (readers then fall back to ``accuracy_after``)
     accuracy_model: float | None = None
     valuation_record: dict[str, Any] = Field(default_factory=dict)
     cumulative_values: dict[str, float] = Field(default_factory=dict)

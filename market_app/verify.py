@@ -11,8 +11,9 @@ Checks, each printed with its result (a failed one with a one-line reason):
                 outlier update, and the stakes lost are exactly the rejections that are not copies
   input model   the receipt's input model is the chain's previous model: the model of the latest earlier
                 round settled by a result, else the task's initial model (the spec's, which is the chain's)
-  values        the values the receipt hands on to the next round follow from its own: its contributions name
-                every submitter (0 for an update it did not value), its cumulative values are the earlier
+  values        the values the receipt hands on to the next round follow from the chain and its own: its
+                submitters are the round's revealed ones and its lists follow from them, its contributions
+                name every submitter (0 for an update it did not value), its cumulative values are the earlier
                 receipts' sums plus its contributions, and its basis points are the split they give (a
                 receipt's stored cumulative values are never read back: a forged one moved later rounds' pay)
   rejections    every revealed update re-checked without the validation set, from the chain's previous
@@ -291,10 +292,10 @@ def _check_values(contract: MarketContract, view: TaskView, store: ContentStore,
     """The values the receipt carries to the next round follow from the earlier receipts' and give what it paid
     (:func:`aggregator.ledger.split_problem`); the earlier rounds read, or None when they cannot be."""
     from aggregator.ledger import split_problem
-    from aggregator.service import prior_round
+    from aggregator.service import earlier_reveals, prior_round
 
     try:
-        prior = prior_round(store, snap, view.spec, contract.all_submissions(snap.task_id, snap.info, snap.settled))
+        prior = prior_round(store, snap, view.spec, earlier_reveals(contract, snap))
     except MarketError as exc:
         add("values", False, f"cannot read the earlier rounds' receipts: {exc}")
         return None
