@@ -26,7 +26,10 @@ configuration, per-seed accuracies, timings and the machine's load.  Plain
 FedAvg appears as rule ``mean``.  A markdown table goes to ``--markdown`` (default:
 the JSON path with ``.md``) and stdout.  ``--quick``: one seed, 5 rounds.  ``--skip-mean``: the
 attacks run only against ``--rules`` (plain FedAvg still gives the clean baseline), for tasks whose
-runs are slow (mnist5k).
+runs are slow (mnist5k).  ``--collusion previous``: the colluding attacks see only the previous round's honest
+updates, which is all that the market's commit-reveal shows anyone before it commits, and the copy check gets the
+updates published in earlier rounds, as the aggregator service passes them (the default ``now`` gives colluders this
+round's, as the literature does, and as ``market simulate`` does, and passes no earlier updates).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from aggregator.round import aggregate_round  # noqa: E402
+from aggregator.validate import Published  # noqa: E402
 from bench.fairness import PROOF_TASK, proof_kwargs, task_spec  # noqa: E402
 from market.data import Splits, example, example_splits  # noqa: E402
 from market.models import build_model, held_out_score, model_with_state, state_of  # noqa: E402
@@ -67,7 +71,8 @@ RULES = ("krum", "multikrum", "cwmed", "cwtm", "geomed", "cc", "ccdrop", "nnm+cw
 ATTACK_ORDER = ("sign_flip", "gaussian", "label_flip", "free_rider", "alie", "ipm", "mimic")
 #: attacks whose submitted update does not depend on the attacker's own training (skip the training)
 _NO_OWN_TRAINING = {"gaussian", "free_rider", "alie", "ipm", "mimic"}
-GOALS = {"iid": 3.0, "dirichlet:0.5": 8.0}  # worst case within this many points of clean
+GOALS = {"iid": 3.0, "dirichlet:0.5": 8.0}
+COLLUSION = ("now", "previous")  # worst case within this many points of clean
 
 
 def _address(i: int) -> str:
@@ -85,8 +90,15 @@ def parse_rule(text: str) -> RobustSpec:
 
 
 def run_cell(partition: str, attack: str | None, rule: str, seed: int, rounds: int, n: int, f: int,
-             task: str = "digits") -> dict[str, Any]:
-    """One market run; final test accuracy and the attackers' share of all basis points credited."""
+             task: str = "digits", collusion: str = "now") -> dict[str, Any]:
+    """One market run; final test accuracy and the attackers' share of all basis points credited.
+
+    ``collusion``: what colluding attackers (ALIE, IPM, mimic) see: ``now``, this round's honest updates (as in
+    the literature), or ``previous``, the previous round's, all that the market's commit-reveal lets anyone see
+    before committing (round 0 they have seen nothing and submit a zero update); the copy check then also gets every
+    update and global update published in earlier rounds, as the aggregator service passes them."""
+    if collusion not in COLLUSION:
+        raise ValueError(f"collusion must be one of {', '.join(COLLUSION)}, not {collusion!r}")
     torch.set_num_threads(1)
     proof = rule.partition(":")[0] == "proof"
     if proof:  # a proof task (bench/fairness.py's PROOF_TASK): its model ccdrop's with f, its sketch rule sketch_f
@@ -102,6 +114,8 @@ def run_cell(partition: str, attack: str | None, rule: str, seed: int, rounds: i
     attacker_bps = 0
     prior: dict[str, float] = {}
     excluded = 0  # attacker-rounds in which the attacker was an outlier or rejected
+    earlier: tuple["OrderedDict[str, torch.Tensor]", ...] = ()  # the previous round's honest updates
+    published: list[Published] = []  # every valid and global update published so far (collusion "previous")
     t0 = time.perf_counter()
     for r in range(rounds):
         honest: dict[int, "OrderedDict[str, torch.Tensor]"] = {}
@@ -117,25 +131,35 @@ def run_cell(partition: str, attack: str | None, rule: str, seed: int, rounds: i
                     own = OrderedDict((k, torch.zeros_like(v)) for k, v in g.items())
                 else:
                     own = local_update(spec, g, poison_data(attack, data, spec.data.label_space), seed=step_seed)
-                seen = Collusion(tuple(honest[j] for j in sorted(honest))) if get_attack(attack).colluding else None
-                # gaussian: one noise vector per attacker for the whole run, as long as the norm bound allows
-                delta = poison_update(attack, own, seed=attack_seed(seed, 0, i), collusion=seen,
-                                      max_norm=spec.validation.max_update_norm)
+                visible = tuple(honest[j] for j in sorted(honest)) if collusion == "now" else earlier
+                seen = Collusion(visible) if get_attack(attack).colluding and visible else None
+                if get_attack(attack).colluding and seen is None:  # nothing seen yet: a zero update
+                    delta = OrderedDict((k, torch.zeros_like(v)) for k, v in g.items())
+                else:  # gaussian: one noise vector per attacker for the whole run, as long as the norm bound allows
+                    delta = poison_update(attack, own, seed=attack_seed(seed, 0, i), collusion=seen,
+                                          max_norm=spec.validation.max_update_norm)
             else:
                 delta = honest[i]
             subs.append((_address(i), encode_state(delta, {"kind": "delta", "samples": str(len(data))})))
         # the cumulative values so far, as the service passes them: the market pays by them (valuation.payout)
         kw: dict[str, Any] = {"prior_values": prior}
+        if collusion == "previous":
+            kw["earlier"] = list(published)
         if proof:
             kw.update(proof_kwargs(spec, seed, r, {a: flatten(decode_state(b)[0]) for a, b in subs}))
         out = aggregate_round(spec, g, subs, splits.validation.x, splits.validation.y, seed=spec.valuation.seed + r, **kw)
         prior = dict(out.cumulative_values)
         attacker_bps += sum(out.bps[i] for i in attackers)
         excluded += sum(1 for i in attackers if _address(i) not in out.survivors)
+        if collusion == "previous":  # what the service passes the copy check: the valid updates and the global one
+            published += [Published(a, f"the update of {a} in round {r}", flatten(decode_state(b)[0]).double())
+                          for a, b in subs if a not in out.rejected]
+            published.append(Published("", f"round {r}'s global update", flatten(out.new_state).double() - flatten(g).double()))
         g = out.new_state
+        earlier = tuple(honest[j] for j in sorted(honest))
     acc = held_out_score(spec.data, model_with_state(spec.model, spec.data, g), splits.test.x, splits.test.y)
     return {
-        "partition": partition, "attack": attack, "rule": rule, "seed": seed, "accuracy": acc,
+        "partition": partition, "attack": attack, "rule": rule, "seed": seed, "collusion": collusion, "accuracy": acc,
         "attacker_share": attacker_bps / (10_000 * rounds),
         "excluded": excluded / (len(attackers) * rounds) if attackers else 0.0, "seconds": time.perf_counter() - t0,
     }
@@ -145,10 +169,10 @@ def _jobs(args: argparse.Namespace) -> list[tuple[Any, ...]]:
     jobs: list[tuple[Any, ...]] = []
     for seed in args.seeds:
         for p in args.partitions:
-            jobs.append((p, None, "mean", seed, args.rounds, args.n, args.f, args.task))
+            jobs.append((p, None, "mean", seed, args.rounds, args.n, args.f, args.task, args.collusion))
             for attack in args.attacks:
                 for rule in _compared(args):
-                    jobs.append((p, attack, rule, seed, args.rounds, args.n, args.f, args.task))
+                    jobs.append((p, attack, rule, seed, args.rounds, args.n, args.f, args.task, args.collusion))
     return jobs
 
 
@@ -227,7 +251,9 @@ def markdown(report: dict[str, Any], args: argparse.Namespace) -> str:
     meta = report.get("meta", {})
     lines.append(f"n = {args.n} trainers, f = {args.f} attackers, {args.rounds} rounds, seeds {args.seeds}, "
                  f"{example(args.task).arch} on {args.task}; default rule in bold; recommended by this evidence: {report['recommended_rule']}. "
-                 f"{meta.get('runs', '?')} runs, {meta.get('wall_s', 0):.0f} s wall.")
+                 f"{meta.get('runs', '?')} runs, {meta.get('wall_s', 0):.0f} s wall."
+                 + (" Colluding attacks (alie, ipm, mimic) saw the previous round's honest updates (--collusion previous)."
+                    if meta.get("collusion") == "previous" else ""))
     return "\n".join(lines)
 
 
@@ -245,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=10, help="trainers (default 10)")
     ap.add_argument("--f", type=int, default=2, help="attackers, the last f trainers, and the rules' f (default 2)")
     ap.add_argument("--task", default="digits", help="the example task (market.data.EXAMPLES; default digits)")
+    ap.add_argument("--collusion", choices=COLLUSION, default="now",
+                    help="what colluding attacks see: this round's honest updates (now, the default, as in the literature) "
+                         "or the previous round's (previous: all that commit-reveal shows before a trainer commits)")
     ap.add_argument("--skip-mean", action="store_true",
                     help="no plain-FedAvg run under each attack (the clean run stays): half the runs, for slow tasks")
     args = ap.parse_args(argv)
@@ -266,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     report["meta"] = {
         "n": args.n, "f": args.f, "rounds": args.rounds, "seeds": args.seeds, "quick": args.quick,
         "partitions": args.partitions, "attacks": args.attacks, "rules": list(_compared(args)),
-        "task": args.task, "model": example(args.task).arch, "valuation": TaskSpec().valuation.rule, "runs": len(jobs), "workers": args.workers,
+        "task": args.task, "collusion": args.collusion, "model": example(args.task).arch, "valuation": TaskSpec().valuation.rule, "runs": len(jobs), "workers": args.workers,
         "wall_s": wall, "cpu_s_per_run": _mean([r["seconds"] for r in results]),
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
                     "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
